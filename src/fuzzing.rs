@@ -1,0 +1,200 @@
+//! Fuzz entry points. Each cargo-fuzz target in `fuzz/fuzz_targets/` is a one-line call into
+//! this module, and `tests/fuzz_corpus.rs` replays the committed corpus through the same
+//! functions on stable Rust, so a crash found once stays a test.
+//!
+//! Inputs start with a configuration byte so the fuzzer explores the decoder's settings too:
+//! bit 0 set means the stream starts after the preamble; bit 1 set means a 64-byte maximum body
+//! (to reach the oversize paths with short inputs); bits 2-3 pick the encoder's large-payload
+//! threshold (default, 0, 1 or 16 bytes) where a target re-encodes. Assertions here are the
+//! properties being fuzzed; any panic is a finding.
+
+use bytes::BytesMut;
+
+use crate::wire::{
+    DEFAULT_LARGE_PAYLOAD_THRESHOLD, Frame, FrameDecoder, FrameEncoder, MessageType, SendQueue,
+    WireError, decode_body,
+};
+
+struct Config {
+    decoder: FrameDecoder,
+    encoder: FrameEncoder,
+}
+
+fn config(byte: u8) -> Config {
+    let mut decoder = FrameDecoder::new();
+    if byte & 1 != 0 {
+        decoder = decoder.without_preamble();
+    }
+    if byte & 2 != 0 {
+        decoder = decoder.with_max_body_len(64);
+    }
+    let threshold = match (byte >> 2) & 3 {
+        0 => DEFAULT_LARGE_PAYLOAD_THRESHOLD,
+        1 => 0,
+        2 => 1,
+        _ => 16,
+    };
+    Config {
+        decoder,
+        encoder: FrameEncoder::new().with_large_payload_threshold(threshold),
+    }
+}
+
+/// Everything a decoder makes of a stream: the frames, then how it ended.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    frames: Vec<Frame>,
+    end: Result<(), WireError>,
+}
+
+fn decode_all(mut decoder: FrameDecoder, chunks: &mut dyn Iterator<Item = &[u8]>) -> Outcome {
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    // A failed decoder stays failed, with the same error.
+                    assert_eq!(decoder.decode(&mut buf), Err(e.clone()));
+                    return Outcome {
+                        frames,
+                        end: Err(e),
+                    };
+                }
+            }
+        }
+    }
+    let end = decoder.finish(&buf);
+    Outcome { frames, end }
+}
+
+/// Target `frame_decoder`: arbitrary bytes through the frame decoder, all at once.
+pub fn frame_decoder(data: &[u8]) {
+    let Some((&cfg, stream)) = data.split_first() else {
+        return;
+    };
+    let outcome = decode_all(config(cfg).decoder, &mut std::iter::once(stream));
+    for frame in &outcome.frames {
+        let _ = format!("{frame:?}");
+    }
+    if let Err(e) = &outcome.end {
+        let _ = e.to_string();
+    }
+}
+
+/// Target `split_equivalence`: the same bytes, split at arbitrary points, decode exactly as
+/// they do in one piece. After the configuration byte, a count `n` (0-15) and `n` chunk lengths
+/// (1-256) cut the rest of the input, cycling through the lengths.
+pub fn split_equivalence(data: &[u8]) {
+    let Some((&cfg, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((&count, rest)) = rest.split_first() else {
+        return;
+    };
+    let count = usize::from(count % 16).min(rest.len());
+    let (lengths, stream) = rest.split_at(count);
+    let whole = decode_all(config(cfg).decoder, &mut std::iter::once(stream));
+
+    let lengths: Vec<usize> = if lengths.is_empty() {
+        vec![1]
+    } else {
+        lengths.iter().map(|&b| usize::from(b) + 1).collect()
+    };
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for len in lengths.iter().cycle() {
+        if at >= stream.len() {
+            break;
+        }
+        let end = (at + len).min(stream.len());
+        pieces.push(&stream[at..end]);
+        at = end;
+    }
+    let split = decode_all(config(cfg).decoder, &mut pieces.into_iter());
+    assert_eq!(
+        whole, split,
+        "split decoding differs from one-piece decoding"
+    );
+}
+
+/// Target `roundtrip`: every frame that decodes re-encodes to bytes that decode to the same
+/// frame, and encoding is stable (the second encoding equals the first) and independent of the
+/// large-payload threshold.
+pub fn roundtrip(data: &[u8]) {
+    let Some((&cfg, stream)) = data.split_first() else {
+        return;
+    };
+    let Config { decoder, encoder } = config(cfg);
+    let max = decoder.max_body_len();
+    let outcome = decode_all(decoder, &mut std::iter::once(stream));
+    let reference = FrameEncoder::new().with_large_payload_threshold(usize::MAX);
+    for frame in outcome.frames {
+        let first = encode(&encoder.clone().with_max_body_len(max), &frame);
+        let again = decode_all(
+            FrameDecoder::new()
+                .without_preamble()
+                .with_max_body_len(max),
+            &mut std::iter::once(&first[..]),
+        );
+        assert_eq!(again.end, Ok(()));
+        assert_eq!(
+            again.frames,
+            vec![frame.clone()],
+            "re-encoded frame decodes differently"
+        );
+        assert_eq!(
+            encode(&encoder, &again.frames[0]),
+            first,
+            "encoding is not stable"
+        );
+        assert_eq!(
+            encode(&reference, &frame),
+            first,
+            "threshold changed the bytes"
+        );
+    }
+}
+
+fn encode(encoder: &FrameEncoder, frame: &Frame) -> Vec<u8> {
+    let mut out = SendQueue::new();
+    let result = encoder.encode(
+        &mut out,
+        frame.request_id,
+        frame.lane,
+        frame.flags,
+        &frame.message,
+    );
+    assert_eq!(result, Ok(()), "a decoded frame must encode");
+    out.to_vec()
+}
+
+/// Target `message_body`: the first byte is a message type, the rest a body; whatever decodes
+/// must re-encode to a body that decodes to the same message.
+pub fn message_body(data: &[u8]) {
+    let Some((&kind, body)) = data.split_first() else {
+        return;
+    };
+    let Ok(kind) = MessageType::from_u8(kind) else {
+        return;
+    };
+    let body = bytes::Bytes::copy_from_slice(body);
+    let Ok(message) = decode_body(kind, &body) else {
+        return;
+    };
+    let frame = Frame {
+        request_id: 0,
+        lane: Default::default(),
+        flags: Default::default(),
+        message,
+    };
+    let bytes = encode(&FrameEncoder::new().with_max_body_len(u32::MAX), &frame);
+    let reencoded_body = bytes::Bytes::copy_from_slice(&bytes[crate::wire::HEADER_LEN..]);
+    assert_eq!(
+        decode_body(kind, &reencoded_body).as_ref(),
+        Ok(&frame.message)
+    );
+}

@@ -1,0 +1,305 @@
+//! Shared test helpers: proptest strategies for every wire message, and small encode/decode
+//! shortcuts.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use raftnet::wire::*;
+
+pub fn go_bytes() -> impl Strategy<Value = Option<Bytes>> {
+    option::of(vec(any::<u8>(), 0..40).prop_map(Bytes::from))
+}
+
+/// Payloads around the large-payload threshold too, so both encoder paths are exercised.
+pub fn payload() -> impl Strategy<Value = Option<Bytes>> {
+    prop_oneof![
+        4 => go_bytes(),
+        1 => option::of((0usize..5000, any::<u8>()).prop_map(|(n, b)| Bytes::from(vec![b; n]))),
+    ]
+}
+
+pub fn header() -> impl Strategy<Value = RpcHeader> {
+    (any::<i64>(), go_bytes(), go_bytes()).prop_map(|(protocol_version, id, addr)| RpcHeader {
+        protocol_version,
+        id,
+        addr,
+    })
+}
+
+pub fn timestamp() -> impl Strategy<Value = Timestamp> {
+    (any::<i64>(), 0u32..1_000_000_000, option::of(any::<i32>())).prop_map(
+        |(unix_seconds, nanos, utc_offset)| Timestamp {
+            unix_seconds,
+            nanos,
+            utc_offset,
+        },
+    )
+}
+
+pub fn log() -> impl Strategy<Value = Log> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u8>(),
+        payload(),
+        go_bytes(),
+        timestamp(),
+    )
+        .prop_map(|(index, term, kind, data, extensions, appended_at)| Log {
+            index,
+            term,
+            kind: LogType(kind),
+            data,
+            extensions,
+            appended_at,
+        })
+}
+
+pub fn append_entries() -> impl Strategy<Value = AppendEntriesRequest> {
+    (
+        header(),
+        any::<u64>(),
+        go_bytes(),
+        any::<u64>(),
+        any::<u64>(),
+        vec(log(), 0..6),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(
+                header,
+                term,
+                leader,
+                prev_log_entry,
+                prev_log_term,
+                entries,
+                leader_commit_index,
+            )| {
+                AppendEntriesRequest {
+                    header,
+                    term,
+                    leader,
+                    prev_log_entry,
+                    prev_log_term,
+                    entries,
+                    leader_commit_index,
+                }
+            },
+        )
+}
+
+pub fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        append_entries().prop_map(Request::from),
+        (
+            header(),
+            any::<u64>(),
+            go_bytes(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(header, term, candidate, last_log_index, last_log_term, leadership_transfer)| {
+                    RequestVoteRequest {
+                        header,
+                        term,
+                        candidate,
+                        last_log_index,
+                        last_log_term,
+                        leadership_transfer,
+                    }
+                    .into()
+                }
+            ),
+        (
+            header(),
+            any::<i64>(),
+            any::<u64>(),
+            go_bytes(),
+            (any::<u64>(), any::<u64>()),
+            go_bytes(),
+            payload(),
+            any::<u64>(),
+            any::<i64>()
+        )
+            .prop_map(
+                |(
+                    header,
+                    snapshot_version,
+                    term,
+                    leader,
+                    (last_log_index, last_log_term),
+                    peers,
+                    configuration,
+                    configuration_index,
+                    size,
+                )| {
+                    InstallSnapshotRequest {
+                        header,
+                        snapshot_version,
+                        term,
+                        leader,
+                        last_log_index,
+                        last_log_term,
+                        peers,
+                        configuration,
+                        configuration_index,
+                        size,
+                    }
+                    .into()
+                }
+            ),
+        header().prop_map(|header| TimeoutNowRequest { header }.into()),
+        (header(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(header, term, last_log_index, last_log_term)| RequestPreVoteRequest {
+                header,
+                term,
+                last_log_index,
+                last_log_term,
+            }
+            .into()
+        ),
+    ]
+}
+
+pub fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        (
+            header(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(header, term, last_log, success, no_retry_backoff)| {
+                AppendEntriesResponse {
+                    header,
+                    term,
+                    last_log,
+                    success,
+                    no_retry_backoff,
+                }
+                .into()
+            }),
+        (header(), any::<u64>(), go_bytes(), any::<bool>()).prop_map(
+            |(header, term, peers, granted)| RequestVoteResponse {
+                header,
+                term,
+                peers,
+                granted,
+            }
+            .into()
+        ),
+        (header(), any::<u64>(), any::<bool>()).prop_map(|(header, term, success)| {
+            InstallSnapshotResponse {
+                header,
+                term,
+                success,
+            }
+            .into()
+        }),
+        header().prop_map(|header| TimeoutNowResponse { header }.into()),
+        (header(), any::<u64>(), any::<bool>()).prop_map(|(header, term, granted)| {
+            RequestPreVoteResponse {
+                header,
+                term,
+                granted,
+            }
+            .into()
+        }),
+    ]
+}
+
+pub fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        4 => request().prop_map(Message::Request),
+        3 => response().prop_map(Message::Response),
+        1 => payload().prop_map(|p| Message::SnapshotChunk(p.unwrap_or_default())),
+        1 => ".{0,40}".prop_map(Message::Error),
+    ]
+}
+
+pub fn lane() -> impl Strategy<Value = Lane> {
+    prop_oneof![
+        Just(Lane::Control),
+        Just(Lane::Heartbeat),
+        Just(Lane::Pipeline),
+        Just(Lane::Snapshot)
+    ]
+}
+
+/// A frame with arbitrary id and lane; END_STREAM set on some snapshot chunks.
+pub fn frame() -> impl Strategy<Value = Frame> {
+    (any::<u64>(), lane(), any::<bool>(), message()).prop_map(|(request_id, lane, end, message)| {
+        let flags = match message {
+            Message::SnapshotChunk(_) if end => Flags::END_STREAM,
+            _ => Flags::NONE,
+        };
+        Frame {
+            request_id,
+            lane,
+            flags,
+            message,
+        }
+    })
+}
+
+/// Encode frames (after a preamble) with `encoder`.
+pub fn encode_stream(encoder: &FrameEncoder, frames: &[Frame]) -> Vec<u8> {
+    let mut out = SendQueue::new();
+    encoder.preamble(&mut out);
+    for f in frames {
+        encoder
+            .encode(&mut out, f.request_id, f.lane, f.flags, &f.message)
+            .expect("encodes");
+    }
+    out.to_vec()
+}
+
+/// Encode one frame without a preamble.
+pub fn encode_frame(request_id: u64, message: &Message) -> Vec<u8> {
+    let mut out = SendQueue::new();
+    FrameEncoder::new()
+        .encode(&mut out, request_id, Lane::Control, Flags::NONE, message)
+        .expect("encodes");
+    out.to_vec()
+}
+
+/// Decode a whole stream in one piece: the frames and how it ended.
+pub fn decode_stream(
+    mut decoder: FrameDecoder,
+    bytes: &[u8],
+) -> (Vec<Frame>, Result<(), WireError>) {
+    let mut buf = BytesMut::from(bytes);
+    let mut frames = Vec::new();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(f)) => frames.push(f),
+            Ok(None) => return (frames, decoder.finish(&buf)),
+            Err(e) => return (frames, Err(e)),
+        }
+    }
+}
+
+/// Decode one frame body-only stream (no preamble) and expect exactly one error.
+pub fn decode_error(bytes: &[u8]) -> WireError {
+    let (frames, end) = decode_stream(FrameDecoder::new().without_preamble(), bytes);
+    assert!(
+        frames.is_empty(),
+        "expected no frame before the error, got {frames:?}"
+    );
+    end.expect_err("expected an error")
+}
+
+/// A raw frame: header fields as given, `body` as is.
+pub fn raw_frame(kind: u8, flags: u8, lane: u8, reserved: u8, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    v.extend_from_slice(&[kind, flags, lane, reserved]);
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
