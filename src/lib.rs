@@ -1,14 +1,32 @@
 //! raftnet: the network transport a Raft implementation sends its RPCs through.
 //!
-//! This release holds the IO-free [`wire`] core: the messages of hashicorp/raft's transport,
-//! field for field; raftnet's native framing (a preamble, then 16-byte headers with msgpack
-//! bodies); an incremental, zero-copy decoder that no input can crash; and an encoder that
-//! hands large payloads to vectored writes without copying them. The reactor-based transport
-//! builds on it.
+//! - [`NetTransport`]: TCP, one single-threaded mio reactor owning every socket, zero-copy
+//!   frame decoding, lock-free hand-off to the Raft side. hashicorp/raft's whole transport
+//!   contract: AppendEntries (with a heartbeat fast path and lane), RequestVote,
+//!   RequestPreVote, TimeoutNow, InstallSnapshot with a streamed body, pipelined appends.
+//! - [`InmemTransport`]: the same [`Transport`] trait in memory, for testing Raft code, with
+//!   links that can be cut or made to drop requests.
+//! - [`wire`]: the IO-free core: messages, the native framing, decoder and encoder.
+//!
+//! Every outbound call returns a [`Call`]: block on it, poll it, or `.await` it under any
+//! executor. Inbound RPCs arrive on the [`Consumer`] and are answered exactly once.
 
 #![deny(missing_docs, missing_debug_implementations, unsafe_code)]
 
+mod config;
+mod error;
+pub mod inmem;
+mod metrics;
+mod net;
+mod transport;
 pub mod wire;
+
+pub use config::*;
+pub use error::{Error, Result};
+pub use inmem::InmemTransport;
+pub use metrics::{HistogramSnapshot, Metrics};
+pub use net::NetTransport;
+pub use transport::*;
 
 #[doc(hidden)]
 pub mod fuzzing;

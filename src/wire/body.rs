@@ -22,20 +22,8 @@ const MIN_LOG_LEN: usize = 1 + LOG_FIELDS as usize;
 /// The message type that carries `message`.
 pub fn message_type(message: &Message) -> MessageType {
     match message {
-        Message::Request(r) => match r {
-            Request::AppendEntries(_) => MessageType::AppendEntries,
-            Request::RequestVote(_) => MessageType::RequestVote,
-            Request::InstallSnapshot(_) => MessageType::InstallSnapshot,
-            Request::TimeoutNow(_) => MessageType::TimeoutNow,
-            Request::RequestPreVote(_) => MessageType::RequestPreVote,
-        },
-        Message::Response(r) => match r {
-            Response::AppendEntries(_) => MessageType::AppendEntriesResponse,
-            Response::RequestVote(_) => MessageType::RequestVoteResponse,
-            Response::InstallSnapshot(_) => MessageType::InstallSnapshotResponse,
-            Response::TimeoutNow(_) => MessageType::TimeoutNowResponse,
-            Response::RequestPreVote(_) => MessageType::RequestPreVoteResponse,
-        },
+        Message::Request(r) => r.message_type(),
+        Message::Response(r) => r.message_type(),
         Message::SnapshotChunk(_) => MessageType::SnapshotChunk,
         Message::Error(_) => MessageType::Error,
     }
@@ -44,32 +32,7 @@ pub fn message_type(message: &Message) -> MessageType {
 /// Write `message`'s body.
 pub(crate) fn encode(message: &Message, out: &mut BodySink<'_>) -> Result<(), EncodeError> {
     match message {
-        Message::Request(Request::AppendEntries(m)) => {
-            out.array_len("AppendEntriesRequest", 9)?;
-            header(&m.header, out)?;
-            out.uint(m.term);
-            out.opt_bytes("AppendEntriesRequest.leader", &m.leader)?;
-            out.uint(m.prev_log_entry);
-            out.uint(m.prev_log_term);
-            out.uint(m.leader_commit_index);
-            out.array_len("AppendEntriesRequest.entries", m.entries.len())?;
-            for log in &m.entries {
-                if log.appended_at.nanos >= 1_000_000_000 {
-                    return Err(EncodeError::OutOfRange {
-                        field: "Log.appended_at.nanos",
-                    });
-                }
-                out.array_len("Log", LOG_FIELDS as usize)?;
-                out.uint(log.index);
-                out.uint(log.term);
-                out.uint(u64::from(log.kind.0));
-                out.opt_bytes("Log.data", &log.data)?;
-                out.opt_bytes("Log.extensions", &log.extensions)?;
-                out.sint(log.appended_at.unix_seconds);
-                out.uint(u64::from(log.appended_at.nanos));
-                out.opt_i32(log.appended_at.utc_offset);
-            }
-        }
+        Message::Request(Request::AppendEntries(m)) => encode_append_entries(m, out)?,
         Message::Request(Request::RequestVote(m)) => {
             out.array_len("RequestVoteRequest", 8)?;
             header(&m.header, out)?;
@@ -136,6 +99,38 @@ pub(crate) fn encode(message: &Message, out: &mut BodySink<'_>) -> Result<(), En
         }
         Message::SnapshotChunk(data) => out.payload(data),
         Message::Error(text) => out.string("Error.text", text)?,
+    }
+    Ok(())
+}
+
+/// Write an AppendEntries body (also used to encode from a shared request without a clone).
+pub(crate) fn encode_append_entries(
+    m: &AppendEntriesRequest,
+    out: &mut BodySink<'_>,
+) -> Result<(), EncodeError> {
+    out.array_len("AppendEntriesRequest", 9)?;
+    header(&m.header, out)?;
+    out.uint(m.term);
+    out.opt_bytes("AppendEntriesRequest.leader", &m.leader)?;
+    out.uint(m.prev_log_entry);
+    out.uint(m.prev_log_term);
+    out.uint(m.leader_commit_index);
+    out.array_len("AppendEntriesRequest.entries", m.entries.len())?;
+    for log in &m.entries {
+        if log.appended_at.nanos >= 1_000_000_000 {
+            return Err(EncodeError::OutOfRange {
+                field: "Log.appended_at.nanos",
+            });
+        }
+        out.array_len("Log", LOG_FIELDS as usize)?;
+        out.uint(log.index);
+        out.uint(log.term);
+        out.uint(u64::from(log.kind.0));
+        out.opt_bytes("Log.data", &log.data)?;
+        out.opt_bytes("Log.extensions", &log.extensions)?;
+        out.sint(log.appended_at.unix_seconds);
+        out.uint(u64::from(log.appended_at.nanos));
+        out.opt_i32(log.appended_at.utc_offset);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use super::body;
 use super::error::EncodeError;
 use super::frame::{DEFAULT_MAX_BODY_LEN, Flags, FrameHeader, Lane, MessageType, PREAMBLE};
-use super::message::Message;
+use super::message::{AppendEntriesRequest, Message};
 use super::msgpack::BodySink;
 use super::send_queue::SendQueue;
 
@@ -78,6 +78,39 @@ impl FrameEncoder {
                 flags: flags.bits(),
             });
         }
+        self.encode_body(out, request_id, lane, flags, kind, |sink| {
+            body::encode(message, sink)
+        })
+    }
+
+    /// Queue an AppendEntries frame from a borrowed request (a pipeline keeps its requests
+    /// shared with the futures it hands out). On error nothing is queued.
+    pub fn encode_append_entries(
+        &self,
+        out: &mut SendQueue,
+        request_id: u64,
+        lane: Lane,
+        request: &AppendEntriesRequest,
+    ) -> Result<(), EncodeError> {
+        self.encode_body(
+            out,
+            request_id,
+            lane,
+            Flags::NONE,
+            MessageType::AppendEntries,
+            |sink| body::encode_append_entries(request, sink),
+        )
+    }
+
+    fn encode_body(
+        &self,
+        out: &mut SendQueue,
+        request_id: u64,
+        lane: Lane,
+        flags: Flags,
+        kind: MessageType,
+        write: impl FnOnce(&mut BodySink<'_>) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
         let header_at = out.buf.len();
         let header = FrameHeader {
             body_len: 0, // filled in by `BodySink::finish`
@@ -93,7 +126,7 @@ impl FrameEncoder {
             self.large_payload_threshold,
             header_at,
         );
-        if let Err(e) = body::encode(message, &mut sink) {
+        if let Err(e) = write(&mut sink) {
             sink.abort();
             return Err(e);
         }

@@ -11,6 +11,8 @@
 
 use bytes::Bytes;
 
+use super::frame::MessageType;
+
 /// Fields every request and response carries (Go's embedded `RPCHeader`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RpcHeader {
@@ -420,6 +422,17 @@ impl_into_message!(
 );
 
 impl Request {
+    /// The frame type that carries this request.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Request::AppendEntries(_) => MessageType::AppendEntries,
+            Request::RequestVote(_) => MessageType::RequestVote,
+            Request::InstallSnapshot(_) => MessageType::InstallSnapshot,
+            Request::TimeoutNow(_) => MessageType::TimeoutNow,
+            Request::RequestPreVote(_) => MessageType::RequestPreVote,
+        }
+    }
+
     /// The header of the request.
     pub fn header(&self) -> &RpcHeader {
         match self {
@@ -433,6 +446,17 @@ impl Request {
 }
 
 impl Response {
+    /// The frame type that carries this response.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Response::AppendEntries(_) => MessageType::AppendEntriesResponse,
+            Response::RequestVote(_) => MessageType::RequestVoteResponse,
+            Response::InstallSnapshot(_) => MessageType::InstallSnapshotResponse,
+            Response::TimeoutNow(_) => MessageType::TimeoutNowResponse,
+            Response::RequestPreVote(_) => MessageType::RequestPreVoteResponse,
+        }
+    }
+
     /// The header of the response.
     pub fn header(&self) -> &RpcHeader {
         match self {

@@ -1,0 +1,230 @@
+//! One connection as the reactor keeps it: the socket (behind the stream seam), its read
+//! buffer and decoder, its send queue, and what it is for.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::handoff::AnyResolver;
+use super::snapshot_out::SnapshotFeed;
+use crate::metrics::{RpcKind, TransportMetrics, add};
+use crate::transport::pipeline::PipelineShared;
+use crate::transport::snapshot::SnapshotStream;
+use crate::wire::{FrameDecoder, Lane, SendQueue};
+
+/// The stream seam: what a connection reads and writes through. Plain TCP today; a TLS layer
+/// (rustls over the TCP stream) implements the same trait later, and the reactor does not
+/// change.
+pub(crate) trait Stream: Read + Write + mio::event::Source + Send {
+    /// A pending socket error (how a failed non-blocking connect reports itself).
+    fn take_error(&self) -> io::Result<Option<io::Error>>;
+    /// The peer's address; `NotConnected` while a connect is still in progress.
+    fn peer_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl Stream for mio::net::TcpStream {
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        mio::net::TcpStream::take_error(self)
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        mio::net::TcpStream::peer_addr(self)
+    }
+}
+
+/// Reads start this small so a quiet connection does not zero a large buffer for each small
+/// message, and double while reads keep filling them.
+const MIN_READ: usize = 4 * 1024;
+/// The largest single read: big enough that bulk transfers take few syscalls.
+const MAX_READ: usize = 256 * 1024;
+/// Slices handed to one `writev` (Linux's `IOV_MAX` is 1024; more slices buy nothing).
+const MAX_IOVECS: usize = 64;
+
+/// A call waiting for its answer on a connection.
+pub(crate) struct PendingCall {
+    pub(crate) request_id: u64,
+    pub(crate) resolver: AnyResolver,
+    pub(crate) kind: RpcKind,
+    pub(crate) started: Instant,
+}
+
+/// An InstallSnapshot body being received.
+pub(crate) struct SnapshotIn {
+    pub(crate) stream: Arc<SnapshotStream>,
+    pub(crate) size: u64,
+    pub(crate) received: u64,
+}
+
+pub(crate) struct Inbound {
+    /// Requests handed to the Raft side and not yet answered.
+    pub(crate) unanswered: usize,
+    pub(crate) snapshots: HashMap<u64, SnapshotIn>,
+}
+
+pub(crate) struct Pooled {
+    pub(crate) pool_key: (SocketAddr, Lane),
+    pub(crate) call: Option<PendingCall>,
+}
+
+pub(crate) struct PipelineConn {
+    pub(crate) id: u64,
+    pub(crate) shared: Arc<PipelineShared>,
+    /// (request id, pipeline sequence number, sent at), in send order.
+    pub(crate) inflight: VecDeque<(u64, u64, Instant)>,
+}
+
+pub(crate) struct SnapshotOut {
+    pub(crate) id: u64,
+    pub(crate) call: Option<PendingCall>,
+    pub(crate) feed: Arc<SnapshotFeed>,
+    pub(crate) request_id: u64,
+    pub(crate) size: u64,
+    pub(crate) sent: u64,
+    /// The last chunk (END_STREAM) is queued.
+    pub(crate) body_done: bool,
+    /// The reactor asked the pump for more and waits for `SnapshotReady`.
+    pub(crate) waiting_for_feed: bool,
+}
+
+/// What a connection is for.
+pub(crate) enum Role {
+    /// Accepted: serves requests.
+    Inbound(Inbound),
+    /// Dialled for request/response calls, one at a time; pooled when idle.
+    Pooled(Pooled),
+    /// Dialled for one pipeline.
+    Pipeline(PipelineConn),
+    /// Dialled for one snapshot transfer, closed afterwards.
+    SnapshotOut(SnapshotOut),
+}
+
+/// How a read attempt ended.
+pub(crate) enum ReadOutcome {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The read budget ran out with data possibly left: read again next turn.
+    Budget,
+    /// The peer closed its side.
+    Eof,
+    Error(io::Error),
+}
+
+pub(crate) struct Conn {
+    pub(crate) key: u64,
+    pub(crate) stream: Box<dyn Stream>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) role: Role,
+    pub(crate) decoder: FrameDecoder,
+    pub(crate) read_buf: BytesMut,
+    read_size: usize,
+    pub(crate) send: SendQueue,
+    /// Outbound: the connect completed.
+    pub(crate) connected: bool,
+    /// A snapshot reader fell behind: do not read until it catches up.
+    pub(crate) read_paused: bool,
+    /// close_streams() asked this inbound connection to close once it has answered everything.
+    pub(crate) close_when_idle: bool,
+    /// Queued on the reactor's write list this turn.
+    pub(crate) dirty: bool,
+    /// Queued on the reactor's read-again list.
+    pub(crate) read_again: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        key: u64,
+        stream: Box<dyn Stream>,
+        peer: SocketAddr,
+        role: Role,
+        decoder: FrameDecoder,
+        connected: bool,
+    ) -> Conn {
+        Conn {
+            key,
+            stream,
+            peer,
+            role,
+            decoder,
+            read_buf: BytesMut::new(),
+            read_size: MIN_READ,
+            send: SendQueue::new(),
+            connected,
+            read_paused: false,
+            close_when_idle: false,
+            dirty: false,
+            read_again: false,
+        }
+    }
+
+    /// Read up to `budget` bytes into the read buffer (frames are cut out by the caller).
+    pub(crate) fn fill(&mut self, budget: usize, metrics: &TransportMetrics) -> ReadOutcome {
+        let mut total = 0;
+        loop {
+            if total >= budget {
+                return ReadOutcome::Budget;
+            }
+            let len = self.read_buf.len();
+            // Read at least what the decoder reserved for a frame in progress.
+            let spare = self.read_buf.capacity() - len;
+            let want = self.read_size.max(spare.min(MAX_READ));
+            self.read_buf.resize(len + want, 0);
+            let result = self.stream.read(&mut self.read_buf[len..]);
+            let n = match &result {
+                Ok(n) => *n,
+                Err(_) => 0,
+            };
+            self.read_buf.truncate(len + n);
+            match result {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(n) => {
+                    total += n;
+                    add(&metrics.bytes_read, n as u64);
+                    add(&metrics.reads, 1);
+                    self.read_size = if n == want {
+                        (want * 2).min(MAX_READ)
+                    } else {
+                        (n * 2).clamp(MIN_READ, MAX_READ)
+                    };
+                    if n < want {
+                        // A short read means the socket is (very likely) empty; edge-triggered
+                        // readiness will tell us when more arrives.
+                        return ReadOutcome::Drained;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return ReadOutcome::Error(e),
+            }
+        }
+    }
+
+    /// Write queued output until it is all written or the socket is full. Returns whether
+    /// everything was written.
+    pub(crate) fn flush(&mut self, metrics: &TransportMetrics) -> io::Result<bool> {
+        while !self.send.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = self.send.io_slices(&mut slices);
+            match self.stream.write_vectored(&slices[..n]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "socket accepted no bytes",
+                    ));
+                }
+                Ok(written) => {
+                    add(&metrics.bytes_written, written as u64);
+                    add(&metrics.writes, 1);
+                    self.send.advance(written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,507 @@
+//! [`NetTransport`]: the TCP transport, driven by one mio reactor thread.
+//!
+//! ```text
+//!  callers (any thread)            reactor thread                       Raft side
+//!  ───────────────────             ──────────────                       ─────────
+//!  append_entries() ──Command──▶  submission queue ─▶ pool / dial ─▶ socket ─▶ peer
+//!        ▲                                                                    │
+//!        └──── Call resolved ◀── decode answer ◀── socket ◀───────────────────┘
+//!
+//!  peer ─▶ socket ─▶ decode (zero-copy) ─▶ consumer queue ─────────▶ Consumer::recv()
+//!                     └─ heartbeat ─▶ handler (on the reactor)            │
+//!  peer ◀─ socket ◀─ encode ◀─ completion queue ◀──────────────── Rpc::respond()
+//! ```
+//!
+//! The queues are lock-free (`crossbeam-queue`); a thread is woken only when it sleeps.
+
+pub(crate) mod conn;
+pub(crate) mod handoff;
+pub(crate) mod reactor;
+pub(crate) mod snapshot_out;
+pub(crate) mod timer;
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+
+use self::handoff::{AnyResolver, Command, Handoff, HandoffSink, OutboundCall, OutboundSnapshot};
+use self::reactor::{Reactor, WAKER};
+use self::snapshot_out::SnapshotFeed;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, RpcKind, TransportMetrics};
+use crate::transport::call::{Call, Resolver, call};
+use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared};
+use crate::transport::rpc::{Consumer, ResponseSink};
+use crate::transport::*;
+use crate::wire::*;
+
+/// Values the reactor publishes once per turn for the API to read.
+#[derive(Debug, Default)]
+pub(crate) struct Gauges {
+    pub(crate) idle_pooled: AtomicUsize,
+    pub(crate) open_connections: AtomicUsize,
+    pub(crate) timers: AtomicUsize,
+}
+
+/// What the transport handle and its reactor thread share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) encoder: FrameEncoder,
+    pub(crate) handoff: Arc<Handoff>,
+    pub(crate) sink: Arc<dyn ResponseSink>,
+    pub(crate) consumer: Consumer,
+    heartbeat: RwLock<Option<HeartbeatHandler>>,
+    pub(crate) metrics: Arc<TransportMetrics>,
+    pub(crate) gauges: Gauges,
+}
+
+impl Shared {
+    pub(crate) fn heartbeat_handler(&self) -> Option<HeartbeatHandler> {
+        self.heartbeat
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// The network transport: hashicorp/raft's `NetworkTransport` contract over TCP, on one
+/// single-threaded mio reactor.
+///
+/// ```
+/// use raftnet::{CallOptions, Config, NetTransport, ServerId, Transport};
+/// use raftnet::wire::{RequestVoteRequest, RequestVoteResponse};
+///
+/// // Two transports on ephemeral loopback ports.
+/// let a = NetTransport::bind("127.0.0.1:0", None, Config::default())?;
+/// let b = NetTransport::bind("127.0.0.1:0", None, Config::default())?;
+///
+/// // b's Raft side answers every vote request.
+/// let consumer = b.consumer().clone();
+/// let server = std::thread::spawn(move || {
+///     let rpc = consumer.recv().unwrap();
+///     rpc.respond_ok(RequestVoteResponse { term: 3, granted: true, ..Default::default() });
+/// });
+///
+/// // a asks b for a vote.
+/// let vote = a.request_vote(
+///     &ServerId::from("b"),
+///     &b.local_addr(),
+///     RequestVoteRequest { term: 3, ..Default::default() },
+///     CallOptions::default(),
+/// );
+/// assert!(vote.wait()?.granted);
+/// server.join().unwrap();
+/// # Ok::<(), raftnet::Error>(())
+/// ```
+pub struct NetTransport {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    bound_addr: SocketAddr,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    reactor_thread: std::thread::ThreadId,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for NetTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetTransport")
+            .field("local_addr", &self.local_addr)
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl NetTransport {
+    /// Listen on `bind` and start the reactor thread.
+    ///
+    /// `advertise` is the address peers should dial (and what [`local_addr`](Transport::local_addr)
+    /// returns); without it the bound address is used, which must then be a specific IP
+    /// (hashicorp: "local bind address is not advertisable" for 0.0.0.0 or ::).
+    pub fn bind(
+        bind: impl ToSocketAddrs,
+        advertise: Option<SocketAddr>,
+        config: Config,
+    ) -> Result<NetTransport> {
+        let std_listener = std::net::TcpListener::bind(bind)
+            .map_err(|e| Error::Config(format!("bind failed: {e}")))?;
+        let bound_addr = std_listener.local_addr().map_err(Error::io)?;
+        let local_addr = match advertise {
+            Some(a) => a,
+            None if bound_addr.ip().is_unspecified() => {
+                return Err(Error::Config(
+                    "local bind address is not advertisable".into(),
+                ));
+            }
+            None => bound_addr,
+        };
+        if local_addr.ip().is_unspecified() {
+            return Err(Error::Config(
+                "local bind address is not advertisable".into(),
+            ));
+        }
+        std_listener.set_nonblocking(true).map_err(Error::io)?;
+        let listener = mio::net::TcpListener::from_std(std_listener);
+
+        let poll = mio::Poll::new().map_err(Error::io)?;
+        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(Error::io)?;
+        let metrics = Arc::new(TransportMetrics::default());
+        let handoff = Arc::new(Handoff::new(waker, metrics.clone()));
+        let encoder = FrameEncoder::new()
+            .with_large_payload_threshold(config.large_payload_threshold)
+            .with_max_body_len(config.max_frame_body);
+        let shared = Arc::new(Shared {
+            encoder,
+            sink: Arc::new(HandoffSink(handoff.clone())),
+            handoff,
+            consumer: Consumer::new(Some(metrics.clone())),
+            heartbeat: RwLock::new(None),
+            metrics,
+            gauges: Gauges::default(),
+            config,
+        });
+        let reactor = Reactor::new(poll, listener, shared.clone()).map_err(Error::io)?;
+        let thread = std::thread::Builder::new()
+            .name(format!("raftnet-reactor-{}", bound_addr.port()))
+            .spawn(move || reactor.run())
+            .map_err(|e| Error::Config(format!("cannot start the reactor thread: {e}")))?;
+        Ok(NetTransport {
+            shared,
+            local_addr,
+            bound_addr,
+            reactor_thread: thread.thread().id(),
+            thread: Mutex::new(Some(thread)),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The address the listener is bound to (may differ from the advertised one).
+    pub fn bound_addr(&self) -> SocketAddr {
+        self.bound_addr
+    }
+
+    /// Idle pooled outbound connections, all peers and lanes together.
+    pub fn pooled_connections(&self) -> usize {
+        self.shared.gauges.idle_pooled.load(Ordering::Relaxed)
+    }
+
+    /// Open connections (inbound and outbound).
+    pub fn open_connections(&self) -> usize {
+        self.shared.gauges.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`close`](Transport::close) was called.
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.handoff.closed.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the transport's metrics.
+    pub fn metrics(&self) -> Metrics {
+        let s = &self.shared;
+        let gauges = [
+            ("raftnet.consumerQueue", s.consumer.len() as u64),
+            ("raftnet.submissionQueue", s.handoff.commands.len() as u64),
+            (
+                "raftnet.completionQueue",
+                s.handoff.completions.len() as u64,
+            ),
+            (
+                "raftnet.openConnections",
+                s.gauges.open_connections.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "raftnet.idlePooledConnections",
+                s.gauges.idle_pooled.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "raftnet.timers",
+                s.gauges.timers.load(Ordering::Relaxed) as u64,
+            ),
+        ];
+        let consumer_wakes = s.consumer.shared().stats.wakes.load(Ordering::Relaxed);
+        s.metrics.snapshot(&gauges, consumer_wakes)
+    }
+
+    fn resolve(&self, id: &ServerId, target: &ServerAddress) -> Result<SocketAddr> {
+        let target = self.dial_address(id, target);
+        if let Ok(addr) = target.0.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        // A host name: resolved on the calling thread, never on the reactor.
+        let unreachable = |reason: std::io::Error| Error::Unreachable {
+            addr: target.0.clone(),
+            reason: Arc::new(reason),
+        };
+        target
+            .0
+            .to_socket_addrs()
+            .map_err(unreachable)?
+            .next()
+            .ok_or_else(|| {
+                unreachable(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no address",
+                ))
+            })
+    }
+
+    fn dial_address(&self, id: &ServerId, target: &ServerAddress) -> ServerAddress {
+        match &self.shared.config.address_provider {
+            Some(provider) => match provider.server_addr(id) {
+                Ok(addr) => addr,
+                Err(e) => {
+                    log::warn!(
+                        "raftnet: unable to get address for server {id}, using fallback address {target}: {e}"
+                    );
+                    target.clone()
+                }
+            },
+            None => target.clone(),
+        }
+    }
+
+    fn call<T>(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: Request,
+        options: CallOptions,
+        wrap: fn(Resolver<T>) -> AnyResolver,
+    ) -> Call<T> {
+        let (call, resolver) = call();
+        let kind = RpcKind::of(&request);
+        let addr = match self.resolve(id, target) {
+            Ok(a) => a,
+            Err(e) => {
+                resolver.resolve(Err(e));
+                return call;
+            }
+        };
+        let lane = if kind == RpcKind::Heartbeat {
+            Lane::Heartbeat
+        } else {
+            Lane::Control
+        };
+        self.shared.handoff.submit(Command::Call(OutboundCall {
+            addr,
+            lane,
+            request,
+            resolver: wrap(resolver),
+            deadline: options.deadline,
+            kind,
+        }));
+        call
+    }
+}
+
+impl Transport for NetTransport {
+    fn consumer(&self) -> &Consumer {
+        &self.shared.consumer
+    }
+
+    fn local_addr(&self) -> ServerAddress {
+        ServerAddress(self.local_addr.to_string())
+    }
+
+    fn append_entries(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: AppendEntriesRequest,
+        options: CallOptions,
+    ) -> Call<AppendEntriesResponse> {
+        self.call(
+            id,
+            target,
+            request.into(),
+            options,
+            AnyResolver::AppendEntries,
+        )
+    }
+
+    fn request_vote(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: RequestVoteRequest,
+        options: CallOptions,
+    ) -> Call<RequestVoteResponse> {
+        self.call(
+            id,
+            target,
+            request.into(),
+            options,
+            AnyResolver::RequestVote,
+        )
+    }
+
+    fn request_pre_vote(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: RequestPreVoteRequest,
+        options: CallOptions,
+    ) -> Call<RequestPreVoteResponse> {
+        self.call(
+            id,
+            target,
+            request.into(),
+            options,
+            AnyResolver::RequestPreVote,
+        )
+    }
+
+    fn timeout_now(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: TimeoutNowRequest,
+        options: CallOptions,
+    ) -> Call<TimeoutNowResponse> {
+        self.call(id, target, request.into(), options, AnyResolver::TimeoutNow)
+    }
+
+    fn install_snapshot(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: InstallSnapshotRequest,
+        data: SnapshotData,
+        options: CallOptions,
+    ) -> Call<InstallSnapshotResponse> {
+        if request.size < 0 {
+            return Call::failed(Error::Snapshot(format!(
+                "negative snapshot size {}",
+                request.size
+            )));
+        }
+        let addr = match self.resolve(id, target) {
+            Ok(a) => a,
+            Err(e) => return Call::failed(e),
+        };
+        let (call, resolver) = call();
+        let snapshot_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let chunk = self.shared.config.snapshot_chunk;
+        // Two chunks in flight between the pump and the reactor keep both busy.
+        let feed = SnapshotFeed::new(chunk * 2);
+        let size = request.size as u64;
+        let pump_feed = feed.clone();
+        let handoff = self.shared.handoff.clone();
+        let pump = std::thread::Builder::new()
+            .name("raftnet-snapshot".into())
+            .spawn(move || snapshot_out::pump(data, size, chunk, snapshot_id, pump_feed, handoff));
+        if let Err(e) = pump {
+            resolver.resolve(Err(Error::Snapshot(format!(
+                "cannot start the snapshot reader thread: {e}"
+            ))));
+            return call;
+        }
+        self.shared
+            .handoff
+            .submit(Command::Snapshot(OutboundSnapshot {
+                id: snapshot_id,
+                addr,
+                request,
+                resolver: AnyResolver::InstallSnapshot(resolver),
+                deadline: options.deadline,
+                feed,
+            }));
+        call
+    }
+
+    fn append_entries_pipeline(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+    ) -> Result<AppendPipeline> {
+        let max = self.shared.config.max_rpcs_in_flight;
+        if max < 2 {
+            return Err(Error::PipelineNotSupported);
+        }
+        if self.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
+        let addr = self.resolve(id, target)?;
+        let pipeline_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = PipelineShared::new(max);
+        self.shared.handoff.submit(Command::OpenPipeline {
+            id: pipeline_id,
+            addr,
+            shared: shared.clone(),
+        });
+        Ok(AppendPipeline::new(
+            shared,
+            Box::new(NetPipeline {
+                id: pipeline_id,
+                handoff: self.shared.handoff.clone(),
+            }),
+        ))
+    }
+
+    fn encode_peer(&self, id: &ServerId, addr: &ServerAddress) -> Bytes {
+        Bytes::from(self.dial_address(id, addr).0.into_bytes())
+    }
+
+    fn decode_peer(&self, peer: &[u8]) -> ServerAddress {
+        ServerAddress(String::from_utf8_lossy(peer).into_owned())
+    }
+
+    fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
+        *self
+            .shared
+            .heartbeat
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = handler;
+    }
+
+    fn close_streams(&self) {
+        self.shared.handoff.submit(Command::CloseStreams);
+    }
+
+    fn close(&self) {
+        let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        self.shared.handoff.commands.push(Command::Shutdown);
+        self.shared.handoff.notify();
+        // A heartbeat handler may close the transport from the reactor thread itself.
+        if std::thread::current().id() != self.reactor_thread {
+            if thread.join().is_err() {
+                log::error!("raftnet: the reactor thread panicked");
+            }
+        }
+        self.shared.handoff.closed.store(true, Ordering::SeqCst);
+        self.shared.handoff.fail_pending_commands();
+        self.shared.consumer.shared().close();
+    }
+}
+
+impl Drop for NetTransport {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A pipeline's requests go to the reactor as commands.
+struct NetPipeline {
+    id: u64,
+    handoff: Arc<Handoff>,
+}
+
+impl PipelineBackend for NetPipeline {
+    fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>) {
+        self.handoff.submit(Command::PipelineSend {
+            id: self.id,
+            seq,
+            request,
+        });
+    }
+
+    fn close(&self) {
+        self.handoff.submit(Command::ClosePipeline { id: self.id });
+    }
+}

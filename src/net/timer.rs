@@ -1,0 +1,93 @@
+//! The reactor's timers: call deadlines, dial timeouts and the accept back-off, in one heap.
+//! Entries are never removed early; when one fires, the reactor checks that what it guards is
+//! still pending (the connection key carries a generation, request ids are never reused).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// What a timer guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKind {
+    /// A request/response or snapshot call on `conn` waiting for `request_id`.
+    Call { conn: u64, request_id: u64 },
+    /// A pipelined request on `conn`.
+    Pipeline { conn: u64, request_id: u64 },
+    /// An outbound connection still dialling.
+    Dial { conn: u64 },
+    /// Accepting paused after an error; resume.
+    AcceptResume,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, TimerKind)>>,
+}
+
+impl Timers {
+    pub(crate) fn add(&mut self, at: Instant, kind: TimerKind) {
+        self.heap.push(Reverse((at, kind)));
+    }
+
+    /// The next timer that is due at `now`, if any.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerKind> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, k))| k),
+            _ => None,
+        }
+    }
+
+    /// How long until the next timer (None: no timer).
+    pub(crate) fn next_in(&self, now: Instant) -> Option<Duration> {
+        self.heap
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+/// hashicorp's accept back-off: 5 ms, doubling, capped at 1 s (#301).
+pub(crate) fn accept_backoff(previous: Option<Duration>) -> Duration {
+    const FIRST: Duration = Duration::from_millis(5);
+    const CAP: Duration = Duration::from_secs(1);
+    match previous {
+        None => FIRST,
+        Some(d) => (d * 2).min(CAP),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_in_order() {
+        let now = Instant::now();
+        let mut t = Timers::default();
+        t.add(now + Duration::from_millis(20), TimerKind::Dial { conn: 2 });
+        t.add(now + Duration::from_millis(10), TimerKind::Dial { conn: 1 });
+        t.add(now + Duration::from_millis(30), TimerKind::AcceptResume);
+        assert_eq!(t.next_in(now), Some(Duration::from_millis(10)));
+        assert_eq!(t.pop_due(now), None);
+        let later = now + Duration::from_millis(25);
+        assert_eq!(t.pop_due(later), Some(TimerKind::Dial { conn: 1 }));
+        assert_eq!(t.pop_due(later), Some(TimerKind::Dial { conn: 2 }));
+        assert_eq!(t.pop_due(later), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second() {
+        let mut d = None;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let next = accept_backoff(d);
+            seen.push(next.as_millis());
+            d = Some(next);
+        }
+        assert_eq!(seen, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+    }
+}

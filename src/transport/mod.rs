@@ -1,0 +1,181 @@
+//! The public transport contract, shared by [`NetTransport`](crate::NetTransport) and
+//! [`InmemTransport`](crate::InmemTransport): hashicorp/raft's `Transport` interface (with its
+//! optional `WithPreVote`, `WithClose` and pipelining parts) in Rust terms.
+
+pub(crate) mod call;
+pub(crate) mod pipeline;
+pub(crate) mod rpc;
+pub(crate) mod snapshot;
+
+use std::fmt;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use call::Call;
+pub use pipeline::{AppendFuture, AppendPipeline, TrySendError};
+pub use rpc::{Consumer, DROPPED_UNANSWERED, Responder, Rpc};
+pub use snapshot::SnapshotReader;
+
+use crate::error::Result;
+use crate::wire::*;
+
+/// A Raft server's stable identity (hashicorp `ServerID`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ServerId(pub String);
+
+/// Where a Raft server can be reached (hashicorp `ServerAddress`): `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ServerAddress(pub String);
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ServerId {
+    fn from(s: &str) -> Self {
+        ServerId(s.to_string())
+    }
+}
+
+impl From<&str> for ServerAddress {
+    fn from(s: &str) -> Self {
+        ServerAddress(s.to_string())
+    }
+}
+
+impl From<std::net::SocketAddr> for ServerAddress {
+    fn from(a: std::net::SocketAddr) -> Self {
+        ServerAddress(a.to_string())
+    }
+}
+
+/// Maps a server id to its current address (hashicorp `ServerAddressProvider`), for clusters
+/// whose servers change addresses. When it fails, the address the caller gave is used.
+pub trait AddressProvider: Send + Sync {
+    /// The address of `id`.
+    fn server_addr(&self, id: &ServerId) -> std::result::Result<ServerAddress, String>;
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// A deadline for this call on top of the transport's configured timeout: the call fails
+    /// with [`Error::Timeout`](crate::Error::Timeout) at whichever comes first.
+    pub deadline: Option<Instant>,
+}
+
+impl CallOptions {
+    /// Options with a deadline.
+    pub fn deadline(deadline: Instant) -> CallOptions {
+        CallOptions {
+            deadline: Some(deadline),
+        }
+    }
+
+    /// Options with a deadline `timeout` from now.
+    pub fn timeout(timeout: std::time::Duration) -> CallOptions {
+        CallOptions::deadline(Instant::now() + timeout)
+    }
+}
+
+/// Handles heartbeats on the transport's own thread, ahead of every queued RPC (hashicorp's
+/// `SetHeartbeatHandler`). It must answer quickly and must not block.
+pub type HeartbeatHandler = Arc<dyn Fn(Rpc) + Send + Sync>;
+
+/// A snapshot body: any reader. It is read on a thread of its own, never on the transport's.
+pub type SnapshotData = Box<dyn Read + Send>;
+
+/// What a Raft implementation needs from its network (hashicorp/raft's `Transport`,
+/// `WithPreVote`, `WithClose`).
+///
+/// Every outbound call returns a [`Call`] at once; block on it, poll it, or await it.
+pub trait Transport: Send + Sync {
+    /// Where inbound RPCs arrive. Every RPC must be answered (dropping it answers with an error).
+    fn consumer(&self) -> &Consumer;
+
+    /// Our own address, as peers should dial it.
+    fn local_addr(&self) -> ServerAddress;
+
+    /// Send an AppendEntries (a heartbeat if it has hashicorp's heartbeat shape).
+    fn append_entries(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: AppendEntriesRequest,
+        options: CallOptions,
+    ) -> Call<AppendEntriesResponse>;
+
+    /// Ask for a vote.
+    fn request_vote(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: RequestVoteRequest,
+        options: CallOptions,
+    ) -> Call<RequestVoteResponse>;
+
+    /// Ask for a pre-vote.
+    fn request_pre_vote(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: RequestPreVoteRequest,
+        options: CallOptions,
+    ) -> Call<RequestPreVoteResponse>;
+
+    /// Tell the target to start an election now.
+    fn timeout_now(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: TimeoutNowRequest,
+        options: CallOptions,
+    ) -> Call<TimeoutNowResponse>;
+
+    /// Send a snapshot: the request, then exactly `request.size` bytes read from `data`. A
+    /// reader that ends early fails the call; bytes beyond `size` are not read. The deadline
+    /// scales with the size: timeout × max(1, size / timeout_scale).
+    fn install_snapshot(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: InstallSnapshotRequest,
+        data: SnapshotData,
+        options: CallOptions,
+    ) -> Call<InstallSnapshotResponse>;
+
+    /// A pipeline for replicating to one peer; [`Error::PipelineNotSupported`](crate::Error)
+    /// when `max_rpcs_in_flight` is below 2.
+    fn append_entries_pipeline(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+    ) -> Result<AppendPipeline>;
+
+    /// Serialise a peer's address for the `addr`/`leader`/`candidate` fields.
+    fn encode_peer(&self, id: &ServerId, addr: &ServerAddress) -> Bytes;
+
+    /// The inverse of [`encode_peer`](Self::encode_peer).
+    fn decode_peer(&self, peer: &[u8]) -> ServerAddress;
+
+    /// Install (or remove) the heartbeat fast path.
+    fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>);
+
+    /// Close idle pooled connections and reset inbound streams (after a stream-layer change).
+    fn close_streams(&self);
+
+    /// Close the transport: every outstanding call, future and pipeline fails with
+    /// [`Error::Shutdown`](crate::Error::Shutdown). Idempotent.
+    fn close(&self);
+}

@@ -1,0 +1,343 @@
+//! The receiving end of an InstallSnapshot body: a reader over the chunks the transport
+//! receives, blocking ([`std::io::Read`]) or async ([`futures_io::AsyncRead`]), with
+//! back-pressure: once [`Config::snapshot_buffer`](crate::Config) bytes wait unread, the
+//! transport stops reading that connection until the reader catches up.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use event_listener::{Event, EventListener, Listener};
+
+#[derive(Default)]
+struct StreamState {
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
+    /// How the stream ended: `Ok` once exactly `size` bytes arrived, `Err(reason)` if it broke.
+    end: Option<Result<(), String>>,
+    /// The transport stopped reading the connection because `buffered` reached the limit.
+    paused: bool,
+    reader_gone: bool,
+}
+
+/// What the transport should do after handing the reader a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Keep reading the connection.
+    Continue,
+    /// Stop reading it until the reader asks to resume.
+    Pause,
+}
+
+/// Shared between the transport (which pushes chunks) and the [`SnapshotReader`].
+pub(crate) struct SnapshotStream {
+    state: Mutex<StreamState>,
+    event: Event,
+    /// Buffered bytes at which reading pauses; it resumes at half of this.
+    limit: usize,
+    /// Asks the transport to resume reading the connection.
+    resume: Box<dyn Fn() + Send + Sync>,
+}
+
+impl SnapshotStream {
+    pub(crate) fn new(
+        limit: usize,
+        resume: impl Fn() + Send + Sync + 'static,
+    ) -> Arc<SnapshotStream> {
+        Arc::new(SnapshotStream {
+            state: Mutex::new(StreamState::default()),
+            event: Event::new(),
+            limit: limit.max(1),
+            resume: Box::new(resume),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hand over a chunk (the transport checked it stays within `size`).
+    pub(crate) fn push(&self, chunk: Bytes) -> Flow {
+        let mut s = self.lock();
+        if s.reader_gone || chunk.is_empty() {
+            return Flow::Continue;
+        }
+        s.buffered += chunk.len();
+        s.chunks.push_back(chunk);
+        let flow = if s.buffered >= self.limit {
+            s.paused = true;
+            Flow::Pause
+        } else {
+            Flow::Continue
+        };
+        drop(s);
+        self.event.notify(usize::MAX);
+        flow
+    }
+
+    /// The body is complete (`Ok`) or broken (`Err(reason)`); the first call wins.
+    pub(crate) fn finish(&self, result: Result<(), String>) {
+        let mut s = self.lock();
+        if s.end.is_none() {
+            s.end = Some(result);
+        }
+        drop(s);
+        self.event.notify(usize::MAX);
+    }
+
+    fn next_chunk(&self) -> Option<Result<Option<Bytes>, String>> {
+        let mut s = self.lock();
+        if let Some(chunk) = s.chunks.pop_front() {
+            s.buffered -= chunk.len();
+            let resume = s.paused && s.buffered <= self.limit / 2;
+            if resume {
+                s.paused = false;
+            }
+            drop(s);
+            if resume {
+                (self.resume)();
+            }
+            return Some(Ok(Some(chunk)));
+        }
+        match &s.end {
+            Some(Ok(())) => Some(Ok(None)),
+            Some(Err(e)) => Some(Err(e.clone())),
+            None => None,
+        }
+    }
+
+    fn reader_dropped(&self) {
+        let mut s = self.lock();
+        s.reader_gone = true;
+        s.chunks.clear();
+        s.buffered = 0;
+        let resume = s.paused;
+        s.paused = false;
+        drop(s);
+        if resume {
+            (self.resume)();
+        }
+    }
+}
+
+enum Source {
+    Stream {
+        stream: Arc<SnapshotStream>,
+        listener: Option<EventListener>,
+    },
+    /// InmemTransport hands the sender's reader straight through.
+    Direct(Box<dyn Read + Send>),
+}
+
+/// The body of an inbound InstallSnapshot: exactly `size` bytes, then end of stream. A body that
+/// ends early (the sender failed, the connection broke) is an error, never a hang.
+pub struct SnapshotReader {
+    source: Source,
+    size: u64,
+    delivered: u64,
+    current: Bytes,
+}
+
+impl fmt::Debug for SnapshotReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotReader")
+            .field("size", &self.size)
+            .field("delivered", &self.delivered)
+            .finish()
+    }
+}
+
+fn short_body(size: u64, delivered: u64, reason: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("snapshot body ended after {delivered} of {size} bytes: {reason}"),
+    )
+}
+
+impl SnapshotReader {
+    pub(crate) fn from_stream(stream: Arc<SnapshotStream>, size: u64) -> SnapshotReader {
+        SnapshotReader {
+            source: Source::Stream {
+                stream,
+                listener: None,
+            },
+            size,
+            delivered: 0,
+            current: Bytes::new(),
+        }
+    }
+
+    pub(crate) fn direct(reader: Box<dyn Read + Send>, size: u64) -> SnapshotReader {
+        SnapshotReader {
+            source: Source::Direct(reader),
+            size,
+            delivered: 0,
+            current: Bytes::new(),
+        }
+    }
+
+    /// The snapshot's size, as its request declared.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> u64 {
+        self.size - self.delivered
+    }
+
+    /// The next piece of the body as it arrived, without copying it; `Ok(None)` at the end.
+    /// Blocks until a piece arrives.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if !self.current.is_empty() {
+            return Ok(Some(self.take_current(usize::MAX)));
+        }
+        loop {
+            match self.poll_chunk(None)? {
+                Poll::Ready(chunk) => return Ok(chunk),
+                Poll::Pending => self.wait(),
+            }
+        }
+    }
+
+    fn take_current(&mut self, max: usize) -> Bytes {
+        let n = self.current.len().min(max);
+        self.delivered += n as u64;
+        self.current.split_to(n)
+    }
+
+    fn wait(&mut self) {
+        if let Source::Stream { stream, .. } = &self.source {
+            let listener = stream.event.listen();
+            // Re-check under the listener, so a chunk pushed in between is not missed.
+            let nothing_yet = {
+                let s = stream.lock();
+                s.chunks.is_empty() && s.end.is_none()
+            };
+            if nothing_yet {
+                listener.wait();
+            }
+        }
+    }
+
+    /// One step: a chunk, the end, an error, or `Pending` (nothing yet). With a context, the
+    /// task is registered to be woken when something arrives.
+    fn poll_chunk(&mut self, mut cx: Option<&mut Context<'_>>) -> io::Result<Poll<Option<Bytes>>> {
+        if self.delivered >= self.size {
+            return Ok(Poll::Ready(None));
+        }
+        let (size, delivered) = (self.size, self.delivered);
+        match &mut self.source {
+            Source::Direct(reader) => {
+                let want = (size - delivered).min(256 * 1024) as usize;
+                let mut buf = vec![0u8; want];
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    return Err(short_body(size, delivered, "the sender's reader ended"));
+                }
+                buf.truncate(n);
+                self.delivered += n as u64;
+                Ok(Poll::Ready(Some(Bytes::from(buf))))
+            }
+            Source::Stream { stream, listener } => loop {
+                match stream.next_chunk() {
+                    Some(Ok(Some(mut chunk))) => {
+                        *listener = None;
+                        // The transport never passes more than `size` bytes; guard anyway.
+                        chunk.truncate((size - delivered) as usize);
+                        self.delivered += chunk.len() as u64;
+                        return Ok(Poll::Ready(Some(chunk)));
+                    }
+                    Some(Ok(None)) => {
+                        return Err(short_body(
+                            size,
+                            delivered,
+                            "the sender ended the stream early",
+                        ));
+                    }
+                    Some(Err(reason)) => return Err(short_body(size, delivered, &reason)),
+                    None => {
+                        let Some(cx) = cx.as_deref_mut() else {
+                            return Ok(Poll::Pending);
+                        };
+                        match listener {
+                            None => *listener = Some(stream.event.listen()),
+                            Some(l) => {
+                                if Pin::new(l).poll(cx).is_pending() {
+                                    return Ok(Poll::Pending);
+                                }
+                                *listener = None;
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl Read for SnapshotReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.current.is_empty() {
+            match self.next_chunk()? {
+                Some(chunk) => {
+                    // `next_chunk` counted the whole chunk as delivered; give back what stays.
+                    self.delivered -= chunk.len() as u64;
+                    self.current = chunk;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        self.delivered += n as u64;
+        Ok(n)
+    }
+}
+
+impl futures_io::AsyncRead for SnapshotReader {
+    /// Reads without blocking the thread. (For InmemTransport, whose reader is the sender's own
+    /// `std::io::Read`, the read is performed in place.)
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.current.is_empty() {
+            match this.poll_chunk(Some(cx)) {
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(None)) => return Poll::Ready(Ok(0)),
+                Ok(Poll::Ready(Some(chunk))) => {
+                    this.delivered -= chunk.len() as u64;
+                    this.current = chunk;
+                }
+            }
+        }
+        let n = buf.len().min(this.current.len());
+        buf[..n].copy_from_slice(&this.current[..n]);
+        this.current.advance(n);
+        this.delivered += n as u64;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl Drop for SnapshotReader {
+    fn drop(&mut self) {
+        if let Source::Stream { stream, .. } = &self.source {
+            stream.reader_dropped();
+        }
+    }
+}
