@@ -127,9 +127,29 @@ impl NetTransport {
         advertise: Option<SocketAddr>,
         config: Config,
     ) -> Result<NetTransport> {
-        let std_listener = std::net::TcpListener::bind(bind)
-            .map_err(|e| Error::Config(format!("bind failed: {e}")))?;
-        let bound_addr = std_listener.local_addr().map_err(Error::io)?;
+        // mio's bind sets a listen backlog of 1024 (std's is 128), so bursts of dials are not
+        // dropped and retried a second later.
+        let candidates = bind
+            .to_socket_addrs()
+            .map_err(|e| Error::Config(format!("bind address does not resolve: {e}")))?;
+        let mut last_error = None;
+        let mut bound = None;
+        for candidate in candidates {
+            match mio::net::TcpListener::bind(candidate) {
+                Ok(l) => {
+                    bound = Some(l);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let listener = bound.ok_or_else(|| {
+            Error::Config(match last_error {
+                Some(e) => format!("bind failed: {e}"),
+                None => "bind address resolved to nothing".into(),
+            })
+        })?;
+        let bound_addr = listener.local_addr().map_err(Error::io)?;
         let local_addr = match advertise {
             Some(a) => a,
             None if bound_addr.ip().is_unspecified() => {
@@ -144,8 +164,6 @@ impl NetTransport {
                 "local bind address is not advertisable".into(),
             ));
         }
-        std_listener.set_nonblocking(true).map_err(Error::io)?;
-        let listener = mio::net::TcpListener::from_std(std_listener);
 
         let poll = mio::Poll::new().map_err(Error::io)?;
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(Error::io)?;
