@@ -50,6 +50,7 @@ pub(crate) struct PendingCall {
     pub(crate) resolver: AnyResolver,
     pub(crate) kind: RpcKind,
     pub(crate) started: Instant,
+    pub(crate) deadline: Option<Instant>,
 }
 
 /// An InstallSnapshot body being received.
@@ -73,8 +74,16 @@ pub(crate) struct Pooled {
 pub(crate) struct PipelineConn {
     pub(crate) id: u64,
     pub(crate) shared: Arc<PipelineShared>,
-    /// (request id, pipeline sequence number, sent at), in send order.
-    pub(crate) inflight: VecDeque<(u64, u64, Instant)>,
+    /// Requests sent and not yet answered, in send order.
+    pub(crate) inflight: VecDeque<InFlight>,
+}
+
+pub(crate) struct InFlight {
+    pub(crate) request_id: u64,
+    /// The pipeline's sequence number for it.
+    pub(crate) seq: u64,
+    pub(crate) sent: Instant,
+    pub(crate) deadline: Option<Instant>,
 }
 
 pub(crate) struct SnapshotOut {
@@ -132,6 +141,8 @@ pub(crate) struct Conn {
     pub(crate) dirty: bool,
     /// Queued on the reactor's read-again list.
     pub(crate) read_again: bool,
+    /// The instant of this connection's deadline timer entry, if one is armed.
+    pub(crate) armed: Option<Instant>,
 }
 
 impl Conn {
@@ -157,6 +168,7 @@ impl Conn {
             close_when_idle: false,
             dirty: false,
             read_again: false,
+            armed: None,
         }
     }
 
@@ -199,6 +211,17 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return ReadOutcome::Error(e),
             }
+        }
+    }
+
+    /// The earliest deadline among the calls waiting on this connection.
+    pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
+        match &self.role {
+            Role::Pooled(p) => p.call.as_ref().and_then(|c| c.deadline),
+            Role::SnapshotOut(s) => s.call.as_ref().and_then(|c| c.deadline),
+            // Sent in order with the same timeout: the oldest expires first.
+            Role::Pipeline(p) => p.inflight.front().and_then(|f| f.deadline),
+            Role::Inbound(_) => None,
         }
     }
 

@@ -106,6 +106,8 @@ impl Reactor {
 
     /// Run until shutdown.
     pub(crate) fn run(mut self) {
+        // However the loop ends (even by a panic), callers must not be left waiting.
+        let _guard = ClosedOnExit(self.shared.clone());
         let mut events = Events::with_capacity(MAX_EVENTS);
         loop {
             add(&self.shared.metrics.reactor_turns, 1);
@@ -253,19 +255,25 @@ impl Reactor {
                 resolver,
                 kind,
                 started: Instant::now(),
+                deadline,
             });
         }
         add(&self.shared.metrics.calls_sent[kind as usize], 1);
         if let Some(d) = deadline {
-            self.timers.add(
-                d,
-                TimerKind::Call {
-                    conn: key,
-                    request_id,
-                },
-            );
+            self.arm(key, d);
         }
         self.mark_dirty(key);
+    }
+
+    /// Make sure a deadline timer fires for `key` no later than `deadline`. One entry per
+    /// connection: a later deadline than the armed one is picked up when that one fires.
+    fn arm(&mut self, key: u64, deadline: Instant) {
+        let Some(conn) = self.conn(key) else { return };
+        if conn.armed.is_some_and(|armed| armed <= deadline) {
+            return;
+        }
+        conn.armed = Some(deadline);
+        self.timers.add(deadline, TimerKind::Deadline { conn: key });
     }
 
     fn next_request_id(&mut self) -> u64 {
@@ -278,6 +286,7 @@ impl Reactor {
         let pool = self.pools.get_mut(&(addr, lane))?;
         while let Some(key) = pool.pop() {
             if matches!(self.conns.get(index_of(key)), Some(c) if c.key == key) {
+                self.publish_gauges();
                 return Some(key);
             }
         }
@@ -292,6 +301,7 @@ impl Reactor {
         let pool = self.pools.entry(pool_key).or_default();
         if !self.shutting_down && pool.len() < self.shared.config.max_pool {
             pool.push(key);
+            self.publish_gauges();
         } else {
             self.close(key, Error::Shutdown);
         }
@@ -419,18 +429,13 @@ impl Reactor {
                 resolver,
                 kind,
                 started: Instant::now(),
+                deadline,
             });
         }
         add(&self.shared.metrics.calls_sent[kind as usize], 1);
         self.snapshots.insert(id, key);
         if let Some(d) = deadline {
-            self.timers.add(
-                d,
-                TimerKind::Call {
-                    conn: key,
-                    request_id,
-                },
-            );
+            self.arm(key, d);
         }
         self.pump_snapshot(key);
     }
@@ -506,21 +511,21 @@ impl Reactor {
             return;
         };
         let now = Instant::now();
-        p.inflight.push_back((request_id, seq, now));
+        let deadline = timeout.map(|t| now + t);
+        p.inflight.push_back(InFlight {
+            request_id,
+            seq,
+            sent: now,
+            deadline,
+        });
         let kind = if request.is_heartbeat() {
             RpcKind::Heartbeat
         } else {
             RpcKind::AppendEntries
         };
         add(&self.shared.metrics.calls_sent[kind as usize], 1);
-        if let Some(t) = timeout {
-            self.timers.add(
-                now + t,
-                TimerKind::Pipeline {
-                    conn: key,
-                    request_id,
-                },
-            );
+        if let Some(d) = deadline {
+            self.arm(key, d);
         }
         self.mark_dirty(key);
     }
@@ -623,32 +628,19 @@ impl Reactor {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(timer) = self.timers.pop_due(now) {
+        while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
-                TimerKind::Call { conn, request_id } => {
-                    let pending = match self.conn(conn).map(|c| &c.role) {
-                        Some(Role::Pooled(p)) => {
-                            p.call.as_ref().is_some_and(|c| c.request_id == request_id)
-                        }
-                        Some(Role::SnapshotOut(s)) => {
-                            s.call.as_ref().is_some_and(|c| c.request_id == request_id)
-                        }
-                        _ => false,
-                    };
-                    if pending {
-                        // A late answer must never reach a later call: the connection goes.
-                        self.close(conn, Error::Timeout);
+                TimerKind::Deadline { conn } => {
+                    let Some(c) = self.conn(conn) else { continue };
+                    if c.armed != Some(at) {
+                        continue; // superseded by an earlier entry for this connection
                     }
-                }
-                TimerKind::Pipeline { conn, request_id } => {
-                    let pending = match self.conn(conn).map(|c| &c.role) {
-                        Some(Role::Pipeline(p)) => {
-                            p.inflight.iter().any(|(id, _, _)| *id == request_id)
-                        }
-                        _ => false,
-                    };
-                    if pending {
-                        self.close(conn, Error::Timeout);
+                    c.armed = None;
+                    match c.earliest_deadline() {
+                        // A late answer must never reach a later call: the connection goes.
+                        Some(d) if d <= now => self.close(conn, Error::Timeout),
+                        Some(d) => self.arm(conn, d),
+                        None => {}
                     }
                 }
                 TimerKind::Dial { conn } => {
@@ -945,7 +937,12 @@ impl Reactor {
             if let Some(handler) = handler {
                 add(&self.shared.metrics.heartbeats_fast_path, 1);
                 let started = Instant::now();
-                handler(rpc);
+                // A panicking handler must not take the reactor (and every connection) with it.
+                // The unanswered RPC is dropped during unwinding, which answers it with an error.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(rpc)));
+                if outcome.is_err() {
+                    log::error!("raftnet: the heartbeat handler panicked");
+                }
                 self.shared.metrics.rpc_enqueue[rpc_kind as usize].record(started.elapsed());
                 return;
             }
@@ -1035,13 +1032,15 @@ impl Reactor {
         if result.is_err() {
             add(&metrics.calls_failed[call.kind as usize], 1);
         }
-        call.resolver.resolve(result);
+        // Pool (or close) the connection before the caller learns the result, so a caller that
+        // looks at the pool right after its call sees it there.
         if is_pooled {
             self.return_to_pool(key);
         } else {
             // hashicorp: a snapshot connection is never reused.
             self.close(key, Error::Shutdown);
         }
+        call.resolver.resolve(result);
     }
 
     fn pipeline_answer(&mut self, key: u64, frame: RawFrame) {
@@ -1059,10 +1058,10 @@ impl Reactor {
         };
         let id = frame.header.request_id;
         // Answers come in send order from raftnet peers that answer in order; search otherwise.
-        let position = if p.inflight.front().is_some_and(|(r, _, _)| *r == id) {
+        let position = if p.inflight.front().is_some_and(|f| f.request_id == id) {
             Some(0)
         } else {
-            p.inflight.iter().position(|(r, _, _)| *r == id)
+            p.inflight.iter().position(|f| f.request_id == id)
         };
         let Some(position) = position else {
             log::debug!(
@@ -1071,7 +1070,8 @@ impl Reactor {
             );
             return;
         };
-        let (_, seq, sent) = p.inflight.remove(position).expect("position is valid");
+        let Some(done) = p.inflight.remove(position) else { return };
+        let (seq, sent) = (done.seq, done.sent);
         metrics.call_latency[RpcKind::AppendEntries as usize].record(sent.elapsed());
         let result = match result {
             Ok(Response::AppendEntries(r)) => Ok(r),
@@ -1106,6 +1106,7 @@ impl Reactor {
                 if let Some(pool) = self.pools.get_mut(&p.pool_key) {
                     pool.retain(|k| *k != key);
                 }
+                self.publish_gauges();
                 if let Some(call) = p.call {
                     add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
                     call.resolver.fail(call_error(error, connected, peer));
@@ -1158,6 +1159,18 @@ impl Reactor {
             .open_connections
             .store(self.conns.len(), Relaxed);
         self.shared.gauges.timers.store(self.timers.len(), Relaxed);
+    }
+}
+
+/// Marks the transport closed when the reactor thread ends, so submissions fail at once and the
+/// consumer reports the shutdown, whatever ended the loop.
+struct ClosedOnExit(Arc<Shared>);
+
+impl Drop for ClosedOnExit {
+    fn drop(&mut self) {
+        self.0.handoff.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.handoff.fail_pending_commands();
+        self.0.consumer.shared().close();
     }
 }
 

@@ -1,6 +1,9 @@
 //! The reactor's timers: call deadlines, dial timeouts and the accept back-off, in one heap.
 //! Entries are never removed early; when one fires, the reactor checks that what it guards is
-//! still pending (the connection key carries a generation, request ids are never reused).
+//! still pending (the connection key carries a generation). Call deadlines are kept per
+//! connection, not per call: a connection arms one entry for its earliest pending deadline and
+//! re-arms when it fires early, so the heap holds about one entry per connection however many
+//! calls pass through it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -9,10 +12,8 @@ use std::time::{Duration, Instant};
 /// What a timer guards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKind {
-    /// A request/response or snapshot call on `conn` waiting for `request_id`.
-    Call { conn: u64, request_id: u64 },
-    /// A pipelined request on `conn`.
-    Pipeline { conn: u64, request_id: u64 },
+    /// The earliest deadline of the calls pending on `conn`.
+    Deadline { conn: u64 },
     /// An outbound connection still dialling.
     Dial { conn: u64 },
     /// Accepting paused after an error; resume.
@@ -29,10 +30,10 @@ impl Timers {
         self.heap.push(Reverse((at, kind)));
     }
 
-    /// The next timer that is due at `now`, if any.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerKind> {
+    /// The next timer that is due at `now`, if any, with the instant it was set for.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKind)> {
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, k))| k),
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(entry)| entry),
             _ => None,
         }
     }
@@ -73,8 +74,8 @@ mod tests {
         assert_eq!(t.next_in(now), Some(Duration::from_millis(10)));
         assert_eq!(t.pop_due(now), None);
         let later = now + Duration::from_millis(25);
-        assert_eq!(t.pop_due(later), Some(TimerKind::Dial { conn: 1 }));
-        assert_eq!(t.pop_due(later), Some(TimerKind::Dial { conn: 2 }));
+        assert_eq!(t.pop_due(later).map(|e| e.1), Some(TimerKind::Dial { conn: 1 }));
+        assert_eq!(t.pop_due(later).map(|e| e.1), Some(TimerKind::Dial { conn: 2 }));
         assert_eq!(t.pop_due(later), None);
         assert_eq!(t.len(), 1);
     }
