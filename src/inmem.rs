@@ -364,7 +364,9 @@ impl Inner {
         }
         let resolver = wrap(resolver);
         self.deliver(target, request, snapshot, deadline, move |result| {
-            resolver.clone().resolve(result)
+            {
+                resolver.clone().resolve(result);
+            }
         });
         call
     }
@@ -556,17 +558,23 @@ impl PipelineBackend for InmemPipeline {
             move |result| {
                 let Some(p) = pipeline.upgrade() else { return };
                 match result {
-                    Ok(Response::AppendEntries(r)) => p.complete(seq, Ok(r)),
-                    Ok(other) => p.complete(
-                        seq,
-                        Err(Error::Protocol(WireError::WrongType {
-                            field: "pipeline response",
-                            expected: "an AppendEntries response",
-                            found: other.message_type() as u8,
-                        })),
-                    ),
+                    Ok(Response::AppendEntries(r)) => {
+                        p.complete(seq, Ok(r));
+                    }
+                    Ok(other) => {
+                        p.complete(
+                            seq,
+                            Err(Error::Protocol(WireError::WrongType {
+                                field: "pipeline response",
+                                expected: "an AppendEntries response",
+                                found: other.message_type() as u8,
+                            })),
+                        );
+                    }
                     // A timeout or lost peer ends the pipeline, as on the network.
-                    Err(Error::Remote(text)) => p.complete(seq, Err(Error::Remote(text))),
+                    Err(Error::Remote(text)) => {
+                        p.complete(seq, Err(Error::Remote(text)));
+                    }
                     Err(e) => p.fail(e),
                 }
             },

@@ -151,6 +151,8 @@ pub(crate) struct TransportMetrics {
     pub(crate) writes: AtomicU64,
     pub(crate) reactor_turns: AtomicU64,
     pub(crate) reactor_wakes: AtomicU64,
+    /// Threads or tasks woken because their call, pipeline future or pipeline slot resolved.
+    pub(crate) caller_wakes: AtomicU64,
     pub(crate) dials: AtomicU64,
     pub(crate) dial_failures: AtomicU64,
     pub(crate) accepted: AtomicU64,
@@ -226,6 +228,7 @@ impl TransportMetrics {
             ("raftnet.writes", &self.writes),
             ("raftnet.reactorTurns", &self.reactor_turns),
             ("raftnet.reactorWakes", &self.reactor_wakes),
+            ("raftnet.callerWakes", &self.caller_wakes),
             ("raftnet.dials", &self.dials),
             ("raftnet.dialFailures", &self.dial_failures),
             ("raftnet.accepted", &self.accepted),

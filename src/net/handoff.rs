@@ -70,7 +70,9 @@ impl Command {
     /// The transport is gone: fail whatever this command was waiting to do.
     pub(crate) fn fail(self, e: Error) {
         match self {
-            Command::Call(c) => c.resolver.fail(e),
+            Command::Call(c) => {
+                c.resolver.fail(e);
+            }
             Command::Snapshot(s) => {
                 s.feed.cancel();
                 s.resolver.fail(e);

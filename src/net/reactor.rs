@@ -1040,7 +1040,8 @@ impl Reactor {
             // hashicorp: a snapshot connection is never reused.
             self.close(key, Error::Shutdown);
         }
-        call.resolver.resolve(result);
+        let woken = call.resolver.resolve(result);
+        add(&self.shared.metrics.caller_wakes, woken as u64);
     }
 
     fn pipeline_answer(&mut self, key: u64, frame: RawFrame) {
@@ -1082,7 +1083,8 @@ impl Reactor {
             })),
             Err(e) => Err(e),
         };
-        p.shared.complete(seq, result);
+        let woken = p.shared.complete(seq, result);
+        add(&metrics.caller_wakes, woken as u64);
     }
 
     // ---- closing ----------------------------------------------------------------------------

@@ -40,18 +40,18 @@ impl<T> Slot<T> {
         }
     }
 
-    /// Store the result once; later calls are ignored. Returns whether this call stored it.
-    fn resolve(&self, result: Result<T>) -> bool {
+    /// Store the result once; later calls are ignored. Returns how many waiting threads or
+    /// tasks were woken (0 when nobody was waiting, or the result was already stored).
+    fn resolve(&self, result: Result<T>) -> usize {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !matches!(*state, State::Pending) {
-            return false;
+            return 0;
         }
         *state = State::Ready(result);
         drop(state);
         self.ready.store(true, Ordering::Release);
         // Only wakes a thread or task that is actually waiting: cheap when nobody listens.
-        self.event.notify(usize::MAX);
-        true
+        self.event.notify(usize::MAX)
     }
 
     fn is_ready(&self) -> bool {
@@ -130,9 +130,11 @@ pub(crate) struct Resolver<T> {
 }
 
 impl<T> Resolver<T> {
-    pub(crate) fn resolve(mut self, result: Result<T>) {
-        if let Some(slot) = self.slot.take() {
-            slot.resolve(result);
+    /// Resolve the call; returns how many waiters were woken.
+    pub(crate) fn resolve(mut self, result: Result<T>) -> usize {
+        match self.slot.take() {
+            Some(slot) => slot.resolve(result),
+            None => 0,
         }
     }
 }
@@ -265,7 +267,7 @@ impl<T: Clone> SharedSlot<T> {
         SharedSlot(Arc::new(Slot::new()))
     }
 
-    pub(crate) fn resolve(&self, result: Result<T>) -> bool {
+    pub(crate) fn resolve(&self, result: Result<T>) -> usize {
         self.0.resolve(result)
     }
 
@@ -305,8 +307,9 @@ pub(crate) enum AnyResolver {
 }
 
 impl AnyResolver {
-    /// Resolve with a response; a response of the wrong type is a protocol error.
-    pub(crate) fn resolve(self, result: Result<Response, Error>) {
+    /// Resolve with a response; a response of the wrong type is a protocol error. Returns how
+    /// many waiters were woken.
+    pub(crate) fn resolve(self, result: Result<Response, Error>) -> usize {
         let mismatch = |got: &Response| {
             Error::Protocol(crate::wire::WireError::WrongType {
                 field: "response",
@@ -325,7 +328,7 @@ impl AnyResolver {
         }
     }
 
-    pub(crate) fn fail(self, e: Error) {
+    pub(crate) fn fail(self, e: Error) -> usize {
         match self {
             AnyResolver::AppendEntries(r) => r.resolve(Err(e)),
             AnyResolver::RequestVote(r) => r.resolve(Err(e)),

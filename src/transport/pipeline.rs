@@ -133,31 +133,34 @@ impl PipelineShared {
 
     /// The answer to request `seq` arrived. Futures resolve in send order: an answer that
     /// overtakes an earlier request's waits for it.
-    pub(crate) fn complete(&self, seq: u64, result: Result<AppendEntriesResponse>) {
+    /// Returns how many waiting threads or tasks were woken.
+    pub(crate) fn complete(&self, seq: u64, result: Result<AppendEntriesResponse>) -> usize {
         let mut s = self.lock();
         let outstanding =
             s.pending.front().is_some_and(|(front, _)| seq >= *front) && seq < s.next_seq;
         if s.closed.is_some() || !outstanding || s.early.contains_key(&seq) {
             // Closed, already answered, or never sent: nothing waits for this answer.
-            return;
+            return 0;
         }
         s.early.insert(seq, result);
         let mut resolved = 0;
+        let mut woken = 0;
         while let Some((front_seq, _)) = s.pending.front() {
             let front_seq = *front_seq;
             let Some(result) = s.early.remove(&front_seq) else {
                 break;
             };
-            let (_, future) = s.pending.pop_front().expect("front exists");
-            future.slot.resolve(result);
+            let Some((_, future)) = s.pending.pop_front() else { break };
+            woken += future.slot.resolve(result);
             self.done.push(future);
             resolved += 1;
         }
         drop(s);
         if resolved > 0 {
-            self.space.notify(usize::MAX);
-            self.done_event.notify(usize::MAX);
+            woken += self.space.notify(usize::MAX);
+            woken += self.done_event.notify(usize::MAX);
         }
+        woken
     }
 
     /// Close with `error`: every outstanding future fails with it, in send order.
