@@ -364,9 +364,7 @@ impl Inner {
         }
         let resolver = wrap(resolver);
         self.deliver(target, request, snapshot, deadline, move |result| {
-            {
-                resolver.clone().resolve(result);
-            }
+            resolver.clone().resolve(result);
         });
         call
     }

@@ -151,6 +151,9 @@ pub(crate) struct TransportMetrics {
     pub(crate) writes: AtomicU64,
     pub(crate) reactor_turns: AtomicU64,
     pub(crate) reactor_wakes: AtomicU64,
+    /// Times the reactor blocked in `poll` (each ends in a wake-up, by a socket, a timer or the
+    /// waker); `reactor_wakes` counts the waker rings among them.
+    pub(crate) reactor_sleeps: AtomicU64,
     /// Threads or tasks woken because their call, pipeline future or pipeline slot resolved.
     pub(crate) caller_wakes: AtomicU64,
     pub(crate) dials: AtomicU64,
@@ -228,6 +231,7 @@ impl TransportMetrics {
             ("raftnet.writes", &self.writes),
             ("raftnet.reactorTurns", &self.reactor_turns),
             ("raftnet.reactorWakes", &self.reactor_wakes),
+            ("raftnet.reactorSleeps", &self.reactor_sleeps),
             ("raftnet.callerWakes", &self.caller_wakes),
             ("raftnet.dials", &self.dials),
             ("raftnet.dialFailures", &self.dial_failures),

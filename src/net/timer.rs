@@ -74,8 +74,14 @@ mod tests {
         assert_eq!(t.next_in(now), Some(Duration::from_millis(10)));
         assert_eq!(t.pop_due(now), None);
         let later = now + Duration::from_millis(25);
-        assert_eq!(t.pop_due(later).map(|e| e.1), Some(TimerKind::Dial { conn: 1 }));
-        assert_eq!(t.pop_due(later).map(|e| e.1), Some(TimerKind::Dial { conn: 2 }));
+        assert_eq!(
+            t.pop_due(later).map(|e| e.1),
+            Some(TimerKind::Dial { conn: 1 })
+        );
+        assert_eq!(
+            t.pop_due(later).map(|e| e.1),
+            Some(TimerKind::Dial { conn: 2 })
+        );
         assert_eq!(t.pop_due(later), None);
         assert_eq!(t.len(), 1);
     }

@@ -84,7 +84,7 @@ impl<T> Slot<T> {
 
     fn wait_ready(&self, deadline: Option<Instant>) -> bool {
         loop {
-            if self.is_ready() {
+            if super::spin_until(|| self.is_ready()) {
                 return true;
             }
             let listener = self.event.listen();

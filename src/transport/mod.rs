@@ -14,6 +14,32 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+/// How long a thread about to block first checks (yielding the CPU) whether what it waits for
+/// has arrived. Under load the answer usually comes within this window, which saves both sides a
+/// futex wake-up (about 18 µs of CPU and 25 µs of latency across cores on these machines, more
+/// than the wait itself); when idle it costs this much CPU once per wait.
+const SPIN_BEFORE_PARK: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// Spin briefly for `ready`; true if it became true. Called before parking a thread.
+pub(crate) fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    let mut round = 0u32;
+    loop {
+        if ready() {
+            return true;
+        }
+        if start.elapsed() >= SPIN_BEFORE_PARK {
+            return false;
+        }
+        if round < 32 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        round += 1;
+    }
+}
+
 pub use call::Call;
 pub use pipeline::{AppendFuture, AppendPipeline, TrySendError};
 pub use rpc::{Consumer, DROPPED_UNANSWERED, Responder, Rpc};

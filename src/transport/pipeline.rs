@@ -150,7 +150,9 @@ impl PipelineShared {
             let Some(result) = s.early.remove(&front_seq) else {
                 break;
             };
-            let Some((_, future)) = s.pending.pop_front() else { break };
+            let Some((_, future)) = s.pending.pop_front() else {
+                break;
+            };
             woken += future.slot.resolve(result);
             self.done.push(future);
             resolved += 1;
@@ -290,7 +292,7 @@ impl AppendPipeline {
 
     fn block_until_room(&self) {
         loop {
-            if self.must_wait().is_some() {
+            if super::spin_until(|| self.must_wait().is_some()) {
                 return;
             }
             let listener = self.shared.space.listen();
@@ -360,6 +362,10 @@ impl AppendPipeline {
     /// Block until the next completed future (hashicorp's `Consumer()` channel).
     pub fn recv(&self) -> Result<AppendFuture> {
         loop {
+            if let Some(f) = self.try_recv()? {
+                return Ok(f);
+            }
+            super::spin_until(|| !self.shared.done.is_empty() || self.shared.is_closed());
             if let Some(f) = self.try_recv()? {
                 return Ok(f);
             }

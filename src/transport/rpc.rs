@@ -261,6 +261,12 @@ impl Consumer {
             if let Some(rpc) = self.try_recv()? {
                 return Ok(rpc);
             }
+            super::spin_until(|| {
+                !self.shared.queue.is_empty() || self.shared.closed.load(Ordering::Relaxed)
+            });
+            if let Some(rpc) = self.try_recv()? {
+                return Ok(rpc);
+            }
             let listener = self.shared.event.listen();
             if let Some(rpc) = self.try_recv()? {
                 return Ok(rpc);
