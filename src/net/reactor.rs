@@ -478,6 +478,8 @@ impl Reactor {
         let Role::SnapshotOut(s) = &mut conn.role else {
             return;
         };
+        // Whatever we waited for, we are pulling now; `Next::Wait` below sets it again.
+        s.waiting_for_feed = false;
         let mut failed = None;
         while !s.body_done && conn.send.len() < SNAPSHOT_SEND_HIGH_WATER {
             match s.feed.next() {
