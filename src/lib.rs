@@ -2,14 +2,81 @@
 //!
 //! - [`NetTransport`]: TCP, one single-threaded mio reactor owning every socket, zero-copy
 //!   frame decoding, lock-free hand-off to the Raft side. hashicorp/raft's whole transport
-//!   contract: AppendEntries (with a heartbeat fast path and lane), RequestVote,
+//!   contract: AppendEntries (with a heartbeat fast path and a lane of its own), RequestVote,
 //!   RequestPreVote, TimeoutNow, InstallSnapshot with a streamed body, pipelined appends.
 //! - [`InmemTransport`]: the same [`Transport`] trait in memory, for testing Raft code, with
-//!   links that can be cut or made to drop requests.
+//!   links that can be cut or made to lose requests.
 //! - [`wire`]: the IO-free core: messages, the native framing, decoder and encoder.
 //!
 //! Every outbound call returns a [`Call`]: block on it, poll it, or `.await` it under any
-//! executor. Inbound RPCs arrive on the [`Consumer`] and are answered exactly once.
+//! executor. Inbound RPCs arrive on the [`Consumer`] and are answered exactly once (dropping an
+//! [`Rpc`] answers it with an error). Closing or dropping a transport fails everything still in
+//! flight with [`Error::Shutdown`].
+//!
+//! # Example
+//!
+//! Two transports on loopback; one serves, the other calls it three ways.
+//!
+//! ```
+//! use raftnet::wire::*;
+//! use raftnet::{CallOptions, Config, NetTransport, ServerId, Transport};
+//! use std::time::Duration;
+//!
+//! let config = Config::default().timeout(Some(Duration::from_secs(5)));
+//! let leader = NetTransport::bind("127.0.0.1:0", None, config.clone())?;
+//! let follower = NetTransport::bind("127.0.0.1:0", None, config)?;
+//!
+//! // The follower's Raft loop: answer whatever arrives.
+//! let consumer = follower.consumer().clone();
+//! let raft = std::thread::spawn(move || {
+//!     while let Ok(rpc) = consumer.recv() {
+//!         let answer = match &rpc.request {
+//!             Request::AppendEntries(a) => Ok(Response::AppendEntries(AppendEntriesResponse {
+//!                 term: a.term,
+//!                 last_log: a.entries.last().map_or(a.prev_log_entry, |e| e.index),
+//!                 success: true,
+//!                 ..Default::default()
+//!             })),
+//!             Request::RequestVote(v) => Ok(Response::RequestVote(RequestVoteResponse {
+//!                 term: v.term,
+//!                 granted: true,
+//!                 ..Default::default()
+//!             })),
+//!             _ => Err("not supported here".to_string()),
+//!         };
+//!         rpc.respond(answer);
+//!     }
+//! });
+//!
+//! let peer = (ServerId::from("follower"), follower.local_addr());
+//! let append = AppendEntriesRequest {
+//!     term: 2,
+//!     entries: vec![Log::command(1, 2, &b"x=1"[..])],
+//!     ..Default::default()
+//! };
+//!
+//! // 1. Block.
+//! let answer = leader.append_entries(&peer.0, &peer.1, append.clone(), CallOptions::default()).wait()?;
+//! assert_eq!(answer.last_log, 1);
+//!
+//! // 2. Poll without blocking.
+//! let mut vote = leader.request_vote(&peer.0, &peer.1, RequestVoteRequest { term: 3, ..Default::default() }, CallOptions::default());
+//! let granted = loop {
+//!     if let Some(result) = vote.try_result() {
+//!         break result?.granted;
+//!     }
+//!     std::thread::yield_now();
+//! };
+//! assert!(granted);
+//!
+//! // 3. Await, under any executor (here the `futures` crate's).
+//! let call = leader.append_entries(&peer.0, &peer.1, append, CallOptions::timeout(Duration::from_secs(1)));
+//! assert!(futures::executor::block_on(call)?.success);
+//!
+//! drop(follower); // closing it ends the Raft loop's `recv`
+//! raft.join().unwrap();
+//! # Ok::<(), raftnet::Error>(())
+//! ```
 
 #![deny(missing_docs, missing_debug_implementations, unsafe_code)]
 
