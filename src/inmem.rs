@@ -57,16 +57,22 @@ struct Route {
     link: Link,
 }
 
-type Task = Box<dyn FnOnce() + Send>;
+/// A deadline's action: called with `false` when its time comes, with `true` when the transport
+/// closes first (it then fails what it guards with `Shutdown`).
+type Task = Box<dyn FnOnce(bool) + Send>;
 
-/// A deadline thread: runs each task when its time comes, or drops it (failing what it guards
-/// with `Shutdown`) when the transport closes.
+/// Deadline tasks keyed by id, in time order.
+#[derive(Default)]
+struct DeadlineState {
+    order: BinaryHeap<Reverse<(Instant, u64)>>,
+    tasks: HashMap<u64, Task>,
+    closed: bool,
+}
+
+/// A deadline thread: runs each task when its time comes, or at once with `closing = true` when
+/// the transport closes.
 struct Deadlines {
-    state: Mutex<(
-        BinaryHeap<Reverse<(Instant, u64)>>,
-        HashMap<u64, Task>,
-        bool,
-    )>,
+    state: Mutex<DeadlineState>,
     changed: Condvar,
     next: AtomicU64,
 }
@@ -75,11 +81,13 @@ impl Deadlines {
     fn add(&self, at: Instant, task: Task) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.2 {
-            return; // closed: dropping the task fails it
+        if s.closed {
+            drop(s);
+            task(true);
+            return;
         }
-        s.0.push(Reverse((at, id)));
-        s.1.insert(id, task);
+        s.order.push(Reverse((at, id)));
+        s.tasks.insert(id, task);
         drop(s);
         self.changed.notify_one();
     }
@@ -87,16 +95,16 @@ impl Deadlines {
     fn run(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if s.2 {
+            if s.closed {
                 return;
             }
             let now = Instant::now();
-            match s.0.peek().copied() {
+            match s.order.peek().copied() {
                 Some(Reverse((at, id))) if at <= now => {
-                    s.0.pop();
-                    if let Some(task) = s.1.remove(&id) {
+                    s.order.pop();
+                    if let Some(task) = s.tasks.remove(&id) {
                         drop(s);
-                        task();
+                        task(false);
                         s = self.state.lock().unwrap_or_else(|e| e.into_inner());
                     }
                 }
@@ -112,15 +120,18 @@ impl Deadlines {
         }
     }
 
+    /// Stop the thread and run every pending task as closing.
     fn close(&self) {
         let tasks = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.2 = true;
-            s.0.clear();
-            std::mem::take(&mut s.1)
+            s.closed = true;
+            s.order.clear();
+            std::mem::take(&mut s.tasks)
         };
         self.changed.notify_all();
-        drop(tasks);
+        for (_, task) in tasks {
+            task(true);
+        }
     }
 }
 
@@ -320,9 +331,17 @@ impl Inner {
             Ok(p) => p,
             Err(e) => return answer(Err(e)),
         };
-        let on_timeout = answer.clone();
-        self.deadlines
-            .add(deadline, Box::new(move || on_timeout(Err(Error::Timeout))));
+        let on_deadline = answer.clone();
+        self.deadlines.add(
+            deadline,
+            Box::new(move |closing| {
+                on_deadline(Err(if closing {
+                    Error::Shutdown
+                } else {
+                    Error::Timeout
+                }))
+            }),
+        );
         if link == Link::Lossy {
             return;
         }
@@ -516,7 +535,20 @@ impl Transport for InmemTransport {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Pipelines fail with Shutdown (not PipelineClosed, as a plain disconnect would).
+        for (_, p) in self
+            .inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            if let Some(p) = p.upgrade() {
+                p.fail(Error::Shutdown);
+            }
+        }
         self.disconnect_all();
+        // Calls still waiting for an answer fail with Shutdown.
         self.inner.deadlines.close();
         self.inner.consumer.shared().close();
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {

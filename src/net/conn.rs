@@ -143,6 +143,10 @@ pub(crate) struct Conn {
     pub(crate) read_again: bool,
     /// The instant of this connection's deadline timer entry, if one is armed.
     pub(crate) armed: Option<Instant>,
+    /// An event reported the peer's end of stream (or an error): read until the socket says so.
+    pub(crate) peer_done: bool,
+    /// Close once everything queued has been written (close_streams on an answered connection).
+    pub(crate) close_after_flush: bool,
 }
 
 impl Conn {
@@ -169,11 +173,23 @@ impl Conn {
             dirty: false,
             read_again: false,
             armed: None,
+            peer_done: false,
+            close_after_flush: false,
         }
     }
 
     /// Read up to `budget` bytes into the read buffer (frames are cut out by the caller).
-    pub(crate) fn fill(&mut self, budget: usize, metrics: &TransportMetrics) -> ReadOutcome {
+    ///
+    /// With `until_would_block` false, a short read is taken to mean the socket is empty (one
+    /// syscall saved per event: edge-triggered readiness reports data that arrives later). When
+    /// the event also reported the peer's end of stream, that end is already queued behind the
+    /// data and will not be reported again, so the caller passes true and we read on to it.
+    pub(crate) fn fill(
+        &mut self,
+        budget: usize,
+        until_would_block: bool,
+        metrics: &TransportMetrics,
+    ) -> ReadOutcome {
         let mut total = 0;
         loop {
             if total >= budget {
@@ -201,7 +217,7 @@ impl Conn {
                     } else {
                         (n * 2).clamp(MIN_READ, MAX_READ)
                     };
-                    if n < want {
+                    if n < want && !until_would_block {
                         // A short read means the socket is (very likely) empty; edge-triggered
                         // readiness will tell us when more arrives.
                         return ReadOutcome::Drained;

@@ -577,10 +577,12 @@ impl Reactor {
             })
             .collect();
         for (key, idle) in inbound {
-            if idle {
-                self.close(key, Error::Shutdown);
-            } else if let Some(c) = self.conn(key) {
+            if let Some(c) = self.conn(key) {
                 c.close_when_idle = true;
+                if idle {
+                    c.close_after_flush = true;
+                    self.mark_dirty(key);
+                }
             }
         }
     }
@@ -642,19 +644,14 @@ impl Reactor {
             let text = Message::Error(format!("raftnet: response could not be encoded: {e}"));
             let _ = encoder.encode(&mut conn.send, request_id, lane, Flags::NONE, &text);
         }
-        let mut close_now = false;
         if let Role::Inbound(i) = &mut conn.role {
             i.unanswered = i.unanswered.saturating_sub(1);
-            close_now = conn.close_when_idle && i.unanswered == 0 && i.snapshots.is_empty();
+            if conn.close_when_idle && i.unanswered == 0 && i.snapshots.is_empty() {
+                // Write the answer first; `flush_dirty` closes it once the queue is empty.
+                conn.close_after_flush = true;
+            }
         }
         self.mark_dirty(key);
-        if close_now {
-            // Write the answer first; `flush_dirty` closes it once the queue is empty.
-            if let Some(c) = self.conn(key) {
-                let _ = c.flush(&metrics);
-            }
-            self.close(key, Error::Shutdown);
-        }
     }
 
     // ---- timers -----------------------------------------------------------------------------
@@ -790,7 +787,13 @@ impl Reactor {
             conn.connected = true;
             self.mark_dirty(key);
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
+        let peer_done = event.is_read_closed() || event.is_error();
+        if peer_done {
+            if let Some(c) = self.conn(key) {
+                c.peer_done = true;
+            }
+        }
+        if event.is_readable() || peer_done {
             self.read(key);
         }
         if event.is_writable() {
@@ -814,7 +817,7 @@ impl Reactor {
         if conn.read_paused || !conn.connected {
             return;
         }
-        let outcome = conn.fill(READ_BUDGET, &metrics);
+        let outcome = conn.fill(READ_BUDGET, conn.peer_done, &metrics);
         let mut frames = std::mem::take(&mut self.frames);
         let conn = &mut self.conns[index_of(key)];
         let decoded = loop {
@@ -873,6 +876,10 @@ impl Reactor {
                 continue;
             }
             match conn.flush(&metrics) {
+                Ok(true) if conn.close_after_flush => {
+                    self.close(key, Error::Shutdown);
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) => {
                     self.close(key, Error::io(e));

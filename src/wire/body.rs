@@ -18,6 +18,9 @@ const LOG_FIELDS: u32 = 8;
 /// The fewest bytes an encoded [`Log`] can take: the array marker and one byte per field. The
 /// decoder checks a declared entry count against this before reserving the entries vector.
 const MIN_LOG_LEN: usize = 1 + LOG_FIELDS as usize;
+/// The most bytes an encoded [`Log`] takes besides its payloads: the array marker, three
+/// 9-byte integers and a 3-byte kind, two 5-byte bin headers, and the timestamp's 9 + 5 + 5.
+const MAX_LOG_OVERHEAD: usize = 1 + 9 + 9 + 3 + 5 + 5 + 9 + 5 + 5;
 
 /// The message type that carries `message`.
 pub fn message_type(message: &Message) -> MessageType {
@@ -108,6 +111,18 @@ pub(crate) fn encode_append_entries(
     m: &AppendEntriesRequest,
     out: &mut BodySink<'_>,
 ) -> Result<(), EncodeError> {
+    // One reservation for everything this message copies: the array and integer markers of
+    // each entry take at most `MAX_LOG_OVERHEAD` bytes.
+    if !m.entries.is_empty() {
+        let mut need = 64
+            + out.copied_len(&m.header.id)
+            + out.copied_len(&m.header.addr)
+            + out.copied_len(&m.leader);
+        for log in &m.entries {
+            need += MAX_LOG_OVERHEAD + out.copied_len(&log.data) + out.copied_len(&log.extensions);
+        }
+        out.reserve(need);
+    }
     out.array_len("AppendEntriesRequest", 9)?;
     header(&m.header, out)?;
     out.uint(m.term);
@@ -154,9 +169,12 @@ pub fn decode(kind: MessageType, body: &Bytes) -> Result<Message, WireError> {
             let prev_log_term = r.u64("AppendEntriesRequest.prev_log_term")?;
             let leader_commit_index = r.u64("AppendEntriesRequest.leader_commit_index")?;
             let count = r.list_len("AppendEntriesRequest.entries", MIN_LOG_LEN)?;
-            let mut entries = Vec::with_capacity(count);
-            for _ in 0..count {
-                entries.push(read_log(&mut r)?);
+            let mut entries = Vec::new();
+            if count > 0 {
+                entries.reserve_exact(count);
+                for _ in 0..count {
+                    entries.push(read_log(&mut r)?);
+                }
             }
             AppendEntriesRequest {
                 header,

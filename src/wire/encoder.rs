@@ -111,7 +111,6 @@ impl FrameEncoder {
         kind: MessageType,
         write: impl FnOnce(&mut BodySink<'_>) -> Result<(), EncodeError>,
     ) -> Result<(), EncodeError> {
-        let header_at = out.buf.len();
         let header = FrameHeader {
             body_len: 0, // filled in by `BodySink::finish`
             kind,
@@ -119,12 +118,11 @@ impl FrameEncoder {
             lane,
             request_id,
         };
-        out.buf.extend_from_slice(&header.to_bytes());
         let mut sink = BodySink::new(
             &mut out.buf,
             &mut out.segments,
             self.large_payload_threshold,
-            header_at,
+            header.to_bytes(),
         );
         if let Err(e) = write(&mut sink) {
             sink.abort();

@@ -1,4 +1,11 @@
-//! Hand-written msgpack reading and writing on top of `rmp`'s low-level functions.
+//! Hand-written msgpack reading and writing: the codec's hot path.
+//!
+//! The format bytes come from `rmp`'s [`Marker`] (the constants below); the branching is ours.
+//! An earlier version called `rmp::encode`/`rmp::decode` for every value: those go through
+//! `io::Write`/generic readers, one small copy or out-of-line call per marker, and measured
+//! slower than rmp-serde itself (BENCHMARKS.md). Writing the markers directly into a buffer
+//! reserved once per message, and reading them with a bounds-checked cursor, is what makes the
+//! codec fast.
 //!
 //! [`Reader`] walks a frame body held in a [`Bytes`] and hands out byte fields as slices of it
 //! (zero-copy). Every length it reads is checked against the bytes that remain before anything
@@ -8,84 +15,196 @@
 //! large-payload threshold are not copied but queued as their own segment for a vectored write.
 
 use std::collections::VecDeque;
-use std::io;
 
 use bytes::{Bytes, BytesMut};
 use rmp::Marker;
-use rmp::decode::{self, NumValueReadError, ValueReadError, bytes::BytesReadError};
 
 use super::error::{EncodeError, WireError};
-use super::frame::MessageType;
+use super::frame::{HEADER_LEN, MessageType};
+
+const NIL: u8 = Marker::Null.to_u8();
+const FALSE: u8 = Marker::False.to_u8();
+const TRUE: u8 = Marker::True.to_u8();
+const U8: u8 = Marker::U8.to_u8();
+const U16: u8 = Marker::U16.to_u8();
+const U32: u8 = Marker::U32.to_u8();
+const U64: u8 = Marker::U64.to_u8();
+const I8: u8 = Marker::I8.to_u8();
+const I16: u8 = Marker::I16.to_u8();
+const I32: u8 = Marker::I32.to_u8();
+const I64: u8 = Marker::I64.to_u8();
+const BIN8: u8 = Marker::Bin8.to_u8();
+const BIN16: u8 = Marker::Bin16.to_u8();
+const BIN32: u8 = Marker::Bin32.to_u8();
+const STR8: u8 = Marker::Str8.to_u8();
+const STR16: u8 = Marker::Str16.to_u8();
+const STR32: u8 = Marker::Str32.to_u8();
+const ARRAY16: u8 = Marker::Array16.to_u8();
+const ARRAY32: u8 = Marker::Array32.to_u8();
+const FIXARRAY: u8 = Marker::FixArray(0).to_u8();
+const FIXSTR: u8 = Marker::FixStr(0).to_u8();
+const FIXPOS_MAX: u8 = 0x7f;
+const FIXNEG_MIN: u8 = 0xe0;
+
+#[cold]
+fn truncated(field: &'static str) -> WireError {
+    WireError::Truncated { field }
+}
+
+#[cold]
+fn wrong_type(field: &'static str, expected: &'static str, found: u8) -> WireError {
+    WireError::WrongType {
+        field,
+        expected,
+        found,
+    }
+}
+
+#[cold]
+fn out_of_range(field: &'static str) -> WireError {
+    WireError::OutOfRange { field }
+}
 
 /// A cursor over one frame body.
 pub(crate) struct Reader<'a> {
     /// The whole body, so byte fields can be cut out of it without copying.
     body: &'a Bytes,
-    /// The unread rest of `body`.
-    rd: decode::Bytes<'a>,
+    data: &'a [u8],
+    pos: usize,
 }
 
-fn read_error(
-    field: &'static str,
-    expected: &'static str,
-) -> impl Fn(ValueReadError<BytesReadError>) -> WireError {
-    move |e| match e {
-        ValueReadError::InvalidMarkerRead(_) | ValueReadError::InvalidDataRead(_) => {
-            WireError::Truncated { field }
-        }
-        ValueReadError::TypeMismatch(marker) => WireError::WrongType {
-            field,
-            expected,
-            found: marker.to_u8(),
-        },
-    }
-}
-
-fn num_error(field: &'static str) -> impl Fn(NumValueReadError<BytesReadError>) -> WireError {
-    move |e| match e {
-        NumValueReadError::InvalidMarkerRead(_) | NumValueReadError::InvalidDataRead(_) => {
-            WireError::Truncated { field }
-        }
-        NumValueReadError::TypeMismatch(marker) => WireError::WrongType {
-            field,
-            expected: "an integer",
-            found: marker.to_u8(),
-        },
-        NumValueReadError::OutOfRange => WireError::OutOfRange { field },
-    }
+/// An integer as msgpack stores it: its value is one of these.
+enum Int {
+    Unsigned(u64),
+    Signed(i64),
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(body: &'a Bytes) -> Reader<'a> {
         Reader {
             body,
-            rd: decode::Bytes::new(body),
+            data: body,
+            pos: 0,
         }
     }
 
     /// Bytes not yet read.
     pub(crate) fn remaining(&self) -> usize {
-        self.rd.remaining_slice().len()
+        self.data.len() - self.pos
     }
 
-    fn skip(&mut self, n: usize) {
-        self.rd = decode::Bytes::new(&self.rd.remaining_slice()[n..]);
+    #[inline(always)]
+    fn byte(&mut self, field: &'static str) -> Result<u8, WireError> {
+        match self.data.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(truncated(field)),
+        }
+    }
+
+    #[inline(always)]
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
+        match self.data.get(self.pos..self.pos + N) {
+            Some(s) => {
+                self.pos += N;
+                let mut out = [0u8; N];
+                out.copy_from_slice(s);
+                Ok(out)
+            }
+            None => Err(truncated(field)),
+        }
+    }
+
+    #[inline(always)]
+    fn int(&mut self, field: &'static str) -> Result<Int, WireError> {
+        let m = self.byte(field)?;
+        Ok(match m {
+            0..=FIXPOS_MAX => Int::Unsigned(u64::from(m)),
+            FIXNEG_MIN..=0xff => Int::Signed(i64::from(m as i8)),
+            U8 => Int::Unsigned(u64::from(self.byte(field)?)),
+            U16 => Int::Unsigned(u64::from(u16::from_be_bytes(self.array(field)?))),
+            U32 => Int::Unsigned(u64::from(u32::from_be_bytes(self.array(field)?))),
+            U64 => Int::Unsigned(u64::from_be_bytes(self.array(field)?)),
+            I8 => Int::Signed(i64::from(self.byte(field)? as i8)),
+            I16 => Int::Signed(i64::from(i16::from_be_bytes(self.array(field)?))),
+            I32 => Int::Signed(i64::from(i32::from_be_bytes(self.array(field)?))),
+            I64 => Int::Signed(i64::from_be_bytes(self.array(field)?)),
+            other => return Err(wrong_type(field, "an integer", other)),
+        })
+    }
+
+    #[inline(always)]
+    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
+        match self.int(field)? {
+            Int::Unsigned(v) => Ok(v),
+            Int::Signed(v) => u64::try_from(v).map_err(|_| out_of_range(field)),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn i64(&mut self, field: &'static str) -> Result<i64, WireError> {
+        match self.int(field)? {
+            Int::Unsigned(v) => i64::try_from(v).map_err(|_| out_of_range(field)),
+            Int::Signed(v) => Ok(v),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
+        u32::try_from(self.u64(field)?).map_err(|_| out_of_range(field))
+    }
+
+    #[inline]
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
+        u8::try_from(self.u64(field)?).map_err(|_| out_of_range(field))
     }
 
     /// Whether the next value is msgpack nil (and if so, consume it).
+    #[inline(always)]
     fn take_nil(&mut self) -> bool {
-        if self.rd.remaining_slice().first() == Some(&Marker::Null.to_u8()) {
-            self.skip(1);
+        if self.data.get(self.pos) == Some(&NIL) {
+            self.pos += 1;
             true
         } else {
             false
         }
     }
 
+    pub(crate) fn opt_i32(&mut self, field: &'static str) -> Result<Option<i32>, WireError> {
+        if self.take_nil() {
+            return Ok(None);
+        }
+        i32::try_from(self.i64(field)?)
+            .map(Some)
+            .map_err(|_| out_of_range(field))
+    }
+
+    #[inline(always)]
+    pub(crate) fn bool(&mut self, field: &'static str) -> Result<bool, WireError> {
+        match self.byte(field)? {
+            FALSE => Ok(false),
+            TRUE => Ok(true),
+            other => Err(wrong_type(field, "a bool", other)),
+        }
+    }
+
+    #[inline(always)]
+    fn array_header(&mut self, field: &'static str) -> Result<u32, WireError> {
+        let m = self.byte(field)?;
+        match m {
+            FIXARRAY..=0x9f => Ok(u32::from(m & 0x0f)),
+            ARRAY16 => Ok(u32::from(u16::from_be_bytes(self.array(field)?))),
+            ARRAY32 => Ok(u32::from_be_bytes(self.array(field)?)),
+            other => Err(wrong_type(field, "an array", other)),
+        }
+    }
+
     /// Read an array header and check it has exactly `expected` elements.
+    #[inline(always)]
     pub(crate) fn fields(&mut self, message: &'static str, expected: u32) -> Result<(), WireError> {
-        let found =
-            decode::read_array_len(&mut self.rd).map_err(read_error(message, "an array"))?;
+        let found = self.array_header(message)?;
         if found != expected {
             return Err(WireError::FieldCount {
                 message,
@@ -103,8 +222,7 @@ impl<'a> Reader<'a> {
         field: &'static str,
         min_element_len: usize,
     ) -> Result<usize, WireError> {
-        let declared =
-            decode::read_array_len(&mut self.rd).map_err(read_error(field, "an array"))?;
+        let declared = self.array_header(field)?;
         let remaining = self.remaining();
         if (declared as usize).saturating_mul(min_element_len) > remaining {
             return Err(WireError::LengthOverrun {
@@ -116,51 +234,35 @@ impl<'a> Reader<'a> {
         Ok(declared as usize)
     }
 
-    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
-        decode::read_int(&mut self.rd).map_err(num_error(field))
-    }
-
-    pub(crate) fn i64(&mut self, field: &'static str) -> Result<i64, WireError> {
-        decode::read_int(&mut self.rd).map_err(num_error(field))
-    }
-
-    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
-        decode::read_int(&mut self.rd).map_err(num_error(field))
-    }
-
-    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
-        decode::read_int(&mut self.rd).map_err(num_error(field))
-    }
-
-    pub(crate) fn opt_i32(&mut self, field: &'static str) -> Result<Option<i32>, WireError> {
-        if self.take_nil() {
-            return Ok(None);
-        }
-        decode::read_int(&mut self.rd)
-            .map(Some)
-            .map_err(num_error(field))
-    }
-
-    pub(crate) fn bool(&mut self, field: &'static str) -> Result<bool, WireError> {
-        decode::read_bool(&mut self.rd).map_err(read_error(field, "a bool"))
-    }
-
     /// A Go `[]byte`: nil, or a msgpack bin cut out of the body without copying.
+    #[inline(always)]
     pub(crate) fn opt_bytes(&mut self, field: &'static str) -> Result<Option<Bytes>, WireError> {
-        if self.take_nil() {
-            return Ok(None);
-        }
-        let len = decode::read_bin_len(&mut self.rd).map_err(read_error(field, "bin or nil"))?;
+        let m = self.byte(field)?;
+        let len = match m {
+            NIL => return Ok(None),
+            BIN8 => u32::from(self.byte(field)?),
+            BIN16 => u32::from(u16::from_be_bytes(self.array(field)?)),
+            BIN32 => u32::from_be_bytes(self.array(field)?),
+            other => return Err(wrong_type(field, "bin or nil", other)),
+        };
         self.slice(field, len).map(Some)
     }
 
     /// A msgpack string, copied into a `String`.
     pub(crate) fn string(&mut self, field: &'static str) -> Result<String, WireError> {
-        let len = decode::read_str_len(&mut self.rd).map_err(read_error(field, "a string"))?;
+        let m = self.byte(field)?;
+        let len = match m {
+            FIXSTR..=0xbf => u32::from(m & 0x1f),
+            STR8 => u32::from(self.byte(field)?),
+            STR16 => u32::from(u16::from_be_bytes(self.array(field)?)),
+            STR32 => u32::from_be_bytes(self.array(field)?),
+            other => return Err(wrong_type(field, "a string", other)),
+        };
         let bytes = self.slice(field, len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| WireError::InvalidUtf8 { field })
     }
 
+    #[inline(always)]
     fn slice(&mut self, field: &'static str, len: u32) -> Result<Bytes, WireError> {
         let remaining = self.remaining();
         let len_usize = len as usize;
@@ -171,8 +273,12 @@ impl<'a> Reader<'a> {
                 remaining,
             });
         }
-        let start = self.body.len() - remaining;
-        self.skip(len_usize);
+        let start = self.pos;
+        self.pos += len_usize;
+        if len_usize == 0 {
+            // An empty, non-nil slice: no need to touch the body's reference count.
+            return Ok(Bytes::new());
+        }
         Ok(self.body.slice(start..start + len_usize))
     }
 
@@ -185,11 +291,27 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Room reserved for a message's small fields before writing them (a header and a few
+/// integers), so the writes below do not each grow the buffer.
+const SMALL_FIELDS_RESERVE: usize = 128;
+/// After a payload is split off into its own segment, the buffer left over may have no room;
+/// this much is reserved for the fields that follow, instead of growing it a few bytes at a time.
+const AFTER_SPLIT_RESERVE: usize = 4096;
+/// When the buffer runs out of room mid-message, it grows by at least this much.
+const WRITE_ROOM: usize = 256;
+
 /// Where the encoder writes one frame: its buffer, plus the segment queue for payloads that
-/// are sent without copying. It counts every body byte so the header's length can be filled in
-/// at the end.
+/// are sent without copying. It keeps count of the body's length so the header's length field
+/// can be filled in at the end.
+///
+/// Small values are written straight into the buffer's spare capacity and committed (the
+/// buffer's length set) in one step at the end, or before anything else touches the buffer. A
+/// marker is then a bounds check and a store, instead of `BytesMut`'s reserve-write-advance for
+/// each one; this took the heartbeat encode from 890 to about 300 instructions (BENCHMARKS.md).
 pub(crate) struct BodySink<'a> {
     buf: &'a mut BytesMut,
+    /// Bytes written into `buf`'s spare capacity, not yet committed to its length.
+    fill: usize,
     segments: &'a mut VecDeque<Bytes>,
     large_payload_threshold: usize,
     /// Set once a payload went out as its own segment: the buffer chunk holding this frame's
@@ -198,45 +320,157 @@ pub(crate) struct BodySink<'a> {
     head: Option<(usize, BytesMut)>,
     /// Offset of this frame's header within `buf` (or within `head` once split off).
     header_at: usize,
-    /// Body bytes written so far.
-    body_len: u64,
+    /// Where this frame's body bytes start in `buf` (0 after a split).
+    body_start: usize,
+    /// Body bytes that left `buf` (split-off chunks and queued payloads).
+    flushed: u64,
 }
 
 impl<'a> BodySink<'a> {
-    /// Start a frame at the end of `buf`; the caller has already written its header there.
+    /// Start a frame at the end of `buf` with its (not yet length-patched) header.
+    #[inline]
     pub(crate) fn new(
         buf: &'a mut BytesMut,
         segments: &'a mut VecDeque<Bytes>,
         large_payload_threshold: usize,
-        header_at: usize,
+        header: [u8; HEADER_LEN],
     ) -> BodySink<'a> {
-        BodySink {
+        let header_at = buf.len();
+        buf.reserve(HEADER_LEN + SMALL_FIELDS_RESERVE);
+        let mut sink = BodySink {
             buf,
+            fill: 0,
             segments,
             large_payload_threshold,
             head: None,
             header_at,
-            body_len: 0,
+            body_start: header_at + HEADER_LEN,
+            flushed: 0,
+        };
+        sink.put(header);
+        sink
+    }
+
+    /// Make sure the buffer can take `n` more bytes without reallocating.
+    #[inline]
+    pub(crate) fn reserve(&mut self, n: usize) {
+        if self.buf.capacity() - self.buf.len() - self.fill < n {
+            self.commit();
+            self.buf.reserve(n);
         }
     }
 
-    // rmp writes through `io::Write`; writing into memory cannot fail, so the `Result`s of
-    // the `rmp::encode` calls below are always `Ok` and are dropped.
+    /// How many bytes of `v` this sink will copy into its buffer (0 if it queues them).
+    #[inline]
+    pub(crate) fn copied_len(&self, v: &Option<Bytes>) -> usize {
+        match v {
+            Some(b) if b.len() < self.large_payload_threshold => b.len(),
+            _ => 0,
+        }
+    }
 
+    fn body_len(&self) -> u64 {
+        self.flushed + (self.buf.len() + self.fill - self.body_start) as u64
+    }
+
+    #[cold]
+    fn grow(&mut self, n: usize) {
+        self.commit();
+        self.buf.reserve(n.max(WRITE_ROOM));
+    }
+
+    #[inline(always)]
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
+        let fill = self.fill;
+        // One bounds check does both jobs: room left, and the slice to write into.
+        match self.buf.spare_capacity_mut().get_mut(fill..fill + N) {
+            Some(dst) => {
+                dst.write_copy_of_slice(&bytes);
+                self.fill = fill + N;
+            }
+            None => self.put_slow(&bytes),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&mut self, bytes: &[u8]) {
+        self.grow(bytes.len());
+        // `grow` committed (fill is 0) and made room for at least `bytes.len()`.
+        self.buf.spare_capacity_mut()[..bytes.len()].write_copy_of_slice(bytes);
+        self.fill = bytes.len();
+    }
+
+    /// Make the bytes written so far part of the buffer.
+    #[inline]
+    fn commit(&mut self) {
+        let len = self.buf.len() + self.fill;
+        debug_assert!(len <= self.buf.capacity());
+        // SAFETY: `put` wrote `fill` bytes into the spare capacity right after `len()` (each
+        // write checked against that capacity, and nothing else touched the buffer since:
+        // every other use of `buf` in this type commits first), so the first `len` bytes are
+        // initialized and `len <= capacity`.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.buf.set_len(len);
+        }
+        self.fill = 0;
+    }
+
+    /// Drop the unused room: `buf` ends where the writing ended.
+    fn settle(&mut self) {
+        self.commit();
+    }
+
+    /// An unsigned integer in its smallest form (as `rmp::encode::write_uint`).
+    #[inline(always)]
     pub(crate) fn uint(&mut self, v: u64) {
-        let _ = rmp::encode::write_uint(self, v);
+        if v <= u64::from(FIXPOS_MAX) {
+            self.put([v as u8]);
+        } else if v <= u64::from(u8::MAX) {
+            self.put([U8, v as u8]);
+        } else if v <= u64::from(u16::MAX) {
+            let b = (v as u16).to_be_bytes();
+            self.put([U16, b[0], b[1]]);
+        } else if v <= u64::from(u32::MAX) {
+            let b = (v as u32).to_be_bytes();
+            self.put([U32, b[0], b[1], b[2], b[3]]);
+        } else {
+            let b = v.to_be_bytes();
+            self.put([U64, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        }
     }
 
+    /// A signed integer in its smallest form (as `rmp::encode::write_sint`: non-negative
+    /// values use the unsigned forms).
+    #[inline(always)]
     pub(crate) fn sint(&mut self, v: i64) {
-        let _ = rmp::encode::write_sint(self, v);
+        if v >= 0 {
+            self.uint(v as u64);
+        } else if v >= -32 {
+            self.put([v as i8 as u8]);
+        } else if v >= i64::from(i8::MIN) {
+            self.put([I8, v as i8 as u8]);
+        } else if v >= i64::from(i16::MIN) {
+            let b = (v as i16).to_be_bytes();
+            self.put([I16, b[0], b[1]]);
+        } else if v >= i64::from(i32::MIN) {
+            let b = (v as i32).to_be_bytes();
+            self.put([I32, b[0], b[1], b[2], b[3]]);
+        } else {
+            let b = v.to_be_bytes();
+            self.put([I64, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        }
     }
 
+    #[inline(always)]
     pub(crate) fn bool(&mut self, v: bool) {
-        let _ = rmp::encode::write_bool(self, v);
+        self.put([if v { TRUE } else { FALSE }]);
     }
 
+    #[inline(always)]
     pub(crate) fn nil(&mut self) {
-        let _ = rmp::encode::write_nil(self);
+        self.put([NIL]);
     }
 
     pub(crate) fn opt_i32(&mut self, v: Option<i32>) {
@@ -246,47 +480,96 @@ impl<'a> BodySink<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn array_len(&mut self, field: &'static str, len: usize) -> Result<(), EncodeError> {
-        let len = u32::try_from(len).map_err(|_| EncodeError::FieldTooLong { field })?;
-        let _ = rmp::encode::write_array_len(self, len);
+        if len < 16 {
+            self.put([FIXARRAY | len as u8]);
+        } else if len <= usize::from(u16::MAX) {
+            let b = (len as u16).to_be_bytes();
+            self.put([ARRAY16, b[0], b[1]]);
+        } else {
+            let len = u32::try_from(len).map_err(|_| EncodeError::FieldTooLong { field })?;
+            let b = len.to_be_bytes();
+            self.put([ARRAY32, b[0], b[1], b[2], b[3]]);
+        }
         Ok(())
     }
 
+    /// Bytes copied as they are.
+    #[inline]
+    fn raw(&mut self, bytes: &[u8]) {
+        let fill = self.fill;
+        match self
+            .buf
+            .spare_capacity_mut()
+            .get_mut(fill..fill + bytes.len())
+        {
+            Some(dst) => {
+                dst.write_copy_of_slice(bytes);
+                self.fill = fill + bytes.len();
+            }
+            None => self.put_slow(bytes),
+        }
+    }
+
+    /// A string (as `rmp::encode::write_str`: fixstr, str8, str16, str32).
     pub(crate) fn string(&mut self, field: &'static str, s: &str) -> Result<(), EncodeError> {
         let len = u32::try_from(s.len()).map_err(|_| EncodeError::FieldTooLong { field })?;
-        let _ = rmp::encode::write_str_len(self, len);
+        if len < 32 {
+            self.put([FIXSTR | len as u8]);
+        } else if len < 256 {
+            self.put([STR8, len as u8]);
+        } else if len <= u32::from(u16::MAX) {
+            let b = (len as u16).to_be_bytes();
+            self.put([STR16, b[0], b[1]]);
+        } else {
+            let b = len.to_be_bytes();
+            self.put([STR32, b[0], b[1], b[2], b[3]]);
+        }
         self.raw(s.as_bytes());
         Ok(())
     }
 
     /// A Go `[]byte`: nil, or bin whose payload is copied if small and queued as its own
     /// segment if large.
+    #[inline(always)]
     pub(crate) fn opt_bytes(
         &mut self,
         field: &'static str,
         v: &Option<Bytes>,
     ) -> Result<(), EncodeError> {
-        match v {
-            None => {
-                self.nil();
-                Ok(())
-            }
-            Some(bytes) => {
-                let len =
-                    u32::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong { field })?;
-                let _ = rmp::encode::write_bin_len(self, len);
-                self.payload(bytes);
-                Ok(())
-            }
+        let Some(bytes) = v else {
+            self.nil();
+            return Ok(());
+        };
+        let len = u32::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong { field })?;
+        if len < 256 {
+            self.put([BIN8, len as u8]);
+        } else if len <= u32::from(u16::MAX) {
+            let b = (len as u16).to_be_bytes();
+            self.put([BIN16, b[0], b[1]]);
+        } else {
+            let b = len.to_be_bytes();
+            self.put([BIN32, b[0], b[1], b[2], b[3]]);
         }
+        self.payload(bytes);
+        Ok(())
     }
 
     /// Raw payload bytes: copied below the threshold, a segment of their own at or above it.
+    #[inline(always)]
     pub(crate) fn payload(&mut self, bytes: &Bytes) {
         if bytes.len() < self.large_payload_threshold || bytes.is_empty() {
             self.raw(bytes);
-            return;
+        } else {
+            self.queue_payload(bytes);
         }
+    }
+
+    fn queue_payload(&mut self, bytes: &Bytes) {
+        self.settle();
+        self.flushed += (self.buf.len() - self.body_start) as u64;
+        self.body_start = 0;
         match &self.head {
             None => {
                 // The header is in `buf`: keep that chunk mutable (to patch the length later)
@@ -302,26 +585,25 @@ impl<'a> BodySink<'a> {
             }
         }
         self.segments.push_back(bytes.clone());
-        self.body_len += bytes.len() as u64;
-    }
-
-    fn raw(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        self.body_len += bytes.len() as u64;
+        self.flushed += bytes.len() as u64;
+        if self.buf.capacity() < SMALL_FIELDS_RESERVE {
+            self.buf.reserve(AFTER_SPLIT_RESERVE);
+        }
     }
 
     /// Fill in the body length, or undo the whole frame if it is longer than `max_body_len`.
-    pub(crate) fn finish(self, max_body_len: u32) -> Result<(), EncodeError> {
-        if self.body_len > u64::from(max_body_len) {
-            let len = self.body_len;
+    pub(crate) fn finish(mut self, max_body_len: u32) -> Result<(), EncodeError> {
+        self.settle();
+        let body_len = self.body_len();
+        if body_len > u64::from(max_body_len) {
             self.abort();
             return Err(EncodeError::FrameTooLarge {
-                len,
+                len: body_len,
                 max: max_body_len,
             });
         }
-        let len = (self.body_len as u32).to_be_bytes();
-        match self.head {
+        let len = (body_len as u32).to_be_bytes();
+        match self.head.take() {
             Some((index, mut head)) => {
                 head[self.header_at..self.header_at + 4].copy_from_slice(&len);
                 self.segments[index] = head.freeze();
@@ -332,8 +614,9 @@ impl<'a> BodySink<'a> {
     }
 
     /// Remove everything this frame queued, leaving the queue as it was before its header.
-    pub(crate) fn abort(self) {
-        match self.head {
+    pub(crate) fn abort(mut self) {
+        self.settle();
+        match self.head.take() {
             Some((index, mut head)) => {
                 // `head` holds earlier frames' bytes, then this frame's start; everything after
                 // it in the queue, and all of `buf`, belongs to this frame.
@@ -349,20 +632,9 @@ impl<'a> BodySink<'a> {
     }
 }
 
-impl io::Write for BodySink<'_> {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.raw(bytes);
-        Ok(bytes.len())
-    }
-
-    #[inline]
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.raw(bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+impl Drop for BodySink<'_> {
+    /// Whatever happens, bytes written are committed (never left as uninitialized length).
+    fn drop(&mut self) {
+        self.commit();
     }
 }
