@@ -108,11 +108,7 @@ impl Histogram {
         let sum = self.sum_ns.load(Ordering::Relaxed);
         HistogramSnapshot {
             count,
-            mean: if count == 0 {
-                Duration::ZERO
-            } else {
-                Duration::from_nanos(sum / count)
-            },
+            mean: Duration::from_nanos(sum.checked_div(count).unwrap_or(0)),
             p50: quantile(0.50),
             p99: quantile(0.99),
             p999: quantile(0.999),

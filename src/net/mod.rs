@@ -487,10 +487,8 @@ impl Transport for NetTransport {
         self.shared.handoff.commands.push(Command::Shutdown);
         self.shared.handoff.notify();
         // A heartbeat handler may close the transport from the reactor thread itself.
-        if std::thread::current().id() != self.reactor_thread {
-            if thread.join().is_err() {
-                log::error!("raftnet: the reactor thread panicked");
-            }
+        if std::thread::current().id() != self.reactor_thread && thread.join().is_err() {
+            log::error!("raftnet: the reactor thread panicked");
         }
         self.shared.handoff.closed.store(true, Ordering::SeqCst);
         self.shared.handoff.fail_pending_commands();

@@ -125,11 +125,11 @@ impl Reactor {
             self.publish_gauges();
 
             let polled = self.wait_for_work(&mut events);
-            if let Err(e) = polled {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("raftnet: poll failed, stopping the transport: {e}");
-                    break;
-                }
+            if let Err(e) = polled
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("raftnet: poll failed, stopping the transport: {e}");
+                break;
             }
             for event in events.iter() {
                 match event.token() {
@@ -397,11 +397,11 @@ impl Reactor {
     }
 
     fn mark_dirty(&mut self, key: u64) {
-        if let Some(conn) = self.conn(key) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(key);
-            }
+        if let Some(conn) = self.conn(key)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(key);
         }
     }
 
@@ -693,14 +693,13 @@ impl Reactor {
                     }
                 }
                 TimerKind::AcceptResume => {
-                    if let Some(l) = &mut self.listener {
-                        if let Err(e) =
+                    if let Some(l) = &mut self.listener
+                        && let Err(e) =
                             self.poll
                                 .registry()
                                 .register(l, LISTENER, Interest::READABLE)
-                        {
-                            log::error!("raftnet: cannot resume accepting: {e}");
-                        }
+                    {
+                        log::error!("raftnet: cannot resume accepting: {e}");
                     }
                     // Connections may be waiting with no new edge to announce them.
                     self.accept();
@@ -788,10 +787,8 @@ impl Reactor {
             self.mark_dirty(key);
         }
         let peer_done = event.is_read_closed() || event.is_error();
-        if peer_done {
-            if let Some(c) = self.conn(key) {
-                c.peer_done = true;
-            }
+        if peer_done && let Some(c) = self.conn(key) {
+            c.peer_done = true;
         }
         if event.is_readable() || peer_done {
             self.read(key);
@@ -838,11 +835,11 @@ impl Reactor {
         match outcome {
             ReadOutcome::Drained => {}
             ReadOutcome::Budget => {
-                if let Some(c) = self.conn(key) {
-                    if !c.read_again {
-                        c.read_again = true;
-                        self.read_again.push(key);
-                    }
+                if let Some(c) = self.conn(key)
+                    && !c.read_again
+                {
+                    c.read_again = true;
+                    self.read_again.push(key);
                 }
             }
             ReadOutcome::Eof => self.peer_closed(key),
@@ -891,10 +888,10 @@ impl Reactor {
                 && conn.send.len() < SNAPSHOT_SEND_HIGH_WATER;
             if refill {
                 self.pump_snapshot(key);
-                if let Some(c) = self.conn(key) {
-                    if let Err(e) = c.flush(&metrics) {
-                        self.close(key, Error::io(e));
-                    }
+                if let Some(c) = self.conn(key)
+                    && let Err(e) = c.flush(&metrics)
+                {
+                    self.close(key, Error::io(e));
                 }
             }
         }

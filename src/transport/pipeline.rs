@@ -216,7 +216,7 @@ impl fmt::Debug for AppendPipeline {
 #[derive(Debug)]
 pub enum TrySendError {
     /// `max_rpcs_in_flight` requests are unanswered; the request is handed back.
-    Full(AppendEntriesRequest),
+    Full(Box<AppendEntriesRequest>),
     /// The pipeline is closed.
     Closed(Error),
 }
@@ -240,7 +240,7 @@ impl AppendPipeline {
             return Err(TrySendError::Closed(e.clone()));
         }
         if s.pending.len() >= room {
-            return Err(TrySendError::Full(request));
+            return Err(TrySendError::Full(Box::new(request)));
         }
         let seq = s.next_seq;
         s.next_seq += 1;
@@ -278,7 +278,7 @@ impl AppendPipeline {
                 Ok(f) => break f,
                 Err(TrySendError::Closed(e)) => return Err(e),
                 Err(TrySendError::Full(r)) => {
-                    request = r;
+                    request = *r;
                     self.block_until_room();
                 }
             }
@@ -327,7 +327,7 @@ impl AppendPipeline {
                 Ok(f) => break f,
                 Err(TrySendError::Closed(e)) => return Err(e),
                 Err(TrySendError::Full(r)) => {
-                    request = r;
+                    request = *r;
                     self.room().await;
                 }
             }
