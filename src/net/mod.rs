@@ -127,15 +127,13 @@ impl NetTransport {
         advertise: Option<SocketAddr>,
         config: Config,
     ) -> Result<NetTransport> {
-        // mio's bind sets a listen backlog of 1024 (std's is 128), so bursts of dials are not
-        // dropped and retried a second later.
         let candidates = bind
             .to_socket_addrs()
             .map_err(|e| Error::Config(format!("bind address does not resolve: {e}")))?;
         let mut last_error = None;
         let mut bound = None;
         for candidate in candidates {
-            match mio::net::TcpListener::bind(candidate) {
+            match listen(candidate) {
                 Ok(l) => {
                     bound = Some(l);
                     break;
@@ -500,6 +498,22 @@ impl Drop for NetTransport {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Connections a listener holds before the reactor accepts them. std and mio both listen with
+/// 128, so a burst of dials beyond that (a cluster restarting, 1000 clients at once) waits a
+/// second for SYN retransmission; 1024 absorbs such bursts.
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<mio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std and mio do: a restarted node can bind its port while old connections linger.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
 /// A pipeline's requests go to the reactor as commands.

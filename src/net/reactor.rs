@@ -65,6 +65,9 @@ pub(crate) struct Reactor {
     shared: Arc<Shared>,
     listener: Option<TcpListener>,
     accept_delay: Option<Duration>,
+    /// The last accept stopped at `MAX_ACCEPTS_PER_TURN` with connections possibly still
+    /// queued: the listener reports readiness only for new ones, so accept again next turn.
+    accept_again: bool,
     conns: Slab<Conn>,
     next_generation: u32,
     /// Idle pooled connections per (peer, lane), most recently used last.
@@ -93,6 +96,7 @@ impl Reactor {
             shared,
             listener: Some(listener),
             accept_delay: None,
+            accept_again: false,
             conns: Slab::new(),
             next_generation: 1,
             pools: HashMap::new(),
@@ -120,6 +124,9 @@ impl Reactor {
             }
             self.drain_completions();
             self.fire_timers();
+            if std::mem::take(&mut self.accept_again) {
+                self.accept();
+            }
             self.continue_reads();
             self.flush_dirty();
             self.publish_gauges();
@@ -143,7 +150,8 @@ impl Reactor {
     }
 
     fn has_queued_work(&self) -> bool {
-        !self.read_again.is_empty()
+        self.accept_again
+            || !self.read_again.is_empty()
             || !self.shared.handoff.commands.is_empty()
             || !self.shared.handoff.completions.is_empty()
     }
@@ -711,8 +719,11 @@ impl Reactor {
     // ---- sockets ----------------------------------------------------------------------------
 
     fn accept(&mut self) {
+        // Set until the queue is seen empty (WouldBlock) or accepting backs off.
+        self.accept_again = true;
         for _ in 0..MAX_ACCEPTS_PER_TURN {
             let Some(listener) = &self.listener else {
+                self.accept_again = false;
                 return;
             };
             match listener.accept() {
@@ -737,9 +748,13 @@ impl Reactor {
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_again = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    self.accept_again = false;
                     // Out of descriptors and the like: retrying at once would spin. Back off as
                     // hashicorp does (5 ms doubling to 1 s), not listening meanwhile.
                     let delay = accept_backoff(self.accept_delay);

@@ -647,7 +647,9 @@ mod tests {
     //! that no uninitialized byte is ever committed or read.
 
     use super::*;
-    use crate::wire::{AppendEntriesRequest, FrameEncoder, Lane, Log, Message, SendQueue, decode_body};
+    use crate::wire::{
+        AppendEntriesRequest, FrameEncoder, Lane, Log, Message, SendQueue, decode_body,
+    };
 
     fn message(entries: usize, size: usize) -> Message {
         AppendEntriesRequest {
@@ -665,8 +667,12 @@ mod tests {
         let encoder = FrameEncoder::new().with_large_payload_threshold(threshold);
         let mut q = SendQueue::new();
         q.buf = BytesMut::with_capacity(initial_capacity);
-        encoder.encode(&mut q, 1, Lane::Control, crate::wire::Flags::NONE, m).unwrap();
-        encoder.encode(&mut q, 2, Lane::Control, crate::wire::Flags::NONE, m).unwrap();
+        encoder
+            .encode(&mut q, 1, Lane::Control, crate::wire::Flags::NONE, m)
+            .unwrap();
+        encoder
+            .encode(&mut q, 2, Lane::Control, crate::wire::Flags::NONE, m)
+            .unwrap();
         let bytes = Bytes::from(q.to_vec());
         let first_len = u32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize;
         let body = bytes.slice(HEADER_LEN..HEADER_LEN + first_len);
@@ -687,11 +693,31 @@ mod tests {
 
     #[test]
     fn abort_leaves_earlier_frames_intact() {
-        let encoder = FrameEncoder::new().with_large_payload_threshold(16).with_max_body_len(100);
+        let encoder = FrameEncoder::new()
+            .with_large_payload_threshold(16)
+            .with_max_body_len(100);
         let mut q = SendQueue::new();
-        encoder.encode(&mut q, 1, Lane::Control, crate::wire::Flags::NONE, &message(1, 3)).unwrap();
+        encoder
+            .encode(
+                &mut q,
+                1,
+                Lane::Control,
+                crate::wire::Flags::NONE,
+                &message(1, 3),
+            )
+            .unwrap();
         let before = q.to_vec();
-        assert!(encoder.encode(&mut q, 2, Lane::Control, crate::wire::Flags::NONE, &message(2, 300)).is_err());
+        assert!(
+            encoder
+                .encode(
+                    &mut q,
+                    2,
+                    Lane::Control,
+                    crate::wire::Flags::NONE,
+                    &message(2, 300)
+                )
+                .is_err()
+        );
         assert_eq!(q.to_vec(), before);
     }
 }

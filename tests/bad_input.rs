@@ -1,0 +1,343 @@
+//! Bad input from a peer closes that peer's connection only: the server counts a protocol
+//! error and hangs up, while a healthy client's calls on another connection keep succeeding.
+
+mod support_robust;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use raftnet::wire::*;
+use raftnet::*;
+use support_robust::*;
+
+const MAX_BODY: u32 = 1 << 20;
+/// How long a rejected connection may stay open: generous, for a slow machine.
+const CLOSE_WAIT: Duration = Duration::from_secs(20);
+
+/// A request frame (header and body) as the encoder writes it, without the preamble.
+fn frame(request_id: u64, lane: Lane, message: &Message) -> Vec<u8> {
+    let mut out = SendQueue::new();
+    FrameEncoder::new()
+        .encode(&mut out, request_id, lane, Flags::NONE, message)
+        .unwrap();
+    out.to_vec()
+}
+
+fn header(body_len: u32, kind: u8, flags: u8, lane: u8, reserved: u8, id: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&body_len.to_be_bytes());
+    v.extend_from_slice(&[kind, flags, lane, reserved]);
+    v.extend_from_slice(&id.to_be_bytes());
+    v
+}
+
+/// Send `bytes` on a fresh connection (then half-close if `eof`), and wait for the server to
+/// close it: a read returns 0 or an error other than a timeout. Returns what the server sent.
+fn send_and_expect_close(addr: SocketAddr, bytes: &[u8], eof: bool, what: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(CLOSE_WAIT)).unwrap();
+    // The server may close while we still write (it reads and rejects early): a write error
+    // then is part of the expected outcome.
+    let _ = s.write_all(bytes);
+    if eof {
+        let _ = s.shutdown(Shutdown::Write);
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                panic!("{what}: the server did not close the connection within {CLOSE_WAIT:?}")
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return got, // reset: closed too
+        }
+    }
+}
+
+/// A valid preamble followed by `rest`.
+fn after_preamble(rest: &[u8]) -> Vec<u8> {
+    let mut v = PREAMBLE.to_vec();
+    v.extend_from_slice(rest);
+    v
+}
+
+#[test]
+fn bad_input_closes_only_the_offending_connection() {
+    let server = bind(
+        Config::default()
+            .timeout(Some(Duration::from_secs(30)))
+            .max_frame_body(MAX_BODY),
+    );
+    let answerer = echo_server(server.consumer().clone());
+    let client = Arc::new(bind(
+        Config::default().timeout(Some(Duration::from_secs(30))),
+    ));
+    let target = server.local_addr();
+
+    // The healthy client: one call after another, all on one pooled connection.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let healthy = {
+        let (client, target, stop, ok) = (client.clone(), target.clone(), stop.clone(), ok.clone());
+        std::thread::spawn(move || {
+            let mut term = 0;
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                term += 1;
+                match client
+                    .request_vote(&peer(), &target, vote(term), CallOptions::default())
+                    .wait()
+                {
+                    Ok(r) if r.term == term && r.granted => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => failures.push(format!("vote {term}: {other:?}")),
+                }
+            }
+            failures
+        })
+    };
+    wait_until(EVENTUALLY, "the healthy client's first answers", || {
+        ok.load(Ordering::SeqCst) >= 10
+    });
+
+    let vote_frame = frame(7, Lane::Control, &Message::Request(vote(7).into()));
+    let vote_body = &vote_frame[HEADER_LEN..];
+    let mut cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: raft\r\nUser-Agent: curl/8\r\n\r\n".to_vec(),
+            false,
+        ),
+        (
+            "another wire version",
+            b"RAFTNET\x02"
+                .iter()
+                .copied()
+                .chain(vote_frame.clone())
+                .collect(),
+            false,
+        ),
+        (
+            "a frame of an unknown type",
+            after_preamble(&header(0, 0x42, 0, 0, 0, 1)),
+            false,
+        ),
+        (
+            "a header declaring a body over max_frame_body",
+            after_preamble(&header(MAX_BODY + 1, 0x01, 0, 0, 0, 1)),
+            false,
+        ),
+        (
+            "a header declaring a 4 GiB body",
+            after_preamble(&header(u32::MAX, 0x00, 0, 0, 0, 1)),
+            false,
+        ),
+        (
+            "a truncated msgpack body",
+            after_preamble(&[header(5, 0x01, 0, 0, 0, 1), vote_body[..5].to_vec()].concat()),
+            false,
+        ),
+        (
+            "an unknown lane",
+            after_preamble(&header(0, 0x03, 0, 9, 0, 1)),
+            false,
+        ),
+        (
+            "a non-zero reserved byte",
+            after_preamble(&header(0, 0x03, 0, 0, 1, 1)),
+            false,
+        ),
+        (
+            "a flag a request may not carry",
+            after_preamble(&header(0, 0x03, 0x01, 0, 0, 1)),
+            false,
+        ),
+        (
+            "a response sent to the serving side",
+            after_preamble(&frame(
+                3,
+                Lane::Control,
+                &Message::Response(RequestVoteResponse::default().into()),
+            )),
+            false,
+        ),
+        (
+            "a snapshot chunk for no snapshot",
+            after_preamble(&{
+                let mut out = SendQueue::new();
+                FrameEncoder::new()
+                    .encode(
+                        &mut out,
+                        5,
+                        Lane::Snapshot,
+                        Flags::END_STREAM,
+                        &Message::SnapshotChunk(bytes::Bytes::from_static(b"abc")),
+                    )
+                    .unwrap();
+                out.to_vec()
+            }),
+            false,
+        ),
+    ];
+    // Garbage: deterministic pseudo-random bytes, before and after a valid preamble.
+    let garbage: Vec<u8> = (0..256u64).map(pattern_byte).collect();
+    cases.push(("garbage", garbage.clone(), false));
+    cases.push((
+        "garbage after the preamble",
+        after_preamble(&garbage),
+        false,
+    ));
+    // A good request first, then garbage on the same connection.
+    cases.push((
+        "garbage after a valid request",
+        after_preamble(&[vote_frame.clone(), garbage.clone()].concat()),
+        false,
+    ));
+
+    let addr = server.bound_addr();
+    for (what, bytes, eof) in &cases {
+        let errors_before = server.metrics().counter("raftnet.protocolErrors");
+        let ok_before = ok.load(Ordering::SeqCst);
+        let got = send_and_expect_close(addr, bytes, *eof, what);
+        // Whatever the server sent starts with its preamble.
+        assert!(
+            got.is_empty() || got.starts_with(&PREAMBLE[..got.len().min(PREAMBLE.len())]),
+            "{what}: the server sent {got:?}"
+        );
+        wait_until(EVENTUALLY, &format!("{what}: a protocol error"), || {
+            server.metrics().counter("raftnet.protocolErrors") > errors_before
+        });
+        assert_eq!(
+            server.metrics().counter("raftnet.protocolErrors"),
+            errors_before + 1,
+            "{what}: exactly one protocol error"
+        );
+        wait_until(
+            EVENTUALLY,
+            &format!("{what}: the healthy client to keep being answered"),
+            || ok.load(Ordering::SeqCst) >= ok_before + 3,
+        );
+        eprintln!(
+            "{what}: closed, counted; healthy client at {} calls",
+            ok.load(Ordering::SeqCst)
+        );
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    let failures = healthy.join().unwrap();
+    assert!(failures.is_empty(), "healthy calls failed: {failures:?}");
+    let m = client.metrics();
+    assert_eq!(
+        m.counter("raftnet.dials"),
+        1,
+        "the healthy client kept its one connection"
+    );
+    assert_eq!(m.counter("raftnet.protocolErrors"), 0);
+    assert_eq!(
+        server.metrics().counter("raftnet.protocolErrors"),
+        cases.len() as u64
+    );
+    // Only the healthy client's connection is left on the server.
+    wait_until(
+        EVENTUALLY,
+        "the server to drop every bad connection",
+        || server.open_connections() == 1,
+    );
+    client.close();
+    drop(server);
+    answerer.join().unwrap();
+}
+
+/// A peer that connects and says nothing, or hangs up cleanly between frames, is not a
+/// protocol error.
+#[test]
+fn clean_hang_ups_are_not_protocol_errors() {
+    let server = bind(Config::default().timeout(Some(Duration::from_secs(30))));
+    let answerer = echo_server(server.consumer().clone());
+    let addr = server.bound_addr();
+    // Connect, send nothing, hang up.
+    drop(TcpStream::connect(addr).unwrap());
+    // Preamble, one complete request, hang up after its answer.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    s.write_all(&after_preamble(&frame(
+        1,
+        Lane::Control,
+        &Message::Request(vote(1).into()),
+    )))
+    .unwrap();
+    let mut decoder = FrameDecoder::new();
+    let mut buf = bytes::BytesMut::new();
+    let answer = loop {
+        if let Some(f) = decoder.decode(&mut buf).unwrap() {
+            break f;
+        }
+        let mut chunk = [0u8; 1024];
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(answer.request_id, 1);
+    drop(s);
+    wait_until(EVENTUALLY, "both connections to be closed", || {
+        server.metrics().counter("raftnet.accepted") == 2 && server.open_connections() == 0
+    });
+    assert_eq!(server.metrics().counter("raftnet.protocolErrors"), 0);
+    drop(server);
+    answerer.join().unwrap();
+}
+
+/// A peer that sends part of a frame and then closes its sending half: the server must notice
+/// the end of the stream, count a protocol error (the stream ended inside a frame) and close.
+/// The bytes and the FIN usually arrive together, in one readiness edge.
+#[test]
+fn partial_frame_then_half_close_is_noticed() {
+    let server = bind(Config::default().timeout(Some(Duration::from_secs(30))));
+    let answerer = echo_server(server.consumer().clone());
+    let vote_frame = frame(7, Lane::Control, &Message::Request(vote(7).into()));
+    for attempt in 0..5 {
+        let errors_before = server.metrics().counter("raftnet.protocolErrors");
+        send_and_expect_close(
+            server.bound_addr(),
+            &after_preamble(&vote_frame[..vote_frame.len() - 3]),
+            true,
+            &format!("attempt {attempt}: a stream that ends inside a frame body"),
+        );
+        wait_until(EVENTUALLY, "a protocol error", || {
+            server.metrics().counter("raftnet.protocolErrors") > errors_before
+        });
+    }
+    drop(server);
+    answerer.join().unwrap();
+}
+
+/// A peer that sends a whole request and closes its sending half at once: the server answers
+/// or not, but it notices the end of the stream and closes the connection (hashicorp's
+/// handler returns on EOF and closes).
+#[test]
+fn request_then_half_close_is_noticed() {
+    let server = bind(Config::default().timeout(Some(Duration::from_secs(30))));
+    let answerer = echo_server(server.consumer().clone());
+    let vote_frame = frame(7, Lane::Control, &Message::Request(vote(7).into()));
+    for attempt in 0..5 {
+        send_and_expect_close(
+            server.bound_addr(),
+            &after_preamble(&vote_frame),
+            true,
+            &format!("attempt {attempt}: a request, then a half-close"),
+        );
+    }
+    wait_until(EVENTUALLY, "the server to close every connection", || {
+        server.open_connections() == 0
+    });
+    assert_eq!(server.metrics().counter("raftnet.protocolErrors"), 0);
+    drop(server);
+    answerer.join().unwrap();
+}
