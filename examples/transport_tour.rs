@@ -13,7 +13,9 @@ use raftnet::wire::*;
 use raftnet::{CallOptions, Config, NetTransport, ServerId, Transport};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::default().max_rpcs_in_flight(64).timeout(Some(Duration::from_secs(10)));
+    let config = Config::default()
+        .max_rpcs_in_flight(64)
+        .timeout(Some(Duration::from_secs(10)));
     let leader = NetTransport::bind("127.0.0.1:0", None, config.clone())?;
     let follower = NetTransport::bind("127.0.0.1:0", None, config)?;
     let (id, addr) = (ServerId::from("follower"), follower.local_addr());
@@ -25,7 +27,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Request::AppendEntries(a) => a.term,
             _ => 0,
         };
-        rpc.respond_ok(AppendEntriesResponse { term, success: true, ..Default::default() });
+        rpc.respond_ok(AppendEntriesResponse {
+            term,
+            success: true,
+            ..Default::default()
+        });
     })));
 
     // The follower's Raft loop.
@@ -70,7 +76,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. An election.
     let vote = leader
-        .request_vote(&id, &addr, RequestVoteRequest { term: 1, ..Default::default() }, CallOptions::default())
+        .request_vote(
+            &id,
+            &addr,
+            RequestVoteRequest {
+                term: 1,
+                ..Default::default()
+            },
+            CallOptions::default(),
+        )
         .wait()?;
     println!("vote granted: {}", vote.granted);
 
@@ -80,8 +94,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batches = 20_000u64;
     let mut acked = 0;
     for b in 0..batches {
-        let entries = (0..16).map(|i| Log::command(b * 16 + i + 1, 1, vec![7u8; 128])).collect();
-        let request = AppendEntriesRequest { term: 1, prev_log_entry: b * 16, entries, ..Default::default() };
+        let entries = (0..16)
+            .map(|i| Log::command(b * 16 + i + 1, 1, vec![7u8; 128]))
+            .collect();
+        let request = AppendEntriesRequest {
+            term: 1,
+            prev_log_entry: b * 16,
+            entries,
+            ..Default::default()
+        };
         pipeline.append_entries(request)?;
         while let Some(done) = pipeline.try_recv()? {
             done.wait()?;
@@ -107,22 +128,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let snapshot = leader.install_snapshot(
         &id,
         &addr,
-        InstallSnapshotRequest { term: 1, size: size as i64, ..Default::default() },
+        InstallSnapshotRequest {
+            term: 1,
+            size: size as i64,
+            ..Default::default()
+        },
         Box::new(std::io::Cursor::new(data)),
         CallOptions::default(),
     );
-    let heartbeat = AppendEntriesRequest { term: 1, leader: Some(addr.0.clone().into()), ..Default::default() };
+    let heartbeat = AppendEntriesRequest {
+        term: 1,
+        leader: Some(addr.0.clone().into()),
+        ..Default::default()
+    };
     let mut rtts = Vec::new();
     let snapshot_start = Instant::now();
     while !snapshot.is_done() {
         let t = Instant::now();
-        leader.append_entries(&id, &addr, heartbeat.clone(), CallOptions::default()).wait()?;
+        leader
+            .append_entries(&id, &addr, heartbeat.clone(), CallOptions::default())
+            .wait()?;
         rtts.push(t.elapsed());
         std::thread::sleep(Duration::from_millis(1));
     }
     let snapshot = snapshot.wait()?;
     rtts.sort();
-    let pct = |p: f64| rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "snapshot of 64 MiB installed ({}), {:.0} MB/s; {} heartbeats meanwhile, RTT p50 {:?} p99 {:?}",
         snapshot.success,
@@ -138,24 +173,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sink = Vec::new();
     let _ = http.read_to_end(&mut sink);
     let vote = leader
-        .request_vote(&id, &addr, RequestVoteRequest { term: 2, ..Default::default() }, CallOptions::default())
+        .request_vote(
+            &id,
+            &addr,
+            RequestVoteRequest {
+                term: 2,
+                ..Default::default()
+            },
+            CallOptions::default(),
+        )
         .wait()?;
-    println!("an HTTP client was disconnected; the next vote still works: granted {}", vote.granted);
+    println!(
+        "an HTTP client was disconnected; the next vote still works: granted {}",
+        vote.granted
+    );
 
     // 5. Metrics.
     let lm = leader.metrics();
     let fm = follower.metrics();
     println!(
         "leader: {} calls, {} reactor sleeps; follower: {} RPCs via the consumer, {} heartbeats on the fast path, {} protocol errors",
-        lm.counters.iter().filter(|(k, _)| k.starts_with("raftnet.callsSent")).map(|(_, v)| v).sum::<u64>(),
+        lm.counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("raftnet.callsSent"))
+            .map(|(_, v)| v)
+            .sum::<u64>(),
         lm.counter("raftnet.reactorSleeps"),
-        fm.counters.iter().filter(|(k, _)| k.starts_with("raftnet.rpcsReceived")).map(|(_, v)| v).sum::<u64>()
+        fm.counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("raftnet.rpcsReceived"))
+            .map(|(_, v)| v)
+            .sum::<u64>()
             - fm.counter("raftnet.heartbeatsFastPath"),
         fm.counter("raftnet.heartbeatsFastPath"),
         fm.counter("raftnet.protocolErrors"),
     );
     drop(follower);
     let received = raft.join().expect("raft loop");
-    println!("follower's Raft loop read {received} snapshot bytes and stopped when its transport closed");
+    println!(
+        "follower's Raft loop read {received} snapshot bytes and stopped when its transport closed"
+    );
     Ok(())
 }
