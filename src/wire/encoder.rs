@@ -10,10 +10,11 @@ use super::msgpack::BodySink;
 use super::send_queue::SendQueue;
 
 /// Payloads of this many bytes or more go out as their own segment instead of being copied
-/// into the frame buffer. Measured with `cargo bench --bench codec -- threshold` (see
-/// BENCHMARKS.md): below about 2 KiB a copy is cheaper than an extra `iovec` and reference
-/// count; above it the copy's cost grows with the payload while the segment's does not.
-pub const DEFAULT_LARGE_PAYLOAD_THRESHOLD: usize = 2048;
+/// into the frame buffer. Measured with `cargo bench --bench codec -- threshold` (encode plus a
+/// vectored write to loopback TCP, BENCHMARKS.md): copying wins up to 4 KiB (an extra `iovec`
+/// and reference count cost more than the copy), queueing wins from 8 KiB (0.6x the time at
+/// 8 KiB, 0.9x at 16 and 64 KiB), so the cut is at 8 KiB.
+pub const DEFAULT_LARGE_PAYLOAD_THRESHOLD: usize = 8192;
 
 /// Encodes native frames into a [`SendQueue`].
 #[derive(Debug, Clone)]

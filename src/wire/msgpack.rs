@@ -310,7 +310,11 @@ const WRITE_ROOM: usize = 256;
 /// each one; this took the heartbeat encode from 890 to about 300 instructions (BENCHMARKS.md).
 pub(crate) struct BodySink<'a> {
     buf: &'a mut BytesMut,
-    /// Bytes written into `buf`'s spare capacity, not yet committed to its length.
+    /// The start of `buf`'s spare capacity, as of the last `sync`.
+    cursor: *mut u8,
+    /// The length of that spare capacity.
+    room: usize,
+    /// Bytes written at `cursor`, not yet committed to `buf`'s length (`fill <= room`).
     fill: usize,
     segments: &'a mut VecDeque<Bytes>,
     large_payload_threshold: usize,
@@ -339,6 +343,8 @@ impl<'a> BodySink<'a> {
         buf.reserve(HEADER_LEN + SMALL_FIELDS_RESERVE);
         let mut sink = BodySink {
             buf,
+            cursor: std::ptr::null_mut(),
+            room: 0,
             fill: 0,
             segments,
             large_payload_threshold,
@@ -347,6 +353,7 @@ impl<'a> BodySink<'a> {
             body_start: header_at + HEADER_LEN,
             flushed: 0,
         };
+        sink.sync();
         sink.put(header);
         sink
     }
@@ -354,9 +361,10 @@ impl<'a> BodySink<'a> {
     /// Make sure the buffer can take `n` more bytes without reallocating.
     #[inline]
     pub(crate) fn reserve(&mut self, n: usize) {
-        if self.buf.capacity() - self.buf.len() - self.fill < n {
+        if self.room - self.fill < n {
             self.commit();
             self.buf.reserve(n);
+            self.sync();
         }
     }
 
@@ -377,44 +385,88 @@ impl<'a> BodySink<'a> {
     fn grow(&mut self, n: usize) {
         self.commit();
         self.buf.reserve(n.max(WRITE_ROOM));
+        self.sync();
+    }
+
+    /// Point the cursor at `buf`'s spare capacity. Called after anything that may have moved or
+    /// resized `buf`; `fill` must be 0 (everything written was committed).
+    #[inline]
+    fn sync(&mut self) {
+        debug_assert_eq!(self.fill, 0);
+        let spare = self.buf.spare_capacity_mut();
+        self.room = spare.len();
+        self.cursor = spare.as_mut_ptr().cast();
+    }
+
+    /// Copy `bytes` to the cursor. The caller checked `self.fill + bytes.len() <= self.room`.
+    #[inline(always)]
+    fn write_unchecked(&mut self, bytes: &[u8]) {
+        debug_assert!(self.fill + bytes.len() <= self.room);
+        // Ids, addresses and small commands are a few bytes long: two overlapping 8-byte moves
+        // beat a call into `memcpy` for them.
+        if (8..=16).contains(&bytes.len()) {
+            let n = bytes.len();
+            let mut head = [0u8; 8];
+            let mut tail = [0u8; 8];
+            head.copy_from_slice(&bytes[..8]);
+            tail.copy_from_slice(&bytes[n - 8..]);
+            self.write_fixed(head, 0);
+            self.write_fixed(tail, n - 8);
+            self.fill += n;
+            return;
+        }
+        // SAFETY: `cursor` is the start of `buf`'s spare capacity and `room` its length, as of
+        // the last `sync`; every method that changes `buf` commits and syncs again, so they are
+        // still current. The caller checked that `fill + len <= room`, so the destination lies
+        // within that spare capacity. The source cannot overlap it: spare capacity belongs to
+        // `buf` alone (no `Bytes` points there, only at committed bytes) and `bytes` is a local
+        // array or a caller's slice.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.cursor.add(self.fill), bytes.len());
+        }
+        self.fill += bytes.len();
+    }
+
+    /// Copy `N` bytes to `offset` bytes past the write position, without advancing it. The
+    /// caller checked `self.fill + offset + N <= self.room`.
+    #[inline(always)]
+    fn write_fixed<const N: usize>(&mut self, bytes: [u8; N], offset: usize) {
+        debug_assert!(self.fill + offset + N <= self.room);
+        // SAFETY: as in `write_unchecked`: the destination lies within the spare capacity the
+        // cursor points at (checked by the caller), and the source is a local array.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.cursor.add(self.fill + offset), N);
+        }
     }
 
     #[inline(always)]
     fn put<const N: usize>(&mut self, bytes: [u8; N]) {
-        let fill = self.fill;
-        // One bounds check does both jobs: room left, and the slice to write into.
-        match self.buf.spare_capacity_mut().get_mut(fill..fill + N) {
-            Some(dst) => {
-                dst.write_copy_of_slice(&bytes);
-                self.fill = fill + N;
-            }
-            None => self.put_slow(&bytes),
+        if self.room - self.fill < N {
+            self.grow(N);
         }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn put_slow(&mut self, bytes: &[u8]) {
-        self.grow(bytes.len());
-        // `grow` committed (fill is 0) and made room for at least `bytes.len()`.
-        self.buf.spare_capacity_mut()[..bytes.len()].write_copy_of_slice(bytes);
-        self.fill = bytes.len();
+        self.write_fixed(bytes, 0);
+        self.fill += N;
     }
 
     /// Make the bytes written so far part of the buffer.
     #[inline]
     fn commit(&mut self) {
+        if self.fill == 0 {
+            return;
+        }
         let len = self.buf.len() + self.fill;
         debug_assert!(len <= self.buf.capacity());
-        // SAFETY: `put` wrote `fill` bytes into the spare capacity right after `len()` (each
-        // write checked against that capacity, and nothing else touched the buffer since:
-        // every other use of `buf` in this type commits first), so the first `len` bytes are
-        // initialized and `len <= capacity`.
+        // SAFETY: `write_unchecked` initialized the `fill` bytes right after `len()` (inside the
+        // spare capacity, see there), so the first `len` bytes are initialized and
+        // `len <= capacity`.
         #[allow(unsafe_code)]
         unsafe {
             self.buf.set_len(len);
         }
         self.fill = 0;
+        self.sync();
     }
 
     /// Drop the unused room: `buf` ends where the writing ended.
@@ -498,18 +550,10 @@ impl<'a> BodySink<'a> {
     /// Bytes copied as they are.
     #[inline]
     fn raw(&mut self, bytes: &[u8]) {
-        let fill = self.fill;
-        match self
-            .buf
-            .spare_capacity_mut()
-            .get_mut(fill..fill + bytes.len())
-        {
-            Some(dst) => {
-                dst.write_copy_of_slice(bytes);
-                self.fill = fill + bytes.len();
-            }
-            None => self.put_slow(bytes),
+        if self.room - self.fill < bytes.len() {
+            self.grow(bytes.len());
         }
+        self.write_unchecked(bytes);
     }
 
     /// A string (as `rmp::encode::write_str`: fixstr, str8, str16, str32).
@@ -589,6 +633,7 @@ impl<'a> BodySink<'a> {
         if self.buf.capacity() < SMALL_FIELDS_RESERVE {
             self.buf.reserve(AFTER_SPLIT_RESERVE);
         }
+        self.sync();
     }
 
     /// Fill in the body length, or undo the whole frame if it is longer than `max_body_len`.

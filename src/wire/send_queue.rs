@@ -98,7 +98,9 @@ impl SendQueue {
 
     /// Drop everything waiting.
     pub fn clear(&mut self) {
-        self.segments.clear();
+        if !self.segments.is_empty() {
+            self.segments.clear();
+        }
         self.buf.clear();
     }
 }
