@@ -34,6 +34,10 @@ use crate::transport::snapshot::SnapshotReader;
 use crate::transport::*;
 use crate::wire::*;
 
+fn lock_write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// hashicorp's default (v1.1.2 used 50 ms, HEAD uses 500 ms).
 pub const DEFAULT_INMEM_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -236,46 +240,32 @@ impl InmemTransport {
 
     /// Remove the route to `addr` and close pipelines to it.
     pub fn disconnect(&self, addr: &ServerAddress) {
-        self.inner
-            .routes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(addr);
+        lock_write(&self.inner.routes).remove(addr);
+        self.fail_pipelines(Some(addr), Error::PipelineClosed);
+    }
+
+    /// Remove every route and close every pipeline.
+    pub fn disconnect_all(&self) {
+        lock_write(&self.inner.routes).clear();
+        self.fail_pipelines(None, Error::PipelineClosed);
+    }
+
+    /// Fail (and forget) the pipelines to `to`, or all of them.
+    fn fail_pipelines(&self, to: Option<&ServerAddress>, error: Error) {
         let mut pipelines = self
             .inner
             .pipelines
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        pipelines.retain(|(a, p)| {
-            if a == addr {
-                if let Some(p) = p.upgrade() {
-                    p.fail(Error::PipelineClosed);
-                }
-                false
-            } else {
-                true
+        pipelines.retain(|(addr, p)| {
+            if to.is_some_and(|to| to != addr) {
+                return true;
             }
-        });
-    }
-
-    /// Remove every route and close every pipeline.
-    pub fn disconnect_all(&self) {
-        self.inner
-            .routes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        for (_, p) in self
-            .inner
-            .pipelines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
             if let Some(p) = p.upgrade() {
-                p.fail(Error::PipelineClosed);
+                p.fail(error.clone());
             }
-        }
+            false
+        });
     }
 
     /// Change the link to `addr` (which must be connected): up, cut, or losing requests.
@@ -516,10 +506,6 @@ impl Transport for InmemTransport {
         Bytes::from(addr.0.clone().into_bytes())
     }
 
-    fn decode_peer(&self, peer: &[u8]) -> ServerAddress {
-        ServerAddress(String::from_utf8_lossy(peer).into_owned())
-    }
-
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
         *self
             .inner
@@ -536,17 +522,7 @@ impl Transport for InmemTransport {
             return;
         }
         // Pipelines fail with Shutdown (not PipelineClosed, as a plain disconnect would).
-        for (_, p) in self
-            .inner
-            .pipelines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            if let Some(p) = p.upgrade() {
-                p.fail(Error::Shutdown);
-            }
-        }
+        self.fail_pipelines(None, Error::Shutdown);
         self.disconnect_all();
         // Calls still waiting for an answer fail with Shutdown.
         self.inner.deadlines.close();

@@ -230,6 +230,16 @@ impl Conn {
         }
     }
 
+    /// Where a request/response call waits for its answer on this connection (pooled and
+    /// snapshot connections carry one call at a time).
+    pub(crate) fn call_slot(&mut self) -> Option<&mut Option<PendingCall>> {
+        match &mut self.role {
+            Role::Pooled(p) => Some(&mut p.call),
+            Role::SnapshotOut(s) => Some(&mut s.call),
+            Role::Pipeline(_) | Role::Inbound(_) => None,
+        }
+    }
+
     /// The earliest deadline among the calls waiting on this connection.
     pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
         match &self.role {

@@ -462,10 +462,6 @@ impl Transport for NetTransport {
         Bytes::from(self.dial_address(id, addr).0.into_bytes())
     }
 
-    fn decode_peer(&self, peer: &[u8]) -> ServerAddress {
-        ServerAddress(String::from_utf8_lossy(peer).into_owned())
-    }
-
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
         *self
             .shared

@@ -288,20 +288,29 @@ impl Reactor {
             self.return_to_pool(key);
             return;
         }
-        if let Role::Pooled(p) = &mut conn.role {
-            p.call = Some(PendingCall {
+        self.await_answer(
+            key,
+            PendingCall {
                 request_id,
                 resolver,
                 kind,
                 started: Instant::now(),
                 deadline,
-            });
+            },
+        );
+        self.mark_dirty(key);
+    }
+
+    /// Park a sent call on its connection until its answer (or its deadline) comes.
+    fn await_answer(&mut self, key: u64, call: PendingCall) {
+        let (kind, deadline) = (call.kind, call.deadline);
+        if let Some(slot) = self.conn(key).and_then(Conn::call_slot) {
+            *slot = Some(call);
         }
         add(&self.shared.metrics.calls_sent[kind as usize], 1);
         if let Some(d) = deadline {
             self.arm(key, d);
         }
-        self.mark_dirty(key);
     }
 
     /// Make sure a deadline timer fires for `key` no later than `deadline`. One entry per
@@ -462,20 +471,17 @@ impl Reactor {
             self.close(key, Error::Shutdown);
             return;
         }
-        if let Role::SnapshotOut(s) = &mut conn.role {
-            s.call = Some(PendingCall {
+        self.await_answer(
+            key,
+            PendingCall {
                 request_id,
                 resolver,
                 kind,
                 started: Instant::now(),
                 deadline,
-            });
-        }
-        add(&self.shared.metrics.calls_sent[kind as usize], 1);
+            },
+        );
         self.snapshots.insert(id, key);
-        if let Some(d) = deadline {
-            self.arm(key, d);
-        }
         self.pump_snapshot(key);
     }
 

@@ -192,8 +192,10 @@ pub trait Transport: Send + Sync {
     /// Serialise a peer's address for the `addr`/`leader`/`candidate` fields.
     fn encode_peer(&self, id: &ServerId, addr: &ServerAddress) -> Bytes;
 
-    /// The inverse of [`encode_peer`](Self::encode_peer).
-    fn decode_peer(&self, peer: &[u8]) -> ServerAddress;
+    /// The inverse of [`encode_peer`](Self::encode_peer) (an address is its UTF-8 text).
+    fn decode_peer(&self, peer: &[u8]) -> ServerAddress {
+        ServerAddress(String::from_utf8_lossy(peer).into_owned())
+    }
 
     /// Install (or remove) the heartbeat fast path.
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>);
