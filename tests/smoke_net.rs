@@ -127,3 +127,45 @@ fn pipeline_roundtrip() {
     }
     server.join().unwrap();
 }
+
+/// Regression: a snapshot whose receiver keeps up stalled forever once the sender's socket took a
+/// whole refill at once (the reactor slept with a connection still marked for writing).
+#[test]
+fn fast_snapshots_back_to_back_never_stall() {
+    let (a, b) = pair();
+    let consumer = b.consumer().clone();
+    let server = std::thread::spawn(move || {
+        let mut total = 0;
+        for _ in 0..3 {
+            let mut rpc = consumer.recv().unwrap();
+            let mut reader = rpc.snapshot.take().unwrap();
+            while let Some(chunk) = reader.next_chunk().unwrap() {
+                total += chunk.len();
+            }
+            rpc.respond_ok(InstallSnapshotResponse {
+                success: true,
+                ..Default::default()
+            });
+        }
+        total
+    });
+    let data = vec![7u8; 32 << 20];
+    for _ in 0..3 {
+        let req = InstallSnapshotRequest {
+            size: data.len() as i64,
+            ..Default::default()
+        };
+        let call = a.install_snapshot(
+            &"b".into(),
+            &b.local_addr(),
+            req,
+            Box::new(std::io::Cursor::new(data.clone())),
+            CallOptions::default(),
+        );
+        let answer = call
+            .wait_deadline(std::time::Instant::now() + Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the snapshot stalled"));
+        assert!(answer.unwrap().success);
+    }
+    assert_eq!(server.join().unwrap(), 3 * (32 << 20));
+}

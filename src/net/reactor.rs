@@ -149,8 +149,12 @@ impl Reactor {
         self.shutdown();
     }
 
+    /// Work the loop can do without waiting for an event. (`dirty` is among it: flushing a
+    /// snapshot connection refills its queue from the pump and marks it dirty again; sleeping
+    /// then would wait for a socket event that never comes, as the socket took everything.)
     fn has_queued_work(&self) -> bool {
         self.accept_again
+            || !self.dirty.is_empty()
             || !self.read_again.is_empty()
             || !self.shared.handoff.commands.is_empty()
             || !self.shared.handoff.completions.is_empty()
