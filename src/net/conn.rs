@@ -111,6 +111,17 @@ pub(crate) enum Role {
     SnapshotOut(SnapshotOut),
 }
 
+/// How a flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything queued was written.
+    All,
+    /// The socket is full; a writable event will come.
+    Blocked,
+    /// The write budget for this turn ran out.
+    Budget,
+}
+
 /// How a read attempt ended.
 pub(crate) enum ReadOutcome {
     /// The socket has nothing more for now.
@@ -251,10 +262,18 @@ impl Conn {
         }
     }
 
-    /// Write queued output until it is all written or the socket is full. Returns whether
-    /// everything was written.
-    pub(crate) fn flush(&mut self, metrics: &TransportMetrics) -> io::Result<bool> {
+    /// Write queued output until it is all written, the socket is full, or `budget` bytes went
+    /// out (the rest waits for the next turn, so one bulk connection cannot hold the reactor).
+    pub(crate) fn flush(
+        &mut self,
+        budget: usize,
+        metrics: &TransportMetrics,
+    ) -> io::Result<Flushed> {
+        let mut total = 0;
         while !self.send.is_empty() {
+            if total >= budget {
+                return Ok(Flushed::Budget);
+            }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = self.send.io_slices(&mut slices);
             match self.stream.write_vectored(&slices[..n]) {
@@ -265,15 +284,16 @@ impl Conn {
                     ));
                 }
                 Ok(written) => {
+                    total += written;
                     add(&metrics.bytes_written, written as u64);
                     add(&metrics.writes, 1);
                     self.send.advance(written);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok(Flushed::All)
     }
 }
