@@ -338,7 +338,7 @@ impl Inner {
         let kind = request.message_type();
         let responder =
             Responder::direct(kind, move |result| answer(result.map_err(Error::Remote)));
-        let rpc = Rpc::new(request, snapshot, responder, None);
+        let rpc = Rpc::new(request, snapshot, responder, None, Instant::now());
         let heartbeat = matches!(&rpc.request, Request::AppendEntries(r) if r.is_heartbeat());
         if heartbeat {
             let handler = peer

@@ -56,12 +56,17 @@ pub(crate) struct Shared {
     pub(crate) sink: Arc<dyn ResponseSink>,
     pub(crate) consumer: Consumer,
     heartbeat: RwLock<Option<HeartbeatHandler>>,
+    has_heartbeat_handler: std::sync::atomic::AtomicBool,
     pub(crate) metrics: Arc<TransportMetrics>,
     pub(crate) gauges: Gauges,
 }
 
 impl Shared {
     pub(crate) fn heartbeat_handler(&self) -> Option<HeartbeatHandler> {
+        // Most transports never install one: skip the lock then.
+        if !self.has_heartbeat_handler.load(Ordering::Acquire) {
+            return None;
+        }
         self.heartbeat
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -176,6 +181,7 @@ impl NetTransport {
             handoff,
             consumer: Consumer::new(Some(metrics.clone())),
             heartbeat: RwLock::new(None),
+            has_heartbeat_handler: std::sync::atomic::AtomicBool::new(false),
             metrics,
             gauges: Gauges::default(),
             config,
@@ -463,11 +469,15 @@ impl Transport for NetTransport {
     }
 
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
+        let installed = handler.is_some();
         *self
             .shared
             .heartbeat
             .write()
             .unwrap_or_else(|e| e.into_inner()) = handler;
+        self.shared
+            .has_heartbeat_handler
+            .store(installed, Ordering::Release);
     }
 
     fn close_streams(&self) {

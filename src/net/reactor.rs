@@ -83,6 +83,10 @@ pub(crate) struct Reactor {
     read_again: Vec<u64>,
     frames: Vec<RawFrame>,
     shutting_down: bool,
+    /// The reactor's clock: read once per turn (after waking), used for deadlines and
+    /// timestamps within the turn. A turn is short (bounded work), so this is at most a turn
+    /// late, and it saves a clock read per RPC.
+    now: Instant,
 }
 
 impl Reactor {
@@ -111,6 +115,7 @@ impl Reactor {
             read_again: Vec::new(),
             frames: Vec::new(),
             shutting_down: false,
+            now: Instant::now(),
         })
     }
 
@@ -169,15 +174,19 @@ impl Reactor {
     /// saves the wake-up (the futex and the cross-core IPI) on both sides.
     fn wait_for_work(&mut self, events: &mut Events) -> io::Result<()> {
         if self.has_queued_work() {
-            return self.poll.poll(events, Some(Duration::ZERO));
+            let polled = self.poll.poll(events, Some(Duration::ZERO));
+            self.now = Instant::now();
+            return polled;
         }
-        let spin_start = Instant::now();
+        let spin_start = self.now;
         loop {
             self.poll.poll(events, Some(Duration::ZERO))?;
             if !events.is_empty() || self.has_queued_work() {
+                self.now = Instant::now();
                 return Ok(());
             }
             let now = Instant::now();
+            self.now = now;
             if now - spin_start >= SPIN_BEFORE_SLEEP
                 || self.timers.next_in(now) == Some(Duration::ZERO)
             {
@@ -193,6 +202,7 @@ impl Reactor {
         };
         let polled = self.poll.poll(events, timeout);
         self.shared.handoff.woke();
+        self.now = Instant::now();
         polled
     }
 
@@ -245,7 +255,7 @@ impl Reactor {
         per_call: Option<Instant>,
         budget: Option<Duration>,
     ) -> Option<Instant> {
-        let configured = budget.map(|t| Instant::now() + t);
+        let configured = budget.map(|t| self.now + t);
         match (configured, per_call) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -262,7 +272,7 @@ impl Reactor {
             kind,
         } = call;
         let deadline = self.effective_deadline(deadline, self.shared.config.timeout);
-        if deadline.is_some_and(|d| d <= Instant::now()) {
+        if deadline.is_some_and(|d| d <= self.now) {
             add(&self.shared.metrics.calls_failed[kind as usize], 1);
             resolver.fail(Error::Timeout);
             return;
@@ -301,7 +311,7 @@ impl Reactor {
                 request_id,
                 resolver,
                 kind,
-                started: Instant::now(),
+                started: self.now,
                 deadline,
             },
         );
@@ -484,7 +494,7 @@ impl Reactor {
                 request_id,
                 resolver,
                 kind,
-                started: Instant::now(),
+                started: self.now,
                 deadline,
             },
         );
@@ -553,6 +563,7 @@ impl Reactor {
         let request_id = self.next_request_id();
         let timeout = self.shared.config.timeout;
         let encoder = self.shared.encoder.clone();
+        let now = self.now;
         let Some(conn) = self.conn(key) else { return };
         if let Err(e) =
             encoder.encode_append_entries(&mut conn.send, request_id, Lane::Pipeline, &request)
@@ -564,7 +575,6 @@ impl Reactor {
         let Role::Pipeline(p) = &mut conn.role else {
             return;
         };
-        let now = Instant::now();
         let deadline = timeout.map(|t| now + t);
         p.inflight.push_back(InFlight {
             request_id,
@@ -966,7 +976,8 @@ impl Reactor {
         };
         let rpc_kind = RpcKind::of(&request);
         let metrics = &self.shared.metrics;
-        metrics.rpc_decode[rpc_kind as usize].record(started.elapsed());
+        let decoded_at = Instant::now();
+        metrics.rpc_decode[rpc_kind as usize].record(decoded_at - started);
         add(&metrics.rpcs_received[rpc_kind as usize], 1);
         let lane = frame.header.lane;
         let responder = Responder::to_sink(self.shared.sink.clone(), key, request_id, lane, kind);
@@ -995,7 +1006,7 @@ impl Reactor {
             }
             _ => None,
         };
-        let rpc = Rpc::new(request, snapshot, responder, peer);
+        let rpc = Rpc::new(request, snapshot, responder, peer, decoded_at);
         if rpc_kind == RpcKind::Heartbeat {
             let handler = self.shared.heartbeat_handler();
             if let Some(handler) = handler {

@@ -142,9 +142,18 @@ impl PipelineShared {
             // Closed, already answered, or never sent: nothing waits for this answer.
             return 0;
         }
-        s.early.insert(seq, result);
         let mut resolved = 0;
         let mut woken = 0;
+        if s.pending.front().is_some_and(|(front, _)| *front == seq) {
+            // The usual case: answers arrive in send order. No reordering needed.
+            if let Some((_, future)) = s.pending.pop_front() {
+                woken += future.slot.resolve(result);
+                self.done.push(future);
+                resolved += 1;
+            }
+        } else {
+            s.early.insert(seq, result);
+        }
         while let Some((front_seq, _)) = s.pending.front() {
             let front_seq = *front_seq;
             let Some(result) = s.early.remove(&front_seq) else {

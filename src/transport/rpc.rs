@@ -157,13 +157,14 @@ impl Rpc {
         snapshot: Option<SnapshotReader>,
         responder: Responder,
         peer: Option<SocketAddr>,
+        decoded_at: Instant,
     ) -> Rpc {
         Rpc {
             request,
             snapshot,
             responder,
             peer,
-            decoded_at: Instant::now(),
+            decoded_at,
         }
     }
 
