@@ -121,18 +121,19 @@ pub(crate) fn pump(
     let mut sent: u64 = 0;
     while sent < size {
         let want = (size - sent).min(chunk as u64) as usize;
-        let mut buf = vec![0u8; want];
-        let mut filled = 0;
-        while filled < want {
-            match data.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
+        // `read_to_end` through `take` fills spare capacity directly for readers that support
+        // it (files, cursors, slices), instead of zeroing a buffer first for `read` to overwrite.
+        let mut buf = Vec::with_capacity(want);
+        let mut limited = (&mut data).take(want as u64);
+        let filled = loop {
+            match limited.read_to_end(&mut buf) {
+                Ok(_) => break buf.len(),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     feed.end(
                         Err(format!(
                             "reading the snapshot failed after {} of {size} bytes: {e}",
-                            sent + filled as u64
+                            sent + buf.len() as u64
                         )),
                         id,
                         &handoff,
@@ -140,9 +141,8 @@ pub(crate) fn pump(
                     return;
                 }
             }
-        }
+        };
         if filled > 0 {
-            buf.truncate(filled);
             if !feed.push(Bytes::from(buf), id, &handoff) {
                 return;
             }

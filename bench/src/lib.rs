@@ -1,0 +1,18 @@
+//! raftnet-bench: the same Raft RPC scenarios run against raftnet's `NetTransport`, a tokio
+//! baseline written as a competent user would, and the machine's raw loopback limits, all in
+//! one process run so the results can be compared as ratios.
+//!
+//! - [`scenario`]: the scenarios, and the contract every implementation follows;
+//! - [`raftnet_impl`]: the scenarios on raftnet;
+//! - [`tokio_impl`]: the same on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde;
+//! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
+//! - [`pin`]: thread placement (`same`, `split`, `none`);
+//! - [`measure`]: CPU time (getrusage) and thread wake-ups (voluntary context switches).
+
+pub mod measure;
+pub mod pin;
+pub mod raftnet_impl;
+pub mod raw;
+pub mod report;
+pub mod scenario;
+pub mod tokio_impl;

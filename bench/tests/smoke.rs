@@ -1,0 +1,130 @@
+//! Runs the real binary over every scenario and both implementations with short windows and
+//! checks its JSON lines: one per scenario and implementation (and one per raw reference), each
+//! with the documented fields, and no error rows.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const SCENARIOS: [&str; 9] = [
+    "heartbeat-seq",
+    "heartbeat-pipelined",
+    "append-100b-seq",
+    "append-64x1k-pipelined",
+    "append-1m-pipelined",
+    "vote-seq",
+    "snapshot-64m",
+    "heartbeat-under-load",
+    "fan-in-1000",
+];
+
+const FIELDS: [&str; 11] = [
+    "scenario",
+    "impl",
+    "ops_per_sec",
+    "mb_per_sec",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "cpu_us_per_op",
+    "wakeups_per_op",
+    "placement",
+    "seconds",
+];
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_raftnet-bench"))
+        .args(args)
+        .output()
+        .expect("run raftnet-bench")
+}
+
+#[test]
+fn every_scenario_and_implementation_reports() {
+    let out = bench(&[
+        "--scenario",
+        "all",
+        "--impl",
+        "both",
+        "--seconds",
+        "0.2",
+        "--json",
+        "--no-svg",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let mut problems = Vec::new();
+    for line in &lines {
+        if let Some(error) = line.get("error") {
+            problems.push(format!(
+                "{} {}: error {error}",
+                line["scenario"], line["impl"]
+            ));
+            continue;
+        }
+        for field in FIELDS {
+            if line.get(field).is_none() {
+                problems.push(format!(
+                    "{} {}: no field {field}",
+                    line["scenario"], line["impl"]
+                ));
+            }
+        }
+        if !line["ops_per_sec"].as_f64().is_some_and(|v| v > 0.0) {
+            problems.push(format!(
+                "{} {}: no operations completed",
+                line["scenario"], line["impl"]
+            ));
+        }
+    }
+    let has = |scenario: &str, imp: &str| {
+        lines
+            .iter()
+            .any(|l| l["scenario"] == scenario && l["impl"] == imp)
+    };
+    for scenario in SCENARIOS {
+        for imp in ["raftnet", "tokio"] {
+            if !has(scenario, imp) {
+                problems.push(format!("no line for {scenario} {imp}"));
+            }
+        }
+    }
+    for raw in ["raw-bulk-1m", "raw-pingpong-64b"] {
+        if !has(raw, "raw") {
+            problems.push(format!("no line for {raw}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["--scenario", "nope"][..],
+        &["--impl", "x"],
+        &["--seconds"],
+        &["--bogus"],
+    ] {
+        let out = bench(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: raftnet-bench"));
+    }
+    let help = bench(&["--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--scenario"));
+}
