@@ -10,9 +10,11 @@
 //!   writer task per connection end drains an mpsc channel: `feed` every frame available, then
 //!   one `flush`. A reader task per end decodes frames; on the client it completes the caller's
 //!   `oneshot` found by id in a `HashMap`.
-//! - The server answers in its connection (reader) task, or, where raftnet's side hands a
-//!   request to its consumer thread (the pipelined scenarios), hands it to a consumer task over
-//!   an mpsc channel; the consumer (standing for the Raft loop) answers.
+//! - Where raftnet's side hands a request to its consumer thread (votes, appends: the Raft
+//!   loop's work), the server hands it to a consumer task over an mpsc channel, and the consumer
+//!   (standing for the Raft loop) answers. Heartbeats are answered in the connection (reader)
+//!   task, as raftnet answers them on its reactor; so are snapshots, whose chunks the connection
+//!   task counts (raftnet's consumer thread reads them from a `SnapshotReader` instead).
 //! - A snapshot is the request, then the body as 256 KiB chunk messages with the same id on the
 //!   same connection, the response after the last chunk; the server counts the bytes.
 //! - Each node (server, client) has its own multi-thread runtime with 2 workers, as two Raft
@@ -878,7 +880,9 @@ impl Implementation for TokioImpl {
             Scenario::HeartbeatPipelined
             | Scenario::Append64x1kPipelined
             | Scenario::Append1mPipelined => Some(false),
-            Scenario::HeartbeatUnderLoad => Some(true),
+            // Votes and appends are the Raft loop's to answer, on both sides of the comparison
+            // (raftnet hands them to its consumer thread); heartbeats take the fast path.
+            Scenario::HeartbeatUnderLoad | Scenario::Append100bSeq | Scenario::VoteSeq => Some(true),
             _ => None,
         };
         let routing = match routing {

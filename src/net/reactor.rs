@@ -87,8 +87,6 @@ pub(crate) struct Reactor {
     /// timestamps within the turn. A turn is short (bounded work), so this is at most a turn
     /// late, and it saves a clock read per RPC.
     now: Instant,
-    /// Whether to poll a while before sleeping (only when this thread can run beside others).
-    spin: bool,
 }
 
 impl Reactor {
@@ -118,14 +116,11 @@ impl Reactor {
             frames: Vec::new(),
             shutting_down: false,
             now: Instant::now(),
-            spin: false,
         })
     }
 
     /// Run until shutdown.
     pub(crate) fn run(mut self) {
-        // Decided on the reactor thread itself: it inherits its creator's CPU affinity.
-        self.spin = crate::transport::can_spin();
         // However the loop ends (even by a panic), callers must not be left waiting.
         let _guard = ClosedOnExit(self.shared.clone());
         let mut events = Events::with_capacity(MAX_EVENTS);
@@ -184,7 +179,7 @@ impl Reactor {
             return polled;
         }
         let spin_start = self.now;
-        while self.spin {
+        loop {
             self.poll.poll(events, Some(Duration::ZERO))?;
             if !events.is_empty() || self.has_queued_work() {
                 self.now = Instant::now();
