@@ -882,7 +882,9 @@ impl Implementation for TokioImpl {
             | Scenario::Append1mPipelined => Some(false),
             // Votes and appends are the Raft loop's to answer, on both sides of the comparison
             // (raftnet hands them to its consumer thread); heartbeats take the fast path.
-            Scenario::HeartbeatUnderLoad | Scenario::Append100bSeq | Scenario::VoteSeq => Some(true),
+            Scenario::HeartbeatUnderLoad | Scenario::Append100bSeq | Scenario::VoteSeq => {
+                Some(true)
+            }
             _ => None,
         };
         let routing = match routing {
