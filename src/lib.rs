@@ -7,6 +7,8 @@
 //! - [`InmemTransport`]: the same [`Transport`] trait in memory, for testing Raft code, with
 //!   links that can be cut or made to lose requests.
 //! - [`wire`]: the IO-free core: messages, the native framing, decoder and encoder.
+//! - `openraft` (feature `openraft`): openraft 0.9's network traits over raftnet, and the
+//!   serving side that drives `Raft` from raftnet's inbound RPCs.
 //!
 //! Every outbound call returns a [`Call`]: block on it, poll it, or `.await` it under any
 //! executor. Inbound RPCs arrive on the [`Consumer`] and are answered exactly once (dropping an
@@ -85,6 +87,8 @@ mod error;
 pub mod inmem;
 mod metrics;
 mod net;
+#[cfg(feature = "openraft")]
+pub mod openraft;
 mod transport;
 pub mod wire;
 

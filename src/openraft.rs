@@ -1,0 +1,415 @@
+//! openraft 0.9 over raftnet (feature `openraft`).
+//!
+//! - [`RaftnetNetworkFactory`] implements openraft's `RaftNetworkFactory`: `new_client` hands out
+//!   a handle onto the transport's long-lived, pooled connections, and never dials.
+//! - [`RaftnetNetwork`] implements `RaftNetwork`: `append_entries`, `vote` and `install_snapshot`
+//!   (openraft's own chunking drives `full_snapshot`; each chunk travels as a raftnet snapshot
+//!   body, raw bytes, never a msgpack integer array).
+//! - [`serve`] is the serving side: it takes the transport's inbound RPCs and drives
+//!   `Raft::append_entries`, `Raft::vote` and `Raft::install_snapshot`, answering through raftnet.
+//!
+//! # How openraft's messages travel
+//!
+//! They ride in raftnet's typed RPCs, so they get raftnet's lanes (an openraft heartbeat, an
+//! AppendEntries without entries, takes the heartbeat connection), pipelining and snapshot
+//! streaming:
+//!
+//! | openraft | raftnet |
+//! |---|---|
+//! | `AppendEntriesRequest` | `AppendEntriesRequest`: `term` = the vote's term; `leader` = (vote, prev_log_id, leader_commit) msgpack-encoded; one `Log` per entry, its `data` the msgpack-encoded entry (`index`/`term` filled in for logs and metrics) |
+//! | `VoteRequest` | `RequestVoteRequest`: `term`, `candidate` = the request msgpack-encoded |
+//! | `InstallSnapshotRequest` chunk | `InstallSnapshotRequest`: `configuration` = (vote, meta, offset, done) msgpack-encoded, `size` = the chunk's length; the chunk's bytes are the snapshot body |
+//! | responses | the matching raftnet response, the openraft response msgpack-encoded in its header's `id` |
+//! | `RaftError` from the remote | raftnet's remote error text: `openraft:` and the error as JSON |
+//!
+//! An entry's application data is serialized once on the sender (into its `Log.data`, which the
+//! encoder then hands to the socket without another copy, or copies into the frame if it is
+//! small) and deserialized once on the receiver (from a slice of the receive buffer).
+//!
+//! # Errors
+//!
+//! | raftnet | openraft |
+//! |---|---|
+//! | `Unreachable` | `RPCError::Unreachable` (openraft backs off) |
+//! | `Timeout` (the call's deadline is `RPCOption::soft_ttl`) | `RPCError::Timeout` |
+//! | `Remote("openraft:…")` | `RPCError::RemoteError` with the decoded `RaftError` |
+//! | anything else (connection lost, shutdown, protocol) | `RPCError::Network` |
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest as OrAppendRequest, AppendEntriesResponse as OrAppendResponse,
+    InstallSnapshotRequest as OrSnapshotRequest, InstallSnapshotResponse as OrSnapshotResponse,
+    VoteRequest as OrVoteRequest, VoteResponse as OrVoteResponse,
+};
+use openraft::{LogId, Raft, RaftLogId, RaftTypeConfig, SnapshotMeta, Vote};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::wire::{self, Log, LogType, Request, Response, RpcHeader};
+use crate::{CallOptions, Consumer, Error, Rpc, ServerAddress, ServerId, Transport};
+
+/// The prefix of a remote error text that carries an openraft `RaftError` (as JSON).
+const REMOTE_ERROR_PREFIX: &str = "openraft:";
+
+type AppendMeta<C> = (
+    Vote<<C as RaftTypeConfig>::NodeId>,
+    Option<LogId<<C as RaftTypeConfig>::NodeId>>,
+    Option<LogId<<C as RaftTypeConfig>::NodeId>>,
+);
+type SnapshotChunkMeta<C> = (
+    Vote<<C as RaftTypeConfig>::NodeId>,
+    SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>,
+    u64,
+    bool,
+);
+
+fn encode<T: Serialize>(value: &T) -> Result<Bytes, String> {
+    rmp_serde::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| format!("raftnet-openraft: cannot encode: {e}"))
+}
+
+fn decode<T: DeserializeOwned>(bytes: Option<&Bytes>, what: &str) -> Result<T, String> {
+    let bytes = bytes.ok_or_else(|| format!("raftnet-openraft: {what} is missing"))?;
+    rmp_serde::from_slice(bytes).map_err(|e| format!("raftnet-openraft: cannot decode {what}: {e}"))
+}
+
+/// Where a node is reached: from its id and openraft `Node` value.
+pub type AddressOf<C> = Arc<
+    dyn Fn(&<C as RaftTypeConfig>::NodeId, &<C as RaftTypeConfig>::Node) -> ServerAddress
+        + Send
+        + Sync,
+>;
+
+/// openraft's network factory over a raftnet [`Transport`].
+pub struct RaftnetNetworkFactory<C: RaftTypeConfig> {
+    id: C::NodeId,
+    transport: Arc<dyn Transport>,
+    address_of: AddressOf<C>,
+}
+
+impl<C: RaftTypeConfig> std::fmt::Debug for RaftnetNetworkFactory<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftnetNetworkFactory")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl<C: RaftTypeConfig> RaftnetNetworkFactory<C> {
+    /// A factory for node `id`, sending through `transport`; `address_of` says where a target
+    /// node listens (for `Node = BasicNode`, its `addr`; for `Node = ()`, a lookup table).
+    pub fn new(id: C::NodeId, transport: Arc<dyn Transport>, address_of: AddressOf<C>) -> Self {
+        RaftnetNetworkFactory {
+            id,
+            transport,
+            address_of,
+        }
+    }
+}
+
+impl<C: RaftTypeConfig> RaftNetworkFactory<C> for RaftnetNetworkFactory<C> {
+    type Network = RaftnetNetwork<C>;
+
+    /// Never dials: the transport's connections are long-lived and shared.
+    async fn new_client(&mut self, target: C::NodeId, node: &C::Node) -> RaftnetNetwork<C> {
+        RaftnetNetwork {
+            id: self.id.clone(),
+            server_id: ServerId(target.to_string()),
+            address: (self.address_of)(&target, node),
+            target,
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+/// A handle onto one target node: what openraft's `RaftNetwork` calls go through.
+pub struct RaftnetNetwork<C: RaftTypeConfig> {
+    id: C::NodeId,
+    target: C::NodeId,
+    server_id: ServerId,
+    address: ServerAddress,
+    transport: Arc<dyn Transport>,
+}
+
+impl<C: RaftTypeConfig> std::fmt::Debug for RaftnetNetwork<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftnetNetwork")
+            .field("target", &self.target)
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl<C: RaftTypeConfig> RaftnetNetwork<C> {
+    fn rpc_error<E>(
+        &self,
+        e: Error,
+        action: RPCTypes,
+        option: &RPCOption,
+    ) -> RPCError<C::NodeId, C::Node, RaftError<C::NodeId, E>>
+    where
+        E: std::error::Error + DeserializeOwned,
+    {
+        match e {
+            Error::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            Error::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.id.clone(),
+                target: self.target.clone(),
+                timeout: option.soft_ttl(),
+            }),
+            Error::Remote(ref text) => match text.strip_prefix(REMOTE_ERROR_PREFIX) {
+                Some(json) => match serde_json::from_str::<RaftError<C::NodeId, E>>(json) {
+                    Ok(remote) => {
+                        RPCError::RemoteError(RemoteError::new(self.target.clone(), remote))
+                    }
+                    Err(_) => RPCError::Network(NetworkError::new(&e)),
+                },
+                None => RPCError::Network(NetworkError::new(&e)),
+            },
+            _ => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+
+    fn options(option: &RPCOption) -> CallOptions {
+        // soft_ttl (3/4 of hard_ttl): answer with a Timeout before openraft drops the call.
+        CallOptions::timeout(option.soft_ttl())
+    }
+}
+
+/// An encoding failure on the sending side: the message never left.
+#[derive(Debug)]
+struct EncodeFailure(String);
+
+impl std::fmt::Display for EncodeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EncodeFailure {}
+
+fn local_error<NID: openraft::NodeId, N: openraft::Node, E: std::error::Error>(
+    text: String,
+) -> RPCError<NID, N, RaftError<NID, E>> {
+    RPCError::Network(NetworkError::new(&EncodeFailure(text)))
+}
+
+impl<C: RaftTypeConfig> RaftNetwork<C> for RaftnetNetwork<C> {
+    async fn append_entries(
+        &mut self,
+        rpc: OrAppendRequest<C>,
+        option: RPCOption,
+    ) -> Result<OrAppendResponse<C::NodeId>, RPCError<C::NodeId, C::Node, RaftError<C::NodeId>>>
+    {
+        let term = rpc.vote.leader_id().term;
+        let meta: AppendMeta<C> = (rpc.vote, rpc.prev_log_id, rpc.leader_commit);
+        let leader = encode(&meta).map_err(local_error)?;
+        let mut entries = Vec::with_capacity(rpc.entries.len());
+        for entry in &rpc.entries {
+            let log_id = entry.get_log_id();
+            entries.push(Log {
+                index: log_id.index,
+                term: log_id.leader_id.term,
+                kind: LogType::COMMAND,
+                data: Some(encode(entry).map_err(local_error)?),
+                ..Log::default()
+            });
+        }
+        let request = wire::AppendEntriesRequest {
+            header: RpcHeader::default(),
+            term,
+            leader: Some(leader),
+            entries,
+            ..Default::default()
+        };
+        let answer = self
+            .transport
+            .append_entries(
+                &self.server_id,
+                &self.address,
+                request,
+                Self::options(&option),
+            )
+            .await
+            .map_err(|e| self.rpc_error(e, RPCTypes::AppendEntries, &option))?;
+        decode(answer.header.id.as_ref(), "AppendEntries response")
+            .map_err(|text| self.rpc_error(Error::Remote(text), RPCTypes::AppendEntries, &option))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: OrSnapshotRequest<C>,
+        option: RPCOption,
+    ) -> Result<
+        OrSnapshotResponse<C::NodeId>,
+        RPCError<C::NodeId, C::Node, RaftError<C::NodeId, InstallSnapshotError>>,
+    > {
+        let term = rpc.vote.leader_id().term;
+        let meta: SnapshotChunkMeta<C> = (rpc.vote, rpc.meta, rpc.offset, rpc.done);
+        let request = wire::InstallSnapshotRequest {
+            term,
+            configuration: Some(encode(&meta).map_err(local_error)?),
+            size: rpc.data.len() as i64,
+            ..Default::default()
+        };
+        let answer = self
+            .transport
+            .install_snapshot(
+                &self.server_id,
+                &self.address,
+                request,
+                Box::new(std::io::Cursor::new(rpc.data)),
+                Self::options(&option),
+            )
+            .await
+            .map_err(|e| self.rpc_error(e, RPCTypes::InstallSnapshot, &option))?;
+        decode(answer.header.id.as_ref(), "InstallSnapshot response")
+            .map_err(|text| self.rpc_error(Error::Remote(text), RPCTypes::InstallSnapshot, &option))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: OrVoteRequest<C::NodeId>,
+        option: RPCOption,
+    ) -> Result<OrVoteResponse<C::NodeId>, RPCError<C::NodeId, C::Node, RaftError<C::NodeId>>> {
+        let request = wire::RequestVoteRequest {
+            term: rpc.vote.leader_id().term,
+            candidate: Some(encode(&rpc).map_err(local_error)?),
+            ..Default::default()
+        };
+        let answer = self
+            .transport
+            .request_vote(
+                &self.server_id,
+                &self.address,
+                request,
+                Self::options(&option),
+            )
+            .await
+            .map_err(|e| self.rpc_error(e, RPCTypes::Vote, &option))?;
+        decode(answer.header.id.as_ref(), "Vote response")
+            .map_err(|text| self.rpc_error(Error::Remote(text), RPCTypes::Vote, &option))
+    }
+}
+
+fn remote_error<E: Serialize>(e: &E) -> String {
+    match serde_json::to_string(e) {
+        Ok(json) => format!("{REMOTE_ERROR_PREFIX}{json}"),
+        Err(err) => format!("raftnet-openraft: cannot encode the remote error: {err}"),
+    }
+}
+
+fn with_payload(payload: Result<Bytes, String>) -> Result<RpcHeader, String> {
+    payload.map(|id| RpcHeader {
+        id: Some(id),
+        ..RpcHeader::default()
+    })
+}
+
+/// Read a snapshot body to its end without blocking the executor.
+async fn read_all(mut reader: crate::SnapshotReader) -> std::io::Result<Vec<u8>> {
+    use futures_io::AsyncRead;
+    let mut out = Vec::with_capacity(reader.size() as usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = poll_fn(|cx| Pin::new(&mut reader).poll_read(cx, &mut buf)).await?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn answer<C>(raft: &Raft<C>, rpc: &mut Rpc) -> Result<Response, String>
+where
+    C: RaftTypeConfig,
+    C::SnapshotData: tokio::io::AsyncRead + tokio::io::AsyncWrite + tokio::io::AsyncSeek + Unpin,
+{
+    match &rpc.request {
+        Request::AppendEntries(request) => {
+            let (vote, prev_log_id, leader_commit): AppendMeta<C> =
+                decode(request.leader.as_ref(), "AppendEntries metadata")?;
+            let mut entries = Vec::with_capacity(request.entries.len());
+            for log in &request.entries {
+                entries.push(decode::<C::Entry>(log.data.as_ref(), "an entry")?);
+            }
+            let rpc = OrAppendRequest {
+                vote,
+                prev_log_id,
+                entries,
+                leader_commit,
+            };
+            let response = raft
+                .append_entries(rpc)
+                .await
+                .map_err(|e| remote_error(&e))?;
+            Ok(Response::AppendEntries(wire::AppendEntriesResponse {
+                header: with_payload(encode(&response))?,
+                success: matches!(response, OrAppendResponse::Success),
+                ..Default::default()
+            }))
+        }
+        Request::RequestVote(request) => {
+            let rpc: OrVoteRequest<C::NodeId> = decode(request.candidate.as_ref(), "Vote request")?;
+            let response = raft.vote(rpc).await.map_err(|e| remote_error(&e))?;
+            Ok(Response::RequestVote(wire::RequestVoteResponse {
+                header: with_payload(encode(&response))?,
+                granted: response.vote_granted,
+                ..Default::default()
+            }))
+        }
+        Request::InstallSnapshot(request) => {
+            let (vote, meta, offset, done): SnapshotChunkMeta<C> =
+                decode(request.configuration.as_ref(), "InstallSnapshot metadata")?;
+            let reader = rpc
+                .snapshot
+                .take()
+                .ok_or_else(|| "raftnet-openraft: snapshot body missing".to_string())?;
+            let data = read_all(reader).await.map_err(|e| e.to_string())?;
+            let rpc = OrSnapshotRequest {
+                vote,
+                meta,
+                offset,
+                data,
+                done,
+            };
+            let response = raft
+                .install_snapshot(rpc)
+                .await
+                .map_err(|e| remote_error(&e))?;
+            Ok(Response::InstallSnapshot(wire::InstallSnapshotResponse {
+                header: with_payload(encode(&response))?,
+                success: true,
+                ..Default::default()
+            }))
+        }
+        other => Err(format!(
+            "raftnet-openraft: openraft 0.9 does not handle {:?}",
+            other.message_type()
+        )),
+    }
+}
+
+/// Serve openraft on the inbound side of a transport: take each RPC from `consumer`, hand it
+/// to `raft`, answer through raftnet. Returns when the transport closes. Run it as a task on the
+/// runtime openraft runs on (it awaits openraft's calls and never blocks the thread).
+pub async fn serve<C>(raft: Raft<C>, consumer: Consumer)
+where
+    C: RaftTypeConfig,
+    C::SnapshotData: tokio::io::AsyncRead + tokio::io::AsyncWrite + tokio::io::AsyncSeek + Unpin,
+{
+    while let Ok(mut rpc) = consumer.recv_async().await {
+        let result = answer(&raft, &mut rpc).await;
+        rpc.respond(result);
+    }
+}
