@@ -5,10 +5,13 @@
 //! - [`scenario`]: the scenarios, and the contract every implementation follows;
 //! - [`raftnet_impl`]: the scenarios on raftnet;
 //! - [`tokio_impl`]: the same on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde;
+//! - [`cluster`]: a 3-node openraft cluster over raftnet or over the tokio baseline's design
+//!   (the `cluster-*` scenarios);
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
 //! - [`pin`]: thread placement (`same`, `split`, `none`);
 //! - [`measure`]: CPU time (getrusage) and thread wake-ups (voluntary context switches).
 
+pub mod cluster;
 pub mod measure;
 pub mod pin;
 pub mod raftnet_impl;

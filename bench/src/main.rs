@@ -63,8 +63,12 @@ options:
 
 scenarios: heartbeat-seq heartbeat-pipelined append-100b-seq append-64x1k-pipelined
            append-1m-pipelined vote-seq snapshot-64m heartbeat-under-load fan-in-1000
+           cluster-1 cluster-16 cluster-64 (or: cluster = all three)
 (heartbeat-under-load is compared with heartbeat-seq's idle p99; heartbeat-seq is added
  to the run when it is not selected.)
+cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore) in this process over each
+implementation's network, N client tasks calling client_write on the leader: ops/s are
+committed writes/s, latency is commit latency, CPU µs/op is CPU per write (all three nodes).
 ";
 
 /// How long a run may take to return its sample after `stop()`.
@@ -153,6 +157,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                     if name == "all" {
                         list.extend(Scenario::ALL);
+                    } else if name == "cluster" {
+                        list.extend(Scenario::CLUSTER);
                     } else {
                         list.push(
                             Scenario::from_name(name)
@@ -591,7 +597,14 @@ fn run_all(options: &Options, imps: &[Arc<dyn Implementation>], progress_enabled
     pin::set_placement(options.placement);
     let warmup = Duration::from_secs_f64(options.warmup);
     let window = Duration::from_secs_f64(options.seconds);
-    let raws: &[Raw] = if options.raw { &Raw::ALL } else { &[] };
+    let mut raws: Vec<Raw> = if options.raw {
+        Raw::ALL.to_vec()
+    } else {
+        Vec::new()
+    };
+    if options.raw && options.scenarios.contains(&Scenario::Cluster64) {
+        raws.push(Raw::ClusterNoNetwork);
+    }
     let jobs = raws.len() + options.rounds * options.scenarios.len() * imps.len();
     let mut progress = Progress::new(
         jobs,
@@ -629,7 +642,7 @@ fn run_all(options: &Options, imps: &[Arc<dyn Implementation>], progress_enabled
         rows[i].runs.push(result);
     };
 
-    for &raw in raws {
+    for &raw in &raws {
         let label = format!("raw · {}", raw.name());
         let result = measure_run(
             move |c| raw.run(c),
@@ -734,6 +747,7 @@ fn raw_reference(scenario: Scenario) -> Option<Raw> {
     match scenario {
         Scenario::Append1mPipelined | Scenario::Snapshot64m => Some(Raw::Bulk),
         Scenario::HeartbeatSeq | Scenario::Append100bSeq | Scenario::VoteSeq => Some(Raw::PingPong),
+        Scenario::Cluster64 => Some(Raw::ClusterNoNetwork),
         _ => None,
     }
 }
@@ -743,7 +757,7 @@ fn vs_raw(results: &Results, scenario: Scenario, m: &Metrics) -> Option<VsRaw> {
     let r = results.raw(raw)?;
     let fraction = match raw {
         Raw::Bulk => ratio(Some(m.mb_per_sec), Some(r.mb_per_sec))?,
-        Raw::PingPong => ratio(Some(m.ops_per_sec), Some(r.ops_per_sec))?,
+        Raw::PingPong | Raw::ClusterNoNetwork => ratio(Some(m.ops_per_sec), Some(r.ops_per_sec))?,
     };
     Some(VsRaw { raw, fraction })
 }
@@ -821,6 +835,9 @@ fn json_lines(results: &Results) -> Vec<Value> {
                     );
                     obj.insert("seconds".into(), round3(m.seconds));
                     if let Subject::Scenario(s) = row.subject {
+                        if let Some(clients) = s.cluster_clients() {
+                            obj.insert("clients".into(), json!(clients));
+                        }
                         if row.imp == "raftnet"
                             && let Some(v) = vs_tokio(results, s)
                         {
@@ -841,6 +858,7 @@ fn json_lines(results: &Results) -> Vec<Value> {
                             let key = match v.raw {
                                 Raw::Bulk => "mb_fraction_of_raw_bulk",
                                 Raw::PingPong => "ops_fraction_of_raw_pingpong",
+                                Raw::ClusterNoNetwork => "ops_fraction_of_no_network",
                             };
                             obj.insert(key.into(), round3(v.fraction));
                         }
@@ -969,6 +987,7 @@ fn metric_cells(m: &Metrics, vs_raw: Option<VsRaw>) -> Vec<String> {
                 match v.raw {
                     Raw::Bulk => "bulk",
                     Raw::PingPong => "pp",
+                    Raw::ClusterNoNetwork => "nonet",
                 }
             )
         }),
@@ -1025,7 +1044,7 @@ fn render_table(results: &Results) -> String {
                 )),
             }
         }
-        for raw in Raw::ALL {
+        for raw in Raw::EVERY {
             if results.get(Subject::Raw(raw), "raw").is_some() {
                 out.push(format!("  {}: {}", raw.name(), raw.description()));
             }
@@ -1102,10 +1121,21 @@ fn render_table(results: &Results) -> String {
         );
     }
     out.push(
-        "vs raw: append-1m-pipelined and snapshot-64m payload MB/s ÷ raw-bulk-1m MB/s (bulk); sequential scenarios' ops/s ÷ raw-pingpong-64b round trips/s (pp)."
+        "vs raw: append-1m-pipelined and snapshot-64m payload MB/s ÷ raw-bulk-1m MB/s (bulk); sequential scenarios' ops/s ÷ raw-pingpong-64b round trips/s (pp); cluster-64 writes/s ÷ cluster-64-no-network writes/s (nonet)."
             .into(),
     );
     out.push("others: cores used by other processes during the window (a busy machine makes the run suspect).".into());
+    if results
+        .options
+        .scenarios
+        .iter()
+        .any(|s| s.cluster_clients().is_some())
+    {
+        out.push(
+            "cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore, a 2-worker runtime per node) over each network, N clients calling client_write on the leader: ops/s = committed writes/s, latency = commit latency, CPU µs/op = CPU per write of all three nodes and the clients."
+                .into(),
+        );
+    }
 
     if results
         .options
@@ -1155,7 +1185,7 @@ fn render_table(results: &Results) -> String {
 
 fn build_chart(results: &Results) -> report::Chart {
     let mut subtitle = header_lines(results);
-    let raw_text: Vec<String> = Raw::ALL
+    let raw_text: Vec<String> = Raw::EVERY
         .iter()
         .filter_map(|&raw| {
             let m = results.raw(raw)?;
@@ -1166,6 +1196,10 @@ fn build_chart(results: &Results) -> report::Chart {
                     si(m.ops_per_sec),
                     opt(m.p50_us, num),
                     opt(m.p99_us, num)
+                ),
+                Raw::ClusterNoNetwork => format!(
+                    "cluster-64 without a network: {} writes/s",
+                    si(m.ops_per_sec)
                 ),
             })
         })
@@ -1346,6 +1380,18 @@ mod tests {
         assert_eq!((o.seconds, o.warmup, o.rounds), (10.0, 0.0, 3));
         assert_eq!(o.placement, Placement::Split);
         assert!(!o.raw && o.json && o.svg.is_none());
+
+        // `cluster` selects the three cluster scenarios.
+        let o = opts("--scenario cluster,vote-seq");
+        assert_eq!(
+            o.scenarios,
+            vec![
+                Scenario::VoteSeq,
+                Scenario::Cluster1,
+                Scenario::Cluster16,
+                Scenario::Cluster64
+            ]
+        );
 
         // heartbeat-under-load brings its idle reference along.
         let o = opts("--scenario heartbeat-under-load --svg /tmp/x.svg");

@@ -306,6 +306,9 @@ impl Implementation for RaftnetImpl {
     }
 
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String> {
+        if let Some(clients) = scenario.cluster_clients() {
+            return crate::cluster::run(crate::cluster::Network::Raftnet, clients, control);
+        }
         let fast_heartbeats = matches!(
             scenario,
             Scenario::HeartbeatSeq | Scenario::HeartbeatUnderLoad | Scenario::FanIn1000
@@ -377,6 +380,9 @@ impl Implementation for RaftnetImpl {
                 Ok(heartbeats)
             }),
             Scenario::FanIn1000 => fan_in(&client, &to, control),
+            Scenario::Cluster1 | Scenario::Cluster16 | Scenario::Cluster64 => {
+                unreachable!("handled above")
+            }
         };
         drop(client);
         server.stop();

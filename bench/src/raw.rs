@@ -32,17 +32,24 @@ pub enum Raw {
     Bulk,
     /// [`ping_pong`].
     PingPong,
+    /// The `cluster-64` cluster with no network ([`crate::cluster::Network::Direct`]): the
+    /// ceiling of committed writes/s that any network could reach. Run only with the cluster
+    /// scenarios.
+    ClusterNoNetwork,
 }
 
 impl Raw {
-    /// Both, in the order they are run and shown.
+    /// The loopback references, run with every selection, in the order they are run and shown.
     pub const ALL: [Raw; 2] = [Raw::Bulk, Raw::PingPong];
+    /// Every reference, in the order they are shown.
+    pub const EVERY: [Raw; 3] = [Raw::Bulk, Raw::PingPong, Raw::ClusterNoNetwork];
 
     /// The name in the output.
     pub fn name(self) -> &'static str {
         match self {
             Raw::Bulk => "raw-bulk-1m",
             Raw::PingPong => "raw-pingpong-64b",
+            Raw::ClusterNoNetwork => "cluster-64-no-network",
         }
     }
 
@@ -51,6 +58,9 @@ impl Raw {
         match self {
             Raw::Bulk => "1 MiB blocking writes, a reader thread discarding (perf-anchors A.c)",
             Raw::PingPong => "64 B blocking ping-pong, TCP_NODELAY (perf-anchors A.a)",
+            Raw::ClusterNoNetwork => {
+                "cluster-64 with each openraft call handed straight to the target Raft (no sockets, no encoding): what openraft and memstore allow"
+            }
         }
     }
 
@@ -59,6 +69,9 @@ impl Raw {
         match self {
             Raw::Bulk => bulk(control),
             Raw::PingPong => ping_pong(control),
+            Raw::ClusterNoNetwork => {
+                crate::cluster::run(crate::cluster::Network::Direct, 64, control)
+            }
         }
     }
 }

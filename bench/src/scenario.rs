@@ -33,6 +33,13 @@ pub enum Scenario {
     HeartbeatUnderLoad,
     /// [`FAN_IN_CONNECTIONS`] connections to one server, each doing sequential heartbeats.
     FanIn1000,
+    /// A 3-node openraft cluster over the implementation's network ([`crate::cluster`]), one
+    /// client calling `client_write` on the leader; an op is a committed write.
+    Cluster1,
+    /// The same with 16 concurrent clients.
+    Cluster16,
+    /// The same with 64 concurrent clients.
+    Cluster64,
 }
 
 /// Requests in flight in the small-message pipelined scenarios.
@@ -46,7 +53,7 @@ pub const FAN_IN_CONNECTIONS: usize = 1000;
 
 impl Scenario {
     /// Every scenario, in the order the table shows them.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::HeartbeatSeq,
         Scenario::HeartbeatPipelined,
         Scenario::Append100bSeq,
@@ -56,7 +63,14 @@ impl Scenario {
         Scenario::Snapshot64m,
         Scenario::HeartbeatUnderLoad,
         Scenario::FanIn1000,
+        Scenario::Cluster1,
+        Scenario::Cluster16,
+        Scenario::Cluster64,
     ];
+
+    /// The openraft cluster scenarios (`--scenario cluster`).
+    pub const CLUSTER: [Scenario; 3] =
+        [Scenario::Cluster1, Scenario::Cluster16, Scenario::Cluster64];
 
     /// The name used on the command line and in the output.
     pub fn name(self) -> &'static str {
@@ -70,12 +84,25 @@ impl Scenario {
             Scenario::Snapshot64m => "snapshot-64m",
             Scenario::HeartbeatUnderLoad => "heartbeat-under-load",
             Scenario::FanIn1000 => "fan-in-1000",
+            Scenario::Cluster1 => "cluster-1",
+            Scenario::Cluster16 => "cluster-16",
+            Scenario::Cluster64 => "cluster-64",
         }
     }
 
     /// The scenario called `name`.
     pub fn from_name(name: &str) -> Option<Scenario> {
         Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Concurrent clients, for the openraft cluster scenarios.
+    pub fn cluster_clients(self) -> Option<usize> {
+        match self {
+            Scenario::Cluster1 => Some(1),
+            Scenario::Cluster16 => Some(16),
+            Scenario::Cluster64 => Some(64),
+            _ => None,
+        }
     }
 
     /// Entries per AppendEntries and bytes per entry, for the append scenarios.
@@ -135,13 +162,13 @@ impl Control {
 #[derive(Debug, Default, Clone)]
 pub struct Sample {
     /// Operations completed (RPCs; transfers for `snapshot-64m`; heartbeats for
-    /// `heartbeat-under-load`).
+    /// `heartbeat-under-load`; committed client writes for the `cluster-*` scenarios).
     pub ops: u64,
     /// Payload bytes moved by those operations (entry data, snapshot bytes; for
     /// `heartbeat-under-load`, the background load's bytes).
     pub payload_bytes: u64,
     /// Latency of each counted operation, in nanoseconds (for pipelined ones: time in flight,
-    /// from send to completion). Implementations may subsample if there are very many.
+    /// from send to completion; for cluster writes: the `client_write` call, i.e. commit). Implementations may subsample if there are very many.
     pub latencies_ns: Vec<u64>,
 }
 

@@ -422,7 +422,10 @@ async fn write_frames(
     }
 }
 
-fn connection_ends(
+/// Set `TCP_NODELAY`, split the stream, and start its writer task ([`write_frames`]) on the
+/// current runtime: the frames to read, and where to queue frames to write. (Also the
+/// connection of the openraft cluster's tokio network, `crate::cluster`.)
+pub(crate) fn connection_ends(
     stream: TcpStream,
 ) -> std::io::Result<(
     FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
@@ -834,6 +837,9 @@ async fn drive(
             Ok(sample)
         }
         Scenario::FanIn1000 => unreachable!("handled above"),
+        Scenario::Cluster1 | Scenario::Cluster16 | Scenario::Cluster64 => {
+            unreachable!("TokioImpl::run hands these to crate::cluster")
+        }
     }
 }
 
@@ -866,6 +872,9 @@ impl Implementation for TokioImpl {
     }
 
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String> {
+        if let Some(clients) = scenario.cluster_clients() {
+            return crate::cluster::run(crate::cluster::Network::Tokio, clients, control);
+        }
         // SAFETY: tasks spawned on the runtimes need `'static`. Every task that holds this
         // reference runs on `client`, and `client` (and `server`) are dropped before this
         // function returns, also when it unwinds: dropping a multi-thread runtime drops every

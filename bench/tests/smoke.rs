@@ -1,12 +1,13 @@
-//! Runs the real binary over every scenario and both implementations with short windows and
-//! checks its JSON lines: one per scenario and implementation (and one per raw reference), each
-//! with the documented fields, and no error rows.
+//! Runs the real binary over every scenario (the openraft `cluster-*` ones included) and both
+//! implementations with short windows and checks its JSON lines: one per scenario and
+//! implementation (and one per raw reference), each with the documented fields, and no error
+//! rows.
 
 use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 12] = [
     "heartbeat-seq",
     "heartbeat-pipelined",
     "append-100b-seq",
@@ -16,6 +17,9 @@ const SCENARIOS: [&str; 9] = [
     "snapshot-64m",
     "heartbeat-under-load",
     "fan-in-1000",
+    "cluster-1",
+    "cluster-16",
+    "cluster-64",
 ];
 
 const FIELDS: [&str; 11] = [
@@ -100,7 +104,18 @@ fn every_scenario_and_implementation_reports() {
             }
         }
     }
-    for raw in ["raw-bulk-1m", "raw-pingpong-64b"] {
+    // The cluster rows say how many clients wrote.
+    for (scenario, clients) in [("cluster-1", 1), ("cluster-16", 16), ("cluster-64", 64)] {
+        for line in lines.iter().filter(|l| l["scenario"] == scenario) {
+            if line["clients"] != clients {
+                problems.push(format!(
+                    "{scenario} {}: clients {}",
+                    line["impl"], line["clients"]
+                ));
+            }
+        }
+    }
+    for raw in ["raw-bulk-1m", "raw-pingpong-64b", "cluster-64-no-network"] {
         if !has(raw, "raw") {
             problems.push(format!("no line for {raw}"));
         }

@@ -1,0 +1,852 @@
+//! The openraft cluster scenarios (`cluster-1`, `cluster-16`, `cluster-64`): a 3-node openraft
+//! 0.9.25 cluster in this process, the same in everything but its network, which is either
+//! raftnet (the crate's openraft adapter) or the tokio baseline's design; N client tasks call
+//! `client_write` on the leader.
+//!
+//! Held constant between the two arms (ecosystem.md §6.3):
+//! - openraft 0.9.25 with [`openraft_memstore`] behind `Adaptor` (`NodeId` = `u64`,
+//!   `Node` = `()`), nodes 0, 1 and 2, node 0 initializes the cluster;
+//! - the openraft [`config`]: heartbeat 50 ms, elections 150–300 ms, at most 300 entries per
+//!   AppendEntries, openraft's defaults otherwise;
+//! - each node has its own tokio runtime with 2 workers, as three processes would. Node 0 (the
+//!   initializer, which wins the first election) is built inside [`pin::as_client`], nodes 1 and
+//!   2 inside [`pin::as_server`], so `--pin split` puts the leader on CPU 0 and the followers on
+//!   CPU 1, and `--pin same` puts everything on CPU 0;
+//! - the client driver: N tasks on the leader's runtime (where an application's request handlers
+//!   would run), each calling `client_write` in a loop with a small `ClientRequest`; an op is one
+//!   committed (applied on the leader) write, its latency the `client_write` call's.
+//!
+//! The arms:
+//! - [`Network::Raftnet`]: one `NetTransport` per node on 127.0.0.1:0 (default `Config`),
+//!   `raftnet::openraft::RaftnetNetworkFactory`, and a `raftnet::openraft::serve` task per node on
+//!   its runtime;
+//! - [`Network::Tokio`]: [`TokioNetworkFactory`], the tokio baseline's design
+//!   (`crate::tokio_impl`) applied to openraft: one long-lived TCP connection per peer
+//!   (`TCP_NODELAY`), `LengthDelimitedCodec` frames of rmp-serde-encoded openraft messages under a
+//!   request id, the baseline's writer task (`feed` what is queued, one `flush`), a reader task
+//!   completing callers by id; `new_client` hands out a handle onto that connection (it connects
+//!   lazily, once). The serving side answers each connection's requests in its reader task by
+//!   calling `Raft::append_entries` / `vote` / `install_snapshot`.
+//!
+//! Both arms give a call `RPCOption::soft_ttl` before answering `RPCError::Timeout`, map a peer
+//! that cannot be dialed to `Unreachable`, and a remote `RaftError` to `RemoteError`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::storage::Adaptor;
+use openraft::{ServerState, SnapshotPolicy};
+use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
+use raftnet::openraft::{AddressOf, RaftnetNetworkFactory, serve};
+use raftnet::{NetTransport, ServerAddress, Transport};
+use serde::{Deserialize, Serialize};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+
+use crate::pin;
+use crate::scenario::{Control, Sample};
+use crate::tokio_impl::connection_ends;
+
+/// openraft's node id here.
+pub type NodeId = u64;
+/// An openraft node of the cluster.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Nodes in the cluster.
+pub const NODES: usize = 3;
+/// Worker threads per node runtime (as `crate::tokio_impl`'s nodes).
+const WORKERS: usize = 2;
+/// How long to wait for the first leader.
+const ELECTION_WAIT: Duration = Duration::from_secs(10);
+
+/// Which network the cluster's nodes talk over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// raftnet's `NetTransport` through `raftnet::openraft`.
+    Raftnet,
+    /// The tokio baseline's design ([`TokioNetworkFactory`]).
+    Tokio,
+    /// No network: each call goes straight to the target node's `Raft` in this process
+    /// ([`DirectNetworkFactory`]): no sockets, no encoding. The ceiling any network can reach
+    /// (the `cluster-64-no-network` reference).
+    Direct,
+}
+
+impl Network {
+    /// `raftnet` or `tokio`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::Raftnet => "raftnet",
+            Network::Tokio => "tokio",
+            Network::Direct => "direct",
+        }
+    }
+}
+
+/// The openraft configuration both arms use.
+pub fn config() -> Result<openraft::Config, String> {
+    openraft::Config {
+        cluster_name: "raftnet-bench".into(),
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        max_payload_entries: 300,
+        // openraft's default, spelled out: the memstore builds a snapshot (and purges the log)
+        // every 5000 entries, which keeps its in-memory log bounded during a run.
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| format!("openraft config: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the cluster
+
+/// One node: its runtime, its Raft, and (raftnet) its transport.
+struct Node {
+    runtime: Runtime,
+    raft: Raft,
+    transport: Option<Arc<NetTransport>>,
+}
+
+/// The three nodes. Dropping it drops every runtime (which cancels their tasks and joins their
+/// workers) and closes the transports.
+struct Cluster {
+    nodes: Vec<Node>,
+}
+
+fn node_runtime(network: Network, id: usize) -> Result<Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .thread_name(format!("cluster-{}-n{id}", network.name()))
+        .enable_all()
+        .build()
+        .map_err(|e| format!("build node {id}'s runtime: {e}"))
+}
+
+/// Run `f` placed as node `id`'s threads are (see the module documentation).
+fn placed<R>(id: usize, f: impl FnOnce() -> R) -> R {
+    if id == 0 {
+        pin::as_client(f)
+    } else {
+        pin::as_server(f)
+    }
+}
+
+fn new_store() -> (
+    Adaptor<TypeConfig, Arc<MemStore>>,
+    Adaptor<TypeConfig, Arc<MemStore>>,
+) {
+    Adaptor::new(Arc::new(MemStore::new()))
+}
+
+impl Cluster {
+    fn start(network: Network) -> Result<Cluster, String> {
+        let config = Arc::new(config()?);
+        match network {
+            Network::Raftnet => Cluster::start_raftnet(config),
+            Network::Tokio => Cluster::start_tokio(config),
+            Network::Direct => Cluster::start_direct(config),
+        }
+    }
+
+    fn start_raftnet(config: Arc<openraft::Config>) -> Result<Cluster, String> {
+        let mut built = Vec::new();
+        for id in 0..NODES {
+            built.push(placed(id, || -> Result<_, String> {
+                let runtime = node_runtime(Network::Raftnet, id)?;
+                let transport = NetTransport::bind("127.0.0.1:0", None, raftnet::Config::default())
+                    .map_err(|e| format!("node {id}: bind: {e}"))?;
+                Ok((runtime, Arc::new(transport)))
+            })?);
+        }
+        let addresses: Vec<ServerAddress> = built.iter().map(|(_, t)| t.local_addr()).collect();
+        let address_of: AddressOf<TypeConfig> = Arc::new(move |id: &NodeId, _node: &()| {
+            addresses.get(*id as usize).cloned().unwrap_or_default()
+        });
+        let mut nodes = Vec::new();
+        for (id, (runtime, transport)) in built.into_iter().enumerate() {
+            let factory = RaftnetNetworkFactory::<TypeConfig>::new(
+                id as NodeId,
+                transport.clone() as Arc<dyn Transport>,
+                address_of.clone(),
+            );
+            let (log, sm) = new_store();
+            let raft = runtime
+                .block_on(Raft::new(id as NodeId, config.clone(), factory, log, sm))
+                .map_err(|e| format!("node {id}: Raft::new: {e}"))?;
+            runtime.spawn(serve(raft.clone(), transport.consumer().clone()));
+            nodes.push(Node {
+                runtime,
+                raft,
+                transport: Some(transport),
+            });
+        }
+        Ok(Cluster { nodes })
+    }
+
+    fn start_tokio(config: Arc<openraft::Config>) -> Result<Cluster, String> {
+        let mut built = Vec::new();
+        for id in 0..NODES {
+            built.push(placed(id, || -> Result<_, String> {
+                let runtime = node_runtime(Network::Tokio, id)?;
+                let listener = runtime
+                    .block_on(TcpListener::bind("127.0.0.1:0"))
+                    .map_err(|e| format!("node {id}: bind: {e}"))?;
+                Ok((runtime, listener))
+            })?);
+        }
+        let addresses = built
+            .iter()
+            .map(|(_, l)| l.local_addr())
+            .collect::<Result<Vec<SocketAddr>, _>>()
+            .map_err(|e| format!("local_addr: {e}"))?;
+        let mut nodes = Vec::new();
+        for (id, (runtime, listener)) in built.into_iter().enumerate() {
+            let peers = addresses
+                .iter()
+                .enumerate()
+                .filter(|&(peer, _)| peer != id)
+                .map(|(peer, &addr)| (peer as NodeId, addr));
+            let factory = TokioNetworkFactory::new(id as NodeId, peers);
+            let (log, sm) = new_store();
+            let raft = runtime
+                .block_on(Raft::new(id as NodeId, config.clone(), factory, log, sm))
+                .map_err(|e| format!("node {id}: Raft::new: {e}"))?;
+            runtime.spawn(accept(listener, raft.clone()));
+            nodes.push(Node {
+                runtime,
+                raft,
+                transport: None,
+            });
+        }
+        Ok(Cluster { nodes })
+    }
+
+    fn start_direct(config: Arc<openraft::Config>) -> Result<Cluster, String> {
+        let directory: Directory = Arc::new(OnceLock::new());
+        let mut nodes = Vec::new();
+        for id in 0..NODES {
+            let runtime = placed(id, || node_runtime(Network::Direct, id))?;
+            let factory = DirectNetworkFactory {
+                directory: directory.clone(),
+            };
+            let (log, sm) = new_store();
+            let raft = runtime
+                .block_on(Raft::new(id as NodeId, config.clone(), factory, log, sm))
+                .map_err(|e| format!("node {id}: Raft::new: {e}"))?;
+            nodes.push(Node {
+                runtime,
+                raft,
+                transport: None,
+            });
+        }
+        let _ = directory.set(nodes.iter().map(|n| n.raft.clone()).collect());
+        Ok(Cluster { nodes })
+    }
+
+    /// Initialize through node 0 and wait for a leader; its index.
+    fn elect(&self) -> Result<usize, String> {
+        let first = &self.nodes[0];
+        let members: BTreeSet<NodeId> = (0..NODES as NodeId).collect();
+        first
+            .runtime
+            .block_on(first.raft.initialize(members))
+            .map_err(|e| format!("initialize: {e}"))?;
+        let metrics = first
+            .runtime
+            .block_on(
+                first
+                    .raft
+                    .wait(Some(ELECTION_WAIT))
+                    .metrics(|m| m.current_leader.is_some(), "a leader"),
+            )
+            .map_err(|e| format!("no leader elected: {e}"))?;
+        let leader = metrics.current_leader.expect("waited for it") as usize;
+        let node = self
+            .nodes
+            .get(leader)
+            .ok_or_else(|| format!("leader {leader} is not a node"))?;
+        node.runtime
+            .block_on(
+                node.raft
+                    .wait(Some(ELECTION_WAIT))
+                    .state(ServerState::Leader, "leader"),
+            )
+            .map_err(|e| format!("node {leader} did not become leader: {e}"))?;
+        Ok(leader)
+    }
+
+    /// `clients` tasks on the leader's runtime, writing until `control.stopped()`.
+    ///
+    /// The tasks need `'static` state, so they read a [`Control`] of their own, which this
+    /// thread keeps in step with the harness's every millisecond (a 0.05% blur on a 2 s window).
+    fn drive(&self, leader: usize, clients: usize, control: &Control) -> Result<Sample, String> {
+        let node = &self.nodes[leader];
+        let mirror = Arc::new(Control::new());
+        let mut tasks = JoinSet::new();
+        for client in 0..clients {
+            tasks.spawn_on(
+                write_loop(node.raft.clone(), client, mirror.clone()),
+                node.runtime.handle(),
+            );
+        }
+        // This thread only relays the phase and waits; the clients run on the leader's workers.
+        node.runtime.block_on(async {
+            while !control.stopped() {
+                if control.measuring() && !mirror.measuring() {
+                    mirror.start_measuring();
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            mirror.stop();
+            let mut total = Sample::default();
+            while let Some(done) = tasks.join_next().await {
+                total.merge(done.map_err(|e| format!("a client task failed: {e}"))??);
+            }
+            Ok(total)
+        })
+    }
+
+    /// Shut every Raft down, then close the transports; the runtimes go when `self` drops.
+    fn stop(self) {
+        for node in &self.nodes {
+            let _ = node.runtime.block_on(node.raft.shutdown());
+        }
+        for node in &self.nodes {
+            if let Some(transport) = &node.transport {
+                transport.close();
+            }
+        }
+    }
+}
+
+/// One client: `client_write` after `client_write`, each op a committed write.
+async fn write_loop(raft: Raft, client: usize, control: Arc<Control>) -> Result<Sample, String> {
+    let name = format!("client-{client}");
+    let mut sample = Sample::default();
+    let mut serial = 0u64;
+    while !control.stopped() {
+        serial += 1;
+        let request = ClientRequest {
+            client: name.clone(),
+            serial,
+            status: format!("request-{serial}"),
+        };
+        let start = Instant::now();
+        raft.client_write(request)
+            .await
+            .map_err(|e| format!("{name}: client_write: {e}"))?;
+        sample.record(&control, start.elapsed(), 0);
+    }
+    Ok(sample)
+}
+
+/// Build the cluster over `network`, elect a leader, drive `clients` writers on it until
+/// `control.stopped()`, tear down; the committed writes while `control.measuring()`.
+pub fn run(network: Network, clients: usize, control: &Control) -> Result<Sample, String> {
+    let cluster = Cluster::start(network)?;
+    let result = cluster
+        .elect()
+        .and_then(|leader| cluster.drive(leader, clients, control));
+    cluster.stop();
+    result
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tokio baseline network for openraft
+
+/// What travels from the caller to the serving side: openraft's own messages.
+#[derive(Serialize, Deserialize)]
+enum OrRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// The serving side's answers: openraft's results, remote errors included.
+#[derive(Serialize, Deserialize)]
+enum OrResponse {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+}
+
+/// A frame as sent: the request id and a borrowed message.
+#[derive(Serialize)]
+struct EnvelopeRef<'a, T> {
+    id: u64,
+    message: &'a T,
+}
+
+/// A frame as received.
+#[derive(Deserialize)]
+struct Envelope<T> {
+    id: u64,
+    message: T,
+}
+
+fn encode<T: Serialize>(id: u64, message: &T, hint: usize) -> Result<Bytes, String> {
+    let mut out = Vec::with_capacity(hint);
+    rmp_serde::encode::write(&mut out, &EnvelopeRef { id, message })
+        .map_err(|e| format!("encode: {e}"))?;
+    Ok(Bytes::from(out))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<Envelope<T>, String> {
+    rmp_serde::from_slice(frame).map_err(|e| format!("decode: {e}"))
+}
+
+/// Calls waiting on one connection, by id.
+#[derive(Default)]
+struct Pending {
+    /// The connection's reader has ended: no answer will come.
+    closed: bool,
+    waiting: HashMap<u64, oneshot::Sender<OrResponse>>,
+}
+
+struct ConnShared {
+    frames: mpsc::Sender<Bytes>,
+    pending: Arc<Mutex<Pending>>,
+    /// Set by the reader task when it ends.
+    closed: Arc<AtomicBool>,
+    next_id: AtomicU64,
+}
+
+/// One long-lived connection to a peer, requests multiplexed by id.
+#[derive(Clone)]
+struct Conn(Arc<ConnShared>);
+
+impl Conn {
+    /// Connect and start the connection's reader and writer tasks on the current runtime.
+    async fn connect(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        let (responses, frames) = connection_ends(stream)?;
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let closed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(read_responses(responses, pending.clone(), closed.clone()));
+        Ok(Conn(Arc::new(ConnShared {
+            frames,
+            pending,
+            closed,
+            next_id: AtomicU64::new(1),
+        })))
+    }
+
+    fn is_open(&self) -> bool {
+        !self.0.closed.load(Ordering::Acquire) && !self.0.frames.is_closed()
+    }
+
+    fn register(&self) -> Result<(u64, oneshot::Receiver<OrResponse>), Failure> {
+        let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
+        let (done, answer) = oneshot::channel();
+        let mut pending = self.0.pending.lock().unwrap();
+        if pending.closed {
+            return Err(Failure::Network("connection closed".into()));
+        }
+        pending.waiting.insert(id, done);
+        Ok((id, answer))
+    }
+
+    fn forget(&self, id: u64) {
+        self.0.pending.lock().unwrap().waiting.remove(&id);
+    }
+}
+
+/// The reader task of a connection's calling end: each answer completes the call waiting for
+/// its id.
+async fn read_responses(
+    mut responses: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    pending: Arc<Mutex<Pending>>,
+    closed: Arc<AtomicBool>,
+) {
+    while let Some(Ok(frame)) = responses.next().await {
+        let Ok(Envelope { id, message }) = decode::<OrResponse>(&frame) else {
+            break;
+        };
+        let done = pending.lock().unwrap().waiting.remove(&id);
+        if let Some(done) = done {
+            let _ = done.send(message);
+        }
+    }
+    closed.store(true, Ordering::Release);
+    let mut pending = pending.lock().unwrap();
+    pending.closed = true;
+    pending.waiting.clear();
+}
+
+/// A peer: where it listens, and the connection to it (made on first use, remade if lost).
+struct Peer {
+    addr: SocketAddr,
+    current: tokio::sync::Mutex<Option<Conn>>,
+}
+
+impl Peer {
+    async fn connection(&self) -> std::io::Result<Conn> {
+        let mut current = self.current.lock().await;
+        if let Some(conn) = current.as_ref().filter(|c| c.is_open()) {
+            return Ok(conn.clone());
+        }
+        let conn = Conn::connect(self.addr).await?;
+        *current = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// openraft's network factory over the tokio baseline's design: one connection per peer,
+/// shared by every handle `new_client` returns for it.
+pub struct TokioNetworkFactory {
+    id: NodeId,
+    peers: Arc<HashMap<NodeId, Arc<Peer>>>,
+}
+
+impl TokioNetworkFactory {
+    /// A factory for node `id`, reaching each `(node, address)` of `peers`.
+    pub fn new(id: NodeId, peers: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Self {
+        let peers = peers
+            .into_iter()
+            .map(|(node, addr)| {
+                let peer = Peer {
+                    addr,
+                    current: tokio::sync::Mutex::new(None),
+                };
+                (node, Arc::new(peer))
+            })
+            .collect();
+        TokioNetworkFactory {
+            id,
+            peers: Arc::new(peers),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for TokioNetworkFactory {
+    type Network = TokioNetwork;
+
+    /// Never dials: a handle onto the peer's shared connection.
+    async fn new_client(&mut self, target: NodeId, _node: &()) -> TokioNetwork {
+        TokioNetwork {
+            id: self.id,
+            target,
+            peer: self.peers.get(&target).cloned(),
+            conn: None,
+        }
+    }
+}
+
+/// A handle onto one peer's connection (what openraft's calls go through).
+pub struct TokioNetwork {
+    id: NodeId,
+    target: NodeId,
+    peer: Option<Arc<Peer>>,
+    /// The connection this handle last used (so a call takes no lock while it is open).
+    conn: Option<Conn>,
+}
+
+/// Why a call failed, before it becomes an `RPCError`.
+#[derive(Debug)]
+enum Failure {
+    Unreachable(String),
+    Timeout,
+    Network(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Unreachable(e) => write!(f, "unreachable: {e}"),
+            Failure::Timeout => f.write_str("timed out"),
+            Failure::Network(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, (), RaftError<NodeId, E>>>;
+
+impl TokioNetwork {
+    async fn call(
+        &mut self,
+        request: &OrRequest,
+        hint: usize,
+        option: &RPCOption,
+    ) -> Result<OrResponse, Failure> {
+        let conn = match self.conn.as_ref().filter(|c| c.is_open()) {
+            Some(conn) => conn.clone(),
+            None => {
+                let peer = self.peer.as_ref().ok_or_else(|| {
+                    Failure::Unreachable(format!("no address for node {}", self.target))
+                })?;
+                let conn = peer
+                    .connection()
+                    .await
+                    .map_err(|e| Failure::Unreachable(format!("connect to {}: {e}", peer.addr)))?;
+                self.conn = Some(conn.clone());
+                conn
+            }
+        };
+        let (id, answer) = conn.register()?;
+        let frame = encode(id, request, hint).map_err(Failure::Network)?;
+        if conn.0.frames.send(frame).await.is_err() {
+            conn.forget(id);
+            return Err(Failure::Network("connection closed".into()));
+        }
+        match tokio::time::timeout(option.soft_ttl(), answer).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(Failure::Network("connection closed".into())),
+            Err(_) => {
+                conn.forget(id);
+                Err(Failure::Timeout)
+            }
+        }
+    }
+
+    fn rpc_error<E: std::error::Error>(
+        &self,
+        failure: Failure,
+        action: RPCTypes,
+        option: &RPCOption,
+    ) -> RPCError<NodeId, (), RaftError<NodeId, E>> {
+        match failure {
+            Failure::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&failure)),
+            Failure::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.id,
+                target: self.target,
+                timeout: option.soft_ttl(),
+            }),
+            Failure::Network(_) => RPCError::Network(NetworkError::new(&failure)),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, (), RaftError<NodeId, E>> {
+        RPCError::Network(NetworkError::new(&Failure::Network(
+            "unexpected response".into(),
+        )))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for TokioNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let hint = 64 + 96 * rpc.entries.len();
+        match self.call(&OrRequest::Append(rpc), hint, &option).await {
+            Ok(OrResponse::Append(Ok(response))) => Ok(response),
+            Ok(OrResponse::Append(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(self.unexpected()),
+            Err(f) => Err(self.rpc_error(f, RPCTypes::AppendEntries, &option)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let hint = 256 + 2 * rpc.data.len();
+        match self.call(&OrRequest::Snapshot(rpc), hint, &option).await {
+            Ok(OrResponse::Snapshot(Ok(response))) => Ok(response),
+            Ok(OrResponse::Snapshot(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(self.unexpected()),
+            Err(f) => Err(self.rpc_error(f, RPCTypes::InstallSnapshot, &option)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        match self.call(&OrRequest::Vote(rpc), 128, &option).await {
+            Ok(OrResponse::Vote(Ok(response))) => Ok(response),
+            Ok(OrResponse::Vote(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(self.unexpected()),
+            Err(f) => Err(self.rpc_error(f, RPCTypes::Vote, &option)),
+        }
+    }
+}
+
+/// The serving side: accept connections, serve each in a task of its own.
+async fn accept(listener: TcpListener, raft: Raft) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(serve_connection(stream, raft.clone()));
+    }
+}
+
+/// One inbound connection: read a request, have `raft` handle it, queue the answer to the
+/// connection's writer task. (openraft 0.9 keeps at most one AppendEntries in flight per
+/// follower, so answering in order costs no concurrency.)
+async fn serve_connection(stream: TcpStream, raft: Raft) {
+    let Ok((mut requests, reply)) = connection_ends(stream) else {
+        return;
+    };
+    while let Some(Ok(frame)) = requests.next().await {
+        let Ok(Envelope { id, message }) = decode::<OrRequest>(&frame) else {
+            break;
+        };
+        let response = match message {
+            OrRequest::Append(rpc) => OrResponse::Append(raft.append_entries(rpc).await),
+            OrRequest::Vote(rpc) => OrResponse::Vote(raft.vote(rpc).await),
+            OrRequest::Snapshot(rpc) => OrResponse::Snapshot(raft.install_snapshot(rpc).await),
+        };
+        let Ok(frame) = encode(id, &response, 64) else {
+            break;
+        };
+        if reply.send(frame).await.is_err() {
+            break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// No network: the ceiling
+
+/// Every node's `Raft`, by id, filled in once all are built (openraft asks for clients only
+/// after `initialize`).
+type Directory = Arc<OnceLock<Vec<Raft>>>;
+
+/// openraft's network factory with no network: a client is the target's `Raft` handle.
+pub struct DirectNetworkFactory {
+    directory: Directory,
+}
+
+impl RaftNetworkFactory<TypeConfig> for DirectNetworkFactory {
+    type Network = DirectNetwork;
+
+    async fn new_client(&mut self, target: NodeId, _node: &()) -> DirectNetwork {
+        DirectNetwork {
+            target,
+            raft: self
+                .directory
+                .get()
+                .and_then(|rafts| rafts.get(target as usize))
+                .cloned(),
+        }
+    }
+}
+
+/// Calls the target's `Raft` directly, on the caller's runtime; its errors come back as
+/// `RemoteError`, as a network would deliver them.
+pub struct DirectNetwork {
+    target: NodeId,
+    raft: Option<Raft>,
+}
+
+impl DirectNetwork {
+    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, (), RaftError<NodeId, E>> {
+        RPCError::Unreachable(Unreachable::new(&Failure::Unreachable(format!(
+            "no node {}",
+            self.target
+        ))))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for DirectNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let Some(raft) = &self.raft else {
+            return Err(self.unreachable());
+        };
+        let target = self.target;
+        raft.append_entries(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let Some(raft) = &self.raft else {
+            return Err(self.unreachable());
+        };
+        let target = self.target;
+        raft.install_snapshot(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        let Some(raft) = &self.raft else {
+            return Err(self.unreachable());
+        };
+        let target = self.target;
+        raft.vote(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every network: a cluster forms, commits writes from 4 clients, and shuts down.
+    #[test]
+    fn every_network_commits_writes() {
+        for network in [Network::Raftnet, Network::Tokio, Network::Direct] {
+            let control = Control::new();
+            let sample = std::thread::scope(|s| {
+                let run = s.spawn(|| run(network, 4, &control));
+                std::thread::sleep(Duration::from_millis(300));
+                control.start_measuring();
+                std::thread::sleep(Duration::from_millis(300));
+                control.stop();
+                run.join().expect("no panic")
+            });
+            let sample = sample.unwrap_or_else(|e| panic!("{}: {e}", network.name()));
+            assert!(sample.ops > 0, "{}: no write committed", network.name());
+            assert_eq!(sample.ops as usize, sample.latencies_ns.len());
+        }
+    }
+
+    /// openraft's messages survive the tokio network's encoding.
+    #[test]
+    fn messages_round_trip() {
+        let vote = VoteRequest::<NodeId>::new(openraft::Vote::new(3, 1), None);
+        let frame = encode(9, &OrRequest::Vote(vote.clone()), 0).unwrap();
+        let Envelope { id, message } = decode::<OrRequest>(&frame).unwrap();
+        assert_eq!(id, 9);
+        match message {
+            OrRequest::Vote(v) => assert_eq!(v, vote),
+            _ => panic!("not a vote"),
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! A real openraft 0.9 cluster over raftnet: every node has its own `NetTransport` on an
+//! ephemeral loopback port, its own Raft (openraft-memstore) and its own `serve` task, all in one
+//! process. Each test waits on metrics with generous deadlines (a slow, loaded machine must not
+//! fail them) and never sleeps to synchronise.
+//!
+//! - `election`: a leader is elected and every node agrees on it;
+//! - `replication`: concurrent writes through the leader reach every node's state machine;
+//! - `leader_loss`: the leader's transport closes mid-write; the survivors elect a new leader
+//!   through raftnet's vote path, writes continue, no acknowledged write is lost;
+//! - `snapshot_catch_up`: the leader purges its logs; a new learner is brought up to date through
+//!   InstallSnapshot over raftnet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use openraft::storage::Adaptor;
+use openraft::{Config as RaftConfig, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
+use raftnet::openraft::{AddressOf, RaftnetNetworkFactory, serve};
+use raftnet::{NetTransport, ServerAddress, Transport};
+use tokio::task::JoinHandle;
+
+type NodeId = u64;
+type MemRaft = Raft<TypeConfig>;
+type Metrics = RaftMetrics<NodeId, ()>;
+
+/// Bounds every wait. A healthy cluster needs well under a second for any of them; the margin is
+/// for slow, loaded machines, while a hang still fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often a condition over several nodes is re-checked.
+const POLL: Duration = Duration::from_millis(10);
+
+/// One attempt of a client write; a retry uses the same serial, which memstore deduplicates.
+const WRITE_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// Shorter than openraft's defaults would be fine on a quiet machine; these leave room for a
+/// debug build on a busy two-core one (an RPC times out after `heartbeat_interval`).
+fn raft_config() -> RaftConfig {
+    RaftConfig {
+        cluster_name: "raftnet-test".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
+        install_snapshot_timeout: 2000,
+        ..RaftConfig::default()
+    }
+}
+
+/// Where each node listens; the network factories read it on every `new_client`.
+type AddressBook = Arc<RwLock<HashMap<NodeId, ServerAddress>>>;
+
+/// The live nodes' Raft handles, shared with the writer tasks (a stopped node leaves it).
+type Directory = Arc<RwLock<BTreeMap<NodeId, MemRaft>>>;
+
+struct TestNode {
+    raft: MemRaft,
+    store: Arc<MemStore>,
+    transport: Arc<NetTransport>,
+    server: JoinHandle<()>,
+}
+
+struct Cluster {
+    config: Arc<RaftConfig>,
+    book: AddressBook,
+    directory: Directory,
+    nodes: BTreeMap<NodeId, TestNode>,
+}
+
+impl Cluster {
+    /// Nodes `ids`, started but not initialized.
+    async fn start(ids: &[NodeId], config: RaftConfig) -> Cluster {
+        let mut cluster = Cluster {
+            config: Arc::new(config.validate().expect("valid Raft config")),
+            book: AddressBook::default(),
+            directory: Directory::default(),
+            nodes: BTreeMap::new(),
+        };
+        for &id in ids {
+            cluster.add_node(id).await;
+        }
+        cluster
+    }
+
+    /// Start a pristine node: its own transport on an ephemeral port, its own store, Raft and
+    /// `serve` task.
+    async fn add_node(&mut self, id: NodeId) {
+        let transport = Arc::new(
+            NetTransport::bind("127.0.0.1:0", None, raftnet::Config::default())
+                .expect("bind an ephemeral loopback port"),
+        );
+        self.book
+            .write()
+            .unwrap()
+            .insert(id, transport.local_addr());
+        let book = self.book.clone();
+        // An unknown node gets an empty address, which the transport reports as unreachable.
+        let address_of: AddressOf<TypeConfig> = Arc::new(move |id: &NodeId, _: &()| {
+            book.read().unwrap().get(id).cloned().unwrap_or_default()
+        });
+        let network = RaftnetNetworkFactory::new(id, transport.clone(), address_of);
+        let store = Arc::new(MemStore::new());
+        let (log_store, state_machine) = Adaptor::new(store.clone());
+        let raft = Raft::new(id, self.config.clone(), network, log_store, state_machine)
+            .await
+            .expect("start Raft");
+        let server = tokio::spawn(serve(raft.clone(), transport.consumer().clone()));
+        self.directory.write().unwrap().insert(id, raft.clone());
+        self.nodes.insert(
+            id,
+            TestNode {
+                raft,
+                store,
+                transport,
+                server,
+            },
+        );
+    }
+
+    fn node(&self, id: NodeId) -> &TestNode {
+        &self.nodes[&id]
+    }
+
+    fn metrics(&self, id: NodeId) -> Metrics {
+        self.node(id).raft.metrics().borrow().clone()
+    }
+
+    /// Initialize membership `ids` on the first of them.
+    async fn initialize(&self, ids: &[NodeId]) {
+        let members: BTreeSet<NodeId> = ids.iter().copied().collect();
+        self.node(ids[0])
+            .raft
+            .initialize(members)
+            .await
+            .expect("initialize");
+    }
+
+    /// Wait until every node of `among` names the same leader, a member of `among` that is in
+    /// the Leader state, in the same term.
+    async fn agreed_leader(&self, among: &[NodeId]) -> NodeId {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let views: Vec<Metrics> = among.iter().map(|&id| self.metrics(id)).collect();
+            if let Some(leader) = views[0].current_leader
+                && let Some(at) = among.iter().position(|&id| id == leader)
+                && views[at].state == ServerState::Leader
+                && views.iter().all(|m| {
+                    m.current_leader == Some(leader) && m.current_term == views[at].current_term
+                })
+            {
+                return leader;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader agreed among {among:?} within {DEADLINE:?}: {:#?}",
+                views
+                    .iter()
+                    .map(|m| (m.id, m.state, m.current_term, m.current_leader))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Wait until every node of `ids` has applied at least up to `index`.
+    async fn wait_applied(&self, ids: &[NodeId], index: u64) {
+        for &id in ids {
+            self.node(id)
+                .raft
+                .wait(Some(DEADLINE))
+                .applied_index_at_least(Some(index), format!("node {id} applies {index}"))
+                .await
+                .unwrap_or_else(|e| panic!("node {id} did not apply up to {index}: {e}"));
+        }
+    }
+
+    /// Wait for `ids` to apply everything `leader` has applied, then check that each state
+    /// machine holds every acknowledged write with its value.
+    async fn assert_holds(&self, leader: NodeId, ids: &[NodeId], acked: &BTreeMap<String, String>) {
+        let applied = self
+            .metrics(leader)
+            .last_applied
+            .expect("the leader has applied entries")
+            .index;
+        self.wait_applied(ids, applied).await;
+        for &id in ids {
+            let state = self.node(id).store.get_state_machine().await.client_status;
+            for (key, value) in acked {
+                assert_eq!(
+                    state.get(key),
+                    Some(value),
+                    "node {id} lost the acknowledged write {key}={value}"
+                );
+            }
+        }
+    }
+
+    /// Stop a node as a crash would look to its peers: its transport closes first (in-flight
+    /// calls fail, listener and connections go away), then its Raft shuts down.
+    async fn stop(&mut self, id: NodeId) {
+        self.directory.write().unwrap().remove(&id);
+        let node = self.nodes.remove(&id).expect("a running node");
+        node.transport.close();
+        node.raft.shutdown().await.expect("Raft shuts down");
+        tokio::time::timeout(DEADLINE, node.server)
+            .await
+            .expect("serve returns once its transport is closed")
+            .expect("serve does not panic");
+    }
+
+    async fn shutdown(mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+}
+
+/// A write's key, value and serial. Each key is written once, so a retry (same serial) is
+/// deduplicated by memstore instead of applied twice.
+fn writes(prefix: &str, n: usize) -> Vec<(String, String, u64)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("{prefix}-{i:04}"),
+                format!("value-{prefix}-{i}"),
+                i as u64 + 1,
+            )
+        })
+        .collect()
+}
+
+/// Write through whichever live node is leader, retrying (on another leader, after an election)
+/// until acknowledged; returns the log index it was applied at.
+async fn write(directory: &Directory, key: &str, value: &str, serial: u64) -> u64 {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let leader = directory
+            .read()
+            .unwrap()
+            .values()
+            .find(|raft| raft.metrics().borrow().state == ServerState::Leader)
+            .cloned();
+        if let Some(raft) = leader {
+            let request = ClientRequest {
+                client: key.to_string(),
+                serial,
+                status: value.to_string(),
+            };
+            if let Ok(Ok(response)) =
+                tokio::time::timeout(WRITE_ATTEMPT, raft.client_write(request)).await
+            {
+                return response.log_id.index;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "write {key} not acknowledged within {DEADLINE:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Write `all` from `tasks` concurrent tasks; every acknowledged write lands in `acked`.
+async fn write_concurrently(
+    directory: &Directory,
+    all: Vec<(String, String, u64)>,
+    tasks: usize,
+    acked: &Arc<Mutex<BTreeMap<String, String>>>,
+) {
+    let mut shares: Vec<Vec<_>> = (0..tasks).map(|_| Vec::new()).collect();
+    for (i, w) in all.into_iter().enumerate() {
+        shares[i % tasks].push(w);
+    }
+    let handles: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let directory = directory.clone();
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                for (key, value, serial) in share {
+                    write(&directory, &key, &value, serial).await;
+                    acked.lock().unwrap().insert(key, value);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("a writer task panicked");
+    }
+}
+
+fn counter(transport: &NetTransport, name: &str) -> u64 {
+    transport.metrics().counter(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election() {
+    let ids = [0, 1, 2];
+    let cluster = Cluster::start(&ids, raft_config()).await;
+    cluster.initialize(&ids).await;
+
+    let leader = cluster.agreed_leader(&ids).await;
+    for id in ids {
+        let m = cluster.metrics(id);
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        assert_eq!(voters, BTreeSet::from(ids), "node {id}'s membership");
+        let expected = if id == leader {
+            ServerState::Leader
+        } else {
+            ServerState::Follower
+        };
+        assert_eq!(m.state, expected, "node {id}'s state");
+    }
+    // The votes and heartbeats went over raftnet.
+    let leader_transport = &cluster.node(leader).transport;
+    assert!(counter(leader_transport, "raftnet.callsSent;rpcType=RequestVote") >= 2);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication() {
+    let ids = [0, 1, 2];
+    let cluster = Cluster::start(&ids, raft_config()).await;
+    cluster.initialize(&ids).await;
+    let leader = cluster.agreed_leader(&ids).await;
+
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    write_concurrently(&cluster.directory, writes("key", 200), 8, &acked).await;
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), 200);
+
+    cluster.assert_holds(leader, &ids, &acked).await;
+    // Nothing but the acknowledged writes, and the same on every node.
+    let leader_state = cluster
+        .node(leader)
+        .store
+        .get_state_machine()
+        .await
+        .client_status;
+    assert_eq!(leader_state.len(), acked.len());
+    for id in ids {
+        let state = cluster
+            .node(id)
+            .store
+            .get_state_machine()
+            .await
+            .client_status;
+        assert_eq!(state, leader_state, "node {id}'s state machine differs");
+    }
+    let sent = counter(
+        &cluster.node(leader).transport,
+        "raftnet.callsSent;rpcType=AppendEntries",
+    );
+    assert!(sent > 0, "the entries were replicated over raftnet");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_loss() {
+    let ids = [0, 1, 2];
+    let mut cluster = Cluster::start(&ids, raft_config()).await;
+    cluster.initialize(&ids).await;
+    let old_leader = cluster.agreed_leader(&ids).await;
+    let survivors: Vec<NodeId> = ids.into_iter().filter(|&id| id != old_leader).collect();
+
+    // Writers run while the leader goes away: they retry on the new leader.
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let writers = {
+        let (directory, acked, done) = (cluster.directory.clone(), acked.clone(), done.clone());
+        tokio::spawn(async move {
+            write_concurrently(&directory, writes("before", 200), 4, &acked).await;
+            done.store(1, Ordering::SeqCst);
+        })
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while acked.lock().unwrap().len() < 50 && done.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first 50 writes took over {DEADLINE:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let votes_before: u64 = survivors
+        .iter()
+        .map(|&id| {
+            counter(
+                &cluster.node(id).transport,
+                "raftnet.callsSent;rpcType=RequestVote",
+            )
+        })
+        .sum();
+    let acked_at_loss = acked.lock().unwrap().len();
+
+    cluster.stop(old_leader).await;
+
+    let new_leader = cluster.agreed_leader(&survivors).await;
+    assert_ne!(new_leader, old_leader);
+    let votes_after: u64 = survivors
+        .iter()
+        .map(|&id| {
+            counter(
+                &cluster.node(id).transport,
+                "raftnet.callsSent;rpcType=RequestVote",
+            )
+        })
+        .sum();
+    assert!(
+        votes_after > votes_before,
+        "the new leader was elected through raftnet's vote path"
+    );
+
+    tokio::time::timeout(DEADLINE, writers)
+        .await
+        .expect("the writers finish")
+        .expect("the writers do not panic");
+    // Writes continue on the new leader.
+    let after = Arc::new(Mutex::new(BTreeMap::new()));
+    write_concurrently(&cluster.directory, writes("after", 50), 4, &after).await;
+
+    let mut acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), 200);
+    acked.extend(after.lock().unwrap().clone());
+    let new_leader = cluster.agreed_leader(&survivors).await;
+    cluster.assert_holds(new_leader, &survivors, &acked).await;
+    eprintln!(
+        "leader_loss: {acked_at_loss} writes acknowledged by node {old_leader} before it stopped; node {new_leader} leads"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_catch_up() {
+    let ids = [0, 1, 2];
+    let config = RaftConfig {
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(20),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..raft_config()
+    };
+    let mut cluster = Cluster::start(&ids, config).await;
+    cluster.initialize(&ids).await;
+    let leader = cluster.agreed_leader(&ids).await;
+
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    write_concurrently(&cluster.directory, writes("key", 200), 4, &acked).await;
+
+    // The leader snapshots and purges the logs a new node would need.
+    cluster
+        .node(leader)
+        .raft
+        .wait(Some(DEADLINE))
+        .metrics(
+            |m| m.snapshot.is_some() && m.purged.is_some_and(|p| p.index >= 100),
+            "the leader purges its logs",
+        )
+        .await
+        .expect("the leader snapshots and purges its logs");
+
+    // A new node joins as a learner: it can only catch up through InstallSnapshot.
+    let learner = 3;
+    cluster.add_node(learner).await;
+    cluster
+        .node(leader)
+        .raft
+        .add_learner(learner, (), false)
+        .await
+        .expect("add the learner");
+    // And a few more writes, which it receives as entries.
+    write_concurrently(&cluster.directory, writes("later", 20), 4, &acked).await;
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), 220);
+
+    let all = [0, 1, 2, learner];
+    cluster.assert_holds(leader, &all, &acked).await;
+    let m = cluster.metrics(learner);
+    assert_eq!(m.state, ServerState::Learner);
+    assert!(m.snapshot.is_some(), "the learner installed a snapshot");
+    let sent = counter(
+        &cluster.node(leader).transport,
+        "raftnet.callsSent;rpcType=InstallSnapshot",
+    );
+    assert!(sent > 0, "the leader sent InstallSnapshot over raftnet");
+    let received = counter(
+        &cluster.node(learner).transport,
+        "raftnet.rpcsReceived;rpcType=InstallSnapshot",
+    );
+    assert!(
+        received > 0,
+        "the learner received InstallSnapshot over raftnet"
+    );
+    cluster.shutdown().await;
+}

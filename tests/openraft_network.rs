@@ -1,0 +1,179 @@
+//! The openraft adapter's contract, one call at a time over real `NetTransport`s on ephemeral
+//! loopback ports: `new_client` never dials, and every raftnet outcome becomes the `RPCError`
+//! openraft expects (unreachable peers `Unreachable`, deadlines `Timeout` at `soft_ttl`, lost
+//! connections and foreign errors `Network`, the remote Raft's own errors `RemoteError`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{Fatal, RPCError, RaftError};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::VoteRequest;
+use openraft::storage::Adaptor;
+use openraft::{Raft, Vote};
+use openraft_memstore::{MemStore, TypeConfig};
+use raftnet::openraft::{AddressOf, RaftnetNetwork, RaftnetNetworkFactory, serve};
+use raftnet::{NetTransport, ServerAddress, Transport};
+
+type NodeId = u64;
+
+fn transport() -> Arc<NetTransport> {
+    Arc::new(
+        NetTransport::bind("127.0.0.1:0", None, raftnet::Config::default())
+            .expect("bind an ephemeral loopback port"),
+    )
+}
+
+/// Node 1's network handle to node 2, which listens at `address`.
+async fn client_to(from: &Arc<NetTransport>, address: ServerAddress) -> RaftnetNetwork<TypeConfig> {
+    let address_of: AddressOf<TypeConfig> = Arc::new(move |_: &NodeId, _: &()| address.clone());
+    let mut factory = RaftnetNetworkFactory::<TypeConfig>::new(1, from.clone(), address_of);
+    factory.new_client(2, &()).await
+}
+
+fn vote_request() -> VoteRequest<NodeId> {
+    VoteRequest::new(Vote::new(7, 1), None)
+}
+
+/// An address nothing listens on: a port bound and released.
+fn closed_port() -> ServerAddress {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    ServerAddress(addr.to_string())
+}
+
+#[tokio::test]
+async fn new_client_does_not_dial() {
+    let a = transport();
+    let _network = client_to(&a, closed_port()).await;
+    let metrics = a.metrics();
+    assert_eq!(metrics.counter("raftnet.dials"), 0);
+    assert_eq!(metrics.counter("raftnet.dialFailures"), 0);
+    a.close();
+}
+
+#[tokio::test]
+async fn unreachable_peer_is_unreachable() {
+    let a = transport();
+    let mut network = client_to(&a, closed_port()).await;
+    let option = RPCOption::new(Duration::from_secs(10));
+    match network.vote(vote_request(), option).await {
+        Err(RPCError::Unreachable(_)) => {}
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert_eq!(a.metrics().counter("raftnet.dialFailures"), 1);
+    a.close();
+}
+
+#[tokio::test]
+async fn deadline_is_timeout_at_soft_ttl() {
+    let (a, b) = (transport(), transport());
+    let mut network = client_to(&a, b.local_addr()).await;
+    // b takes the RPC and holds it, unanswered, until the caller has given up.
+    let consumer = b.consumer().clone();
+    let holder = tokio::spawn(async move { consumer.recv_async().await.expect("the vote") });
+
+    let option = RPCOption::new(Duration::from_millis(400));
+    let soft_ttl = option.soft_ttl();
+    let start = Instant::now();
+    let result = network.vote(vote_request(), option).await;
+    let waited = start.elapsed();
+    match result {
+        Err(RPCError::Timeout(timeout)) => {
+            assert_eq!(timeout.action, RPCTypes::Vote);
+            assert_eq!((timeout.id, timeout.target), (1, 2));
+            assert_eq!(timeout.timeout, soft_ttl);
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(
+        waited >= soft_ttl,
+        "gave up after {waited:?}, before {soft_ttl:?}"
+    );
+    drop(holder.await.expect("the holder does not panic"));
+    a.close();
+    b.close();
+}
+
+#[tokio::test]
+async fn lost_connection_is_network() {
+    let (a, b) = (transport(), transport());
+    let mut network = client_to(&a, b.local_addr()).await;
+    // b takes the RPC, then goes away without answering.
+    let consumer = b.consumer().clone();
+    let b_closer = b.clone();
+    let closer = tokio::spawn(async move {
+        let rpc = consumer.recv_async().await.expect("the vote");
+        b_closer.close();
+        drop(rpc);
+    });
+    let option = RPCOption::new(Duration::from_secs(30));
+    match network.vote(vote_request(), option).await {
+        Err(RPCError::Network(_)) => {}
+        other => panic!("expected Network, got {other:?}"),
+    }
+    closer.await.expect("the closer does not panic");
+    a.close();
+}
+
+#[tokio::test]
+async fn foreign_remote_error_is_network() {
+    let (a, b) = (transport(), transport());
+    let mut network = client_to(&a, b.local_addr()).await;
+    // Not an openraft error: whatever answers there is not openraft's serving side.
+    let consumer = b.consumer().clone();
+    let answerer = tokio::spawn(async move {
+        let rpc = consumer.recv_async().await.expect("the vote");
+        rpc.respond_err("not openraft");
+    });
+    let option = RPCOption::new(Duration::from_secs(30));
+    match network.vote(vote_request(), option).await {
+        Err(RPCError::Network(e)) => {
+            assert!(e.to_string().contains("not openraft"), "{e}");
+        }
+        other => panic!("expected Network, got {other:?}"),
+    }
+    answerer.await.expect("the answerer does not panic");
+    a.close();
+    b.close();
+}
+
+#[tokio::test]
+async fn remote_raft_error_is_remote_error() {
+    let (a, b) = (transport(), transport());
+    // b serves a Raft that has stopped: its vote() answers with RaftError::Fatal(Stopped).
+    let config = Arc::new(openraft::Config::default().validate().unwrap());
+    let b_address: AddressOf<TypeConfig> = Arc::new(|_: &NodeId, _: &()| ServerAddress::default());
+    let (log, sm) = Adaptor::new(Arc::new(MemStore::new()));
+    let raft = Raft::new(
+        2,
+        config,
+        RaftnetNetworkFactory::new(2, b.clone(), b_address),
+        log,
+        sm,
+    )
+    .await
+    .expect("start Raft");
+    raft.shutdown().await.expect("Raft shuts down");
+    let server = tokio::spawn(serve(raft, b.consumer().clone()));
+
+    let mut network = client_to(&a, b.local_addr()).await;
+    let option = RPCOption::new(Duration::from_secs(30));
+    match network.vote(vote_request(), option).await {
+        Err(RPCError::RemoteError(remote)) => {
+            assert_eq!(remote.target, 2);
+            assert!(
+                matches!(remote.source, RaftError::Fatal(Fatal::Stopped)),
+                "{:?}",
+                remote.source
+            );
+        }
+        other => panic!("expected RemoteError, got {other:?}"),
+    }
+    b.close();
+    server
+        .await
+        .expect("serve returns once its transport closes");
+    a.close();
+}
