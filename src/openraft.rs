@@ -4,7 +4,12 @@
 //!   a handle onto the transport's long-lived, pooled connections, and never dials.
 //! - [`RaftnetNetwork`] implements `RaftNetwork`: `append_entries`, `vote` and `install_snapshot`
 //!   (openraft's own chunking drives `full_snapshot`; each chunk travels as a raftnet snapshot
-//!   body, raw bytes, never a msgpack integer array).
+//!   body, raw bytes, never a msgpack integer array). Why not one stream for the whole snapshot:
+//!   openraft 0.9 (without `generic-snapshot-data`) hands the network an `AsyncRead` snapshot,
+//!   while raftnet's snapshot source is a blocking `Read` drained by its pump thread, so one
+//!   stream needs an async-to-blocking bridge (or the whole snapshot in memory). Chunks of
+//!   `snapshot_max_chunk_size` (3 MiB by default) cost one round trip each, which is small next
+//!   to moving 3 MiB.
 //! - [`serve`] is the serving side: it takes the transport's inbound RPCs and drives
 //!   `Raft::append_entries`, `Raft::vote` and `Raft::install_snapshot`, answering through raftnet.
 //!
