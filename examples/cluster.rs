@@ -46,7 +46,14 @@ async fn start_nodes(n: u64, config: Arc<Config>) -> Result<Vec<Node>, Failure> 
     let mut transports = Vec::new();
     for _ in 0..n {
         let config = raftnet::Config::default().timeout(Some(Duration::from_secs(5)));
-        transports.push(Arc::new(NetTransport::bind("127.0.0.1:0", None, config)?));
+        // The reactor runs as a task on this runtime, beside openraft's own tasks.
+        let runtime = tokio::runtime::Handle::current();
+        transports.push(Arc::new(NetTransport::bind_on(
+            "127.0.0.1:0",
+            None,
+            config,
+            &runtime,
+        )?));
     }
     let addresses: Arc<HashMap<NodeId, ServerAddress>> = Arc::new(
         (0..n)

@@ -99,10 +99,12 @@ async fn run(args: Args) -> Result<(), Failure> {
     let me = &args.peers[&args.id];
     let advertise = resolve(me)?;
     let listen = args.listen.as_deref().unwrap_or(me);
-    let transport = Arc::new(NetTransport::bind(
+    // Its reactor runs as a task on this runtime, beside openraft's own tasks.
+    let transport = Arc::new(NetTransport::bind_on(
         listen,
         Some(advertise),
         raftnet::Config::default(),
+        &tokio::runtime::Handle::current(),
     )?);
     println!(
         "node {}: listening on {}, peers dial {advertise}",

@@ -9,6 +9,9 @@
 //!   through raftnet's vote path, writes continue, no acknowledged write is lost;
 //! - `snapshot_catch_up`: the leader purges its logs; a new learner is brought up to date through
 //!   InstallSnapshot over raftnet.
+//!
+//! Each runs twice: `on_runtime::*` with every reactor a task on the test's runtime
+//! (`NetTransport::bind_on`, as the adapter recommends), `on_threads::*` with reactor threads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,7 +65,17 @@ struct TestNode {
     server: JoinHandle<()>,
 }
 
+/// Where the nodes' reactors run.
+#[derive(Debug, Clone, Copy)]
+enum Reactor {
+    /// Tasks on the test's runtime (`NetTransport::bind_on`).
+    Task,
+    /// Threads of their own (`NetTransport::bind`).
+    Thread,
+}
+
 struct Cluster {
+    reactor: Reactor,
     config: Arc<RaftConfig>,
     book: AddressBook,
     directory: Directory,
@@ -71,8 +84,9 @@ struct Cluster {
 
 impl Cluster {
     /// Nodes `ids`, started but not initialized.
-    async fn start(ids: &[NodeId], config: RaftConfig) -> Cluster {
+    async fn start(ids: &[NodeId], config: RaftConfig, reactor: Reactor) -> Cluster {
         let mut cluster = Cluster {
+            reactor,
             config: Arc::new(config.validate().expect("valid Raft config")),
             book: AddressBook::default(),
             directory: Directory::default(),
@@ -87,9 +101,18 @@ impl Cluster {
     /// Start a pristine node: its own transport on an ephemeral port, its own store, Raft and
     /// `serve` task.
     async fn add_node(&mut self, id: NodeId) {
+        let config = raftnet::Config::default();
         let transport = Arc::new(
-            NetTransport::bind("127.0.0.1:0", None, raftnet::Config::default())
-                .expect("bind an ephemeral loopback port"),
+            match self.reactor {
+                Reactor::Task => NetTransport::bind_on(
+                    "127.0.0.1:0",
+                    None,
+                    config,
+                    &tokio::runtime::Handle::current(),
+                ),
+                Reactor::Thread => NetTransport::bind("127.0.0.1:0", None, config),
+            }
+            .expect("bind an ephemeral loopback port"),
         );
         self.book
             .write()
@@ -296,10 +319,9 @@ fn counter(transport: &NetTransport, name: &str) -> u64 {
     transport.metrics().counter(name)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn election() {
+async fn election(reactor: Reactor) {
     let ids = [0, 1, 2];
-    let cluster = Cluster::start(&ids, raft_config()).await;
+    let cluster = Cluster::start(&ids, raft_config(), reactor).await;
     cluster.initialize(&ids).await;
 
     let leader = cluster.agreed_leader(&ids).await;
@@ -320,10 +342,9 @@ async fn election() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replication() {
+async fn replication(reactor: Reactor) {
     let ids = [0, 1, 2];
-    let cluster = Cluster::start(&ids, raft_config()).await;
+    let cluster = Cluster::start(&ids, raft_config(), reactor).await;
     cluster.initialize(&ids).await;
     let leader = cluster.agreed_leader(&ids).await;
 
@@ -358,10 +379,9 @@ async fn replication() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leader_loss() {
+async fn leader_loss(reactor: Reactor) {
     let ids = [0, 1, 2];
-    let mut cluster = Cluster::start(&ids, raft_config()).await;
+    let mut cluster = Cluster::start(&ids, raft_config(), reactor).await;
     cluster.initialize(&ids).await;
     let old_leader = cluster.agreed_leader(&ids).await;
     let survivors: Vec<NodeId> = ids.into_iter().filter(|&id| id != old_leader).collect();
@@ -432,8 +452,7 @@ async fn leader_loss() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshot_catch_up() {
+async fn snapshot_catch_up(reactor: Reactor) {
     let ids = [0, 1, 2];
     let config = RaftConfig {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(20),
@@ -441,7 +460,7 @@ async fn snapshot_catch_up() {
         purge_batch_size: 1,
         ..raft_config()
     };
-    let mut cluster = Cluster::start(&ids, config).await;
+    let mut cluster = Cluster::start(&ids, config, reactor).await;
     cluster.initialize(&ids).await;
     let leader = cluster.agreed_leader(&ids).await;
 
@@ -494,3 +513,28 @@ async fn snapshot_catch_up() {
     );
     cluster.shutdown().await;
 }
+
+/// Each scenario with both reactor placements.
+macro_rules! with_both_reactors {
+    ($($name:ident),* $(,)?) => {
+        mod on_runtime {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Reactor::Task).await
+                }
+            )*
+        }
+
+        mod on_threads {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Reactor::Thread).await
+                }
+            )*
+        }
+    };
+}
+
+with_both_reactors!(election, replication, leader_loss, snapshot_catch_up);

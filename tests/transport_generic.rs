@@ -3,8 +3,10 @@
 //!
 //! hashicorp runs the generic suite over every `LoopbackTransport`, which in practice means only
 //! the in-memory one. Here every generic test is a function over `T: Fixture` (a
-//! [`Transport`] that can build a connected server/client pair) and runs against both
-//! [`NetTransport`] and [`InmemTransport`]: `net::<test>` and `inmem::<test>`.
+//! [`Transport`] that can build a connected server/client pair) and runs against
+//! [`NetTransport`] with its reactor on a thread of its own, [`NetTransport`] with its reactor as
+//! a task on a tokio runtime ([`NetTransport::bind_on`]), and [`InmemTransport`]:
+//! `net::<test>`, `net_on_runtime::<test>` and `inmem::<test>`.
 //!
 //! Numbers in the test docs are those of docs/hashicorp-transport.md §5.
 
@@ -52,6 +54,114 @@ impl Fixture for NetTransport {
     const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
 }
 
+/// A `NetTransport` whose reactor is a task on [`RUNTIME`] ([`NetTransport::bind_on`]).
+#[derive(Debug)]
+struct OnRuntime(NetTransport);
+
+/// The runtime the `net_on_runtime` tests' reactors run on (two workers, as a small node's).
+static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build the tests' runtime")
+});
+
+impl Fixture for OnRuntime {
+    fn pair_with_timeout(timeout: Duration) -> (Self, Self) {
+        let config = test_config().timeout(Some(timeout));
+        let bind_on = |config| {
+            NetTransport::bind_on("127.0.0.1:0", None, config, RUNTIME.handle())
+                .expect("bind 127.0.0.1:0")
+        };
+        (
+            OnRuntime(bind_on(config.clone())),
+            OnRuntime(bind_on(config)),
+        )
+    }
+
+    fn unreachable() -> ServerAddress {
+        unused_addr()
+    }
+
+    const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
+}
+
+/// Every call goes to the inner `NetTransport`.
+impl Transport for OnRuntime {
+    fn consumer(&self) -> &Consumer {
+        self.0.consumer()
+    }
+    fn local_addr(&self) -> ServerAddress {
+        self.0.local_addr()
+    }
+    fn append_entries(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: AppendEntriesRequest,
+        options: CallOptions,
+    ) -> Call<AppendEntriesResponse> {
+        self.0.append_entries(id, target, request, options)
+    }
+    fn request_vote(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: RequestVoteRequest,
+        options: CallOptions,
+    ) -> Call<RequestVoteResponse> {
+        self.0.request_vote(id, target, request, options)
+    }
+    fn request_pre_vote(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: RequestPreVoteRequest,
+        options: CallOptions,
+    ) -> Call<RequestPreVoteResponse> {
+        self.0.request_pre_vote(id, target, request, options)
+    }
+    fn timeout_now(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: TimeoutNowRequest,
+        options: CallOptions,
+    ) -> Call<TimeoutNowResponse> {
+        self.0.timeout_now(id, target, request, options)
+    }
+    fn install_snapshot(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: InstallSnapshotRequest,
+        data: SnapshotData,
+        options: CallOptions,
+    ) -> Call<InstallSnapshotResponse> {
+        self.0.install_snapshot(id, target, request, data, options)
+    }
+    fn append_entries_pipeline(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+    ) -> Result<AppendPipeline> {
+        self.0.append_entries_pipeline(id, target)
+    }
+    fn encode_peer(&self, id: &ServerId, addr: &ServerAddress) -> Bytes {
+        self.0.encode_peer(id, addr)
+    }
+    fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
+        self.0.set_heartbeat_handler(handler)
+    }
+    fn close_streams(&self) {
+        self.0.close_streams()
+    }
+    fn close(&self) {
+        self.0.close()
+    }
+}
+
 impl Fixture for InmemTransport {
     fn pair_with_timeout(timeout: Duration) -> (Self, Self) {
         inmem_pair(timeout)
@@ -65,15 +175,24 @@ impl Fixture for InmemTransport {
     const SENDER_DETECTS_SHORT_SNAPSHOT: bool = false;
 }
 
-/// Run each generic test against both transports. `#[inmem_ignore = "reason"]` before a name
+/// Run each generic test against every transport. `#[inmem_ignore = "reason"]` before a name
 /// ignores only the in-memory run (a library bug in `InmemTransport`, see the reason).
-macro_rules! for_both_transports {
+macro_rules! for_every_transport {
     ($($(#[inmem_ignore = $reason:literal])? $name:ident),* $(,)?) => {
         mod net {
             $(
                 #[test]
                 fn $name() {
                     super::$name::<raftnet::NetTransport>()
+                }
+            )*
+        }
+
+        mod net_on_runtime {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name::<super::OnRuntime>()
                 }
             )*
         }
@@ -90,7 +209,7 @@ macro_rules! for_both_transports {
     };
 }
 
-for_both_transports!(
+for_every_transport!(
     start_stop,
     append_entries,
     append_entries_pipeline,

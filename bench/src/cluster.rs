@@ -17,9 +17,10 @@
 //!   committed (applied on the leader) write, its latency the `client_write` call's.
 //!
 //! The arms:
-//! - [`Network::Raftnet`]: one `NetTransport` per node on 127.0.0.1:0 (default `Config`),
-//!   `raftnet::openraft::RaftnetNetworkFactory`, and a `raftnet::openraft::serve` task per node on
-//!   its runtime;
+//! - [`Network::Raftnet`]: one `NetTransport` per node on 127.0.0.1:0 (default `Config`), its
+//!   reactor a task on the node's runtime (`NetTransport::bind_on`; `--reactor thread`: a thread
+//!   of its own), `raftnet::openraft::RaftnetNetworkFactory`, and a `raftnet::openraft::serve`
+//!   task per node on its runtime;
 //! - [`Network::Tokio`]: [`TokioNetworkFactory`], the tokio baseline's design
 //!   (`crate::tokio_impl`) applied to openraft: one long-lived TCP connection per peer
 //!   (`TCP_NODELAY`), `LengthDelimitedCodec` frames of rmp-serde-encoded openraft messages under a
@@ -103,6 +104,48 @@ impl Network {
     }
 }
 
+/// Where raftnet's reactor runs in the raftnet arm (`--reactor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reactor {
+    /// A task on each node's runtime (`NetTransport::bind_on`), as the adapter recommends.
+    Task,
+    /// A thread of its own (`NetTransport::bind`).
+    Thread,
+}
+
+impl Reactor {
+    /// `task` or `thread`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reactor::Task => "task",
+            Reactor::Thread => "thread",
+        }
+    }
+
+    /// The value of `--reactor`.
+    pub fn from_name(name: &str) -> Option<Reactor> {
+        [Reactor::Task, Reactor::Thread]
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
+}
+
+/// `Reactor::Thread` when set (the harness sets it once, before any run).
+static THREAD_REACTORS: AtomicBool = AtomicBool::new(false);
+
+/// Where the raftnet arm's reactors run from now on.
+pub fn set_reactor(reactor: Reactor) {
+    THREAD_REACTORS.store(reactor == Reactor::Thread, Ordering::Relaxed);
+}
+
+fn reactor() -> Reactor {
+    if THREAD_REACTORS.load(Ordering::Relaxed) {
+        Reactor::Thread
+    } else {
+        Reactor::Task
+    }
+}
+
 /// The openraft configuration both arms use.
 pub fn config() -> Result<openraft::Config, String> {
     openraft::Config {
@@ -176,8 +219,14 @@ impl Cluster {
         for id in 0..NODES {
             built.push(placed(id, || -> Result<_, String> {
                 let runtime = node_runtime(Network::Raftnet, id)?;
-                let transport = NetTransport::bind("127.0.0.1:0", None, raftnet::Config::default())
-                    .map_err(|e| format!("node {id}: bind: {e}"))?;
+                let config = raftnet::Config::default();
+                let transport = match reactor() {
+                    Reactor::Task => {
+                        NetTransport::bind_on("127.0.0.1:0", None, config, runtime.handle())
+                    }
+                    Reactor::Thread => NetTransport::bind("127.0.0.1:0", None, config),
+                }
+                .map_err(|e| format!("node {id}: bind: {e}"))?;
                 Ok((runtime, Arc::new(transport)))
             })?);
         }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+use raftnet_bench::cluster;
 use raftnet_bench::measure::{CURVE_PERCENTILES, Latencies, Snapshot, Window};
 use raftnet_bench::pin::{self, Placement};
 use raftnet_bench::raftnet_impl::RaftnetImpl;
@@ -54,6 +55,9 @@ options:
   --rounds N            repeat the interleaved sequence N times, report medians (default: 1)
   --pin same|split|none thread placement (default: same = every thread on CPU 0;
                         split = server threads on CPU 1, client threads on CPU 0)
+  --reactor task|thread where raftnet's reactor runs in the cluster-N scenarios (default:
+                        task = a task on each node's runtime, NetTransport::bind_on;
+                        thread = a thread of its own, NetTransport::bind)
   --json                one JSON object per line and implementation instead of the table
   --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
   --no-svg              write no chart
@@ -94,6 +98,7 @@ struct Options {
     warmup: f64,
     rounds: usize,
     placement: Placement,
+    reactor: cluster::Reactor,
     json: bool,
     svg: Option<PathBuf>,
     raw: bool,
@@ -124,6 +129,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     let mut warmup = None;
     let mut rounds = 1;
     let mut placement = Placement::Same;
+    let mut reactor = cluster::Reactor::Task;
     let mut json = false;
     let mut svg = Some(default_svg_path());
     let mut no_svg = false;
@@ -137,7 +143,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         };
         let takes_value = matches!(
             flag.as_str(),
-            "--scenario" | "--impl" | "--seconds" | "--warmup" | "--rounds" | "--pin" | "--svg"
+            "--scenario"
+                | "--impl"
+                | "--seconds"
+                | "--warmup"
+                | "--rounds"
+                | "--pin"
+                | "--reactor"
+                | "--svg"
         );
         let value = if takes_value {
             match inline {
@@ -196,6 +209,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
                 placement = Placement::from_name(&value)
                     .ok_or_else(|| format!("--pin: expected same, split or none, not {value}"))?
             }
+            "--reactor" => {
+                reactor = cluster::Reactor::from_name(&value)
+                    .ok_or_else(|| format!("--reactor: expected task or thread, not {value}"))?
+            }
             "--json" => json = true,
             "--svg" => svg = Some(PathBuf::from(value)),
             "--no-svg" => no_svg = true,
@@ -221,6 +238,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         warmup: warmup.unwrap_or_else(|| default_warmup(seconds)),
         rounds,
         placement,
+        reactor,
         json,
         svg: if no_svg { None } else { svg },
         raw,
@@ -595,6 +613,7 @@ impl Results {
 
 fn run_all(options: &Options, imps: &[Arc<dyn Implementation>], progress_enabled: bool) -> Results {
     pin::set_placement(options.placement);
+    cluster::set_reactor(options.reactor);
     let warmup = Duration::from_secs_f64(options.warmup);
     let window = Duration::from_secs_f64(options.seconds);
     let mut raws: Vec<Raw> = if options.raw {
@@ -837,6 +856,9 @@ fn json_lines(results: &Results) -> Vec<Value> {
                     if let Subject::Scenario(s) = row.subject {
                         if let Some(clients) = s.cluster_clients() {
                             obj.insert("clients".into(), json!(clients));
+                            if row.imp == "raftnet" {
+                                obj.insert("reactor".into(), json!(o.reactor.name()));
+                            }
                         }
                         if row.imp == "raftnet"
                             && let Some(v) = vs_tokio(results, s)
@@ -1132,8 +1154,7 @@ fn render_table(results: &Results) -> String {
         .any(|s| s.cluster_clients().is_some())
     {
         out.push(
-            "cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore, a 2-worker runtime per node) over each network, N clients calling client_write on the leader: ops/s = committed writes/s, latency = commit latency, CPU µs/op = CPU per write of all three nodes and the clients."
-                .into(),
+            format!("cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore, a 2-worker runtime per node) over each network (raftnet's reactors: --reactor {}), N clients calling client_write on the leader: ops/s = committed writes/s, latency = commit latency, CPU µs/op = CPU per write of all three nodes and the clients.", results.options.reactor.name()),
         );
     }
 
@@ -1393,6 +1414,13 @@ mod tests {
             ]
         );
 
+        // Where raftnet's reactors run in the cluster scenarios.
+        assert_eq!(opts("--scenario cluster").reactor, cluster::Reactor::Task);
+        assert_eq!(
+            opts("--scenario cluster --reactor thread").reactor,
+            cluster::Reactor::Thread
+        );
+
         // heartbeat-under-load brings its idle reference along.
         let o = opts("--scenario heartbeat-under-load --svg /tmp/x.svg");
         assert_eq!(
@@ -1477,6 +1505,7 @@ mod tests {
             warmup: 0.02,
             rounds,
             placement: Placement::None,
+            reactor: cluster::Reactor::Task,
             json: true,
             svg: None,
             raw: true,
@@ -1603,6 +1632,11 @@ mod tests {
         ];
         let mut o = fake_options(vec![Scenario::VoteSeq], 1);
         o.raw = false;
+        // The panicking and the early fake must return inside warm-up + window, and the failing
+        // one inside the stop timeout, also on a loaded machine where capturing the panic's
+        // backtrace (RUST_BACKTRACE=1) takes a while: generous bounds, the early ones return at once.
+        o.seconds = 2.0;
+        o.stop_timeout = Duration::from_secs(30);
         let _serial = serial();
         let results = run_all(&o, &imps, false);
         assert_eq!(results.rows.len(), 3);

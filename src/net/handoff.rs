@@ -104,6 +104,10 @@ pub(crate) struct Handoff {
     /// Set once the transport is closing; submissions then fail at once.
     pub(crate) closed: AtomicBool,
     waker: mio::Waker,
+    /// Set when the reactor runs as a task on a runtime: rung instead of `waker`, a task
+    /// notification rather than an eventfd write.
+    #[cfg(feature = "tokio")]
+    pub(crate) task: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
     pub(crate) metrics: Arc<TransportMetrics>,
 }
 
@@ -115,6 +119,8 @@ impl Handoff {
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             waker,
+            #[cfg(feature = "tokio")]
+            task: std::sync::OnceLock::new(),
             metrics,
         }
     }
@@ -153,6 +159,11 @@ impl Handoff {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
             add(&self.metrics.reactor_wakes, 1);
+            #[cfg(feature = "tokio")]
+            if let Some(task) = self.task.get() {
+                task.notify_one();
+                return;
+            }
             if let Err(e) = self.waker.wake() {
                 log::error!("raftnet: waking the reactor failed: {e}");
             }

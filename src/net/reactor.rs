@@ -52,6 +52,10 @@ const MAX_ACCEPTS_PER_TURN: usize = 256;
 /// How long the reactor keeps polling without sleeping once it runs out of work (see
 /// `wait_for_work`): about the cost of the wake-up it saves.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
+/// Turns in a row with work before the reactor task yields to the runtime's other tasks
+/// ([`Reactor::run_on_runtime`]).
+#[cfg(feature = "tokio")]
+const BUSY_TURNS_BEFORE_YIELD: u32 = 16;
 /// A snapshot connection's send queue is refilled from the pump while it holds less than this.
 const SNAPSHOT_SEND_HIGH_WATER: usize = 1 << 20;
 
@@ -124,37 +128,138 @@ impl Reactor {
         // However the loop ends (even by a panic), callers must not be left waiting.
         let _guard = ClosedOnExit(self.shared.clone());
         let mut events = Events::with_capacity(MAX_EVENTS);
-        loop {
-            add(&self.shared.metrics.reactor_turns, 1);
-            self.drain_commands();
-            if self.shutting_down {
-                break;
-            }
-            self.drain_completions();
-            self.fire_timers();
-            if std::mem::take(&mut self.accept_again) {
-                self.accept();
-            }
-            self.continue_reads();
-            self.flush_dirty();
-            self.publish_gauges();
-
+        while self.work() {
             let polled = self.wait_for_work(&mut events);
-            if let Err(e) = polled
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                log::error!("raftnet: poll failed, stopping the transport: {e}");
+            if !self.dispatch(polled, &events) {
                 break;
-            }
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => {}
-                    LISTENER => self.accept(),
-                    Token(t) => self.conn_event(t as u64, event),
-                }
             }
         }
         self.shutdown();
+    }
+
+    /// The loop as a task on a tokio runtime ([`NetTransport::bind_on`]): the same turns, but
+    /// instead of sleeping in `epoll_wait` on a thread of its own, the task waits for the
+    /// reactor's epoll descriptor to become readable (registered with the runtime's I/O
+    /// driver), for a ring from the queues (a task notification, not the eventfd), or for the
+    /// next timer. No spinning: the runtime's workers have other tasks to run.
+    ///
+    /// [`NetTransport::bind_on`]: super::NetTransport::bind_on
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn run_on_runtime(
+        mut self,
+        ring: Arc<tokio::sync::Notify>,
+        finished: super::Finished,
+    ) {
+        // Dropped when the loop ends, and also when the runtime drops the task unfinished.
+        let _finished = finished;
+        let _guard = ClosedOnExit(self.shared.clone());
+        let epoll = match self.register_with_runtime() {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::error!("raftnet: cannot register the reactor with the runtime: {e}");
+                return;
+            }
+        };
+        let mut events = Events::with_capacity(MAX_EVENTS);
+        let mut busy_turns = 0u32;
+        while self.work() {
+            let mut polled = self.poll.poll(&mut events, Some(Duration::ZERO));
+            self.now = Instant::now();
+            if polled.is_ok() && events.is_empty() && !self.has_queued_work() {
+                busy_turns = 0;
+                if self.shared.handoff.prepare_sleep() {
+                    add(&self.shared.metrics.reactor_sleeps, 1);
+                    let woken = async {
+                        tokio::select! {
+                            ready = epoll.readable() => {
+                                if let Ok(mut ready) = ready {
+                                    ready.clear_ready();
+                                }
+                            }
+                            _ = ring.notified() => {}
+                        }
+                    };
+                    match self.timers.next_in(self.now) {
+                        Some(timeout) => {
+                            let _ = tokio::time::timeout(timeout, woken).await;
+                        }
+                        None => woken.await,
+                    }
+                    polled = self.poll.poll(&mut events, Some(Duration::ZERO));
+                    self.shared.handoff.woke();
+                    self.now = Instant::now();
+                }
+            } else {
+                // Busy: let the runtime's other tasks (the Raft side among them) run now and
+                // then, as a task that never awaited would starve them.
+                busy_turns += 1;
+                if busy_turns >= BUSY_TURNS_BEFORE_YIELD {
+                    busy_turns = 0;
+                    tokio::task::yield_now().await;
+                }
+            }
+            if !self.dispatch(polled, &events) {
+                break;
+            }
+        }
+        self.shutdown();
+    }
+
+    /// A duplicate of the reactor's epoll descriptor, registered with the runtime's I/O driver:
+    /// readable whenever `poll` has events for the reactor (a socket or the waker).
+    ///
+    /// The crate's one `unsafe` that is not for speed: tokio offers no safe way to register a
+    /// descriptor. Miri cannot run it (epoll); `tests/bind_on.rs` exercises it.
+    #[cfg(feature = "tokio")]
+    #[allow(unsafe_code)]
+    fn register_with_runtime(&self) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        // SAFETY: `poll` owns this descriptor and keeps it open while `self` exists, which
+        // covers this borrow (it ends with the statement, once the duplicate is made).
+        let epoll =
+            unsafe { BorrowedFd::borrow_raw(self.poll.as_raw_fd()) }.try_clone_to_owned()?;
+        // SAFETY: the `AsyncFd` owns the duplicate (an `OwnedFd`), so the descriptor stays open
+        // and the same for the `AsyncFd`'s whole life, as `register_with_interest` requires.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(epoll, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts().1)
+    }
+
+    /// One turn's work that needs no waiting. `false` once the transport is shutting down.
+    fn work(&mut self) -> bool {
+        add(&self.shared.metrics.reactor_turns, 1);
+        self.drain_commands();
+        if self.shutting_down {
+            return false;
+        }
+        self.drain_completions();
+        self.fire_timers();
+        if std::mem::take(&mut self.accept_again) {
+            self.accept();
+        }
+        self.continue_reads();
+        self.flush_dirty();
+        self.publish_gauges();
+        true
+    }
+
+    /// Handle what a poll returned. `false` if polling failed for good.
+    fn dispatch(&mut self, polled: io::Result<()>, events: &Events) -> bool {
+        if let Err(e) = polled
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            log::error!("raftnet: poll failed, stopping the transport: {e}");
+            return false;
+        }
+        for event in events.iter() {
+            match event.token() {
+                WAKER => {}
+                LISTENER => self.accept(),
+                Token(t) => self.conn_event(t as u64, event),
+            }
+        }
+        true
     }
 
     /// Work the loop can do without waiting for an event. (`dirty` is among it: flushing a
