@@ -146,6 +146,18 @@ impl Cluster {
         &self.nodes[&id]
     }
 
+    /// RequestVotes sent over raftnet by the nodes `ids`, in all.
+    fn votes_sent(&self, ids: &[NodeId]) -> u64 {
+        ids.iter()
+            .map(|&id| {
+                counter(
+                    &self.node(id).transport,
+                    "raftnet.callsSent;rpcType=RequestVote",
+                )
+            })
+            .sum()
+    }
+
     fn metrics(&self, id: NodeId) -> Metrics {
         self.node(id).raft.metrics().borrow().clone()
     }
@@ -404,30 +416,14 @@ async fn leader_loss(reactor: Reactor) {
         );
         tokio::time::sleep(POLL).await;
     }
-    let votes_before: u64 = survivors
-        .iter()
-        .map(|&id| {
-            counter(
-                &cluster.node(id).transport,
-                "raftnet.callsSent;rpcType=RequestVote",
-            )
-        })
-        .sum();
+    let votes_before = cluster.votes_sent(&survivors);
     let acked_at_loss = acked.lock().unwrap().len();
 
     cluster.stop(old_leader).await;
 
     let new_leader = cluster.agreed_leader(&survivors).await;
     assert_ne!(new_leader, old_leader);
-    let votes_after: u64 = survivors
-        .iter()
-        .map(|&id| {
-            counter(
-                &cluster.node(id).transport,
-                "raftnet.callsSent;rpcType=RequestVote",
-            )
-        })
-        .sum();
+    let votes_after = cluster.votes_sent(&survivors);
     assert!(
         votes_after > votes_before,
         "the new leader was elected through raftnet's vote path"

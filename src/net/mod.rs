@@ -186,7 +186,8 @@ impl NetTransport {
     /// serving task then hand work to each other as tasks of one runtime, instead of waking a
     /// sleeping thread at every crossing (raftnet-bench's openraft cluster, BENCHMARKS.md:
     /// writes/s at 64 clients 0.55x → 0.87x the tokio network's with the nodes on two CPUs).
-    /// Blocking callers work as with `bind`.
+    /// Blocking callers work as with `bind`. A [heartbeat handler](Transport::set_heartbeat_handler)
+    /// then runs on a worker of `runtime`, so it must not block.
     ///
     /// [`close`](Transport::close) stops the task. Called from outside the runtime it waits,
     /// as `bind`'s does, until every connection is closed and every call resolved; called from
