@@ -137,14 +137,15 @@ impl Finished {
     }
 }
 
-/// The task holds one; dropping it (at the end of the task, or with the task) signals.
+/// The task's side of [`Finished`]: dropping it (at the end of the task, or with the task when
+/// the runtime drops it) signals.
 #[cfg(feature = "tokio")]
-impl Drop for Finished {
+pub(crate) struct SignalOnDrop(pub(crate) Finished);
+
+#[cfg(feature = "tokio")]
+impl Drop for SignalOnDrop {
     fn drop(&mut self) {
-        if Arc::strong_count(&self.0) == 1 {
-            return; // the transport's copy, after the task's
-        }
-        let (done, changed) = &*self.0;
+        let (done, changed) = &*self.0.0;
         *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         changed.notify_all();
     }
@@ -216,7 +217,7 @@ impl NetTransport {
         let _ = transport.shared.handoff.task.set(ring.clone());
         let finished = Finished::default();
         *transport.reactor.lock().unwrap() = Some(ReactorHandle::Task(finished.clone()));
-        runtime.spawn(reactor.run_on_runtime(ring, finished));
+        runtime.spawn(reactor.run_on_runtime(ring, SignalOnDrop(finished)));
         Ok(transport)
     }
 

@@ -148,7 +148,7 @@ impl Reactor {
     pub(crate) async fn run_on_runtime(
         mut self,
         ring: Arc<tokio::sync::Notify>,
-        finished: super::Finished,
+        finished: super::SignalOnDrop,
     ) {
         // Dropped when the loop ends, and also when the runtime drops the task unfinished.
         let _finished = finished;
