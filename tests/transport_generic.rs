@@ -2,8 +2,8 @@
 //! (2 tests), plus the contract gaps the research report (§5) and the `Transport` docs call for.
 //!
 //! hashicorp runs the generic suite over every `LoopbackTransport`, which in practice means only
-//! the in-memory one. Here every generic test is a function over `T: Fixture` (a
-//! [`Transport`] that can build a connected server/client pair) and runs against
+//! the in-memory one. Here every generic test is a function over `T: Fixture` (how to
+//! build a connected server/client pair of some [`Transport`]) and runs against
 //! [`NetTransport`] with its reactor on a thread of its own, [`NetTransport`] with its reactor as
 //! a task on a tokio runtime ([`NetTransport::bind_on`]), and [`InmemTransport`]:
 //! `net::<test>`, `net_on_runtime::<test>` and `inmem::<test>`.
@@ -22,14 +22,17 @@ use raftnet::wire::*;
 use raftnet::*;
 use support_transport::*;
 
-/// A transport the generic tests can run against.
-trait Fixture: Transport + Sized + 'static {
+/// A transport the generic tests can run against, and how to build it.
+trait Fixture: 'static {
+    /// The transport under test.
+    type T: Transport + Send + Sync + 'static;
+
     /// (server, client): the client reaches the server at `server.local_addr()`; calls time
     /// out after `timeout`.
-    fn pair_with_timeout(timeout: Duration) -> (Self, Self);
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T);
 
     /// A pair with the CI-safe [`TEST_TIMEOUT`].
-    fn pair() -> (Self, Self) {
+    fn pair() -> (Self::T, Self::T) {
         Self::pair_with_timeout(TEST_TIMEOUT)
     }
 
@@ -42,7 +45,9 @@ trait Fixture: Transport + Sized + 'static {
 }
 
 impl Fixture for NetTransport {
-    fn pair_with_timeout(timeout: Duration) -> (Self, Self) {
+    type T = NetTransport;
+
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
         let config = test_config().timeout(Some(timeout));
         (bind(config.clone()), bind(config))
     }
@@ -54,9 +59,8 @@ impl Fixture for NetTransport {
     const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
 }
 
-/// A `NetTransport` whose reactor is a task on [`RUNTIME`] ([`NetTransport::bind_on`]).
-#[derive(Debug)]
-struct OnRuntime(NetTransport);
+/// `NetTransport`s whose reactors are tasks on [`RUNTIME`] ([`NetTransport::bind_on`]).
+struct OnRuntime;
 
 /// The runtime the `net_on_runtime` tests' reactors run on (two workers, as a small node's).
 static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
@@ -68,16 +72,15 @@ static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLo
 });
 
 impl Fixture for OnRuntime {
-    fn pair_with_timeout(timeout: Duration) -> (Self, Self) {
+    type T = NetTransport;
+
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
         let config = test_config().timeout(Some(timeout));
         let bind_on = |config| {
             NetTransport::bind_on("127.0.0.1:0", None, config, RUNTIME.handle())
                 .expect("bind 127.0.0.1:0")
         };
-        (
-            OnRuntime(bind_on(config.clone())),
-            OnRuntime(bind_on(config)),
-        )
+        (bind_on(config.clone()), bind_on(config))
     }
 
     fn unreachable() -> ServerAddress {
@@ -87,83 +90,10 @@ impl Fixture for OnRuntime {
     const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
 }
 
-/// Every call goes to the inner `NetTransport`.
-impl Transport for OnRuntime {
-    fn consumer(&self) -> &Consumer {
-        self.0.consumer()
-    }
-    fn local_addr(&self) -> ServerAddress {
-        self.0.local_addr()
-    }
-    fn append_entries(
-        &self,
-        id: &ServerId,
-        target: &ServerAddress,
-        request: AppendEntriesRequest,
-        options: CallOptions,
-    ) -> Call<AppendEntriesResponse> {
-        self.0.append_entries(id, target, request, options)
-    }
-    fn request_vote(
-        &self,
-        id: &ServerId,
-        target: &ServerAddress,
-        request: RequestVoteRequest,
-        options: CallOptions,
-    ) -> Call<RequestVoteResponse> {
-        self.0.request_vote(id, target, request, options)
-    }
-    fn request_pre_vote(
-        &self,
-        id: &ServerId,
-        target: &ServerAddress,
-        request: RequestPreVoteRequest,
-        options: CallOptions,
-    ) -> Call<RequestPreVoteResponse> {
-        self.0.request_pre_vote(id, target, request, options)
-    }
-    fn timeout_now(
-        &self,
-        id: &ServerId,
-        target: &ServerAddress,
-        request: TimeoutNowRequest,
-        options: CallOptions,
-    ) -> Call<TimeoutNowResponse> {
-        self.0.timeout_now(id, target, request, options)
-    }
-    fn install_snapshot(
-        &self,
-        id: &ServerId,
-        target: &ServerAddress,
-        request: InstallSnapshotRequest,
-        data: SnapshotData,
-        options: CallOptions,
-    ) -> Call<InstallSnapshotResponse> {
-        self.0.install_snapshot(id, target, request, data, options)
-    }
-    fn append_entries_pipeline(
-        &self,
-        id: &ServerId,
-        target: &ServerAddress,
-    ) -> Result<AppendPipeline> {
-        self.0.append_entries_pipeline(id, target)
-    }
-    fn encode_peer(&self, id: &ServerId, addr: &ServerAddress) -> Bytes {
-        self.0.encode_peer(id, addr)
-    }
-    fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
-        self.0.set_heartbeat_handler(handler)
-    }
-    fn close_streams(&self) {
-        self.0.close_streams()
-    }
-    fn close(&self) {
-        self.0.close()
-    }
-}
-
 impl Fixture for InmemTransport {
-    fn pair_with_timeout(timeout: Duration) -> (Self, Self) {
+    type T = InmemTransport;
+
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
         inmem_pair(timeout)
     }
 
