@@ -37,11 +37,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
@@ -57,16 +56,13 @@ use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
 use raftnet::openraft::{AddressOf, RaftnetNetworkFactory, serve};
 use raftnet::{NetTransport, ServerAddress, Transport};
 use serde::{Deserialize, Serialize};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use crate::pin;
 use crate::scenario::{Control, Sample};
-use crate::tokio_impl::connection_ends;
+use crate::tokio_impl::{Client, Envelope, connection_ends, decode, encode_frame};
 
 /// openraft's node id here.
 pub type NodeId = u64;
@@ -442,108 +438,9 @@ enum OrResponse {
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
 }
 
-/// A frame as sent: the request id and a borrowed message.
-#[derive(Serialize)]
-struct EnvelopeRef<'a, T> {
-    id: u64,
-    message: &'a T,
-}
-
-/// A frame as received.
-#[derive(Deserialize)]
-struct Envelope<T> {
-    id: u64,
-    message: T,
-}
-
-fn encode<T: Serialize>(id: u64, message: &T, hint: usize) -> Result<Bytes, String> {
-    let mut out = Vec::with_capacity(hint);
-    rmp_serde::encode::write(&mut out, &EnvelopeRef { id, message })
-        .map_err(|e| format!("encode: {e}"))?;
-    Ok(Bytes::from(out))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<Envelope<T>, String> {
-    rmp_serde::from_slice(frame).map_err(|e| format!("decode: {e}"))
-}
-
-/// Calls waiting on one connection, by id.
-#[derive(Default)]
-struct Pending {
-    /// The connection's reader has ended: no answer will come.
-    closed: bool,
-    waiting: HashMap<u64, oneshot::Sender<OrResponse>>,
-}
-
-struct ConnShared {
-    frames: mpsc::Sender<Bytes>,
-    pending: Arc<Mutex<Pending>>,
-    /// Set by the reader task when it ends.
-    closed: Arc<AtomicBool>,
-    next_id: AtomicU64,
-}
-
-/// One long-lived connection to a peer, requests multiplexed by id.
-#[derive(Clone)]
-struct Conn(Arc<ConnShared>);
-
-impl Conn {
-    /// Connect and start the connection's reader and writer tasks on the current runtime.
-    async fn connect(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        let (responses, frames) = connection_ends(stream)?;
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(read_responses(responses, pending.clone(), closed.clone()));
-        Ok(Conn(Arc::new(ConnShared {
-            frames,
-            pending,
-            closed,
-            next_id: AtomicU64::new(1),
-        })))
-    }
-
-    fn is_open(&self) -> bool {
-        !self.0.closed.load(Ordering::Acquire) && !self.0.frames.is_closed()
-    }
-
-    fn register(&self) -> Result<(u64, oneshot::Receiver<OrResponse>), Failure> {
-        let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
-        let (done, answer) = oneshot::channel();
-        let mut pending = self.0.pending.lock().unwrap();
-        if pending.closed {
-            return Err(Failure::Network("connection closed".into()));
-        }
-        pending.waiting.insert(id, done);
-        Ok((id, answer))
-    }
-
-    fn forget(&self, id: u64) {
-        self.0.pending.lock().unwrap().waiting.remove(&id);
-    }
-}
-
-/// The reader task of a connection's calling end: each answer completes the call waiting for
-/// its id.
-async fn read_responses(
-    mut responses: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-    pending: Arc<Mutex<Pending>>,
-    closed: Arc<AtomicBool>,
-) {
-    while let Some(Ok(frame)) = responses.next().await {
-        let Ok(Envelope { id, message }) = decode::<OrResponse>(&frame) else {
-            break;
-        };
-        let done = pending.lock().unwrap().waiting.remove(&id);
-        if let Some(done) = done {
-            let _ = done.send(message);
-        }
-    }
-    closed.store(true, Ordering::Release);
-    let mut pending = pending.lock().unwrap();
-    pending.closed = true;
-    pending.waiting.clear();
-}
+/// One long-lived connection to a peer, requests multiplexed by id (the tokio baseline's
+/// client, its answers openraft's).
+type Conn = Client<OrResponse>;
 
 /// A peer: where it listens, and the connection to it (made on first use, remade if lost).
 struct Peer {
@@ -552,7 +449,7 @@ struct Peer {
 }
 
 impl Peer {
-    async fn connection(&self) -> std::io::Result<Conn> {
+    async fn connection(&self) -> Result<Conn, String> {
         let mut current = self.current.lock().await;
         if let Some(conn) = current.as_ref().filter(|c| c.is_open()) {
             return Ok(conn.clone());
@@ -649,19 +546,16 @@ impl TokioNetwork {
                 let peer = self.peer.as_ref().ok_or_else(|| {
                     Failure::Unreachable(format!("no address for node {}", self.target))
                 })?;
-                let conn = peer
-                    .connection()
-                    .await
-                    .map_err(|e| Failure::Unreachable(format!("connect to {}: {e}", peer.addr)))?;
+                let conn = peer.connection().await.map_err(Failure::Unreachable)?;
                 self.conn = Some(conn.clone());
                 conn
             }
         };
-        let (id, answer) = conn.register()?;
-        let frame = encode(id, request, hint).map_err(Failure::Network)?;
-        if conn.0.frames.send(frame).await.is_err() {
+        let (id, answer) = conn.register().map_err(Failure::Network)?;
+        let frame = encode_frame(id, request, hint).map_err(Failure::Network)?;
+        if let Err(e) = conn.send(frame).await {
             conn.forget(id);
-            return Err(Failure::Network("connection closed".into()));
+            return Err(Failure::Network(e));
         }
         match tokio::time::timeout(option.soft_ttl(), answer).await {
             Ok(Ok(response)) => Ok(response),
@@ -770,7 +664,7 @@ async fn serve_connection(stream: TcpStream, raft: Raft) {
             OrRequest::Vote(rpc) => OrResponse::Vote(raft.vote(rpc).await),
             OrRequest::Snapshot(rpc) => OrResponse::Snapshot(raft.install_snapshot(rpc).await),
         };
-        let Ok(frame) = encode(id, &response, 64) else {
+        let Ok(frame) = encode_frame(id, &response, 64) else {
             break;
         };
         if reply.send(frame).await.is_err() {
@@ -893,7 +787,7 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let vote = VoteRequest::<NodeId>::new(openraft::Vote::new(3, 1), None);
-        let frame = encode(9, &OrRequest::Vote(vote.clone()), 0).unwrap();
+        let frame = encode_frame(9, &OrRequest::Vote(vote.clone()), 0).unwrap();
         let Envelope { id, message } = decode::<OrRequest>(&frame).unwrap();
         assert_eq!(id, 9);
         match message {

@@ -30,6 +30,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -204,18 +205,31 @@ mod wire {
 use wire::Message;
 
 /// A frame as sent: the request id and a borrowed message, so a request prepared once is
-/// encoded straight from where it lives (no clone of its payloads per operation).
+/// encoded straight from where it lives (no clone of its payloads per operation). (Also the
+/// frames of the openraft cluster's tokio network, `crate::cluster`, with openraft's messages.)
 #[derive(Serialize)]
-struct EnvelopeRef<'a> {
+struct EnvelopeRef<'a, M> {
     id: u64,
-    message: &'a Message,
+    message: &'a M,
 }
 
 /// A frame as received (same encoding as [`EnvelopeRef`]).
 #[derive(Deserialize)]
-struct Envelope {
+pub(crate) struct Envelope<M> {
+    pub(crate) id: u64,
+    pub(crate) message: M,
+}
+
+/// Encode a frame into a buffer of `hint` bytes to start with.
+pub(crate) fn encode_frame<M: Serialize>(
     id: u64,
-    message: Message,
+    message: &M,
+    hint: usize,
+) -> Result<Bytes, String> {
+    let mut out = Vec::with_capacity(hint);
+    rmp_serde::encode::write(&mut out, &EnvelopeRef { id, message })
+        .map_err(|e| format!("encode: {e}"))?;
+    Ok(Bytes::from(out))
 }
 
 fn encode(id: u64, message: &Message) -> Bytes {
@@ -230,13 +244,10 @@ fn encode(id: u64, message: &Message) -> Bytes {
         Message::SnapshotChunk { data, .. } => 32 + data.len(),
         _ => 128,
     };
-    let mut out = Vec::with_capacity(hint);
-    rmp_serde::encode::write(&mut out, &EnvelopeRef { id, message })
-        .expect("rmp-serde encodes these messages");
-    Bytes::from(out)
+    encode_frame(id, message, hint).expect("rmp-serde encodes these messages")
 }
 
-fn decode(frame: &[u8]) -> Result<Envelope, String> {
+pub(crate) fn decode<M: DeserializeOwned>(frame: &[u8]) -> Result<Envelope<M>, String> {
     rmp_serde::from_slice(frame).map_err(|e| format!("decode: {e}"))
 }
 
@@ -441,32 +452,41 @@ pub(crate) fn connection_ends(
 // ---------------------------------------------------------------------------------------------
 // The client (one per peer): calls multiplexed by id on one connection.
 
-#[derive(Default)]
-struct Pending {
+struct Pending<M> {
     /// The connection's reader has ended: no answer will come.
     closed: bool,
-    waiting: HashMap<u64, oneshot::Sender<Message>>,
+    waiting: HashMap<u64, oneshot::Sender<M>>,
 }
 
-struct ClientShared {
+struct ClientShared<M> {
     frames: mpsc::Sender<Bytes>,
-    pending: Arc<Mutex<Pending>>,
+    pending: Arc<Mutex<Pending<M>>>,
     next_id: AtomicU64,
 }
 
-#[derive(Clone)]
-struct Client(Arc<ClientShared>);
+/// One connection, calls multiplexed on it by id; `M` is what answers carry. (Also the
+/// connection of the openraft cluster's tokio network, `crate::cluster`.)
+pub(crate) struct Client<M>(Arc<ClientShared<M>>);
 
-impl Client {
+impl<M> Clone for Client<M> {
+    fn clone(&self) -> Self {
+        Client(self.0.clone())
+    }
+}
+
+impl<M: DeserializeOwned + Send + 'static> Client<M> {
     /// Connect to `addr` and start the connection's reader and writer tasks (on the current
     /// runtime).
-    async fn connect(addr: SocketAddr) -> Result<Client, String> {
+    pub(crate) async fn connect(addr: SocketAddr) -> Result<Client<M>, String> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         let (responses, frames) =
             connection_ends(stream).map_err(|e| format!("set TCP_NODELAY: {e}"))?;
-        let pending = Arc::new(Mutex::new(Pending::default()));
+        let pending = Arc::new(Mutex::new(Pending {
+            closed: false,
+            waiting: HashMap::new(),
+        }));
         tokio::spawn(read_responses(responses, pending.clone()));
         Ok(Client(Arc::new(ClientShared {
             frames,
@@ -474,8 +494,16 @@ impl Client {
             next_id: AtomicU64::new(1),
         })))
     }
+}
 
-    fn register(&self) -> Result<(u64, oneshot::Receiver<Message>), String> {
+impl<M> Client<M> {
+    /// Whether answers can still come.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.0.frames.is_closed() && !self.0.pending.lock().unwrap().closed
+    }
+
+    /// A new request id, and where its answer will arrive.
+    pub(crate) fn register(&self) -> Result<(u64, oneshot::Receiver<M>), String> {
         let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, answer) = oneshot::channel();
         let mut pending = self.0.pending.lock().unwrap();
@@ -486,14 +514,21 @@ impl Client {
         Ok((id, answer))
     }
 
-    async fn send(&self, frame: Bytes) -> Result<(), String> {
+    /// Stop waiting for `id` (its caller gave up).
+    pub(crate) fn forget(&self, id: u64) {
+        self.0.pending.lock().unwrap().waiting.remove(&id);
+    }
+
+    pub(crate) async fn send(&self, frame: Bytes) -> Result<(), String> {
         self.0
             .frames
             .send(frame)
             .await
             .map_err(|_| "connection closed".to_string())
     }
+}
 
+impl Client<Message> {
     /// One request, its answer.
     async fn call(&self, request: &Message) -> Result<Message, String> {
         let (id, answer) = self.register()?;
@@ -519,12 +554,12 @@ impl Client {
 }
 
 /// The client's reader task: each answer completes the call waiting for its id.
-async fn read_responses(
+async fn read_responses<M: DeserializeOwned>(
     mut responses: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-    pending: Arc<Mutex<Pending>>,
+    pending: Arc<Mutex<Pending<M>>>,
 ) {
     while let Some(Ok(frame)) = responses.next().await {
-        let Ok(Envelope { id, message }) = decode(&frame) else {
+        let Ok(Envelope { id, message }) = decode::<M>(&frame) else {
             break;
         };
         let done = pending.lock().unwrap().waiting.remove(&id);
@@ -600,7 +635,7 @@ async fn serve_connection(stream: TcpStream, routing: Routing) {
     };
     let mut snapshots: HashMap<u64, Transfer> = HashMap::new();
     while let Some(Ok(frame)) = requests.next().await {
-        let Ok(Envelope { id, message }) = decode(&frame) else {
+        let Ok(Envelope { id, message }) = decode::<Message>(&frame) else {
             break;
         };
         let response = match message {
@@ -668,7 +703,7 @@ async fn serve_connection(stream: TcpStream, routing: Routing) {
 
 /// One caller: the next request when the previous answer arrived.
 async fn sequential(
-    client: &Client,
+    client: &Client<Message>,
     request: &Message,
     payload: u64,
     control: &Control,
@@ -685,7 +720,7 @@ async fn sequential(
 /// Keep `depth` requests in flight on the connection; latency = time in flight. Every
 /// completion is recorded (a `Vec` push is a few ns, well under 1 % of the cheapest op here).
 async fn pipelined(
-    client: &Client,
+    client: &Client<Message>,
     request: &Message,
     depth: usize,
     payload: u64,
@@ -708,7 +743,7 @@ async fn pipelined(
 }
 
 /// One snapshot transfer after another; op = one transfer.
-async fn snapshots(client: &Client, control: &Control) -> Result<Sample, String> {
+async fn snapshots(client: &Client<Message>, control: &Control) -> Result<Sample, String> {
     let snapshot = Snapshot::new();
     let mut sample = Sample::default();
     while !control.stopped() {
@@ -747,7 +782,7 @@ async fn fan_in_connection(
             .await
             .ok_or("connection closed")?
             .map_err(|e| format!("receive: {e}"))?;
-        let envelope = decode(&frame)?;
+        let envelope = decode::<Message>(&frame)?;
         if envelope.id != id {
             return Err(format!("answer to {} while waiting for {id}", envelope.id));
         }
@@ -786,7 +821,7 @@ async fn drive(
         };
     }
 
-    let client = Client::connect(addr).await?;
+    let client = Client::<Message>::connect(addr).await?;
     let payload = |s: Scenario| s.entries().map_or(0, |(n, size)| (n * size) as u64);
     match scenario {
         Scenario::HeartbeatSeq => sequential(&client, &heartbeat(), 0, control).await,
