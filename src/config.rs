@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::transport::AddressProvider;
-use crate::wire::{DEFAULT_LARGE_PAYLOAD_THRESHOLD, DEFAULT_MAX_BODY_LEN};
+use crate::wire::{
+    CodecFactory, DEFAULT_LARGE_PAYLOAD_THRESHOLD, DEFAULT_MAX_BODY_LEN, NativeCodecFactory,
+};
 
 /// Idle connections kept per peer and lane. Consul runs hashicorp/raft with 3; raftnet's heartbeat
 /// lane has a pool of its own, so 3 leaves room for votes and appends to overlap.
@@ -54,6 +56,8 @@ pub struct Config {
     pub snapshot_buffer: usize,
     /// Maps server ids to addresses (overrides the address the caller gives).
     pub address_provider: Option<Arc<dyn AddressProvider>>,
+    /// Makes the wire codec of each connection: raftnet's native format by default.
+    pub codec: Arc<dyn CodecFactory>,
 }
 
 impl std::fmt::Debug for Config {
@@ -68,7 +72,7 @@ impl std::fmt::Debug for Config {
             .field("snapshot_chunk", &self.snapshot_chunk)
             .field("snapshot_buffer", &self.snapshot_buffer)
             .field("address_provider", &self.address_provider.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,6 +88,7 @@ impl Default for Config {
             snapshot_chunk: DEFAULT_SNAPSHOT_CHUNK,
             snapshot_buffer: DEFAULT_SNAPSHOT_BUFFER,
             address_provider: None,
+            codec: Arc::new(NativeCodecFactory),
         }
     }
 }
@@ -138,6 +143,12 @@ impl Config {
     /// Set the [`address_provider`](Self::address_provider).
     pub fn address_provider(mut self, provider: Arc<dyn AddressProvider>) -> Config {
         self.address_provider = Some(provider);
+        self
+    }
+
+    /// Set the [`codec`](Self::codec) factory.
+    pub fn codec(mut self, factory: Arc<dyn CodecFactory>) -> Config {
+        self.codec = factory;
         self
     }
 

@@ -83,6 +83,8 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_code)]
 
 mod config;
+mod driver;
+mod engine;
 mod error;
 pub mod inmem;
 mod metrics;
@@ -93,6 +95,7 @@ mod transport;
 pub mod wire;
 
 pub use config::*;
+pub use driver::Placement;
 pub use error::{Error, Result};
 pub use inmem::InmemTransport;
 pub use metrics::{HistogramSnapshot, Metrics};

@@ -5,8 +5,9 @@
 //! the in-memory one. Here every generic test is a function over `T: Fixture` (how to
 //! build a connected server/client pair of some [`Transport`]) and runs against
 //! [`NetTransport`] with its reactor on a thread of its own, [`NetTransport`] with its reactor as
-//! a task on a tokio runtime ([`NetTransport::bind_on`]), and [`InmemTransport`]:
-//! `net::<test>`, `net_on_runtime::<test>` and `inmem::<test>`.
+//! a task on a tokio runtime ([`NetTransport::bind_on`]), [`NetTransport`] on the reference
+//! driver ([`Placement::ThreadPerConnection`]), and [`InmemTransport`]: `net::<test>`,
+//! `net_on_runtime::<test>`, `net_thread_per_connection::<test>` and `inmem::<test>`.
 //!
 //! Numbers in the test docs are those of docs/hashicorp-transport.md §5.
 
@@ -49,6 +50,30 @@ impl Fixture for NetTransport {
 
     fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
         let config = test_config().timeout(Some(timeout));
+        (bind(config.clone()), bind(config))
+    }
+
+    fn unreachable() -> ServerAddress {
+        unused_addr()
+    }
+
+    const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
+}
+
+/// `NetTransport`s driven by the reference driver ([`Placement::ThreadPerConnection`]: blocking
+/// std::net sockets, a thread per connection), which shares no IO code with the mio one: the
+/// suite passing on it shows the connection engine's seam is real.
+struct ThreadPerConnection;
+
+impl Fixture for ThreadPerConnection {
+    type T = NetTransport;
+
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
+        let config = test_config().timeout(Some(timeout));
+        let bind = |config| {
+            NetTransport::bind_with("127.0.0.1:0", None, config, Placement::ThreadPerConnection)
+                .expect("bind 127.0.0.1:0")
+        };
         (bind(config.clone()), bind(config))
     }
 
@@ -123,6 +148,15 @@ macro_rules! for_every_transport {
                 #[test]
                 fn $name() {
                     super::$name::<super::OnRuntime>()
+                }
+            )*
+        }
+
+        mod net_thread_per_connection {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name::<super::ThreadPerConnection>()
                 }
             )*
         }

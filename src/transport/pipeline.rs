@@ -100,6 +100,15 @@ struct State {
     early: BTreeMap<u64, Result<AppendEntriesResponse>>,
 }
 
+/// What completing a pipelined request did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completed {
+    /// When the request was handed to the pipeline (for the call-latency metric).
+    pub(crate) started: Instant,
+    /// Threads or tasks woken.
+    pub(crate) woken: usize,
+}
+
 /// The state a pipeline's handle and its backend share.
 pub(crate) struct PipelineShared {
     max_in_flight: usize,
@@ -132,19 +141,23 @@ impl PipelineShared {
     }
 
     /// The answer to request `seq` arrived. Futures resolve in send order: an answer that
-    /// overtakes an earlier request's waits for it.
-    /// Returns how many waiting threads or tasks were woken.
-    pub(crate) fn complete(&self, seq: u64, result: Result<AppendEntriesResponse>) -> usize {
+    /// overtakes an earlier request's waits for it. `None` if nothing waits for this answer
+    /// (the pipeline closed, it was answered already, or it was never sent).
+    pub(crate) fn complete(
+        &self,
+        seq: u64,
+        result: Result<AppendEntriesResponse>,
+    ) -> Option<Completed> {
         let mut s = self.lock();
-        let outstanding =
-            s.pending.front().is_some_and(|(front, _)| seq >= *front) && seq < s.next_seq;
-        if s.closed.is_some() || !outstanding || s.early.contains_key(&seq) {
-            // Closed, already answered, or never sent: nothing waits for this answer.
-            return 0;
+        let front = s.pending.front().map(|(front, _)| *front)?;
+        if s.closed.is_some() || seq < front || seq >= s.next_seq || s.early.contains_key(&seq) {
+            return None;
         }
+        // Sequence numbers in `pending` are consecutive, so `seq`'s future is found by offset.
+        let started = s.pending[(seq - front) as usize].1.start;
         let mut resolved = 0;
         let mut woken = 0;
-        if s.pending.front().is_some_and(|(front, _)| *front == seq) {
+        if front == seq {
             // The usual case: answers arrive in send order. No reordering needed.
             if let Some((_, future)) = s.pending.pop_front() {
                 woken += future.slot.resolve(result);
@@ -171,7 +184,13 @@ impl PipelineShared {
             woken += self.space.notify(usize::MAX);
             woken += self.done_event.notify(usize::MAX);
         }
-        woken
+        Some(Completed { started, woken })
+    }
+
+    /// When the oldest unanswered request was handed to the pipeline (its deadline runs from
+    /// then).
+    pub(crate) fn oldest_start(&self) -> Option<Instant> {
+        self.lock().pending.front().map(|(_, f)| f.start)
     }
 
     /// Close with `error`: every outstanding future fails with it, in send order.

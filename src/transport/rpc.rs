@@ -93,7 +93,7 @@ impl Responder {
         let result = match result {
             Ok(response) => {
                 let kind = response.message_type();
-                if kind as u8 == self.request_kind as u8 | 0x80 {
+                if self.request_kind.response_type() == Some(kind) {
                     Ok(response)
                 } else {
                     Err(format!(

@@ -1,54 +1,136 @@
-//! The codec seam: how [`Frame`]s become bytes on a connection and back.
+//! The codec seam: the only way the connection engine touches a wire format.
 //!
-//! The transport talks to a connection only through this trait, so the native format and a
-//! later hashicorp/raft-compatible one (no preamble, no length prefix, responses matched by
-//! order) can sit side by side. A codec is IO-free: bytes in through [`Codec::decode`], bytes out
-//! into a [`SendQueue`].
+//! Each connection owns one [`Codec`], made for it by the [`CodecFactory`] in
+//! [`Config::codec`](crate::Config::codec), so the native format and a later
+//! hashicorp/raft-compatible one (no preamble, no length prefix, responses matched by order) can
+//! sit side by side, even on one transport. A codec is IO-free: bytes in through
+//! [`Codec::decode_frame`], bytes out into a [`SendQueue`].
+//!
+//! The calls mirror what the engine does with a connection:
+//! - [`start`](Codec::start) once, when the connection is made (native: the preamble);
+//! - [`decode_frame`](Codec::decode_frame) for every frame, so the engine can route on the
+//!   header (kind, lane, request id) before paying for the body, then
+//!   [`decode_body`](Codec::decode_body);
+//! - [`encode`](Codec::encode) for requests, responses and error answers,
+//!   [`encode_append_entries`](Codec::encode_append_entries) for a request a pipeline shares
+//!   with its futures, and [`encode_snapshot_chunk`](Codec::encode_snapshot_chunk) for the body
+//!   of an InstallSnapshot, which follows its request on the same connection;
+//! - [`finish`](Codec::finish) when the peer closes, to tell a clean end from a cut-off frame.
+//!
+//! **Request ids.** The engine numbers the requests it sends on a connection and matches
+//! answers by the id a decoded frame carries. A format that carries ids (native) writes and reads
+//! them; one that matches answers by order (hashicorp's) remembers the ids of the requests it
+//! encoded and gives each decoded answer the id of the oldest unanswered one. On a serving
+//! connection the engine answers with the id the request arrived with. Either way the engine
+//! never depends on how a format numbers or orders its frames.
 
-use bytes::BytesMut;
+use std::net::SocketAddr;
 
-use super::decoder::{Frame, FrameDecoder};
+use bytes::{Bytes, BytesMut};
+
+use super::decoder::{FrameDecoder, RawFrame};
 use super::encoder::FrameEncoder;
 use super::error::{EncodeError, WireError};
 use super::frame::{Flags, Lane};
-use super::message::Message;
+use super::message::{AppendEntriesRequest, Message};
 use super::send_queue::SendQueue;
 
 /// One wire format, for one connection (it may keep per-connection state).
 pub trait Codec: Send {
-    /// Queue what a connection starts with (native: the preamble).
+    /// Queue what the connection starts with in the direction this side writes (native: the
+    /// preamble).
     fn start(&mut self, out: &mut SendQueue);
 
-    /// Queue one frame. On error nothing is queued.
+    /// Take the next complete frame out of `input` without decoding its body: `Ok(None)` means
+    /// more bytes are needed. An error is final: the connection is closed.
+    fn decode_frame(&mut self, input: &mut BytesMut) -> Result<Option<RawFrame>, WireError>;
+
+    /// Decode a frame's body; payloads in the result are slices of `frame.body` (no copy).
+    fn decode_body(&mut self, frame: &RawFrame) -> Result<Message, WireError>;
+
+    /// The peer closed its side with `input` left undecoded: an error if that cut a frame off.
+    fn finish(&mut self, input: &BytesMut) -> Result<(), WireError>;
+
+    /// Queue a request, a response or an error answer. On error nothing is queued.
     fn encode(
         &mut self,
         out: &mut SendQueue,
         request_id: u64,
         lane: Lane,
-        flags: Flags,
         message: &Message,
     ) -> Result<(), EncodeError>;
 
-    /// Take the next complete frame out of `input` (`Ok(None)`: need more bytes).
-    fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Frame>, WireError>;
+    /// Queue an AppendEntries request borrowed from its owner. On error nothing is queued.
+    fn encode_append_entries(
+        &mut self,
+        out: &mut SendQueue,
+        request_id: u64,
+        lane: Lane,
+        request: &AppendEntriesRequest,
+    ) -> Result<(), EncodeError>;
 
-    /// The peer closed its side; check nothing was cut off.
-    fn finish(&mut self, input: &BytesMut) -> Result<(), WireError>;
+    /// Queue the next piece of the snapshot body that follows request `request_id`; `last`
+    /// ends the body. `chunk` is queued without a copy where the format allows.
+    fn encode_snapshot_chunk(
+        &mut self,
+        out: &mut SendQueue,
+        request_id: u64,
+        chunk: Bytes,
+        last: bool,
+    ) -> Result<(), EncodeError>;
+}
+
+/// What a [`CodecFactory`] knows about the connection it makes a codec for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecContext {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Accepted (this side serves it) rather than dialled.
+    pub inbound: bool,
+    /// The largest frame body to accept or produce ([`Config::max_frame_body`](crate::Config)).
+    pub max_body_len: u32,
+    /// Payloads of this many bytes or more are queued without a copy
+    /// ([`Config::large_payload_threshold`](crate::Config)).
+    pub large_payload_threshold: usize,
+}
+
+/// Makes the codec of each new connection ([`Config::codec`](crate::Config::codec)).
+pub trait CodecFactory: Send + Sync {
+    /// A codec for the connection `context` describes.
+    fn new_codec(&self, context: &CodecContext) -> Box<dyn Codec>;
+}
+
+/// raftnet's own format (docs/wire.md), for every connection: the default factory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NativeCodecFactory;
+
+impl CodecFactory for NativeCodecFactory {
+    fn new_codec(&self, context: &CodecContext) -> Box<dyn Codec> {
+        Box::new(NativeCodec::for_connection(context))
+    }
 }
 
 /// raftnet's own format (docs/wire.md).
 #[derive(Debug, Clone, Default)]
 pub struct NativeCodec {
-    /// The encoding half.
-    pub encoder: FrameEncoder,
-    /// The decoding half.
-    pub decoder: FrameDecoder,
+    encoder: FrameEncoder,
+    decoder: FrameDecoder,
 }
 
 impl NativeCodec {
-    /// A codec for a new connection with default limits.
+    /// A codec with default limits.
     pub fn new() -> NativeCodec {
         NativeCodec::default()
+    }
+
+    /// A codec with the limits `context` gives.
+    pub fn for_connection(context: &CodecContext) -> NativeCodec {
+        NativeCodec {
+            encoder: FrameEncoder::new()
+                .with_large_payload_threshold(context.large_payload_threshold)
+                .with_max_body_len(context.max_body_len),
+            decoder: FrameDecoder::new().with_max_body_len(context.max_body_len),
+        }
     }
 }
 
@@ -57,22 +139,54 @@ impl Codec for NativeCodec {
         self.encoder.preamble(out);
     }
 
+    fn decode_frame(&mut self, input: &mut BytesMut) -> Result<Option<RawFrame>, WireError> {
+        self.decoder.decode_raw(input)
+    }
+
+    fn decode_body(&mut self, frame: &RawFrame) -> Result<Message, WireError> {
+        super::body::decode(frame.header.kind, &frame.body)
+    }
+
+    fn finish(&mut self, input: &BytesMut) -> Result<(), WireError> {
+        self.decoder.finish(input)
+    }
+
     fn encode(
         &mut self,
         out: &mut SendQueue,
         request_id: u64,
         lane: Lane,
-        flags: Flags,
         message: &Message,
     ) -> Result<(), EncodeError> {
-        self.encoder.encode(out, request_id, lane, flags, message)
+        self.encoder
+            .encode(out, request_id, lane, Flags::NONE, message)
     }
 
-    fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Frame>, WireError> {
-        self.decoder.decode(input)
+    fn encode_append_entries(
+        &mut self,
+        out: &mut SendQueue,
+        request_id: u64,
+        lane: Lane,
+        request: &AppendEntriesRequest,
+    ) -> Result<(), EncodeError> {
+        self.encoder
+            .encode_append_entries(out, request_id, lane, request)
     }
 
-    fn finish(&mut self, input: &BytesMut) -> Result<(), WireError> {
-        self.decoder.finish(input)
+    fn encode_snapshot_chunk(
+        &mut self,
+        out: &mut SendQueue,
+        request_id: u64,
+        chunk: Bytes,
+        last: bool,
+    ) -> Result<(), EncodeError> {
+        let flags = if last { Flags::END_STREAM } else { Flags::NONE };
+        self.encoder.encode(
+            out,
+            request_id,
+            Lane::Snapshot,
+            flags,
+            &Message::SnapshotChunk(chunk),
+        )
     }
 }

@@ -90,6 +90,24 @@ impl MessageType {
         })
     }
 
+    /// Whether this type is one of the five requests (what a serving connection accepts,
+    /// besides snapshot chunks).
+    pub fn is_request(self) -> bool {
+        self.response_type().is_some()
+    }
+
+    /// The response type that answers this request type (`None` for anything but a request).
+    pub fn response_type(self) -> Option<MessageType> {
+        Some(match self {
+            MessageType::AppendEntries => MessageType::AppendEntriesResponse,
+            MessageType::RequestVote => MessageType::RequestVoteResponse,
+            MessageType::InstallSnapshot => MessageType::InstallSnapshotResponse,
+            MessageType::TimeoutNow => MessageType::TimeoutNowResponse,
+            MessageType::RequestPreVote => MessageType::RequestPreVoteResponse,
+            _ => return None,
+        })
+    }
+
     /// The flags this type may carry.
     fn allowed_flags(self) -> Flags {
         match self {

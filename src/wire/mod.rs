@@ -10,7 +10,8 @@
 //! - [`FrameEncoder`] → [`SendQueue`]: frames packed for vectored writes, large payloads as
 //!   their own segments;
 //! - [`FrameDecoder`]: bytes in, [`RawFrame`]s / [`Frame`]s out, never a panic;
-//! - [`Codec`]: the seam a second wire format (hashicorp's) plugs into.
+//! - [`Codec`]: the seam through which the connection engine uses a wire format, one codec per
+//!   connection; a second format (hashicorp's) plugs in there.
 //!
 //! The byte layout is specified in `docs/wire.md`.
 //!
@@ -62,7 +63,7 @@ mod msgpack;
 mod send_queue;
 
 pub use body::{decode as decode_body, message_type};
-pub use codec::{Codec, NativeCodec};
+pub use codec::{Codec, CodecContext, CodecFactory, NativeCodec, NativeCodecFactory};
 pub use decoder::{Frame, FrameDecoder, RawFrame};
 pub use encoder::{DEFAULT_LARGE_PAYLOAD_THRESHOLD, FrameEncoder};
 pub use error::{EncodeError, WireError};

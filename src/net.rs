@@ -1,81 +1,43 @@
-//! [`NetTransport`]: the TCP transport, driven by one mio reactor thread.
+//! [`NetTransport`]: the TCP transport. This file is its API: it turns calls into commands for
+//! the connection engine (`crate::engine`), which a driver (`crate::driver`) runs where the
+//! [`Placement`] says.
 //!
 //! ```text
-//!  callers (any thread)            reactor thread                       Raft side
-//!  ───────────────────             ──────────────                       ─────────
-//!  append_entries() ──Command──▶  submission queue ─▶ pool / dial ─▶ socket ─▶ peer
+//!  callers (any thread)          driver thread or task: engine + sockets        Raft side
+//!  ───────────────────           ───────────────────────────────────────        ─────────
+//!  append_entries() ──Command──▶ submission queue ─▶ pool / dial ─▶ socket ─▶ peer
 //!        ▲                                                                    │
 //!        └──── Call resolved ◀── decode answer ◀── socket ◀───────────────────┘
 //!
 //!  peer ─▶ socket ─▶ decode (zero-copy) ─▶ consumer queue ─────────▶ Consumer::recv()
-//!                     └─ heartbeat ─▶ handler (on the reactor)            │
+//!                     └─ heartbeat ─▶ handler (on the driver)             │
 //!  peer ◀─ socket ◀─ encode ◀─ completion queue ◀──────────────── Rpc::respond()
 //! ```
 //!
 //! The queues are lock-free (`crossbeam-queue`); a thread is woken only when it sleeps.
 
-pub(crate) mod conn;
-pub(crate) mod handoff;
-pub(crate) mod reactor;
-pub(crate) mod snapshot_out;
-pub(crate) mod timer;
-
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use self::handoff::{AnyResolver, Command, Handoff, HandoffSink, OutboundCall, OutboundSnapshot};
-use self::reactor::{Reactor, WAKER};
-use self::snapshot_out::SnapshotFeed;
 use crate::config::Config;
+use crate::driver::{self, DriverHandle, Placement};
+use crate::engine::Shared;
+use crate::engine::handoff::{AnyResolver, Command, Handoff, OutboundCall, OutboundSnapshot};
+use crate::engine::snapshot_out::{self, SnapshotFeed};
 use crate::error::{Error, Result};
-use crate::metrics::{Metrics, RpcKind, TransportMetrics};
+use crate::metrics::{Metrics, RpcKind};
 use crate::transport::call::{Call, Resolver, call};
 use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared};
-use crate::transport::rpc::{Consumer, ResponseSink};
+use crate::transport::rpc::Consumer;
 use crate::transport::*;
 use crate::wire::*;
 
-/// Values the reactor publishes once per turn for the API to read.
-#[derive(Debug, Default)]
-pub(crate) struct Gauges {
-    pub(crate) idle_pooled: AtomicUsize,
-    pub(crate) open_connections: AtomicUsize,
-    pub(crate) timers: AtomicUsize,
-}
-
-/// What the transport handle and its reactor thread share.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) encoder: FrameEncoder,
-    pub(crate) handoff: Arc<Handoff>,
-    pub(crate) sink: Arc<dyn ResponseSink>,
-    pub(crate) consumer: Consumer,
-    heartbeat: RwLock<Option<HeartbeatHandler>>,
-    has_heartbeat_handler: std::sync::atomic::AtomicBool,
-    pub(crate) metrics: Arc<TransportMetrics>,
-    pub(crate) gauges: Gauges,
-}
-
-impl Shared {
-    pub(crate) fn heartbeat_handler(&self) -> Option<HeartbeatHandler> {
-        // Most transports never install one: skip the lock then.
-        if !self.has_heartbeat_handler.load(Ordering::Acquire) {
-            return None;
-        }
-        self.heartbeat
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
 /// The network transport: hashicorp/raft's `NetworkTransport` contract over TCP, on one
-/// single-threaded mio reactor.
+/// connection engine driven by one thread or task ([`Placement`]).
 ///
 /// ```
 /// use raftnet::{CallOptions, Config, NetTransport, ServerId, Transport};
@@ -107,48 +69,8 @@ pub struct NetTransport {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     bound_addr: SocketAddr,
-    reactor: Mutex<Option<ReactorHandle>>,
+    driver: Mutex<Option<DriverHandle>>,
     next_id: AtomicU64,
-}
-
-/// Where the reactor runs, and how [`Transport::close`] waits for it to finish.
-enum ReactorHandle {
-    /// A thread of its own ([`NetTransport::bind`]).
-    Thread(JoinHandle<()>),
-    /// A task on a tokio runtime ([`NetTransport::bind_on`]).
-    #[cfg(feature = "tokio")]
-    Task(Finished),
-}
-
-/// Set when the reactor task is done, whether its loop ended or the runtime dropped it.
-#[cfg(feature = "tokio")]
-#[derive(Clone, Default)]
-pub(crate) struct Finished(Arc<(Mutex<bool>, std::sync::Condvar)>);
-
-#[cfg(feature = "tokio")]
-impl Finished {
-    /// Block until the task is done.
-    fn wait(&self) {
-        let (done, changed) = &*self.0;
-        let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
-        while !*done {
-            done = changed.wait(done).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-/// The task's side of [`Finished`]: dropping it (at the end of the task, or with the task when
-/// the runtime drops it) signals.
-#[cfg(feature = "tokio")]
-pub(crate) struct SignalOnDrop(pub(crate) Finished);
-
-#[cfg(feature = "tokio")]
-impl Drop for SignalOnDrop {
-    fn drop(&mut self) {
-        let (done, changed) = &*self.0.0;
-        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        changed.notify_all();
-    }
 }
 
 impl fmt::Debug for NetTransport {
@@ -161,7 +83,8 @@ impl fmt::Debug for NetTransport {
 }
 
 impl NetTransport {
-    /// Listen on `bind` and start the reactor thread.
+    /// Listen on `bind` and start the transport's driver on a thread of its own
+    /// ([`Placement::Thread`]).
     ///
     /// `advertise` is the address peers should dial (and what [`local_addr`](Transport::local_addr)
     /// returns); without it the bound address is used, which must then be a specific IP
@@ -171,19 +94,13 @@ impl NetTransport {
         advertise: Option<SocketAddr>,
         config: Config,
     ) -> Result<NetTransport> {
-        let (transport, reactor) = Self::prepare(bind, advertise, config)?;
-        let thread = std::thread::Builder::new()
-            .name(format!("raftnet-reactor-{}", transport.bound_addr.port()))
-            .spawn(move || reactor.run())
-            .map_err(|e| Error::Config(format!("cannot start the reactor thread: {e}")))?;
-        *transport.reactor.lock().unwrap() = Some(ReactorHandle::Thread(thread));
-        Ok(transport)
+        Self::bind_with(bind, advertise, config, Placement::Thread)
     }
 
-    /// Like [`bind`](NetTransport::bind), but the reactor runs as a task on `runtime` instead of
-    /// a thread of its own (feature `tokio`).
+    /// Like [`bind`](NetTransport::bind), but the driver runs as a task on `runtime` instead of
+    /// a thread of its own ([`Placement::Runtime`], feature `tokio`).
     ///
-    /// For a Raft that lives on that runtime (openraft does): its calls, the reactor and its
+    /// For a Raft that lives on that runtime (openraft does): its calls, the driver and its
     /// serving task then hand work to each other as tasks of one runtime, instead of waking a
     /// sleeping thread at every crossing (raftnet-bench's openraft cluster, BENCHMARKS.md:
     /// writes/s at 64 clients 0.55x → 0.87x the tokio network's with the nodes on two CPUs).
@@ -212,21 +129,17 @@ impl NetTransport {
         config: Config,
         runtime: &tokio::runtime::Handle,
     ) -> Result<NetTransport> {
-        let (transport, reactor) = Self::prepare(bind, advertise, config)?;
-        let ring = Arc::new(tokio::sync::Notify::new());
-        let _ = transport.shared.handoff.task.set(ring.clone());
-        let finished = Finished::default();
-        *transport.reactor.lock().unwrap() = Some(ReactorHandle::Task(finished.clone()));
-        runtime.spawn(reactor.run_on_runtime(ring, SignalOnDrop(finished)));
-        Ok(transport)
+        Self::bind_with(bind, advertise, config, Placement::Runtime(runtime.clone()))
     }
 
-    /// Listen, and build the transport and its reactor; the caller starts the reactor.
-    fn prepare(
+    /// Listen on `bind` and start the driver where `placement` says (for code that chooses at
+    /// run time; [`bind`](NetTransport::bind) and `bind_on` are the usual spellings).
+    pub fn bind_with(
         bind: impl ToSocketAddrs,
         advertise: Option<SocketAddr>,
         config: Config,
-    ) -> Result<(NetTransport, Reactor)> {
+        placement: Placement,
+    ) -> Result<NetTransport> {
         let candidates = bind
             .to_socket_addrs()
             .map_err(|e| Error::Config(format!("bind address does not resolve: {e}")))?;
@@ -248,48 +161,21 @@ impl NetTransport {
             })
         })?;
         let bound_addr = listener.local_addr().map_err(Error::io)?;
-        let local_addr = match advertise {
-            Some(a) => a,
-            None if bound_addr.ip().is_unspecified() => {
-                return Err(Error::Config(
-                    "local bind address is not advertisable".into(),
-                ));
-            }
-            None => bound_addr,
-        };
+        let local_addr = advertise.unwrap_or(bound_addr);
         if local_addr.ip().is_unspecified() {
             return Err(Error::Config(
                 "local bind address is not advertisable".into(),
             ));
         }
-
-        let poll = mio::Poll::new().map_err(Error::io)?;
-        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(Error::io)?;
-        let metrics = Arc::new(TransportMetrics::default());
-        let handoff = Arc::new(Handoff::new(waker, metrics.clone()));
-        let encoder = FrameEncoder::new()
-            .with_large_payload_threshold(config.large_payload_threshold)
-            .with_max_body_len(config.max_frame_body);
-        let shared = Arc::new(Shared {
-            encoder,
-            sink: Arc::new(HandoffSink(handoff.clone())),
-            handoff,
-            consumer: Consumer::new(Some(metrics.clone())),
-            heartbeat: RwLock::new(None),
-            has_heartbeat_handler: std::sync::atomic::AtomicBool::new(false),
-            metrics,
-            gauges: Gauges::default(),
-            config,
-        });
-        let reactor = Reactor::new(poll, listener, shared.clone()).map_err(Error::io)?;
-        let transport = NetTransport {
+        let name = format!("raftnet-driver-{}", bound_addr.port());
+        let (shared, driver) = driver::start(placement, listener, config, &name)?;
+        Ok(NetTransport {
             shared,
             local_addr,
             bound_addr,
-            reactor: Mutex::new(None),
+            driver: Mutex::new(Some(driver)),
             next_id: AtomicU64::new(1),
-        };
-        Ok((transport, reactor))
+        })
     }
 
     /// The address the listener is bound to (may differ from the advertised one).
@@ -309,7 +195,7 @@ impl NetTransport {
 
     /// Whether [`close`](Transport::close) was called.
     pub fn is_shutdown(&self) -> bool {
-        self.shared.handoff.closed.load(Ordering::Acquire)
+        self.shared.handoff.is_closed()
     }
 
     /// A snapshot of the transport's metrics.
@@ -344,7 +230,7 @@ impl NetTransport {
         if let Ok(addr) = target.0.parse::<SocketAddr>() {
             return Ok(addr);
         }
-        // A host name: resolved on the calling thread, never on the reactor.
+        // A host name: resolved on the calling thread, never on the driver.
         let unreachable = |reason: std::io::Error| Error::Unreachable {
             addr: target.0.clone(),
             reason: Arc::new(reason),
@@ -499,7 +385,7 @@ impl Transport for NetTransport {
         let (call, resolver) = call();
         let snapshot_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let chunk = self.shared.config.snapshot_chunk;
-        // Two chunks in flight between the pump and the reactor keep both busy.
+        // Two chunks in flight between the pump and the engine keep both busy.
         let feed = SnapshotFeed::new(chunk * 2);
         let size = request.size as u64;
         let pump_feed = feed.clone();
@@ -560,15 +446,7 @@ impl Transport for NetTransport {
     }
 
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
-        let installed = handler.is_some();
-        *self
-            .shared
-            .heartbeat
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = handler;
-        self.shared
-            .has_heartbeat_handler
-            .store(installed, Ordering::Release);
+        self.shared.heartbeat.set(handler);
     }
 
     fn close_streams(&self) {
@@ -576,38 +454,13 @@ impl Transport for NetTransport {
     }
 
     fn close(&self) {
-        let Some(reactor) = self
-            .reactor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let Some(driver) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
-        self.shared.handoff.commands.push(Command::Shutdown);
-        self.shared.handoff.notify();
-        match reactor {
-            ReactorHandle::Thread(thread) => {
-                // A heartbeat handler may close the transport from the reactor thread itself.
-                if std::thread::current().id() != thread.thread().id() && thread.join().is_err() {
-                    log::error!("raftnet: the reactor thread panicked");
-                }
-            }
-            #[cfg(feature = "tokio")]
-            ReactorHandle::Task(finished) => {
-                if tokio::runtime::Handle::try_current().is_ok() {
-                    // Waiting inside the runtime could wait for this very thread to run the
-                    // task. The task finishes the close on its own: it fails what is queued
-                    // and closes the consumer when it ends. Failing the queue here instead
-                    // could take the Shutdown command before the task sees it.
-                    return;
-                }
-                finished.wait();
-            }
+        self.shared.handoff.submit_shutdown();
+        if driver.join() {
+            self.shared.close();
         }
-        self.shared.handoff.closed.store(true, Ordering::SeqCst);
-        self.shared.handoff.fail_pending_commands();
-        self.shared.consumer.shared().close();
     }
 }
 
@@ -617,23 +470,22 @@ impl Drop for NetTransport {
     }
 }
 
-/// Connections a listener holds before the reactor accepts them. std and mio both listen with
+/// Connections a listener holds before the driver accepts them. std and mio both listen with
 /// 128, so a burst of dials beyond that (a cluster restarting, 1000 clients at once) waits a
 /// second for SYN retransmission; 1024 absorbs such bursts.
 const LISTEN_BACKLOG: i32 = 1024;
 
-fn listen(addr: SocketAddr) -> std::io::Result<mio::net::TcpListener> {
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // As std and mio do: a restarted node can bind its port while old connections linger.
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(mio::net::TcpListener::from_std(socket.into()))
+    Ok(socket.into())
 }
 
-/// A pipeline's requests go to the reactor as commands.
+/// A pipeline's requests go to the engine as commands.
 struct NetPipeline {
     id: u64,
     handoff: Arc<Handoff>,

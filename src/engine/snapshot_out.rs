@@ -1,15 +1,22 @@
-//! The sending end of InstallSnapshot: a pump thread reads the caller's `std::io::Read` (which
-//! may block, so never on the reactor) into chunks, and the reactor takes them as the connection
-//! has room. At most `window` bytes wait between the two, so a fast disk cannot fill memory and
-//! a slow one never stalls the reactor.
+//! The sending end of InstallSnapshot: a pump thread (started by the transport's API) reads
+//! the caller's `std::io::Read`, which may block, into chunks, and the engine takes them as the
+//! connection has room. At most `window` bytes wait between the two, so a fast disk cannot fill
+//! memory and a slow one never stalls the engine's thread. The connection carries the request,
+//! then the body, then the answer, and is closed afterwards (hashicorp never reuses it).
 
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::handoff::{Command, Handoff};
+use super::conn::{PendingCall, Role, SNAPSHOT_SEND_HIGH_WATER, SnapshotOut};
+use super::handoff::{Command, Handoff, OutboundSnapshot};
+use super::{ConnKey, Engine};
+use crate::error::Error;
+use crate::metrics::RpcKind;
+use crate::wire::{Lane, Message, Request};
 
 #[derive(Default)]
 struct FeedState {
@@ -19,11 +26,11 @@ struct FeedState {
     end: Option<Result<(), String>>,
     /// The transfer is over (answered, failed or the transport closed): the pump stops.
     cancelled: bool,
-    /// The reactor found the feed empty and waits for a `SnapshotReady` command.
+    /// The engine found the feed empty and waits for a `SnapshotReady` command.
     reactor_waiting: bool,
 }
 
-/// What the reactor gets when it asks for the next chunk.
+/// What the engine gets when it asks for the next chunk.
 pub(crate) enum Next {
     Chunk(Bytes),
     /// Nothing yet; the pump will send `SnapshotReady` when there is.
@@ -58,7 +65,7 @@ impl SnapshotFeed {
         self.space.notify_all();
     }
 
-    /// Reactor side: the next chunk, if the pump has produced one.
+    /// Engine side: the next chunk, if the pump has produced one.
     pub(crate) fn next(&self) -> Next {
         let mut s = self.lock();
         if let Some(chunk) = s.chunks.pop_front() {
@@ -160,4 +167,99 @@ pub(crate) fn pump(
         }
     }
     feed.end(Ok(()), id, &handoff);
+}
+
+impl Engine {
+    pub(super) fn start_snapshot(&mut self, s: OutboundSnapshot, now: Instant) {
+        let OutboundSnapshot {
+            id,
+            addr,
+            request,
+            resolver,
+            deadline,
+            feed,
+        } = s;
+        let size = request.size.max(0) as u64;
+        let budget = self.shared.config.snapshot_timeout(size);
+        let deadline = Self::effective_deadline(now, deadline, budget);
+        let request_id = self.next_request_id();
+        let role = Role::SnapshotOut(SnapshotOut {
+            id,
+            call: None,
+            feed: feed.clone(),
+            request_id,
+            size,
+            sent: 0,
+            body_done: false,
+            waiting_for_feed: false,
+        });
+        let key = self.dial(addr, role, now);
+        let message = Message::Request(Request::InstallSnapshot(request));
+        let conn = &mut self.conns[key.index()];
+        if let Err(e) = conn
+            .codec
+            .encode(&mut conn.send, request_id, Lane::Snapshot, &message)
+        {
+            feed.cancel();
+            resolver.fail(Error::Encode(e));
+            self.close(key, Error::Shutdown);
+            return;
+        }
+        self.await_answer(
+            key,
+            PendingCall {
+                request_id,
+                resolver,
+                kind: RpcKind::InstallSnapshot,
+                started: now,
+                deadline,
+            },
+        );
+        self.snapshots.insert(id, key);
+        self.pump_snapshot(key);
+    }
+
+    /// Move snapshot chunks from the pump into the connection's send queue while it has room.
+    pub(super) fn pump_snapshot(&mut self, key: ConnKey) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        let Role::SnapshotOut(s) = &mut conn.role else {
+            return;
+        };
+        // Whatever we waited for, we are pulling now; `Next::Wait` below sets it again.
+        s.waiting_for_feed = false;
+        let mut failed = None;
+        while !s.body_done && conn.send.len() < SNAPSHOT_SEND_HIGH_WATER {
+            let (chunk, last) = match s.feed.next() {
+                Next::Chunk(chunk) => {
+                    s.sent += chunk.len() as u64;
+                    (chunk, s.sent >= s.size)
+                }
+                // Only reached for a zero-size snapshot: the body is one empty last chunk.
+                Next::Done => (Bytes::new(), true),
+                Next::Wait => {
+                    s.waiting_for_feed = true;
+                    break;
+                }
+                Next::Failed(reason) => {
+                    failed = Some(Error::Snapshot(reason));
+                    break;
+                }
+            };
+            if let Err(e) =
+                conn.codec
+                    .encode_snapshot_chunk(&mut conn.send, s.request_id, chunk, last)
+            {
+                failed = Some(Error::Encode(e));
+                break;
+            }
+            s.body_done = last;
+        }
+        if let Some(error) = failed {
+            self.close(key, error);
+            return;
+        }
+        self.mark_dirty(key);
+    }
 }

@@ -1,5 +1,5 @@
-//! The reactor's timers: call deadlines, dial timeouts and the accept back-off, in one heap.
-//! Entries are never removed early; when one fires, the reactor checks that what it guards is
+//! The engine's timers: call deadlines, dial timeouts and the accept back-off, in one heap.
+//! Entries are never removed early; when one fires, the engine checks that what it guards is
 //! still pending (the connection key carries a generation). Call deadlines are kept per
 //! connection, not per call: a connection arms one entry for its earliest pending deadline and
 //! re-arms when it fires early, so the heap holds about one entry per connection however many
@@ -9,13 +9,15 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+use super::key::ConnKey;
+
 /// What a timer guards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKind {
     /// The earliest deadline of the calls pending on `conn`.
-    Deadline { conn: u64 },
+    Deadline { conn: ConnKey },
     /// An outbound connection still dialling.
-    Dial { conn: u64 },
+    Dial { conn: ConnKey },
     /// Accepting paused after an error; resume.
     AcceptResume,
 }
@@ -38,11 +40,9 @@ impl Timers {
         }
     }
 
-    /// How long until the next timer (None: no timer).
-    pub(crate) fn next_in(&self, now: Instant) -> Option<Duration> {
-        self.heap
-            .peek()
-            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+    /// When the next timer is due (None: no timer).
+    pub(crate) fn next_at(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -68,19 +68,26 @@ mod tests {
     fn timers_fire_in_order() {
         let now = Instant::now();
         let mut t = Timers::default();
-        t.add(now + Duration::from_millis(20), TimerKind::Dial { conn: 2 });
-        t.add(now + Duration::from_millis(10), TimerKind::Dial { conn: 1 });
+        let (one, two) = (ConnKey::new(1, 1), ConnKey::new(2, 1));
+        t.add(
+            now + Duration::from_millis(20),
+            TimerKind::Dial { conn: two },
+        );
+        t.add(
+            now + Duration::from_millis(10),
+            TimerKind::Dial { conn: one },
+        );
         t.add(now + Duration::from_millis(30), TimerKind::AcceptResume);
-        assert_eq!(t.next_in(now), Some(Duration::from_millis(10)));
+        assert_eq!(t.next_at(), Some(now + Duration::from_millis(10)));
         assert_eq!(t.pop_due(now), None);
         let later = now + Duration::from_millis(25);
         assert_eq!(
             t.pop_due(later).map(|e| e.1),
-            Some(TimerKind::Dial { conn: 1 })
+            Some(TimerKind::Dial { conn: one })
         );
         assert_eq!(
             t.pop_due(later).map(|e| e.1),
-            Some(TimerKind::Dial { conn: 2 })
+            Some(TimerKind::Dial { conn: two })
         );
         assert_eq!(t.pop_due(later), None);
         assert_eq!(t.len(), 1);

@@ -1,18 +1,21 @@
-//! The only code shared between the reactor thread and everyone else: the submission queue
-//! (callers → reactor), the completion queue (Raft's answers → reactor), and the waker that is
-//! rung only when the reactor is asleep.
+//! The only code shared between the engine's thread and everyone else: the submission queue
+//! (callers → engine), the completion queue (Raft's answers → engine), and the [`Wake`] that is
+//! rung only when the engine's driver is asleep.
 //!
-//! Waking a sleeping thread on the other core costs about 18 µs of CPU and 25 µs of latency on
-//! these machines (docs: perf-anchors.md), more than a whole RPC, so the reactor announces when it
-//! is about to sleep, and producers ring the waker only then. While it runs, it drains both
-//! queues every turn without being told.
+//! Waking a sleeping thread on another core costs about 18 µs of CPU and 25 µs of latency on a
+//! 2-vCPU VM (BENCHMARKS.md, "Where raftnet loses"), more than a whole RPC, so the driver
+//! announces when it is about to sleep, and producers ring only then. While it runs, it drains
+//! both queues every turn without being told.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::time::Instant;
 
 use crossbeam_queue::SegQueue;
 
+use super::key::ConnKey;
 use super::snapshot_out::SnapshotFeed;
 use crate::error::Error;
 use crate::metrics::{RpcKind, TransportMetrics, add};
@@ -21,9 +24,16 @@ use crate::transport::pipeline::PipelineShared;
 use crate::transport::rpc::ResponseSink;
 use crate::wire::*;
 
-/// A request/response call for the reactor to send.
+/// How a driver is woken from its sleep: an eventfd write for the mio thread, a task
+/// notification on a runtime, a channel message for the blocking driver.
+pub(crate) trait Wake: Send + Sync {
+    /// Wake the driver (called at most once per sleep).
+    fn wake(&self) -> io::Result<()>;
+}
+
+/// A request/response call for the engine to send.
 pub(crate) struct OutboundCall {
-    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) addr: SocketAddr,
     pub(crate) lane: Lane,
     pub(crate) request: Request,
     pub(crate) resolver: AnyResolver,
@@ -31,29 +41,30 @@ pub(crate) struct OutboundCall {
     pub(crate) kind: RpcKind,
 }
 
-/// A snapshot transfer for the reactor to run; its body arrives through `feed`.
+/// A snapshot transfer for the engine to run; its body arrives through `feed`.
 pub(crate) struct OutboundSnapshot {
     pub(crate) id: u64,
-    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) addr: SocketAddr,
     pub(crate) request: InstallSnapshotRequest,
     pub(crate) resolver: AnyResolver,
     pub(crate) deadline: Option<Instant>,
     pub(crate) feed: Arc<SnapshotFeed>,
 }
 
-/// Work for the reactor from callers.
+/// Work for the engine from callers.
 pub(crate) enum Command {
     Call(OutboundCall),
     Snapshot(OutboundSnapshot),
-    /// A snapshot's pump has new data (sent only when the reactor said it was waiting for it).
+    /// A snapshot's pump has new data (sent only when the engine said it was waiting for it).
     SnapshotReady {
         id: u64,
     },
     OpenPipeline {
         id: u64,
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         shared: Arc<PipelineShared>,
     },
+    /// Send pipelined request number `seq` (its future waits in the pipeline's queue).
     PipelineSend {
         id: u64,
         seq: u64,
@@ -83,65 +94,76 @@ impl Command {
     }
 }
 
-/// Work for the reactor from the Raft side.
+/// Work for the engine from the Raft side.
 pub(crate) enum Completion {
     Response {
-        conn: u64,
+        conn: ConnKey,
         request_id: u64,
         lane: Lane,
         result: Result<Response, String>,
         taken_at: Option<Instant>,
     },
     /// A snapshot reader caught up: read its connection again.
-    ResumeRead { conn: u64 },
+    ResumeRead { conn: ConnKey },
 }
 
 pub(crate) struct Handoff {
     pub(crate) commands: SegQueue<Command>,
     pub(crate) completions: SegQueue<Completion>,
-    /// Set by the reactor just before it blocks in `poll`.
+    /// Set by the driver just before it sleeps.
     sleeping: AtomicBool,
     /// Set once the transport is closing; submissions then fail at once.
-    pub(crate) closed: AtomicBool,
-    waker: mio::Waker,
-    /// Set when the reactor runs as a task on a runtime: rung instead of `waker`, a task
-    /// notification rather than an eventfd write.
-    #[cfg(feature = "tokio")]
-    pub(crate) task: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
-    pub(crate) metrics: Arc<TransportMetrics>,
+    closed: AtomicBool,
+    waker: Box<dyn Wake>,
+    metrics: Arc<TransportMetrics>,
 }
 
 impl Handoff {
-    pub(crate) fn new(waker: mio::Waker, metrics: Arc<TransportMetrics>) -> Handoff {
+    pub(crate) fn new(waker: Box<dyn Wake>, metrics: Arc<TransportMetrics>) -> Handoff {
         Handoff {
             commands: SegQueue::new(),
             completions: SegQueue::new(),
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             waker,
-            #[cfg(feature = "tokio")]
-            task: std::sync::OnceLock::new(),
             metrics,
         }
     }
 
-    /// Queue a command for the reactor. If the transport is closed, the command fails with
+    /// Queue a command for the engine. If the transport is closed, the command fails with
     /// [`Error::Shutdown`] instead.
     pub(crate) fn submit(&self, command: Command) {
-        if self.closed.load(Ordering::Acquire) {
+        if self.is_closed() {
             command.fail(Error::Shutdown);
             return;
         }
         self.commands.push(command);
         self.notify();
-        // Closed while we pushed: the reactor may already have drained for the last time.
+        // Closed while we pushed: the engine may already have drained for the last time.
         // Failing what is left here guarantees no call waits forever.
         if self.closed.load(Ordering::SeqCst) {
             self.fail_pending_commands();
         }
     }
 
-    pub(crate) fn fail_pending_commands(&self) {
+    /// Ask the engine to shut down. The command goes in even after [`close`](Self::close), so
+    /// an engine that is still running always sees it.
+    pub(crate) fn submit_shutdown(&self) {
+        self.commands.push(Command::Shutdown);
+        self.notify();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// No more submissions: from now on they fail at once. What is queued is failed too.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.fail_pending_commands();
+    }
+
+    fn fail_pending_commands(&self) {
         while let Some(c) = self.commands.pop() {
             c.fail(Error::Shutdown);
         }
@@ -152,29 +174,29 @@ impl Handoff {
         self.notify();
     }
 
-    /// Ring the waker if, and only if, the reactor is asleep (or about to be).
+    /// Whether commands or completions wait.
+    pub(crate) fn has_work(&self) -> bool {
+        !self.commands.is_empty() || !self.completions.is_empty()
+    }
+
+    /// Ring the waker if, and only if, the driver is asleep (or about to be).
     pub(crate) fn notify(&self) {
-        // Pairs with the fence in `prepare_sleep`: either the reactor sees our item when it
+        // Pairs with the fence in `prepare_sleep`: either the driver sees our item when it
         // checks the queues, or we see its `sleeping` flag here.
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
             add(&self.metrics.reactor_wakes, 1);
-            #[cfg(feature = "tokio")]
-            if let Some(task) = self.task.get() {
-                task.notify_one();
-                return;
-            }
             if let Err(e) = self.waker.wake() {
-                log::error!("raftnet: waking the reactor failed: {e}");
+                log::error!("raftnet: waking the driver failed: {e}");
             }
         }
     }
 
-    /// Called by the reactor before it blocks: returns `false` (do not block) if work arrived.
+    /// Called by the driver before it sleeps: returns `false` (do not sleep) if work arrived.
     pub(crate) fn prepare_sleep(&self) -> bool {
         self.sleeping.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        if !self.commands.is_empty() || !self.completions.is_empty() {
+        if self.has_work() {
             self.sleeping.store(false, Ordering::Relaxed);
             return false;
         }
@@ -186,7 +208,7 @@ impl Handoff {
     }
 }
 
-/// A responder's answer goes back to the reactor through the completion queue.
+/// A responder's answer goes back to the engine through the completion queue.
 pub(crate) struct HandoffSink(pub(crate) Arc<Handoff>);
 
 impl ResponseSink for HandoffSink {
@@ -199,7 +221,7 @@ impl ResponseSink for HandoffSink {
         taken_at: Option<Instant>,
     ) {
         self.0.complete(Completion::Response {
-            conn,
+            conn: ConnKey::from_raw(conn),
             request_id,
             lane,
             result,

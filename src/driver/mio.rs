@@ -1,0 +1,445 @@
+//! The mio driver: epoll readiness for every socket of a transport, pumping its [`Engine`].
+//!
+//! Each turn it takes the handoff queues into the engine, fires due timers, carries out the
+//! engine's actions (dial, close, resume reading, pause accepting), accepts, reads what arrived
+//! and hands it to the engine, and writes every connection's queued output in one vectored write
+//! each. Each kind of IO is bounded per turn (the constants below), so one busy peer cannot
+//! starve the others, the queues or the timers. Between turns it waits in `epoll_wait`: on a
+//! thread of its own ([`run_thread`]) it first keeps looking for work for a short while, then
+//! sleeps after telling producers it is about to; as a task on a tokio runtime
+//! (`super::runtime`) the runtime does the waiting.
+//!
+//! Sockets are registered once, for both directions, edge-triggered, and never re-registered
+//! (re-registering on every change of interest would cost a system call per RPC); what to do on
+//! an edge follows from the engine's and the stream's state. A connection's mio token is its key's
+//! slab index; the table below holds the key with its stream, so an event for a slot that was
+//! closed and reused within one batch of events reaches the new connection only as a spurious
+//! readiness event, which mio allows and every path here treats as "try, and see `WouldBlock`".
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use super::stream::{MIN_READ, ReadOutcome, Stream, Streams, fill, flush};
+use crate::engine::handoff::Wake;
+use crate::engine::{Action, ClosedOnExit, ConnKey, Engine};
+use crate::metrics::add;
+
+pub(crate) const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+
+/// Events taken from one `poll`.
+const MAX_EVENTS: usize = 1024;
+/// Bytes read from one connection per turn before moving on to the others. A heartbeat on
+/// another connection waits at most one such read per bulk connection (about 60 µs of copying
+/// at loopback speed for 256 KiB), while bulk transfers still move in large reads.
+const READ_BUDGET: usize = 256 << 10;
+/// Bytes written to one connection per turn, for the same reason.
+const WRITE_BUDGET: usize = 256 << 10;
+/// Connections accepted per turn.
+const MAX_ACCEPTS_PER_TURN: usize = 256;
+/// How long a driver thread keeps polling without sleeping once it runs out of work (see
+/// [`MioDriver::wait`]): about the cost of the wake-up it saves.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
+
+impl Wake for mio::Waker {
+    fn wake(&self) -> io::Result<()> {
+        mio::Waker::wake(self)
+    }
+}
+
+/// A connection's socket as the driver keeps it.
+struct Entry {
+    key: ConnKey,
+    stream: Box<dyn Stream>,
+    /// Dialled and not yet known to be established.
+    connecting: bool,
+    /// An event reported the peer's end of stream (or an error): read until the socket says so.
+    peer_done: bool,
+    /// On the read-again list.
+    read_again: bool,
+    /// The adaptive size of the next read.
+    read_size: usize,
+}
+
+pub(crate) struct MioDriver {
+    pub(super) poll: Poll,
+    pub(super) engine: Engine,
+    pub(super) events: Events,
+    listener: Option<TcpListener>,
+    streams: Streams,
+    /// Sockets by slab index (the engine's key index).
+    table: Vec<Option<Entry>>,
+    /// The last accept stopped at `MAX_ACCEPTS_PER_TURN` with connections possibly still
+    /// queued: the listener reports readiness only for new ones, so accept again next turn.
+    accept_again: bool,
+    /// Connections whose read budget ran out, or that may read again after a pause.
+    read_again: Vec<ConnKey>,
+    /// Scratch for the engine's list of connections to write.
+    dirty: Vec<ConnKey>,
+    /// The driver's clock: read once per turn (after waking), given to the engine as `now` for
+    /// deadlines and timestamps. A turn is short (bounded work), so it is at most a turn late.
+    pub(super) now: Instant,
+}
+
+impl MioDriver {
+    pub(crate) fn new(
+        poll: Poll,
+        listener: std::net::TcpListener,
+        engine: Engine,
+    ) -> io::Result<MioDriver> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(MioDriver {
+            poll,
+            engine,
+            events: Events::with_capacity(MAX_EVENTS),
+            listener: Some(listener),
+            streams: Streams,
+            table: Vec::new(),
+            accept_again: false,
+            read_again: Vec::new(),
+            dirty: Vec::new(),
+            now: Instant::now(),
+        })
+    }
+
+    /// One turn's work that needs no waiting. `false` once the transport is shutting down.
+    pub(super) fn turn(&mut self) -> bool {
+        add(&self.engine.metrics().reactor_turns, 1);
+        let now = self.now;
+        if !self.engine.handle_handoff(now) {
+            return false;
+        }
+        self.engine.handle_timeout(now);
+        self.apply_actions();
+        if std::mem::take(&mut self.accept_again) {
+            self.accept();
+        }
+        self.continue_reads();
+        self.flush_dirty();
+        self.engine.publish_gauges();
+        true
+    }
+
+    /// Work the loop can do without waiting for an event. (Output to write is among it:
+    /// flushing a snapshot connection refills its queue and marks it again; sleeping then would
+    /// wait for a socket event that never comes, as the socket took everything.)
+    pub(super) fn has_queued_work(&self) -> bool {
+        self.accept_again || !self.read_again.is_empty() || self.engine.has_queued_work()
+    }
+
+    /// How long until the engine's next timer (None: none).
+    pub(super) fn next_timeout(&self) -> Option<Duration> {
+        self.engine
+            .poll_timeout()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Handle what a poll returned. `false` if polling failed for good.
+    pub(super) fn dispatch(&mut self, polled: io::Result<()>) -> bool {
+        if let Err(e) = polled
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            log::error!("raftnet: poll failed, stopping the transport: {e}");
+            return false;
+        }
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            match event.token() {
+                WAKER => {}
+                LISTENER => self.accept(),
+                Token(index) => self.conn_event(index, event),
+            }
+        }
+        self.events = events;
+        true
+    }
+
+    /// Poll for socket events. With work queued, only look; otherwise keep looking (without
+    /// sleeping) for up to [`SPIN_BEFORE_SLEEP`], and only then sleep until an event, a timer or
+    /// a waker ring. Under load the next event nearly always arrives within that window, which
+    /// saves the wake-up (the futex and the cross-core IPI) on both sides.
+    fn wait(&mut self) -> io::Result<()> {
+        if self.has_queued_work() {
+            let polled = self.poll.poll(&mut self.events, Some(Duration::ZERO));
+            self.now = Instant::now();
+            return polled;
+        }
+        let spin_start = self.now;
+        loop {
+            self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
+            if !self.events.is_empty() || self.has_queued_work() {
+                self.now = Instant::now();
+                return Ok(());
+            }
+            let now = Instant::now();
+            self.now = now;
+            if now - spin_start >= SPIN_BEFORE_SLEEP
+                || self.engine.poll_timeout().is_some_and(|at| at <= now)
+            {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let handoff = self.engine.shared().handoff.clone();
+        let timeout = if handoff.prepare_sleep() {
+            add(&self.engine.metrics().reactor_sleeps, 1);
+            self.next_timeout()
+        } else {
+            Some(Duration::ZERO)
+        };
+        let polled = self.poll.poll(&mut self.events, timeout);
+        handoff.woke();
+        self.now = Instant::now();
+        polled
+    }
+
+    /// Close every connection and stop accepting.
+    pub(super) fn shutdown(&mut self) {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.engine.shutdown();
+        self.apply_actions();
+    }
+
+    // ---- the engine's actions ---------------------------------------------------------------
+
+    fn apply_actions(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Dial { key, addr } => match self.streams.connect(addr) {
+                    Ok(stream) => self.insert(key, stream, true),
+                    Err(e) => self.engine.handle_connect_failed(key, e),
+                },
+                Action::Close { key } => self.remove(key),
+                Action::ResumeRead { key } => self.read_later(key),
+                Action::PauseAccept => {
+                    if let Some(l) = &mut self.listener {
+                        let _ = self.poll.registry().deregister(l);
+                    }
+                }
+                Action::ResumeAccept => {
+                    if let Some(l) = &mut self.listener
+                        && let Err(e) =
+                            self.poll
+                                .registry()
+                                .register(l, LISTENER, Interest::READABLE)
+                    {
+                        log::error!("raftnet: cannot resume accepting: {e}");
+                    }
+                    self.accept_again = true;
+                }
+            }
+        }
+    }
+
+    /// Register `stream` for `key` (edge-triggered, both directions, once).
+    fn insert(&mut self, key: ConnKey, mut stream: Box<dyn Stream>, connecting: bool) {
+        let index = key.index();
+        if let Err(e) = self.poll.registry().register(
+            stream.source(),
+            Token(index),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.engine.handle_connect_failed(key, e);
+            return;
+        }
+        if self.table.len() <= index {
+            self.table.resize_with(index + 1, || None);
+        }
+        // The engine reuses a slot only after closing its connection, and that `Close` is
+        // carried out before this insert (actions run in order), so the slot is empty.
+        if let Some(mut stale) = self.table[index].take() {
+            debug_assert!(false, "slot {index} still held {:?}", stale.key);
+            let _ = self.poll.registry().deregister(stale.stream.source());
+        }
+        self.table[index] = Some(Entry {
+            key,
+            stream,
+            connecting,
+            peer_done: false,
+            read_again: false,
+            read_size: MIN_READ,
+        });
+    }
+
+    fn remove(&mut self, key: ConnKey) {
+        if let Some(slot) = self.table.get_mut(key.index())
+            && slot.as_ref().is_some_and(|e| e.key == key)
+            && let Some(mut entry) = slot.take()
+        {
+            let _ = self.poll.registry().deregister(entry.stream.source());
+        }
+    }
+
+    fn entry(&mut self, key: ConnKey) -> Option<&mut Entry> {
+        self.table
+            .get_mut(key.index())
+            .and_then(Option::as_mut)
+            .filter(|e| e.key == key)
+    }
+
+    // ---- sockets ----------------------------------------------------------------------------
+
+    fn accept(&mut self) {
+        // Set until the queue is seen empty (WouldBlock) or accepting backs off.
+        self.accept_again = true;
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                self.accept_again = false;
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => match self.streams.accept(socket) {
+                    Ok(stream) => {
+                        let key = self.engine.handle_accepted(peer);
+                        self.insert(key, stream, false);
+                        self.apply_actions();
+                    }
+                    Err(e) => log::warn!("raftnet: cannot set up connection from {peer}: {e}"),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_again = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.accept_again = false;
+                    self.engine.handle_accept_failed(e, self.now);
+                    self.apply_actions();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn conn_event(&mut self, index: usize, event: &mio::event::Event) {
+        let Some(entry) = self.table.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        let key = entry.key;
+        if entry.connecting {
+            if !(event.is_writable() || event.is_error() || event.is_write_closed()) {
+                return;
+            }
+            let error = match entry.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => match entry.stream.peer_addr() {
+                    Ok(_) => None,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return, // still connecting
+                    Err(e) => Some(e),
+                },
+            };
+            if let Some(e) = error {
+                self.engine.handle_connect_failed(key, e);
+                self.apply_actions();
+                return;
+            }
+            entry.connecting = false;
+            self.engine.handle_connected(key);
+        }
+        if event.is_read_closed() || event.is_error() {
+            entry.peer_done = true;
+        }
+        if event.is_readable() || entry.peer_done {
+            self.read(key);
+        }
+        if event.is_writable() {
+            // Output queued while the socket was full goes now.
+            self.engine.handle_writable(key);
+        }
+    }
+
+    fn read_later(&mut self, key: ConnKey) {
+        if let Some(entry) = self.entry(key)
+            && !std::mem::replace(&mut entry.read_again, true)
+        {
+            self.read_again.push(key);
+        }
+    }
+
+    fn continue_reads(&mut self) {
+        let keys = std::mem::take(&mut self.read_again);
+        for key in keys {
+            if let Some(entry) = self.entry(key) {
+                entry.read_again = false;
+                self.read(key);
+            }
+        }
+    }
+
+    fn read(&mut self, key: ConnKey) {
+        if !self.engine.wants_read(key) {
+            return;
+        }
+        let Some(entry) = self
+            .table
+            .get_mut(key.index())
+            .and_then(Option::as_mut)
+            .filter(|e| e.key == key && !e.connecting)
+        else {
+            return;
+        };
+        let Some((buf, metrics)) = self.engine.recv_buffer(key) else {
+            return;
+        };
+        let until_would_block = entry.peer_done || entry.stream.buffers_reads();
+        let outcome = fill(
+            &mut *entry.stream,
+            buf,
+            &mut entry.read_size,
+            READ_BUDGET,
+            until_would_block,
+            metrics,
+        );
+        self.engine.handle_received(key, self.now);
+        match outcome {
+            ReadOutcome::Drained => {}
+            ReadOutcome::Budget => self.read_later(key),
+            ReadOutcome::Eof => self.engine.handle_eof(key),
+            ReadOutcome::Error(e) => self.engine.handle_error(key, e),
+        }
+        self.apply_actions();
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut keys = std::mem::take(&mut self.dirty);
+        self.engine.take_dirty(&mut keys);
+        for key in keys.drain(..) {
+            let Some(entry) = self
+                .table
+                .get_mut(key.index())
+                .and_then(Option::as_mut)
+                .filter(|e| e.key == key && !e.connecting)
+            else {
+                continue;
+            };
+            let Some((queue, metrics)) = self.engine.send_queue(key) else {
+                continue;
+            };
+            let flushed = flush(&mut *entry.stream, queue, WRITE_BUDGET, metrics);
+            self.engine.handle_flushed(key, flushed);
+            self.apply_actions();
+        }
+        self.dirty = keys;
+    }
+}
+
+/// Run the driver on the calling thread until the transport shuts down.
+pub(crate) fn run_thread(mut driver: MioDriver) {
+    // However the loop ends (even by a panic), callers must not be left waiting.
+    let _closed = ClosedOnExit(driver.engine.shared().clone());
+    while driver.turn() {
+        let polled = driver.wait();
+        if !driver.dispatch(polled) {
+            break;
+        }
+    }
+    driver.shutdown();
+}

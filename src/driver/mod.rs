@@ -1,0 +1,206 @@
+//! Drivers: the code that owns a transport's sockets, threads and clock, and pumps its
+//! [`Engine`](crate::engine::Engine). The engine holds every piece of protocol state and does no
+//! IO; a driver does all the IO and no protocol. Where the driver runs is the user's choice,
+//! a [`Placement`].
+//!
+//! What a driver must provide (as mio's `sys/mod.rs` lists what a selector backend provides):
+//! 1. **A waker.** A [`Wake`](crate::engine::handoff::Wake) given to the handoff when the
+//!    transport is built. The driver sleeps only after `Handoff::prepare_sleep` said it may,
+//!    and calls `Handoff::woke` when it runs again; producers ring the waker only in between.
+//! 2. **A clock.** `now`, read once per turn and passed to the engine's inputs, and a
+//!    [`Clock`](crate::engine::Clock) function for the decode-time metric.
+//! 3. **The handoff and the timers each turn.** `Engine::handle_handoff`, then
+//!    `Engine::handle_timeout` once `Engine::poll_timeout` is due. `handle_handoff` returning
+//!    `false` ends the run.
+//! 4. **Actions, after every input.** Drain `Engine::poll_action` and carry each out: dial an
+//!    address for a key (then `handle_connected` or `handle_connect_failed`), close a key's
+//!    socket, read a key again, pause or resume accepting. A key's slot may be reused by the
+//!    next connection the engine makes, so a `Close` must be carried out before anything new is
+//!    inserted.
+//! 5. **Accepting.** Accept on the listener; `Engine::handle_accepted` gives the new key, and
+//!    `handle_accept_failed` starts the back-off.
+//! 6. **Reading.** While `Engine::wants_read`, append bytes to `Engine::recv_buffer` (or pass
+//!    them to `handle_bytes`) and call `handle_received`; report the end of the stream with
+//!    `handle_eof` (after the bytes before it) or `handle_error`. Bound the bytes read per
+//!    connection per turn, so one busy peer cannot starve the others.
+//! 7. **Writing.** `Engine::take_dirty`, then write each key's `Engine::send_queue`, advance it
+//!    past what was written, and report `handle_flushed`; call `handle_writable` when a socket
+//!    that was full can take more. Bound the bytes written per connection per turn.
+//! 8. **The end.** Hold a [`ClosedOnExit`](crate::engine::ClosedOnExit) for the whole run (so a
+//!    panic or a dropped task still fails what waits), and call `Engine::shutdown`, then carry
+//!    out its actions, when the run ends.
+//!
+//! The drivers:
+//! - `mio.rs`: epoll readiness on a thread of its own ([`Placement::Thread`]), or, with
+//!   `runtime.rs`, as a task on a tokio runtime ([`Placement::Runtime`]); both read and write
+//!   through the [`Stream`](stream::Stream) seam, which `stream.rs` owns with the one place
+//!   streams are made.
+//! - `blocking.rs`: std::net blocking sockets and a thread per connection
+//!   ([`Placement::ThreadPerConnection`]): the reference driver, kept to prove the engine's
+//!   interface serves a completion-style driver (bytes arrive in buffers of the driver's own)
+//!   as well as a readiness one. An io_uring driver joins here.
+
+mod blocking;
+pub(crate) mod mio;
+#[cfg(feature = "tokio")]
+mod runtime;
+pub(crate) mod stream;
+
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::engine::{Engine, Shared};
+use crate::error::{Error, Result};
+
+/// Where a [`NetTransport`](crate::NetTransport)'s driver (the loop that owns its sockets) runs.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum Placement {
+    /// A thread of its own, sleeping in `epoll_wait` when idle (mio). The default, for Raft
+    /// loops that are threads.
+    #[default]
+    Thread,
+    /// A task on this tokio runtime (feature `tokio`). For a Raft that lives on that runtime
+    /// (openraft does): its calls, the driver and its serving task then hand work to each other
+    /// as tasks of one runtime instead of waking a sleeping thread at every crossing. A
+    /// heartbeat handler then runs on a worker of the runtime, so it must not block.
+    #[cfg(feature = "tokio")]
+    Runtime(tokio::runtime::Handle),
+    /// Blocking std::net sockets, a thread per connection. Slow and thread-hungry: it exists to
+    /// test the connection engine with a driver that is neither mio nor tokio, and as the
+    /// reference a new driver is held against.
+    ThreadPerConnection,
+}
+
+impl fmt::Debug for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Placement::Thread => "Thread",
+            #[cfg(feature = "tokio")]
+            Placement::Runtime(_) => "Runtime",
+            Placement::ThreadPerConnection => "ThreadPerConnection",
+        })
+    }
+}
+
+/// Set when a driver task is done, whether its loop ended or the runtime dropped it.
+#[derive(Clone, Default)]
+pub(crate) struct Finished(Arc<(Mutex<bool>, Condvar)>);
+
+impl Finished {
+    /// Block until the task is done.
+    fn wait(&self) {
+        let (done, changed) = &*self.0;
+        let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            done = changed.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Signals when dropped (at the end of the task, or with the task when the runtime drops
+    /// it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn signal_on_drop(self) -> impl Drop {
+        struct Signal(Finished);
+        impl Drop for Signal {
+            fn drop(&mut self) {
+                let (done, changed) = &*(self.0).0;
+                *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                changed.notify_all();
+            }
+        }
+        Signal(self)
+    }
+}
+
+/// How [`NetTransport::close`](crate::Transport::close) waits for the driver to finish.
+pub(crate) enum DriverHandle {
+    /// A thread of its own.
+    Thread(JoinHandle<()>),
+    /// A task on a runtime.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    Task(Finished),
+}
+
+impl DriverHandle {
+    /// Wait until the driver has stopped (it was told to). `false` if waiting here could
+    /// deadlock (a heartbeat handler closing from the driver's own thread, a close from inside
+    /// the runtime the driver is a task of): the driver then finishes the close on its own.
+    pub(crate) fn join(self) -> bool {
+        match self {
+            DriverHandle::Thread(thread) => {
+                if std::thread::current().id() == thread.thread().id() {
+                    return false;
+                }
+                if thread.join().is_err() {
+                    log::error!("raftnet: the driver thread panicked");
+                }
+                true
+            }
+            DriverHandle::Task(finished) => {
+                #[cfg(feature = "tokio")]
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    // Waiting inside the runtime could wait for this very thread to run the
+                    // task. The task finishes the close on its own when it ends.
+                    return false;
+                }
+                finished.wait();
+                true
+            }
+        }
+    }
+}
+
+/// The clock drivers give the engine.
+fn system_clock() -> Instant {
+    Instant::now()
+}
+
+/// Build the transport's shared state and engine around `listener` and start its driver where
+/// `placement` says.
+pub(crate) fn start(
+    placement: Placement,
+    listener: std::net::TcpListener,
+    config: Config,
+    name: &str,
+) -> Result<(Arc<Shared>, DriverHandle)> {
+    let spawn = |name: String, run: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(run)
+            .map(DriverHandle::Thread)
+            .map_err(|e| Error::Config(format!("cannot start the driver thread: {e}")))
+    };
+    match placement {
+        Placement::Thread => {
+            let poll = ::mio::Poll::new().map_err(Error::io)?;
+            let waker = ::mio::Waker::new(poll.registry(), mio::WAKER).map_err(Error::io)?;
+            let shared = Shared::new(config, Box::new(waker));
+            let engine = Engine::new(shared.clone(), system_clock);
+            let driver = mio::MioDriver::new(poll, listener, engine).map_err(Error::io)?;
+            let handle = spawn(name.into(), Box::new(move || mio::run_thread(driver)))?;
+            Ok((shared, handle))
+        }
+        #[cfg(feature = "tokio")]
+        Placement::Runtime(runtime) => {
+            let poll = ::mio::Poll::new().map_err(Error::io)?;
+            let ring = Arc::new(tokio::sync::Notify::new());
+            let shared = Shared::new(config, Box::new(runtime::NotifyWake(ring.clone())));
+            let engine = Engine::new(shared.clone(), system_clock);
+            let driver = mio::MioDriver::new(poll, listener, engine).map_err(Error::io)?;
+            let finished = Finished::default();
+            runtime.spawn(runtime::run_task(driver, ring, finished.clone()));
+            Ok((shared, DriverHandle::Task(finished)))
+        }
+        Placement::ThreadPerConnection => {
+            let (driver, waker) = blocking::BlockingDriver::prepare(listener).map_err(Error::io)?;
+            let shared = Shared::new(config, Box::new(waker));
+            let engine = Engine::new(shared.clone(), system_clock);
+            let handle = spawn(name.into(), Box::new(move || driver.run(engine)))?;
+            Ok((shared, handle))
+        }
+    }
+}

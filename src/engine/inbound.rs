@@ -1,0 +1,254 @@
+//! The serving side: requests arriving on accepted connections go to the consumer (heartbeats
+//! to the heartbeat handler, right here on the engine's thread, when one is installed), snapshot
+//! bodies to their readers with flow control, and the Raft side's answers back out.
+
+use std::time::{Duration, Instant};
+
+use super::conn::{Role, SnapshotIn};
+use super::handoff::Completion;
+use super::{ConnKey, Engine, lookup};
+use crate::metrics::{RpcKind, add};
+use crate::transport::rpc::{Responder, Rpc};
+use crate::transport::snapshot::{Flow, SnapshotReader, SnapshotStream};
+use crate::wire::{Flags, Lane, Message, MessageType, RawFrame, Request, Response, WireError};
+
+impl Engine {
+    /// The frames of one read on a serving connection, in order. Their bodies are decoded
+    /// first, as one batch, so the decode-time metric costs two clock reads per batch rather
+    /// than two per RPC (each request is charged the batch's mean).
+    pub(super) fn serve_frames(&mut self, key: ConnKey, frames: &mut Vec<RawFrame>) {
+        let clock = self.clock;
+        let mut decoded = std::mem::take(&mut self.decoded);
+        let Some(conn) = lookup(&mut self.conns, key) else {
+            self.decoded = decoded;
+            return;
+        };
+        let started = clock();
+        let mut requests = 0u32;
+        let mut failed = None;
+        for frame in frames.drain(..) {
+            let kind = frame.header.kind;
+            if kind == MessageType::SnapshotChunk {
+                decoded.push((frame, None));
+                continue;
+            }
+            if !kind.is_request() {
+                failed = Some(WireError::WrongType {
+                    field: "frame type",
+                    expected: "a request on an inbound connection",
+                    found: kind as u8,
+                });
+                break;
+            }
+            match conn.codec.decode_body(&frame) {
+                Ok(Message::Request(request)) => {
+                    requests += 1;
+                    decoded.push((frame, Some(request)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let decoded_at = clock();
+        let per_request = (decoded_at - started)
+            .checked_div(requests)
+            .unwrap_or(Duration::ZERO);
+        for (frame, request) in decoded.drain(..) {
+            match request {
+                Some(request) => self.serve(key, &frame, request, per_request, decoded_at),
+                None => self.snapshot_chunk(key, frame),
+            }
+        }
+        self.decoded = decoded;
+        if let Some(e) = failed {
+            self.protocol_error(key, e);
+        }
+    }
+
+    /// Hand one decoded request to the Raft side.
+    fn serve(
+        &mut self,
+        key: ConnKey,
+        frame: &RawFrame,
+        request: Request,
+        decode_time: Duration,
+        decoded_at: Instant,
+    ) {
+        let Some(conn) = lookup(&mut self.conns, key) else {
+            return;
+        };
+        let Role::Inbound(inbound) = &mut conn.role else {
+            return;
+        };
+        let shared = &self.shared;
+        let rpc_kind = RpcKind::of(&request);
+        shared.metrics.rpc_decode[rpc_kind as usize].record(decode_time);
+        add(&shared.metrics.rpcs_received[rpc_kind as usize], 1);
+        let request_id = frame.header.request_id;
+        let responder = Responder::to_sink(
+            shared.sink.clone(),
+            key.to_raw(),
+            request_id,
+            frame.header.lane,
+            frame.header.kind,
+        );
+        inbound.unanswered += 1;
+        let snapshot = match &request {
+            Request::InstallSnapshot(r) => {
+                let size = r.size.max(0) as u64;
+                let handoff = shared.handoff.clone();
+                let stream = SnapshotStream::new(shared.config.snapshot_buffer, move || {
+                    handoff.complete(Completion::ResumeRead { conn: key })
+                });
+                inbound.snapshots.insert(
+                    request_id,
+                    SnapshotIn {
+                        stream: stream.clone(),
+                        size,
+                        received: 0,
+                    },
+                );
+                Some(SnapshotReader::from_stream(stream, size))
+            }
+            _ => None,
+        };
+        let rpc = Rpc::new(request, snapshot, responder, Some(conn.peer), decoded_at);
+        if rpc_kind == RpcKind::Heartbeat
+            && let Some(handler) = shared.heartbeat.get()
+        {
+            add(&shared.metrics.heartbeats_fast_path, 1);
+            // A panicking handler must not take the engine (and every connection) with it. The
+            // unanswered RPC is dropped during unwinding, which answers it with an error.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(rpc)));
+            if outcome.is_err() {
+                log::error!("raftnet: the heartbeat handler panicked");
+            }
+            // From decoding to handled: this handler's time and that of the heartbeats before it
+            // in the batch, as a queued RPC's is the time it waited to be taken.
+            shared.metrics.rpc_enqueue[rpc_kind as usize]
+                .record((self.clock)().saturating_duration_since(decoded_at));
+            return;
+        }
+        shared.consumer.shared().push(rpc);
+    }
+
+    /// A piece of an InstallSnapshot body.
+    fn snapshot_chunk(&mut self, key: ConnKey, frame: RawFrame) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        let Role::Inbound(inbound) = &mut conn.role else {
+            return;
+        };
+        let request_id = frame.header.request_id;
+        let Some(snap) = inbound.snapshots.get_mut(&request_id) else {
+            self.protocol_error(
+                key,
+                WireError::WrongType {
+                    field: "snapshot chunk",
+                    expected: "a chunk of a snapshot in progress",
+                    found: MessageType::SnapshotChunk as u8,
+                },
+            );
+            return;
+        };
+        let len = frame.body.len() as u64;
+        if snap.received + len > snap.size {
+            let (size, received) = (snap.size, snap.received);
+            snap.stream
+                .finish(Err(format!("the sender sent more than {size} bytes")));
+            inbound.snapshots.remove(&request_id);
+            log::warn!(
+                "raftnet: snapshot from {} overran its size ({received} + {len} > {size})",
+                conn.peer
+            );
+            self.protocol_error(
+                key,
+                WireError::OutOfRange {
+                    field: "snapshot body length",
+                },
+            );
+            return;
+        }
+        snap.received += len;
+        if snap.stream.push(frame.body) == Flow::Pause {
+            conn.read_paused = true;
+        }
+        if frame.header.flags.contains(Flags::END_STREAM)
+            && let Some(snap) = inbound.snapshots.remove(&request_id)
+        {
+            if snap.received == snap.size {
+                snap.stream.finish(Ok(()));
+            } else {
+                snap.stream.finish(Err(format!(
+                    "the sender ended the body after {} of {} bytes",
+                    snap.received, snap.size
+                )));
+            }
+        }
+    }
+
+    /// The Raft side's answer to request `request_id` of `key`.
+    pub(super) fn send_response(
+        &mut self,
+        key: ConnKey,
+        request_id: u64,
+        lane: Lane,
+        result: Result<Response, String>,
+        taken_at: Option<Instant>,
+        now: Instant,
+    ) {
+        let Some(conn) = lookup(&mut self.conns, key) else {
+            // The connection closed while the Raft side worked on the request.
+            return;
+        };
+        let message = match result {
+            Ok(response) => {
+                if let Some(t) = taken_at {
+                    self.shared.metrics.rpc_respond[RpcKind::of_response(&response) as usize]
+                        .record(now.saturating_duration_since(t));
+                }
+                Message::Response(response)
+            }
+            Err(text) => Message::Error(text),
+        };
+        if let Err(e) = conn
+            .codec
+            .encode(&mut conn.send, request_id, lane, &message)
+        {
+            // A response too large for the peer: answer with the reason instead.
+            let text = Message::Error(format!("raftnet: response could not be encoded: {e}"));
+            let _ = conn.codec.encode(&mut conn.send, request_id, lane, &text);
+        }
+        if let Role::Inbound(i) = &mut conn.role {
+            i.unanswered = i.unanswered.saturating_sub(1);
+            if conn.close_when_idle && i.is_idle() {
+                // Write the answer first; the connection closes once its queue is written.
+                conn.close_after_flush = true;
+            }
+        }
+        self.mark_dirty(key);
+    }
+
+    /// Close idle pooled connections, and have every serving connection close once it has
+    /// answered what it holds (hashicorp's `CloseStreams`).
+    pub(super) fn close_streams(&mut self) {
+        self.close_pooled();
+        let mut idle = Vec::new();
+        for (_, conn) in self.conns.iter_mut() {
+            if let Role::Inbound(i) = &conn.role {
+                conn.close_when_idle = true;
+                if i.is_idle() {
+                    conn.close_after_flush = true;
+                    idle.push(conn.key);
+                }
+            }
+        }
+        for key in idle {
+            self.mark_dirty(key);
+        }
+    }
+}

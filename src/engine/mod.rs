@@ -1,0 +1,705 @@
+//! The connection engine: every piece of protocol state of a [`NetTransport`], with no IO.
+//!
+//! It owns the connections (a slab, named by [`ConnKey`]), the per-peer pools and their lanes,
+//! the calls waiting for answers and their deadlines, the pipelines, the snapshots going out and
+//! coming in with their flow control, the accept back-off decisions and the whole close
+//! sequence. It never touches a socket, a thread or the system clock: a driver
+//! (`crate::driver`) owns the sockets and feeds the engine what happened, and the engine tells
+//! the driver what to do. This is quinn-proto's shape: inputs are `handle_*`, outputs `poll_*`.
+//!
+//! **Inputs** (the driver calls these; `now` is the driver's clock, read once per turn):
+//! - [`handle_handoff`](Engine::handle_handoff): callers' commands and the Raft side's answers;
+//! - [`handle_accepted`](Engine::handle_accepted), [`handle_accept_failed`](Engine::handle_accept_failed);
+//! - [`handle_connected`](Engine::handle_connected), [`handle_connect_failed`](Engine::handle_connect_failed);
+//! - bytes read: appended to [`recv_buffer`](Engine::recv_buffer), then
+//!   [`handle_received`](Engine::handle_received) (or both at once with
+//!   [`handle_bytes`](Engine::handle_bytes)); then [`handle_eof`](Engine::handle_eof) or
+//!   [`handle_error`](Engine::handle_error) when the stream ends;
+//! - [`handle_flushed`](Engine::handle_flushed) after writing a connection's queue;
+//! - [`handle_timeout`](Engine::handle_timeout) once [`poll_timeout`](Engine::poll_timeout) is due.
+//!
+//! **Outputs**:
+//! - [`poll_action`](Engine::poll_action): dial an address for a key, close a key, resume
+//!   reading a key, pause or resume accepting. Drain it after every input: a closed key's slot
+//!   can be reused by the next connection.
+//! - [`take_dirty`](Engine::take_dirty) then [`send_queue`](Engine::send_queue): the
+//!   connections with bytes to write, and those bytes. The bytes stay in the queue (as `Bytes`
+//!   segments where they are large) until the driver reports them written by advancing it, so a
+//!   completion-based driver can hand the kernel buffers that outlive the call.
+//! - [`poll_timeout`](Engine::poll_timeout): when to call `handle_timeout` next.
+//!
+//! Handing inbound RPCs to the consumer and resolving calls happen inside the engine (they touch
+//! no socket). The engine's one look at a clock is for the `raft.net.rpcDecode` metric, through
+//! the function the driver gives it ([`Clock`]), once per batch of frames.
+//!
+//! The engine's work is split by concern over this folder's files, each an `impl Engine` block
+//! with the state it owns: `outbound.rs` (calls, pools, answers), `pipeline.rs`,
+//! `snapshot_out.rs`, `inbound.rs` (serving, inbound snapshots, responses), `conn.rs` (one
+//! connection and its roles), `timer.rs`, `handoff.rs` (the queues shared with other threads).
+//!
+//! [`NetTransport`]: crate::NetTransport
+
+pub(crate) mod conn;
+pub(crate) mod handoff;
+mod inbound;
+pub(crate) mod key;
+mod outbound;
+mod pipeline;
+pub(crate) mod snapshot_out;
+#[cfg(test)]
+mod tests;
+mod timer;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use slab::Slab;
+
+use self::conn::{Connection, Inbound, Role};
+use self::handoff::{Command, Completion, Handoff, HandoffSink, Wake};
+pub(crate) use self::key::ConnKey;
+use self::key::Generations;
+use self::timer::{TimerKind, Timers, accept_backoff};
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::{TransportMetrics, add};
+use crate::transport::HeartbeatHandler;
+use crate::transport::rpc::{Consumer, ResponseSink};
+use crate::wire::{CodecContext, Lane, RawFrame, Request, SendQueue, WireError};
+
+/// Commands taken per turn: enough to batch a burst of pipelined sends into one write, few
+/// enough that reads and answers are not held up behind a flood of submissions.
+const MAX_COMMANDS_PER_TURN: usize = 4096;
+/// Answers from the Raft side taken per turn (same reasoning).
+const MAX_COMPLETIONS_PER_TURN: usize = 4096;
+
+/// The clock the engine reads for its one timing metric (decode time), given by the driver:
+/// `Instant::now` in production, a fake in the engine's tests.
+pub(crate) type Clock = fn() -> Instant;
+
+/// Values the engine publishes for the API to read.
+#[derive(Debug, Default)]
+pub(crate) struct Gauges {
+    pub(crate) idle_pooled: AtomicUsize,
+    pub(crate) open_connections: AtomicUsize,
+    pub(crate) timers: AtomicUsize,
+}
+
+/// The heartbeat handler, behind a flag so that transports without one (most) skip the lock.
+#[derive(Default)]
+pub(crate) struct HeartbeatSlot {
+    handler: RwLock<Option<HeartbeatHandler>>,
+    installed: AtomicBool,
+}
+
+impl HeartbeatSlot {
+    pub(crate) fn get(&self) -> Option<HeartbeatHandler> {
+        if !self.installed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set(&self, handler: Option<HeartbeatHandler>) {
+        let installed = handler.is_some();
+        *self.handler.write().unwrap_or_else(|e| e.into_inner()) = handler;
+        self.installed.store(installed, Ordering::Release);
+    }
+}
+
+/// What a transport's API and its engine share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) handoff: Arc<Handoff>,
+    pub(crate) sink: Arc<dyn ResponseSink>,
+    pub(crate) consumer: Consumer,
+    pub(crate) heartbeat: HeartbeatSlot,
+    pub(crate) metrics: Arc<TransportMetrics>,
+    pub(crate) gauges: Gauges,
+}
+
+impl Shared {
+    /// The state of a new transport whose driver `waker` wakes.
+    pub(crate) fn new(config: Config, waker: Box<dyn Wake>) -> Arc<Shared> {
+        let metrics = Arc::new(TransportMetrics::default());
+        let handoff = Arc::new(Handoff::new(waker, metrics.clone()));
+        Arc::new(Shared {
+            sink: Arc::new(HandoffSink(handoff.clone())),
+            handoff,
+            consumer: Consumer::new(Some(metrics.clone())),
+            heartbeat: HeartbeatSlot::default(),
+            metrics,
+            gauges: Gauges::default(),
+            config,
+        })
+    }
+
+    /// The end of the transport, whoever reaches it first (the API's `close`, the engine's
+    /// shutdown, a driver that stops): submissions fail from now on, what is queued fails, and
+    /// the consumer reports the shutdown once drained.
+    pub(crate) fn close(&self) {
+        self.handoff.close();
+        self.consumer.shared().close();
+    }
+}
+
+/// Runs [`Shared::close`] when dropped: a driver holds one for its whole run, so however it
+/// ends (even by a panic, or a runtime dropping its task) callers are not left waiting.
+pub(crate) struct ClosedOnExit(pub(crate) Arc<Shared>);
+
+impl Drop for ClosedOnExit {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// What the engine asks its driver to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Open a connection to `addr` for `key`; report the outcome with
+    /// [`Engine::handle_connected`] or [`Engine::handle_connect_failed`].
+    Dial { key: ConnKey, addr: SocketAddr },
+    /// The engine dropped `key`: close its socket.
+    Close { key: ConnKey },
+    /// Reading `key` was paused (a snapshot reader fell behind) and may go on: read it again,
+    /// as no new readiness may announce the bytes already waiting.
+    ResumeRead { key: ConnKey },
+    /// Accepting failed: stop accepting until [`Action::ResumeAccept`].
+    PauseAccept,
+    /// Accept again (connections may be waiting with no new readiness to announce them).
+    ResumeAccept,
+}
+
+/// How writing a connection's queue ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything queued was written.
+    All,
+    /// The socket is full; the driver flushes again when it is writable.
+    Blocked,
+    /// The driver's write budget for this turn ran out: flush again next turn.
+    Budget,
+}
+
+pub(crate) struct Engine {
+    shared: Arc<Shared>,
+    clock: Clock,
+    conns: Slab<Connection>,
+    generations: Generations,
+    /// Idle pooled connections per (peer, lane), most recently used last.
+    pools: HashMap<(SocketAddr, Lane), Vec<ConnKey>>,
+    /// How many keys `pools` holds, kept as it changes (the gauge reads it).
+    idle_pooled: usize,
+    pipelines: HashMap<u64, ConnKey>,
+    snapshots: HashMap<u64, ConnKey>,
+    timers: Timers,
+    next_request_id: u64,
+    /// Connections with output to write since the driver last took the list.
+    dirty: Vec<ConnKey>,
+    actions: VecDeque<Action>,
+    accept_delay: Option<Duration>,
+    shutting_down: bool,
+    /// Scratch for the frames of one read, kept to reuse its allocation.
+    frames: Vec<RawFrame>,
+    /// Scratch for the decoded requests of one read on a serving connection.
+    decoded: Vec<(RawFrame, Option<Request>)>,
+}
+
+impl Engine {
+    pub(crate) fn new(shared: Arc<Shared>, clock: Clock) -> Engine {
+        Engine {
+            shared,
+            clock,
+            conns: Slab::new(),
+            generations: Generations::default(),
+            pools: HashMap::new(),
+            idle_pooled: 0,
+            pipelines: HashMap::new(),
+            snapshots: HashMap::new(),
+            timers: Timers::default(),
+            next_request_id: 1,
+            dirty: Vec::new(),
+            actions: VecDeque::new(),
+            accept_delay: None,
+            shutting_down: false,
+            frames: Vec::new(),
+            decoded: Vec::new(),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn metrics(&self) -> &TransportMetrics {
+        &self.shared.metrics
+    }
+
+    // ---- inputs -----------------------------------------------------------------------------
+
+    /// Take callers' commands and the Raft side's answers (a bounded number of each). `false`
+    /// once the transport is shutting down: the driver then calls [`shutdown`](Self::shutdown).
+    pub(crate) fn handle_handoff(&mut self, now: Instant) -> bool {
+        for _ in 0..MAX_COMMANDS_PER_TURN {
+            let Some(command) = self.shared.handoff.commands.pop() else {
+                break;
+            };
+            match command {
+                Command::Call(call) => self.start_call(call, now),
+                Command::Snapshot(s) => self.start_snapshot(s, now),
+                Command::SnapshotReady { id } => {
+                    if let Some(&key) = self.snapshots.get(&id) {
+                        self.pump_snapshot(key);
+                    }
+                }
+                Command::OpenPipeline { id, addr, shared } => {
+                    self.open_pipeline(id, addr, shared, now)
+                }
+                Command::PipelineSend { id, seq, request } => {
+                    self.pipeline_send(id, seq, &request, now)
+                }
+                Command::ClosePipeline { id } => {
+                    if let Some(key) = self.pipelines.remove(&id) {
+                        self.close(key, Error::PipelineClosed);
+                    }
+                }
+                Command::CloseStreams => self.close_streams(),
+                Command::Shutdown => {
+                    self.shutting_down = true;
+                    return false;
+                }
+            }
+        }
+        for _ in 0..MAX_COMPLETIONS_PER_TURN {
+            let Some(completion) = self.shared.handoff.completions.pop() else {
+                break;
+            };
+            match completion {
+                Completion::Response {
+                    conn,
+                    request_id,
+                    lane,
+                    result,
+                    taken_at,
+                } => self.send_response(conn, request_id, lane, result, taken_at, now),
+                Completion::ResumeRead { conn } => {
+                    if let Some(c) = self.conn_mut(conn)
+                        && std::mem::take(&mut c.read_paused)
+                    {
+                        self.actions.push_back(Action::ResumeRead { key: conn });
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// A connection was accepted from `peer`: it serves requests. Returns its key.
+    pub(crate) fn handle_accepted(&mut self, peer: SocketAddr) -> ConnKey {
+        self.accept_delay = None;
+        add(&self.shared.metrics.accepted, 1);
+        let role = Role::Inbound(Inbound {
+            unanswered: 0,
+            snapshots: HashMap::new(),
+        });
+        let key = self.insert(peer, role, true);
+        // Its preamble goes out at once.
+        self.mark_dirty(key);
+        key
+    }
+
+    /// Accepting failed (out of descriptors and the like): retrying at once would spin, so back
+    /// off as hashicorp does (5 ms doubling to 1 s, #301), not accepting meanwhile.
+    pub(crate) fn handle_accept_failed(&mut self, error: io::Error, now: Instant) {
+        let delay = accept_backoff(self.accept_delay);
+        self.accept_delay = Some(delay);
+        log::error!("raftnet: failed to accept connection: {error}; retrying in {delay:?}");
+        self.actions.push_back(Action::PauseAccept);
+        self.timers.add(now + delay, TimerKind::AcceptResume);
+    }
+
+    /// The dial of `key` completed.
+    pub(crate) fn handle_connected(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conn_mut(key) {
+            conn.connected = true;
+            // What was queued while connecting (the preamble, a request) can go now.
+            self.mark_dirty(key);
+        }
+    }
+
+    /// The dial of `key` failed: whatever waits on it fails as unreachable.
+    pub(crate) fn handle_connect_failed(&mut self, key: ConnKey, error: io::Error) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        let addr = conn.peer.to_string();
+        add(&self.shared.metrics.dial_failures, 1);
+        self.close(
+            key,
+            Error::Unreachable {
+                addr,
+                reason: Arc::new(error),
+            },
+        );
+    }
+
+    /// Whether `key` names a connection the engine still has.
+    pub(crate) fn is_open(&self, key: ConnKey) -> bool {
+        self.conn(key).is_some()
+    }
+
+    /// Whether the driver should read `key` now: it is open, connected, and not paused by a
+    /// snapshot reader that fell behind.
+    pub(crate) fn wants_read(&self, key: ConnKey) -> bool {
+        self.conn(key)
+            .is_some_and(|c| c.connected && !c.read_paused)
+    }
+
+    /// Where the driver puts bytes read for `key` (then calls
+    /// [`handle_received`](Self::handle_received)), with the metrics to count them in; `None`
+    /// if the key is gone.
+    pub(crate) fn recv_buffer(
+        &mut self,
+        key: ConnKey,
+    ) -> Option<(&mut BytesMut, &TransportMetrics)> {
+        let conn = lookup(&mut self.conns, key)?;
+        Some((&mut conn.recv, &self.shared.metrics))
+    }
+
+    /// Cut every complete frame out of `key`'s receive buffer and act on it.
+    pub(crate) fn handle_received(&mut self, key: ConnKey, now: Instant) {
+        let mut frames = std::mem::take(&mut self.frames);
+        let Some(conn) = self.conn_mut(key) else {
+            self.frames = frames;
+            return;
+        };
+        let decoded = loop {
+            match conn.codec.decode_frame(&mut conn.recv) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if !frames.is_empty() {
+            let inbound = matches!(conn.role, Role::Inbound(_));
+            if inbound {
+                self.serve_frames(key, &mut frames);
+            } else {
+                for frame in frames.drain(..) {
+                    self.answer_frame(key, frame, now);
+                }
+            }
+        }
+        frames.clear();
+        self.frames = frames;
+        if let Err(e) = decoded {
+            self.protocol_error(key, e);
+        }
+    }
+
+    /// Append `bytes` to `key`'s receive buffer and act on the frames completed (a copy: for
+    /// drivers that receive into buffers of their own).
+    pub(crate) fn handle_bytes(&mut self, key: ConnKey, bytes: &[u8], now: Instant) {
+        if let Some((buf, _)) = self.recv_buffer(key) {
+            buf.extend_from_slice(bytes);
+            self.handle_received(key, now);
+        }
+    }
+
+    /// The peer closed its side of `key` (after everything it sent was handed over).
+    pub(crate) fn handle_eof(&mut self, key: ConnKey) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        match conn.codec.finish(&conn.recv) {
+            Err(e) => self.protocol_error(key, e),
+            Ok(()) => self.close(key, Error::connection_lost()),
+        }
+    }
+
+    /// Reading or writing `key` failed.
+    pub(crate) fn handle_error(&mut self, key: ConnKey, error: io::Error) {
+        self.close(key, Error::io(error));
+    }
+
+    /// `key`'s socket can take more bytes: write what is queued (and what the stream holds).
+    pub(crate) fn handle_writable(&mut self, key: ConnKey) {
+        self.mark_dirty(key);
+    }
+
+    /// The driver wrote (some of) `key`'s queue.
+    pub(crate) fn handle_flushed(&mut self, key: ConnKey, flushed: io::Result<Flushed>) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        match flushed {
+            Ok(Flushed::All) if conn.close_after_flush => {
+                self.close(key, Error::Shutdown);
+                return;
+            }
+            Ok(Flushed::Budget) => {
+                self.mark_dirty(key);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.close(key, Error::io(e));
+                return;
+            }
+        }
+        // A snapshot sender refills its queue as it drains (written next turn).
+        if conn.needs_snapshot_refill() {
+            self.pump_snapshot(key);
+        }
+    }
+
+    /// Fire every timer due at `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            match timer {
+                TimerKind::Deadline { conn } => {
+                    let timeout = self.shared.config.timeout;
+                    let Some(c) = self.conn_mut(conn) else {
+                        continue;
+                    };
+                    if c.armed != Some(at) {
+                        continue; // superseded by an earlier entry for this connection
+                    }
+                    c.armed = None;
+                    match c.earliest_deadline(timeout) {
+                        // A late answer must never reach a later call: the connection goes.
+                        Some(d) if d <= now => self.close(conn, Error::Timeout),
+                        Some(d) => self.arm(conn, d),
+                        None => {}
+                    }
+                }
+                TimerKind::Dial { conn } => {
+                    if self.conn(conn).is_some_and(|c| !c.connected) {
+                        self.handle_connect_failed(
+                            conn,
+                            io::Error::new(io::ErrorKind::TimedOut, "dial timed out"),
+                        );
+                    }
+                }
+                TimerKind::AcceptResume => self.actions.push_back(Action::ResumeAccept),
+            }
+        }
+    }
+
+    /// Close every connection and fail everything still waiting with [`Error::Shutdown`]; the
+    /// transport is closed from now on. The driver closes the keys ([`Action::Close`]) and stops.
+    pub(crate) fn shutdown(&mut self) {
+        self.shutting_down = true;
+        // Submissions fail from here on; the consumer closes once every connection is gone.
+        self.shared.handoff.close();
+        let keys: Vec<ConnKey> = self.conns.iter().map(|(_, c)| c.key).collect();
+        for key in keys {
+            self.close(key, Error::Shutdown);
+        }
+        self.shared.close();
+        self.publish_gauges();
+    }
+
+    // ---- outputs ----------------------------------------------------------------------------
+
+    /// The next thing the driver must do.
+    pub(crate) fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_at()
+    }
+
+    /// Move the connections with output to write into `into` (each once; a connection that gets
+    /// more output meanwhile comes back in the next call).
+    pub(crate) fn take_dirty(&mut self, into: &mut Vec<ConnKey>) {
+        std::mem::swap(&mut self.dirty, into);
+        for &key in into.iter() {
+            if let Some(c) = self.conn_mut(key) {
+                c.dirty = false;
+            }
+        }
+    }
+
+    /// `key`'s bytes waiting to be written, with the metrics to count them in; `None` if it is
+    /// gone or not connected yet. The driver advances the queue past what it wrote.
+    pub(crate) fn send_queue(
+        &mut self,
+        key: ConnKey,
+    ) -> Option<(&mut SendQueue, &TransportMetrics)> {
+        let conn = lookup(&mut self.conns, key).filter(|c| c.connected)?;
+        Some((&mut conn.send, &self.shared.metrics))
+    }
+
+    /// Whether the engine has work it can do without new input from the sockets: queued
+    /// commands or answers, connections with output to write.
+    pub(crate) fn has_queued_work(&self) -> bool {
+        !self.dirty.is_empty() || !self.actions.is_empty() || self.shared.handoff.has_work()
+    }
+
+    /// Publish the gauges that change without a connection changing (once per turn).
+    pub(crate) fn publish_gauges(&self) {
+        let gauges = &self.shared.gauges;
+        gauges.timers.store(self.timers.len(), Ordering::Relaxed);
+        gauges
+            .open_connections
+            .store(self.conns.len(), Ordering::Relaxed);
+        gauges
+            .idle_pooled
+            .store(self.idle_pooled, Ordering::Relaxed);
+    }
+
+    // ---- connections ------------------------------------------------------------------------
+
+    fn conn(&self, key: ConnKey) -> Option<&Connection> {
+        self.conns.get(key.index()).filter(|c| c.key == key)
+    }
+
+    fn conn_mut(&mut self, key: ConnKey) -> Option<&mut Connection> {
+        lookup(&mut self.conns, key)
+    }
+
+    /// A new connection in the slab; its codec has queued what the connection starts with.
+    fn insert(&mut self, peer: SocketAddr, role: Role, connected: bool) -> ConnKey {
+        let entry = self.conns.vacant_entry();
+        let key = ConnKey::new(entry.key(), self.generations.next());
+        let config = &self.shared.config;
+        let codec = config.codec.new_codec(&CodecContext {
+            peer,
+            inbound: matches!(role, Role::Inbound(_)),
+            max_body_len: config.max_frame_body,
+            large_payload_threshold: config.large_payload_threshold,
+        });
+        entry.insert(Connection::new(key, peer, role, codec, connected));
+        self.shared
+            .gauges
+            .open_connections
+            .store(self.conns.len(), Ordering::Relaxed);
+        key
+    }
+
+    /// A new outbound connection to `addr`: the driver is asked to dial it, and it fails as
+    /// unreachable if the dial takes longer than the configured timeout.
+    fn dial(&mut self, addr: SocketAddr, role: Role, now: Instant) -> ConnKey {
+        add(&self.shared.metrics.dials, 1);
+        let key = self.insert(addr, role, false);
+        self.actions.push_back(Action::Dial { key, addr });
+        if let Some(t) = self.shared.config.timeout {
+            self.timers.add(now + t, TimerKind::Dial { conn: key });
+        }
+        key
+    }
+
+    fn mark_dirty(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conn_mut(key)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Make sure a deadline timer fires for `key` no later than `deadline`. One entry per
+    /// connection: a later deadline than the armed one is picked up when that one fires.
+    fn arm(&mut self, key: ConnKey, deadline: Instant) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        if conn.armed.is_some_and(|armed| armed <= deadline) {
+            return;
+        }
+        conn.armed = Some(deadline);
+        self.timers.add(deadline, TimerKind::Deadline { conn: key });
+    }
+
+    fn next_request_id(&mut self) -> u64 {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        id
+    }
+
+    fn protocol_error(&mut self, key: ConnKey, e: WireError) {
+        add(&self.shared.metrics.protocol_errors, 1);
+        if let Some(c) = self.conn(key) {
+            log::warn!("raftnet: closing connection with {}: {e}", c.peer);
+        }
+        self.close(key, Error::Protocol(e));
+    }
+
+    /// Close a connection and fail whatever was waiting on it with `error`.
+    fn close(&mut self, key: ConnKey, error: Error) {
+        if self.conn(key).is_none() {
+            return;
+        }
+        let conn = self.conns.remove(key.index());
+        self.actions.push_back(Action::Close { key });
+        self.shared
+            .gauges
+            .open_connections
+            .store(self.conns.len(), Ordering::Relaxed);
+        let connected = conn.connected;
+        let peer = conn.peer;
+        match conn.role {
+            Role::Inbound(inbound) => {
+                for (_, snap) in inbound.snapshots {
+                    snap.stream.finish(Err(format!("connection lost: {error}")));
+                }
+            }
+            Role::Pooled(p) => {
+                self.forget_pooled(p.pool_key, key);
+                if let Some(call) = p.call {
+                    add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
+                    call.resolver.fail(call_error(error, connected, peer));
+                }
+            }
+            Role::Pipeline(p) => {
+                self.pipelines.remove(&p.id);
+                let e = match error {
+                    Error::Shutdown => Error::Shutdown,
+                    Error::PipelineClosed => Error::PipelineClosed,
+                    other => call_error(other, connected, peer),
+                };
+                p.shared.fail(e);
+            }
+            Role::SnapshotOut(s) => {
+                self.snapshots.remove(&s.id);
+                s.feed.cancel();
+                if let Some(call) = s.call {
+                    add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
+                    call.resolver.fail(call_error(error, connected, peer));
+                }
+            }
+        }
+    }
+}
+
+/// `key`'s connection, borrowing only the slab (so the engine's other fields stay usable).
+fn lookup(conns: &mut Slab<Connection>, key: ConnKey) -> Option<&mut Connection> {
+    conns.get_mut(key.index()).filter(|c| c.key == key)
+}
+
+/// The error a waiting call sees: before the connection was up, the peer was unreachable.
+fn call_error(error: Error, connected: bool, peer: SocketAddr) -> Error {
+    match error {
+        Error::Shutdown
+        | Error::Timeout
+        | Error::Unreachable { .. }
+        | Error::PipelineClosed
+        | Error::Snapshot(_) => error,
+        Error::Io(e) if !connected => Error::Unreachable {
+            addr: peer.to_string(),
+            reason: e,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,210 @@
+//! Outbound request/response calls: the per-peer pools of idle connections (one per lane),
+//! sending a call on a pooled or new connection, and resolving it with its answer.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::conn::{PendingCall, Pooled, Role};
+use super::handoff::OutboundCall;
+use super::{ConnKey, Engine};
+use crate::error::Error;
+use crate::metrics::add;
+use crate::wire::{Lane, Message, RawFrame, Response, WireError};
+
+impl Engine {
+    /// The earlier of a call's own deadline and `budget` from now.
+    pub(super) fn effective_deadline(
+        now: Instant,
+        per_call: Option<Instant>,
+        budget: Option<Duration>,
+    ) -> Option<Instant> {
+        let configured = budget.map(|t| now + t);
+        match (configured, per_call) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(super) fn start_call(&mut self, call: OutboundCall, now: Instant) {
+        let OutboundCall {
+            addr,
+            lane,
+            request,
+            resolver,
+            deadline,
+            kind,
+        } = call;
+        let deadline = Self::effective_deadline(now, deadline, self.shared.config.timeout);
+        if deadline.is_some_and(|d| d <= now) {
+            add(&self.shared.metrics.calls_failed[kind as usize], 1);
+            resolver.fail(Error::Timeout);
+            return;
+        }
+        let key = match self.take_pooled(addr, lane) {
+            Some(key) => key,
+            None => {
+                let role = Role::Pooled(Pooled {
+                    pool_key: (addr, lane),
+                    call: None,
+                });
+                self.dial(addr, role, now)
+            }
+        };
+        let request_id = self.next_request_id();
+        let message = Message::Request(request);
+        let conn = &mut self.conns[key.index()];
+        if let Err(e) = conn
+            .codec
+            .encode(&mut conn.send, request_id, lane, &message)
+        {
+            resolver.fail(Error::Encode(e));
+            self.return_to_pool(key);
+            return;
+        }
+        self.await_answer(
+            key,
+            PendingCall {
+                request_id,
+                resolver,
+                kind,
+                started: now,
+                deadline,
+            },
+        );
+        self.mark_dirty(key);
+    }
+
+    /// Park a sent call on its connection until its answer (or its deadline) comes.
+    pub(super) fn await_answer(&mut self, key: ConnKey, call: PendingCall) {
+        let (kind, deadline) = (call.kind, call.deadline);
+        if let Some(slot) = self.conn_mut(key).and_then(|c| c.call_slot()) {
+            *slot = Some(call);
+        }
+        add(&self.shared.metrics.calls_sent[kind as usize], 1);
+        if let Some(d) = deadline {
+            self.arm(key, d);
+        }
+    }
+
+    /// The most recently used idle connection to `addr` on `lane`, taken out of its pool.
+    fn take_pooled(&mut self, addr: SocketAddr, lane: Lane) -> Option<ConnKey> {
+        let pool = self.pools.get_mut(&(addr, lane))?;
+        let key = pool.pop()?;
+        self.idle_pooled -= 1;
+        self.publish_idle_pooled();
+        Some(key)
+    }
+
+    /// Put an idle pooled connection back, or close it when the pool is full.
+    fn return_to_pool(&mut self, key: ConnKey) {
+        let Some(conn) = self.conn(key) else { return };
+        let Role::Pooled(p) = &conn.role else { return };
+        let pool_key = p.pool_key;
+        let pool = self.pools.entry(pool_key).or_default();
+        if !self.shutting_down && pool.len() < self.shared.config.max_pool {
+            pool.push(key);
+            self.idle_pooled += 1;
+            self.publish_idle_pooled();
+        } else {
+            self.close(key, Error::Shutdown);
+        }
+    }
+
+    /// A pooled connection closed: it is no longer idle in its pool.
+    pub(super) fn forget_pooled(&mut self, pool_key: (SocketAddr, Lane), key: ConnKey) {
+        if let Some(pool) = self.pools.get_mut(&pool_key)
+            && let Some(at) = pool.iter().position(|k| *k == key)
+        {
+            pool.remove(at);
+            self.idle_pooled -= 1;
+            self.publish_idle_pooled();
+        }
+    }
+
+    /// The gauge changes with the pool, before any caller learns a result (a caller that looks
+    /// right after its call sees its connection back in the pool).
+    fn publish_idle_pooled(&self) {
+        self.shared
+            .gauges
+            .idle_pooled
+            .store(self.idle_pooled, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Every idle pooled connection closes (after a stream-layer change).
+    pub(super) fn close_pooled(&mut self) {
+        let pooled: Vec<ConnKey> = self.pools.values_mut().flat_map(std::mem::take).collect();
+        self.idle_pooled = 0;
+        self.publish_idle_pooled();
+        for key in pooled {
+            self.close(key, Error::Shutdown);
+        }
+    }
+
+    /// A frame on a dialled connection: the answer to one of its requests.
+    pub(super) fn answer_frame(&mut self, key: ConnKey, frame: RawFrame, now: Instant) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        match conn.role {
+            Role::Pooled(_) | Role::SnapshotOut(_) => self.call_answer(key, frame, now),
+            Role::Pipeline(_) => self.pipeline_answer(key, frame, now),
+            Role::Inbound(_) => {}
+        }
+    }
+
+    /// A response (or error) on a pooled or snapshot connection.
+    fn call_answer(&mut self, key: ConnKey, frame: RawFrame, now: Instant) {
+        let conn = &mut self.conns[key.index()];
+        let result = match decode_answer(conn.codec.decode_body(&frame), &frame) {
+            Ok(r) => r,
+            Err(e) => {
+                self.protocol_error(key, e);
+                return;
+            }
+        };
+        let id = frame.header.request_id;
+        let (call, is_pooled) = match &mut conn.role {
+            Role::Pooled(p) => (p.call.take_if(|c| c.request_id == id), true),
+            Role::SnapshotOut(s) => (s.call.take_if(|c| c.request_id == id), false),
+            _ => return,
+        };
+        let Some(call) = call else {
+            // An answer nobody waits for (its call timed out): discard it.
+            log::debug!("raftnet: discarding a late answer from {}", conn.peer);
+            return;
+        };
+        let metrics = &self.shared.metrics;
+        metrics.call_latency[call.kind as usize]
+            .record(now.saturating_duration_since(call.started));
+        if result.is_err() {
+            add(&metrics.calls_failed[call.kind as usize], 1);
+        }
+        // Pool (or close) the connection before the caller learns the result, so a caller that
+        // looks at the pool right after its call sees it there.
+        if is_pooled {
+            self.return_to_pool(key);
+        } else {
+            // hashicorp: a snapshot connection is never reused.
+            self.close(key, Error::Shutdown);
+        }
+        let woken = call.resolver.resolve(result);
+        add(&self.shared.metrics.caller_wakes, woken as u64);
+    }
+}
+
+/// An answer frame's decoded body: a response, or the remote's error text. A request or a
+/// snapshot chunk is a protocol error on a dialled connection.
+pub(super) fn decode_answer(
+    decoded: Result<Message, WireError>,
+    frame: &RawFrame,
+) -> Result<Result<Response, Error>, WireError> {
+    match decoded? {
+        Message::Response(r) => Ok(Ok(r)),
+        Message::Error(text) => Ok(Err(Error::Remote(text))),
+        Message::Request(_) | Message::SnapshotChunk(_) => Err(WireError::WrongType {
+            field: "frame type",
+            expected: "a response on an outbound connection",
+            found: frame.header.kind as u8,
+        }),
+    }
+}

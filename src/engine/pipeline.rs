@@ -1,0 +1,98 @@
+//! Pipelined AppendEntries on the engine's side: a connection per pipeline, each request sent
+//! with its pipeline sequence number as its request id, each answer completing the future of
+//! that number. The futures and their order live in one place, the pipeline's own queue
+//! ([`PipelineShared`]); the engine keeps no copy of it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::conn::{PipelineConn, Role};
+use super::outbound::decode_answer;
+use super::{ConnKey, Engine};
+use crate::error::Error;
+use crate::metrics::{RpcKind, add};
+use crate::transport::pipeline::PipelineShared;
+use crate::wire::{AppendEntriesRequest, Lane, RawFrame, Response, WireError};
+
+impl Engine {
+    pub(super) fn open_pipeline(
+        &mut self,
+        id: u64,
+        addr: SocketAddr,
+        shared: Arc<PipelineShared>,
+        now: Instant,
+    ) {
+        let key = self.dial(addr, Role::Pipeline(PipelineConn { id, shared }), now);
+        self.pipelines.insert(id, key);
+    }
+
+    pub(super) fn pipeline_send(
+        &mut self,
+        id: u64,
+        seq: u64,
+        request: &AppendEntriesRequest,
+        now: Instant,
+    ) {
+        let Some(&key) = self.pipelines.get(&id) else {
+            // Closed already; its futures were failed when it closed.
+            return;
+        };
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        if let Err(e) =
+            conn.codec
+                .encode_append_entries(&mut conn.send, seq, Lane::Pipeline, request)
+        {
+            self.pipelines.remove(&id);
+            self.close(key, Error::Encode(e));
+            return;
+        }
+        let kind = if request.is_heartbeat() {
+            RpcKind::Heartbeat
+        } else {
+            RpcKind::AppendEntries
+        };
+        add(&self.shared.metrics.calls_sent[kind as usize], 1);
+        if let Some(t) = self.shared.config.timeout {
+            self.arm(key, now + t);
+        }
+        self.mark_dirty(key);
+    }
+
+    pub(super) fn pipeline_answer(&mut self, key: ConnKey, frame: RawFrame, now: Instant) {
+        let conn = &mut self.conns[key.index()];
+        let result = match decode_answer(conn.codec.decode_body(&frame), &frame) {
+            Ok(r) => r,
+            Err(e) => {
+                self.protocol_error(key, e);
+                return;
+            }
+        };
+        let Role::Pipeline(p) = &conn.role else {
+            return;
+        };
+        let result = match result {
+            Ok(Response::AppendEntries(r)) => Ok(r),
+            Ok(other) => Err(Error::Protocol(WireError::WrongType {
+                field: "pipeline response",
+                expected: "an AppendEntries response",
+                found: other.message_type() as u8,
+            })),
+            Err(e) => Err(e),
+        };
+        let metrics = &self.shared.metrics;
+        match p.shared.complete(frame.header.request_id, result) {
+            Some(done) => {
+                metrics.call_latency[RpcKind::AppendEntries as usize]
+                    .record(now.saturating_duration_since(done.started));
+                add(&metrics.caller_wakes, done.woken as u64);
+            }
+            None => log::debug!(
+                "raftnet: discarding an unknown pipeline answer from {}",
+                conn.peer
+            ),
+        }
+    }
+}
