@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use super::key::ConnKey;
 
-/// What a timer guards.
+/// What a timer guards. At the same instant, a dial timer fires before a deadline: a call
+/// whose connection never came up fails as unreachable, which says more than a timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKind {
-    /// The earliest deadline of the calls pending on `conn`.
-    Deadline { conn: ConnKey },
     /// An outbound connection still dialling.
     Dial { conn: ConnKey },
+    /// The earliest deadline of the calls pending on `conn`.
+    Deadline { conn: ConnKey },
     /// Accepting paused after an error; resume.
     AcceptResume,
 }
