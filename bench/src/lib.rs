@@ -10,12 +10,14 @@
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
 //! - [`pin`]: thread placement (`same`, `split`, `none`);
 //! - [`measure`]: CPU time (getrusage) and thread wake-ups (voluntary context switches).
+//!
+//! The harness that runs them and reports (command line, runs, results, table, JSON lines, SVG
+//! chart) is the `raftnet-bench` binary (`src/main.rs` and its modules).
 
 pub mod cluster;
 pub mod measure;
 pub mod pin;
 pub mod raftnet_impl;
 pub mod raw;
-pub mod report;
 pub mod scenario;
 pub mod tokio_impl;
