@@ -7,6 +7,8 @@
 //! - [`tokio_impl`]: the same on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde;
 //! - [`cluster`]: a 3-node openraft cluster over raftnet or over the tokio baseline's design
 //!   (the `cluster-*` scenarios);
+//! - `tokio_net` (private): the tokio baseline's network (frames, connections, the client, the
+//!   server, serde twins of raftnet's messages), which `tokio_impl` and `cluster` share;
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
 //! - [`pin`]: thread placement (`same`, `split`, `none`);
 //! - [`measure`]: CPU time (getrusage) and thread wake-ups (voluntary context switches).
@@ -21,3 +23,4 @@ pub mod raftnet_impl;
 pub mod raw;
 pub mod scenario;
 pub mod tokio_impl;
+mod tokio_net;
