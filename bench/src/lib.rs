@@ -16,6 +16,8 @@
 //! The harness that runs them and reports (command line, runs, results, table, JSON lines, SVG
 //! chart) is the `raftnet-bench` binary (`src/main.rs` and its modules).
 
+#![forbid(unsafe_code)]
+
 pub mod cluster;
 pub mod measure;
 pub mod pin;

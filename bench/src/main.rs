@@ -9,6 +9,8 @@
 //! - [`results`]: the metrics of the runs, and the comparisons derived from them;
 //! - [`output`]: the table, the JSON lines and the SVG chart.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod output;
 mod results;

@@ -110,7 +110,7 @@ async fn snapshots(client: &Client<Message>, control: &Control) -> Result<Sample
 async fn fan_in_connection(
     addr: SocketAddr,
     request: Arc<Message>,
-    control: &'static Control,
+    control: Control,
 ) -> Result<Sample, String> {
     let stream = TcpStream::connect(addr)
         .await
@@ -138,7 +138,7 @@ async fn fan_in_connection(
             return Err(format!("answer to {} while waiting for {id}", envelope.id));
         }
         check_success(&envelope.message)?;
-        sample.record(control, start.elapsed(), 0);
+        sample.record(&control, start.elapsed(), 0);
     }
     Ok(sample)
 }
@@ -148,15 +148,11 @@ async fn join(handle: tokio::task::JoinHandle<Result<Sample, String>>) -> Result
 }
 
 /// The client side of a scenario: runs as a task on the client runtime.
-async fn drive(
-    scenario: Scenario,
-    addr: SocketAddr,
-    control: &'static Control,
-) -> Result<Sample, String> {
+async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result<Sample, String> {
     if scenario == Scenario::FanIn1000 {
         let request = Arc::new(heartbeat());
         let tasks: Vec<_> = (0..FAN_IN_CONNECTIONS)
-            .map(|_| tokio::spawn(fan_in_connection(addr, request.clone(), control)))
+            .map(|_| tokio::spawn(fan_in_connection(addr, request.clone(), control.clone())))
             .collect();
         let mut sample = Sample::default();
         let mut failure = None;
@@ -175,14 +171,14 @@ async fn drive(
     let client = Client::<Message>::connect(addr).await?;
     let payload = |s: Scenario| s.entries().map_or(0, |(n, size)| (n * size) as u64);
     match scenario {
-        Scenario::HeartbeatSeq => sequential(&client, &heartbeat(), 0, control).await,
-        Scenario::VoteSeq => sequential(&client, &request_vote(), 0, control).await,
+        Scenario::HeartbeatSeq => sequential(&client, &heartbeat(), 0, &control).await,
+        Scenario::VoteSeq => sequential(&client, &request_vote(), 0, &control).await,
         Scenario::Append100bSeq => {
             let request = append_entries(1, 100);
-            sequential(&client, &request, payload(scenario), control).await
+            sequential(&client, &request, payload(scenario), &control).await
         }
         Scenario::HeartbeatPipelined => {
-            pipelined(&client, &heartbeat(), PIPELINE_DEPTH, 0, control).await
+            pipelined(&client, &heartbeat(), PIPELINE_DEPTH, 0, &control).await
         }
         Scenario::Append64x1kPipelined => {
             let request = append_entries(64, 1024);
@@ -191,30 +187,33 @@ async fn drive(
                 &request,
                 PIPELINE_DEPTH,
                 payload(scenario),
-                control,
+                &control,
             )
             .await
         }
         Scenario::Append1mPipelined => {
             let request = append_entries(1, 1 << 20);
             let depth = BULK_PIPELINE_DEPTH;
-            pipelined(&client, &request, depth, payload(scenario), control).await
+            pipelined(&client, &request, depth, payload(scenario), &control).await
         }
-        Scenario::Snapshot64m => snapshots(&client, control).await,
+        Scenario::Snapshot64m => snapshots(&client, &control).await,
         Scenario::HeartbeatUnderLoad => {
             // The background load shares the heartbeats' connection: a tokio user has one
             // multiplexed connection per peer, so a heartbeat's frame queues behind snapshot
             // chunks and 1 MiB entries already in the writer channel, the socket buffers and
             // the server's reader task (head-of-line blocking; raftnet's lanes avoid it).
             let snapshot_client = client.clone();
-            let snapshot = tokio::spawn(async move { snapshots(&snapshot_client, control).await });
+            let snapshot_control = control.clone();
+            let snapshot =
+                tokio::spawn(async move { snapshots(&snapshot_client, &snapshot_control).await });
             let bulk_client = client.clone();
+            let bulk_control = control.clone();
             let bulk = tokio::spawn(async move {
                 let request = append_entries(1, 1 << 20);
                 let depth = BULK_PIPELINE_DEPTH;
-                pipelined(&bulk_client, &request, depth, 1 << 20, control).await
+                pipelined(&bulk_client, &request, depth, 1 << 20, &bulk_control).await
             });
-            let heartbeats = sequential(&client, &heartbeat(), 0, control).await;
+            let heartbeats = sequential(&client, &heartbeat(), 0, &control).await;
             let background = [join(snapshot).await, join(bulk).await];
             let mut sample = heartbeats?;
             for load in background {
@@ -261,11 +260,6 @@ impl Implementation for TokioImpl {
         if let Some(clients) = scenario.cluster_clients() {
             return crate::cluster::run(crate::cluster::Network::Tokio, clients, control);
         }
-        // SAFETY: tasks spawned on the runtimes need `'static`. Every task that holds this
-        // reference runs on `client`, and `client` (and `server`) are dropped before this
-        // function returns, also when it unwinds: dropping a multi-thread runtime drops every
-        // task and joins its worker threads. So no use of the reference outlives the borrow.
-        let control: &'static Control = unsafe { &*(control as *const Control) };
         if scenario == Scenario::FanIn1000 {
             check_fd_limit()?;
         }
@@ -289,8 +283,9 @@ impl Implementation for TokioImpl {
         let addr = server.block_on(start_server(routing))?;
 
         let client = pin::as_client(|| runtime("tokio-client"))?;
-        // The harness thread only waits here; the callers run on the client's workers.
-        let result = client.block_on(join(client.spawn(drive(scenario, addr, control))));
+        // The harness thread only waits here; the callers run on the client's workers. They
+        // must be `'static`, so they get a clone of `control` (it shares the harness's phase).
+        let result = client.block_on(join(client.spawn(drive(scenario, addr, control.clone()))));
         drop(client);
         drop(server);
         result
