@@ -1,5 +1,12 @@
 //! Serde twins of raftnet's messages (`raftnet::wire`): the same fields in raftnet's body order,
-//! the `RpcHeader`'s three fields (`protocol_version`, `id`, `addr`) first, flattened.
+//! the `RpcHeader`'s three fields (`protocol_version`, `id`, `addr`) first, flattened, Go
+//! `[]byte` fields as `Option<ByteBuf>`. rmp-serde's default struct encoding is an array, like
+//! raftnet's body, so a twin encodes byte for byte as raftnet's body.
+//!
+//! Two packages compile this file: raftnet-bench, whose tokio baseline sends these messages,
+//! and raftnet's codec benchmark (`benches/support` includes it by path and times [`Log`] and
+//! [`AppendEntriesRequest`] against raftnet's codec). So it needs nothing but serde and
+//! serde_bytes, which both have.
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -17,7 +24,8 @@ pub struct Log {
     pub appended_at_utc_offset: Option<i32>,
 }
 
-/// Twin of `raftnet::wire::AppendEntriesRequest`.
+/// Twin of `raftnet::wire::AppendEntriesRequest`, in raftnet's body order: the header's three
+/// fields first, and `leader_commit_index` before `entries`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppendEntriesRequest {
     pub protocol_version: i64,
