@@ -3,7 +3,7 @@
 //! raftnet (the crate's openraft adapter) or the tokio baseline's design; N client tasks call
 //! `client_write` on the leader.
 //!
-//! Held constant between the two arms (ecosystem.md §6.3):
+//! Held constant between the two arms (BENCHMARKS.md, "openraft cluster (raftnet-bench)"):
 //! - openraft 0.9.25 with [`openraft_memstore`] behind `Adaptor` (`NodeId` = `u64`,
 //!   `Node` = `()`), nodes 0, 1 and 2, node 0 initializes the cluster;
 //! - the openraft [`config`]: heartbeat 50 ms, elections 150–300 ms, at most 300 entries per

@@ -1,13 +1,14 @@
 //! Running an invocation: [`run_all`] takes every (scenario, implementation) pair, round by
 //! round, through [`measure_run`] and collects the [`Results`].
 //!
-//! Method (see /work/shared/docs/perf-anchors.md, which this follows): each (scenario,
-//! implementation) pair runs on a fresh thread that builds both ends; after a warm-up the
-//! harness opens the measured window ([`Control::start_measuring`]) and reads wall clock, the
-//! process's CPU time (getrusage, user+sys, so both ends) and its threads' voluntary context
-//! switches (wake-ups) at both edges, then stops the run and takes its [`Sample`]. With
-//! `--rounds N` the whole interleaved sequence repeats N times and every metric is the median
-//! of the rounds (the raw references run once, first).
+//! Method (the one the project's performance notes set out; BENCHMARKS.md, "Transport
+//! comparison (raftnet-bench)", shows its results): each (scenario, implementation) pair runs on
+//! a fresh thread that builds both ends; after a warm-up the harness opens the measured window
+//! ([`Control::start_measuring`]) and reads wall clock, the process's CPU time (getrusage,
+//! user+sys, so both ends) and its threads' voluntary context switches (wake-ups) at both edges,
+//! then stops the run and takes its [`Sample`]. With `--rounds N` the whole interleaved sequence
+//! repeats N times and every metric is the median of the rounds (the raw references run once,
+//! first).
 //!
 //! Details that matter when reading the numbers:
 //! - the thread that calls [`Implementation::run`] is placed as a client thread

@@ -1,8 +1,9 @@
 //! The tokio baseline: the scenarios on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde,
-//! written as a competent user would write a Raft transport with them (perf-anchors.md,
-//! section B, "batched writes"). The network (frames, connections, the client, the server and
-//! the messages) is `crate::tokio_net`; this module sets up the runtimes and drives the
-//! scenarios over it.
+//! written as a competent user would write a Raft transport with them (with batched writes, as
+//! the project's performance notes recommend; BENCHMARKS.md, "Transport comparison
+//! (raftnet-bench)", describes the baseline). The network (frames, connections, the client, the
+//! server and the messages) is `crate::tokio_net`; this module sets up the runtimes and drives
+//! the scenarios over it.
 //!
 //! - Each node (server, client) has its own multi-thread runtime with 2 workers, as two Raft
 //!   processes would; the server's is built inside [`pin::as_server`], the client's inside
