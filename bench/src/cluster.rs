@@ -3,7 +3,7 @@
 //! raftnet (the crate's openraft adapter) or the tokio baseline's design; N client tasks call
 //! `client_write` on the leader.
 //!
-//! Held constant between the two arms (ecosystem.md §6.3):
+//! Held constant between the two arms (BENCHMARKS.md, "openraft cluster (raftnet-bench)"):
 //! - openraft 0.9.25 with [`openraft_memstore`] behind `Adaptor` (`NodeId` = `u64`,
 //!   `Node` = `()`), nodes 0, 1 and 2, node 0 initializes the cluster;
 //! - the openraft [`config`]: heartbeat 50 ms, elections 150–300 ms, at most 300 entries per
@@ -22,7 +22,7 @@
 //!   of its own), `raftnet::openraft::RaftnetNetworkFactory`, and a `raftnet::openraft::serve`
 //!   task per node on its runtime;
 //! - [`Network::Tokio`]: [`TokioNetworkFactory`], the tokio baseline's design
-//!   (`crate::tokio_impl`) applied to openraft: one long-lived TCP connection per peer
+//!   (`crate::tokio_net`) applied to openraft: one long-lived TCP connection per peer
 //!   (`TCP_NODELAY`), `LengthDelimitedCodec` frames of rmp-serde-encoded openraft messages under a
 //!   request id, the baseline's writer task (`feed` what is queued, one `flush`), a reader task
 //!   completing callers by id; `new_client` hands out a handle onto that connection (it connects
@@ -62,7 +62,9 @@ use tokio::task::JoinSet;
 
 use crate::pin;
 use crate::scenario::{Control, Sample};
-use crate::tokio_impl::{Client, Envelope, connection_ends, decode, encode_frame};
+use crate::tokio_net::client::Client;
+use crate::tokio_net::connection::connection_ends;
+use crate::tokio_net::frame::{Envelope, decode, encode_frame};
 
 /// openraft's node id here.
 pub type NodeId = u64;

@@ -7,15 +7,22 @@
 //! - [`tokio_impl`]: the same on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde;
 //! - [`cluster`]: a 3-node openraft cluster over raftnet or over the tokio baseline's design
 //!   (the `cluster-*` scenarios);
+//! - `tokio_net` (private): the tokio baseline's network (frames, connections, the client, the
+//!   server, serde twins of raftnet's messages), which `tokio_impl` and `cluster` share;
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
 //! - [`pin`]: thread placement (`same`, `split`, `none`);
 //! - [`measure`]: CPU time (getrusage) and thread wake-ups (voluntary context switches).
+//!
+//! The harness that runs them and reports (command line, runs, results, table, JSON lines, SVG
+//! chart) is the `raftnet-bench` binary (`src/main.rs` and its modules).
+
+#![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod measure;
 pub mod pin;
 pub mod raftnet_impl;
 pub mod raw;
-pub mod report;
 pub mod scenario;
 pub mod tokio_impl;
+mod tokio_net;

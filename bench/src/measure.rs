@@ -4,12 +4,13 @@
 //!   Client and server run in this one process, so it covers **both ends** of every operation.
 //! - [`wakeups`]: voluntary context switches summed over the process's live threads. A voluntary
 //!   switch is a thread blocking (futex, epoll_wait, a blocking read…) and being woken later, so
-//!   the delta over a window counts wake-ups of sleeping threads, the cost perf-anchors.md names
-//!   as the dominant one on this machine. Caveat: it is read from `/proc/self/task/*/status`,
-//!   so a thread that exits during the window takes its count with it (its switches since the
-//!   window's start are lost, and its switches before the start are subtracted from the total;
-//!   the delta is clamped at zero). Both implementations keep their threads for the whole run,
-//!   so this affects them alike; the harness's own thread adds one wake-up per window.
+//!   the delta over a window counts wake-ups of sleeping threads, the cost the project's
+//!   performance notes name as the dominant one on this machine. Caveat: it is read from
+//!   `/proc/self/task/*/status`, so a thread that exits during the window takes its count with
+//!   it (its switches since the window's start are lost, and its switches before the start are
+//!   subtracted from the total; the delta is clamped at zero). Both implementations keep their
+//!   threads for the whole run, so this affects them alike; the harness's own thread adds one
+//!   wake-up per window.
 //! - [`busy_cpu_time`]: CPU time of the whole machine (`/proc/stat`), to report how much other
 //!   processes used during a window (a noisy neighbour invalidates a run).
 //! - [`Latencies`]: percentiles of a sample's latencies.

@@ -1,5 +1,5 @@
-//! Thread placement, so both implementations run placed alike (perf-anchors.md: on this
-//! 2-vCPU machine placement moves results by up to 4x, so it is set, not left to chance).
+//! Thread placement, so both implementations run placed alike (the project's performance notes:
+//! on this 2-vCPU machine placement moves results by up to 4x, so it is set, not left to chance).
 //!
 //! - `same`: every thread on CPU 0;
 //! - `split`: server-side threads on CPU 1, client-side threads on CPU 0;

@@ -2,10 +2,10 @@
 //! the same harness (same [`Control`] phases, CPU and wake-up accounting, same `--pin`
 //! placement), so the scenario numbers can be read as fractions of them:
 //!
-//! - [`bulk`] (perf-anchors A.c): one connection, the client writes 1 MiB buffers with plain
-//!   blocking `write(2)`s, a reader thread on the server side reads and discards. One op = one
-//!   1 MiB write; payload = bytes written. No latencies.
-//! - [`ping_pong`] (perf-anchors A.a): one connection with `TCP_NODELAY`, the client writes
+//! - [`bulk`] (reference A.c of the project's performance notes): one connection, the client
+//!   writes 1 MiB buffers with plain blocking `write(2)`s, a reader thread on the server side
+//!   reads and discards. One op = one 1 MiB write; payload = bytes written. No latencies.
+//! - [`ping_pong`] (their reference A.a): one connection with `TCP_NODELAY`, the client writes
 //!   64 bytes and blocks reading 64 back; an echo thread on the server side does the reverse.
 //!   One op = one round trip, with its latency.
 //!
@@ -53,7 +53,8 @@ impl Raw {
         }
     }
 
-    /// What it measures, for the table.
+    /// What it measures, for the table ("perf-anchors A.c" and "A.a" name the matching
+    /// references of the project's performance notes).
     pub fn description(self) -> &'static str {
         match self {
             Raw::Bulk => "1 MiB blocking writes, a reader thread discarding (perf-anchors A.c)",

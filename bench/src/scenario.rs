@@ -6,6 +6,7 @@
 //! harness switches phases (warm-up → measure → stop) and reads CPU time and wake-ups at the
 //! edges of the measured window, so implementations never time themselves.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -120,10 +121,12 @@ const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
 const STOP: u8 = 2;
 
-/// The phase of a run, set by the harness, read by the implementation's threads.
-#[derive(Debug, Default)]
+/// The phase of a run, set by the harness, read by the implementation's threads. Clones share
+/// the phase: a run hands them to tasks that must be `'static` (tokio's `spawn`), which then see
+/// the harness's switches as they happen, with nothing relaying them.
+#[derive(Debug, Default, Clone)]
 pub struct Control {
-    phase: AtomicU8,
+    phase: Arc<AtomicU8>,
 }
 
 impl Control {

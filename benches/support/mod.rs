@@ -1,42 +1,21 @@
-//! Shared pieces of the codec benchmark: the serde-derived twins of raftnet's messages, the
-//! scenarios, and a check that both codecs put the same bytes on the wire.
+//! Shared pieces of the codec benchmark: the serde-derived twins of raftnet's messages (shared
+//! with raftnet-bench), the scenarios, and a check that both codecs put the same bytes on the
+//! wire.
 
 use bytes::Bytes;
 use raftnet::wire::{
     AppendEntriesRequest, DEFAULT_MAX_BODY_LEN, Flags, FrameEncoder, FrameHeader, HEADER_LEN, Lane,
     Log, LogType, Message, RpcHeader, SendQueue, Timestamp, decode_body,
 };
-use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-/// The serde twin of [`Log`]: the same fields in raftnet's body order, the timestamp's three
-/// parts inline (rmp-serde's default struct encoding is an array, like raftnet's body).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SerdeLog {
-    pub index: u64,
-    pub term: u64,
-    pub kind: u8,
-    pub data: Option<ByteBuf>,
-    pub extensions: Option<ByteBuf>,
-    pub appended_at_unix_seconds: i64,
-    pub appended_at_nanos: u32,
-    pub appended_at_utc_offset: Option<i32>,
-}
+/// The serde twins of raftnet's messages, defined once for this benchmark and raftnet-bench's
+/// tokio baseline, which sends them all.
+#[path = "../../bench/src/tokio_net/messages.rs"]
+#[allow(dead_code, reason = "the codec benchmark times two of the twins")]
+mod twins;
 
-/// The serde twin of [`AppendEntriesRequest`], in raftnet's body order: the `RpcHeader`'s three
-/// fields first, and `leader_commit_index` before `entries`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SerdeAppendEntries {
-    pub protocol_version: i64,
-    pub id: Option<ByteBuf>,
-    pub addr: Option<ByteBuf>,
-    pub term: u64,
-    pub leader: Option<ByteBuf>,
-    pub prev_log_entry: u64,
-    pub prev_log_term: u64,
-    pub leader_commit_index: u64,
-    pub entries: Vec<SerdeLog>,
-}
+pub use twins::{AppendEntriesRequest as SerdeAppendEntries, Log as SerdeLog};
 
 fn buf(bytes: &Option<Bytes>) -> Option<ByteBuf> {
     bytes.as_ref().map(|b| ByteBuf::from(b.to_vec()))

@@ -8,9 +8,9 @@
 //!   `heartbeat-under-load`: the idle `heartbeat-seq` p99 of each implementation);
 //! - under both, notes (ratios, errors).
 //!
-//! The harness (main.rs) fills a [`Chart`]; this module only draws it. plotters' SVG backend
-//! writes text as `<text>` elements and lays it out with its built-in size estimate, so no font
-//! library is involved.
+//! [`build_chart`] fills a [`Chart`] from the results; the rest of this module only draws it.
+//! plotters' SVG backend writes text as `<text>` elements and lays it out with its built-in size
+//! estimate, so no font library is involved.
 
 use std::fmt::Display;
 use std::path::Path;
@@ -20,67 +20,182 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::measure::CURVE_PERCENTILES;
+use raftnet_bench::measure::CURVE_PERCENTILES;
+use raftnet_bench::raw::Raw;
+use raftnet_bench::scenario::Scenario;
+
+use super::{header_lines, num, opt, si, times};
+use crate::results::{Metrics, Results, Subject, raw_reference, under_load, vs_tokio};
 
 /// The whole chart.
 #[derive(Debug, Clone, Default)]
-pub struct Chart {
+pub(crate) struct Chart {
     /// The first header line.
-    pub title: String,
+    pub(crate) title: String,
     /// Further header lines (placement, window, raw references…).
-    pub subtitle: Vec<String>,
+    pub(crate) subtitle: Vec<String>,
     /// One row per scenario.
-    pub panels: Vec<Panel>,
+    pub(crate) panels: Vec<Panel>,
 }
 
 /// One scenario's row.
 #[derive(Debug, Clone, Default)]
-pub struct Panel {
+pub(crate) struct Panel {
     /// The scenario name.
-    pub scenario: String,
+    pub(crate) scenario: String,
     /// The unit of the bars (`ops/s`, `MB/s`).
-    pub throughput_unit: String,
+    pub(crate) throughput_unit: String,
     /// Throughput bars, left to right.
-    pub bars: Vec<Bar>,
+    pub(crate) bars: Vec<Bar>,
     /// Latency percentile curves, one per implementation.
-    pub curves: Vec<Curve>,
+    pub(crate) curves: Vec<Curve>,
     /// Horizontal reference lines on the latency plot.
-    pub reference_lines: Vec<RefLine>,
+    pub(crate) reference_lines: Vec<RefLine>,
     /// Lines of text under the row.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// One throughput bar.
 #[derive(Debug, Clone)]
-pub struct Bar {
+pub(crate) struct Bar {
     /// The implementation (`raftnet`, `tokio`, `raw`…): the label and the colour.
-    pub series: String,
+    pub(crate) series: String,
     /// The value; `None` draws no bar (an error).
-    pub value: Option<f64>,
+    pub(crate) value: Option<f64>,
 }
 
 /// A latency distribution.
 #[derive(Debug, Clone)]
-pub struct Curve {
+pub(crate) struct Curve {
     /// The implementation: the label and the colour.
-    pub series: String,
+    pub(crate) series: String,
     /// Microseconds at each of [`CURVE_PERCENTILES`].
-    pub points_us: Vec<Option<f64>>,
+    pub(crate) points_us: Vec<Option<f64>>,
 }
 
-/// A horizontal line on the latency plot.
+/// A horizontal line on the latency plot: the idle heartbeat-seq p99 of an implementation, on
+/// heartbeat-under-load's panel (the chart's colour key explains dashed lines; no label is drawn).
 #[derive(Debug, Clone)]
-pub struct RefLine {
+pub(crate) struct RefLine {
     /// The implementation it belongs to (its colour).
-    pub series: String,
-    /// What it marks (the chart's colour key explains dashed lines; this is not drawn).
-    pub label: String,
+    pub(crate) series: String,
     /// Where, in µs.
-    pub value_us: f64,
+    pub(crate) value_us: f64,
+}
+
+/// The chart of an invocation: the header and the raw references on top, a panel per scenario.
+pub(crate) fn build_chart(results: &Results) -> Chart {
+    let mut subtitle = header_lines(results);
+    let raw_text: Vec<String> = Raw::EVERY
+        .iter()
+        .filter_map(|&raw| {
+            let m = results.raw(raw)?;
+            Some(match raw {
+                Raw::Bulk => format!("raw bulk 1 MiB writes: {} MB/s", si(m.mb_per_sec)),
+                Raw::PingPong => format!(
+                    "raw 64 B ping-pong: {} RTT/s, p50 {} µs, p99 {} µs",
+                    si(m.ops_per_sec),
+                    opt(m.p50_us, num),
+                    opt(m.p99_us, num)
+                ),
+                Raw::ClusterNoNetwork => format!(
+                    "cluster-64 without a network: {} writes/s",
+                    si(m.ops_per_sec)
+                ),
+            })
+        })
+        .collect();
+    if !raw_text.is_empty() {
+        subtitle.push(format!(
+            "raw loopback references (grey): {}",
+            raw_text.join("; ")
+        ));
+    }
+    let mut panels = Vec::new();
+    for &scenario in &results.options.scenarios {
+        let subject = Subject::Scenario(scenario);
+        let by_mb = matches!(
+            scenario,
+            Scenario::Append64x1kPipelined | Scenario::Append1mPipelined | Scenario::Snapshot64m
+        );
+        let value = |m: &Metrics| if by_mb { m.mb_per_sec } else { m.ops_per_sec };
+        let mut panel = Panel {
+            scenario: scenario.name().into(),
+            throughput_unit: if by_mb {
+                "payload MB/s".into()
+            } else {
+                "ops/s".into()
+            },
+            ..Default::default()
+        };
+        for imp in &results.impl_names {
+            let Some(row) = results.get(subject, imp) else {
+                continue;
+            };
+            let m = row.median();
+            panel.bars.push(Bar {
+                series: imp.clone(),
+                value: m.as_ref().map(value),
+            });
+            match &m {
+                Some(m) => panel.curves.push(Curve {
+                    series: imp.clone(),
+                    points_us: m.curve_us.clone(),
+                }),
+                None => panel
+                    .notes
+                    .push(format!("{imp}: error: {}", row.error().unwrap_or_default())),
+            }
+            if scenario == Scenario::HeartbeatUnderLoad
+                && let Some(u) = under_load(results, imp)
+            {
+                panel.reference_lines.push(RefLine {
+                    series: imp.clone(),
+                    value_us: u.idle_p99_us,
+                });
+                panel.notes.push(format!(
+                    "{imp}: p50 = {} and p99 = {} the idle heartbeat-seq p99 ({} µs)",
+                    opt(u.p50_vs_idle, times),
+                    opt(u.p99_vs_idle, times),
+                    num(u.idle_p99_us)
+                ));
+            }
+        }
+        if let Some(raw) = raw_reference(scenario)
+            && let Some(m) = results.raw(raw)
+        {
+            panel.bars.push(Bar {
+                series: "raw".into(),
+                value: Some(value(&m)),
+            });
+            if raw == Raw::PingPong {
+                panel.curves.push(Curve {
+                    series: "raw".into(),
+                    points_us: m.curve_us.clone(),
+                });
+            }
+        }
+        if let Some(v) = vs_tokio(results, scenario) {
+            panel.notes.push(format!(
+                "raftnet÷tokio: ops/s {}, MB/s {}; tokio÷raftnet: p50 {}, p99 {}, CPU/op {}  (> 1 = raftnet better)",
+                opt(v.ops, times),
+                opt(v.mb, times),
+                opt(v.p50, times),
+                opt(v.p99, times),
+                opt(v.cpu, times)
+            ));
+        }
+        panels.push(panel);
+    }
+    Chart {
+        title: "raftnet vs tokio: Raft RPC scenarios on loopback".into(),
+        subtitle,
+        panels,
+    }
 }
 
 /// The colour of an implementation in every panel.
-pub fn series_color(series: &str) -> RGBColor {
+fn series_color(series: &str) -> RGBColor {
     match series {
         "raftnet" => RGBColor(31, 119, 180),
         "tokio" => RGBColor(230, 120, 20),
@@ -99,35 +214,8 @@ fn e<E: Display>(err: E) -> String {
     err.to_string()
 }
 
-/// A short human number with about three significant digits: 1234567 → "1.23M".
-pub fn si(v: f64) -> String {
-    let a = v.abs();
-    let scaled = |div: f64, unit: &str| {
-        let x = v / div;
-        let decimals = match x.abs() {
-            m if m >= 99.95 => 0,
-            m if m >= 9.995 => 1,
-            _ => 2,
-        };
-        format!("{x:.decimals$}{unit}")
-    };
-    if a >= 999.5e6 {
-        scaled(1e9, "G")
-    } else if a >= 999.5e3 {
-        scaled(1e6, "M")
-    } else if a >= 1e4 {
-        scaled(1e3, "k")
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
 /// Draw `chart` into an SVG file at `path` (its directory is created if missing).
-pub fn write_svg(path: &Path, chart: &Chart) -> Result<(), String> {
+pub(crate) fn write_svg(path: &Path, chart: &Chart) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
     }
@@ -430,19 +518,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_numbers() {
-        assert_eq!(si(1_234_567.0), "1.23M");
-        assert_eq!(si(12_345_678.0), "12.3M");
-        assert_eq!(si(999_999.0), "1.00M");
-        assert_eq!(si(100_000.0), "100k");
-        assert_eq!(si(72_400.0), "72.4k");
-        assert_eq!(si(4.85e9), "4.85G");
-        assert_eq!(si(4850.0), "4850");
-        assert_eq!(si(13.27), "13.3");
-        assert_eq!(si(0.583), "0.58");
-    }
-
-    #[test]
     fn writes_an_svg() {
         let dir = std::env::temp_dir().join(format!("raftnet-bench-report-{}", std::process::id()));
         let path = dir.join("chart.svg");
@@ -477,7 +552,6 @@ mod tests {
                     curves: vec![curve("raftnet", 12.0), curve("tokio", 14.0)],
                     reference_lines: vec![RefLine {
                         series: "raftnet".into(),
-                        label: "raftnet idle p99".into(),
                         value_us: 18.0,
                     }],
                     notes: vec!["tokio: error: boom".into()],

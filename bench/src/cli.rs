@@ -1,0 +1,320 @@
+//! The command line: `--help`'s text ([`USAGE`]) and [`parse_args`], which turns the arguments
+//! into the [`Options`] of an invocation (defaults filled in, scenarios in the table's order).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raftnet_bench::cluster;
+use raftnet_bench::pin::Placement;
+use raftnet_bench::scenario::Scenario;
+
+pub(crate) const USAGE: &str = "\
+usage: raftnet-bench [OPTIONS]
+
+Runs each scenario against raftnet and the tokio baseline in one process, interleaved
+(scenario by scenario: raftnet, then tokio), plus raw loopback references, and prints
+ops/s, payload MB/s, latency p50/p99/p999, CPU µs per op (getrusage user+sys of the
+whole process, so both ends), thread wake-ups per op, and raftnet/tokio ratios.
+
+options:
+  --scenario NAME|all   a scenario, a comma-separated list, or all (default: all)
+  --impl raftnet|tokio|both
+                        which implementations (default: both)
+  --seconds S           measured window per run (default: 2.5)
+  --warmup S            warm-up before each window (default: max(0.3, 15% of --seconds))
+  --rounds N            repeat the interleaved sequence N times, report medians (default: 1)
+  --pin same|split|none thread placement (default: same = every thread on CPU 0;
+                        split = server threads on CPU 1, client threads on CPU 0)
+  --reactor task|thread where raftnet's reactor runs in the cluster-N scenarios (default:
+                        task = a task on each node's runtime, NetTransport::bind_on;
+                        thread = a thread of its own, NetTransport::bind)
+  --json                one JSON object per line and implementation instead of the table
+  --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
+  --no-svg              write no chart
+  --no-raw              skip the raw loopback references (otherwise run once, first:
+                        1 MiB bulk writes and a 64 B blocking ping-pong)
+  -h, --help            this text
+
+scenarios: heartbeat-seq heartbeat-pipelined append-100b-seq append-64x1k-pipelined
+           append-1m-pipelined vote-seq snapshot-64m heartbeat-under-load fan-in-1000
+           cluster-1 cluster-16 cluster-64 (or: cluster = all three)
+(heartbeat-under-load is compared with heartbeat-seq's idle p99; heartbeat-seq is added
+ to the run when it is not selected.)
+cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore) in this process over each
+implementation's network, N client tasks calling client_write on the leader: ops/s are
+committed writes/s, latency is commit latency, CPU µs/op is CPU per write (all three nodes).
+";
+
+/// How long a run may take to return its sample after `stop()`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which implementations run (`--impl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ImplChoice {
+    Raftnet,
+    Tokio,
+    Both,
+}
+
+/// What an invocation runs, and how it reports.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) scenarios: Vec<Scenario>,
+    pub(crate) impls: ImplChoice,
+    pub(crate) seconds: f64,
+    pub(crate) warmup: f64,
+    pub(crate) rounds: usize,
+    pub(crate) placement: Placement,
+    pub(crate) reactor: cluster::Reactor,
+    pub(crate) json: bool,
+    pub(crate) svg: Option<PathBuf>,
+    pub(crate) raw: bool,
+    /// How long a run may take to return after stop ([`STOP_TIMEOUT`]; shorter in tests).
+    pub(crate) stop_timeout: Duration,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    Run(Options),
+    Help,
+}
+
+fn parse_seconds(flag: &str, v: &str, allow_zero: bool) -> Result<f64, String> {
+    let s: f64 = v
+        .parse()
+        .map_err(|_| format!("{flag}: not a number: {v}"))?;
+    if !s.is_finite() || s < 0.0 || (!allow_zero && s == 0.0) || s > 3600.0 {
+        return Err(format!("{flag}: out of range: {v}"));
+    }
+    Ok(s)
+}
+
+pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut scenarios: Option<Vec<Scenario>> = None;
+    let mut impls = ImplChoice::Both;
+    let mut seconds = 2.5;
+    let mut warmup = None;
+    let mut rounds = 1;
+    let mut placement = Placement::Same;
+    let mut reactor = cluster::Reactor::Task;
+    let mut json = false;
+    let mut svg = Some(default_svg_path());
+    let mut no_svg = false;
+    let mut raw = true;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let takes_value = matches!(
+            flag.as_str(),
+            "--scenario"
+                | "--impl"
+                | "--seconds"
+                | "--warmup"
+                | "--rounds"
+                | "--pin"
+                | "--reactor"
+                | "--svg"
+        );
+        let value = if takes_value {
+            match inline {
+                Some(v) => v,
+                None => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
+            }
+        } else {
+            if inline.is_some() {
+                return Err(format!("{flag} takes no value"));
+            }
+            String::new()
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--scenario" => {
+                let mut list = Vec::new();
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if name == "all" {
+                        list.extend(Scenario::ALL);
+                    } else if name == "cluster" {
+                        list.extend(Scenario::CLUSTER);
+                    } else {
+                        list.push(
+                            Scenario::from_name(name)
+                                .ok_or_else(|| format!("unknown scenario: {name}"))?,
+                        );
+                    }
+                }
+                if list.is_empty() {
+                    return Err("--scenario: empty".into());
+                }
+                scenarios = Some(list);
+            }
+            "--impl" => {
+                impls = match value.as_str() {
+                    "raftnet" => ImplChoice::Raftnet,
+                    "tokio" => ImplChoice::Tokio,
+                    "both" => ImplChoice::Both,
+                    _ => {
+                        return Err(format!(
+                            "--impl: expected raftnet, tokio or both, not {value}"
+                        ));
+                    }
+                }
+            }
+            "--seconds" => seconds = parse_seconds("--seconds", &value, false)?,
+            "--warmup" => warmup = Some(parse_seconds("--warmup", &value, true)?),
+            "--rounds" => {
+                rounds = value
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| (1..=1000).contains(&n))
+                    .ok_or_else(|| format!("--rounds: expected 1..=1000, not {value}"))?
+            }
+            "--pin" => {
+                placement = Placement::from_name(&value)
+                    .ok_or_else(|| format!("--pin: expected same, split or none, not {value}"))?
+            }
+            "--reactor" => {
+                reactor = cluster::Reactor::from_name(&value)
+                    .ok_or_else(|| format!("--reactor: expected task or thread, not {value}"))?
+            }
+            "--json" => json = true,
+            "--svg" => svg = Some(PathBuf::from(value)),
+            "--no-svg" => no_svg = true,
+            "--no-raw" => raw = false,
+            other => return Err(format!("unknown argument: {other}")),
+        }
+    }
+
+    // Keep the table's order, drop duplicates, and bring heartbeat-seq along for
+    // heartbeat-under-load's idle reference.
+    let mut wanted = scenarios.unwrap_or_else(|| Scenario::ALL.to_vec());
+    if wanted.contains(&Scenario::HeartbeatUnderLoad) {
+        wanted.push(Scenario::HeartbeatSeq);
+    }
+    let scenarios = Scenario::ALL
+        .into_iter()
+        .filter(|s| wanted.contains(s))
+        .collect();
+    Ok(Parsed::Run(Options {
+        scenarios,
+        impls,
+        seconds,
+        warmup: warmup.unwrap_or_else(|| default_warmup(seconds)),
+        rounds,
+        placement,
+        reactor,
+        json,
+        svg: if no_svg { None } else { svg },
+        raw,
+        stop_timeout: STOP_TIMEOUT,
+    }))
+}
+
+fn default_warmup(seconds: f64) -> f64 {
+    (0.15 * seconds).max(0.3)
+}
+
+/// `target/raftnet-bench.svg` of the build that made this binary (the executable lives in
+/// `target/<profile>/`), else `raftnet-bench.svg` in the current directory.
+fn default_svg_path() -> PathBuf {
+    let exe = std::env::current_exe().ok();
+    let target = exe
+        .as_deref()
+        .and_then(|e| e.parent()) // target/release (or target/release/deps for tests)
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .and_then(|d| d.parent())
+        .filter(|t| t.file_name().is_some_and(|n| n == "target"));
+    match target {
+        Some(t) => t.join("raftnet-bench.svg"),
+        None => PathBuf::from("raftnet-bench.svg"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Result<Parsed, String> {
+        parse_args(s.split_whitespace().map(String::from))
+    }
+
+    fn opts(s: &str) -> Options {
+        match args(s) {
+            Ok(Parsed::Run(o)) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_command_line() {
+        let o = opts("");
+        assert_eq!(o.scenarios, Scenario::ALL.to_vec());
+        assert_eq!(o.impls, ImplChoice::Both);
+        assert_eq!((o.seconds, o.warmup, o.rounds), (2.5, 0.375, 1));
+        assert_eq!(o.placement, Placement::Same);
+        assert!(o.raw && !o.json && o.svg.is_some());
+
+        let o = opts(
+            "--scenario vote-seq,heartbeat-seq --impl tokio --seconds=10 --pin split --json --no-svg --no-raw --rounds 3 --warmup 0",
+        );
+        assert_eq!(o.scenarios, vec![Scenario::HeartbeatSeq, Scenario::VoteSeq]);
+        assert_eq!(o.impls, ImplChoice::Tokio);
+        assert_eq!((o.seconds, o.warmup, o.rounds), (10.0, 0.0, 3));
+        assert_eq!(o.placement, Placement::Split);
+        assert!(!o.raw && o.json && o.svg.is_none());
+
+        // `cluster` selects the three cluster scenarios.
+        let o = opts("--scenario cluster,vote-seq");
+        assert_eq!(
+            o.scenarios,
+            vec![
+                Scenario::VoteSeq,
+                Scenario::Cluster1,
+                Scenario::Cluster16,
+                Scenario::Cluster64
+            ]
+        );
+
+        // Where raftnet's reactors run in the cluster scenarios.
+        assert_eq!(opts("--scenario cluster").reactor, cluster::Reactor::Task);
+        assert_eq!(
+            opts("--scenario cluster --reactor thread").reactor,
+            cluster::Reactor::Thread
+        );
+
+        // heartbeat-under-load brings its idle reference along.
+        let o = opts("--scenario heartbeat-under-load --svg /tmp/x.svg");
+        assert_eq!(
+            o.scenarios,
+            vec![Scenario::HeartbeatSeq, Scenario::HeartbeatUnderLoad]
+        );
+        assert_eq!(o.svg, Some(PathBuf::from("/tmp/x.svg")));
+        assert_eq!(opts("--seconds 0.2").warmup, 0.3);
+
+        assert!(matches!(args("--help"), Ok(Parsed::Help)));
+        for bad in [
+            "--scenario nope",
+            "--impl both2",
+            "--seconds 0",
+            "--seconds x",
+            "--seconds",
+            "--rounds 0",
+            "--pin left",
+            "--json=1",
+            "--frobnicate",
+            "--warmup -1",
+        ] {
+            assert!(args(bad).is_err(), "{bad}");
+        }
+    }
+}

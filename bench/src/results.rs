@@ -1,0 +1,319 @@
+//! What the runs measured: the [`Metrics`] of one run, a [`Row`] per (subject, implementation)
+//! over the rounds, the [`Results`] of an invocation, and what is derived from them for the
+//! table, the JSON lines and the chart: raftnet against tokio ([`vs_tokio`]), a scenario against
+//! its raw loopback reference ([`vs_raw`]), and heartbeat-under-load against the idle p99
+//! ([`under_load`]).
+
+use raftnet_bench::measure::{CURVE_PERCENTILES, Latencies, Window};
+use raftnet_bench::raw::Raw;
+use raftnet_bench::scenario::{Sample, Scenario};
+
+use crate::cli::Options;
+
+/// What is measured in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Subject {
+    Scenario(Scenario),
+    Raw(Raw),
+}
+
+impl Subject {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Subject::Scenario(s) => s.name(),
+            Subject::Raw(r) => r.name(),
+        }
+    }
+}
+
+/// One run's raw outcome.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    pub(crate) sample: Sample,
+    pub(crate) window: Window,
+}
+
+/// The metrics of one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Metrics {
+    pub(crate) ops: f64,
+    pub(crate) payload_bytes: f64,
+    pub(crate) seconds: f64,
+    pub(crate) ops_per_sec: f64,
+    pub(crate) mb_per_sec: f64,
+    pub(crate) p50_us: Option<f64>,
+    pub(crate) p99_us: Option<f64>,
+    pub(crate) p999_us: Option<f64>,
+    pub(crate) max_us: Option<f64>,
+    pub(crate) mean_us: Option<f64>,
+    pub(crate) latency_samples: f64,
+    pub(crate) cpu_us_per_op: Option<f64>,
+    pub(crate) cpu_user_us_per_op: Option<f64>,
+    pub(crate) cpu_sys_us_per_op: Option<f64>,
+    pub(crate) wakeups_per_op: Option<f64>,
+    pub(crate) cpu_cores: f64,
+    pub(crate) others_cores: Option<f64>,
+    /// Latency at each of [`CURVE_PERCENTILES`].
+    pub(crate) curve_us: Vec<Option<f64>>,
+}
+
+impl Metrics {
+    pub(crate) fn from_run(m: Measured) -> Metrics {
+        let secs = m.window.elapsed.as_secs_f64().max(1e-9);
+        let ops = m.sample.ops as f64;
+        let per_op = |v: f64| (m.sample.ops > 0).then(|| v / ops);
+        let lat = Latencies::new(m.sample.latencies_ns);
+        Metrics {
+            ops,
+            payload_bytes: m.sample.payload_bytes as f64,
+            seconds: secs,
+            ops_per_sec: ops / secs,
+            mb_per_sec: m.sample.payload_bytes as f64 / secs / 1e6,
+            p50_us: lat.percentile_us(0.50),
+            p99_us: lat.percentile_us(0.99),
+            p999_us: lat.percentile_us(0.999),
+            max_us: lat.percentile_us(1.0),
+            mean_us: lat.mean_us(),
+            latency_samples: lat.len() as f64,
+            cpu_us_per_op: per_op(m.window.cpu.total().as_secs_f64() * 1e6),
+            cpu_user_us_per_op: per_op(m.window.cpu.user.as_secs_f64() * 1e6),
+            cpu_sys_us_per_op: per_op(m.window.cpu.sys.as_secs_f64() * 1e6),
+            wakeups_per_op: per_op(m.window.wakeups as f64),
+            cpu_cores: m.window.cpu.total().as_secs_f64() / secs,
+            others_cores: m.window.others_cores,
+            curve_us: lat.curve_us(),
+        }
+    }
+
+    /// Every field the median of `runs` (pointwise for the curve).
+    pub(crate) fn median(runs: &[&Metrics]) -> Metrics {
+        let m = |f: &dyn Fn(&Metrics) -> f64| median(runs.iter().map(|r| f(r))).unwrap_or(0.0);
+        let mo = |f: &dyn Fn(&Metrics) -> Option<f64>| median(runs.iter().filter_map(|r| f(r)));
+        let points = CURVE_PERCENTILES.len();
+        Metrics {
+            ops: m(&|r| r.ops),
+            payload_bytes: m(&|r| r.payload_bytes),
+            seconds: m(&|r| r.seconds),
+            ops_per_sec: m(&|r| r.ops_per_sec),
+            mb_per_sec: m(&|r| r.mb_per_sec),
+            p50_us: mo(&|r| r.p50_us),
+            p99_us: mo(&|r| r.p99_us),
+            p999_us: mo(&|r| r.p999_us),
+            max_us: mo(&|r| r.max_us),
+            mean_us: mo(&|r| r.mean_us),
+            latency_samples: m(&|r| r.latency_samples),
+            cpu_us_per_op: mo(&|r| r.cpu_us_per_op),
+            cpu_user_us_per_op: mo(&|r| r.cpu_user_us_per_op),
+            cpu_sys_us_per_op: mo(&|r| r.cpu_sys_us_per_op),
+            wakeups_per_op: mo(&|r| r.wakeups_per_op),
+            cpu_cores: m(&|r| r.cpu_cores),
+            others_cores: mo(&|r| r.others_cores),
+            curve_us: (0..points)
+                .map(|i| {
+                    median(
+                        runs.iter()
+                            .filter_map(|r| r.curve_us.get(i).copied().flatten()),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Everything measured for one (subject, implementation) pair, over the rounds.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) subject: Subject,
+    pub(crate) imp: String,
+    pub(crate) runs: Vec<Result<Metrics, String>>,
+    /// A run that never returned and may still be running while this row was measured (its
+    /// CPU time and wake-ups would be counted in this row's).
+    pub(crate) after_stuck: Option<String>,
+}
+
+impl Row {
+    /// The medians over the successful rounds; `None` if every round failed.
+    pub(crate) fn median(&self) -> Option<Metrics> {
+        let ok: Vec<&Metrics> = self.runs.iter().filter_map(|r| r.as_ref().ok()).collect();
+        (!ok.is_empty()).then(|| Metrics::median(&ok))
+    }
+
+    pub(crate) fn errors(&self) -> Vec<&str> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(String::as_str))
+            .collect()
+    }
+
+    /// `"error"` text when every round failed.
+    pub(crate) fn error(&self) -> Option<String> {
+        if self.runs.iter().any(Result::is_ok) {
+            return None;
+        }
+        let mut errors = self.errors();
+        errors.dedup();
+        Some(errors.join("; "))
+    }
+}
+
+/// The results of a whole invocation.
+#[derive(Debug, Clone)]
+pub(crate) struct Results {
+    pub(crate) options: Options,
+    /// Raw references first, then scenarios in table order, implementations in run order.
+    pub(crate) rows: Vec<Row>,
+    pub(crate) impl_names: Vec<String>,
+}
+
+impl Results {
+    pub(crate) fn get(&self, subject: Subject, imp: &str) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.subject == subject && r.imp == imp)
+    }
+
+    pub(crate) fn metrics(&self, subject: Subject, imp: &str) -> Option<Metrics> {
+        self.get(subject, imp).and_then(Row::median)
+    }
+
+    pub(crate) fn raw(&self, raw: Raw) -> Option<Metrics> {
+        self.metrics(Subject::Raw(raw), "raw")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derived comparisons
+
+fn ratio(num: Option<f64>, den: Option<f64>) -> Option<f64> {
+    match (num, den) {
+        (Some(n), Some(d)) if d > 0.0 && n.is_finite() && d.is_finite() => Some(n / d),
+        _ => None,
+    }
+}
+
+/// raftnet compared with tokio on one scenario; every ratio > 1 means raftnet is better.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct VsTokio {
+    /// raftnet ÷ tokio.
+    pub(crate) ops: Option<f64>,
+    /// raftnet ÷ tokio.
+    pub(crate) mb: Option<f64>,
+    /// tokio ÷ raftnet (lower latency is better).
+    pub(crate) p50: Option<f64>,
+    pub(crate) p99: Option<f64>,
+    pub(crate) p999: Option<f64>,
+    /// tokio ÷ raftnet (less CPU is better).
+    pub(crate) cpu: Option<f64>,
+    /// tokio ÷ raftnet (fewer wake-ups are better).
+    pub(crate) wakeups: Option<f64>,
+}
+
+pub(crate) fn vs_tokio(results: &Results, scenario: Scenario) -> Option<VsTokio> {
+    let r = results.metrics(Subject::Scenario(scenario), "raftnet")?;
+    let t = results.metrics(Subject::Scenario(scenario), "tokio")?;
+    let pos = |v: f64| (v > 0.0).then_some(v);
+    Some(VsTokio {
+        ops: ratio(pos(r.ops_per_sec), pos(t.ops_per_sec)),
+        mb: ratio(pos(r.mb_per_sec), pos(t.mb_per_sec)),
+        p50: ratio(t.p50_us, r.p50_us),
+        p99: ratio(t.p99_us, r.p99_us),
+        p999: ratio(t.p999_us, r.p999_us),
+        cpu: ratio(t.cpu_us_per_op, r.cpu_us_per_op),
+        wakeups: ratio(t.wakeups_per_op, r.wakeups_per_op),
+    })
+}
+
+/// How a scenario compares with a raw reference, if it has one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VsRaw {
+    pub(crate) raw: Raw,
+    /// The scenario's figure ÷ the raw one (MB/s for bulk, ops/s for ping-pong).
+    pub(crate) fraction: f64,
+}
+
+pub(crate) fn raw_reference(scenario: Scenario) -> Option<Raw> {
+    match scenario {
+        Scenario::Append1mPipelined | Scenario::Snapshot64m => Some(Raw::Bulk),
+        Scenario::HeartbeatSeq | Scenario::Append100bSeq | Scenario::VoteSeq => Some(Raw::PingPong),
+        Scenario::Cluster64 => Some(Raw::ClusterNoNetwork),
+        _ => None,
+    }
+}
+
+pub(crate) fn vs_raw(results: &Results, scenario: Scenario, m: &Metrics) -> Option<VsRaw> {
+    let raw = raw_reference(scenario)?;
+    let r = results.raw(raw)?;
+    let fraction = match raw {
+        Raw::Bulk => ratio(Some(m.mb_per_sec), Some(r.mb_per_sec))?,
+        Raw::PingPong | Raw::ClusterNoNetwork => ratio(Some(m.ops_per_sec), Some(r.ops_per_sec))?,
+    };
+    Some(VsRaw { raw, fraction })
+}
+
+/// heartbeat-under-load against the same implementation's idle heartbeat-seq p99.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UnderLoad {
+    pub(crate) idle_p99_us: f64,
+    pub(crate) p50_vs_idle: Option<f64>,
+    pub(crate) p99_vs_idle: Option<f64>,
+}
+
+pub(crate) fn under_load(results: &Results, imp: &str) -> Option<UnderLoad> {
+    let idle = results
+        .metrics(Subject::Scenario(Scenario::HeartbeatSeq), imp)?
+        .p99_us?;
+    let load = results.metrics(Subject::Scenario(Scenario::HeartbeatUnderLoad), imp)?;
+    Some(UnderLoad {
+        idle_p99_us: idle,
+        p50_vs_idle: ratio(load.p50_us, Some(idle)),
+        p99_vs_idle: ratio(load.p99_us, Some(idle)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+        let a = Metrics {
+            ops_per_sec: 10.0,
+            p50_us: Some(1.0),
+            curve_us: vec![Some(1.0); CURVE_PERCENTILES.len()],
+            ..Default::default()
+        };
+        let b = Metrics {
+            ops_per_sec: 30.0,
+            p50_us: None,
+            curve_us: vec![Some(3.0); CURVE_PERCENTILES.len()],
+            ..Default::default()
+        };
+        let c = Metrics {
+            ops_per_sec: 20.0,
+            p50_us: Some(5.0),
+            curve_us: vec![None; CURVE_PERCENTILES.len()],
+            ..Default::default()
+        };
+        let m = Metrics::median(&[&a, &b, &c]);
+        assert_eq!(m.ops_per_sec, 20.0);
+        assert_eq!(m.p50_us, Some(3.0));
+        assert_eq!(m.curve_us[0], Some(2.0));
+    }
+}

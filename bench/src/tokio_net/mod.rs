@@ -1,0 +1,30 @@
+//! The tokio baseline's network, written as a competent user would write a Raft transport with
+//! tokio, tokio-util's `LengthDelimitedCodec` and rmp-serde. It carries the tokio side of the
+//! RPC scenarios ([`crate::tokio_impl`], with [`messages`]) and the openraft cluster's tokio
+//! network ([`crate::cluster`], with openraft's own messages), which share [`frame`],
+//! [`connection`] and [`client`].
+//!
+//! - [`frame`]: each frame is an envelope (request id + message), encoded with `rmp_serde`,
+//!   framed by `LengthDelimitedCodec`.
+//! - [`connection`]: one long-lived TCP connection per peer, `TCP_NODELAY` on. A writer task per
+//!   connection end drains an mpsc channel: `feed` every frame available, then one `flush`.
+//! - [`client`]: requests multiplexed by id on that connection; its reader task completes the
+//!   caller's `oneshot` found by id in a `HashMap`.
+//! - [`messages`]: serde structs mirroring `raftnet::wire`'s (Go `[]byte` fields as
+//!   `Option<ByteBuf>`), in raftnet's field order with the header's three fields flattened, so a
+//!   body is byte for byte raftnet's body (a test in [`requests`] checks it).
+//! - [`requests`]: what the scenarios send, built once per run.
+//! - [`server`]: the scenarios' other end. Where raftnet's side hands a request to its consumer
+//!   thread (votes, appends: the Raft loop's work), the server hands it to a consumer task over
+//!   an mpsc channel, and the consumer (standing for the Raft loop) answers. Heartbeats are
+//!   answered in the connection (reader) task, as raftnet answers them on its reactor; so are
+//!   snapshots, whose chunks the connection task counts (raftnet's consumer thread reads them
+//!   from a `SnapshotReader` instead). A snapshot is the request, then the body as 256 KiB chunk
+//!   messages with the same id on the same connection, the response after the last chunk.
+
+pub(crate) mod client;
+pub(crate) mod connection;
+pub(crate) mod frame;
+pub(crate) mod messages;
+pub(crate) mod requests;
+pub(crate) mod server;

@@ -1,0 +1,192 @@
+//! The scenarios' server: accepts connections, answers in the connection task or hands requests
+//! to a consumer task (standing for the Raft loop), as [`Routing`] says; counts snapshot bodies.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+
+use super::connection::connection_ends;
+use super::frame::{Envelope, decode, encode};
+use super::messages::{self, Message};
+use super::requests::buf;
+use crate::scenario::PIPELINE_DEPTH;
+
+/// Requests the server's consumer channel holds.
+const CONSUMER_QUEUE: usize = 2 * PIPELINE_DEPTH;
+
+const FOLLOWER_ID: &[u8] = b"n2";
+const FOLLOWER_ADDR: &[u8] = b"127.0.0.1:7001";
+
+/// The server's answer to a request, `None` for anything that is not a request it answers.
+fn answer(message: &Message) -> Option<Message> {
+    Some(match message {
+        Message::AppendEntries(m) => {
+            Message::AppendEntriesResponse(messages::AppendEntriesResponse {
+                protocol_version: 3,
+                id: buf(FOLLOWER_ID),
+                addr: buf(FOLLOWER_ADDR),
+                term: m.term,
+                last_log: m.entries.last().map_or(m.prev_log_entry, |e| e.index),
+                success: true,
+                no_retry_backoff: false,
+            })
+        }
+        Message::RequestVote(m) => Message::RequestVoteResponse(messages::RequestVoteResponse {
+            protocol_version: 3,
+            id: buf(FOLLOWER_ID),
+            addr: buf(FOLLOWER_ADDR),
+            term: m.term,
+            peers: None,
+            granted: true,
+        }),
+        _ => return None,
+    })
+}
+
+/// A request handed to the consumer, with the connection to answer on.
+struct Work {
+    id: u64,
+    request: Message,
+    reply: mpsc::Sender<Bytes>,
+}
+
+/// Where the server's connection tasks send requests.
+#[derive(Clone)]
+pub(crate) struct Routing {
+    /// The consumer ("Raft loop") that answers requests; `None`: the connection task answers
+    /// every request itself at once.
+    consumer: Option<mpsc::Sender<Work>>,
+    /// With a consumer: heartbeats are still answered at once by the connection task (as
+    /// raftnet's heartbeat fast path does).
+    heartbeat_fast_path: bool,
+}
+
+impl Routing {
+    /// The connection task answers every request itself, at once.
+    pub(crate) fn in_connection() -> Routing {
+        Routing {
+            consumer: None,
+            heartbeat_fast_path: true,
+        }
+    }
+
+    /// Requests go to a consumer task, spawned on `runtime`, that answers them; heartbeats are
+    /// answered by the connection task if `heartbeat_fast_path`.
+    pub(crate) fn through_consumer(runtime: &Runtime, heartbeat_fast_path: bool) -> Routing {
+        let (consumer, work) = mpsc::channel(CONSUMER_QUEUE);
+        runtime.spawn(consume(work));
+        Routing {
+            consumer: Some(consumer),
+            heartbeat_fast_path,
+        }
+    }
+}
+
+/// A snapshot being received.
+struct Transfer {
+    term: u64,
+    size: u64,
+    received: u64,
+}
+
+/// Bind 127.0.0.1:0, accept connections, serve each in its own tasks. Runs inside the server
+/// runtime.
+pub(crate) async fn start_server(routing: Routing) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        // On an accept error (e.g. out of file descriptors) stop accepting: dropping the
+        // listener resets the connections still in its backlog, so their clients fail
+        // instead of waiting forever.
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_connection(stream, routing.clone()));
+        }
+    });
+    Ok(addr)
+}
+
+/// The consumer task: answers what the connection tasks hand it.
+async fn consume(mut work: mpsc::Receiver<Work>) {
+    while let Some(Work { id, request, reply }) = work.recv().await {
+        if let Some(response) = answer(&request) {
+            let _ = reply.send(encode(id, &response)).await;
+        }
+    }
+}
+
+/// One server connection: this task reads and routes requests, a writer task writes answers.
+async fn serve_connection(stream: TcpStream, routing: Routing) {
+    let Ok((mut requests, reply)) = connection_ends(stream) else {
+        return;
+    };
+    let mut snapshots: HashMap<u64, Transfer> = HashMap::new();
+    while let Some(Ok(frame)) = requests.next().await {
+        let Ok(Envelope { id, message }) = decode::<Message>(&frame) else {
+            break;
+        };
+        let response = match message {
+            Message::InstallSnapshot(request) => {
+                snapshots.insert(
+                    id,
+                    Transfer {
+                        term: request.term,
+                        size: request.size as u64,
+                        received: 0,
+                    },
+                );
+                None
+            }
+            // The body is read and counted, not stored.
+            Message::SnapshotChunk { data, last } => {
+                let Some(transfer) = snapshots.get_mut(&id) else {
+                    break;
+                };
+                transfer.received += data.len() as u64;
+                if last {
+                    let transfer = snapshots.remove(&id).expect("present");
+                    Some(Message::InstallSnapshotResponse(
+                        messages::InstallSnapshotResponse {
+                            protocol_version: 3,
+                            id: buf(FOLLOWER_ID),
+                            addr: buf(FOLLOWER_ADDR),
+                            term: transfer.term,
+                            success: transfer.received == transfer.size,
+                        },
+                    ))
+                } else {
+                    None
+                }
+            }
+            request => {
+                let fast = routing.heartbeat_fast_path
+                    && matches!(&request, Message::AppendEntries(r) if r.is_heartbeat());
+                match &routing.consumer {
+                    Some(consumer) if !fast => {
+                        let work = Work {
+                            id,
+                            request,
+                            reply: reply.clone(),
+                        };
+                        if consumer.send(work).await.is_err() {
+                            break;
+                        }
+                        None
+                    }
+                    _ => answer(&request),
+                }
+            }
+        };
+        if let Some(response) = response
+            && reply.send(encode(id, &response)).await.is_err()
+        {
+            break;
+        }
+    }
+}
