@@ -14,8 +14,7 @@
 //! are polled with a bounded wait; hashicorp's 200 ms "timeout" selects become generous bounded
 //! waits ([`support_transport::EVENTUALLY`]).
 
-#[path = "support_transport/mod.rs"]
-mod support_transport;
+mod common;
 
 use std::io::{Read, Write};
 use std::sync::mpsc;
@@ -23,9 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::fixtures::*;
+use common::net::*;
+use common::peers::*;
 use raftnet::wire::*;
 use raftnet::*;
-use support_transport::*;
 
 /// Generate `mod $name { without_address_provider, with_address_provider }` calling
 /// `$name(use_provider)`, as hashicorp's `for _, useAddrProvider := range []bool{true, false}`.

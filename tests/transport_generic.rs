@@ -10,17 +10,18 @@
 //!
 //! Numbers in the test docs are those of docs/hashicorp-transport.md §5.
 
-#[path = "support_transport/mod.rs"]
-mod support_transport;
+mod common;
 
 use std::io::{self, Read};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::fixtures::*;
+use common::net::*;
+use common::peers::*;
 use raftnet::wire::*;
 use raftnet::*;
-use support_transport::*;
 
 /// A transport the generic tests can run against, and how to build it.
 trait Fixture: 'static {
@@ -48,8 +49,7 @@ impl Fixture for NetTransport {
     type T = NetTransport;
 
     fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
-        let config = test_config().timeout(Some(timeout));
-        (bind(config.clone()), bind(config))
+        pair(test_config().timeout(Some(timeout)))
     }
 
     fn unreachable() -> ServerAddress {
