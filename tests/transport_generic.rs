@@ -1,5 +1,6 @@
 //! hashicorp/raft's generic `transport_test.go` (6 tests) and `inmem_transport_test.go`
-//! (2 tests), plus the contract gaps the research report (§5) and the `Transport` docs call for.
+//! (2 tests), plus contract behaviour those suites leave untested (the "gaps") that the
+//! `Transport` docs promise.
 //!
 //! hashicorp runs the generic suite over every `LoopbackTransport`, which in practice means only
 //! the in-memory one. Here every generic test is a function over `T: Fixture` (how to
@@ -8,7 +9,8 @@
 //! a task on a tokio runtime ([`NetTransport::bind_on`]), and [`InmemTransport`]:
 //! `net::<test>`, `net_on_runtime::<test>` and `inmem::<test>`.
 //!
-//! Numbers in the test docs are those of docs/hashicorp-transport.md §5.
+//! Each test doc names the Go test it ports, numbered #17 to #24 after hashicorp_net.rs's #1 to
+//! #16.
 
 mod common;
 
