@@ -90,33 +90,45 @@ impl Parkable {
     }
 }
 
-/// A vote from a [`Parkable`] client to the hand-played server, which has accepted the
-/// connection and read the request off it: the call waits for whatever the test sends back.
+/// A vote from a [`Parkable`] client, waiting on the hand-played server, which has accepted the
+/// connection and read the request (`frame`) off it.
 struct PendingVote {
     // Held until the test ends, as the listener of a real server would be.
     _listener: TcpListener,
     parkable: Parkable,
     call: Call<RequestVoteResponse>,
-    sock: TcpStream,
+    sock: Option<TcpStream>,
     frame: Frame,
 }
 
-fn pending_vote() -> PendingVote {
-    let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let raw_addr = ServerAddress::from(raw.local_addr().expect("address"));
-    let parkable = Parkable::new();
-    let call =
-        parkable
-            .client
-            .request_vote(&id(), &raw_addr, vote_request(), CallOptions::default());
-    let (mut sock, _) = raw.accept().expect("accept");
-    let frame = read_frame(&mut sock);
-    PendingVote {
-        _listener: raw,
-        parkable,
-        call,
-        sock,
-        frame,
+impl PendingVote {
+    fn new() -> PendingVote {
+        let raw = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let raw_addr = ServerAddress::from(raw.local_addr().expect("address"));
+        let parkable = Parkable::new();
+        let call =
+            parkable
+                .client
+                .request_vote(&id(), &raw_addr, vote_request(), CallOptions::default());
+        let (mut sock, _) = raw.accept().expect("accept");
+        let frame = read_frame(&mut sock);
+        PendingVote {
+            _listener: raw,
+            parkable,
+            call,
+            sock: Some(sock),
+            frame,
+        }
+    }
+
+    /// The server's last words: with the client's reactor parked, write `bytes` and close the
+    /// connection, so that the reactor finds both in one readiness event.
+    fn last_bytes_then_close(&mut self, bytes: &[u8]) {
+        let mut sock = self.sock.take().expect("the connection is still open");
+        let parked = self.parkable.park();
+        sock.write_all(bytes).expect("write the last bytes");
+        drop(sock);
+        self.parkable.unpark(parked);
     }
 }
 
@@ -125,24 +137,15 @@ fn pending_vote() -> PendingVote {
 /// deadline.
 #[test]
 fn eof_after_a_preamble_fails_a_pending_call() {
-    let PendingVote {
-        _listener,
-        parkable,
-        call,
-        mut sock,
-        frame,
-    } = pending_vote();
+    let mut pending = PendingVote::new();
     assert_eq!(
-        frame.message,
+        pending.frame.message,
         Message::Request(Request::RequestVote(vote_request()))
     );
 
-    let parked = parkable.park();
-    sock.write_all(&PREAMBLE).expect("write the preamble");
-    drop(sock);
-    parkable.unpark(parked);
+    pending.last_bytes_then_close(&PREAMBLE);
 
-    let result = finish(call);
+    let result = finish(pending.call);
     assert!(
         matches!(result, Err(Error::Io(_))),
         "expected a connection error when the peer closed, got {result:?}"
@@ -153,28 +156,18 @@ fn eof_after_a_preamble_fails_a_pending_call() {
 /// must not be kept in the pool (where the next call would pick it up and fail).
 #[test]
 fn eof_right_after_an_answer_drops_the_pooled_connection() {
-    let PendingVote {
-        _listener,
-        parkable,
-        call,
-        mut sock,
-        frame,
-    } = pending_vote();
+    let mut pending = PendingVote::new();
 
-    let parked = parkable.park();
     let answer = Frame {
-        request_id: frame.request_id,
-        lane: frame.lane,
+        request_id: pending.frame.request_id,
+        lane: pending.frame.lane,
         flags: Flags::NONE,
         message: Message::Response(Response::RequestVote(vote_response())),
     };
-    sock.write_all(&encode_stream(&FrameEncoder::new(), &[answer]))
-        .expect("write the answer");
-    drop(sock);
-    parkable.unpark(parked);
+    pending.last_bytes_then_close(&encode_stream(&FrameEncoder::new(), &[answer]));
 
-    assert_eq!(finish(call), Ok(vote_response()));
+    assert_eq!(finish(pending.call), Ok(vote_response()));
     wait_until("the closed connection leaves the pool", || {
-        parkable.client.pooled_connections() == 0
+        pending.parkable.client.pooled_connections() == 0
     });
 }
