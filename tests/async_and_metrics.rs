@@ -1,17 +1,20 @@
 //! Calls, consumers and pipelines under async executors (tokio, futures' executors); the
 //! metrics a transport reports; thread wake-ups per RPC under pipelined load.
 
-mod support_robust;
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::bodies::*;
+use common::measure::*;
+use common::net::*;
+use common::peers::*;
 use futures::AsyncReadExt;
 use futures::task::LocalSpawnExt;
 use raftnet::wire::*;
 use raftnet::*;
-use support_robust::*;
 
 fn config() -> Config {
     Config::default()

@@ -1,7 +1,7 @@
 //! Bad input from a peer closes that peer's connection only: the server counts a protocol
 //! error and hangs up, while a healthy client's calls on another connection keep succeeding.
 
-mod support_robust;
+mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -9,30 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::bodies::*;
+use common::net::*;
+use common::peers::*;
+use common::wire::{encode_frame, frame_header};
 use raftnet::wire::*;
 use raftnet::*;
-use support_robust::*;
 
 const MAX_BODY: u32 = 1 << 20;
 /// How long a rejected connection may stay open: generous, for a slow machine.
 const CLOSE_WAIT: Duration = Duration::from_secs(20);
-
-/// A request frame (header and body) as the encoder writes it, without the preamble.
-fn frame(request_id: u64, lane: Lane, message: &Message) -> Vec<u8> {
-    let mut out = SendQueue::new();
-    FrameEncoder::new()
-        .encode(&mut out, request_id, lane, Flags::NONE, message)
-        .unwrap();
-    out.to_vec()
-}
-
-fn header(body_len: u32, kind: u8, flags: u8, lane: u8, reserved: u8, id: u64) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&body_len.to_be_bytes());
-    v.extend_from_slice(&[kind, flags, lane, reserved]);
-    v.extend_from_slice(&id.to_be_bytes());
-    v
-}
 
 /// Send `bytes` on a fresh connection (then half-close if `eof`), and wait for the server to
 /// close it: a read returns 0 or an error other than a timeout. Returns what the server sent.
@@ -103,11 +89,11 @@ fn bad_input_closes_only_the_offending_connection() {
             failures
         })
     };
-    wait_until(EVENTUALLY, "the healthy client's first answers", || {
+    wait_until("the healthy client's first answers", || {
         ok.load(Ordering::SeqCst) >= 10
     });
 
-    let vote_frame = frame(7, Lane::Control, &Message::Request(vote(7).into()));
+    let vote_frame = encode_frame(7, &Message::Request(vote(7).into()));
     let vote_body = &vote_frame[HEADER_LEN..];
     let mut cases: Vec<(&str, Vec<u8>, bool)> = vec![
         (
@@ -126,44 +112,43 @@ fn bad_input_closes_only_the_offending_connection() {
         ),
         (
             "a frame of an unknown type",
-            after_preamble(&header(0, 0x42, 0, 0, 0, 1)),
+            after_preamble(&frame_header(0, 0x42, 0, 0, 0, 1)),
             false,
         ),
         (
             "a header declaring a body over max_frame_body",
-            after_preamble(&header(MAX_BODY + 1, 0x01, 0, 0, 0, 1)),
+            after_preamble(&frame_header(MAX_BODY + 1, 0x01, 0, 0, 0, 1)),
             false,
         ),
         (
             "a header declaring a 4 GiB body",
-            after_preamble(&header(u32::MAX, 0x00, 0, 0, 0, 1)),
+            after_preamble(&frame_header(u32::MAX, 0x00, 0, 0, 0, 1)),
             false,
         ),
         (
             "a truncated msgpack body",
-            after_preamble(&[header(5, 0x01, 0, 0, 0, 1), vote_body[..5].to_vec()].concat()),
+            after_preamble(&[frame_header(5, 0x01, 0, 0, 0, 1), vote_body[..5].to_vec()].concat()),
             false,
         ),
         (
             "an unknown lane",
-            after_preamble(&header(0, 0x03, 0, 9, 0, 1)),
+            after_preamble(&frame_header(0, 0x03, 0, 9, 0, 1)),
             false,
         ),
         (
             "a non-zero reserved byte",
-            after_preamble(&header(0, 0x03, 0, 0, 1, 1)),
+            after_preamble(&frame_header(0, 0x03, 0, 0, 1, 1)),
             false,
         ),
         (
             "a flag a request may not carry",
-            after_preamble(&header(0, 0x03, 0x01, 0, 0, 1)),
+            after_preamble(&frame_header(0, 0x03, 0x01, 0, 0, 1)),
             false,
         ),
         (
             "a response sent to the serving side",
-            after_preamble(&frame(
+            after_preamble(&encode_frame(
                 3,
-                Lane::Control,
                 &Message::Response(RequestVoteResponse::default().into()),
             )),
             false,
@@ -211,7 +196,7 @@ fn bad_input_closes_only_the_offending_connection() {
             got.is_empty() || got.starts_with(&PREAMBLE[..got.len().min(PREAMBLE.len())]),
             "{what}: the server sent {got:?}"
         );
-        wait_until(EVENTUALLY, &format!("{what}: a protocol error"), || {
+        wait_until(&format!("{what}: a protocol error"), || {
             server.metrics().counter("raftnet.protocolErrors") > errors_before
         });
         assert_eq!(
@@ -220,7 +205,6 @@ fn bad_input_closes_only_the_offending_connection() {
             "{what}: exactly one protocol error"
         );
         wait_until(
-            EVENTUALLY,
             &format!("{what}: the healthy client to keep being answered"),
             || ok.load(Ordering::SeqCst) >= ok_before + 3,
         );
@@ -245,11 +229,9 @@ fn bad_input_closes_only_the_offending_connection() {
         cases.len() as u64
     );
     // Only the healthy client's connection is left on the server.
-    wait_until(
-        EVENTUALLY,
-        "the server to drop every bad connection",
-        || server.open_connections() == 1,
-    );
+    wait_until("the server to drop every bad connection", || {
+        server.open_connections() == 1
+    });
     client.close();
     drop(server);
     answerer.join().unwrap();
@@ -267,9 +249,8 @@ fn clean_hang_ups_are_not_protocol_errors() {
     // Preamble, one complete request, hang up after its answer.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(EVENTUALLY)).unwrap();
-    s.write_all(&after_preamble(&frame(
+    s.write_all(&after_preamble(&encode_frame(
         1,
-        Lane::Control,
         &Message::Request(vote(1).into()),
     )))
     .unwrap();
@@ -286,7 +267,7 @@ fn clean_hang_ups_are_not_protocol_errors() {
     };
     assert_eq!(answer.request_id, 1);
     drop(s);
-    wait_until(EVENTUALLY, "both connections to be closed", || {
+    wait_until("both connections to be closed", || {
         server.metrics().counter("raftnet.accepted") == 2 && server.open_connections() == 0
     });
     assert_eq!(server.metrics().counter("raftnet.protocolErrors"), 0);
@@ -301,7 +282,7 @@ fn clean_hang_ups_are_not_protocol_errors() {
 fn partial_frame_then_half_close_is_noticed() {
     let server = bind(Config::default().timeout(Some(Duration::from_secs(30))));
     let answerer = echo_server(server.consumer().clone());
-    let vote_frame = frame(7, Lane::Control, &Message::Request(vote(7).into()));
+    let vote_frame = encode_frame(7, &Message::Request(vote(7).into()));
     for attempt in 0..5 {
         let errors_before = server.metrics().counter("raftnet.protocolErrors");
         send_and_expect_close(
@@ -310,7 +291,7 @@ fn partial_frame_then_half_close_is_noticed() {
             true,
             &format!("attempt {attempt}: a stream that ends inside a frame body"),
         );
-        wait_until(EVENTUALLY, "a protocol error", || {
+        wait_until("a protocol error", || {
             server.metrics().counter("raftnet.protocolErrors") > errors_before
         });
     }
@@ -325,7 +306,7 @@ fn partial_frame_then_half_close_is_noticed() {
 fn request_then_half_close_is_noticed() {
     let server = bind(Config::default().timeout(Some(Duration::from_secs(30))));
     let answerer = echo_server(server.consumer().clone());
-    let vote_frame = frame(7, Lane::Control, &Message::Request(vote(7).into()));
+    let vote_frame = encode_frame(7, &Message::Request(vote(7).into()));
     for attempt in 0..5 {
         send_and_expect_close(
             server.bound_addr(),
@@ -334,7 +315,7 @@ fn request_then_half_close_is_noticed() {
             &format!("attempt {attempt}: a request, then a half-close"),
         );
     }
-    wait_until(EVENTUALLY, "the server to close every connection", || {
+    wait_until("the server to close every connection", || {
         server.open_connections() == 0
     });
     assert_eq!(server.metrics().counter("raftnet.protocolErrors"), 0);

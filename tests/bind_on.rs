@@ -3,14 +3,14 @@
 //! from outside the runtime (waits), from inside it (returns at once), and the runtime shutting
 //! down under it. In each, every call resolves exactly once.
 
-#[path = "support_transport/mod.rs"]
-mod support_transport;
+mod common;
 
 use std::time::Duration;
 
+use common::fixtures::*;
+use common::net::*;
 use raftnet::wire::*;
 use raftnet::*;
-use support_transport::*;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

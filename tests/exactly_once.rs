@@ -2,7 +2,7 @@
 //! serving transport goes away, when the calling transport closes, or when the pipeline closes;
 //! nothing is left waiting.
 
-mod support_robust;
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,9 +10,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::net::*;
+use common::peers::*;
 use raftnet::wire::*;
 use raftnet::*;
-use support_robust::*;
 
 const THREADS: usize = 8;
 /// Per thread: 50 single appends, 50 votes, 25 pipelined appends: 8 × 125 = 1000 calls.
@@ -199,7 +200,7 @@ fn run(close_client: bool) -> Run {
         .collect();
 
     submitted.wait();
-    wait_until(EVENTUALLY, "the server to hold all 1000 requests", || {
+    wait_until("the server to hold all 1000 requests", || {
         held.load(Ordering::SeqCst) >= TOTAL
     });
     assert_eq!(held.load(Ordering::SeqCst), TOTAL);
@@ -366,7 +367,7 @@ fn calls_racing_close_resolve_with_shutdown() {
         })
         .collect();
     started.wait();
-    wait_until(EVENTUALLY, "some requests to reach the server", || {
+    wait_until("some requests to reach the server", || {
         held.load(Ordering::SeqCst) >= 50
     });
     client.close();
@@ -424,7 +425,7 @@ fn pipeline_half_answered(
         let r = f.wait().expect("answered");
         assert_eq!(r.last_log, f.request().prev_log_entry + 1);
     }
-    wait_until(EVENTUALLY, "the server to hold the other requests", || {
+    wait_until("the server to hold the other requests", || {
         held.load(Ordering::SeqCst) == (PIPE_SENT - PIPE_ANSWERED) as usize
     });
     for f in &futures[PIPE_ANSWERED as usize..] {

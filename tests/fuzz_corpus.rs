@@ -5,14 +5,14 @@
 //!
 //! `cargo test --test fuzz_corpus -- --ignored write_seeds` rewrites the generated seeds.
 
-mod support;
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use common::wire::*;
 use raftnet::fuzzing;
 use raftnet::wire::*;
-use support::*;
 
 type Target = fn(&[u8]);
 

@@ -3,13 +3,13 @@
 //! to the format (deliberate or not) fails here. A deliberate change bumps `WIRE_VERSION`, updates
 //! docs/wire.md, and rewrites the vectors with `RAFTNET_BLESS=1 cargo test --test golden`.
 
-mod support;
+mod common;
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use common::wire::*;
 use raftnet::wire::*;
-use support::*;
 
 fn header(id: &str, addr: &str) -> RpcHeader {
     RpcHeader {

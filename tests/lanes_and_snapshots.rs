@@ -2,7 +2,7 @@
 //! appends; inbound snapshots are back-pressured; snapshot deadlines scale with size; a
 //! sender never sends more than `size` bytes; a receiver may stop reading and still answer.
 
-mod support_robust;
+mod common;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,9 +10,12 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::bodies::*;
+use common::measure::*;
+use common::net::*;
+use common::peers::*;
 use raftnet::wire::*;
 use raftnet::*;
-use support_robust::*;
 
 const MIB: u64 = 1 << 20;
 
@@ -244,7 +247,7 @@ fn an_unread_snapshot_holds_back_the_sender() {
     let mut rpc: Rpc = rpc_rx.recv_timeout(EVENTUALLY).expect("the request");
     // The receiver reads nothing. The server fills its buffer and must then stop reading.
     let server_read = || server.metrics().counter("raftnet.bytesRead");
-    wait_until(EVENTUALLY, "the server to buffer the first MiB", || {
+    wait_until("the server to buffer the first MiB", || {
         server_read() >= BUFFER
     });
     // Give a missing pause the time to show: ~200 ms of nobody reading.

@@ -5,14 +5,16 @@
 //! This binary holds this one test only: tests in one binary run in parallel, and another
 //! test's sockets and threads would disturb the counts.
 
-mod support_robust;
+mod common;
 
 use std::io::Read;
 use std::time::Duration;
 
+use common::bodies::*;
+use common::net::*;
+use common::peers::*;
 use raftnet::wire::*;
 use raftnet::*;
-use support_robust::*;
 
 const CYCLES: usize = 100;
 const CALLS_PER_CYCLE: u64 = 200;

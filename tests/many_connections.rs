@@ -1,7 +1,7 @@
 //! One transport serving 1000 concurrent connections, each doing round trips; raw blocking
 //! sockets speaking the native wire format, so there are exactly 1000 connections.
 
-mod support_robust;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,9 +10,10 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use common::net::*;
+use common::peers::*;
 use raftnet::wire::*;
 use raftnet::*;
-use support_robust::*;
 
 const THREADS: usize = 20;
 const CONNS_PER_THREAD: usize = 50;
@@ -139,11 +140,9 @@ fn thousand_concurrent_connections_each_get_their_own_answers() {
         .collect();
 
     connected.wait();
-    wait_until(
-        EVENTUALLY,
-        "the server to count 1000 open connections",
-        || server.open_connections() >= CONNECTIONS,
-    );
+    wait_until("the server to count 1000 open connections", || {
+        server.open_connections() >= CONNECTIONS
+    });
     eprintln!(
         "server: {} open connections, {} accepted",
         server.open_connections(),
@@ -165,11 +164,9 @@ fn thousand_concurrent_connections_each_get_their_own_answers() {
     );
     assert_eq!(m.counter("raftnet.protocolErrors"), 0);
     // The clients hung up: the server lets go of every connection.
-    wait_until(
-        EVENTUALLY,
-        "the server to close the 1000 connections",
-        || server.open_connections() == 0,
-    );
+    wait_until("the server to close the 1000 connections", || {
+        server.open_connections() == 0
+    });
     let server = Arc::into_inner(server).expect("sole owner");
     drop(server);
     let answered: u64 = answerers.into_iter().map(|a| a.join().unwrap()).sum();
@@ -208,7 +205,7 @@ fn burst_of_dials_while_reactor_busy_is_held_and_fully_accepted() {
         heartbeat(1),
         CallOptions::default(),
     );
-    wait_until(EVENTUALLY, "the heartbeat handler to run", || {
+    wait_until("the heartbeat handler to run", || {
         entered.load(Ordering::SeqCst)
     });
     // The reactor is stuck in the handler: the handshakes complete in the kernel's backlog.

@@ -1,19 +1,18 @@
+mod common;
+
 use std::time::Duration;
 
+use common::net::pair;
 use raftnet::wire::*;
 use raftnet::*;
 
-fn pair() -> (NetTransport, NetTransport) {
-    let cfg = Config::default().timeout(Some(Duration::from_secs(5)));
-    (
-        NetTransport::bind("127.0.0.1:0", None, cfg.clone()).unwrap(),
-        NetTransport::bind("127.0.0.1:0", None, cfg).unwrap(),
-    )
+fn config() -> Config {
+    Config::default().timeout(Some(Duration::from_secs(5)))
 }
 
 #[test]
 fn vote_roundtrip() {
-    let (a, b) = pair();
+    let (a, b) = pair(config());
     let consumer = b.consumer().clone();
     let server = std::thread::spawn(move || {
         for _ in 0..3 {
@@ -53,7 +52,7 @@ fn vote_roundtrip() {
 #[test]
 fn snapshot_roundtrip() {
     use std::io::Read;
-    let (a, b) = pair();
+    let (a, b) = pair(config());
     let consumer = b.consumer().clone();
     let server = std::thread::spawn(move || {
         let mut rpc = consumer.recv().unwrap();
@@ -90,8 +89,7 @@ fn snapshot_roundtrip() {
 #[test]
 fn pipeline_roundtrip() {
     let cfg = Config::default().max_rpcs_in_flight(16);
-    let a = NetTransport::bind("127.0.0.1:0", None, cfg.clone()).unwrap();
-    let b = NetTransport::bind("127.0.0.1:0", None, cfg).unwrap();
+    let (a, b) = pair(cfg);
     let consumer = b.consumer().clone();
     let server = std::thread::spawn(move || {
         for _ in 0..100 {
@@ -132,7 +130,7 @@ fn pipeline_roundtrip() {
 /// whole refill at once (the reactor slept with a connection still marked for writing).
 #[test]
 fn fast_snapshots_back_to_back_never_stall() {
-    let (a, b) = pair();
+    let (a, b) = pair(config());
     let consumer = b.consumer().clone();
     let server = std::thread::spawn(move || {
         let mut total = 0;

@@ -1,5 +1,6 @@
 //! hashicorp/raft's generic `transport_test.go` (6 tests) and `inmem_transport_test.go`
-//! (2 tests), plus the contract gaps the research report (§5) and the `Transport` docs call for.
+//! (2 tests), plus contract behaviour those suites leave untested (the "gaps") that the
+//! `Transport` docs promise.
 //!
 //! hashicorp runs the generic suite over every `LoopbackTransport`, which in practice means only
 //! the in-memory one. Here every generic test is a function over `T: Fixture` (how to
@@ -9,19 +10,21 @@
 //! driver ([`Placement::ThreadPerConnection`]), and [`InmemTransport`]: `net::<test>`,
 //! `net_on_runtime::<test>`, `net_thread_per_connection::<test>` and `inmem::<test>`.
 //!
-//! Numbers in the test docs are those of docs/hashicorp-transport.md §5.
+//! Each test doc names the Go test it ports, numbered #17 to #24 after hashicorp_net.rs's #1 to
+//! #16.
 
-#[path = "support_transport/mod.rs"]
-mod support_transport;
+mod common;
 
 use std::io::{self, Read};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::fixtures::*;
+use common::net::*;
+use common::peers::*;
 use raftnet::wire::*;
 use raftnet::*;
-use support_transport::*;
 
 /// A transport the generic tests can run against, and how to build it.
 trait Fixture: 'static {
@@ -49,8 +52,7 @@ impl Fixture for NetTransport {
     type T = NetTransport;
 
     fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
-        let config = test_config().timeout(Some(timeout));
-        (bind(config.clone()), bind(config))
+        pair(test_config().timeout(Some(timeout)))
     }
 
     fn unreachable() -> ServerAddress {

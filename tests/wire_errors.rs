@@ -1,13 +1,14 @@
 //! Every way an input can be wrong is its own typed error, and none of them panics, allocates
 //! what the input merely claims, or lets the decoder carry on as if nothing happened.
 
-mod support;
+mod common;
 
 use bytes::BytesMut;
+use common::wire::*;
 use raftnet::wire::*;
-use support::*;
 
-/// The 114-byte heartbeat a hashicorp/raft HEAD node sends (docs: hashicorp-transport.md §3.5a).
+/// The 114-byte heartbeat a hashicorp/raft HEAD node sends: net_transport.go's `rpcAppendEntries`
+/// type byte (0), then the request as its msgpack encoder writes it.
 const HASHICORP_HEARTBEAT: &str = "0089a441646472a7636172746d616ea7456e7472696573c0a24944a26e31a64c6561646572a7636172746d616eb14c6561646572436f6d6d6974496e64657800ac507265764c6f67456e74727900ab507265764c6f675465726d00af50726f746f636f6c56657273696f6e03a45465726d0a";
 
 fn hex(s: &str) -> Vec<u8> {

@@ -2,13 +2,13 @@
 //! decoder gives the same frames however the bytes are split, and the encoder's output depends
 //! only on the frames (not on its large-payload threshold or on what was queued before).
 
-mod support;
+mod common;
 
 use bytes::{Bytes, BytesMut};
+use common::wire::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use raftnet::wire::*;
-use support::*;
 
 fn roundtrip(message: Message) {
     let frame = Frame {

@@ -2,14 +2,14 @@
 //! decoder allocates nothing per entry beyond the entries vector, and the encoder hands large
 //! payloads to the send queue without copying them.
 
-mod support;
+mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::{Bytes, BytesMut};
+use common::wire::*;
 use raftnet::wire::*;
-use support::*;
 
 /// Counts allocations made by the current thread while counting is switched on, so the test
 /// harness's other threads do not disturb the count.

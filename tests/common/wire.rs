@@ -1,6 +1,6 @@
-//! Shared test helpers: proptest strategies for every wire message, and small encode/decode
+//! The wire format seen from outside: proptest strategies for every wire message, frames
+//! written byte by byte (including ones the encoder would refuse to write), and encode/decode
 //! shortcuts.
-#![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
@@ -259,7 +259,7 @@ pub fn encode_stream(encoder: &FrameEncoder, frames: &[Frame]) -> Vec<u8> {
     out.to_vec()
 }
 
-/// Encode one frame without a preamble.
+/// Encode one frame on the control lane, without a preamble.
 pub fn encode_frame(request_id: u64, message: &Message) -> Vec<u8> {
     let mut out = SendQueue::new();
     FrameEncoder::new()
@@ -294,12 +294,25 @@ pub fn decode_error(bytes: &[u8]) -> WireError {
     end.expect_err("expected an error")
 }
 
-/// A raw frame: header fields as given, `body` as is.
-pub fn raw_frame(kind: u8, flags: u8, lane: u8, reserved: u8, id: u64, body: &[u8]) -> Vec<u8> {
+/// A raw frame header: fields as given, so `body_len` may claim a body that never follows.
+pub fn frame_header(
+    body_len: u32,
+    kind: u8,
+    flags: u8,
+    lane: u8,
+    reserved: u8,
+    id: u64,
+) -> Vec<u8> {
     let mut v = Vec::new();
-    v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    v.extend_from_slice(&body_len.to_be_bytes());
     v.extend_from_slice(&[kind, flags, lane, reserved]);
     v.extend_from_slice(&id.to_be_bytes());
+    v
+}
+
+/// A raw frame: header fields as given, `body` as is (its length is the declared one).
+pub fn raw_frame(kind: u8, flags: u8, lane: u8, reserved: u8, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut v = frame_header(body.len() as u32, kind, flags, lane, reserved, id);
     v.extend_from_slice(body);
     v
 }

@@ -1,23 +1,16 @@
-//! Helpers for the ports of hashicorp/raft's transport test suites (`net_transport_test.go`,
-//! `tcp_transport_test.go`, `inmem_transport_test.go`, `transport_test.go`): transports built the
-//! way hashicorp's `makeTransport` builds them, the request/response fixtures those tests use, a
-//! responder thread, and bounded waits.
-//!
-//! Timing rule for every test using these helpers: nothing synchronises by sleeping. Waits are
-//! bounded polls or blocking receives with generous deadlines ([`EVENTUALLY`]); fixed-length
-//! waits only assert that something does *not* happen ([`NOT_WITHIN`]), or give a request that
-//! may legitimately never arrive a chance to (transport_generic.rs `per_call_deadline`).
-#![allow(dead_code)]
+//! hashicorp/raft's transport test fixtures, for the ports of its suites
+//! (`net_transport_test.go`, `tcp_transport_test.go`, `inmem_transport_test.go`,
+//! `transport_test.go`): transports built the way its `makeTransport` builds them, and the
+//! requests and responses those tests send.
 
-use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use raftnet::wire::*;
 use raftnet::*;
+
+use super::net::{bind, unused_addr};
 
 /// hashicorp's `makeTransport` timeout.
 pub const HASHICORP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -27,12 +20,6 @@ pub const HASHICORP_TIMEOUT: Duration = Duration::from_secs(1);
 /// turn a passing round trip into a spurious `Error::Timeout`. No test waits for this timeout to
 /// expire unless it says so.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long "happens eventually" may take before a test gives up.
-pub const EVENTUALLY: Duration = Duration::from_secs(30);
-
-/// How long a test watches for something that must *not* happen (a blocked send returning).
-pub const NOT_WITHIN: Duration = Duration::from_millis(100);
 
 /// hashicorp's `makeTransport` config: MaxPool 2, MaxRPCsInFlight 130, Timeout 1 s.
 pub fn hashicorp_config() -> Config {
@@ -45,11 +32,6 @@ pub fn hashicorp_config() -> Config {
 /// [`hashicorp_config`] with the CI-safe [`TEST_TIMEOUT`].
 pub fn test_config() -> Config {
     hashicorp_config().timeout(Some(TEST_TIMEOUT))
-}
-
-/// A transport on an ephemeral loopback port.
-pub fn bind(config: Config) -> NetTransport {
-    NetTransport::bind("127.0.0.1:0", None, config).expect("bind 127.0.0.1:0")
 }
 
 /// hashicorp's `testAddrProvider`: every id maps to one fixed address.
@@ -115,102 +97,7 @@ pub fn inmem_pair(timeout: Duration) -> (InmemTransport, InmemTransport) {
     (server, client)
 }
 
-/// A loopback address nobody listens on (a port that was free a moment ago).
-pub fn unused_addr() -> ServerAddress {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
-    let addr: SocketAddr = listener.local_addr().expect("probe address");
-    drop(listener);
-    ServerAddress::from(addr)
-}
-
-/// Take the next RPC, failing the test if none arrives within [`EVENTUALLY`].
-pub fn next_rpc(consumer: &Consumer) -> Rpc {
-    match consumer.recv_timeout(EVENTUALLY) {
-        Ok(Some(rpc)) => rpc,
-        Ok(None) => panic!("no RPC arrived within {EVENTUALLY:?}"),
-        Err(e) => panic!("the consumer failed while waiting for an RPC: {e}"),
-    }
-}
-
-/// A responder thread: takes `n` RPCs from `consumer`, hands each to `handle` (which must
-/// answer or drop it), and returns what `handle` returned for each, in arrival order. The
-/// thread panics (failing the test at `join`) if an RPC does not arrive within [`EVENTUALLY`].
-pub fn serve<R, F>(consumer: &Consumer, n: usize, mut handle: F) -> JoinHandle<Vec<R>>
-where
-    R: Send + 'static,
-    F: FnMut(Rpc) -> R + Send + 'static,
-{
-    let consumer = consumer.clone();
-    std::thread::Builder::new()
-        .name("test-responder".into())
-        .spawn(move || (0..n).map(|_| handle(next_rpc(&consumer))).collect())
-        .expect("spawn the responder thread")
-}
-
-/// The common responder: answers `n` RPCs with `answer(&request)` and returns the requests it saw.
-pub fn answer_with<F>(consumer: &Consumer, n: usize, mut answer: F) -> JoinHandle<Vec<Request>>
-where
-    F: FnMut(&Request) -> Result<Response, String> + Send + 'static,
-{
-    serve(consumer, n, move |rpc| {
-        let request = rpc.request.clone();
-        let result = answer(&request);
-        rpc.respond(result);
-        request
-    })
-}
-
-/// Join a responder thread, propagating its panic.
-pub fn join<R>(handle: JoinHandle<R>) -> R {
-    match handle.join() {
-        Ok(r) => r,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
-/// Poll `condition` until it holds, failing the test after [`EVENTUALLY`].
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + EVENTUALLY;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still not true after {EVENTUALLY:?}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Wait for a call's result, failing the test after [`EVENTUALLY`] (a hang is a failure, not a
-/// stuck test run).
-pub fn finish<T>(call: Call<T>) -> raftnet::Result<T> {
-    match call.wait_deadline(Instant::now() + EVENTUALLY) {
-        Ok(result) => result,
-        Err(_) => panic!("the call was not resolved within {EVENTUALLY:?}"),
-    }
-}
-
-/// Wait for a pipelined append's result, failing the test after [`EVENTUALLY`].
-pub fn finish_append(future: &AppendFuture) -> raftnet::Result<AppendEntriesResponse> {
-    wait_until("the append future resolves", || future.is_done());
-    future.try_response().expect("resolved")
-}
-
-/// Assert that nothing arrives on `rx` within [`NOT_WITHIN`].
-pub fn assert_nothing_within<T: std::fmt::Debug>(rx: &Receiver<T>, what: &str) {
-    match rx.recv_timeout(NOT_WITHIN) {
-        Err(RecvTimeoutError::Timeout) => {}
-        Ok(v) => panic!("{what}: happened within {NOT_WITHIN:?} ({v:?})"),
-        Err(RecvTimeoutError::Disconnected) => panic!("{what}: the sender went away"),
-    }
-}
-
-/// Receive from `rx`, failing the test after [`EVENTUALLY`].
-pub fn recv_eventually<T>(rx: &Receiver<T>, what: &str) -> T {
-    rx.recv_timeout(EVENTUALLY)
-        .unwrap_or_else(|e| panic!("{what}: {e:?} after {EVENTUALLY:?}"))
-}
-
-// ---- hashicorp's fixtures -------------------------------------------------------------------
+// ---- the requests and responses ------------------------------------------------------------
 
 fn b(s: &str) -> Option<Bytes> {
     Some(Bytes::copy_from_slice(s.as_bytes()))
@@ -315,7 +202,7 @@ pub fn snapshot_response() -> InstallSnapshotResponse {
     }
 }
 
-/// A pre-vote request with every field set (no hashicorp test: a gap §5 lists).
+/// A pre-vote request with every field set (no hashicorp test sends one).
 pub fn pre_vote_request() -> RequestPreVoteRequest {
     RequestPreVoteRequest {
         header: RpcHeader {
@@ -342,7 +229,7 @@ pub fn pre_vote_response() -> RequestPreVoteResponse {
     }
 }
 
-/// A TimeoutNow request with its header set (no hashicorp test: a gap §5 lists).
+/// A TimeoutNow request with its header set (no hashicorp test sends one).
 pub fn timeout_now_request() -> TimeoutNowRequest {
     TimeoutNowRequest {
         header: RpcHeader {

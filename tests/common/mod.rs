@@ -1,0 +1,23 @@
+//! What the integration tests share, one file per kind of help:
+//!
+//! - [`wire`]: proptest strategies for every wire message, frames written byte by byte, and
+//!   encode/decode shortcuts;
+//! - [`net`]: transports on loopback ports, and bounded waits ([`net::EVENTUALLY`]);
+//! - [`fixtures`]: hashicorp/raft's transport test setup (`makeTransport`) and the requests and
+//!   responses its tests send;
+//! - [`peers`]: the serving side played by a test: responder threads, and an echo server with
+//!   the numbered requests it answers;
+//! - [`bodies`]: deterministic snapshot bodies, counted and checksummed;
+//! - [`measure`]: percentiles and the build profile, for tests that print timings.
+//!
+//! Each test binary says `mod common;` and imports the files it needs.
+// Every test binary compiles all of this but uses only part of it; the allowance covers the
+// files below too.
+#![allow(dead_code)]
+
+pub mod bodies;
+pub mod fixtures;
+pub mod measure;
+pub mod net;
+pub mod peers;
+pub mod wire;

@@ -1,0 +1,81 @@
+//! Transports on loopback ports, and bounded waits.
+//!
+//! Timing rule for every test using these helpers: nothing synchronises by sleeping. Waits are
+//! bounded polls or blocking receives with generous deadlines ([`EVENTUALLY`]); fixed-length
+//! waits only assert that something does *not* happen ([`NOT_WITHIN`]), or give a request that
+//! may legitimately never arrive a chance to (transport_generic.rs `per_call_deadline`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use raftnet::wire::*;
+use raftnet::*;
+
+/// How long "happens eventually" may take before a test gives up: generous, because a slow,
+/// noisy 2-core machine runs the test binaries in parallel.
+pub const EVENTUALLY: Duration = Duration::from_secs(60);
+
+/// How long a test watches for something that must *not* happen (a blocked send returning).
+pub const NOT_WITHIN: Duration = Duration::from_millis(100);
+
+/// A transport on an ephemeral loopback port.
+pub fn bind(config: Config) -> NetTransport {
+    NetTransport::bind("127.0.0.1:0", None, config).expect("bind 127.0.0.1:0")
+}
+
+/// Two transports on ephemeral loopback ports, both built from `config`.
+pub fn pair(config: Config) -> (NetTransport, NetTransport) {
+    (bind(config.clone()), bind(config))
+}
+
+/// A loopback address nobody listens on (a port that was free a moment ago).
+pub fn unused_addr() -> ServerAddress {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
+    let addr: SocketAddr = listener.local_addr().expect("probe address");
+    drop(listener);
+    ServerAddress::from(addr)
+}
+
+/// Poll `condition` until it holds, failing the test after [`EVENTUALLY`]. It is checked every
+/// millisecond, so a wait ends about as soon as the condition holds.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + EVENTUALLY;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still not true after {EVENTUALLY:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Wait for a call's result, failing the test after [`EVENTUALLY`] (a hang is a failure, not a
+/// stuck test run).
+pub fn finish<T>(call: Call<T>) -> raftnet::Result<T> {
+    match call.wait_deadline(Instant::now() + EVENTUALLY) {
+        Ok(result) => result,
+        Err(_) => panic!("the call was not resolved within {EVENTUALLY:?}"),
+    }
+}
+
+/// Wait for a pipelined append's result, failing the test after [`EVENTUALLY`].
+pub fn finish_append(future: &AppendFuture) -> raftnet::Result<AppendEntriesResponse> {
+    wait_until("the append future resolves", || future.is_done());
+    future.try_response().expect("resolved")
+}
+
+/// Assert that nothing arrives on `rx` within [`NOT_WITHIN`].
+pub fn assert_nothing_within<T: std::fmt::Debug>(rx: &Receiver<T>, what: &str) {
+    match rx.recv_timeout(NOT_WITHIN) {
+        Err(RecvTimeoutError::Timeout) => {}
+        Ok(v) => panic!("{what}: happened within {NOT_WITHIN:?} ({v:?})"),
+        Err(RecvTimeoutError::Disconnected) => panic!("{what}: the sender went away"),
+    }
+}
+
+/// Receive from `rx`, failing the test after [`EVENTUALLY`].
+pub fn recv_eventually<T>(rx: &Receiver<T>, what: &str) -> T {
+    rx.recv_timeout(EVENTUALLY)
+        .unwrap_or_else(|e| panic!("{what}: {e:?} after {EVENTUALLY:?}"))
+}
