@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use raftnet::wire::{
-    AppendEntriesRequest, DEFAULT_MAX_BODY_LEN, Flags, FrameEncoder, FrameHeader, HEADER_LEN, Lane,
-    Message, SendQueue, decode_body,
-};
+use raftnet::message::{AppendEntriesRequest, Message};
+use raftnet::wire::native::{DEFAULT_MAX_BODY_LEN, FrameEncoder, HEADER_LEN, decode_body};
+use raftnet::wire::{Flags, FrameHeader, Lane, SendQueue};
 
 use support::{SerdeAppendEntries, append_entries, heartbeat, payload_len};
 

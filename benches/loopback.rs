@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::{CallOptions, Config, NetTransport, Rpc, ServerId, Transport};
 
 fn answer(rpc: Rpc) {

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::{CallOptions, Config, NetTransport, ServerId, Transport};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,6 +5,8 @@
 //! Run with `cargo run --example wire_tour`.
 
 use bytes::{Bytes, BytesMut};
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 
 fn hex(bytes: &[u8]) -> String {

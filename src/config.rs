@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::transport::AddressProvider;
-use crate::wire::{
-    CodecFactory, DEFAULT_LARGE_PAYLOAD_THRESHOLD, DEFAULT_MAX_BODY_LEN, NativeCodecFactory,
+use crate::wire::CodecFactory;
+use crate::wire::native::{
+    DEFAULT_LARGE_PAYLOAD_THRESHOLD, DEFAULT_MAX_BODY_LEN, NativeCodecFactory,
 };
 
 /// Idle connections kept per peer and lane. Consul runs hashicorp/raft with 3; raftnet's heartbeat

@@ -10,10 +10,11 @@
 
 use bytes::BytesMut;
 
-use crate::wire::{
-    DEFAULT_LARGE_PAYLOAD_THRESHOLD, Frame, FrameDecoder, FrameEncoder, MessageType, SendQueue,
-    WireError, decode_body,
+use crate::message::MessageType;
+use crate::wire::native::{
+    DEFAULT_LARGE_PAYLOAD_THRESHOLD, Frame, FrameDecoder, FrameEncoder, HEADER_LEN, decode_body,
 };
+use crate::wire::{SendQueue, WireError};
 
 struct Config {
     decoder: FrameDecoder,
@@ -192,7 +193,7 @@ pub fn message_body(data: &[u8]) {
         message,
     };
     let bytes = encode(&FrameEncoder::new().with_max_body_len(u32::MAX), &frame);
-    let reencoded_body = bytes::Bytes::copy_from_slice(&bytes[crate::wire::HEADER_LEN..]);
+    let reencoded_body = bytes::Bytes::copy_from_slice(&bytes[HEADER_LEN..]);
     assert_eq!(
         decode_body(kind, &reencoded_body).as_ref(),
         Ok(&frame.message)

@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use raftnet::{CallOptions, InmemTransport, ServerId, Transport};
-//! use raftnet::wire::{TimeoutNowRequest, TimeoutNowResponse};
+//! use raftnet::message::{TimeoutNowRequest, TimeoutNowResponse};
 //!
 //! let a = InmemTransport::new("a");
 //! let b = InmemTransport::new("b");
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::message::*;
 use crate::transport::call::{AnyResolver, Call, Resolver, call};
 use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared};
 use crate::transport::rpc::{Consumer, Responder, Rpc};

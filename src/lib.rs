@@ -20,7 +20,7 @@
 //! Two transports on loopback; one serves, the other calls it three ways.
 //!
 //! ```
-//! use raftnet::wire::*;
+//! use raftnet::message::*;
 //! use raftnet::{CallOptions, Config, NetTransport, ServerId, Transport};
 //! use std::time::Duration;
 //!
@@ -87,6 +87,7 @@ mod driver;
 mod engine;
 mod error;
 pub mod inmem;
+pub mod message;
 mod metrics;
 mod net;
 #[cfg(feature = "openraft")]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::wire::{Request, Response};
+use crate::message::{Request, Response};
 
 /// The `rpcType` label values hashicorp uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

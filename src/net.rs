@@ -29,6 +29,7 @@ use crate::engine::Shared;
 use crate::engine::handoff::{AnyResolver, Command, Handoff, OutboundCall, OutboundSnapshot};
 use crate::engine::snapshot_out::{self, SnapshotFeed};
 use crate::error::{Error, Result};
+use crate::message::*;
 use crate::metrics::{Metrics, RpcKind};
 use crate::transport::call::{Call, Resolver, call};
 use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared};
@@ -41,7 +42,7 @@ use crate::wire::*;
 ///
 /// ```
 /// use raftnet::{CallOptions, Config, NetTransport, ServerId, Transport};
-/// use raftnet::wire::{RequestVoteRequest, RequestVoteResponse};
+/// use raftnet::message::{RequestVoteRequest, RequestVoteResponse};
 ///
 /// // Two transports on ephemeral loopback ports.
 /// let a = NetTransport::bind("127.0.0.1:0", None, Config::default())?;

@@ -124,7 +124,7 @@ use openraft::{LogId, Raft, RaftLogId, RaftTypeConfig, SnapshotMeta, Vote};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::wire::{self, Log, LogType, Request, Response, RpcHeader};
+use crate::message::{self, Log, LogType, Request, Response, RpcHeader};
 use crate::{CallOptions, Consumer, Error, Rpc, ServerAddress, ServerId, Transport};
 
 /// The prefix of a remote error text that carries an openraft `RaftError` (as JSON).
@@ -330,7 +330,7 @@ impl<C: RaftTypeConfig> RaftNetwork<C> for RaftnetNetwork<C> {
         let meta: AppendMeta<C> = (rpc.vote, rpc.prev_log_id, rpc.leader_commit);
         let (leader, entries) = encode_batch::<C>(&meta, &rpc.entries, &mut self.bytes_per_entry)
             .map_err(local_error)?;
-        let request = wire::AppendEntriesRequest {
+        let request = message::AppendEntriesRequest {
             header: RpcHeader::default(),
             term,
             leader: Some(leader),
@@ -361,7 +361,7 @@ impl<C: RaftTypeConfig> RaftNetwork<C> for RaftnetNetwork<C> {
     > {
         let term = rpc.vote.leader_id().term;
         let meta: SnapshotChunkMeta<C> = (rpc.vote, rpc.meta, rpc.offset, rpc.done);
-        let request = wire::InstallSnapshotRequest {
+        let request = message::InstallSnapshotRequest {
             term,
             configuration: Some(encode(&meta).map_err(local_error)?),
             size: rpc.data.len() as i64,
@@ -387,7 +387,7 @@ impl<C: RaftTypeConfig> RaftNetwork<C> for RaftnetNetwork<C> {
         rpc: OrVoteRequest<C::NodeId>,
         option: RPCOption,
     ) -> Result<OrVoteResponse<C::NodeId>, RPCError<C::NodeId, C::Node, RaftError<C::NodeId>>> {
-        let request = wire::RequestVoteRequest {
+        let request = message::RequestVoteRequest {
             term: rpc.vote.leader_id().term,
             candidate: Some(encode(&rpc).map_err(local_error)?),
             ..Default::default()
@@ -458,7 +458,7 @@ where
                 .append_entries(rpc)
                 .await
                 .map_err(|e| remote_error(&e))?;
-            Ok(Response::AppendEntries(wire::AppendEntriesResponse {
+            Ok(Response::AppendEntries(message::AppendEntriesResponse {
                 header: with_payload(encode(&response))?,
                 success: matches!(response, OrAppendResponse::Success),
                 ..Default::default()
@@ -467,7 +467,7 @@ where
         Request::RequestVote(request) => {
             let rpc: OrVoteRequest<C::NodeId> = decode(request.candidate.as_ref(), "Vote request")?;
             let response = raft.vote(rpc).await.map_err(|e| remote_error(&e))?;
-            Ok(Response::RequestVote(wire::RequestVoteResponse {
+            Ok(Response::RequestVote(message::RequestVoteResponse {
                 header: with_payload(encode(&response))?,
                 granted: response.vote_granted,
                 ..Default::default()
@@ -492,11 +492,13 @@ where
                 .install_snapshot(rpc)
                 .await
                 .map_err(|e| remote_error(&e))?;
-            Ok(Response::InstallSnapshot(wire::InstallSnapshotResponse {
-                header: with_payload(encode(&response))?,
-                success: true,
-                ..Default::default()
-            }))
+            Ok(Response::InstallSnapshot(
+                message::InstallSnapshotResponse {
+                    header: with_payload(encode(&response))?,
+                    success: true,
+                    ..Default::default()
+                },
+            ))
         }
         other => Err(format!(
             "raftnet-openraft: openraft 0.9 does not handle {:?}",

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::fixtures::*;
 use common::net::*;
 use common::peers::*;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 /// #13 `TestNetworkTransport_ListenBackoff`.

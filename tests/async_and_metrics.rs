@@ -13,7 +13,7 @@ use common::net::*;
 use common::peers::*;
 use futures::AsyncReadExt;
 use futures::task::LocalSpawnExt;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 fn config() -> Config {

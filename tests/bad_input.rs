@@ -13,6 +13,8 @@ use common::bodies::*;
 use common::net::*;
 use common::peers::*;
 use common::wire::{encode_frame, frame_header};
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 use raftnet::*;
 

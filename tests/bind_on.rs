@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::fixtures::*;
 use common::net::*;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::net::*;
 use common::peers::*;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 const THREADS: usize = 8;

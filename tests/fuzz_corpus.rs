@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use common::wire::*;
 use raftnet::fuzzing;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 
 type Target = fn(&[u8]);

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use common::wire::*;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 
 fn header(id: &str, addr: &str) -> RpcHeader {

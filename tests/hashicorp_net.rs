@@ -31,7 +31,8 @@ use common::fixtures::*;
 use common::net::*;
 use common::peers::*;
 use common::wire::raw_frame;
-use raftnet::wire::*;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::*;
 
 /// Generate `mod $name { without_address_provider, with_address_provider }` calling

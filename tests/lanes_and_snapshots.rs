@@ -14,7 +14,7 @@ use common::bodies::*;
 use common::measure::*;
 use common::net::*;
 use common::peers::*;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 const MIB: u64 = 1 << 20;

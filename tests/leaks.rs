@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::bodies::*;
 use common::net::*;
 use common::peers::*;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 const CYCLES: usize = 100;

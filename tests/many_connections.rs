@@ -12,6 +12,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use common::net::*;
 use common::peers::*;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 use raftnet::*;
 

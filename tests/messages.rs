@@ -1,7 +1,7 @@
 //! Behaviour of the message types themselves: hashicorp's heartbeat rule, timestamps, log types.
 
 use bytes::Bytes;
-use raftnet::wire::*;
+use raftnet::message::*;
 
 fn heartbeat() -> AppendEntriesRequest {
     AppendEntriesRequest {
@@ -104,13 +104,16 @@ fn log_types_keep_unknown_values() {
 #[test]
 fn message_conversions_and_types() {
     let m: Message = heartbeat().into();
-    assert_eq!(message_type(&m), MessageType::AppendEntries);
+    assert_eq!(Message::message_type(&m), MessageType::AppendEntries);
     let Message::Request(r) = &m else { panic!() };
     assert_eq!(r.header().protocol_version, 3);
     let m: Message = RequestPreVoteResponse::default().into();
-    assert_eq!(message_type(&m), MessageType::RequestPreVoteResponse);
     assert_eq!(
-        message_type(&Message::Error(String::new())),
+        Message::message_type(&m),
+        MessageType::RequestPreVoteResponse
+    );
+    assert_eq!(
+        Message::message_type(&Message::Error(String::new())),
         MessageType::Error
     );
     for byte in 0..=255u8 {

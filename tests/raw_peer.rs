@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use common::fixtures::*;
 use common::net::*;
 use common::wire::encode_stream;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 use raftnet::*;
 

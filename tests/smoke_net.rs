@@ -3,7 +3,7 @@ mod common;
 use std::time::Duration;
 
 use common::net::pair;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 fn config() -> Config {

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use common::fixtures::*;
 use common::net::*;
 use common::peers::*;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 /// A transport the generic tests can run against, and how to build it.

@@ -5,6 +5,8 @@ mod common;
 
 use bytes::BytesMut;
 use common::wire::*;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 
 /// The 114-byte heartbeat a hashicorp/raft HEAD node sends: net_transport.go's `rpcAppendEntries`

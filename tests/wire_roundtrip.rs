@@ -8,6 +8,8 @@ use bytes::{Bytes, BytesMut};
 use common::wire::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 
 fn roundtrip(message: Message) {

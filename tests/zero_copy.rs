@@ -9,6 +9,8 @@ use std::cell::Cell;
 
 use bytes::{Bytes, BytesMut};
 use common::wire::*;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 
 /// Counts allocations made by the current thread while counting is switched on, so the test

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::{
     AppendPipeline, CallOptions, Config, NetTransport, Rpc, ServerAddress, ServerId, Transport,
 };

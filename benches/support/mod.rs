@@ -3,10 +3,9 @@
 //! wire.
 
 use bytes::Bytes;
-use raftnet::wire::{
-    AppendEntriesRequest, DEFAULT_MAX_BODY_LEN, Flags, FrameEncoder, FrameHeader, HEADER_LEN, Lane,
-    Log, LogType, Message, RpcHeader, SendQueue, Timestamp, decode_body,
-};
+use raftnet::message::{AppendEntriesRequest, Log, LogType, Message, RpcHeader, Timestamp};
+use raftnet::wire::native::{DEFAULT_MAX_BODY_LEN, FrameEncoder, HEADER_LEN, decode_body};
+use raftnet::wire::{Flags, FrameHeader, Lane, SendQueue};
 use serde_bytes::ByteBuf;
 
 /// The serde twins of raftnet's messages, defined once for this benchmark and raftnet-bench's

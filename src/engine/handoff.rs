@@ -18,6 +18,7 @@ use crossbeam_queue::SegQueue;
 use super::key::ConnKey;
 use super::snapshot_out::SnapshotFeed;
 use crate::error::Error;
+use crate::message::*;
 use crate::metrics::{RpcKind, TransportMetrics, add};
 pub(crate) use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;

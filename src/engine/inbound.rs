@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use super::conn::{Role, SnapshotIn};
 use super::handoff::Completion;
 use super::{ConnKey, Engine, lookup};
+use crate::message::{Message, MessageType, Request, Response};
 use crate::metrics::{RpcKind, add};
 use crate::transport::rpc::{Responder, Rpc};
 use crate::transport::snapshot::{Flow, SnapshotReader, SnapshotStream};
-use crate::wire::{Flags, Lane, Message, MessageType, RawFrame, Request, Response, WireError};
+use crate::wire::{Flags, Lane, RawFrame, WireError};
 
 impl Engine {
     /// The frames of one read on a serving connection, in order. Their bodies are decoded

@@ -67,10 +67,11 @@ use self::key::Generations;
 use self::timer::{TimerKind, Timers, accept_backoff};
 use crate::config::Config;
 use crate::error::Error;
+use crate::message::Request;
 use crate::metrics::{TransportMetrics, add};
 use crate::transport::HeartbeatHandler;
 use crate::transport::rpc::{Consumer, ResponseSink};
-use crate::wire::{CodecContext, Lane, RawFrame, Request, SendQueue, WireError};
+use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
 
 /// Commands taken per turn: enough to batch a burst of pipelined sends into one write, few
 /// enough that reads and answers are not held up behind a flood of submissions.

@@ -8,8 +8,9 @@ use super::conn::{PendingCall, Pooled, Role};
 use super::handoff::OutboundCall;
 use super::{ConnKey, Engine};
 use crate::error::Error;
+use crate::message::{Message, Response};
 use crate::metrics::add;
-use crate::wire::{Lane, Message, RawFrame, Response, WireError};
+use crate::wire::{Lane, RawFrame, WireError};
 
 impl Engine {
     /// The earlier of a call's own deadline and `budget` from now.

@@ -11,9 +11,10 @@ use super::conn::{PipelineConn, Role};
 use super::outbound::decode_answer;
 use super::{ConnKey, Engine};
 use crate::error::Error;
+use crate::message::{AppendEntriesRequest, Response};
 use crate::metrics::{RpcKind, add};
 use crate::transport::pipeline::PipelineShared;
-use crate::wire::{AppendEntriesRequest, Lane, RawFrame, Response, WireError};
+use crate::wire::{Lane, RawFrame, WireError};
 
 impl Engine {
     pub(super) fn open_pipeline(

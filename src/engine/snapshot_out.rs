@@ -15,8 +15,9 @@ use super::conn::{PendingCall, Role, SNAPSHOT_SEND_HIGH_WATER, SnapshotOut};
 use super::handoff::{Command, Handoff, OutboundSnapshot};
 use super::{ConnKey, Engine};
 use crate::error::Error;
+use crate::message::{Message, Request};
 use crate::metrics::RpcKind;
-use crate::wire::{Lane, Message, Request};
+use crate::wire::Lane;
 
 #[derive(Default)]
 struct FeedState {

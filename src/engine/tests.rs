@@ -18,10 +18,12 @@ use super::snapshot_out::{SnapshotFeed, pump};
 use super::{Action, ConnKey, Engine, Flushed, Shared};
 use crate::config::Config;
 use crate::error::Error;
+use crate::message::*;
 use crate::metrics::RpcKind;
 use crate::transport::call::{Call, call};
 use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared, TrySendError};
 use crate::transport::rpc::Rpc;
+use crate::wire::native::FrameEncoder;
 use crate::wire::*;
 
 static START: LazyLock<Instant> = LazyLock::new(Instant::now);

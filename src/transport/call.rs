@@ -16,7 +16,7 @@ use std::time::Instant;
 use event_listener::{Event, EventListener, Listener};
 
 use crate::error::{Error, Result};
-use crate::wire::*;
+use crate::message::*;
 
 enum State<T> {
     Pending,
@@ -166,11 +166,11 @@ impl<T> fmt::Debug for Resolver<T> {
 /// A pending result of an outbound RPC.
 ///
 /// ```no_run
-/// # fn demo(call: raftnet::Call<raftnet::wire::RequestVoteResponse>) -> raftnet::Result<()> {
+/// # fn demo(call: raftnet::Call<raftnet::message::RequestVoteResponse>) -> raftnet::Result<()> {
 /// // Block:
 /// let response = call.wait()?;
 /// # Ok(()) }
-/// # async fn demo2(call: raftnet::Call<raftnet::wire::RequestVoteResponse>) -> raftnet::Result<()> {
+/// # async fn demo2(call: raftnet::Call<raftnet::message::RequestVoteResponse>) -> raftnet::Result<()> {
 /// // Or await, under any executor:
 /// let response = call.await?;
 /// # Ok(()) }

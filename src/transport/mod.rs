@@ -52,7 +52,7 @@ pub use rpc::{Consumer, DROPPED_UNANSWERED, Responder, Rpc};
 pub use snapshot::SnapshotReader;
 
 use crate::error::Result;
-use crate::wire::*;
+use crate::message::*;
 
 /// A Raft server's stable identity (hashicorp `ServerID`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

@@ -16,7 +16,7 @@ use event_listener::{Event, EventListener, Listener};
 
 use super::call::SharedSlot;
 use crate::error::{Error, Result};
-use crate::wire::{AppendEntriesRequest, AppendEntriesResponse};
+use crate::message::{AppendEntriesRequest, AppendEntriesResponse};
 
 /// One pipelined AppendEntries: when it started, what it sent, and (once known) its answer.
 /// Cloning shares the same result. Await it, block on it, or poll it.

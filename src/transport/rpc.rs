@@ -12,7 +12,8 @@ use event_listener::{Event, Listener};
 
 use super::snapshot::SnapshotReader;
 use crate::error::{Error, Result};
-use crate::wire::{Lane, MessageType, Request, Response};
+use crate::message::{MessageType, Request, Response};
+use crate::wire::Lane;
 
 /// Where a [`Responder`] delivers its answer: the transport that received the request.
 pub(crate) trait ResponseSink: Send + Sync {

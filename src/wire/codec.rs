@@ -28,12 +28,10 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 
-use super::decoder::{FrameDecoder, RawFrame};
-use super::encoder::FrameEncoder;
 use super::error::{EncodeError, WireError};
-use super::frame::{Flags, Lane};
-use super::message::{AppendEntriesRequest, Message};
+use super::frame::{Lane, RawFrame};
 use super::send_queue::SendQueue;
+use crate::message::{AppendEntriesRequest, Message};
 
 /// One wire format, for one connection (it may keep per-connection state).
 pub trait Codec: Send {
@@ -98,95 +96,4 @@ pub struct CodecContext {
 pub trait CodecFactory: Send + Sync {
     /// A codec for the connection `context` describes.
     fn new_codec(&self, context: &CodecContext) -> Box<dyn Codec>;
-}
-
-/// raftnet's own format (docs/wire.md), for every connection: the default factory.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NativeCodecFactory;
-
-impl CodecFactory for NativeCodecFactory {
-    fn new_codec(&self, context: &CodecContext) -> Box<dyn Codec> {
-        Box::new(NativeCodec::for_connection(context))
-    }
-}
-
-/// raftnet's own format (docs/wire.md).
-#[derive(Debug, Clone, Default)]
-pub struct NativeCodec {
-    encoder: FrameEncoder,
-    decoder: FrameDecoder,
-}
-
-impl NativeCodec {
-    /// A codec with default limits.
-    pub fn new() -> NativeCodec {
-        NativeCodec::default()
-    }
-
-    /// A codec with the limits `context` gives.
-    pub fn for_connection(context: &CodecContext) -> NativeCodec {
-        NativeCodec {
-            encoder: FrameEncoder::new()
-                .with_large_payload_threshold(context.large_payload_threshold)
-                .with_max_body_len(context.max_body_len),
-            decoder: FrameDecoder::new().with_max_body_len(context.max_body_len),
-        }
-    }
-}
-
-impl Codec for NativeCodec {
-    fn start(&mut self, out: &mut SendQueue) {
-        self.encoder.preamble(out);
-    }
-
-    fn decode_frame(&mut self, input: &mut BytesMut) -> Result<Option<RawFrame>, WireError> {
-        self.decoder.decode_raw(input)
-    }
-
-    fn decode_body(&mut self, frame: &RawFrame) -> Result<Message, WireError> {
-        super::body::decode(frame.header.kind, &frame.body)
-    }
-
-    fn finish(&mut self, input: &BytesMut) -> Result<(), WireError> {
-        self.decoder.finish(input)
-    }
-
-    fn encode(
-        &mut self,
-        out: &mut SendQueue,
-        request_id: u64,
-        lane: Lane,
-        message: &Message,
-    ) -> Result<(), EncodeError> {
-        self.encoder
-            .encode(out, request_id, lane, Flags::NONE, message)
-    }
-
-    fn encode_append_entries(
-        &mut self,
-        out: &mut SendQueue,
-        request_id: u64,
-        lane: Lane,
-        request: &AppendEntriesRequest,
-    ) -> Result<(), EncodeError> {
-        self.encoder
-            .encode_append_entries(out, request_id, lane, request)
-    }
-
-    fn encode_snapshot_chunk(
-        &mut self,
-        out: &mut SendQueue,
-        request_id: u64,
-        chunk: Bytes,
-        last: bool,
-    ) -> Result<(), EncodeError> {
-        let flags = if last { Flags::END_STREAM } else { Flags::NONE };
-        self.encoder.encode(
-            out,
-            request_id,
-            Lane::Snapshot,
-            flags,
-            &Message::SnapshotChunk(chunk),
-        )
-    }
 }

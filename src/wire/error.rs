@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use super::frame::{MessageType, PREAMBLE_LEN};
+use super::native::PREAMBLE_LEN;
+use crate::message::MessageType;
 
 /// Why bytes from a peer could not be decoded. After any of these the connection's byte
 /// stream can no longer be trusted: the decoder keeps returning the same error.

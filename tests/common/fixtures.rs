@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 use super::net::{bind, unused_addr};

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 /// How long "happens eventually" may take before a test gives up: generous, because a slow,

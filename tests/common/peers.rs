@@ -6,7 +6,7 @@ use std::io::Read;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use raftnet::wire::*;
+use raftnet::message::*;
 use raftnet::*;
 
 use super::net::EVENTUALLY;

@@ -6,6 +6,8 @@ use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
+use raftnet::message::*;
+use raftnet::wire::native::*;
 use raftnet::wire::*;
 
 pub fn go_bytes() -> impl Strategy<Value = Option<Bytes>> {

@@ -1,4 +1,4 @@
-//! Serde twins of raftnet's messages (`raftnet::wire`): the same fields in raftnet's body order,
+//! Serde twins of raftnet's messages (`raftnet::message`): the same fields in raftnet's body order,
 //! the `RpcHeader`'s three fields (`protocol_version`, `id`, `addr`) first, flattened, Go
 //! `[]byte` fields as `Option<ByteBuf>`. rmp-serde's default struct encoding is an array, like
 //! raftnet's body, so a twin encodes byte for byte as raftnet's body.
@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-/// Twin of `raftnet::wire::Log` (the timestamp's three parts inline).
+/// Twin of `raftnet::message::Log` (the timestamp's three parts inline).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Log {
     pub index: u64,
@@ -24,7 +24,7 @@ pub struct Log {
     pub appended_at_utc_offset: Option<i32>,
 }
 
-/// Twin of `raftnet::wire::AppendEntriesRequest`, in raftnet's body order: the header's three
+/// Twin of `raftnet::message::AppendEntriesRequest`, in raftnet's body order: the header's three
 /// fields first, and `leader_commit_index` before `entries`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppendEntriesRequest {
@@ -40,7 +40,7 @@ pub struct AppendEntriesRequest {
 }
 
 impl AppendEntriesRequest {
-    /// hashicorp/raft's heartbeat rule (as `raftnet::wire::AppendEntriesRequest::is_heartbeat`).
+    /// hashicorp/raft's heartbeat rule (as `raftnet::message::AppendEntriesRequest::is_heartbeat`).
     pub fn is_heartbeat(&self) -> bool {
         let leader_present = match &self.addr {
             Some(addr) if !addr.is_empty() => true,
@@ -55,7 +55,7 @@ impl AppendEntriesRequest {
     }
 }
 
-/// Twin of `raftnet::wire::AppendEntriesResponse`.
+/// Twin of `raftnet::message::AppendEntriesResponse`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppendEntriesResponse {
     pub protocol_version: i64,
@@ -67,7 +67,7 @@ pub struct AppendEntriesResponse {
     pub no_retry_backoff: bool,
 }
 
-/// Twin of `raftnet::wire::RequestVoteRequest`.
+/// Twin of `raftnet::message::RequestVoteRequest`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestVoteRequest {
     pub protocol_version: i64,
@@ -80,7 +80,7 @@ pub struct RequestVoteRequest {
     pub leadership_transfer: bool,
 }
 
-/// Twin of `raftnet::wire::RequestVoteResponse`.
+/// Twin of `raftnet::message::RequestVoteResponse`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestVoteResponse {
     pub protocol_version: i64,
@@ -91,7 +91,7 @@ pub struct RequestVoteResponse {
     pub granted: bool,
 }
 
-/// Twin of `raftnet::wire::InstallSnapshotRequest`.
+/// Twin of `raftnet::message::InstallSnapshotRequest`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstallSnapshotRequest {
     pub protocol_version: i64,
@@ -108,7 +108,7 @@ pub struct InstallSnapshotRequest {
     pub size: i64,
 }
 
-/// Twin of `raftnet::wire::InstallSnapshotResponse`.
+/// Twin of `raftnet::message::InstallSnapshotResponse`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstallSnapshotResponse {
     pub protocol_version: i64,

@@ -10,7 +10,7 @@
 //!   connection end drains an mpsc channel: `feed` every frame available, then one `flush`.
 //! - [`client`]: requests multiplexed by id on that connection; its reader task completes the
 //!   caller's `oneshot` found by id in a `HashMap`.
-//! - [`messages`]: serde structs mirroring `raftnet::wire`'s (Go `[]byte` fields as
+//! - [`messages`]: serde structs mirroring `raftnet::message`'s (Go `[]byte` fields as
 //!   `Option<ByteBuf>`), in raftnet's field order with the header's three fields flattened, so a
 //!   body is byte for byte raftnet's body (a test in [`requests`] checks it).
 //! - [`requests`]: what the scenarios send, built once per run.

@@ -143,8 +143,8 @@ mod tests {
         protocol_version: i64,
         id: &Option<ByteBuf>,
         addr: &Option<ByteBuf>,
-    ) -> raftnet::wire::RpcHeader {
-        raftnet::wire::RpcHeader {
+    ) -> raftnet::message::RpcHeader {
+        raftnet::message::RpcHeader {
             protocol_version,
             id: bytes(id),
             addr: bytes(addr),
@@ -152,8 +152,9 @@ mod tests {
     }
 
     /// raftnet's body for the same message (its frame minus the header).
-    fn raftnet_body(message: &raftnet::wire::Message) -> Vec<u8> {
-        use raftnet::wire::{Flags, FrameEncoder, HEADER_LEN, Lane, SendQueue};
+    fn raftnet_body(message: &raftnet::message::Message) -> Vec<u8> {
+        use raftnet::wire::native::{FrameEncoder, HEADER_LEN};
+        use raftnet::wire::{Flags, Lane, SendQueue};
         let mut queue = SendQueue::new();
         FrameEncoder::new()
             .encode(&mut queue, 1, Lane::Control, Flags::NONE, message)
@@ -174,7 +175,7 @@ mod tests {
     /// The twins mirror raftnet's messages: rmp-serde writes exactly raftnet's body bytes.
     #[test]
     fn twins_encode_as_raftnet_bodies() {
-        use raftnet::wire as rw;
+        use raftnet::message as rw;
         for message in [heartbeat(), append_entries(1, 100), append_entries(3, 1024)] {
             let Message::AppendEntries(m) = &message else {
                 unreachable!()

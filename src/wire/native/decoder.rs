@@ -10,26 +10,15 @@
 //! buffer is grown for the body, and the body decoder checks every declared count against the
 //! bytes left in the frame (see `msgpack::Reader`).
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::body;
-use super::error::WireError;
-use super::frame::{DEFAULT_MAX_BODY_LEN, FrameHeader, HEADER_LEN, PREAMBLE_LEN, check_preamble};
-use super::message::Message;
-use super::{Flags, Lane};
-
-/// A frame whose header is validated and whose body is cut out, not yet decoded. The transport
-/// can route on the header (lane, request id, type) before paying for the body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawFrame {
-    /// The validated header.
-    pub header: FrameHeader,
-    /// Exactly `header.body_len` bytes.
-    pub body: Bytes,
-}
+use super::frame::{DEFAULT_MAX_BODY_LEN, HEADER_LEN, PREAMBLE_LEN, check_preamble};
+use crate::message::Message;
+use crate::wire::{Flags, FrameHeader, Lane, RawFrame, WireError};
 
 impl RawFrame {
-    /// Decode the body. Payloads in the result are slices of `self.body`.
+    /// Decode the body as a native one. Payloads in the result are slices of `self.body`.
     pub fn decode(&self) -> Result<Frame, WireError> {
         Ok(Frame {
             request_id: self.header.request_id,

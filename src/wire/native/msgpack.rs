@@ -19,8 +19,9 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use rmp::Marker;
 
-use super::error::{EncodeError, WireError};
-use super::frame::{HEADER_LEN, MessageType};
+use super::frame::HEADER_LEN;
+use crate::message::MessageType;
+use crate::wire::{EncodeError, WireError};
 
 const NIL: u8 = Marker::Null.to_u8();
 const FALSE: u8 = Marker::False.to_u8();
@@ -688,13 +689,13 @@ impl Drop for BodySink<'_> {
 mod tests {
     //! The sink's fast path writes into spare capacity and commits it with `set_len`; these
     //! tests drive every path through it (growth mid-message, payloads split into segments,
-    //! aborts) and run under Miri (`cargo +nightly miri test --lib wire::msgpack`), which checks
+    //! aborts) and run under Miri (`cargo +nightly miri test --lib wire::native::msgpack`), which checks
     //! that no uninitialized byte is ever committed or read.
 
     use super::*;
-    use crate::wire::{
-        AppendEntriesRequest, FrameEncoder, Lane, Log, Message, SendQueue, decode_body,
-    };
+    use crate::message::{AppendEntriesRequest, Log, Message};
+    use crate::wire::native::{FrameEncoder, decode_body};
+    use crate::wire::{Lane, SendQueue};
 
     fn message(entries: usize, size: usize) -> Message {
         AppendEntriesRequest {

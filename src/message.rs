@@ -11,7 +11,78 @@
 
 use bytes::Bytes;
 
-use super::frame::MessageType;
+use crate::wire::WireError;
+
+/// What a message is: one of the five requests, their responses, a piece of a snapshot body,
+/// or an error answer. The discriminants are the native format's type bytes (requests use
+/// hashicorp's rpc type numbers; responses set the top bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MessageType {
+    /// [`AppendEntriesRequest`](AppendEntriesRequest), heartbeats included.
+    AppendEntries = 0x00,
+    /// [`RequestVoteRequest`](RequestVoteRequest).
+    RequestVote = 0x01,
+    /// [`InstallSnapshotRequest`](InstallSnapshotRequest).
+    InstallSnapshot = 0x02,
+    /// [`TimeoutNowRequest`](TimeoutNowRequest).
+    TimeoutNow = 0x03,
+    /// [`RequestPreVoteRequest`](RequestPreVoteRequest).
+    RequestPreVote = 0x04,
+    /// Raw snapshot bytes (no msgpack).
+    SnapshotChunk = 0x05,
+    /// [`AppendEntriesResponse`](AppendEntriesResponse).
+    AppendEntriesResponse = 0x80,
+    /// [`RequestVoteResponse`](RequestVoteResponse).
+    RequestVoteResponse = 0x81,
+    /// [`InstallSnapshotResponse`](InstallSnapshotResponse).
+    InstallSnapshotResponse = 0x82,
+    /// [`TimeoutNowResponse`](TimeoutNowResponse).
+    TimeoutNowResponse = 0x83,
+    /// [`RequestPreVoteResponse`](RequestPreVoteResponse).
+    RequestPreVoteResponse = 0x84,
+    /// The remote's error text (a msgpack string), answering a request.
+    Error = 0xFF,
+}
+
+impl MessageType {
+    /// The type for a wire byte.
+    pub fn from_u8(byte: u8) -> Result<MessageType, WireError> {
+        Ok(match byte {
+            0x00 => MessageType::AppendEntries,
+            0x01 => MessageType::RequestVote,
+            0x02 => MessageType::InstallSnapshot,
+            0x03 => MessageType::TimeoutNow,
+            0x04 => MessageType::RequestPreVote,
+            0x05 => MessageType::SnapshotChunk,
+            0x80 => MessageType::AppendEntriesResponse,
+            0x81 => MessageType::RequestVoteResponse,
+            0x82 => MessageType::InstallSnapshotResponse,
+            0x83 => MessageType::TimeoutNowResponse,
+            0x84 => MessageType::RequestPreVoteResponse,
+            0xFF => MessageType::Error,
+            other => return Err(WireError::UnknownMessageType(other)),
+        })
+    }
+
+    /// Whether this type is one of the five requests (what a serving connection accepts,
+    /// besides snapshot chunks).
+    pub fn is_request(self) -> bool {
+        self.response_type().is_some()
+    }
+
+    /// The response type that answers this request type (`None` for anything but a request).
+    pub fn response_type(self) -> Option<MessageType> {
+        Some(match self {
+            MessageType::AppendEntries => MessageType::AppendEntriesResponse,
+            MessageType::RequestVote => MessageType::RequestVoteResponse,
+            MessageType::InstallSnapshot => MessageType::InstallSnapshotResponse,
+            MessageType::TimeoutNow => MessageType::TimeoutNowResponse,
+            MessageType::RequestPreVote => MessageType::RequestPreVoteResponse,
+            _ => return None,
+        })
+    }
+}
 
 /// Fields every request and response carries (Go's embedded `RPCHeader`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -187,7 +258,7 @@ impl AppendEntriesRequest {
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use raftnet::wire::AppendEntriesRequest;
+    /// use raftnet::message::AppendEntriesRequest;
     /// let mut hb = AppendEntriesRequest { term: 10, ..Default::default() };
     /// assert!(!hb.is_heartbeat()); // no leader address at all: nil Leader
     /// hb.leader = Some(Bytes::new()); // an empty, non-nil Leader is enough
@@ -420,6 +491,18 @@ impl_into_message!(
     Response(TimeoutNowResponse),
     Response(RequestPreVoteResponse),
 );
+
+impl Message {
+    /// What kind of message this is.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Request(r) => r.message_type(),
+            Message::Response(r) => r.message_type(),
+            Message::SnapshotChunk(_) => MessageType::SnapshotChunk,
+            Message::Error(_) => MessageType::Error,
+        }
+    }
+}
 
 impl Request {
     /// The frame type that carries this request.

@@ -3,11 +3,10 @@
 //! segments, without a copy.
 
 use super::body;
-use super::error::EncodeError;
-use super::frame::{DEFAULT_MAX_BODY_LEN, Flags, FrameHeader, Lane, MessageType, PREAMBLE};
-use super::message::{AppendEntriesRequest, Message};
+use super::frame::{DEFAULT_MAX_BODY_LEN, PREAMBLE};
 use super::msgpack::BodySink;
-use super::send_queue::SendQueue;
+use crate::message::{AppendEntriesRequest, Message, MessageType};
+use crate::wire::{EncodeError, Flags, FrameHeader, Lane, SendQueue};
 
 /// Payloads of this many bytes or more go out as their own segment instead of being copied
 /// into the frame buffer. Measured with `cargo bench --bench codec -- threshold` (encode plus a
@@ -70,7 +69,7 @@ impl FrameEncoder {
         flags: Flags,
         message: &Message,
     ) -> Result<(), EncodeError> {
-        let kind = body::message_type(message);
+        let kind = message.message_type();
         if flags != Flags::NONE
             && !(kind == MessageType::SnapshotChunk && flags == Flags::END_STREAM)
         {

@@ -8,10 +8,9 @@
 
 use bytes::Bytes;
 
-use super::error::{EncodeError, WireError};
-use super::frame::MessageType;
-use super::message::*;
 use super::msgpack::{BodySink, Reader};
+use crate::message::*;
+use crate::wire::{EncodeError, WireError};
 
 /// Fields in a [`Log`]: index, term, kind, data, extensions, and the timestamp's three parts.
 const LOG_FIELDS: u32 = 8;
@@ -21,16 +20,6 @@ const MIN_LOG_LEN: usize = 1 + LOG_FIELDS as usize;
 /// The most bytes an encoded [`Log`] takes besides its payloads: the array marker, three
 /// 9-byte integers and a 3-byte kind, two 5-byte bin headers, and the timestamp's 9 + 5 + 5.
 const MAX_LOG_OVERHEAD: usize = 1 + 9 + 9 + 3 + 5 + 5 + 9 + 5 + 5;
-
-/// The message type that carries `message`.
-pub fn message_type(message: &Message) -> MessageType {
-    match message {
-        Message::Request(r) => r.message_type(),
-        Message::Response(r) => r.message_type(),
-        Message::SnapshotChunk(_) => MessageType::SnapshotChunk,
-        Message::Error(_) => MessageType::Error,
-    }
-}
 
 /// Write `message`'s body.
 pub(crate) fn encode(message: &Message, out: &mut BodySink<'_>) -> Result<(), EncodeError> {
