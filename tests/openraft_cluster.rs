@@ -10,8 +10,9 @@
 //! - `snapshot_catch_up`: the leader purges its logs; a new learner is brought up to date through
 //!   InstallSnapshot over raftnet.
 //!
-//! Each runs twice: `on_runtime::*` with every reactor a task on the test's runtime
-//! (`NetTransport::bind_on`, as the adapter recommends), `on_threads::*` with reactor threads.
+//! Each runs twice, once per [`Placement`] of the transports' drivers: `on_runtime::*` with each
+//! a task on the test's runtime (`NetTransport::bind_on`, as the adapter recommends),
+//! `on_threads::*` with threads of their own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +23,7 @@ use openraft::storage::Adaptor;
 use openraft::{Config as RaftConfig, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
 use raftnet::openraft::{AddressOf, RaftnetNetworkFactory, serve};
-use raftnet::{NetTransport, ServerAddress, Transport};
+use raftnet::{NetTransport, Placement, ServerAddress, Transport};
 use tokio::task::JoinHandle;
 
 type NodeId = u64;
@@ -65,17 +66,9 @@ struct TestNode {
     server: JoinHandle<()>,
 }
 
-/// Where the nodes' reactors run.
-#[derive(Debug, Clone, Copy)]
-enum Reactor {
-    /// Tasks on the test's runtime (`NetTransport::bind_on`).
-    Task,
-    /// Threads of their own (`NetTransport::bind`).
-    Thread,
-}
-
 struct Cluster {
-    reactor: Reactor,
+    /// Where the nodes' drivers run: tasks on the test's runtime, or threads of their own.
+    placement: Placement,
     config: Arc<RaftConfig>,
     book: AddressBook,
     directory: Directory,
@@ -84,9 +77,9 @@ struct Cluster {
 
 impl Cluster {
     /// Nodes `ids`, started but not initialized.
-    async fn start(ids: &[NodeId], config: RaftConfig, reactor: Reactor) -> Cluster {
+    async fn start(ids: &[NodeId], config: RaftConfig, placement: Placement) -> Cluster {
         let mut cluster = Cluster {
-            reactor,
+            placement,
             config: Arc::new(config.validate().expect("valid Raft config")),
             book: AddressBook::default(),
             directory: Directory::default(),
@@ -103,16 +96,8 @@ impl Cluster {
     async fn add_node(&mut self, id: NodeId) {
         let config = raftnet::Config::default();
         let transport = Arc::new(
-            match self.reactor {
-                Reactor::Task => NetTransport::bind_on(
-                    "127.0.0.1:0",
-                    None,
-                    config,
-                    &tokio::runtime::Handle::current(),
-                ),
-                Reactor::Thread => NetTransport::bind("127.0.0.1:0", None, config),
-            }
-            .expect("bind an ephemeral loopback port"),
+            NetTransport::bind_with("127.0.0.1:0", None, config, self.placement.clone())
+                .expect("bind an ephemeral loopback port"),
         );
         self.book
             .write()
@@ -342,9 +327,9 @@ fn counter(transport: &NetTransport, name: &str) -> u64 {
     transport.metrics().counter(name)
 }
 
-async fn election(reactor: Reactor) {
+async fn election(placement: Placement) {
     let ids = [0, 1, 2];
-    let cluster = Cluster::start(&ids, raft_config(), reactor).await;
+    let cluster = Cluster::start(&ids, raft_config(), placement).await;
     cluster.initialize(&ids).await;
 
     let leader = cluster.agreed_leader(&ids).await;
@@ -365,9 +350,9 @@ async fn election(reactor: Reactor) {
     cluster.shutdown().await;
 }
 
-async fn replication(reactor: Reactor) {
+async fn replication(placement: Placement) {
     let ids = [0, 1, 2];
-    let cluster = Cluster::start(&ids, raft_config(), reactor).await;
+    let cluster = Cluster::start(&ids, raft_config(), placement).await;
     cluster.initialize(&ids).await;
     let leader = cluster.agreed_leader(&ids).await;
 
@@ -402,9 +387,9 @@ async fn replication(reactor: Reactor) {
     cluster.shutdown().await;
 }
 
-async fn leader_loss(reactor: Reactor) {
+async fn leader_loss(placement: Placement) {
     let ids = [0, 1, 2];
-    let mut cluster = Cluster::start(&ids, raft_config(), reactor).await;
+    let mut cluster = Cluster::start(&ids, raft_config(), placement).await;
     cluster.initialize(&ids).await;
     let old_leader = cluster.agreed_leader(&ids).await;
     let survivors: Vec<NodeId> = ids.into_iter().filter(|&id| id != old_leader).collect();
@@ -459,7 +444,7 @@ async fn leader_loss(reactor: Reactor) {
     cluster.shutdown().await;
 }
 
-async fn snapshot_catch_up(reactor: Reactor) {
+async fn snapshot_catch_up(placement: Placement) {
     let ids = [0, 1, 2];
     let config = RaftConfig {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(20),
@@ -467,7 +452,7 @@ async fn snapshot_catch_up(reactor: Reactor) {
         purge_batch_size: 1,
         ..raft_config()
     };
-    let mut cluster = Cluster::start(&ids, config, reactor).await;
+    let mut cluster = Cluster::start(&ids, config, placement).await;
     cluster.initialize(&ids).await;
     let leader = cluster.agreed_leader(&ids).await;
 
@@ -521,14 +506,15 @@ async fn snapshot_catch_up(reactor: Reactor) {
     cluster.shutdown().await;
 }
 
-/// Each scenario with both reactor placements.
-macro_rules! with_both_reactors {
+/// Each scenario with both placements of the drivers: tasks on the test's runtime (as the
+/// adapter recommends), and threads of their own.
+macro_rules! with_both_placements {
     ($($name:ident),* $(,)?) => {
         mod on_runtime {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::Reactor::Task).await
+                    super::$name(raftnet::Placement::Runtime(tokio::runtime::Handle::current())).await
                 }
             )*
         }
@@ -537,11 +523,11 @@ macro_rules! with_both_reactors {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::Reactor::Thread).await
+                    super::$name(raftnet::Placement::Thread).await
                 }
             )*
         }
     };
 }
 
-with_both_reactors!(election, replication, leader_loss, snapshot_catch_up);
+with_both_placements!(election, replication, leader_loss, snapshot_catch_up);

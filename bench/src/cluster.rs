@@ -54,7 +54,7 @@ use openraft::storage::Adaptor;
 use openraft::{ServerState, SnapshotPolicy};
 use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
 use raftnet::openraft::{AddressOf, RaftnetNetworkFactory, serve};
-use raftnet::{NetTransport, ServerAddress, Transport};
+use raftnet::{NetTransport, Placement, ServerAddress, Transport};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -102,7 +102,9 @@ impl Network {
     }
 }
 
-/// Where raftnet's reactor runs in the raftnet arm (`--reactor`).
+/// The `--reactor` flag: where raftnet's driver runs in the raftnet arm. The library's
+/// [`Placement`] needs the node's runtime, which the flag cannot hold; [`Reactor::placement`]
+/// makes it, per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reactor {
     /// A task on each node's runtime (`NetTransport::bind_on`), as the adapter recommends.
@@ -125,6 +127,14 @@ impl Reactor {
         [Reactor::Task, Reactor::Thread]
             .into_iter()
             .find(|r| r.name() == name)
+    }
+
+    /// The placement of a node whose runtime is `runtime`.
+    fn placement(self, runtime: &Runtime) -> Placement {
+        match self {
+            Reactor::Task => Placement::Runtime(runtime.handle().clone()),
+            Reactor::Thread => Placement::Thread,
+        }
     }
 }
 
@@ -218,13 +228,9 @@ impl Cluster {
             built.push(placed(id, || -> Result<_, String> {
                 let runtime = node_runtime(Network::Raftnet, id)?;
                 let config = raftnet::Config::default();
-                let transport = match reactor() {
-                    Reactor::Task => {
-                        NetTransport::bind_on("127.0.0.1:0", None, config, runtime.handle())
-                    }
-                    Reactor::Thread => NetTransport::bind("127.0.0.1:0", None, config),
-                }
-                .map_err(|e| format!("node {id}: bind: {e}"))?;
+                let placement = reactor().placement(&runtime);
+                let transport = NetTransport::bind_with("127.0.0.1:0", None, config, placement)
+                    .map_err(|e| format!("node {id}: bind: {e}"))?;
                 Ok((runtime, Arc::new(transport)))
             })?);
         }
