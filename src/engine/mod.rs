@@ -32,6 +32,13 @@
 //! no socket). The engine's one look at a clock is for the `raft.net.rpcDecode` metric, through
 //! the function the driver gives it ([`Clock`]), once per batch of frames.
 //!
+//! **What the interface leaves room for** (the speed work's levers): the engine is `Send` and
+//! owns no thread, so whichever thread holds it can drive it (a caller waiting for its answer
+//! could run turns itself, one thread at a time); a handler can answer inbound RPCs on the
+//! driver's thread (the heartbeat handler does, in `inbound.rs`); and every hand-off is taken in
+//! batches (`handle_handoff` drains up to a bound per turn, and answers for many requests leave
+//! in one write).
+//!
 //! The engine's work is split by concern over this folder's files, each an `impl Engine` block
 //! with the state it owns: `outbound.rs` (calls, pools, answers), `pipeline.rs`,
 //! `snapshot_out.rs`, `inbound.rs` (serving, inbound snapshots, responses), `conn.rs` (one
@@ -524,6 +531,7 @@ impl Engine {
     /// Move the connections with output to write into `into` (each once; a connection that gets
     /// more output meanwhile comes back in the next call).
     pub(crate) fn take_dirty(&mut self, into: &mut Vec<ConnKey>) {
+        debug_assert!(into.is_empty(), "the driver hands back an empty list");
         std::mem::swap(&mut self.dirty, into);
         for &key in into.iter() {
             if let Some(c) = self.conn_mut(key) {

@@ -377,6 +377,12 @@ fn append(term: u64, data: &'static [u8]) -> AppendEntriesRequest {
 }
 
 #[test]
+fn the_engine_can_move_between_threads() {
+    fn is_send<T: Send>() {}
+    is_send::<Engine>();
+}
+
+#[test]
 fn a_call_round_trips_and_its_connection_is_pooled() {
     let mut pair = Pair::new(config());
     let mut vote = pair.vote(3, None);
