@@ -378,12 +378,7 @@ impl MioDriver {
         if !self.engine.wants_read(key) {
             return;
         }
-        let Some(entry) = self
-            .table
-            .get_mut(key.index())
-            .and_then(Option::as_mut)
-            .filter(|e| e.key == key && !e.connecting)
-        else {
+        let Some(entry) = established(&mut self.table, key) else {
             return;
         };
         let Some((buf, metrics)) = self.engine.recv_buffer(key) else {
@@ -412,12 +407,7 @@ impl MioDriver {
         let mut keys = std::mem::take(&mut self.dirty);
         self.engine.take_dirty(&mut keys);
         for key in keys.drain(..) {
-            let Some(entry) = self
-                .table
-                .get_mut(key.index())
-                .and_then(Option::as_mut)
-                .filter(|e| e.key == key && !e.connecting)
-            else {
+            let Some(entry) = established(&mut self.table, key) else {
                 continue;
             };
             let Some((queue, metrics)) = self.engine.send_queue(key) else {
@@ -429,6 +419,14 @@ impl MioDriver {
         }
         self.dirty = keys;
     }
+}
+
+/// `key`'s socket, if it is still the one in its slot and its connect has completed.
+fn established(table: &mut [Option<Entry>], key: ConnKey) -> Option<&mut Entry> {
+    table
+        .get_mut(key.index())
+        .and_then(Option::as_mut)
+        .filter(|e| e.key == key && !e.connecting)
 }
 
 /// Run the driver on the calling thread until the transport shuts down.

@@ -153,16 +153,35 @@ impl Engine {
         }
     }
 
+    /// An answer frame's body, decoded by the connection's codec: a response, or the remote's
+    /// error text. Anything else closes the connection as a protocol error (`None`).
+    pub(super) fn decode_answer(
+        &mut self,
+        key: ConnKey,
+        frame: &RawFrame,
+    ) -> Option<Result<Response, Error>> {
+        let conn = self.conn_mut(key)?;
+        let decoded = match conn.codec.decode_body(frame) {
+            Ok(Message::Response(r)) => Ok(Ok(r)),
+            Ok(Message::Error(text)) => Ok(Err(Error::Remote(text))),
+            Ok(Message::Request(_) | Message::SnapshotChunk(_)) => Err(WireError::WrongType {
+                field: "frame type",
+                expected: "a response on an outbound connection",
+                found: frame.header.kind as u8,
+            }),
+            Err(e) => Err(e),
+        };
+        decoded
+            .inspect_err(|e| self.protocol_error(key, e.clone()))
+            .ok()
+    }
+
     /// A response (or error) on a pooled or snapshot connection.
     fn call_answer(&mut self, key: ConnKey, frame: RawFrame, now: Instant) {
-        let conn = &mut self.conns[key.index()];
-        let result = match decode_answer(conn.codec.decode_body(&frame), &frame) {
-            Ok(r) => r,
-            Err(e) => {
-                self.protocol_error(key, e);
-                return;
-            }
+        let Some(result) = self.decode_answer(key, &frame) else {
+            return;
         };
+        let conn = &mut self.conns[key.index()];
         let id = frame.header.request_id;
         let (call, is_pooled) = match &mut conn.role {
             Role::Pooled(p) => (p.call.take_if(|c| c.request_id == id), true),
@@ -190,22 +209,5 @@ impl Engine {
         }
         let woken = call.resolver.resolve(result);
         add(&self.shared.metrics.caller_wakes, woken as u64);
-    }
-}
-
-/// An answer frame's decoded body: a response, or the remote's error text. A request or a
-/// snapshot chunk is a protocol error on a dialled connection.
-pub(super) fn decode_answer(
-    decoded: Result<Message, WireError>,
-    frame: &RawFrame,
-) -> Result<Result<Response, Error>, WireError> {
-    match decoded? {
-        Message::Response(r) => Ok(Ok(r)),
-        Message::Error(text) => Ok(Err(Error::Remote(text))),
-        Message::Request(_) | Message::SnapshotChunk(_) => Err(WireError::WrongType {
-            field: "frame type",
-            expected: "a response on an outbound connection",
-            found: frame.header.kind as u8,
-        }),
     }
 }

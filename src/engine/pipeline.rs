@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::{PipelineConn, Role};
-use super::outbound::decode_answer;
 use super::{ConnKey, Engine};
 use crate::error::Error;
 use crate::message::{AppendEntriesRequest, Response};
@@ -63,14 +62,10 @@ impl Engine {
     }
 
     pub(super) fn pipeline_answer(&mut self, key: ConnKey, frame: RawFrame, now: Instant) {
-        let conn = &mut self.conns[key.index()];
-        let result = match decode_answer(conn.codec.decode_body(&frame), &frame) {
-            Ok(r) => r,
-            Err(e) => {
-                self.protocol_error(key, e);
-                return;
-            }
+        let Some(result) = self.decode_answer(key, &frame) else {
+            return;
         };
+        let conn = &mut self.conns[key.index()];
         let Role::Pipeline(p) = &conn.role else {
             return;
         };

@@ -274,6 +274,24 @@ impl Pair {
         self.apply_actions(side);
     }
 
+    /// Submit a vote and carry the dial out by hand: the server accepts, and the client's first
+    /// bytes (preamble and request) are taken from its queue, not delivered. Returns the
+    /// server's key for the connection and those bytes.
+    fn vote_bytes_by_hand(&mut self) -> (ConnKey, Vec<u8>) {
+        self.auto_connect = false;
+        // Only the bytes matter here, not the caller's half of the call.
+        drop(self.vote(5, None));
+        self.drive();
+        let (key, _) = self.client.dials.pop().expect("a dial");
+        let server_key = self.server.engine.handle_accepted(addr(CLIENT_ADDR));
+        self.client.engine.handle_connected(key);
+        let mut dirty = Vec::new();
+        self.client.engine.take_dirty(&mut dirty);
+        assert_eq!(dirty, [key]);
+        let bytes = self.client.engine.send_queue(key).unwrap().0.to_vec();
+        (server_key, bytes)
+    }
+
     /// The server's key of the only connection between the two.
     fn only_server_key(&self) -> ConnKey {
         let mut keys = self
@@ -426,17 +444,8 @@ fn a_frame_cut_at_every_byte_boundary_decodes_the_same() {
 #[test]
 fn a_request_and_the_end_of_stream_in_one_delivery_are_both_handled() {
     let mut pair = Pair::new(config());
-    pair.auto_connect = false;
-    let _vote = pair.vote(5, None);
-    pair.drive();
-    let (key, _) = pair.client.dials.pop().expect("a dial");
-    let server_key = pair.server.engine.handle_accepted(addr(CLIENT_ADDR));
-    pair.client.engine.handle_connected(key);
-    // Take the client's bytes by hand and hand them to the server together with its end.
-    let mut dirty = Vec::new();
-    pair.client.engine.take_dirty(&mut dirty);
-    assert_eq!(dirty, [key]);
-    let bytes = pair.client.engine.send_queue(key).unwrap().0.to_vec();
+    // The client's bytes reach the server together with the end of the stream.
+    let (server_key, bytes) = pair.vote_bytes_by_hand();
     pair.server
         .engine
         .handle_bytes(server_key, &bytes, pair.now);
@@ -458,15 +467,7 @@ fn a_request_and_the_end_of_stream_in_one_delivery_are_both_handled() {
 #[test]
 fn an_end_of_stream_inside_a_frame_is_a_protocol_error() {
     let mut pair = Pair::new(config());
-    pair.auto_connect = false;
-    let _vote = pair.vote(5, None);
-    pair.drive();
-    let (key, _) = pair.client.dials.pop().expect("a dial");
-    let server_key = pair.server.engine.handle_accepted(addr(CLIENT_ADDR));
-    pair.client.engine.handle_connected(key);
-    let mut dirty = Vec::new();
-    pair.client.engine.take_dirty(&mut dirty);
-    let bytes = pair.client.engine.send_queue(key).unwrap().0.to_vec();
+    let (server_key, bytes) = pair.vote_bytes_by_hand();
     // All but the request's last byte, then the end.
     pair.server
         .engine
