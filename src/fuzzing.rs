@@ -179,7 +179,7 @@ pub fn message_body(data: &[u8]) {
     let Some((&kind, body)) = data.split_first() else {
         return;
     };
-    let Ok(kind) = MessageType::from_u8(kind) else {
+    let Some(kind) = MessageType::from_u8(kind) else {
         return;
     };
     let body = bytes::Bytes::copy_from_slice(body);

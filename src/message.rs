@@ -11,8 +11,6 @@
 
 use bytes::Bytes;
 
-use crate::wire::WireError;
-
 /// What a message is: one of the five requests, their responses, a piece of a snapshot body,
 /// or an error answer. The discriminants are the native format's type bytes (requests use
 /// hashicorp's rpc type numbers; responses set the top bit).
@@ -46,9 +44,10 @@ pub enum MessageType {
 }
 
 impl MessageType {
-    /// The type for a wire byte.
-    pub fn from_u8(byte: u8) -> Result<MessageType, WireError> {
-        Ok(match byte {
+    /// The type a native type byte names (`None`: no type; a decoder reports
+    /// [`WireError::UnknownMessageType`](crate::wire::WireError::UnknownMessageType)).
+    pub fn from_u8(byte: u8) -> Option<MessageType> {
+        Some(match byte {
             0x00 => MessageType::AppendEntries,
             0x01 => MessageType::RequestVote,
             0x02 => MessageType::InstallSnapshot,
@@ -61,7 +60,7 @@ impl MessageType {
             0x83 => MessageType::TimeoutNowResponse,
             0x84 => MessageType::RequestPreVoteResponse,
             0xFF => MessageType::Error,
-            other => return Err(WireError::UnknownMessageType(other)),
+            _ => return None,
         })
     }
 

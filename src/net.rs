@@ -26,8 +26,8 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::driver::{self, DriverHandle, Placement};
 use crate::engine::Shared;
+use crate::engine::feed::{self, SnapshotFeed};
 use crate::engine::handoff::{AnyResolver, Command, Handoff, OutboundCall, OutboundSnapshot};
-use crate::engine::snapshot_out::{self, SnapshotFeed};
 use crate::error::{Error, Result};
 use crate::message::*;
 use crate::metrics::{Metrics, RpcKind};
@@ -387,13 +387,15 @@ impl Transport for NetTransport {
         let snapshot_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let chunk = self.shared.config.snapshot_chunk;
         // Two chunks in flight between the pump and the engine keep both busy.
-        let feed = SnapshotFeed::new(chunk * 2);
+        let handoff = self.shared.handoff.clone();
+        let feed = SnapshotFeed::new(chunk * 2, move || {
+            handoff.submit(Command::SnapshotReady { id: snapshot_id })
+        });
         let size = request.size as u64;
         let pump_feed = feed.clone();
-        let handoff = self.shared.handoff.clone();
         let pump = std::thread::Builder::new()
             .name("raftnet-snapshot".into())
-            .spawn(move || snapshot_out::pump(data, size, chunk, snapshot_id, pump_feed, handoff));
+            .spawn(move || feed::pump(data, size, chunk, pump_feed));
         if let Err(e) = pump {
             resolver.resolve(Err(Error::Snapshot(format!(
                 "cannot start the snapshot reader thread: {e}"

@@ -117,7 +117,7 @@ fn message_conversions_and_types() {
         MessageType::Error
     );
     for byte in 0..=255u8 {
-        if let Ok(kind) = MessageType::from_u8(byte) {
+        if let Some(kind) = MessageType::from_u8(byte) {
             assert_eq!(kind as u8, byte);
         }
     }

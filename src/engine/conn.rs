@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::handoff::AnyResolver;
+use super::feed::SnapshotFeed;
 use super::key::ConnKey;
-use super::snapshot_out::SnapshotFeed;
 use crate::metrics::RpcKind;
+use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
 use crate::transport::snapshot::SnapshotStream;
 use crate::wire::{Codec, Lane, SendQueue};

@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use crossbeam_queue::SegQueue;
 
+use super::feed::SnapshotFeed;
 use super::key::ConnKey;
-use super::snapshot_out::SnapshotFeed;
 use crate::error::Error;
 use crate::message::*;
 use crate::metrics::{RpcKind, TransportMetrics, add};

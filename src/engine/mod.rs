@@ -41,18 +41,20 @@
 //!
 //! The engine's work is split by concern over this folder's files, each an `impl Engine` block
 //! with the state it owns: `outbound.rs` (calls, pools, answers), `pipeline.rs`,
-//! `snapshot_out.rs`, `inbound.rs` (serving, inbound snapshots, responses), `conn.rs` (one
+//! `snapshot_out.rs` with `feed.rs` (the body's way from the caller's reader to the engine),
+//! `inbound.rs` (serving, inbound snapshots, responses), `conn.rs` (one
 //! connection and its roles), `timer.rs`, `handoff.rs` (the queues shared with other threads).
 //!
 //! [`NetTransport`]: crate::NetTransport
 
 pub(crate) mod conn;
+pub(crate) mod feed;
 pub(crate) mod handoff;
 mod inbound;
 pub(crate) mod key;
 mod outbound;
 mod pipeline;
-pub(crate) mod snapshot_out;
+mod snapshot_out;
 #[cfg(test)]
 mod tests;
 mod timer;

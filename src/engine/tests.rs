@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::feed::{SnapshotFeed, pump};
 use super::handoff::{AnyResolver, Command, OutboundCall, OutboundSnapshot, Wake};
-use super::snapshot_out::{SnapshotFeed, pump};
 use super::{Action, ConnKey, Engine, Flushed, Shared};
 use crate::config::Config;
 use crate::error::Error;
@@ -680,15 +680,16 @@ fn snapshot_flow_control_pauses_reading_until_the_reader_catches_up() {
     pair.piece = 512;
     let size = 10_000u64;
     let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
-    let feed = SnapshotFeed::new(size as usize);
+    let handoff = pair.client.shared.handoff.clone();
+    let feed = SnapshotFeed::new(size as usize, move || {
+        handoff.submit(Command::SnapshotReady { id: 1 })
+    });
     // The pump reads the whole body into the feed (its window holds it all), on this thread.
     pump(
         Box::new(io::Cursor::new(data.clone())),
         size,
         1000,
-        1,
         feed.clone(),
-        pair.client.shared.handoff.clone(),
     );
     let (mut call, resolver) = call();
     pair.client

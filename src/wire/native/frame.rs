@@ -46,7 +46,7 @@ impl FrameHeader {
     /// allocated for the body.
     pub fn parse(bytes: &[u8; HEADER_LEN], max_body_len: u32) -> Result<FrameHeader, WireError> {
         let body_len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        let kind = MessageType::from_u8(bytes[4])?;
+        let kind = MessageType::from_u8(bytes[4]).ok_or(WireError::UnknownMessageType(bytes[4]))?;
         let flags = Flags(bytes[5]);
         if flags.0 & !allowed_flags(kind).0 != 0 {
             return Err(WireError::InvalidFlags {

@@ -1,0 +1,161 @@
+//! A snapshot body on its way out, before the engine has it: a pump thread (started by the
+//! transport's API) reads the caller's `std::io::Read`, which may block, into chunks, and the
+//! engine takes them as the connection has room. At most `window` bytes wait between the two,
+//! so a fast disk cannot fill memory and a slow one never stalls the engine's thread.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+#[derive(Default)]
+struct FeedState {
+    chunks: VecDeque<Bytes>,
+    queued: usize,
+    /// `Ok` once exactly `size` bytes were read; `Err(reason)` if the reader failed or ended early.
+    end: Option<Result<(), String>>,
+    /// The transfer is over (answered, failed or the transport closed): the pump stops.
+    cancelled: bool,
+    /// The engine found the feed empty and waits to be told there is more.
+    engine_waiting: bool,
+}
+
+/// What the engine gets when it asks for the next chunk.
+pub(crate) enum Next {
+    Chunk(Bytes),
+    /// Nothing yet; the feed's `ready` will say when there is.
+    Wait,
+    /// Every byte was handed over.
+    Done,
+    Failed(String),
+}
+
+/// The bounded channel between a snapshot's pump thread and the engine.
+pub(crate) struct SnapshotFeed {
+    state: Mutex<FeedState>,
+    space: Condvar,
+    window: usize,
+    /// Tells the engine there is more, after it found the feed empty (the transport submits a
+    /// `SnapshotReady` command).
+    ready: Box<dyn Fn() + Send + Sync>,
+}
+
+impl SnapshotFeed {
+    /// A feed holding at most `window` bytes; `ready` is called (from the pump's thread) when
+    /// the engine waits for more and more has come.
+    pub(crate) fn new(
+        window: usize,
+        ready: impl Fn() + Send + Sync + 'static,
+    ) -> Arc<SnapshotFeed> {
+        Arc::new(SnapshotFeed {
+            state: Mutex::new(FeedState::default()),
+            space: Condvar::new(),
+            window: window.max(1),
+            ready: Box::new(ready),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FeedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stop the pump (it exits at its next chunk boundary).
+    pub(crate) fn cancel(&self) {
+        self.lock().cancelled = true;
+        self.space.notify_all();
+    }
+
+    /// Engine side: the next chunk, if the pump has produced one.
+    pub(crate) fn next(&self) -> Next {
+        let mut s = self.lock();
+        if let Some(chunk) = s.chunks.pop_front() {
+            s.queued -= chunk.len();
+            drop(s);
+            self.space.notify_one();
+            return Next::Chunk(chunk);
+        }
+        match &s.end {
+            Some(Ok(())) => Next::Done,
+            Some(Err(e)) => Next::Failed(e.clone()),
+            None => {
+                s.engine_waiting = true;
+                Next::Wait
+            }
+        }
+    }
+
+    /// Pump side: hand over a chunk, waiting while the window is full. Returns `false` if the
+    /// transfer was cancelled.
+    fn push(&self, chunk: Bytes) -> bool {
+        let mut s = self.lock();
+        while s.queued >= self.window && !s.cancelled {
+            s = self.space.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if s.cancelled {
+            return false;
+        }
+        s.queued += chunk.len();
+        s.chunks.push_back(chunk);
+        let wake = std::mem::take(&mut s.engine_waiting);
+        drop(s);
+        if wake {
+            (self.ready)();
+        }
+        true
+    }
+
+    fn end(&self, result: Result<(), String>) {
+        let mut s = self.lock();
+        s.end = Some(result);
+        let wake = std::mem::take(&mut s.engine_waiting);
+        drop(s);
+        if wake {
+            (self.ready)();
+        }
+    }
+}
+
+/// Read exactly `size` bytes from `data` in `chunk`-sized pieces into `feed`. Runs on its own
+/// thread; returns when done, failed or cancelled.
+pub(crate) fn pump(
+    mut data: Box<dyn Read + Send>,
+    size: u64,
+    chunk: usize,
+    feed: Arc<SnapshotFeed>,
+) {
+    let mut sent: u64 = 0;
+    while sent < size {
+        let want = (size - sent).min(chunk as u64) as usize;
+        // `read_to_end` through `take` fills spare capacity directly for readers that support
+        // it (files, cursors, slices), instead of zeroing a buffer first for `read` to overwrite.
+        let mut buf = Vec::with_capacity(want);
+        let mut limited = (&mut data).take(want as u64);
+        let filled = loop {
+            match limited.read_to_end(&mut buf) {
+                Ok(_) => break buf.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    feed.end(Err(format!(
+                        "reading the snapshot failed after {} of {size} bytes: {e}",
+                        sent + buf.len() as u64
+                    )));
+                    return;
+                }
+            }
+        };
+        if filled > 0 {
+            if !feed.push(Bytes::from(buf)) {
+                return;
+            }
+            sent += filled as u64;
+        }
+        if filled < want {
+            feed.end(Err(format!(
+                "the snapshot reader ended after {sent} of {size} bytes"
+            )));
+            return;
+        }
+    }
+    feed.end(Ok(()));
+}
