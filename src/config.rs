@@ -1,9 +1,11 @@
-//! Transport configuration. Every tunable is a named constant with the reason for its value.
+//! [`Config`]: how a transport behaves. This file owns every setting's default (a named constant
+//! with the reason for its value), the one way to change it (a builder method per setting), and
+//! what becomes of a value that means nothing (see [`Config`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::transport::AddressProvider;
+use crate::transport::{AddressProvider, ServerAddress, ServerId};
 use crate::wire::CodecFactory;
 use crate::wire::native::{
     DEFAULT_LARGE_PAYLOAD_THRESHOLD, DEFAULT_MAX_BODY_LEN, NativeCodecFactory,
@@ -34,31 +36,51 @@ pub const DEFAULT_SNAPSHOT_CHUNK: usize = 256 * 1024;
 /// connection (it resumes at half).
 pub const DEFAULT_SNAPSHOT_BUFFER: usize = 4 << 20;
 
-/// How a transport behaves. `Config::default()` matches hashicorp/raft's common production
-/// settings; every field can be changed with the builder methods.
+/// The longest timeout kept as a deadline; longer ones (and snapshot budgets that grow past it)
+/// mean no deadline. An `Instant` cannot reach arbitrarily far (macOS counts nanoseconds since
+/// boot in a `u64`, about 584 years, and adding past the end panics), and a deadline a century
+/// away never fires anyway.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// How a transport behaves (hashicorp/raft's `NetworkTransportConfig`), set with one builder
+/// method per setting; each method documents its setting's default, unit and meaning.
+/// `Config::default()` is hashicorp/raft's common production setup. The same `Config` builds a
+/// [`NetTransport`](crate::NetTransport) and an [`InmemTransport`](crate::InmemTransport), which
+/// honours the settings that mean something in memory
+/// ([`with_config`](crate::InmemTransport::with_config) lists them).
+///
+/// Every value is accepted, so building a transport never fails on its config. A zero that
+/// would mean nothing (a pipeline of no requests, a snapshot chunk of no bytes, a deadline that
+/// has passed before the call starts) means what hashicorp/raft's zero means: the default, and
+/// for the timeout no deadline. `Debug` shows the values in effect.
+///
+/// ```
+/// use std::time::Duration;
+/// use raftnet::{Config, InmemTransport, NetTransport};
+///
+/// let config = Config::default()
+///     .max_pool(5)
+///     .max_rpcs_in_flight(16)
+///     .timeout(Some(Duration::from_secs(2)));
+/// let net = NetTransport::bind("127.0.0.1:0", None, config.clone())?;
+/// let inmem = InmemTransport::with_config("a", config);
+/// # drop((net, inmem));
+/// # Ok::<(), raftnet::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Config {
-    /// Idle pooled outbound connections kept per peer (and lane). 0 disables pooling: every call
-    /// dials, and closes its connection afterwards.
-    pub max_pool: usize,
-    /// Pipeline depth; below 2 disables pipelining (`Error::PipelineNotSupported`).
-    pub max_rpcs_in_flight: usize,
-    /// Deadline for each RPC and for dialing; `None`: no deadline (only per-call deadlines).
-    pub timeout: Option<Duration>,
-    /// Bytes of snapshot per `timeout` of deadline.
-    pub timeout_scale: u64,
-    /// The largest frame body accepted from peers (and sent to them).
-    pub max_frame_body: u32,
-    /// Entry payloads of this many bytes or more are written without copying.
-    pub large_payload_threshold: usize,
-    /// Size of the chunks a snapshot body is sent in.
-    pub snapshot_chunk: usize,
-    /// Unread bytes buffered per inbound snapshot before reading pauses.
-    pub snapshot_buffer: usize,
-    /// Maps server ids to addresses (overrides the address the caller gives).
-    pub address_provider: Option<Arc<dyn AddressProvider>>,
-    /// Makes the wire codec of each connection: raftnet's native format by default.
-    pub codec: Arc<dyn CodecFactory>,
+    // Crate code reads these directly; users set them only through the methods below, so every
+    // value passes through the same normalisation.
+    pub(crate) max_pool: usize,
+    pub(crate) max_rpcs_in_flight: usize,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) timeout_scale: u64,
+    pub(crate) max_frame_body: u32,
+    pub(crate) large_payload_threshold: usize,
+    pub(crate) snapshot_chunk: usize,
+    pub(crate) snapshot_buffer: usize,
+    pub(crate) address_provider: Option<Arc<dyn AddressProvider>>,
+    pub(crate) codec: Arc<dyn CodecFactory>,
 }
 
 impl std::fmt::Debug for Config {
@@ -94,69 +116,268 @@ impl Default for Config {
     }
 }
 
+/// `value`, or `default` when `value` is zero: for the settings whose zero would mean nothing,
+/// zero stands for the default, as a zero field does in hashicorp/raft's Go configs.
+fn or_default<T: PartialEq + Default>(value: T, default: T) -> T {
+    if value == T::default() {
+        default
+    } else {
+        value
+    }
+}
+
 impl Config {
-    /// Set [`max_pool`](Self::max_pool).
-    pub fn max_pool(mut self, n: usize) -> Config {
-        self.max_pool = n;
+    /// Idle outbound connections kept per peer and lane for later calls to reuse.
+    ///
+    /// Default [`DEFAULT_MAX_POOL`] (3). 0 disables pooling: every call dials, and closes its
+    /// connection afterwards.
+    pub fn max_pool(mut self, connections: usize) -> Config {
+        self.max_pool = connections;
         self
     }
 
-    /// Set [`max_rpcs_in_flight`](Self::max_rpcs_in_flight); 0 means the default.
-    pub fn max_rpcs_in_flight(mut self, n: usize) -> Config {
-        self.max_rpcs_in_flight = if n == 0 {
-            DEFAULT_MAX_RPCS_IN_FLIGHT
-        } else {
-            n
-        };
+    /// Pipeline depth: how many appends an [`AppendPipeline`](crate::AppendPipeline) keeps in
+    /// flight, unanswered (hashicorp's `MaxRPCsInFlight`).
+    ///
+    /// Default [`DEFAULT_MAX_RPCS_IN_FLIGHT`] (2). 1 disables pipelining:
+    /// `append_entries_pipeline` fails with
+    /// [`Error::PipelineNotSupported`](crate::Error::PipelineNotSupported) and Raft replicates one
+    /// request at a time. 0 means the default, as hashicorp's `MaxRPCsInFlight: 0` does.
+    pub fn max_rpcs_in_flight(mut self, requests: usize) -> Config {
+        self.max_rpcs_in_flight = or_default(requests, DEFAULT_MAX_RPCS_IN_FLIGHT);
         self
     }
 
-    /// Set [`timeout`](Self::timeout).
+    /// The deadline of each RPC, measured from the call, and the dial timeout. InstallSnapshot
+    /// gets this much per [`timeout_scale`](Self::timeout_scale) bytes of snapshot.
+    ///
+    /// Default `Some(`[`DEFAULT_TIMEOUT`]`)` (10 s). `None`: no deadline but the per-call
+    /// [`CallOptions::deadline`](crate::CallOptions). `Some(Duration::ZERO)` also means no
+    /// deadline (hashicorp sets none for a zero timeout), as does anything longer than
+    /// [`MAX_TIMEOUT`].
     pub fn timeout(mut self, timeout: Option<Duration>) -> Config {
-        self.timeout = timeout;
+        self.timeout = timeout.filter(|t| !t.is_zero() && *t <= MAX_TIMEOUT);
         self
     }
 
-    /// Set [`timeout_scale`](Self::timeout_scale).
+    /// Bytes of snapshot per [`timeout`](Self::timeout) of deadline: an InstallSnapshot of `size`
+    /// bytes may take `timeout × max(1, size / timeout_scale)`.
+    ///
+    /// Default [`DEFAULT_TIMEOUT_SCALE`] (256 KiB, hashicorp's). 0 means the default.
     pub fn timeout_scale(mut self, bytes: u64) -> Config {
-        self.timeout_scale = bytes.max(1);
+        self.timeout_scale = or_default(bytes, DEFAULT_TIMEOUT_SCALE);
         self
     }
 
-    /// Set [`max_frame_body`](Self::max_frame_body).
+    /// The largest frame body, in bytes, accepted from peers and sent to them. A peer sending a
+    /// larger frame loses its connection ([`Error::Protocol`](crate::Error::Protocol)); a
+    /// message that would encode larger fails to send
+    /// ([`Error::Encode`](crate::Error::Encode)). Peers should agree on it.
+    ///
+    /// Default [`DEFAULT_MAX_BODY_LEN`](crate::wire::native::DEFAULT_MAX_BODY_LEN) (64 MiB,
+    /// room for hashicorp's default batch of 64 entries of 1 MiB). 0 means the default.
     pub fn max_frame_body(mut self, bytes: u32) -> Config {
-        self.max_frame_body = bytes;
+        self.max_frame_body = or_default(bytes, DEFAULT_MAX_BODY_LEN);
         self
     }
 
-    /// Set [`snapshot_chunk`](Self::snapshot_chunk).
+    /// Entry payloads of this many bytes or more are queued for the socket as they are, without
+    /// a copy into the frame buffer; smaller ones are copied.
+    ///
+    /// Default [`DEFAULT_LARGE_PAYLOAD_THRESHOLD`](crate::wire::native::DEFAULT_LARGE_PAYLOAD_THRESHOLD)
+    /// (8 KiB, measured). Every value is meaningful: 0 queues every byte field on its own,
+    /// `usize::MAX` copies everything.
+    pub fn large_payload_threshold(mut self, bytes: usize) -> Config {
+        self.large_payload_threshold = bytes;
+        self
+    }
+
+    /// The size, in bytes, of the pieces a snapshot body is read from its reader and sent in.
+    /// Two chunks at most wait between the reader and the socket.
+    ///
+    /// Default [`DEFAULT_SNAPSHOT_CHUNK`] (256 KiB). 0 means the default.
     pub fn snapshot_chunk(mut self, bytes: usize) -> Config {
-        self.snapshot_chunk = bytes.max(1);
+        self.snapshot_chunk = or_default(bytes, DEFAULT_SNAPSHOT_CHUNK);
         self
     }
 
-    /// Set [`snapshot_buffer`](Self::snapshot_buffer).
+    /// Bytes of an inbound snapshot buffered unread before the transport stops reading its
+    /// connection (until the Raft side has read half of them).
+    ///
+    /// Default [`DEFAULT_SNAPSHOT_BUFFER`] (4 MiB). 0 means the default.
     pub fn snapshot_buffer(mut self, bytes: usize) -> Config {
-        self.snapshot_buffer = bytes.max(1);
+        self.snapshot_buffer = or_default(bytes, DEFAULT_SNAPSHOT_BUFFER);
         self
     }
 
-    /// Set the [`address_provider`](Self::address_provider).
+    /// Look up each peer's address by its server id (hashicorp's `ServerAddressProvider`), for
+    /// clusters whose servers change addresses: the provider's answer is dialled instead of the
+    /// address the caller gives, which is used only when the provider fails.
+    ///
+    /// Default: none, every call goes to the address its caller gives.
     pub fn address_provider(mut self, provider: Arc<dyn AddressProvider>) -> Config {
         self.address_provider = Some(provider);
         self
     }
 
-    /// Set the [`codec`](Self::codec) factory.
+    /// What makes the wire codec of each connection (the format of frames on the socket).
+    ///
+    /// Default [`NativeCodecFactory`]: raftnet's native format. Both ends of a connection must
+    /// use the same format.
     pub fn codec(mut self, factory: Arc<dyn CodecFactory>) -> Config {
         self.codec = factory;
         self
     }
 
-    /// The deadline budget for a snapshot of `size` bytes: timeout × max(1, size / scale).
+    /// The deadline budget for a snapshot of `size` bytes:
+    /// `timeout × max(1, size / timeout_scale)`, or `None` without a timeout or past
+    /// [`MAX_TIMEOUT`].
     pub fn snapshot_timeout(&self, size: u64) -> Option<Duration> {
-        let factor = (size / self.timeout_scale.max(1)).max(1);
+        let factor = (size / self.timeout_scale).max(1);
+        let factor = u32::try_from(factor).unwrap_or(u32::MAX);
         self.timeout
-            .map(|t| t.saturating_mul(u32::try_from(factor).unwrap_or(u32::MAX)))
+            .and_then(|t| t.checked_mul(factor))
+            .filter(|t| *t <= MAX_TIMEOUT)
+    }
+
+    /// The address to reach server `id` at: the [address provider](Self::address_provider)'s
+    /// answer, or `target` without a provider or when it fails (logged, as hashicorp does).
+    pub(crate) fn dial_address(&self, id: &ServerId, target: &ServerAddress) -> ServerAddress {
+        let Some(provider) = &self.address_provider else {
+            return target.clone();
+        };
+        provider.server_addr(id).unwrap_or_else(|e| {
+            log::warn!(
+                "raftnet: unable to get address for server {id}, using fallback address {target}: {e}"
+            );
+            target.clone()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_constants() {
+        let c = Config::default();
+        assert_eq!(c.max_pool, DEFAULT_MAX_POOL);
+        assert_eq!(c.max_rpcs_in_flight, DEFAULT_MAX_RPCS_IN_FLIGHT);
+        assert_eq!(c.timeout, Some(DEFAULT_TIMEOUT));
+        assert_eq!(c.timeout_scale, DEFAULT_TIMEOUT_SCALE);
+        assert_eq!(c.max_frame_body, DEFAULT_MAX_BODY_LEN);
+        assert_eq!(c.large_payload_threshold, DEFAULT_LARGE_PAYLOAD_THRESHOLD);
+        assert_eq!(c.snapshot_chunk, DEFAULT_SNAPSHOT_CHUNK);
+        assert_eq!(c.snapshot_buffer, DEFAULT_SNAPSHOT_BUFFER);
+        assert!(c.address_provider.is_none());
+    }
+
+    #[test]
+    fn each_setter_sets_its_own_field() {
+        let c = Config::default()
+            .max_pool(7)
+            .max_rpcs_in_flight(1)
+            .timeout(Some(Duration::from_millis(1)))
+            .timeout_scale(1)
+            .max_frame_body(1)
+            .large_payload_threshold(usize::MAX)
+            .snapshot_chunk(1)
+            .snapshot_buffer(usize::MAX);
+        assert_eq!(c.max_pool, 7);
+        // 1 is kept: it is how pipelining is switched off.
+        assert_eq!(c.max_rpcs_in_flight, 1);
+        assert_eq!(c.timeout, Some(Duration::from_millis(1)));
+        assert_eq!(c.timeout_scale, 1);
+        assert_eq!(c.max_frame_body, 1);
+        assert_eq!(c.large_payload_threshold, usize::MAX);
+        assert_eq!(c.snapshot_chunk, 1);
+        assert_eq!(c.snapshot_buffer, usize::MAX);
+    }
+
+    #[test]
+    fn zero_means_the_default_where_zero_would_mean_nothing() {
+        let c = Config::default()
+            .max_rpcs_in_flight(9)
+            .max_rpcs_in_flight(0)
+            .timeout_scale(0)
+            .max_frame_body(0)
+            .snapshot_chunk(0)
+            .snapshot_buffer(0);
+        assert_eq!(c.max_rpcs_in_flight, DEFAULT_MAX_RPCS_IN_FLIGHT);
+        assert_eq!(c.timeout_scale, DEFAULT_TIMEOUT_SCALE);
+        assert_eq!(c.max_frame_body, DEFAULT_MAX_BODY_LEN);
+        assert_eq!(c.snapshot_chunk, DEFAULT_SNAPSHOT_CHUNK);
+        assert_eq!(c.snapshot_buffer, DEFAULT_SNAPSHOT_BUFFER);
+    }
+
+    #[test]
+    fn zero_is_kept_where_it_means_something() {
+        let c = Config::default().max_pool(0).large_payload_threshold(0);
+        assert_eq!(c.max_pool, 0, "0 disables pooling");
+        assert_eq!(c.large_payload_threshold, 0, "0 queues every byte field");
+    }
+
+    #[test]
+    fn a_zero_or_unreachable_timeout_means_no_deadline() {
+        let with = |t| Config::default().timeout(Some(t)).timeout;
+        assert_eq!(with(Duration::ZERO), None);
+        assert_eq!(with(MAX_TIMEOUT), Some(MAX_TIMEOUT));
+        assert_eq!(with(MAX_TIMEOUT + Duration::from_nanos(1)), None);
+        assert_eq!(with(Duration::MAX), None);
+        assert_eq!(Config::default().timeout(None).timeout, None);
+    }
+
+    #[test]
+    fn snapshot_timeout_scales_with_size_and_stays_representable() {
+        let second = Duration::from_secs(1);
+        let c = Config::default().timeout(Some(second)).timeout_scale(100);
+        assert_eq!(c.snapshot_timeout(0), Some(second), "at least one timeout");
+        assert_eq!(c.snapshot_timeout(199), Some(second));
+        assert_eq!(c.snapshot_timeout(300), Some(3 * second));
+        // A budget an Instant could not hold is no deadline (adding it to now would panic).
+        let far = Config::default()
+            .timeout(Some(MAX_TIMEOUT))
+            .timeout_scale(1);
+        assert_eq!(far.snapshot_timeout(2), None);
+        assert_eq!(far.snapshot_timeout(u64::MAX), None);
+        assert_eq!(
+            Config::default().timeout(None).snapshot_timeout(1 << 40),
+            None
+        );
+    }
+
+    #[derive(Debug)]
+    struct Provider(std::result::Result<ServerAddress, String>);
+
+    impl AddressProvider for Provider {
+        fn server_addr(&self, _id: &ServerId) -> std::result::Result<ServerAddress, String> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn dial_address_asks_the_provider_and_falls_back_to_the_target() {
+        let id = ServerId::from("n1");
+        let target = ServerAddress::from("given");
+        let found = ServerAddress::from("found");
+        let dial = |c: Config| c.dial_address(&id, &target);
+        assert_eq!(dial(Config::default()), target);
+        let ok = Config::default().address_provider(Arc::new(Provider(Ok(found.clone()))));
+        assert_eq!(dial(ok), found);
+        let failing = Config::default().address_provider(Arc::new(Provider(Err("no".into()))));
+        assert_eq!(dial(failing), target);
+    }
+
+    #[test]
+    fn debug_shows_the_values_in_effect() {
+        let text = format!(
+            "{:?}",
+            Config::default()
+                .max_rpcs_in_flight(0)
+                .timeout(Some(Duration::ZERO))
+        );
+        assert!(text.contains("max_rpcs_in_flight: 2"), "{text}");
+        assert!(text.contains("timeout: None"), "{text}");
     }
 }

@@ -1,7 +1,7 @@
 //! [`InmemTransport`]: the [`Transport`] contract in memory, for testing Raft implementations
 //! without sockets (hashicorp's `InmemTransport`), with a simulated network: links between
 //! transports can be connected, disconnected, cut (calls fail as unreachable) or made to lose
-//! requests (calls time out).
+//! requests (calls time out). It is built from the same [`Config`] as the network transport.
 //!
 //! ```
 //! use raftnet::{CallOptions, InmemTransport, ServerId, Transport};
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::message::*;
 use crate::transport::call::{AnyResolver, Call, Resolver, call};
@@ -39,7 +40,9 @@ fn lock_write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
-/// hashicorp's default (v1.1.2 used 50 ms, HEAD uses 500 ms).
+/// The timeout of [`InmemTransport::new`]: hashicorp's in-memory default (v1.1.2 used 50 ms, HEAD
+/// uses 500 ms). Shorter than the network's [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT) because
+/// nothing in memory is slow but a peer that does not answer.
 pub const DEFAULT_INMEM_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// hashicorp gives InstallSnapshot and TimeoutNow ten times the normal timeout.
@@ -62,11 +65,16 @@ struct Route {
     link: Link,
 }
 
+/// Stale places in the deadline order tolerated beyond twice the live tasks before they are
+/// swept: a sweep is a pass over the whole order, so it waits for enough answers to pay for it.
+const STALE_DEADLINE_SLACK: usize = 64;
+
 /// A deadline's action: called with `false` when its time comes, with `true` when the transport
 /// closes first (it then fails what it guards with `Shutdown`).
 type Task = Box<dyn FnOnce(bool) + Send>;
 
-/// Deadline tasks keyed by id, in time order.
+/// Deadline tasks keyed by id; those with a time also in time order (the others wait for the
+/// transport to close).
 #[derive(Default)]
 struct DeadlineState {
     order: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -75,7 +83,7 @@ struct DeadlineState {
 }
 
 /// A deadline thread: runs each task when its time comes, or at once with `closing = true` when
-/// the transport closes.
+/// the transport closes. A call's task is cancelled when its answer arrives first.
 struct Deadlines {
     state: Mutex<DeadlineState>,
     changed: Condvar,
@@ -83,18 +91,36 @@ struct Deadlines {
 }
 
 impl Deadlines {
-    fn add(&self, at: Instant, task: Task) {
+    /// Run `task` at `at`, or (without a time, or if it is never cancelled) when the transport
+    /// closes. Returns the id that cancels it.
+    fn add(&self, at: Option<Instant>, task: Task) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if s.closed {
             drop(s);
             task(true);
-            return;
+            return id;
         }
-        s.order.push(Reverse((at, id)));
         s.tasks.insert(id, task);
-        drop(s);
-        self.changed.notify_one();
+        if let Some(at) = at {
+            s.order.push(Reverse((at, id)));
+            drop(s);
+            self.changed.notify_one();
+        }
+        id
+    }
+
+    /// Forget task `id` (its call was answered). Its place in the time order stays until its
+    /// time (the thread then finds no task and skips it), unless such stale places come to
+    /// outnumber the live tasks: then they go at once, so long timeouts cannot grow the order
+    /// without bound.
+    fn cancel(&self, id: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let DeadlineState { order, tasks, .. } = &mut *s;
+        tasks.remove(&id);
+        if order.len() > 2 * tasks.len() + STALE_DEADLINE_SLACK {
+            order.retain(|Reverse((_, id))| tasks.contains_key(id));
+        }
     }
 
     fn run(&self) {
@@ -143,8 +169,7 @@ impl Deadlines {
 struct Inner {
     addr: ServerAddress,
     consumer: Consumer,
-    timeout: Duration,
-    max_rpcs_in_flight: usize,
+    config: Config,
     routes: RwLock<HashMap<ServerAddress, Route>>,
     heartbeat: RwLock<Option<HeartbeatHandler>>,
     pipelines: Mutex<Vec<(ServerAddress, Weak<PipelineShared>)>>,
@@ -153,7 +178,9 @@ struct Inner {
 }
 
 /// An in-memory transport. Connect two with [`connect`](InmemTransport::connect) (each direction
-/// separately, as in hashicorp/raft) and they exchange RPCs through their consumers.
+/// separately, as in hashicorp/raft) and they exchange RPCs through their consumers. Build it
+/// with [`new`](InmemTransport::new) (hashicorp's in-memory defaults) or from a [`Config`] with
+/// [`with_config`](InmemTransport::with_config).
 pub struct InmemTransport {
     inner: Arc<Inner>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -163,6 +190,7 @@ impl fmt::Debug for InmemTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InmemTransport")
             .field("addr", &self.inner.addr)
+            .field("config", &self.inner.config)
             .finish()
     }
 }
@@ -170,15 +198,30 @@ impl fmt::Debug for InmemTransport {
 static NEXT_ADDR: AtomicU64 = AtomicU64::new(1);
 
 impl InmemTransport {
-    /// A transport at `addr` (an empty address gets a unique generated one), with hashicorp's
-    /// default 500 ms timeout.
+    /// A transport at `addr` (an empty address gets a unique generated one) with hashicorp's
+    /// in-memory settings: [`with_config`](Self::with_config) with `Config::default()` and its
+    /// timeout set to [`DEFAULT_INMEM_TIMEOUT`] (500 ms).
     pub fn new(addr: impl Into<ServerAddress>) -> InmemTransport {
-        InmemTransport::with_timeout(addr, DEFAULT_INMEM_TIMEOUT)
+        InmemTransport::with_config(addr, Config::default().timeout(Some(DEFAULT_INMEM_TIMEOUT)))
     }
 
-    /// A transport whose calls time out after `timeout` (InstallSnapshot and TimeoutNow: ten
-    /// times that).
-    pub fn with_timeout(addr: impl Into<ServerAddress>, timeout: Duration) -> InmemTransport {
+    /// A transport at `addr` (an empty address gets a unique generated one) that behaves as
+    /// `config` says, where that means something in memory:
+    ///
+    /// - [`timeout`](Config::timeout): the deadline of each call and pipelined append;
+    ///   InstallSnapshot and TimeoutNow get ten times as long, as in hashicorp's
+    ///   `InmemTransport`. `Config::default()`'s is the network's 10 s; [`new`](Self::new)
+    ///   uses hashicorp's in-memory 500 ms.
+    /// - [`max_rpcs_in_flight`](Config::max_rpcs_in_flight): the pipeline depth (1 disables
+    ///   pipelining).
+    /// - [`address_provider`](Config::address_provider): the address a call is routed to, and
+    ///   what [`encode_peer`](Transport::encode_peer) returns.
+    ///
+    /// The rest describe connections, frames and streamed snapshot bodies, none of which exist
+    /// here (requests are handed over as values, and a snapshot's receiver reads the sender's
+    /// reader), so they are ignored: `max_pool`, `max_frame_body` (messages of any size pass),
+    /// `large_payload_threshold`, `timeout_scale`, `snapshot_chunk`, `snapshot_buffer`, `codec`.
+    pub fn with_config(addr: impl Into<ServerAddress>, config: Config) -> InmemTransport {
         let mut addr = addr.into();
         if addr.0.is_empty() {
             addr = ServerAddress(format!(
@@ -200,8 +243,7 @@ impl InmemTransport {
             inner: Arc::new(Inner {
                 addr,
                 consumer: Consumer::new(None),
-                timeout,
-                max_rpcs_in_flight: crate::config::DEFAULT_MAX_RPCS_IN_FLIGHT,
+                config,
                 routes: RwLock::new(HashMap::new()),
                 heartbeat: RwLock::new(None),
                 pipelines: Mutex::new(Vec::new()),
@@ -209,13 +251,6 @@ impl InmemTransport {
                 deadlines,
             }),
             thread: Mutex::new(thread),
-        }
-    }
-
-    /// Set the pipeline depth (below 2 disables pipelining).
-    pub fn set_max_rpcs_in_flight(&mut self, n: usize) {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.max_rpcs_in_flight = n;
         }
     }
 
@@ -308,13 +343,19 @@ impl Inner {
         Ok((peer, route.link))
     }
 
+    /// The deadline `timeout` from now, if there is a timeout and an `Instant` can hold it.
+    fn deadline_in(timeout: Option<Duration>) -> Option<Instant> {
+        timeout.and_then(|t| Instant::now().checked_add(t))
+    }
+
     /// Hand `request` to the peer; `answer` receives its response or failure exactly once.
+    /// Without a deadline the call waits for its answer or for this transport to close.
     fn deliver(
         &self,
         target: &ServerAddress,
         request: Request,
         snapshot: Option<SnapshotReader>,
-        deadline: Instant,
+        deadline: Option<Instant>,
         answer: impl Fn(Result<Response>) + Send + Sync + 'static,
     ) {
         let answer = Arc::new(answer);
@@ -323,7 +364,7 @@ impl Inner {
             Err(e) => return answer(Err(e)),
         };
         let on_deadline = answer.clone();
-        self.deadlines.add(
+        let task = self.deadlines.add(
             deadline,
             Box::new(move |closing| {
                 on_deadline(Err(if closing {
@@ -337,8 +378,13 @@ impl Inner {
             return;
         }
         let kind = request.message_type();
-        let responder =
-            Responder::direct(kind, move |result| answer(result.map_err(Error::Remote)));
+        // An answered call needs no deadline any more; forgetting it keeps calls without one
+        // from piling up until close.
+        let deadlines = self.deadlines.clone();
+        let responder = Responder::direct(kind, move |result| {
+            deadlines.cancel(task);
+            answer(result.map_err(Error::Remote))
+        });
         let rpc = Rpc::new(request, snapshot, responder, None, Instant::now());
         let heartbeat = matches!(&rpc.request, Request::AppendEntries(r) if r.is_heartbeat());
         if heartbeat {
@@ -357,6 +403,7 @@ impl Inner {
 
     fn call<T: Send + 'static>(
         &self,
+        id: &ServerId,
         target: &ServerAddress,
         request: Request,
         snapshot: Option<SnapshotReader>,
@@ -368,12 +415,15 @@ impl Inner {
             Request::InstallSnapshot(_) | Request::TimeoutNow(_) => SLOW_RPC_FACTOR,
             _ => 1,
         };
-        let mut deadline = Instant::now() + self.timeout * factor;
-        if let Some(d) = options.deadline {
-            deadline = deadline.min(d);
-        }
+        let timeout = self.config.timeout.map(|t| t.saturating_mul(factor));
+        // The earlier of the configured deadline and the call's own, if either exists.
+        let deadline = [Self::deadline_in(timeout), options.deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        let target = self.config.dial_address(id, target);
         let resolver = wrap(resolver);
-        self.deliver(target, request, snapshot, deadline, move |result| {
+        self.deliver(&target, request, snapshot, deadline, move |result| {
             resolver.clone().resolve(result);
         });
         call
@@ -391,12 +441,13 @@ impl Transport for InmemTransport {
 
     fn append_entries(
         &self,
-        _id: &ServerId,
+        id: &ServerId,
         target: &ServerAddress,
         request: AppendEntriesRequest,
         options: CallOptions,
     ) -> Call<AppendEntriesResponse> {
         self.inner.call(
+            id,
             target,
             request.into(),
             None,
@@ -407,12 +458,13 @@ impl Transport for InmemTransport {
 
     fn request_vote(
         &self,
-        _id: &ServerId,
+        id: &ServerId,
         target: &ServerAddress,
         request: RequestVoteRequest,
         options: CallOptions,
     ) -> Call<RequestVoteResponse> {
         self.inner.call(
+            id,
             target,
             request.into(),
             None,
@@ -423,12 +475,13 @@ impl Transport for InmemTransport {
 
     fn request_pre_vote(
         &self,
-        _id: &ServerId,
+        id: &ServerId,
         target: &ServerAddress,
         request: RequestPreVoteRequest,
         options: CallOptions,
     ) -> Call<RequestPreVoteResponse> {
         self.inner.call(
+            id,
             target,
             request.into(),
             None,
@@ -439,12 +492,13 @@ impl Transport for InmemTransport {
 
     fn timeout_now(
         &self,
-        _id: &ServerId,
+        id: &ServerId,
         target: &ServerAddress,
         request: TimeoutNowRequest,
         options: CallOptions,
     ) -> Call<TimeoutNowResponse> {
         self.inner.call(
+            id,
             target,
             request.into(),
             None,
@@ -455,7 +509,7 @@ impl Transport for InmemTransport {
 
     fn install_snapshot(
         &self,
-        _id: &ServerId,
+        id: &ServerId,
         target: &ServerAddress,
         request: InstallSnapshotRequest,
         data: SnapshotData,
@@ -470,6 +524,7 @@ impl Transport for InmemTransport {
         // As in hashicorp/raft, the receiver reads the sender's reader directly.
         let reader = SnapshotReader::direct(data, request.size as u64);
         self.inner.call(
+            id,
             target,
             request.into(),
             Some(reader),
@@ -480,14 +535,17 @@ impl Transport for InmemTransport {
 
     fn append_entries_pipeline(
         &self,
-        _id: &ServerId,
+        id: &ServerId,
         target: &ServerAddress,
     ) -> Result<AppendPipeline> {
-        if self.inner.max_rpcs_in_flight < 2 {
+        let depth = self.inner.config.max_rpcs_in_flight;
+        if depth < 2 {
             return Err(Error::PipelineNotSupported);
         }
-        self.inner.peer(target)?;
-        let shared = PipelineShared::new(self.inner.max_rpcs_in_flight);
+        // Routed once, like the network pipeline's connection.
+        let target = self.inner.config.dial_address(id, target);
+        self.inner.peer(&target)?;
+        let shared = PipelineShared::new(depth);
         self.inner
             .pipelines
             .lock()
@@ -497,14 +555,14 @@ impl Transport for InmemTransport {
             shared.clone(),
             Box::new(InmemPipeline {
                 transport: Arc::downgrade(&self.inner),
-                target: target.clone(),
+                target,
                 shared: Arc::downgrade(&shared),
             }),
         ))
     }
 
-    fn encode_peer(&self, _id: &ServerId, addr: &ServerAddress) -> Bytes {
-        Bytes::from(addr.0.clone().into_bytes())
+    fn encode_peer(&self, id: &ServerId, addr: &ServerAddress) -> Bytes {
+        Bytes::from(self.inner.config.dial_address(id, addr).0.into_bytes())
     }
 
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
@@ -555,7 +613,7 @@ impl PipelineBackend for InmemPipeline {
             shared.fail(Error::Shutdown);
             return;
         };
-        let deadline = Instant::now() + transport.timeout;
+        let deadline = Inner::deadline_in(transport.config.timeout);
         let pipeline = self.shared.clone();
         transport.deliver(
             &self.target,
@@ -589,4 +647,57 @@ impl PipelineBackend for InmemPipeline {
     }
 
     fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (deadline tasks, places in the deadline order) of `t`.
+    fn deadline_state(t: &InmemTransport) -> (usize, usize) {
+        let s = t
+            .inner
+            .deadlines
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (s.tasks.len(), s.order.len())
+    }
+
+    /// An answered call forgets its deadline task at once, with or without a timeout (without
+    /// one, the task would otherwise wait for the transport to close), and the places answered
+    /// calls leave in the deadline order do not pile up until their (here distant) time.
+    #[test]
+    fn answered_calls_leave_no_deadline_behind() {
+        const CALLS: usize = 3 * STALE_DEADLINE_SLACK;
+        for timeout in [None, Some(Duration::from_secs(60))] {
+            let config = Config::default().timeout(timeout);
+            let a = InmemTransport::with_config("a", config.clone());
+            let b = InmemTransport::with_config("b", config);
+            a.connect(&b);
+            let consumer = b.consumer().clone();
+            let server = std::thread::spawn(move || {
+                for _ in 0..CALLS {
+                    let rpc = consumer.recv().expect("a request");
+                    rpc.respond_ok(TimeoutNowResponse::default());
+                }
+            });
+            for _ in 0..CALLS {
+                let call = a.timeout_now(
+                    &ServerId::from("b"),
+                    &b.local_addr(),
+                    TimeoutNowRequest::default(),
+                    CallOptions::default(),
+                );
+                assert!(call.wait().is_ok(), "timeout {timeout:?}");
+            }
+            server.join().expect("the server thread");
+            let (tasks, order) = deadline_state(&a);
+            assert_eq!(tasks, 0, "timeout {timeout:?}");
+            assert!(
+                order <= STALE_DEADLINE_SLACK + 1,
+                "timeout {timeout:?}: {order} places"
+            );
+        }
+    }
 }

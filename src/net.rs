@@ -227,7 +227,7 @@ impl NetTransport {
     }
 
     fn resolve(&self, id: &ServerId, target: &ServerAddress) -> Result<SocketAddr> {
-        let target = self.dial_address(id, target);
+        let target = self.shared.config.dial_address(id, target);
         if let Ok(addr) = target.0.parse::<SocketAddr>() {
             return Ok(addr);
         }
@@ -247,21 +247,6 @@ impl NetTransport {
                     "no address",
                 ))
             })
-    }
-
-    fn dial_address(&self, id: &ServerId, target: &ServerAddress) -> ServerAddress {
-        match &self.shared.config.address_provider {
-            Some(provider) => match provider.server_addr(id) {
-                Ok(addr) => addr,
-                Err(e) => {
-                    log::warn!(
-                        "raftnet: unable to get address for server {id}, using fallback address {target}: {e}"
-                    );
-                    target.clone()
-                }
-            },
-            None => target.clone(),
-        }
     }
 
     fn call<T>(
@@ -388,7 +373,7 @@ impl Transport for NetTransport {
         let chunk = self.shared.config.snapshot_chunk;
         // Two chunks in flight between the pump and the engine keep both busy.
         let handoff = self.shared.handoff.clone();
-        let feed = SnapshotFeed::new(chunk * 2, move || {
+        let feed = SnapshotFeed::new(chunk.saturating_mul(2), move || {
             handoff.submit(Command::SnapshotReady { id: snapshot_id })
         });
         let size = request.size as u64;
@@ -445,7 +430,7 @@ impl Transport for NetTransport {
     }
 
     fn encode_peer(&self, id: &ServerId, addr: &ServerAddress) -> Bytes {
-        Bytes::from(self.dial_address(id, addr).0.into_bytes())
+        Bytes::from(self.shared.config.dial_address(id, addr).0.into_bytes())
     }
 
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {

@@ -90,8 +90,9 @@ pub fn net_pair(use_provider: bool) -> NetPair {
 /// Two in-memory transports connected both ways (hashicorp's `trans1.Connect(addr2, trans2);
 /// trans2.Connect(addr1, trans1)`), returned as (server, client).
 pub fn inmem_pair(timeout: Duration) -> (InmemTransport, InmemTransport) {
-    let server = InmemTransport::with_timeout("", timeout);
-    let client = InmemTransport::with_timeout("", timeout);
+    let config = Config::default().timeout(Some(timeout));
+    let server = InmemTransport::with_config("", config.clone());
+    let client = InmemTransport::with_config("", config);
     server.connect(&client);
     client.connect(&server);
     (server, client)
