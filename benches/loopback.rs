@@ -90,7 +90,7 @@ fn loopback(c: &mut Criterion) {
     group.bench_function("append_x1000", |b| {
         b.iter(|| {
             for _ in 0..1000 {
-                pipeline.append_entries(small.clone()).expect("send");
+                pipeline.send(small.clone()).expect("send");
             }
             for _ in 0..1000 {
                 pipeline.recv().expect("completion").wait().expect("answer");
@@ -110,7 +110,7 @@ fn loopback(c: &mut Criterion) {
     group.bench_function("append_64x1KiB_x100", |b| {
         b.iter(|| {
             for _ in 0..100 {
-                pipeline.append_entries(batch.clone()).expect("send");
+                pipeline.send(batch.clone()).expect("send");
             }
             for _ in 0..100 {
                 pipeline.recv().expect("completion").wait().expect("answer");

@@ -103,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             entries,
             ..Default::default()
         };
-        pipeline.append_entries(request)?;
+        pipeline.send(request)?; // blocks while the pipeline is full (back-pressure)
         while let Some(done) = pipeline.try_recv()? {
             done.wait()?;
             acked += 1;

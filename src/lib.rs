@@ -62,7 +62,7 @@
 //! assert_eq!(answer.last_log, 1);
 //!
 //! // 2. Poll without blocking.
-//! let mut vote = leader.request_vote(&peer.0, &peer.1, RequestVoteRequest { term: 3, ..Default::default() }, CallOptions::default());
+//! let vote = leader.request_vote(&peer.0, &peer.1, RequestVoteRequest { term: 3, ..Default::default() }, CallOptions::default());
 //! let granted = loop {
 //!     if let Some(result) = vote.try_result() {
 //!         break result?.granted;

@@ -138,7 +138,7 @@ fn calls_consumer_and_pipeline_under_tokio() {
             .expect("snapshot");
         assert!(snap.success);
 
-        // A pipeline: one task sends with append_entries_async, another takes completions
+        // A pipeline: one task sends with send_async, another takes completions
         // with recv_async, in send order.
         const PIPELINED: u64 = 2000;
         let pipeline = Arc::new(client.append_entries_pipeline(&peer(), &target).unwrap());
@@ -154,12 +154,7 @@ fn calls_consumer_and_pipeline_under_tokio() {
         };
         let mut last = None;
         for i in 0..PIPELINED {
-            last = Some(
-                pipeline
-                    .append_entries_async(append(1, i, 32))
-                    .await
-                    .expect("send"),
-            );
+            last = Some(pipeline.send_async(append(1, i, 32)).await.expect("send"));
         }
         assert_eq!(last.unwrap().await.expect("last").last_log, PIPELINED);
         receiver.await.expect("receiver task");
@@ -234,10 +229,7 @@ fn calls_under_futures_executors() {
     let pipeline = client.append_entries_pipeline(&peer(), &target).unwrap();
     futures::executor::block_on(async {
         for i in 0..200u64 {
-            pipeline
-                .append_entries_async(append(1, i, 8))
-                .await
-                .unwrap();
+            pipeline.send_async(append(1, i, 8)).await.unwrap();
         }
         for i in 0..200u64 {
             let f = pipeline.recv_async().await.unwrap();
@@ -351,7 +343,7 @@ fn wakes_per_rpc_under_pipelined_load() {
             for i in 0..RPCS {
                 let f = pipeline.recv().expect("a completion");
                 assert_eq!(f.request().prev_log_entry, i, "send order");
-                let r = f.try_response().expect("resolved").expect("answered");
+                let r = f.try_result().expect("resolved").expect("answered");
                 assert_eq!(r.last_log, i + 1);
             }
         })
@@ -359,7 +351,7 @@ fn wakes_per_rpc_under_pipelined_load() {
     let data = Bytes::from_static(b"x=1");
     for i in 0..RPCS {
         pipeline
-            .append_entries(AppendEntriesRequest {
+            .send(AppendEntriesRequest {
                 term: 1,
                 leader: Some(Bytes::from_static(b"leader")),
                 prev_log_entry: i,

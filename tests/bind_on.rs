@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::fixtures::*;
 use common::net::*;
@@ -48,7 +48,12 @@ fn unanswered_votes(
         })
         .collect();
     let held = (0..n)
-        .map(|_| to.consumer().recv_timeout(TEST_TIMEOUT).unwrap().unwrap())
+        .map(|_| {
+            to.consumer()
+                .recv_deadline(Instant::now() + TEST_TIMEOUT)
+                .unwrap()
+                .unwrap()
+        })
         .collect();
     (calls, held)
 }
@@ -114,7 +119,7 @@ fn close_from_outside_the_runtime_waits_for_everything() {
     let (calls, _held) = unanswered_votes(&a, &b, 50);
     a.close();
     // close has returned: every call is already resolved, with Shutdown.
-    for mut call in calls {
+    for call in calls {
         match call.try_result() {
             Some(Err(Error::Shutdown)) => {}
             other => panic!("expected Shutdown at once, got {other:?}"),

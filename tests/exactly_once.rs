@@ -73,7 +73,7 @@ impl Pending {
                     }
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                Some(f.try_response().expect("done").map(drop))
+                Some(f.try_result().expect("done").map(drop))
             }
         }
     }
@@ -151,7 +151,7 @@ fn run(close_client: bool) -> Run {
                         )));
                     }
                     if i < PIPELINED {
-                        match pipeline.try_append_entries(append(1, id, 16)) {
+                        match pipeline.try_send(append(1, id, 16)) {
                             Ok(f) => pending.push(Pending::Piped(f)),
                             Err(e) => panic!("pipelined append {i} not sent: {e:?}"),
                         }
@@ -419,10 +419,10 @@ fn pipeline_half_answered(
         .append_entries_pipeline(&peer(), &server.local_addr())
         .unwrap();
     let futures: Vec<AppendFuture> = (0..PIPE_SENT)
-        .map(|i| pipeline.append_entries(append(1, i, 8)).unwrap())
+        .map(|i| pipeline.send(append(1, i, 8)).unwrap())
         .collect();
     for f in &futures[..PIPE_ANSWERED as usize] {
-        let r = f.wait().expect("answered");
+        let r = f.clone().wait().expect("answered");
         assert_eq!(r.last_log, f.request().prev_log_entry + 1);
     }
     wait_until("the server to hold the other requests", || {
@@ -440,7 +440,7 @@ fn drain_in_order(pipeline: &AppendPipeline, futures: &[AppendFuture], end: &Err
     for (i, f) in futures.iter().enumerate() {
         let got = pipeline.recv().expect("a completed future");
         assert_eq!(got.request().prev_log_entry, i as u64, "send order");
-        assert_eq!(got.try_response(), f.try_response());
+        assert_eq!(got.try_result(), f.try_result());
     }
     assert_eq!(pipeline.recv().err().as_ref(), Some(end));
     assert_eq!(pipeline.try_recv().err().as_ref(), Some(end));
@@ -458,18 +458,18 @@ fn pipeline_close_fails_outstanding_with_pipeline_closed() {
 
     pipeline.close();
     for (i, f) in futures.iter().enumerate() {
-        let r = f.try_response().expect("resolved by close()");
+        let r = f.try_result().expect("resolved by close()");
         if (i as u64) < PIPE_ANSWERED {
             assert!(r.is_ok(), "answered future {i} changed to {r:?}");
         } else {
             assert_eq!(r, Err(Error::PipelineClosed), "future {i}");
         }
         // A future keeps its one result.
-        assert_eq!(f.wait(), r);
+        assert_eq!(f.clone().wait(), r);
     }
     drain_in_order(&pipeline, &futures, &Error::PipelineClosed);
     assert_eq!(
-        pipeline.append_entries(append(1, 99, 8)).err(),
+        pipeline.send(append(1, 99, 8)).err(),
         Some(Error::PipelineClosed)
     );
     pipeline.close(); // idempotent
@@ -501,7 +501,7 @@ fn pipeline_server_killed_fails_outstanding_with_an_error() {
             assert!(Instant::now() < deadline, "future {i} never resolved");
             std::thread::sleep(Duration::from_millis(2));
         }
-        let r = f.try_response().unwrap();
+        let r = f.try_result().unwrap();
         if (i as u64) < PIPE_ANSWERED {
             assert!(r.is_ok(), "answered future {i} changed to {r:?}");
         } else {
@@ -516,5 +516,5 @@ fn pipeline_server_killed_fails_outstanding_with_an_error() {
     let error = error.unwrap();
     eprintln!("outstanding pipelined appends failed with: {error}");
     drain_in_order(&pipeline, &futures, &error);
-    assert!(pipeline.append_entries(append(1, 99, 8)).is_err());
+    assert!(pipeline.send(append(1, 99, 8)).is_err());
 }

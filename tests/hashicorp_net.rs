@@ -294,15 +294,15 @@ fn append_entries_pipeline(use_provider: bool) {
         .append_entries_pipeline(&id(), &p.target)
         .expect("pipeline");
     let sent: Vec<AppendFuture> = (0..10)
-        .map(|_| pipeline.append_entries(append_request()).expect("send"))
+        .map(|_| pipeline.send(append_request()).expect("send"))
         .collect();
     for _ in 0..10 {
         let ready = next_completed(&pipeline).expect("a completed future");
         assert_eq!(ready.request(), &append_request());
-        assert_eq!(ready.try_response(), Some(Ok(append_response())));
+        assert_eq!(ready.try_result(), Some(Ok(append_response())));
     }
     for future in &sent {
-        assert_eq!(future.try_response(), Some(Ok(append_response())));
+        assert_eq!(future.try_result(), Some(Ok(append_response())));
     }
     assert_eq!(
         join(responder),
@@ -322,11 +322,11 @@ fn append_entries_pipeline_close_streams_not_cancelled() {
         .append_entries_pipeline(&id(), &p.target)
         .expect("pipeline");
     for _ in 0..100 {
-        pipeline.append_entries(append_request()).expect("send");
+        pipeline.send(append_request()).expect("send");
     }
     for _ in 0..100 {
         let ready = next_completed(&pipeline).expect("a completed future");
-        assert_eq!(ready.try_response(), Some(Ok(append_response())));
+        assert_eq!(ready.try_result(), Some(Ok(append_response())));
     }
     assert_eq!(
         join(responder),
@@ -338,7 +338,7 @@ fn append_entries_pipeline_close_streams_not_cancelled() {
 /// `append_entries` itself or through a completed future; return that error.
 fn append_until_error(pipeline: &AppendPipeline, limit: usize) -> Error {
     for _ in 0..limit {
-        match pipeline.append_entries(append_request()) {
+        match pipeline.send(append_request()) {
             Err(e) => return e,
             Ok(future) => {
                 if let Err(e) = finish_append(&future) {
@@ -370,7 +370,7 @@ fn append_entries_pipeline_close_streams_while_busy() {
         .append_entries_pipeline(&id(), &p.target)
         .expect("pipeline");
     let sent: Vec<AppendFuture> = (0..10)
-        .map(|_| pipeline.append_entries(append_request()).expect("send"))
+        .map(|_| pipeline.send(append_request()).expect("send"))
         .collect();
     let held: Vec<Rpc> = (0..10).map(|_| next_rpc(p.server.consumer())).collect();
     p.server.close_streams();
@@ -401,7 +401,7 @@ fn append_entries_pipeline_close_streams_while_idle() {
         .append_entries_pipeline(&id(), &p.target)
         .expect("pipeline");
     for _ in 0..10 {
-        let future = pipeline.append_entries(append_request()).expect("send");
+        let future = pipeline.send(append_request()).expect("send");
         assert_eq!(finish_append(&future), Ok(append_response()));
     }
     join(responder);
@@ -441,7 +441,7 @@ fn max_rpcs_in_flight(max: usize) {
     let sender = pipeline.clone();
     std::thread::spawn(move || {
         for _ in 0..expected_max {
-            let result = sender.append_entries(append_request());
+            let result = sender.send(append_request());
             if tx.send(result).is_err() {
                 return;
             }
@@ -466,7 +466,7 @@ fn max_rpcs_in_flight(max: usize) {
     first.respond_ok(append_response());
     // hashicorp also consumes one future, for its unbuffered channels.
     let ready = next_completed(&pipeline).expect("the first future");
-    assert_eq!(ready.try_response(), Some(Ok(append_response())));
+    assert_eq!(ready.try_result(), Some(Ok(append_response())));
 
     let last = recv_eventually(&rx, &format!("max {max}: the blocked append returns"));
     assert!(last.is_ok(), "max {max}: blocked append: {last:?}");

@@ -146,10 +146,10 @@ fn heartbeats_complete_while_a_snapshot_and_bulk_appends_stream() {
                     leader_commit_index: i,
                     ..Default::default()
                 };
-                futures.push(pipeline.append_entries(request).unwrap());
+                futures.push(pipeline.send(request).unwrap());
             }
             for (i, f) in futures.iter().enumerate() {
-                assert_eq!(f.wait().expect("append").last_log, i as u64 + 1);
+                assert_eq!(f.clone().wait().expect("append").last_log, i as u64 + 1);
             }
             futures.len()
         })

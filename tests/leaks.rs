@@ -103,9 +103,9 @@ fn cycle(n: usize, baseline: Option<(usize, usize)>) {
     // A pipeline.
     let pipeline = a.append_entries_pipeline(&peer(), &b.local_addr()).unwrap();
     let futures: Vec<_> = (0..PIPELINED_PER_CYCLE)
-        .map(|i| pipeline.append_entries(append(1, i, 64)).unwrap())
+        .map(|i| pipeline.send(append(1, i, 64)).unwrap())
         .collect();
-    for (i, f) in futures.iter().enumerate() {
+    for (i, f) in futures.into_iter().enumerate() {
         assert_eq!(f.wait().unwrap().last_log, i as u64 + 1);
     }
     // A small snapshot, read by a Raft side of its own.
@@ -144,7 +144,7 @@ fn cycle(n: usize, baseline: Option<(usize, usize)>) {
     // A pipeline still open, with appends in flight, when the transports close.
     let open = b.append_entries_pipeline(&peer(), &a.local_addr()).unwrap();
     let in_flight: Vec<_> = (0..8)
-        .map(|i| open.append_entries(append(1, i, 64)).unwrap())
+        .map(|i| open.send(append(1, i, 64)).unwrap())
         .collect();
     a.close();
     b.close();

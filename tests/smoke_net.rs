@@ -111,7 +111,7 @@ fn pipeline_roundtrip() {
     let mut futures = Vec::new();
     for i in 0..100u64 {
         futures.push(
-            p.append_entries(AppendEntriesRequest {
+            p.send(AppendEntriesRequest {
                 term: 1,
                 prev_log_entry: i,
                 ..Default::default()
@@ -119,7 +119,7 @@ fn pipeline_roundtrip() {
             .unwrap(),
         );
     }
-    for (i, f) in futures.iter().enumerate() {
+    for (i, f) in futures.into_iter().enumerate() {
         assert_eq!(f.wait().unwrap().last_log, i as u64);
         assert_eq!(p.recv().unwrap().request().prev_log_entry, i as u64);
     }

@@ -205,7 +205,7 @@ fn pipelined(
     loop {
         if !control.stopped() {
             while in_flight < depth {
-                match pipeline.try_append_entries(request.clone()) {
+                match pipeline.try_send(request.clone()) {
                     Ok(_) => in_flight += 1,
                     Err(raftnet::TrySendError::Full(_)) => break,
                     Err(raftnet::TrySendError::Closed(e)) => return Err(e.to_string()),
@@ -220,7 +220,7 @@ fn pipelined(
         while let Some(future) = done {
             in_flight -= 1;
             future
-                .try_response()
+                .try_result()
                 .unwrap_or(Err(raftnet::Error::Shutdown))
                 .map_err(|e| e.to_string())?;
             sample.record(control, future.start().elapsed(), payload);

@@ -403,7 +403,7 @@ fn the_engine_can_move_between_threads() {
 #[test]
 fn a_call_round_trips_and_its_connection_is_pooled() {
     let mut pair = Pair::new(config());
-    let mut vote = pair.vote(3, None);
+    let vote = pair.vote(3, None);
     pair.drive();
     assert!(vote.try_result().is_none(), "no answer yet");
     assert_eq!(pair.answer_votes(), 1);
@@ -432,7 +432,7 @@ fn a_frame_cut_at_every_byte_boundary_decodes_the_same() {
     for piece in 1..=64 {
         let mut pair = Pair::new(config());
         pair.piece = piece;
-        let mut vote = pair.vote(piece as u64, None);
+        let vote = pair.vote(piece as u64, None);
         pair.drive();
         assert_eq!(pair.answer_votes(), 1, "piece size {piece}");
         pair.drive();
@@ -481,7 +481,7 @@ fn an_end_of_stream_inside_a_frame_is_a_protocol_error() {
 #[test]
 fn a_deadline_fails_the_call_and_a_late_answer_never_reaches_a_later_call() {
     let mut pair = Pair::new(config());
-    let mut first = pair.vote(1, Some(pair.now + Duration::from_secs(1)));
+    let first = pair.vote(1, Some(pair.now + Duration::from_secs(1)));
     pair.drive();
     assert_eq!(pair.server.shared.consumer.len(), 1);
     // Not yet due.
@@ -496,7 +496,7 @@ fn a_deadline_fails_the_call_and_a_late_answer_never_reaches_a_later_call() {
     assert_eq!(pair.answer_votes(), 1);
     pair.drive();
     // The next call dials afresh and gets its own answer, not the late one.
-    let mut second = pair.vote(2, None);
+    let second = pair.vote(2, None);
     pair.drive();
     assert_eq!(pair.answer_votes(), 1);
     pair.drive();
@@ -507,7 +507,7 @@ fn a_deadline_fails_the_call_and_a_late_answer_never_reaches_a_later_call() {
 #[test]
 fn a_call_past_its_deadline_fails_before_anything_is_sent() {
     let mut pair = Pair::new(config());
-    let mut vote = pair.vote(1, Some(pair.now));
+    let vote = pair.vote(1, Some(pair.now));
     pair.drive();
     assert_eq!(vote.try_result().unwrap().unwrap_err(), Error::Timeout);
     assert_eq!(pair.client.counter("raftnet.dials"), 0);
@@ -517,7 +517,7 @@ fn a_call_past_its_deadline_fails_before_anything_is_sent() {
 fn a_dial_that_does_not_complete_in_time_is_unreachable() {
     let mut pair = Pair::new(config());
     pair.auto_connect = false;
-    let mut vote = pair.vote(1, None);
+    let vote = pair.vote(1, None);
     pair.drive();
     assert_eq!(pair.client.dials.len(), 1);
     pair.advance(Duration::from_secs(10));
@@ -587,7 +587,7 @@ fn pooled_connections_are_reused_most_recent_first_and_the_pool_is_bounded() {
     assert_eq!(pair.client.closed.len(), 1);
     // The next call takes the connection returned last (the second call's).
     let pooled = pair.client.engine.pools.values().next().unwrap().clone();
-    let mut next = pair.vote(9, None);
+    let next = pair.vote(9, None);
     pair.drive();
     assert_eq!(pair.client.counter("raftnet.dials"), 3, "no new dial");
     assert_eq!(
@@ -605,7 +605,7 @@ fn pipeline_answers_complete_in_order_and_a_lost_connection_fails_the_rest() {
     let mut pair = Pair::new(config());
     let pipeline = pair.pipeline(1, 8);
     let futures: Vec<_> = (1..=3)
-        .map(|t| pipeline.try_append_entries(append(t, b"x")).unwrap())
+        .map(|t| pipeline.try_send(append(t, b"x")).unwrap())
         .collect();
     pair.drive();
     assert_eq!(pair.server.shared.consumer.len(), 3);
@@ -625,17 +625,17 @@ fn pipeline_answers_complete_in_order_and_a_lost_connection_fails_the_rest() {
         ..Default::default()
     });
     pair.drive();
-    assert_eq!(futures[0].try_response().unwrap().unwrap().term, 1);
-    assert_eq!(futures[1].try_response().unwrap().unwrap().term, 2);
+    assert_eq!(futures[0].try_result().unwrap().unwrap().term, 1);
+    assert_eq!(futures[1].try_result().unwrap().unwrap().term, 2);
     // The server's connection goes away with the third unanswered.
     let server_key = pair.only_server_key();
     pair.server.engine.handle_eof(server_key);
     pair.apply_actions(Side::Server);
     pair.drive();
-    let error = futures[2].try_response().unwrap().unwrap_err();
+    let error = futures[2].try_result().unwrap().unwrap_err();
     assert!(matches!(error, Error::Io(_)), "{error:?}");
     assert!(matches!(
-        pipeline.try_append_entries(append(4, b"y")),
+        pipeline.try_send(append(4, b"y")),
         Err(TrySendError::Closed(_))
     ));
 }
@@ -644,11 +644,11 @@ fn pipeline_answers_complete_in_order_and_a_lost_connection_fails_the_rest() {
 fn pipeline_close_fails_what_is_outstanding_and_closes_its_connection() {
     let mut pair = Pair::new(config());
     let pipeline = pair.pipeline(7, 4);
-    let future = pipeline.try_append_entries(append(1, b"x")).unwrap();
+    let future = pipeline.try_send(append(1, b"x")).unwrap();
     pair.drive();
     pipeline.close();
     assert_eq!(
-        future.try_response().unwrap().unwrap_err(),
+        future.try_result().unwrap().unwrap_err(),
         Error::PipelineClosed
     );
     pair.drive();
@@ -664,12 +664,12 @@ fn pipeline_close_fails_what_is_outstanding_and_closes_its_connection() {
 fn a_pipeline_deadline_closes_its_connection() {
     let mut pair = Pair::new(config().timeout(Some(Duration::from_secs(2))));
     let pipeline = pair.pipeline(1, 4);
-    let future = pipeline.try_append_entries(append(1, b"x")).unwrap();
+    let future = pipeline.try_send(append(1, b"x")).unwrap();
     pair.drive();
     // Deadlines run from the request's start (a real instant) with the configured timeout.
     pair.now = future.start() + Duration::from_secs(2);
     pair.drive();
-    assert_eq!(future.try_response().unwrap().unwrap_err(), Error::Timeout);
+    assert_eq!(future.try_result().unwrap().unwrap_err(), Error::Timeout);
 }
 
 #[test]
@@ -691,7 +691,7 @@ fn snapshot_flow_control_pauses_reading_until_the_reader_catches_up() {
         1000,
         feed.clone(),
     );
-    let (mut call, resolver) = call();
+    let (call, resolver) = call();
     pair.client
         .shared
         .handoff
@@ -744,7 +744,7 @@ fn shutdown_resolves_everything_in_flight_exactly_once() {
     let mut calls: Vec<_> = (1..=5).map(|t| pair.vote(t, None)).collect();
     let pipeline = pair.pipeline(1, 8);
     let futures: Vec<_> = (1..=3)
-        .map(|t| pipeline.try_append_entries(append(t, b"x")).unwrap())
+        .map(|t| pipeline.try_send(append(t, b"x")).unwrap())
         .collect();
     pair.drive();
     // The server holds 8 unanswered RPCs; one more call waits in the queue, unsent.
@@ -756,7 +756,7 @@ fn shutdown_resolves_everything_in_flight_exactly_once() {
         assert_eq!(call.try_result().unwrap().unwrap_err(), Error::Shutdown);
     }
     for future in &futures {
-        assert_eq!(future.try_response().unwrap().unwrap_err(), Error::Shutdown);
+        assert_eq!(future.try_result().unwrap().unwrap_err(), Error::Shutdown);
     }
     assert_eq!(
         pair.client
@@ -765,7 +765,7 @@ fn shutdown_resolves_everything_in_flight_exactly_once() {
     );
     // Nothing is left open, and new submissions fail at once.
     assert!(pair.client.engine.conns.is_empty());
-    let mut late = pair.vote(7, None);
+    let late = pair.vote(7, None);
     assert_eq!(late.try_result().unwrap().unwrap_err(), Error::Shutdown);
     assert!(
         pair.client.shared.consumer.try_recv().is_err(),
@@ -828,7 +828,7 @@ fn a_closed_key_never_reaches_the_connection_that_reuses_its_slot() {
 #[test]
 fn close_streams_closes_idle_serving_connections_after_their_answers() {
     let mut pair = Pair::new(config());
-    let mut vote = pair.vote(1, None);
+    let vote = pair.vote(1, None);
     pair.drive();
     // The server is asked to close its streams with one request unanswered: it waits.
     pair.server.shared.handoff.submit(Command::CloseStreams);

@@ -1,9 +1,12 @@
-//! The result of an outbound call, usable three ways: block on it ([`Call::wait`]), poll it
-//! without blocking ([`Call::try_result`]), or `.await` it under any executor.
+//! The result slot behind every outbound result: [`Call`] (one RPC) and, in
+//! [`pipeline`](super::pipeline), [`AppendFuture`](super::AppendFuture) (one pipelined append)
+//! are both an [`Outcome`], so they block ([`Call::wait`], [`Call::wait_deadline`]), peek
+//! ([`Call::try_result`], [`Call::is_done`]) and `.await` the same way. Also the transport's
+//! half of a call, the [`Resolver`].
 //!
-//! A call is resolved exactly once. The transport holds the other half (a [`Resolver`]); if
-//! that half is ever dropped without resolving (the transport stopped), dropping it resolves the
-//! call with [`Error::Shutdown`], so no caller is ever left waiting.
+//! A result is resolved exactly once. The transport holds the resolving half; if that half is
+//! ever dropped without resolving (the transport stopped), dropping it resolves the call with
+//! [`Error::Shutdown`], so no caller is ever left waiting.
 
 use std::fmt;
 use std::future::Future;
@@ -13,18 +16,26 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use event_listener::{Event, EventListener, Listener};
+use event_listener::{Event, EventListener};
 
+use super::wait::{self, Spin};
 use crate::error::{Error, Result};
 use crate::message::*;
 
 enum State<T> {
     Pending,
     Ready(Result<T>),
+    /// Moved out to the awaiting code by a [`Call`]'s `Future::poll`.
     Taken,
 }
 
-/// Where a result is left for its waiter.
+/// What using a [`Call`] after its `Future` completed says: the result went to the code that
+/// awaited it, and inventing another (the old `Err(Shutdown)`) would be a lie.
+const USED_AFTER_COMPLETION: &str =
+    "raftnet: a Call was used after its Future completed (the result went to the awaiting code)";
+
+/// Where a result is left for its readers: resolving it is one lock, one atomic store and one
+/// event notification (which costs nothing when nobody listens).
 pub(crate) struct Slot<T> {
     ready: AtomicBool,
     state: Mutex<State<T>>,
@@ -58,69 +69,117 @@ impl<T> Slot<T> {
         self.ready.load(Ordering::Acquire)
     }
 
-    fn take(&self) -> Option<Result<T>> {
+    /// Move the result out (no copy), once it is there. Only for a slot's one reader, as it
+    /// finishes with it: [`Call::wait`], [`Call::wait_deadline`] and a `Call`'s `Future`.
+    ///
+    /// # Panics
+    /// If the result was moved out already, which only a `Call` used after its `Future`
+    /// completed can cause (like polling any finished future).
+    pub(crate) fn take(&self) -> Option<Result<T>> {
         if !self.is_ready() {
             return None;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match std::mem::replace(&mut *state, State::Taken) {
             State::Ready(r) => Some(r),
-            State::Taken => Some(Err(Error::Shutdown)),
+            State::Taken => panic!("{USED_AFTER_COMPLETION}"),
             // Not reachable: `ready` is set only after the state. Treated as not ready.
-            State::Pending => None,
+            State::Pending => {
+                *state = State::Pending;
+                None
+            }
         }
     }
+}
 
-    fn peek<R>(&self, f: impl FnOnce(&Result<T>) -> R) -> Option<R> {
+impl<T: Clone> Slot<T> {
+    /// A copy of the result, once it is there; the result stays for the next look.
+    ///
+    /// # Panics
+    /// As [`take`](Self::take): only for a `Call` used after its `Future` completed.
+    pub(crate) fn peek(&self) -> Option<Result<T>> {
         if !self.is_ready() {
             return None;
         }
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match &*state {
-            State::Ready(r) => Some(f(r)),
-            _ => None,
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            State::Ready(r) => Some(r.clone()),
+            State::Taken => panic!("{USED_AFTER_COMPLETION}"),
+            State::Pending => None,
+        }
+    }
+}
+
+/// A reader's end of a [`Slot`]: what [`Call`] and [`AppendFuture`](super::AppendFuture) are
+/// underneath, so both wait, peek and poll alike. They differ only in how the finishing
+/// methods get the result out, passed in as `get`: a `Call` is its slot's one reader and moves
+/// it out ([`Slot::take`]); an `AppendFuture` shares its slot with its clones and copies it
+/// ([`Slot::peek`]).
+pub(crate) struct Outcome<T> {
+    slot: Arc<Slot<T>>,
+    /// Kept between polls of the `Future`.
+    listener: Option<EventListener>,
+}
+
+impl<T> Outcome<T> {
+    /// A new, unresolved result.
+    pub(crate) fn new() -> Outcome<T> {
+        Outcome {
+            slot: Arc::new(Slot::new()),
+            listener: None,
         }
     }
 
-    fn wait_ready(&self, deadline: Option<Instant>) -> bool {
-        loop {
-            if super::spin_until(|| self.is_ready()) {
-                return true;
-            }
-            let listener = self.event.listen();
-            if self.is_ready() {
-                return true;
-            }
-            match deadline {
-                None => listener.wait(),
-                Some(d) => {
-                    if listener.wait_deadline(d).is_none() && !self.is_ready() {
-                        return false;
-                    }
-                }
-            }
+    /// Another reader of the same result. Only for readers that copy the result out
+    /// ([`Slot::peek`]): a reader that moves it out must be the only one.
+    pub(crate) fn share(&self) -> Outcome<T> {
+        Outcome {
+            slot: self.slot.clone(),
+            listener: None,
         }
     }
 
-    fn poll_ready(&self, listener: &mut Option<EventListener>, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.is_ready() {
-                return Poll::Ready(());
-            }
-            match listener {
-                None => *listener = Some(self.event.listen()),
-                Some(l) => {
-                    if Pin::new(&mut *l).poll(cx).is_pending() {
-                        return if self.is_ready() {
-                            Poll::Ready(())
-                        } else {
-                            Poll::Pending
-                        };
-                    }
-                    *listener = None;
-                }
-            }
-        }
+    /// Resolve directly, without a [`Resolver`] (the pipeline resolves its futures in send
+    /// order itself, and fails every one still pending when it closes).
+    pub(crate) fn resolve(&self, result: Result<T>) -> usize {
+        self.slot.resolve(result)
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.slot.is_ready()
+    }
+
+    /// Block until the result is known (spinning briefly first).
+    pub(crate) fn wait(&self, get: impl Fn(&Slot<T>) -> Option<Result<T>>) -> Result<T> {
+        wait::wait(&self.slot.event, Spin::BeforeParking, || get(&self.slot))
+    }
+
+    /// Block until the result is known or `deadline` passes (`None`).
+    pub(crate) fn wait_deadline(
+        &self,
+        deadline: Instant,
+        get: impl Fn(&Slot<T>) -> Option<Result<T>>,
+    ) -> Option<Result<T>> {
+        let event = &self.slot.event;
+        wait::wait_until(event, Spin::BeforeParking, Some(deadline), || {
+            get(&self.slot)
+        })
+    }
+
+    /// One poll of the `Future`.
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        get: impl Fn(&Slot<T>) -> Option<Result<T>>,
+    ) -> Poll<Result<T>> {
+        let slot = &self.slot;
+        wait::poll_until(&slot.event, &mut self.listener, cx, || get(slot))
+    }
+}
+
+impl<T: Clone> Outcome<T> {
+    /// A copy of the result if it is known.
+    pub(crate) fn try_result(&self) -> Option<Result<T>> {
+        self.slot.peek()
     }
 }
 
@@ -163,7 +222,23 @@ impl<T> fmt::Debug for Resolver<T> {
     }
 }
 
-/// A pending result of an outbound RPC.
+/// The pending result of an outbound RPC, resolved exactly once: with the answer, or with an
+/// error (the call timed out, the peer was unreachable, the transport closed:
+/// [`Error::Shutdown`]). Every [`Transport`](crate::Transport) call returns one at once.
+///
+/// Use it one of three ways:
+///
+/// | | blocks the thread | result |
+/// | --- | --- | --- |
+/// | [`wait`](Self::wait) | until the result is known | the result; consumes the call |
+/// | [`wait_deadline`](Self::wait_deadline) | until the result is known or a deadline passes | the result, or the call back |
+/// | [`try_result`](Self::try_result) | never | a copy of the result, or `None` while in flight |
+/// | `.await` | never (any executor) | the result; consumes the call |
+///
+/// [`AppendFuture`](crate::AppendFuture), a pipelined append's result, has the same methods
+/// with the same meaning.
+///
+/// # Examples
 ///
 /// ```no_run
 /// # fn demo(call: raftnet::Call<raftnet::message::RequestVoteResponse>) -> raftnet::Result<()> {
@@ -177,20 +252,16 @@ impl<T> fmt::Debug for Resolver<T> {
 /// ```
 #[must_use = "a call does nothing useful unless its result is read"]
 pub struct Call<T> {
-    slot: Arc<Slot<T>>,
-    listener: Option<EventListener>,
+    out: Outcome<T>,
 }
 
 /// A call and the resolver that completes it.
 pub(crate) fn call<T>() -> (Call<T>, Resolver<T>) {
-    let slot = Arc::new(Slot::new());
-    (
-        Call {
-            slot: slot.clone(),
-            listener: None,
-        },
-        Resolver { slot: Some(slot) },
-    )
+    let out = Outcome::new();
+    let resolver = Resolver {
+        slot: Some(out.slot.clone()),
+    };
+    (Call { out }, resolver)
 }
 
 impl<T> Call<T> {
@@ -201,44 +272,117 @@ impl<T> Call<T> {
         call
     }
 
-    /// Block the current thread until the result is known.
+    /// Block the current thread until the result is known, and return it.
+    ///
+    /// Blocks at most until the call's deadline (the transport's timeout, or
+    /// [`CallOptions::deadline`](crate::CallOptions)), when the call fails with
+    /// [`Error::Timeout`]; a closed transport fails it at once with [`Error::Shutdown`]. A thread
+    /// about to block first spins for a few microseconds, because answers under load usually
+    /// come within that time (cheaper than parking and waking a thread).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use raftnet::message::{TimeoutNowRequest, TimeoutNowResponse};
+    /// use raftnet::{CallOptions, InmemTransport, ServerId, Transport};
+    ///
+    /// let (a, b) = (InmemTransport::new("a"), InmemTransport::new("b"));
+    /// a.connect(&b);
+    /// let consumer = b.consumer().clone();
+    /// std::thread::spawn(move || consumer.recv().unwrap().respond_ok(TimeoutNowResponse::default()));
+    ///
+    /// let call = a.timeout_now(&ServerId::from("b"), &b.local_addr(), TimeoutNowRequest::default(), CallOptions::default());
+    /// assert_eq!(call.wait()?, TimeoutNowResponse::default());
+    /// # Ok::<(), raftnet::Error>(())
+    /// ```
     pub fn wait(self) -> Result<T> {
-        self.slot.wait_ready(None);
-        self.slot.take().unwrap_or(Err(Error::Shutdown))
+        self.out.wait(Slot::take)
     }
 
-    /// Block until the result is known or `deadline` passes; on timeout the call is handed back
-    /// (it is still in flight, and the transport's own deadline still applies to it).
+    /// Block the current thread until the result is known or `deadline` passes.
+    ///
+    /// `Ok(result)` once known; `Err(call)` at `deadline`, handing the call back: it is still
+    /// in flight, and the transport's own deadline still applies to it. Spins briefly before
+    /// blocking, as [`wait`](Self::wait) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use raftnet::message::RequestVoteRequest;
+    /// use raftnet::{CallOptions, InmemTransport, ServerId, Transport};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (a, b) = (InmemTransport::new("a"), InmemTransport::new("b"));
+    /// a.connect(&b);
+    /// let call = a.request_vote(&ServerId::from("b"), &b.local_addr(), RequestVoteRequest::default(), CallOptions::default());
+    ///
+    /// // b's Raft side has not answered yet: the call comes back, still in flight.
+    /// let call = match call.wait_deadline(Instant::now() + Duration::from_millis(10)) {
+    ///     Ok(result) => panic!("unexpected result {result:?}"),
+    ///     Err(call) => call,
+    /// };
+    /// assert!(!call.is_done());
+    /// ```
     pub fn wait_deadline(self, deadline: Instant) -> std::result::Result<Result<T>, Call<T>> {
-        if self.slot.wait_ready(Some(deadline)) {
-            Ok(self.slot.take().unwrap_or(Err(Error::Shutdown)))
-        } else {
-            Err(self)
+        match self.out.wait_deadline(deadline, Slot::take) {
+            Some(result) => Ok(result),
+            None => Err(self),
         }
     }
 
-    /// The result if it is known, without blocking; `None` while the call is in flight.
-    /// Once it has returned `Some`, the result is gone: later calls return
-    /// `Some(Err(Error::Shutdown))`.
-    pub fn try_result(&mut self) -> Option<Result<T>> {
-        self.slot.take()
-    }
-
-    /// Whether the result is known.
+    /// Whether the result is known (then [`try_result`](Self::try_result) returns it and
+    /// [`wait`](Self::wait) does not block). Never blocks.
     pub fn is_done(&self) -> bool {
-        self.slot.is_ready()
+        self.out.is_done()
     }
 }
 
+impl<T: Clone> Call<T> {
+    /// The result if it is known, without blocking; `None` while the call is in flight.
+    ///
+    /// It peeks: every call after the first `Some` returns the same result again (a copy; the
+    /// responses' byte fields are reference-counted [`Bytes`](bytes::Bytes)), so polling code
+    /// can look as often as it likes. [`wait`](Self::wait) and `.await` move the result out
+    /// without copying.
+    ///
+    /// # Panics
+    /// If the call was polled as a `Future` to completion before (as `(&mut call).await` does):
+    /// the result went to the awaiting code. `.await` on the call itself consumes it, so this
+    /// cannot happen there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use raftnet::message::{TimeoutNowRequest, TimeoutNowResponse};
+    /// use raftnet::{CallOptions, InmemTransport, ServerId, Transport};
+    ///
+    /// let (a, b) = (InmemTransport::new("a"), InmemTransport::new("b"));
+    /// a.connect(&b);
+    /// let call = a.timeout_now(&ServerId::from("b"), &b.local_addr(), TimeoutNowRequest::default(), CallOptions::default());
+    /// assert_eq!(call.try_result(), None); // in flight
+    ///
+    /// b.consumer().recv()?.respond_ok(TimeoutNowResponse::default());
+    /// let result = loop {
+    ///     if let Some(result) = call.try_result() {
+    ///         break result;
+    ///     }
+    ///     std::thread::yield_now();
+    /// };
+    /// assert_eq!(result, Ok(TimeoutNowResponse::default()));
+    /// assert_eq!(call.try_result(), Some(result)); // the same result, again
+    /// # Ok::<(), raftnet::Error>(())
+    /// ```
+    pub fn try_result(&self) -> Option<Result<T>> {
+        self.out.try_result()
+    }
+}
+
+/// `.await` the result under any executor; never blocks the thread or spins.
 impl<T> Future for Call<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let this = self.get_mut();
-        match this.slot.poll_ready(&mut this.listener, cx) {
-            Poll::Ready(()) => Poll::Ready(this.slot.take().unwrap_or(Err(Error::Shutdown))),
-            Poll::Pending => Poll::Pending,
-        }
+        self.get_mut().out.poll(cx, Slot::take)
     }
 }
 
@@ -249,50 +393,6 @@ impl<T> fmt::Debug for Call<T> {
         f.debug_struct("Call")
             .field("done", &self.is_done())
             .finish()
-    }
-}
-
-/// A shared, cloneable result: what a pipelined append resolves into (the sender and the
-/// pipeline's consumer both hold it).
-pub(crate) struct SharedSlot<T>(Arc<Slot<T>>);
-
-impl<T> Clone for SharedSlot<T> {
-    fn clone(&self) -> Self {
-        SharedSlot(self.0.clone())
-    }
-}
-
-impl<T: Clone> SharedSlot<T> {
-    pub(crate) fn new() -> SharedSlot<T> {
-        SharedSlot(Arc::new(Slot::new()))
-    }
-
-    pub(crate) fn resolve(&self, result: Result<T>) -> usize {
-        self.0.resolve(result)
-    }
-
-    pub(crate) fn is_ready(&self) -> bool {
-        self.0.is_ready()
-    }
-
-    pub(crate) fn get(&self) -> Option<Result<T>> {
-        self.0.peek(Clone::clone)
-    }
-
-    pub(crate) fn wait(&self) -> Result<T> {
-        self.0.wait_ready(None);
-        self.get().unwrap_or(Err(Error::Shutdown))
-    }
-
-    pub(crate) fn poll(
-        &self,
-        listener: &mut Option<EventListener>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<T>> {
-        match self.0.poll_ready(listener, cx) {
-            Poll::Ready(()) => Poll::Ready(self.get().unwrap_or(Err(Error::Shutdown))),
-            Poll::Pending => Poll::Pending,
-        }
     }
 }
 
@@ -336,5 +436,93 @@ impl AnyResolver {
             AnyResolver::TimeoutNow(r) => r.resolve(Err(e)),
             AnyResolver::InstallSnapshot(r) => r.resolve(Err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn new_call() -> (Call<RequestVoteResponse>, Resolver<RequestVoteResponse>) {
+        call()
+    }
+
+    fn vote(term: u64) -> RequestVoteResponse {
+        RequestVoteResponse {
+            term,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn try_result_twice_returns_the_same_result() {
+        let (call, resolver) = new_call();
+        assert_eq!(call.try_result(), None);
+        assert!(!call.is_done());
+        resolver.resolve(Ok(vote(4)));
+        assert!(call.is_done());
+        assert_eq!(call.try_result(), Some(Ok(vote(4))));
+        assert_eq!(call.try_result(), Some(Ok(vote(4))));
+        // Peeking left the result for the consuming reads.
+        assert_eq!(call.wait(), Ok(vote(4)));
+
+        let (call, resolver) = new_call();
+        resolver.resolve(Err(Error::Timeout));
+        assert_eq!(call.try_result(), Some(Err(Error::Timeout)));
+        assert_eq!(call.try_result(), Some(Err(Error::Timeout)));
+    }
+
+    #[test]
+    fn dropping_the_resolver_resolves_with_shutdown_exactly_once() {
+        let (call, resolver) = new_call();
+        let late = resolver.clone();
+        drop(resolver);
+        assert_eq!(call.try_result(), Some(Err(Error::Shutdown)));
+        // The first resolution won: a later one, and the last clone's drop, change nothing.
+        assert_eq!(late.clone().resolve(Ok(vote(1))), 0);
+        drop(late);
+        assert_eq!(call.try_result(), Some(Err(Error::Shutdown)));
+        assert_eq!(call.wait(), Err(Error::Shutdown));
+    }
+
+    #[test]
+    fn dropping_the_resolver_wakes_a_blocked_waiter() {
+        let (call, resolver) = new_call();
+        let waiter = std::thread::spawn(move || call.wait());
+        std::thread::sleep(Duration::from_millis(20));
+        drop(resolver);
+        assert_eq!(waiter.join().unwrap(), Err(Error::Shutdown));
+    }
+
+    #[test]
+    fn wait_deadline_hands_the_call_back_then_returns_the_result() {
+        let (call, resolver) = new_call();
+        let deadline = Instant::now() + Duration::from_millis(10);
+        let call = call
+            .wait_deadline(deadline)
+            .expect_err("nothing resolved it");
+        assert!(Instant::now() >= deadline);
+        assert!(!call.is_done());
+        resolver.resolve(Ok(vote(2)));
+        assert_eq!(call.wait_deadline(deadline).ok(), Some(Ok(vote(2))));
+    }
+
+    #[test]
+    fn await_moves_the_result_out() {
+        let (call, resolver) = new_call();
+        let waiter = std::thread::spawn(move || futures::executor::block_on(call));
+        std::thread::sleep(Duration::from_millis(20));
+        resolver.resolve(Ok(vote(3)));
+        assert_eq!(waiter.join().unwrap(), Ok(vote(3)));
+    }
+
+    #[test]
+    #[should_panic(expected = "used after its Future completed")]
+    fn a_call_used_after_its_future_completed_panics_rather_than_invent_a_result() {
+        let (mut call, resolver) = new_call();
+        resolver.resolve(Ok(vote(1)));
+        assert_eq!(futures::executor::block_on(&mut call), Ok(vote(1)));
+        let _ = call.try_result();
     }
 }

@@ -1,11 +1,17 @@
 //! The public transport contract, shared by [`NetTransport`](crate::NetTransport) and
 //! [`InmemTransport`](crate::InmemTransport): hashicorp/raft's `Transport` interface (with its
 //! optional `WithPreVote`, `WithClose` and pipelining parts) in Rust terms.
+//!
+//! The parts: outbound results ([`Call`], in `call.rs`), pipelined appends ([`AppendPipeline`],
+//! [`AppendFuture`], in `pipeline.rs`), the inbound side ([`Consumer`], [`Rpc`], in `rpc.rs`),
+//! snapshot bodies ([`SnapshotReader`], in `snapshot.rs`), and the one way all of them wait
+//! (`wait.rs`).
 
 pub(crate) mod call;
 pub(crate) mod pipeline;
 pub(crate) mod rpc;
 pub(crate) mod snapshot;
+pub(crate) mod wait;
 
 use std::fmt;
 use std::io::Read;
@@ -13,38 +19,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-
-/// How long a thread about to block first checks (yielding the CPU) whether what it waits for
-/// has arrived. Under load the answer usually comes within this window, which saves both sides a
-/// futex wake-up (about 18 µs of CPU and 25 µs of latency across cores on these machines, more
-/// than the wait itself); when idle it costs this much CPU once per wait.
-const SPIN_BEFORE_PARK: std::time::Duration = std::time::Duration::from_micros(20);
-
-/// Spin briefly for `ready`; true if it became true. Called before parking a thread.
-///
-/// The spin yields the CPU after its first rounds, so it also pays on a single CPU: a thread
-/// waiting for a peer on the same CPU hands it the CPU with `sched_yield` (measured: heartbeat
-/// round trips 35.6k/s with the spin, 28.6k/s without, everything pinned to one CPU), where
-/// parking would cost a futex sleep and wake-up per hand-off.
-pub(crate) fn spin_until(ready: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    let mut round = 0u32;
-    loop {
-        if ready() {
-            return true;
-        }
-        // Reading the clock costs about as much as a few checks; look at it now and then.
-        if round % 16 == 15 && start.elapsed() >= SPIN_BEFORE_PARK {
-            return false;
-        }
-        if round < 32 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-        round += 1;
-    }
-}
 
 pub use call::Call;
 pub use pipeline::{AppendFuture, AppendPipeline, TrySendError};

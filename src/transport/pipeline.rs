@@ -2,6 +2,10 @@
 //! `max_rpcs_in_flight`, completions delivered in send order, and every outstanding future
 //! resolved (with an error) when the pipeline closes, its connection is lost or the transport
 //! shuts down: none is ever left hanging (hashicorp/raft #96, #612).
+//!
+//! This file owns [`AppendPipeline`] (sending, and receiving completions), [`AppendFuture`] (one
+//! append's result, the same result slot as a [`Call`](super::Call)'s) and the state both share
+//! with the backend that carries the requests ([`PipelineShared`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -12,19 +16,25 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crossbeam_queue::SegQueue;
-use event_listener::{Event, EventListener, Listener};
+use event_listener::Event;
 
-use super::call::SharedSlot;
+use super::call::{Outcome, Slot};
+use super::wait::{self, Spin};
 use crate::error::{Error, Result};
 use crate::message::{AppendEntriesRequest, AppendEntriesResponse};
 
-/// One pipelined AppendEntries: when it started, what it sent, and (once known) its answer.
-/// Cloning shares the same result. Await it, block on it, or poll it.
+/// One pipelined AppendEntries (hashicorp's `AppendFuture`): when it started, what it sent,
+/// and, once known, its answer or error.
+///
+/// It has the methods of a [`Call`](crate::Call), with the same meaning: block on it
+/// ([`wait`](Self::wait), [`wait_deadline`](Self::wait_deadline)), peek at it
+/// ([`try_result`](Self::try_result), [`is_done`](Self::is_done)), or `.await` it. Unlike a
+/// call it is [`Clone`]: the sender and the pipeline's [`recv`](AppendPipeline::recv) each get
+/// one, and every clone sees the same result (each read copies it).
 pub struct AppendFuture {
     start: Instant,
     request: Arc<AppendEntriesRequest>,
-    slot: SharedSlot<AppendEntriesResponse>,
-    listener: Option<EventListener>,
+    out: Outcome<AppendEntriesResponse>,
 }
 
 impl Clone for AppendFuture {
@@ -32,8 +42,7 @@ impl Clone for AppendFuture {
         AppendFuture {
             start: self.start,
             request: self.request.clone(),
-            slot: self.slot.clone(),
-            listener: None,
+            out: self.out.share(),
         }
     }
 }
@@ -48,38 +57,84 @@ impl fmt::Debug for AppendFuture {
 }
 
 impl AppendFuture {
-    /// When the request was handed to the pipeline.
+    /// When the request was handed to the pipeline (hashicorp's `Start()`): its deadline and
+    /// the call-latency metric run from then.
     pub fn start(&self) -> Instant {
         self.start
     }
 
-    /// The request.
+    /// The request (hashicorp's `Request()`).
     pub fn request(&self) -> &AppendEntriesRequest {
         &self.request
     }
 
-    /// Whether the answer (or failure) is known.
+    /// Whether the answer (or failure) is known. Never blocks.
     pub fn is_done(&self) -> bool {
-        self.slot.is_ready()
+        self.out.is_done()
     }
 
-    /// The answer, once known, without blocking; `None` while in flight.
-    pub fn try_response(&self) -> Option<Result<AppendEntriesResponse>> {
-        self.slot.get()
+    /// The answer if it is known, without blocking; `None` while in flight (hashicorp's
+    /// `Response()`, which is only meaningful once `Error()` returned).
+    ///
+    /// It peeks: every call after the first `Some` returns the same result again, as
+    /// [`Call::try_result`](crate::Call::try_result) does.
+    pub fn try_result(&self) -> Option<Result<AppendEntriesResponse>> {
+        self.out.try_result()
     }
 
-    /// Block until the answer is known.
-    pub fn wait(&self) -> Result<AppendEntriesResponse> {
-        self.slot.wait()
+    /// Block the current thread until the answer is known, and return it (hashicorp's
+    /// `Error()`, with the response).
+    ///
+    /// Blocks at most until the transport's timeout; closing the pipeline or the transport
+    /// fails it at once. Spins for a few microseconds before blocking, as
+    /// [`Call::wait`](crate::Call::wait) does. Consumes this handle; clone the future first to
+    /// keep one.
+    pub fn wait(self) -> Result<AppendEntriesResponse> {
+        self.out.wait(Slot::peek)
+    }
+
+    /// Block the current thread until the answer is known or `deadline` passes.
+    ///
+    /// `Ok(result)` once known; `Err(future)` at `deadline`, handing the future back: the
+    /// request is still in flight. Spins briefly before blocking, as [`wait`](Self::wait) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use raftnet::message::AppendEntriesRequest;
+    /// use raftnet::{InmemTransport, ServerId, Transport};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (leader, follower) = (InmemTransport::new("leader"), InmemTransport::new("follower"));
+    /// leader.connect(&follower);
+    /// let pipeline = leader.append_entries_pipeline(&ServerId::from("follower"), &follower.local_addr())?;
+    /// let future = pipeline.try_send(AppendEntriesRequest::default()).expect("room");
+    ///
+    /// // The follower has not answered: the future comes back, still in flight.
+    /// let future = future
+    ///     .wait_deadline(Instant::now() + Duration::from_millis(10))
+    ///     .expect_err("not answered yet");
+    /// assert!(!future.is_done());
+    /// # Ok::<(), raftnet::Error>(())
+    /// ```
+    pub fn wait_deadline(
+        self,
+        deadline: Instant,
+    ) -> std::result::Result<Result<AppendEntriesResponse>, AppendFuture> {
+        match self.out.wait_deadline(deadline, Slot::peek) {
+            Some(result) => Ok(result),
+            None => Err(self),
+        }
     }
 }
 
+/// `.await` the answer under any executor; never blocks the thread or spins. Other clones keep
+/// seeing the result.
 impl Future for AppendFuture {
     type Output = Result<AppendEntriesResponse>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.slot.poll(&mut this.listener, cx)
+        self.get_mut().out.poll(cx, Slot::peek)
     }
 }
 
@@ -160,7 +215,7 @@ impl PipelineShared {
         if front == seq {
             // The usual case: answers arrive in send order. No reordering needed.
             if let Some((_, future)) = s.pending.pop_front() {
-                woken += future.slot.resolve(result);
+                woken += future.out.resolve(result);
                 self.done.push(future);
                 resolved += 1;
             }
@@ -175,7 +230,7 @@ impl PipelineShared {
             let Some((_, future)) = s.pending.pop_front() else {
                 break;
             };
-            woken += future.slot.resolve(result);
+            woken += future.out.resolve(result);
             self.done.push(future);
             resolved += 1;
         }
@@ -202,7 +257,7 @@ impl PipelineShared {
         s.closed = Some(error.clone());
         s.early.clear();
         while let Some((_, future)) = s.pending.pop_front() {
-            future.slot.resolve(Err(error.clone()));
+            future.out.resolve(Err(error.clone()));
             self.done.push(future);
         }
         drop(s);
@@ -221,11 +276,49 @@ impl PipelineShared {
 
 /// Pipelined replication to one peer (hashicorp's `AppendPipeline`).
 ///
-/// With `max_rpcs_in_flight = N`, up to N requests are on the wire unanswered: the first N-1
-/// calls to [`append_entries`](Self::append_entries) return at once, the N-th is sent and then
-/// waits until an answer frees a slot. [`try_append_entries`](Self::try_append_entries) never
-/// waits. Answers are delivered in send order, through the returned futures and through
-/// [`recv`](Self::recv). Dropping the pipeline closes it.
+/// With `max_rpcs_in_flight = N`, up to N requests are on the wire unanswered. Sending comes
+/// in three forms, named as channels name them (and as [`recv`](Self::recv),
+/// [`try_recv`](Self::try_recv), [`recv_async`](Self::recv_async) receive):
+///
+/// | | when the pipeline is full |
+/// | --- | --- |
+/// | [`send`](Self::send) | **blocks the thread**: hashicorp's `AppendEntries` ("the send may block which is an effective form of back-pressure") |
+/// | [`try_send`](Self::try_send) | never blocks: hands the request back ([`TrySendError::Full`]) |
+/// | [`send_async`](Self::send_async) | waits without blocking the thread |
+///
+/// (Unlike [`Transport::append_entries`](crate::Transport::append_entries), which never blocks
+/// and returns a [`Call`](crate::Call): a pipeline's back-pressure is the point of it.)
+///
+/// Answers are delivered in send order, through the returned [`AppendFuture`]s and through
+/// [`recv`](Self::recv) (hashicorp's `Consumer()` channel). Dropping the pipeline closes it.
+///
+/// # Examples
+///
+/// ```
+/// use raftnet::message::{AppendEntriesRequest, AppendEntriesResponse};
+/// use raftnet::{InmemTransport, ServerId, Transport};
+///
+/// let (leader, follower) = (InmemTransport::new("leader"), InmemTransport::new("follower"));
+/// leader.connect(&follower);
+/// // The follower's Raft side accepts everything.
+/// let consumer = follower.consumer().clone();
+/// std::thread::spawn(move || {
+///     while let Ok(rpc) = consumer.recv() {
+///         rpc.respond_ok(AppendEntriesResponse { success: true, ..Default::default() });
+///     }
+/// });
+///
+/// let pipeline = leader.append_entries_pipeline(&ServerId::from("follower"), &follower.local_addr())?;
+/// for term in 1..=3 {
+///     pipeline.send(AppendEntriesRequest { term, ..Default::default() })?; // blocks while full
+/// }
+/// for term in 1..=3 {
+///     let done = pipeline.recv()?; // in send order
+///     assert_eq!(done.request().term, term);
+///     assert!(done.wait()?.success);
+/// }
+/// # Ok::<(), raftnet::Error>(())
+/// ```
 pub struct AppendPipeline {
     shared: Arc<PipelineShared>,
     backend: Box<dyn PipelineBackend>,
@@ -240,7 +333,7 @@ impl fmt::Debug for AppendPipeline {
     }
 }
 
-/// Why [`AppendPipeline::try_append_entries`] did not send.
+/// Why [`AppendPipeline::try_send`] did not send.
 #[derive(Debug)]
 pub enum TrySendError {
     /// `max_rpcs_in_flight` requests are unanswered; the request is handed back.
@@ -257,17 +350,88 @@ impl AppendPipeline {
         AppendPipeline { shared, backend }
     }
 
-    /// Reserve a sequence number and register the future, if there is room.
-    fn start(
+    /// Whether another send must wait (`None`: N requests unanswered), or may go ahead
+    /// (`Some(Ok)`), or the pipeline closed (`Some(Err)`).
+    fn room(&self) -> Option<Result<()>> {
+        let s = self.shared.lock();
+        if let Some(e) = &s.closed {
+            return Some(Err(e.clone()));
+        }
+        (s.pending.len() < self.shared.max_in_flight).then_some(Ok(()))
+    }
+
+    /// Block until a slot is free or the pipeline closed (spinning briefly first).
+    fn wait_for_room(&self) -> Result<()> {
+        wait::wait(&self.shared.space, Spin::BeforeParking, || self.room())
+    }
+
+    async fn wait_for_room_async(&self) -> Result<()> {
+        wait::wait_until_async(&self.shared.space, || self.room()).await
+    }
+
+    /// Send one request, **blocking the thread** while the pipeline is full (hashicorp's
+    /// `AppendEntries` on its pipeline: back-pressure).
+    ///
+    /// The first N-1 sends return at once; the N-th is sent, then blocks until an answer frees
+    /// a slot. (It spins for a few microseconds before blocking, as
+    /// [`Call::wait`](crate::Call::wait) does.) `Err` if the pipeline is closed,
+    /// or closes while this send waits. Use [`try_send`](Self::try_send) never to block, or
+    /// [`send_async`](Self::send_async) in async code.
+    pub fn send(&self, request: AppendEntriesRequest) -> Result<AppendFuture> {
+        let mut request = request;
+        loop {
+            match self.try_send(request) {
+                Ok(future) => return self.wait_for_room().map(|()| future),
+                Err(TrySendError::Full(back)) => request = *back,
+                Err(TrySendError::Closed(e)) => return Err(e),
+            }
+            // Another thread filled the pipeline: wait, then try again (which reports a close).
+            let _ = self.wait_for_room();
+        }
+    }
+
+    /// Send one request, waiting without blocking the thread while the pipeline is full: the
+    /// async form of [`send`](Self::send), under any executor.
+    pub async fn send_async(&self, request: AppendEntriesRequest) -> Result<AppendFuture> {
+        let mut request = request;
+        loop {
+            match self.try_send(request) {
+                Ok(future) => return self.wait_for_room_async().await.map(|()| future),
+                Err(TrySendError::Full(back)) => request = *back,
+                Err(TrySendError::Closed(e)) => return Err(e),
+            }
+            let _ = self.wait_for_room_async().await;
+        }
+    }
+
+    /// Send one request if fewer than `max_rpcs_in_flight` are unanswered; never blocks.
+    ///
+    /// A full pipeline hands the request back ([`TrySendError::Full`]); a closed one says why
+    /// ([`TrySendError::Closed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use raftnet::message::AppendEntriesRequest;
+    /// use raftnet::{InmemTransport, ServerId, Transport, TrySendError};
+    ///
+    /// let (leader, follower) = (InmemTransport::new("leader"), InmemTransport::new("follower"));
+    /// leader.connect(&follower);
+    /// let pipeline = leader.append_entries_pipeline(&ServerId::from("follower"), &follower.local_addr())?;
+    /// // Nobody answers: fill the pipeline, then one more comes back.
+    /// while pipeline.try_send(AppendEntriesRequest::default()).is_ok() {}
+    /// assert!(matches!(pipeline.try_send(AppendEntriesRequest::default()), Err(TrySendError::Full(_))));
+    /// # Ok::<(), raftnet::Error>(())
+    /// ```
+    pub fn try_send(
         &self,
         request: AppendEntriesRequest,
-        room: usize,
     ) -> std::result::Result<AppendFuture, TrySendError> {
         let mut s = self.shared.lock();
         if let Some(e) = &s.closed {
             return Err(TrySendError::Closed(e.clone()));
         }
-        if s.pending.len() >= room {
+        if s.pending.len() >= self.shared.max_in_flight {
             return Err(TrySendError::Full(Box::new(request)));
         }
         let seq = s.next_seq;
@@ -276,8 +440,7 @@ impl AppendPipeline {
         let future = AppendFuture {
             start: Instant::now(),
             request: request.clone(),
-            slot: SharedSlot::new(),
-            listener: None,
+            out: Outcome::new(),
         };
         s.pending.push_back((seq, future.clone()));
         drop(s);
@@ -285,98 +448,9 @@ impl AppendPipeline {
         Ok(future)
     }
 
-    /// Whether another send must wait (N requests unanswered), or the pipeline closed.
-    fn must_wait(&self) -> Option<std::result::Result<(), Error>> {
-        let s = self.shared.lock();
-        if let Some(e) = &s.closed {
-            return Some(Err(e.clone()));
-        }
-        if s.pending.len() >= self.shared.max_in_flight {
-            None
-        } else {
-            Some(Ok(()))
-        }
-    }
-
-    /// Send one request; block while the pipeline is full (back-pressure).
-    pub fn append_entries(&self, request: AppendEntriesRequest) -> Result<AppendFuture> {
-        let mut request = request;
-        let future = loop {
-            match self.start(request, self.shared.max_in_flight) {
-                Ok(f) => break f,
-                Err(TrySendError::Closed(e)) => return Err(e),
-                Err(TrySendError::Full(r)) => {
-                    request = *r;
-                    self.block_until_room();
-                }
-            }
-        };
-        self.block_until_room();
-        match self.must_wait() {
-            Some(Err(e)) => Err(e),
-            _ => Ok(future),
-        }
-    }
-
-    fn block_until_room(&self) {
-        loop {
-            if super::spin_until(|| self.must_wait().is_some()) {
-                return;
-            }
-            let listener = self.shared.space.listen();
-            if self.must_wait().is_some() {
-                return;
-            }
-            listener.wait();
-        }
-    }
-
-    async fn room(&self) {
-        loop {
-            if self.must_wait().is_some() {
-                return;
-            }
-            let listener = self.shared.space.listen();
-            if self.must_wait().is_some() {
-                return;
-            }
-            listener.await;
-        }
-    }
-
-    /// Send one request; wait (without blocking the thread) while the pipeline is full.
-    pub async fn append_entries_async(
-        &self,
-        request: AppendEntriesRequest,
-    ) -> Result<AppendFuture> {
-        let mut request = request;
-        let future = loop {
-            match self.start(request, self.shared.max_in_flight) {
-                Ok(f) => break f,
-                Err(TrySendError::Closed(e)) => return Err(e),
-                Err(TrySendError::Full(r)) => {
-                    request = *r;
-                    self.room().await;
-                }
-            }
-        };
-        self.room().await;
-        match self.must_wait() {
-            Some(Err(e)) => Err(e),
-            _ => Ok(future),
-        }
-    }
-
-    /// Send one request if fewer than `max_rpcs_in_flight` are unanswered; never waits.
-    pub fn try_append_entries(
-        &self,
-        request: AppendEntriesRequest,
-    ) -> std::result::Result<AppendFuture, TrySendError> {
-        self.start(request, self.shared.max_in_flight)
-    }
-
-    /// The next completed future, in send order, if one is ready; `Err(PipelineClosed)` (or
-    /// the error that closed it) once the pipeline is closed and every future was taken.
+    /// The next completed future, in send order, if one is ready; never blocks. `Ok(None)` if
+    /// none is; `Err(PipelineClosed)` (or the error that closed it) once the pipeline is closed
+    /// and every future was taken.
     pub fn try_recv(&self) -> Result<Option<AppendFuture>> {
         if let Some(f) = self.shared.done.pop() {
             return Ok(Some(f));
@@ -387,36 +461,44 @@ impl AppendPipeline {
         }
     }
 
-    /// Block until the next completed future (hashicorp's `Consumer()` channel).
+    /// Block the thread until the next completed future, in send order (hashicorp's
+    /// `Consumer()` channel); `Err` once the pipeline is closed and every future was taken.
+    /// Spins for a few microseconds before blocking.
     pub fn recv(&self) -> Result<AppendFuture> {
-        loop {
-            if let Some(f) = self.try_recv()? {
-                return Ok(f);
-            }
-            super::spin_until(|| !self.shared.done.is_empty() || self.shared.is_closed());
-            if let Some(f) = self.try_recv()? {
-                return Ok(f);
-            }
-            let listener = self.shared.done_event.listen();
-            if let Some(f) = self.try_recv()? {
-                return Ok(f);
-            }
-            listener.wait();
-        }
+        wait::wait(&self.shared.done_event, Spin::BeforeParking, || {
+            self.try_recv().transpose()
+        })
     }
 
-    /// Wait for the next completed future without blocking the thread.
+    /// Block the thread until the next completed future or until `deadline` passes
+    /// (`Ok(None)`); `Err` as [`recv`](Self::recv). Spins briefly before blocking, as
+    /// [`recv`](Self::recv) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use raftnet::{InmemTransport, ServerId, Transport};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (leader, follower) = (InmemTransport::new("leader"), InmemTransport::new("follower"));
+    /// leader.connect(&follower);
+    /// let pipeline = leader.append_entries_pipeline(&ServerId::from("follower"), &follower.local_addr())?;
+    /// // Nothing was sent, so nothing completes.
+    /// assert!(pipeline.recv_deadline(Instant::now() + Duration::from_millis(10))?.is_none());
+    /// # Ok::<(), raftnet::Error>(())
+    /// ```
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Option<AppendFuture>> {
+        let event = &self.shared.done_event;
+        wait::wait_until(event, Spin::BeforeParking, Some(deadline), || {
+            self.try_recv().transpose()
+        })
+        .transpose()
+    }
+
+    /// Wait for the next completed future without blocking the thread (any executor): the
+    /// async form of [`recv`](Self::recv).
     pub async fn recv_async(&self) -> Result<AppendFuture> {
-        loop {
-            if let Some(f) = self.try_recv()? {
-                return Ok(f);
-            }
-            let listener = self.shared.done_event.listen();
-            if let Some(f) = self.try_recv()? {
-                return Ok(f);
-            }
-            listener.await;
-        }
+        wait::wait_until_async(&self.shared.done_event, || self.try_recv().transpose()).await
     }
 
     /// Requests sent and not yet answered.
@@ -435,5 +517,102 @@ impl AppendPipeline {
 impl Drop for AppendPipeline {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A backend that carries nothing: the tests answer through [`PipelineShared::complete`].
+    struct Held;
+
+    impl PipelineBackend for Held {
+        fn send(&self, _seq: u64, _request: Arc<AppendEntriesRequest>) {}
+        fn close(&self) {}
+    }
+
+    fn pipeline(max_in_flight: usize) -> (AppendPipeline, Arc<PipelineShared>) {
+        let shared = PipelineShared::new(max_in_flight);
+        (AppendPipeline::new(shared.clone(), Box::new(Held)), shared)
+    }
+
+    fn request(term: u64) -> AppendEntriesRequest {
+        AppendEntriesRequest {
+            term,
+            ..Default::default()
+        }
+    }
+
+    fn answer(term: u64) -> AppendEntriesResponse {
+        AppendEntriesResponse {
+            term,
+            success: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn wait_deadline_times_out_and_hands_the_future_back() {
+        let (pipeline, shared) = pipeline(4);
+        let future = pipeline.try_send(request(1)).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(10);
+        let future = future.wait_deadline(deadline).expect_err("unanswered");
+        assert!(Instant::now() >= deadline);
+        assert!(!future.is_done());
+        assert_eq!(future.request().term, 1, "the same future came back");
+        shared.complete(0, Ok(answer(1))).expect("was waiting");
+        assert_eq!(future.wait_deadline(deadline).ok(), Some(Ok(answer(1))));
+    }
+
+    #[test]
+    fn try_result_twice_returns_the_same_result_in_every_clone() {
+        let (pipeline, shared) = pipeline(4);
+        let future = pipeline.try_send(request(1)).unwrap();
+        let clone = future.clone();
+        assert_eq!(future.try_result(), None);
+        shared.complete(0, Ok(answer(1)));
+        assert_eq!(future.try_result(), Some(Ok(answer(1))));
+        assert_eq!(future.try_result(), Some(Ok(answer(1))));
+        assert_eq!(clone.try_result(), Some(Ok(answer(1))));
+        let completed = pipeline.try_recv().unwrap().expect("completed");
+        assert_eq!(futures::executor::block_on(completed), Ok(answer(1)));
+        assert_eq!(clone.wait(), Ok(answer(1)));
+        assert_eq!(future.try_result(), Some(Ok(answer(1))));
+    }
+
+    #[test]
+    fn recv_deadline_times_out_then_returns_the_completion() {
+        let (pipeline, shared) = pipeline(4);
+        pipeline.try_send(request(1)).unwrap();
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert!(pipeline.recv_deadline(soon).unwrap().is_none());
+        shared.complete(0, Ok(answer(1)));
+        let done = pipeline.recv_deadline(soon).unwrap().expect("completed");
+        assert_eq!(done.try_result(), Some(Ok(answer(1))));
+        pipeline.close();
+        assert_eq!(
+            pipeline.recv_deadline(soon).err(),
+            Some(Error::PipelineClosed)
+        );
+    }
+
+    #[test]
+    fn send_blocks_while_full_until_an_answer_frees_a_slot() {
+        let (pipeline, shared) = pipeline(2);
+        let first = pipeline.send(request(1)).unwrap();
+        let answerer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            shared.complete(0, Ok(answer(1)));
+        });
+        // The second send fills the pipeline: it is sent, then blocks until the first answer.
+        let started = Instant::now();
+        let second = pipeline.send(request(2)).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        assert!(first.is_done());
+        assert!(!second.is_done());
+        answerer.join().unwrap();
+        assert!(pipeline.try_send(request(3)).is_ok());
     }
 }

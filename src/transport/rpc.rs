@@ -5,12 +5,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_queue::SegQueue;
-use event_listener::{Event, Listener};
+use event_listener::Event;
 
 use super::snapshot::SnapshotReader;
+use super::wait::{self, Spin};
 use crate::error::{Error, Result};
 use crate::message::{MessageType, Request, Response};
 use crate::wire::Lane;
@@ -201,8 +202,10 @@ pub(crate) struct ConsumerShared {
 }
 
 /// Where inbound RPCs arrive (hashicorp's `Consumer()` channel). Cheap to clone; several
-/// threads may take from it. Receiving blocks, polls or awaits; the transport only wakes a
-/// receiver that is actually waiting.
+/// threads may take from it. Receiving blocks ([`recv`](Self::recv),
+/// [`recv_deadline`](Self::recv_deadline)), polls ([`try_recv`](Self::try_recv)) or awaits
+/// ([`recv_async`](Self::recv_async)), as an [`AppendPipeline`](crate::AppendPipeline)'s
+/// completions do; the transport only wakes a receiver that is actually waiting.
 #[derive(Clone)]
 pub struct Consumer {
     shared: Arc<ConsumerShared>,
@@ -244,8 +247,8 @@ impl Consumer {
         Some(rpc)
     }
 
-    /// The next RPC if one is waiting; `Ok(None)` if none is; `Err(Error::Shutdown)` once the
-    /// transport is closed and nothing is left.
+    /// The next RPC if one is waiting, without blocking; `Ok(None)` if none is;
+    /// `Err(Error::Shutdown)` once the transport is closed and nothing is left.
     pub fn try_recv(&self) -> Result<Option<Rpc>> {
         if let Some(rpc) = self.take() {
             return Ok(Some(rpc));
@@ -257,55 +260,42 @@ impl Consumer {
         Ok(None)
     }
 
-    /// Block until an RPC arrives (or the transport closes).
+    /// Block the thread until an RPC arrives; `Err(Error::Shutdown)` once the transport is
+    /// closed and nothing is left. Spins for a few microseconds before blocking, because under
+    /// load the next RPC usually comes within that time.
     pub fn recv(&self) -> Result<Rpc> {
-        loop {
-            if let Some(rpc) = self.try_recv()? {
-                return Ok(rpc);
-            }
-            super::spin_until(|| {
-                !self.shared.queue.is_empty() || self.shared.closed.load(Ordering::Relaxed)
-            });
-            if let Some(rpc) = self.try_recv()? {
-                return Ok(rpc);
-            }
-            let listener = self.shared.event.listen();
-            if let Some(rpc) = self.try_recv()? {
-                return Ok(rpc);
-            }
-            listener.wait();
-        }
+        wait::wait(&self.shared.event, Spin::BeforeParking, || {
+            self.try_recv().transpose()
+        })
     }
 
-    /// Block until an RPC arrives, the transport closes, or `timeout` passes (`Ok(None)`).
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Rpc>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(rpc) = self.try_recv()? {
-                return Ok(Some(rpc));
-            }
-            let listener = self.shared.event.listen();
-            if let Some(rpc) = self.try_recv()? {
-                return Ok(Some(rpc));
-            }
-            if listener.wait_deadline(deadline).is_none() {
-                return self.try_recv();
-            }
-        }
+    /// Block the thread until an RPC arrives or `deadline` passes (`Ok(None)`);
+    /// `Err(Error::Shutdown)` as [`recv`](Self::recv). Parks at once, without the spin of
+    /// [`recv`](Self::recv) (as this bounded wait always has).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use raftnet::{InmemTransport, Transport};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let transport = InmemTransport::new("a");
+    /// // Nobody sent anything.
+    /// let next = transport.consumer().recv_deadline(Instant::now() + Duration::from_millis(10))?;
+    /// assert!(next.is_none());
+    /// # Ok::<(), raftnet::Error>(())
+    /// ```
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Option<Rpc>> {
+        wait::wait_until(&self.shared.event, Spin::Never, Some(deadline), || {
+            self.try_recv().transpose()
+        })
+        .transpose()
     }
 
-    /// Wait for an RPC without blocking the thread (works under any executor).
+    /// Wait for an RPC without blocking the thread (works under any executor): the async form
+    /// of [`recv`](Self::recv).
     pub async fn recv_async(&self) -> Result<Rpc> {
-        loop {
-            if let Some(rpc) = self.try_recv()? {
-                return Ok(rpc);
-            }
-            let listener = self.shared.event.listen();
-            if let Some(rpc) = self.try_recv()? {
-                return Ok(rpc);
-            }
-            listener.await;
-        }
+        wait::wait_until_async(&self.shared.event, || self.try_recv().transpose()).await
     }
 
     /// RPCs waiting to be taken.
@@ -333,5 +323,29 @@ impl ConsumerShared {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.event.notify(usize::MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn every_receive_form_waits_then_reports_the_close() {
+        let consumer = Consumer::new(None);
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert!(matches!(consumer.recv_deadline(soon), Ok(None)));
+        let shared = consumer.shared().clone();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            shared.close();
+        });
+        let far = Instant::now() + Duration::from_secs(60);
+        assert!(matches!(consumer.recv_deadline(far), Err(Error::Shutdown)));
+        closer.join().unwrap();
+        assert!(matches!(consumer.recv(), Err(Error::Shutdown)));
+        let awaited = futures::executor::block_on(consumer.recv_async());
+        assert!(matches!(awaited, Err(Error::Shutdown)));
     }
 }

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use event_listener::{Event, EventListener, Listener};
+use event_listener::{Event, EventListener};
+
+use super::wait::{self, Spin};
 
 #[derive(Default)]
 struct StreamState {
@@ -108,6 +110,12 @@ impl SnapshotStream {
             Some(Err(e)) => Some(Err(e.clone())),
             None => None,
         }
+    }
+
+    /// Whether the reader has something to take: a chunk, or the end.
+    fn has_news(&self) -> bool {
+        let s = self.lock();
+        !s.chunks.is_empty() || s.end.is_some()
     }
 
     fn reader_dropped(&self) {
@@ -210,23 +218,19 @@ impl SnapshotReader {
         self.current.split_to(n)
     }
 
-    fn wait(&mut self) {
+    /// Block until the transport hands over a chunk or ends the stream. Parks without
+    /// spinning, as this wait always has.
+    fn wait(&self) {
         if let Source::Stream { stream, .. } = &self.source {
-            let listener = stream.event.listen();
-            // Re-check under the listener, so a chunk pushed in between is not missed.
-            let nothing_yet = {
-                let s = stream.lock();
-                s.chunks.is_empty() && s.end.is_none()
-            };
-            if nothing_yet {
-                listener.wait();
-            }
+            wait::wait(&stream.event, Spin::Never, || {
+                stream.has_news().then_some(())
+            });
         }
     }
 
     /// One step: a chunk, the end, an error, or `Pending` (nothing yet). With a context, the
     /// task is registered to be woken when something arrives.
-    fn poll_chunk(&mut self, mut cx: Option<&mut Context<'_>>) -> io::Result<Poll<Option<Bytes>>> {
+    fn poll_chunk(&mut self, cx: Option<&mut Context<'_>>) -> io::Result<Poll<Option<Bytes>>> {
         if self.delivered >= self.size {
             return Ok(Poll::Ready(None));
         }
@@ -243,39 +247,33 @@ impl SnapshotReader {
                 self.delivered += n as u64;
                 Ok(Poll::Ready(Some(Bytes::from(buf))))
             }
-            Source::Stream { stream, listener } => loop {
-                match stream.next_chunk() {
+            Source::Stream { stream, listener } => {
+                let next = match cx {
+                    None => stream.next_chunk(),
+                    Some(cx) => {
+                        match wait::poll_until(&stream.event, listener, cx, || stream.next_chunk())
+                        {
+                            Poll::Ready(next) => Some(next),
+                            Poll::Pending => None,
+                        }
+                    }
+                };
+                match next {
+                    None => Ok(Poll::Pending),
                     Some(Ok(Some(mut chunk))) => {
-                        *listener = None;
                         // The transport never passes more than `size` bytes; guard anyway.
                         chunk.truncate((size - delivered) as usize);
                         self.delivered += chunk.len() as u64;
-                        return Ok(Poll::Ready(Some(chunk)));
+                        Ok(Poll::Ready(Some(chunk)))
                     }
-                    Some(Ok(None)) => {
-                        return Err(short_body(
-                            size,
-                            delivered,
-                            "the sender ended the stream early",
-                        ));
-                    }
-                    Some(Err(reason)) => return Err(short_body(size, delivered, &reason)),
-                    None => {
-                        let Some(cx) = cx.as_deref_mut() else {
-                            return Ok(Poll::Pending);
-                        };
-                        match listener {
-                            None => *listener = Some(stream.event.listen()),
-                            Some(l) => {
-                                if Pin::new(l).poll(cx).is_pending() {
-                                    return Ok(Poll::Pending);
-                                }
-                                *listener = None;
-                            }
-                        }
-                    }
+                    Some(Ok(None)) => Err(short_body(
+                        size,
+                        delivered,
+                        "the sender ended the stream early",
+                    )),
+                    Some(Err(reason)) => Err(short_body(size, delivered, &reason)),
                 }
-            },
+            }
         }
     }
 }

@@ -62,7 +62,7 @@ pub fn finish<T>(call: Call<T>) -> raftnet::Result<T> {
 /// Wait for a pipelined append's result, failing the test after [`EVENTUALLY`].
 pub fn finish_append(future: &AppendFuture) -> raftnet::Result<AppendEntriesResponse> {
     wait_until("the append future resolves", || future.is_done());
-    future.try_response().expect("resolved")
+    future.try_result().expect("resolved")
 }
 
 /// Assert that nothing arrives on `rx` within [`NOT_WITHIN`].

@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use bytes::Bytes;
 use raftnet::message::*;
@@ -13,7 +14,7 @@ use super::net::EVENTUALLY;
 
 /// Take the next RPC, failing the test if none arrives within [`EVENTUALLY`].
 pub fn next_rpc(consumer: &Consumer) -> Rpc {
-    match consumer.recv_timeout(EVENTUALLY) {
+    match consumer.recv_deadline(Instant::now() + EVENTUALLY) {
         Ok(Some(rpc)) => rpc,
         Ok(None) => panic!("no RPC arrived within {EVENTUALLY:?}"),
         Err(e) => panic!("the consumer failed while waiting for an RPC: {e}"),
