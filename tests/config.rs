@@ -33,7 +33,7 @@ fn exercise(a: &NetTransport, b: &NetTransport) {
     let pipeline = a
         .append_entries_pipeline(&peer(), &target)
         .expect("pipelining is on");
-    let future = pipeline.append_entries(append(1, 1, 16)).expect("send");
+    let future = pipeline.send(append(1, 1, 16)).expect("send");
     assert_eq!(finish_append(&future).map(|r| r.last_log), Ok(2));
     pipeline.close();
 
@@ -104,15 +104,11 @@ fn inmem_pipeline_depth_comes_from_the_config() {
         .append_entries_pipeline(&peer(), &server.local_addr())
         .expect("pipelining is on");
     let sent: Vec<AppendFuture> = (0..5)
-        .map(|i| {
-            pipeline
-                .try_append_entries(append(1, i, 8))
-                .expect("room for 5")
-        })
+        .map(|i| pipeline.try_send(append(1, i, 8)).expect("room for 5"))
         .collect();
     assert_eq!(pipeline.in_flight(), 5);
     assert!(matches!(
-        pipeline.try_append_entries(append(1, 5, 8)),
+        pipeline.try_send(append(1, 5, 8)),
         Err(TrySendError::Full(_))
     ));
 
@@ -122,11 +118,9 @@ fn inmem_pipeline_depth_comes_from_the_config() {
     wait_until("the answered append leaves the window", || {
         pipeline.in_flight() == 4
     });
-    pipeline
-        .try_append_entries(append(1, 5, 8))
-        .expect("room again");
+    pipeline.try_send(append(1, 5, 8)).expect("room again");
     assert!(matches!(
-        pipeline.try_append_entries(append(1, 6, 8)),
+        pipeline.try_send(append(1, 6, 8)),
         Err(TrySendError::Full(_))
     ));
     pipeline.close();
@@ -160,7 +154,7 @@ fn inmem_new_times_out_after_the_inmem_default() {
 fn inmem_without_timeout_waits_until_close() {
     let (server, client) = inmem_pair(Config::default().timeout(None));
     client.set_link(&server.local_addr(), inmem::Link::Lossy);
-    let mut call = client.request_vote(
+    let call = client.request_vote(
         &peer(),
         &server.local_addr(),
         vote(1),
@@ -191,7 +185,7 @@ fn inmem_address_provider_routes_calls() {
     let pipeline = client
         .append_entries_pipeline(&peer(), &nowhere)
         .expect("the provider's address is connected");
-    let future = pipeline.append_entries(append(1, 0, 8)).expect("send");
+    let future = pipeline.send(append(1, 0, 8)).expect("send");
     assert_eq!(finish_append(&future).map(|r| r.last_log), Ok(1));
     assert_eq!(
         client.encode_peer(&peer(), &nowhere),
@@ -201,7 +195,7 @@ fn inmem_address_provider_routes_calls() {
     // Disconnecting the provider's address ends the pipeline opened through it.
     client.disconnect(&server.local_addr());
     assert!(matches!(
-        pipeline.append_entries(append(1, 1, 8)),
+        pipeline.send(append(1, 1, 8)),
         Err(Error::PipelineClosed)
     ));
     server.close();
