@@ -97,7 +97,7 @@ pub mod wire;
 
 pub use config::*;
 pub use driver::Placement;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};
 pub use inmem::InmemTransport;
 pub use metrics::{HistogramSnapshot, Metrics};
 pub use net::NetTransport;

@@ -90,6 +90,14 @@ impl NetTransport {
     /// `advertise` is the address peers should dial (and what [`local_addr`](Transport::local_addr)
     /// returns); without it the bound address is used, which must then be a specific IP
     /// (hashicorp: "local bind address is not advertisable" for 0.0.0.0 or ::).
+    ///
+    /// # Errors
+    ///
+    /// All fatal ([`Error::is_fatal`]):
+    /// - [`Error::Bind`]: `bind` did not resolve (`addr: None`), or binding failed (`addr` is
+    ///   the address tried last, `reason` why: in use, not an address of this host, ...).
+    /// - [`Error::NotAdvertisable`]: bound to 0.0.0.0 or :: without `advertise`.
+    /// - [`Error::Start`]: the driver's thread or poller could not be created.
     pub fn bind(
         bind: impl ToSocketAddrs,
         advertise: Option<SocketAddr>,
@@ -141,10 +149,11 @@ impl NetTransport {
         config: Config,
         placement: Placement,
     ) -> Result<NetTransport> {
-        let candidates = bind
-            .to_socket_addrs()
-            .map_err(|e| Error::Config(format!("bind address does not resolve: {e}")))?;
-        let mut last_error = None;
+        let candidates = bind.to_socket_addrs().map_err(|e| Error::Bind {
+            addr: None,
+            reason: Arc::new(e),
+        })?;
+        let mut failure = None;
         let mut bound = None;
         for candidate in candidates {
             match listen(candidate) {
@@ -152,21 +161,26 @@ impl NetTransport {
                     bound = Some(l);
                     break;
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => failure = Some((candidate, e)),
             }
         }
-        let listener = bound.ok_or_else(|| {
-            Error::Config(match last_error {
-                Some(e) => format!("bind failed: {e}"),
-                None => "bind address resolved to nothing".into(),
-            })
+        let (listener, bound_addr) = bound.ok_or_else(|| match failure {
+            // The last candidate's error: the others failed too, most likely the same way.
+            Some((candidate, e)) => Error::Bind {
+                addr: Some(candidate),
+                reason: Arc::new(e),
+            },
+            None => Error::Bind {
+                addr: None,
+                reason: Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "it resolved to no address",
+                )),
+            },
         })?;
-        let bound_addr = listener.local_addr().map_err(Error::io)?;
         let local_addr = advertise.unwrap_or(bound_addr);
         if local_addr.ip().is_unspecified() {
-            return Err(Error::Config(
-                "local bind address is not advertisable".into(),
-            ));
+            return Err(Error::NotAdvertisable { addr: local_addr });
         }
         let name = format!("raftnet-driver-{}", bound_addr.port());
         let (shared, driver) = driver::start(placement, listener, config, &name)?;
@@ -476,14 +490,17 @@ impl Drop for NetTransport {
 /// second for SYN retransmission; 1024 absorbs such bursts.
 const LISTEN_BACKLOG: i32 = 1024;
 
-fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// A listener on `addr`, and the address it got (the port, when `addr`'s was 0).
+fn listen(addr: SocketAddr) -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // As std and mio do: a restarted node can bind its port while old connections linger.
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    let listener = std::net::TcpListener::from(socket);
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
 }
 
 /// A pipeline's requests go to the engine as commands.

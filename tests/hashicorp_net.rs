@@ -582,26 +582,32 @@ fn pooled_conn() {
 
 // ---- tcp_transport_test.go --------------------------------------------------------------------
 
-fn not_advertisable() -> Error {
-    Error::Config("local bind address is not advertisable".into())
+/// hashicorp's `errNotAdvertisable`: raftnet's variant, with hashicorp's text.
+fn assert_not_advertisable(result: raftnet::Result<NetTransport>) {
+    match result {
+        Err(e @ Error::NotAdvertisable { addr }) => {
+            assert!(addr.ip().is_unspecified(), "{addr}");
+            assert_eq!(e.to_string(), "local bind address is not advertisable");
+        }
+        other => panic!("expected Error::NotAdvertisable, got {other:?}"),
+    }
 }
 
 /// #14 `TestTCPTransport_BadAddr`: binding 0.0.0.0 without an advertise address fails.
 #[test]
 fn tcp_bad_addr() {
-    let result = NetTransport::bind("0.0.0.0:0", None, test_config());
-    assert_eq!(result.err(), Some(not_advertisable()));
+    assert_not_advertisable(NetTransport::bind("0.0.0.0:0", None, test_config()));
 }
 
 /// #15 `TestTCPTransport_EmptyAddr`: Go's ":0" means "every address", i.e. the unspecified
 /// address, which is not advertisable. In Rust ":0" is not a socket address at all, so the
 /// faithful equivalent is the IPv6 unspecified address "[::]:0" (checked when this host has
-/// IPv6); ":0" itself must be refused as a configuration error too.
+/// IPv6); ":0" itself must be refused too, as a bind address that does not resolve.
 #[test]
 fn tcp_empty_addr() {
     let result = NetTransport::bind(":0", None, test_config());
     assert!(
-        matches!(result, Err(Error::Config(_))),
+        matches!(result, Err(Error::Bind { addr: None, .. })),
         "\":0\" must be refused: {result:?}"
     );
 
@@ -609,8 +615,7 @@ fn tcp_empty_addr() {
         eprintln!("tcp_empty_addr: no IPv6 on this host, skipping the [::]:0 case");
         return;
     }
-    let result = NetTransport::bind("[::]:0", None, test_config());
-    assert_eq!(result.err(), Some(not_advertisable()));
+    assert_not_advertisable(NetTransport::bind("[::]:0", None, test_config()));
 }
 
 /// #16 `TestTCPTransport_WithAdvertise`: bound to 0.0.0.0 with an advertise address,
