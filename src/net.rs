@@ -30,7 +30,7 @@ use crate::engine::handoff::{AnyResolver, Command, Handoff, OutboundCall, Outbou
 use crate::engine::snapshot_out::{self, SnapshotFeed};
 use crate::error::{Error, Result};
 use crate::message::*;
-use crate::metrics::{Metrics, RpcKind};
+use crate::metrics::{Metrics, RpcType};
 use crate::transport::call::{Call, Resolver, call};
 use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared};
 use crate::transport::rpc::Consumer;
@@ -213,31 +213,21 @@ impl NetTransport {
         self.shared.handoff.is_closed()
     }
 
-    /// A snapshot of the transport's metrics.
+    /// A snapshot of the transport's metrics: see [`Metrics`] for reading one and exporting
+    /// them all by name.
     pub fn metrics(&self) -> Metrics {
         let s = &self.shared;
-        let gauges = [
-            ("raftnet.consumerQueue", s.consumer.len() as u64),
-            ("raftnet.submissionQueue", s.handoff.commands.len() as u64),
-            (
-                "raftnet.completionQueue",
-                s.handoff.completions.len() as u64,
-            ),
-            (
-                "raftnet.openConnections",
-                s.gauges.open_connections.load(Ordering::Relaxed) as u64,
-            ),
-            (
-                "raftnet.idlePooledConnections",
-                s.gauges.idle_pooled.load(Ordering::Relaxed) as u64,
-            ),
-            (
-                "raftnet.timers",
-                s.gauges.timers.load(Ordering::Relaxed) as u64,
-            ),
-        ];
+        let level = |gauge: &std::sync::atomic::AtomicUsize| gauge.load(Ordering::Relaxed) as u64;
         let consumer_wakes = s.consumer.shared().stats.wakes.load(Ordering::Relaxed);
-        s.metrics.snapshot(&gauges, consumer_wakes)
+        Metrics {
+            consumer_queue: s.consumer.len() as u64,
+            submission_queue: s.handoff.commands.len() as u64,
+            completion_queue: s.handoff.completions.len() as u64,
+            open_connections: level(&s.gauges.open_connections),
+            idle_pooled_connections: level(&s.gauges.idle_pooled),
+            timers: level(&s.gauges.timers),
+            ..s.metrics.snapshot(consumer_wakes)
+        }
     }
 
     fn resolve(&self, id: &ServerId, target: &ServerAddress) -> Result<SocketAddr> {
@@ -287,7 +277,7 @@ impl NetTransport {
         wrap: fn(Resolver<T>) -> AnyResolver,
     ) -> Call<T> {
         let (call, resolver) = call();
-        let kind = RpcKind::of(&request);
+        let kind = RpcType::of(&request);
         let addr = match self.resolve(id, target) {
             Ok(a) => a,
             Err(e) => {
@@ -295,7 +285,7 @@ impl NetTransport {
                 return call;
             }
         };
-        let lane = if kind == RpcKind::Heartbeat {
+        let lane = if kind == RpcType::Heartbeat {
             Lane::Heartbeat
         } else {
             Lane::Control

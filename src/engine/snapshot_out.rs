@@ -16,7 +16,7 @@ use super::handoff::{Command, Handoff, OutboundSnapshot};
 use super::{ConnKey, Engine};
 use crate::error::Error;
 use crate::message::{Message, Request};
-use crate::metrics::RpcKind;
+use crate::metrics::RpcType;
 use crate::wire::Lane;
 
 #[derive(Default)]
@@ -211,7 +211,7 @@ impl Engine {
             PendingCall {
                 request_id,
                 resolver,
-                kind: RpcKind::InstallSnapshot,
+                kind: RpcType::InstallSnapshot,
                 started: now,
                 deadline,
             },
