@@ -193,20 +193,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fm = follower.metrics();
     println!(
         "leader: {} calls, {} reactor sleeps; follower: {} RPCs via the consumer, {} heartbeats on the fast path, {} protocol errors",
-        lm.counters
-            .iter()
-            .filter(|(k, _)| k.starts_with("raftnet.callsSent"))
-            .map(|(_, v)| v)
-            .sum::<u64>(),
-        lm.counter("raftnet.reactorSleeps"),
-        fm.counters
-            .iter()
-            .filter(|(k, _)| k.starts_with("raftnet.rpcsReceived"))
-            .map(|(_, v)| v)
-            .sum::<u64>()
-            - fm.counter("raftnet.heartbeatsFastPath"),
-        fm.counter("raftnet.heartbeatsFastPath"),
-        fm.counter("raftnet.protocolErrors"),
+        lm.calls_sent.total(),
+        lm.reactor_sleeps,
+        fm.rpcs_received.total() - fm.heartbeats_fast_path,
+        fm.heartbeats_fast_path,
+        fm.protocol_errors,
     );
     drop(follower);
     let received = raft.join().expect("raft loop");

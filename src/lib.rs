@@ -97,9 +97,9 @@ pub mod wire;
 
 pub use config::*;
 pub use driver::Placement;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};
 pub use inmem::InmemTransport;
-pub use metrics::{HistogramSnapshot, Metrics};
+pub use metrics::{HistogramSnapshot, Metric, MetricValue, Metrics, PerRpcType, RpcType};
 pub use net::NetTransport;
 pub use transport::*;
 

@@ -1,27 +1,52 @@
-//! Counters and latency histograms, named as hashicorp/raft names its transport metrics
-//! (`raft.net.rpcDecode`, `raft.net.rpcEnqueue`, `raft.net.rpcRespond`, labelled by `rpcType`),
-//! plus raftnet's own: bytes, calls, queue depths and thread wake-ups. Recording is a few
-//! relaxed atomic adds; [`Metrics`] is a snapshot read from the API.
+//! What a transport counts and times, and the [`Metrics`] snapshot that shows it.
+//!
+//! Recording (this file's `TransportMetrics`, shared by the transport's threads) is a relaxed
+//! atomic add per event, into arrays indexed by [`RpcType`]: no allocation, no lock, no name
+//! lookup. [`Metrics`] is a typed snapshot read from the API: one field per metric, per-type
+//! values as [`PerRpcType`], latencies as [`HistogramSnapshot`]. [`Metrics::iter`] lists every
+//! value with its name and labels for an exporter; the names follow hashicorp/raft where it has
+//! one (`raft.net.rpcDecode`, `raft.net.rpcEnqueue`, `raft.net.rpcRespond`, labelled by
+//! `rpcType`), and raftnet's own (bytes, calls, queue depths, thread wake-ups) are under
+//! `raftnet.`.
 
-use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::{Index, IndexMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::message::{Request, Response};
 
-/// The `rpcType` label values hashicorp uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum RpcKind {
+/// How many [`RpcType`]s there are (the length of the per-type arrays).
+const RPC_TYPES: usize = 6;
+
+/// The kinds of RPC, as hashicorp/raft's `rpcType` metric label names them. A heartbeat (an
+/// AppendEntries without entries) counts as a type of its own.
+///
+/// ```
+/// use raftnet::RpcType;
+///
+/// assert_eq!(RpcType::RequestVote.as_str(), "RequestVote");
+/// assert_eq!(RpcType::ALL.len(), 6);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RpcType {
+    /// AppendEntries with entries.
     AppendEntries = 0,
+    /// AppendEntries without entries (taken on the heartbeat lane).
     Heartbeat = 1,
+    /// RequestVote.
     RequestVote = 2,
+    /// RequestPreVote.
     RequestPreVote = 3,
+    /// InstallSnapshot.
     InstallSnapshot = 4,
+    /// TimeoutNow.
     TimeoutNow = 5,
 }
 
-const KINDS: usize = 6;
-const KIND_NAMES: [&str; KINDS] = [
+/// The `rpcType` label values, in discriminant order.
+const RPC_TYPE_NAMES: [&str; RPC_TYPES] = [
     "AppendEntries",
     "Heartbeat",
     "RequestVote",
@@ -30,26 +55,110 @@ const KIND_NAMES: [&str; KINDS] = [
     "TimeoutNow",
 ];
 
-impl RpcKind {
-    pub(crate) fn of(request: &Request) -> RpcKind {
+/// Each type's labels, `[("rpcType", name)]`, made once so an export borrows them.
+static RPC_TYPE_LABELS: [[(&str, &str); 1]; RPC_TYPES] = {
+    let mut labels = [[("", "")]; RPC_TYPES];
+    let mut i = 0;
+    while i < RPC_TYPES {
+        labels[i] = [(Metrics::RPC_TYPE_LABEL, RPC_TYPE_NAMES[i])];
+        i += 1;
+    }
+    labels
+};
+
+impl RpcType {
+    /// Every type, in the order [`PerRpcType::iter`] and [`Metrics::iter`] list them.
+    pub const ALL: [RpcType; RPC_TYPES] = [
+        RpcType::AppendEntries,
+        RpcType::Heartbeat,
+        RpcType::RequestVote,
+        RpcType::RequestPreVote,
+        RpcType::InstallSnapshot,
+        RpcType::TimeoutNow,
+    ];
+
+    /// The `rpcType` label value (hashicorp's spelling, for example `"RequestVote"`).
+    pub const fn as_str(self) -> &'static str {
+        RPC_TYPE_NAMES[self as usize]
+    }
+
+    /// The labels a metric of this type carries: `[("rpcType", self.as_str())]`.
+    pub fn labels(self) -> &'static [(&'static str, &'static str)] {
+        &RPC_TYPE_LABELS[self as usize]
+    }
+
+    pub(crate) fn of(request: &Request) -> RpcType {
         match request {
-            Request::AppendEntries(r) if r.is_heartbeat() => RpcKind::Heartbeat,
-            Request::AppendEntries(_) => RpcKind::AppendEntries,
-            Request::RequestVote(_) => RpcKind::RequestVote,
-            Request::RequestPreVote(_) => RpcKind::RequestPreVote,
-            Request::InstallSnapshot(_) => RpcKind::InstallSnapshot,
-            Request::TimeoutNow(_) => RpcKind::TimeoutNow,
+            Request::AppendEntries(r) if r.is_heartbeat() => RpcType::Heartbeat,
+            Request::AppendEntries(_) => RpcType::AppendEntries,
+            Request::RequestVote(_) => RpcType::RequestVote,
+            Request::RequestPreVote(_) => RpcType::RequestPreVote,
+            Request::InstallSnapshot(_) => RpcType::InstallSnapshot,
+            Request::TimeoutNow(_) => RpcType::TimeoutNow,
         }
     }
 
-    pub(crate) fn of_response(response: &Response) -> RpcKind {
+    pub(crate) fn of_response(response: &Response) -> RpcType {
         match response {
-            Response::AppendEntries(_) => RpcKind::AppendEntries,
-            Response::RequestVote(_) => RpcKind::RequestVote,
-            Response::RequestPreVote(_) => RpcKind::RequestPreVote,
-            Response::InstallSnapshot(_) => RpcKind::InstallSnapshot,
-            Response::TimeoutNow(_) => RpcKind::TimeoutNow,
+            Response::AppendEntries(_) => RpcType::AppendEntries,
+            Response::RequestVote(_) => RpcType::RequestVote,
+            Response::RequestPreVote(_) => RpcType::RequestPreVote,
+            Response::InstallSnapshot(_) => RpcType::InstallSnapshot,
+            Response::TimeoutNow(_) => RpcType::TimeoutNow,
         }
+    }
+}
+
+impl fmt::Display for RpcType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One value per [`RpcType`], indexed by it.
+///
+/// ```
+/// use raftnet::{PerRpcType, RpcType};
+///
+/// let mut sent = PerRpcType::<u64>::default();
+/// sent[RpcType::RequestVote] += 3;
+/// sent[RpcType::Heartbeat] += 1;
+/// assert_eq!(sent[RpcType::RequestVote], 3);
+/// assert_eq!(sent.total(), 4);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PerRpcType<T>([T; RPC_TYPES]);
+
+impl<T> PerRpcType<T> {
+    /// Each type's value, made by `f`.
+    pub fn from_fn(mut f: impl FnMut(RpcType) -> T) -> Self {
+        PerRpcType(std::array::from_fn(|i| f(RpcType::ALL[i])))
+    }
+
+    /// Each type with its value, in [`RpcType::ALL`]'s order.
+    pub fn iter(&self) -> impl Iterator<Item = (RpcType, &T)> {
+        RpcType::ALL.into_iter().zip(&self.0)
+    }
+}
+
+impl PerRpcType<u64> {
+    /// The sum over every type.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+impl<T> Index<RpcType> for PerRpcType<T> {
+    type Output = T;
+
+    fn index(&self, rpc_type: RpcType) -> &T {
+        &self.0[rpc_type as usize]
+    }
+}
+
+impl<T> IndexMut<RpcType> for PerRpcType<T> {
+    fn index_mut(&mut self, rpc_type: RpcType) -> &mut T {
+        &mut self.0[rpc_type as usize]
     }
 }
 
@@ -134,13 +243,13 @@ pub struct HistogramSnapshot {
 /// What the transport records, shared by its threads.
 #[derive(Debug, Default)]
 pub(crate) struct TransportMetrics {
-    pub(crate) rpc_decode: [Histogram; KINDS],
-    pub(crate) rpc_enqueue: [Histogram; KINDS],
-    pub(crate) rpc_respond: [Histogram; KINDS],
-    pub(crate) call_latency: [Histogram; KINDS],
-    pub(crate) rpcs_received: [AtomicU64; KINDS],
-    pub(crate) calls_sent: [AtomicU64; KINDS],
-    pub(crate) calls_failed: [AtomicU64; KINDS],
+    pub(crate) rpc_decode: [Histogram; RPC_TYPES],
+    pub(crate) rpc_enqueue: [Histogram; RPC_TYPES],
+    pub(crate) rpc_respond: [Histogram; RPC_TYPES],
+    pub(crate) call_latency: [Histogram; RPC_TYPES],
+    pub(crate) rpcs_received: [AtomicU64; RPC_TYPES],
+    pub(crate) calls_sent: [AtomicU64; RPC_TYPES],
+    pub(crate) calls_failed: [AtomicU64; RPC_TYPES],
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) reads: AtomicU64,
@@ -163,86 +272,450 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
-/// A snapshot of a transport's metrics.
+/// A snapshot of a transport's metrics ([`NetTransport::metrics`](crate::NetTransport::metrics)):
+/// one field per metric. Counters count from the transport's start; gauges are the value when
+/// the snapshot was taken; timers summarise every sample so far.
 ///
-/// Names follow hashicorp/raft where it has one (`raft.net.rpcDecode` and so on, with the
-/// label as `name;rpcType=AppendEntries`); raftnet's own are under `raftnet.`.
+/// Each field's exported name is a constant here (`Metrics::CALLS_SENT` is
+/// `"raftnet.callsSent"`), and per-type values carry the label [`RPC_TYPE_LABEL`](Self::RPC_TYPE_LABEL)
+/// (`rpcType`), as hashicorp/raft labels its `raft.net.*` timers.
+///
+/// Reading one metric:
+///
+/// ```
+/// use raftnet::{Config, NetTransport, RpcType};
+///
+/// let transport = NetTransport::bind("127.0.0.1:0", None, Config::default())?;
+/// let m = transport.metrics();
+/// assert_eq!(m.calls_sent[RpcType::RequestVote], 0);
+/// assert_eq!(m.rpc_decode[RpcType::Heartbeat].count, 0);
+/// assert_eq!(m.protocol_errors, 0);
+/// # Ok::<(), raftnet::Error>(())
+/// ```
+///
+/// Exporting all of them by name, here in Prometheus' text format, without knowing the fields
+/// (for the `metrics` crate, hand `name`, `labels` and the value to its `counter!`, `gauge!` or
+/// `histogram!` the same way):
+///
+/// ```
+/// use std::fmt::Write;
+/// use raftnet::{Config, MetricValue, NetTransport};
+///
+/// let transport = NetTransport::bind("127.0.0.1:0", None, Config::default())?;
+/// let mut text = String::new();
+/// for metric in transport.metrics().iter() {
+///     // Prometheus spells `raft.net.rpcDecode` as `raft_net_rpcDecode`.
+///     let name = metric.name.replace('.', "_");
+///     let labels: Vec<String> =
+///         metric.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+///     let labels = match labels.is_empty() {
+///         true => String::new(),
+///         false => format!("{{{}}}", labels.join(",")),
+///     };
+///     match metric.value {
+///         MetricValue::Counter(n) | MetricValue::Gauge(n) => writeln!(text, "{name}{labels} {n}")?,
+///         MetricValue::Histogram(h) => {
+///             writeln!(text, "{name}_count{labels} {}", h.count)?;
+///             writeln!(text, "{name}_p99_seconds{labels} {}", h.p99.as_secs_f64())?;
+///         }
+///     }
+/// }
+/// assert!(text.contains("\nraftnet_dials 0\n"));
+/// assert!(text.contains("\nraftnet_callsSent{rpcType=\"RequestVote\"} 0\n"));
+/// assert!(text.contains("\nraft_net_rpcDecode_count{rpcType=\"Heartbeat\"} 0\n"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Metrics {
-    /// Monotonic counters.
-    pub counters: BTreeMap<String, u64>,
-    /// Current values (queue depths, open connections).
-    pub gauges: BTreeMap<String, u64>,
-    /// Latency summaries.
-    pub timers: BTreeMap<String, HistogramSnapshot>,
+    /// `raft.net.rpcDecode`: decoding an inbound RPC's frame (a batch's decoding time, shared
+    /// among the RPCs in it).
+    pub rpc_decode: PerRpcType<HistogramSnapshot>,
+    /// `raft.net.rpcEnqueue`: an inbound RPC's wait, from decoded to taken by the Raft side (or
+    /// handled by the heartbeat handler).
+    pub rpc_enqueue: PerRpcType<HistogramSnapshot>,
+    /// `raft.net.rpcRespond`: the Raft side's time to answer, from taking the RPC to its answer
+    /// reaching the driver.
+    pub rpc_respond: PerRpcType<HistogramSnapshot>,
+    /// `raftnet.call`: an outbound call's latency, from submitted to answered.
+    pub call_latency: PerRpcType<HistogramSnapshot>,
+    /// `raftnet.rpcsReceived`: inbound RPCs decoded.
+    pub rpcs_received: PerRpcType<u64>,
+    /// `raftnet.callsSent`: outbound calls sent (pipelined appends included).
+    pub calls_sent: PerRpcType<u64>,
+    /// `raftnet.callsFailed`: outbound calls that ended in an error.
+    pub calls_failed: PerRpcType<u64>,
+    /// `raftnet.bytesRead`: bytes read from sockets.
+    pub bytes_read: u64,
+    /// `raftnet.bytesWritten`: bytes written to sockets.
+    pub bytes_written: u64,
+    /// `raftnet.reads`: socket reads that returned bytes.
+    pub reads: u64,
+    /// `raftnet.writes`: socket writes that took bytes.
+    pub writes: u64,
+    /// `raftnet.reactorTurns`: turns of the driver's loop.
+    pub reactor_turns: u64,
+    /// `raftnet.reactorWakes`: times a producer rang the sleeping driver's waker.
+    pub reactor_wakes: u64,
+    /// `raftnet.reactorSleeps`: times the driver blocked waiting for events (each ends in a
+    /// wake-up, by a socket, a timer or the waker; `reactor_wakes` counts the waker's).
+    pub reactor_sleeps: u64,
+    /// `raftnet.callerWakes`: threads or tasks woken because their call, pipeline future or
+    /// pipeline slot resolved.
+    pub caller_wakes: u64,
+    /// `raftnet.consumerWakes`: Raft-side receivers woken because an RPC arrived.
+    pub consumer_wakes: u64,
+    /// `raftnet.dials`: outbound connections started.
+    pub dials: u64,
+    /// `raftnet.dialFailures`: outbound connections that failed or timed out before connecting.
+    pub dial_failures: u64,
+    /// `raftnet.accepted`: inbound connections accepted.
+    pub accepted: u64,
+    /// `raftnet.protocolErrors`: connections closed because the peer sent invalid frames.
+    pub protocol_errors: u64,
+    /// `raftnet.heartbeatsFastPath`: heartbeats answered by the heartbeat handler on the
+    /// driver, without the consumer.
+    pub heartbeats_fast_path: u64,
+    /// `raftnet.consumerQueue` (gauge): inbound RPCs waiting for the Raft side.
+    pub consumer_queue: u64,
+    /// `raftnet.submissionQueue` (gauge): commands waiting for the driver.
+    pub submission_queue: u64,
+    /// `raftnet.completionQueue` (gauge): answers from the Raft side waiting for the driver.
+    pub completion_queue: u64,
+    /// `raftnet.openConnections` (gauge): open connections, inbound and outbound.
+    pub open_connections: u64,
+    /// `raftnet.idlePooledConnections` (gauge): idle pooled outbound connections.
+    pub idle_pooled_connections: u64,
+    /// `raftnet.timers` (gauge): the driver's pending timers (deadlines, dial timeouts).
+    pub timers: u64,
+}
+
+/// One metric of a [`Metrics`] snapshot, as [`Metrics::iter`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// Its name (one of the `Metrics::*` name constants, such as `"raft.net.rpcDecode"`).
+    pub name: &'static str,
+    /// Its labels as `(name, value)` pairs: `[("rpcType", "RequestVote")]` for a per-type
+    /// metric, none for a transport-wide one.
+    pub labels: &'static [(&'static str, &'static str)],
+    /// Its value.
+    pub value: MetricValue,
+}
+
+/// A metric's value, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricValue {
+    /// A monotonic count since the transport started.
+    Counter(u64),
+    /// A current level (a queue's depth, open connections).
+    Gauge(u64),
+    /// A latency summary.
+    Histogram(HistogramSnapshot),
 }
 
 impl Metrics {
-    /// A counter's value (0 if it was never recorded).
-    pub fn counter(&self, name: &str) -> u64 {
-        self.counters.get(name).copied().unwrap_or(0)
-    }
+    /// The label per-type metrics carry, valued by [`RpcType::as_str`] (hashicorp's name).
+    pub const RPC_TYPE_LABEL: &'static str = "rpcType";
 
-    /// A gauge's value (0 if absent).
-    pub fn gauge(&self, name: &str) -> u64 {
-        self.gauges.get(name).copied().unwrap_or(0)
-    }
+    /// The name of [`rpc_decode`](Self::rpc_decode) (hashicorp's).
+    pub const RPC_DECODE: &'static str = "raft.net.rpcDecode";
+    /// The name of [`rpc_enqueue`](Self::rpc_enqueue) (hashicorp's).
+    pub const RPC_ENQUEUE: &'static str = "raft.net.rpcEnqueue";
+    /// The name of [`rpc_respond`](Self::rpc_respond) (hashicorp's).
+    pub const RPC_RESPOND: &'static str = "raft.net.rpcRespond";
+    /// The name of [`call_latency`](Self::call_latency).
+    pub const CALL: &'static str = "raftnet.call";
+    /// The name of [`rpcs_received`](Self::rpcs_received).
+    pub const RPCS_RECEIVED: &'static str = "raftnet.rpcsReceived";
+    /// The name of [`calls_sent`](Self::calls_sent).
+    pub const CALLS_SENT: &'static str = "raftnet.callsSent";
+    /// The name of [`calls_failed`](Self::calls_failed).
+    pub const CALLS_FAILED: &'static str = "raftnet.callsFailed";
+    /// The name of [`bytes_read`](Self::bytes_read).
+    pub const BYTES_READ: &'static str = "raftnet.bytesRead";
+    /// The name of [`bytes_written`](Self::bytes_written).
+    pub const BYTES_WRITTEN: &'static str = "raftnet.bytesWritten";
+    /// The name of [`reads`](Self::reads).
+    pub const READS: &'static str = "raftnet.reads";
+    /// The name of [`writes`](Self::writes).
+    pub const WRITES: &'static str = "raftnet.writes";
+    /// The name of [`reactor_turns`](Self::reactor_turns).
+    pub const REACTOR_TURNS: &'static str = "raftnet.reactorTurns";
+    /// The name of [`reactor_wakes`](Self::reactor_wakes).
+    pub const REACTOR_WAKES: &'static str = "raftnet.reactorWakes";
+    /// The name of [`reactor_sleeps`](Self::reactor_sleeps).
+    pub const REACTOR_SLEEPS: &'static str = "raftnet.reactorSleeps";
+    /// The name of [`caller_wakes`](Self::caller_wakes).
+    pub const CALLER_WAKES: &'static str = "raftnet.callerWakes";
+    /// The name of [`consumer_wakes`](Self::consumer_wakes).
+    pub const CONSUMER_WAKES: &'static str = "raftnet.consumerWakes";
+    /// The name of [`dials`](Self::dials).
+    pub const DIALS: &'static str = "raftnet.dials";
+    /// The name of [`dial_failures`](Self::dial_failures).
+    pub const DIAL_FAILURES: &'static str = "raftnet.dialFailures";
+    /// The name of [`accepted`](Self::accepted).
+    pub const ACCEPTED: &'static str = "raftnet.accepted";
+    /// The name of [`protocol_errors`](Self::protocol_errors).
+    pub const PROTOCOL_ERRORS: &'static str = "raftnet.protocolErrors";
+    /// The name of [`heartbeats_fast_path`](Self::heartbeats_fast_path).
+    pub const HEARTBEATS_FAST_PATH: &'static str = "raftnet.heartbeatsFastPath";
+    /// The name of [`consumer_queue`](Self::consumer_queue).
+    pub const CONSUMER_QUEUE: &'static str = "raftnet.consumerQueue";
+    /// The name of [`submission_queue`](Self::submission_queue).
+    pub const SUBMISSION_QUEUE: &'static str = "raftnet.submissionQueue";
+    /// The name of [`completion_queue`](Self::completion_queue).
+    pub const COMPLETION_QUEUE: &'static str = "raftnet.completionQueue";
+    /// The name of [`open_connections`](Self::open_connections).
+    pub const OPEN_CONNECTIONS: &'static str = "raftnet.openConnections";
+    /// The name of [`idle_pooled_connections`](Self::idle_pooled_connections).
+    pub const IDLE_POOLED_CONNECTIONS: &'static str = "raftnet.idlePooledConnections";
+    /// The name of [`timers`](Self::timers).
+    pub const TIMERS: &'static str = "raftnet.timers";
 
-    /// A timer's summary (empty if absent).
-    pub fn timer(&self, name: &str) -> HistogramSnapshot {
-        self.timers.get(name).copied().unwrap_or_default()
+    /// Every metric with its name and labels: the transport-wide counters and gauges first,
+    /// then each per-type metric once per [`RpcType`] (zeros included, so an exporter's series
+    /// never come and go). Each `(name, labels)` pair appears once.
+    pub fn iter(&self) -> impl Iterator<Item = Metric> + '_ {
+        use MetricValue::{Counter, Gauge};
+        // The one place names meet fields: a new field is exported by adding its row.
+        let scalars = [
+            (Self::BYTES_READ, Counter(self.bytes_read)),
+            (Self::BYTES_WRITTEN, Counter(self.bytes_written)),
+            (Self::READS, Counter(self.reads)),
+            (Self::WRITES, Counter(self.writes)),
+            (Self::REACTOR_TURNS, Counter(self.reactor_turns)),
+            (Self::REACTOR_WAKES, Counter(self.reactor_wakes)),
+            (Self::REACTOR_SLEEPS, Counter(self.reactor_sleeps)),
+            (Self::CALLER_WAKES, Counter(self.caller_wakes)),
+            (Self::CONSUMER_WAKES, Counter(self.consumer_wakes)),
+            (Self::DIALS, Counter(self.dials)),
+            (Self::DIAL_FAILURES, Counter(self.dial_failures)),
+            (Self::ACCEPTED, Counter(self.accepted)),
+            (Self::PROTOCOL_ERRORS, Counter(self.protocol_errors)),
+            (
+                Self::HEARTBEATS_FAST_PATH,
+                Counter(self.heartbeats_fast_path),
+            ),
+            (Self::CONSUMER_QUEUE, Gauge(self.consumer_queue)),
+            (Self::SUBMISSION_QUEUE, Gauge(self.submission_queue)),
+            (Self::COMPLETION_QUEUE, Gauge(self.completion_queue)),
+            (Self::OPEN_CONNECTIONS, Gauge(self.open_connections)),
+            (
+                Self::IDLE_POOLED_CONNECTIONS,
+                Gauge(self.idle_pooled_connections),
+            ),
+            (Self::TIMERS, Gauge(self.timers)),
+        ];
+        let counters = [
+            (Self::RPCS_RECEIVED, &self.rpcs_received),
+            (Self::CALLS_SENT, &self.calls_sent),
+            (Self::CALLS_FAILED, &self.calls_failed),
+        ];
+        let timers = [
+            (Self::RPC_DECODE, &self.rpc_decode),
+            (Self::RPC_ENQUEUE, &self.rpc_enqueue),
+            (Self::RPC_RESPOND, &self.rpc_respond),
+            (Self::CALL, &self.call_latency),
+        ];
+        let scalars = scalars.into_iter().map(|(name, value)| Metric {
+            name,
+            labels: &[],
+            value,
+        });
+        let counters = counters
+            .into_iter()
+            .flat_map(|(name, per_type)| per_type_metrics(name, per_type, Counter));
+        let timers = timers
+            .into_iter()
+            .flat_map(|(name, per_type)| per_type_metrics(name, per_type, MetricValue::Histogram));
+        scalars.chain(counters).chain(timers)
     }
 }
 
+/// `per_type`'s values as metrics named `name`, each labelled with its type.
+fn per_type_metrics<'a, T: Copy>(
+    name: &'static str,
+    per_type: &'a PerRpcType<T>,
+    value: fn(T) -> MetricValue,
+) -> impl Iterator<Item = Metric> + 'a {
+    per_type.iter().map(move |(rpc_type, &v)| Metric {
+        name,
+        labels: rpc_type.labels(),
+        value: value(v),
+    })
+}
+
 impl TransportMetrics {
-    pub(crate) fn snapshot(&self, gauges: &[(&str, u64)], consumer_wakes: u64) -> Metrics {
-        let mut m = Metrics::default();
-        for (i, kind) in KIND_NAMES.iter().enumerate() {
-            for (name, h) in [
-                ("raft.net.rpcDecode", &self.rpc_decode[i]),
-                ("raft.net.rpcEnqueue", &self.rpc_enqueue[i]),
-                ("raft.net.rpcRespond", &self.rpc_respond[i]),
-                ("raftnet.call", &self.call_latency[i]),
-            ] {
-                let s = h.snapshot();
-                if s.count > 0 {
-                    m.timers.insert(format!("{name};rpcType={kind}"), s);
-                }
-            }
-            for (name, c) in [
-                ("raftnet.rpcsReceived", &self.rpcs_received[i]),
-                ("raftnet.callsSent", &self.calls_sent[i]),
-                ("raftnet.callsFailed", &self.calls_failed[i]),
-            ] {
-                let v = c.load(Ordering::Relaxed);
-                if v > 0 {
-                    m.counters.insert(format!("{name};rpcType={kind}"), v);
-                }
-            }
+    /// The counters and timers; the gauges (which live elsewhere in the transport) are left 0
+    /// for the caller to fill in.
+    pub(crate) fn snapshot(&self, consumer_wakes: u64) -> Metrics {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counts = |cs: &[AtomicU64; RPC_TYPES]| PerRpcType::from_fn(|t| load(&cs[t as usize]));
+        let timers =
+            |hs: &[Histogram; RPC_TYPES]| PerRpcType::from_fn(|t| hs[t as usize].snapshot());
+        Metrics {
+            rpc_decode: timers(&self.rpc_decode),
+            rpc_enqueue: timers(&self.rpc_enqueue),
+            rpc_respond: timers(&self.rpc_respond),
+            call_latency: timers(&self.call_latency),
+            rpcs_received: counts(&self.rpcs_received),
+            calls_sent: counts(&self.calls_sent),
+            calls_failed: counts(&self.calls_failed),
+            bytes_read: load(&self.bytes_read),
+            bytes_written: load(&self.bytes_written),
+            reads: load(&self.reads),
+            writes: load(&self.writes),
+            reactor_turns: load(&self.reactor_turns),
+            reactor_wakes: load(&self.reactor_wakes),
+            reactor_sleeps: load(&self.reactor_sleeps),
+            caller_wakes: load(&self.caller_wakes),
+            consumer_wakes,
+            dials: load(&self.dials),
+            dial_failures: load(&self.dial_failures),
+            accepted: load(&self.accepted),
+            protocol_errors: load(&self.protocol_errors),
+            heartbeats_fast_path: load(&self.heartbeats_fast_path),
+            ..Metrics::default()
         }
-        for (name, c) in [
-            ("raftnet.bytesRead", &self.bytes_read),
-            ("raftnet.bytesWritten", &self.bytes_written),
-            ("raftnet.reads", &self.reads),
-            ("raftnet.writes", &self.writes),
-            ("raftnet.reactorTurns", &self.reactor_turns),
-            ("raftnet.reactorWakes", &self.reactor_wakes),
-            ("raftnet.reactorSleeps", &self.reactor_sleeps),
-            ("raftnet.callerWakes", &self.caller_wakes),
-            ("raftnet.dials", &self.dials),
-            ("raftnet.dialFailures", &self.dial_failures),
-            ("raftnet.accepted", &self.accepted),
-            ("raftnet.protocolErrors", &self.protocol_errors),
-            ("raftnet.heartbeatsFastPath", &self.heartbeats_fast_path),
-        ] {
-            m.counters
-                .insert(name.to_string(), c.load(Ordering::Relaxed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every field set to a value no other field has. A struct literal without `..`, so a new
+    /// field fails to compile here until it is given one (and then must be exported to pass).
+    fn distinct() -> Metrics {
+        let mut last = 0;
+        let mut next = move || {
+            last += 1;
+            last
+        };
+        let counts = |next: &mut dyn FnMut() -> u64| PerRpcType::from_fn(|_| next());
+        let timers = |next: &mut dyn FnMut() -> u64| {
+            PerRpcType::from_fn(|_| HistogramSnapshot {
+                count: next(),
+                ..HistogramSnapshot::default()
+            })
+        };
+        Metrics {
+            rpc_decode: timers(&mut next),
+            rpc_enqueue: timers(&mut next),
+            rpc_respond: timers(&mut next),
+            call_latency: timers(&mut next),
+            rpcs_received: counts(&mut next),
+            calls_sent: counts(&mut next),
+            calls_failed: counts(&mut next),
+            bytes_read: next(),
+            bytes_written: next(),
+            reads: next(),
+            writes: next(),
+            reactor_turns: next(),
+            reactor_wakes: next(),
+            reactor_sleeps: next(),
+            caller_wakes: next(),
+            consumer_wakes: next(),
+            dials: next(),
+            dial_failures: next(),
+            accepted: next(),
+            protocol_errors: next(),
+            heartbeats_fast_path: next(),
+            consumer_queue: next(),
+            submission_queue: next(),
+            completion_queue: next(),
+            open_connections: next(),
+            idle_pooled_connections: next(),
+            timers: next(),
         }
-        m.counters
-            .insert("raftnet.consumerWakes".to_string(), consumer_wakes);
-        for (name, v) in gauges {
-            m.gauges.insert(name.to_string(), *v);
+    }
+
+    #[test]
+    fn the_export_lists_every_field_once() {
+        let m = distinct();
+        let values: Vec<u64> = m
+            .iter()
+            .map(|metric| match metric.value {
+                MetricValue::Counter(n) | MetricValue::Gauge(n) => n,
+                MetricValue::Histogram(h) => h.count,
+            })
+            .collect();
+        let expected: Vec<u64> = (1..=values.len() as u64).collect();
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, expected, "each field's value exactly once");
+        // 7 per-type metrics for each of 6 types, 20 transport-wide.
+        assert_eq!(values.len(), 7 * RPC_TYPES + 20);
+    }
+
+    #[test]
+    fn the_export_reads_the_field_its_name_says() {
+        let m = distinct();
+        let find = |name: &str, rpc_type: Option<RpcType>| -> MetricValue {
+            let labels = rpc_type.map_or(&[][..], RpcType::labels);
+            m.iter()
+                .find(|metric| metric.name == name && metric.labels == labels)
+                .unwrap_or_else(|| panic!("{name} {labels:?} is not exported"))
+                .value
+        };
+        for t in RpcType::ALL {
+            let t_ = Some(t);
+            let h = MetricValue::Histogram;
+            let c = MetricValue::Counter;
+            assert_eq!(find("raft.net.rpcDecode", t_), h(m.rpc_decode[t]));
+            assert_eq!(find("raft.net.rpcEnqueue", t_), h(m.rpc_enqueue[t]));
+            assert_eq!(find("raft.net.rpcRespond", t_), h(m.rpc_respond[t]));
+            assert_eq!(find("raftnet.call", t_), h(m.call_latency[t]));
+            assert_eq!(find("raftnet.rpcsReceived", t_), c(m.rpcs_received[t]));
+            assert_eq!(find("raftnet.callsSent", t_), c(m.calls_sent[t]));
+            assert_eq!(find("raftnet.callsFailed", t_), c(m.calls_failed[t]));
         }
-        m
+        let c = |n| MetricValue::Counter(n);
+        let g = |n| MetricValue::Gauge(n);
+        assert_eq!(find("raftnet.bytesRead", None), c(m.bytes_read));
+        assert_eq!(find("raftnet.bytesWritten", None), c(m.bytes_written));
+        assert_eq!(find("raftnet.reads", None), c(m.reads));
+        assert_eq!(find("raftnet.writes", None), c(m.writes));
+        assert_eq!(find("raftnet.reactorTurns", None), c(m.reactor_turns));
+        assert_eq!(find("raftnet.reactorWakes", None), c(m.reactor_wakes));
+        assert_eq!(find("raftnet.reactorSleeps", None), c(m.reactor_sleeps));
+        assert_eq!(find("raftnet.callerWakes", None), c(m.caller_wakes));
+        assert_eq!(find("raftnet.consumerWakes", None), c(m.consumer_wakes));
+        assert_eq!(find("raftnet.dials", None), c(m.dials));
+        assert_eq!(find("raftnet.dialFailures", None), c(m.dial_failures));
+        assert_eq!(find("raftnet.accepted", None), c(m.accepted));
+        assert_eq!(find("raftnet.protocolErrors", None), c(m.protocol_errors));
+        assert_eq!(
+            find("raftnet.heartbeatsFastPath", None),
+            c(m.heartbeats_fast_path)
+        );
+        assert_eq!(find("raftnet.consumerQueue", None), g(m.consumer_queue));
+        assert_eq!(find("raftnet.submissionQueue", None), g(m.submission_queue));
+        assert_eq!(find("raftnet.completionQueue", None), g(m.completion_queue));
+        assert_eq!(find("raftnet.openConnections", None), g(m.open_connections));
+        assert_eq!(
+            find("raftnet.idlePooledConnections", None),
+            g(m.idle_pooled_connections)
+        );
+        assert_eq!(find("raftnet.timers", None), g(m.timers));
+    }
+
+    #[test]
+    fn rpc_types_index_their_own_slot() {
+        let names: BTreeSet<&str> = RpcType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names.len(), RPC_TYPES);
+        for (i, t) in RpcType::ALL.into_iter().enumerate() {
+            // Recording indexes the arrays by `as usize`; the snapshot by `RpcType`.
+            assert_eq!(t as usize, i);
+            assert_eq!(t.labels(), &[("rpcType", t.as_str())]);
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        let per = PerRpcType::from_fn(|t| t as u64 * 10);
+        assert_eq!(per[RpcType::InstallSnapshot], 40);
+        assert_eq!(per.total(), 150);
+        let listed: Vec<RpcType> = per.iter().map(|(t, _)| t).collect();
+        assert_eq!(listed, RpcType::ALL);
     }
 }

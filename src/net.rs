@@ -30,7 +30,7 @@ use crate::engine::feed::{self, SnapshotFeed};
 use crate::engine::handoff::{AnyResolver, Command, Handoff, OutboundCall, OutboundSnapshot};
 use crate::error::{Error, Result};
 use crate::message::*;
-use crate::metrics::{Metrics, RpcKind};
+use crate::metrics::{Metrics, RpcType};
 use crate::transport::call::{Call, Resolver, call};
 use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared};
 use crate::transport::rpc::Consumer;
@@ -90,6 +90,14 @@ impl NetTransport {
     /// `advertise` is the address peers should dial (and what [`local_addr`](Transport::local_addr)
     /// returns); without it the bound address is used, which must then be a specific IP
     /// (hashicorp: "local bind address is not advertisable" for 0.0.0.0 or ::).
+    ///
+    /// # Errors
+    ///
+    /// All fatal ([`Error::is_fatal`]):
+    /// - [`Error::Bind`]: `bind` did not resolve (`addr: None`), or binding failed (`addr` is
+    ///   the address tried last, `reason` why: in use, not an address of this host, ...).
+    /// - [`Error::NotAdvertisable`]: bound to 0.0.0.0 or :: without `advertise`.
+    /// - [`Error::Start`]: the driver's thread or poller could not be created.
     pub fn bind(
         bind: impl ToSocketAddrs,
         advertise: Option<SocketAddr>,
@@ -141,10 +149,11 @@ impl NetTransport {
         config: Config,
         placement: Placement,
     ) -> Result<NetTransport> {
-        let candidates = bind
-            .to_socket_addrs()
-            .map_err(|e| Error::Config(format!("bind address does not resolve: {e}")))?;
-        let mut last_error = None;
+        let candidates = bind.to_socket_addrs().map_err(|e| Error::Bind {
+            addr: None,
+            reason: Arc::new(e),
+        })?;
+        let mut failure = None;
         let mut bound = None;
         for candidate in candidates {
             match listen(candidate) {
@@ -152,21 +161,26 @@ impl NetTransport {
                     bound = Some(l);
                     break;
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => failure = Some((candidate, e)),
             }
         }
-        let listener = bound.ok_or_else(|| {
-            Error::Config(match last_error {
-                Some(e) => format!("bind failed: {e}"),
-                None => "bind address resolved to nothing".into(),
-            })
+        let (listener, bound_addr) = bound.ok_or_else(|| match failure {
+            // The last candidate's error: the others failed too, most likely the same way.
+            Some((candidate, e)) => Error::Bind {
+                addr: Some(candidate),
+                reason: Arc::new(e),
+            },
+            None => Error::Bind {
+                addr: None,
+                reason: Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "it resolved to no address",
+                )),
+            },
         })?;
-        let bound_addr = listener.local_addr().map_err(Error::io)?;
         let local_addr = advertise.unwrap_or(bound_addr);
         if local_addr.ip().is_unspecified() {
-            return Err(Error::Config(
-                "local bind address is not advertisable".into(),
-            ));
+            return Err(Error::NotAdvertisable { addr: local_addr });
         }
         let name = format!("raftnet-driver-{}", bound_addr.port());
         let (shared, driver) = driver::start(placement, listener, config, &name)?;
@@ -199,31 +213,21 @@ impl NetTransport {
         self.shared.handoff.is_closed()
     }
 
-    /// A snapshot of the transport's metrics.
+    /// A snapshot of the transport's metrics: see [`Metrics`] for reading one and exporting
+    /// them all by name.
     pub fn metrics(&self) -> Metrics {
         let s = &self.shared;
-        let gauges = [
-            ("raftnet.consumerQueue", s.consumer.len() as u64),
-            ("raftnet.submissionQueue", s.handoff.commands.len() as u64),
-            (
-                "raftnet.completionQueue",
-                s.handoff.completions.len() as u64,
-            ),
-            (
-                "raftnet.openConnections",
-                s.gauges.open_connections.load(Ordering::Relaxed) as u64,
-            ),
-            (
-                "raftnet.idlePooledConnections",
-                s.gauges.idle_pooled.load(Ordering::Relaxed) as u64,
-            ),
-            (
-                "raftnet.timers",
-                s.gauges.timers.load(Ordering::Relaxed) as u64,
-            ),
-        ];
+        let level = |gauge: &std::sync::atomic::AtomicUsize| gauge.load(Ordering::Relaxed) as u64;
         let consumer_wakes = s.consumer.shared().stats.wakes.load(Ordering::Relaxed);
-        s.metrics.snapshot(&gauges, consumer_wakes)
+        Metrics {
+            consumer_queue: s.consumer.len() as u64,
+            submission_queue: s.handoff.commands.len() as u64,
+            completion_queue: s.handoff.completions.len() as u64,
+            open_connections: level(&s.gauges.open_connections),
+            idle_pooled_connections: level(&s.gauges.idle_pooled),
+            timers: level(&s.gauges.timers),
+            ..s.metrics.snapshot(consumer_wakes)
+        }
     }
 
     fn resolve(&self, id: &ServerId, target: &ServerAddress) -> Result<SocketAddr> {
@@ -258,7 +262,7 @@ impl NetTransport {
         wrap: fn(Resolver<T>) -> AnyResolver,
     ) -> Call<T> {
         let (call, resolver) = call();
-        let kind = RpcKind::of(&request);
+        let kind = RpcType::of(&request);
         let addr = match self.resolve(id, target) {
             Ok(a) => a,
             Err(e) => {
@@ -266,7 +270,7 @@ impl NetTransport {
                 return call;
             }
         };
-        let lane = if kind == RpcKind::Heartbeat {
+        let lane = if kind == RpcType::Heartbeat {
             Lane::Heartbeat
         } else {
             Lane::Control
@@ -463,14 +467,17 @@ impl Drop for NetTransport {
 /// second for SYN retransmission; 1024 absorbs such bursts.
 const LISTEN_BACKLOG: i32 = 1024;
 
-fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// A listener on `addr`, and the address it got (the port, when `addr`'s was 0).
+fn listen(addr: SocketAddr) -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // As std and mio do: a restarted node can bind its port while old connections linger.
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    let listener = std::net::TcpListener::from(socket);
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
 }
 
 /// A pipeline's requests go to the engine as commands.

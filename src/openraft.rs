@@ -99,12 +99,14 @@
 //!
 //! # Errors
 //!
+//! By raftnet's [`ErrorClass`] ([`Error::class`]), which mirrors openraft's:
+//!
 //! | raftnet | openraft |
 //! |---|---|
-//! | `Unreachable` | `RPCError::Unreachable` (openraft backs off) |
 //! | `Timeout` (the call's deadline is `RPCOption::soft_ttl`) | `RPCError::Timeout` |
-//! | `Remote("openraft:…")` | `RPCError::RemoteError` with the decoded `RaftError` |
-//! | anything else (connection lost, shutdown, protocol) | `RPCError::Network` |
+//! | class `Backoff` (`Unreachable`) | `RPCError::Unreachable` (openraft backs off) |
+//! | class `Remote` with the text `openraft:…` | `RPCError::RemoteError` with the decoded `RaftError` |
+//! | any other (class `Retry`: connection lost; class `Fatal`: shutdown, protocol, ...; a `Remote` text that is not openraft's) | `RPCError::Network` (openraft has no fatal class) |
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -125,7 +127,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::message::{self, Log, LogType, Request, Response, RpcHeader};
-use crate::{CallOptions, Consumer, Error, Rpc, ServerAddress, ServerId, Transport};
+use crate::{CallOptions, Consumer, Error, ErrorClass, Rpc, ServerAddress, ServerId, Transport};
 
 /// The prefix of a remote error text that carries an openraft `RaftError` (as JSON).
 const REMOTE_ERROR_PREFIX: &str = "openraft:";
@@ -274,24 +276,27 @@ impl<C: RaftTypeConfig> RaftnetNetwork<C> {
     where
         E: std::error::Error + DeserializeOwned,
     {
-        match e {
-            Error::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-            Error::Timeout => RPCError::Timeout(Timeout {
+        // openraft's classes are raftnet's (`Error::class`) but for two: a timeout is a case of
+        // its own (it carries the deadline), and openraft has no fatal class, so fatal errors
+        // travel as `Network` with the rest.
+        if e == Error::Timeout {
+            return RPCError::Timeout(Timeout {
                 action,
                 id: self.id.clone(),
                 target: self.target.clone(),
                 timeout: option.soft_ttl(),
-            }),
-            Error::Remote(ref text) => match text.strip_prefix(REMOTE_ERROR_PREFIX) {
-                Some(json) => match serde_json::from_str::<RaftError<C::NodeId, E>>(json) {
-                    Ok(remote) => {
-                        RPCError::RemoteError(RemoteError::new(self.target.clone(), remote))
-                    }
-                    Err(_) => RPCError::Network(NetworkError::new(&e)),
-                },
+            });
+        }
+        match e.class() {
+            ErrorClass::Backoff => RPCError::Unreachable(Unreachable::new(&e)),
+            ErrorClass::Remote => match remote_raft_error::<C, E>(&e) {
+                Some(remote) => {
+                    RPCError::RemoteError(RemoteError::new(self.target.clone(), remote))
+                }
+                // Not openraft's answer (a raftnet-openraft decoding failure, say).
                 None => RPCError::Network(NetworkError::new(&e)),
             },
-            _ => RPCError::Network(NetworkError::new(&e)),
+            ErrorClass::Retry | ErrorClass::Fatal => RPCError::Network(NetworkError::new(&e)),
         }
     }
 
@@ -299,6 +304,18 @@ impl<C: RaftTypeConfig> RaftnetNetwork<C> {
         // soft_ttl (3/4 of hard_ttl): answer with a Timeout before openraft drops the call.
         CallOptions::timeout(option.soft_ttl())
     }
+}
+
+/// The `RaftError` a remote error carries, if its text is `openraft:` and the error as JSON.
+fn remote_raft_error<C, E>(e: &Error) -> Option<RaftError<C::NodeId, E>>
+where
+    C: RaftTypeConfig,
+    E: std::error::Error + DeserializeOwned,
+{
+    let Error::Remote(text) = e else {
+        return None;
+    };
+    serde_json::from_str(text.strip_prefix(REMOTE_ERROR_PREFIX)?).ok()
 }
 
 /// An encoding failure on the sending side: the message never left.

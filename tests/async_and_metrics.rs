@@ -272,46 +272,30 @@ fn metrics_count_calls_receptions_decodes_and_fast_path() {
     }
     let c = client.metrics();
     let s = server.metrics();
-    eprintln!("client counters: {:#?}", c.counters);
-    eprintln!("server counters: {:#?}", s.counters);
-    eprintln!("server timers: {:#?}", s.timers.keys().collect::<Vec<_>>());
+    eprintln!("client metrics: {c:#?}");
+    eprintln!("server metrics: {s:#?}");
 
-    assert_eq!(c.counter("raftnet.callsSent;rpcType=RequestVote"), VOTES);
-    assert_eq!(c.counter("raftnet.callsSent;rpcType=Heartbeat"), HEARTBEATS);
-    assert_eq!(c.counter("raftnet.callsSent;rpcType=AppendEntries"), 0);
-    assert_eq!(c.counter("raftnet.callsFailed;rpcType=RequestVote"), 0);
-    assert_eq!(c.timer("raftnet.call;rpcType=RequestVote").count, VOTES);
-    assert_eq!(c.timer("raftnet.call;rpcType=Heartbeat").count, HEARTBEATS);
-    assert_eq!(c.counter("raftnet.rpcsReceived;rpcType=RequestVote"), 0);
+    assert_eq!(c.calls_sent[RpcType::RequestVote], VOTES);
+    assert_eq!(c.calls_sent[RpcType::Heartbeat], HEARTBEATS);
+    assert_eq!(c.calls_sent[RpcType::AppendEntries], 0);
+    assert_eq!(c.calls_failed[RpcType::RequestVote], 0);
+    assert_eq!(c.call_latency[RpcType::RequestVote].count, VOTES);
+    assert_eq!(c.call_latency[RpcType::Heartbeat].count, HEARTBEATS);
+    assert_eq!(c.rpcs_received[RpcType::RequestVote], 0);
 
-    assert_eq!(
-        s.counter("raftnet.rpcsReceived;rpcType=Heartbeat"),
-        HEARTBEATS
-    );
-    assert_eq!(s.counter("raftnet.rpcsReceived;rpcType=RequestVote"), VOTES);
-    assert_eq!(s.counter("raftnet.rpcsReceived;rpcType=AppendEntries"), 0);
-    assert_eq!(
-        s.timer("raft.net.rpcDecode;rpcType=RequestVote").count,
-        VOTES
-    );
-    assert_eq!(
-        s.timer("raft.net.rpcDecode;rpcType=Heartbeat").count,
-        HEARTBEATS
-    );
-    assert_eq!(
-        s.timer("raft.net.rpcEnqueue;rpcType=RequestVote").count,
-        VOTES
-    );
-    assert_eq!(
-        s.timer("raft.net.rpcRespond;rpcType=RequestVote").count,
-        VOTES
-    );
-    assert_eq!(s.counter("raftnet.heartbeatsFastPath"), HEARTBEATS);
-    assert_eq!(s.counter("raftnet.callsSent;rpcType=RequestVote"), 0);
-    assert_eq!(s.counter("raftnet.protocolErrors"), 0);
+    assert_eq!(s.rpcs_received[RpcType::Heartbeat], HEARTBEATS);
+    assert_eq!(s.rpcs_received[RpcType::RequestVote], VOTES);
+    assert_eq!(s.rpcs_received[RpcType::AppendEntries], 0);
+    assert_eq!(s.rpc_decode[RpcType::RequestVote].count, VOTES);
+    assert_eq!(s.rpc_decode[RpcType::Heartbeat].count, HEARTBEATS);
+    assert_eq!(s.rpc_enqueue[RpcType::RequestVote].count, VOTES);
+    assert_eq!(s.rpc_respond[RpcType::RequestVote].count, VOTES);
+    assert_eq!(s.heartbeats_fast_path, HEARTBEATS);
+    assert_eq!(s.calls_sent[RpcType::RequestVote], 0);
+    assert_eq!(s.protocol_errors, 0);
     // One pooled connection per lane: control and heartbeat.
-    assert_eq!(c.counter("raftnet.dials"), 2);
-    assert_eq!(s.counter("raftnet.accepted"), 2);
+    assert_eq!(c.dials, 2);
+    assert_eq!(s.accepted, 2);
     client.close();
     drop(server);
     assert_eq!(
@@ -364,12 +348,7 @@ fn wakes_per_rpc_under_pipelined_load() {
     }
     completions.join().expect("every completion, in order");
     let elapsed = started.elapsed();
-    let wakes = |m: &Metrics| {
-        (
-            m.counter("raftnet.reactorWakes"),
-            m.counter("raftnet.consumerWakes"),
-        )
-    };
+    let wakes = |m: &Metrics| (m.reactor_wakes, m.consumer_wakes);
     let (lm, fm) = (leader.metrics(), follower.metrics());
     let (lr, lc) = wakes(&lm);
     let (fr, fc) = wakes(&fm);
@@ -388,19 +367,144 @@ fn wakes_per_rpc_under_pipelined_load() {
         eprintln!(
             "[{}] {side}: callerWakes {}, reactorSleeps {}, reactorTurns {}",
             profile(),
-            m.counter("raftnet.callerWakes"),
-            m.counter("raftnet.reactorSleeps"),
-            m.counter("raftnet.reactorTurns"),
+            m.caller_wakes,
+            m.reactor_sleeps,
+            m.reactor_turns,
         );
     }
     assert_eq!(
-        follower
-            .metrics()
-            .counter("raftnet.rpcsReceived;rpcType=AppendEntries"),
+        follower.metrics().rpcs_received[RpcType::AppendEntries],
         RPCS
     );
     drop(pipeline);
     leader.close();
     drop(follower);
     assert_eq!(raft.join().unwrap(), RPCS);
+}
+
+/// `Metrics::iter` lists every metric exactly once, under hashicorp's or raftnet's name, with
+/// the `rpcType` label on exactly the per-type ones, and the values the fields hold.
+#[test]
+fn metrics_export_every_value_once_by_name() {
+    const VOTES: u64 = 3;
+    let (client, server) = pair(config());
+    let raft = echo_server(server.consumer().clone());
+    let target = server.local_addr();
+    for i in 0..VOTES {
+        client
+            .request_vote(&peer(), &target, vote(i + 1), CallOptions::default())
+            .wait()
+            .expect("vote");
+    }
+    let m = server.metrics();
+    let exported: Vec<Metric> = m.iter().collect();
+
+    let mut keys = std::collections::BTreeSet::new();
+    for metric in &exported {
+        assert!(
+            keys.insert((metric.name, metric.labels)),
+            "{} {:?} is exported twice",
+            metric.name,
+            metric.labels
+        );
+    }
+    let per_type = [
+        "raft.net.rpcDecode",
+        "raft.net.rpcEnqueue",
+        "raft.net.rpcRespond",
+        "raftnet.call",
+        "raftnet.rpcsReceived",
+        "raftnet.callsSent",
+        "raftnet.callsFailed",
+    ];
+    let counters = [
+        "raftnet.bytesRead",
+        "raftnet.bytesWritten",
+        "raftnet.reads",
+        "raftnet.writes",
+        "raftnet.reactorTurns",
+        "raftnet.reactorWakes",
+        "raftnet.reactorSleeps",
+        "raftnet.callerWakes",
+        "raftnet.consumerWakes",
+        "raftnet.dials",
+        "raftnet.dialFailures",
+        "raftnet.accepted",
+        "raftnet.protocolErrors",
+        "raftnet.heartbeatsFastPath",
+    ];
+    let gauges = [
+        "raftnet.consumerQueue",
+        "raftnet.submissionQueue",
+        "raftnet.completionQueue",
+        "raftnet.openConnections",
+        "raftnet.idlePooledConnections",
+        "raftnet.timers",
+    ];
+    let types = [
+        "AppendEntries",
+        "Heartbeat",
+        "RequestVote",
+        "RequestPreVote",
+        "InstallSnapshot",
+        "TimeoutNow",
+    ];
+    let mut expected = std::collections::BTreeSet::new();
+    for name in counters.iter().chain(&gauges) {
+        expected.insert((*name, vec![]));
+    }
+    for name in per_type {
+        for t in types {
+            expected.insert((name, vec![("rpcType", t)]));
+        }
+    }
+    let listed: std::collections::BTreeSet<_> = exported
+        .iter()
+        .map(|metric| (metric.name, metric.labels.to_vec()))
+        .collect();
+    assert_eq!(listed, expected);
+    assert_eq!(exported.len(), expected.len());
+
+    // The kinds, and the values the fields hold.
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        exported
+            .iter()
+            .find(|metric| metric.name == name && metric.labels == labels)
+            .map(|metric| metric.value)
+    };
+    let vote_label = [("rpcType", "RequestVote")];
+    assert_eq!(
+        value("raftnet.rpcsReceived", &vote_label),
+        Some(MetricValue::Counter(VOTES))
+    );
+    assert_eq!(m.rpcs_received[RpcType::RequestVote], VOTES);
+    assert_eq!(
+        value("raft.net.rpcDecode", &vote_label),
+        Some(MetricValue::Histogram(m.rpc_decode[RpcType::RequestVote]))
+    );
+    assert_eq!(m.rpc_decode[RpcType::RequestVote].count, VOTES);
+    assert_eq!(
+        value("raftnet.accepted", &[]),
+        Some(MetricValue::Counter(m.accepted))
+    );
+    for name in gauges {
+        assert!(
+            matches!(value(name, &[]), Some(MetricValue::Gauge(_))),
+            "{name} is a gauge"
+        );
+    }
+    for name in counters {
+        assert!(
+            matches!(value(name, &[]), Some(MetricValue::Counter(_))),
+            "{name} is a counter"
+        );
+    }
+    assert_eq!(
+        value("raftnet.openConnections", &[]),
+        Some(MetricValue::Gauge(m.open_connections))
+    );
+
+    client.close();
+    drop(server);
+    raft.join().unwrap();
 }

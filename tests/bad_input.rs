@@ -190,7 +190,7 @@ fn bad_input_closes_only_the_offending_connection() {
 
     let addr = server.bound_addr();
     for (what, bytes, eof) in &cases {
-        let errors_before = server.metrics().counter("raftnet.protocolErrors");
+        let errors_before = server.metrics().protocol_errors;
         let ok_before = ok.load(Ordering::SeqCst);
         let got = send_and_expect_close(addr, bytes, *eof, what);
         // Whatever the server sent starts with its preamble.
@@ -199,10 +199,10 @@ fn bad_input_closes_only_the_offending_connection() {
             "{what}: the server sent {got:?}"
         );
         wait_until(&format!("{what}: a protocol error"), || {
-            server.metrics().counter("raftnet.protocolErrors") > errors_before
+            server.metrics().protocol_errors > errors_before
         });
         assert_eq!(
-            server.metrics().counter("raftnet.protocolErrors"),
+            server.metrics().protocol_errors,
             errors_before + 1,
             "{what}: exactly one protocol error"
         );
@@ -220,16 +220,9 @@ fn bad_input_closes_only_the_offending_connection() {
     let failures = healthy.join().unwrap();
     assert!(failures.is_empty(), "healthy calls failed: {failures:?}");
     let m = client.metrics();
-    assert_eq!(
-        m.counter("raftnet.dials"),
-        1,
-        "the healthy client kept its one connection"
-    );
-    assert_eq!(m.counter("raftnet.protocolErrors"), 0);
-    assert_eq!(
-        server.metrics().counter("raftnet.protocolErrors"),
-        cases.len() as u64
-    );
+    assert_eq!(m.dials, 1, "the healthy client kept its one connection");
+    assert_eq!(m.protocol_errors, 0);
+    assert_eq!(server.metrics().protocol_errors, cases.len() as u64);
     // Only the healthy client's connection is left on the server.
     wait_until("the server to drop every bad connection", || {
         server.open_connections() == 1
@@ -270,9 +263,9 @@ fn clean_hang_ups_are_not_protocol_errors() {
     assert_eq!(answer.request_id, 1);
     drop(s);
     wait_until("both connections to be closed", || {
-        server.metrics().counter("raftnet.accepted") == 2 && server.open_connections() == 0
+        server.metrics().accepted == 2 && server.open_connections() == 0
     });
-    assert_eq!(server.metrics().counter("raftnet.protocolErrors"), 0);
+    assert_eq!(server.metrics().protocol_errors, 0);
     drop(server);
     answerer.join().unwrap();
 }
@@ -286,7 +279,7 @@ fn partial_frame_then_half_close_is_noticed() {
     let answerer = echo_server(server.consumer().clone());
     let vote_frame = encode_frame(7, &Message::Request(vote(7).into()));
     for attempt in 0..5 {
-        let errors_before = server.metrics().counter("raftnet.protocolErrors");
+        let errors_before = server.metrics().protocol_errors;
         send_and_expect_close(
             server.bound_addr(),
             &after_preamble(&vote_frame[..vote_frame.len() - 3]),
@@ -294,7 +287,7 @@ fn partial_frame_then_half_close_is_noticed() {
             &format!("attempt {attempt}: a stream that ends inside a frame body"),
         );
         wait_until("a protocol error", || {
-            server.metrics().counter("raftnet.protocolErrors") > errors_before
+            server.metrics().protocol_errors > errors_before
         });
     }
     drop(server);
@@ -320,7 +313,7 @@ fn request_then_half_close_is_noticed() {
     wait_until("the server to close every connection", || {
         server.open_connections() == 0
     });
-    assert_eq!(server.metrics().counter("raftnet.protocolErrors"), 0);
+    assert_eq!(server.metrics().protocol_errors, 0);
     drop(server);
     answerer.join().unwrap();
 }

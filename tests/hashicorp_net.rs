@@ -140,7 +140,7 @@ fn close_streams() {
             client.pooled_connections() == 3
         });
         // The pool was empty at the start of each round, so every call dialled.
-        assert_eq!(client.metrics().counter("raftnet.dials"), 5 * round);
+        assert_eq!(client.metrics().dials, 5 * round);
         if round == 1 {
             client.close_streams();
             wait_until("the pool is empty after close_streams", || {
@@ -214,7 +214,7 @@ fn heartbeat_fast_path() {
     // The handler answered before the caller got its response, so had the heartbeat gone to
     // the consumer it would be there by now.
     assert!(matches!(server.consumer().try_recv(), Ok(None)));
-    assert_eq!(server.metrics().counter("raftnet.heartbeatsFastPath"), 1);
+    assert_eq!(server.metrics().heartbeats_fast_path, 1);
 
     server.set_heartbeat_handler(None);
     let responder = answer_with(server.consumer(), 1, |_| Ok(append_response().into()));
@@ -225,7 +225,7 @@ fn heartbeat_fast_path() {
         vec![Request::AppendEntries(heartbeat_request())]
     );
     assert!(handled.try_recv().is_err());
-    assert_eq!(server.metrics().counter("raftnet.heartbeatsFastPath"), 1);
+    assert_eq!(server.metrics().heartbeats_fast_path, 1);
 }
 
 /// Gap: hashicorp's heartbeat rule tells a nil leader from an empty one
@@ -572,9 +572,9 @@ fn pooled_conn() {
     wait_until("3 idle pooled connections", || {
         client.pooled_connections() == 3
     });
-    assert_eq!(client.metrics().counter("raftnet.dials"), 5);
+    assert_eq!(client.metrics().dials, 5);
     assert_eq!(
-        client.metrics().gauge("raftnet.idlePooledConnections"),
+        client.metrics().idle_pooled_connections,
         3,
         "the metrics gauge agrees with pooled_connections()"
     );
@@ -582,26 +582,32 @@ fn pooled_conn() {
 
 // ---- tcp_transport_test.go --------------------------------------------------------------------
 
-fn not_advertisable() -> Error {
-    Error::Config("local bind address is not advertisable".into())
+/// hashicorp's `errNotAdvertisable`: raftnet's variant, with hashicorp's text.
+fn assert_not_advertisable(result: raftnet::Result<NetTransport>) {
+    match result {
+        Err(e @ Error::NotAdvertisable { addr }) => {
+            assert!(addr.ip().is_unspecified(), "{addr}");
+            assert_eq!(e.to_string(), "local bind address is not advertisable");
+        }
+        other => panic!("expected Error::NotAdvertisable, got {other:?}"),
+    }
 }
 
 /// #14 `TestTCPTransport_BadAddr`: binding 0.0.0.0 without an advertise address fails.
 #[test]
 fn tcp_bad_addr() {
-    let result = NetTransport::bind("0.0.0.0:0", None, test_config());
-    assert_eq!(result.err(), Some(not_advertisable()));
+    assert_not_advertisable(NetTransport::bind("0.0.0.0:0", None, test_config()));
 }
 
 /// #15 `TestTCPTransport_EmptyAddr`: Go's ":0" means "every address", i.e. the unspecified
 /// address, which is not advertisable. In Rust ":0" is not a socket address at all, so the
 /// faithful equivalent is the IPv6 unspecified address "[::]:0" (checked when this host has
-/// IPv6); ":0" itself must be refused as a configuration error too.
+/// IPv6); ":0" itself must be refused too, as a bind address that does not resolve.
 #[test]
 fn tcp_empty_addr() {
     let result = NetTransport::bind(":0", None, test_config());
     assert!(
-        matches!(result, Err(Error::Config(_))),
+        matches!(result, Err(Error::Bind { addr: None, .. })),
         "\":0\" must be refused: {result:?}"
     );
 
@@ -609,8 +615,7 @@ fn tcp_empty_addr() {
         eprintln!("tcp_empty_addr: no IPv6 on this host, skipping the [::]:0 case");
         return;
     }
-    let result = NetTransport::bind("[::]:0", None, test_config());
-    assert_eq!(result.err(), Some(not_advertisable()));
+    assert_not_advertisable(NetTransport::bind("[::]:0", None, test_config()));
 }
 
 /// #16 `TestTCPTransport_WithAdvertise`: bound to 0.0.0.0 with an advertise address,
@@ -646,7 +651,7 @@ fn unknown_frame_type_closes_the_connection() {
     raw.read_to_end(&mut received)
         .expect("the server closes the connection");
     assert_eq!(received, PREAMBLE.to_vec());
-    assert_eq!(p.server.metrics().counter("raftnet.protocolErrors"), 1);
+    assert_eq!(p.server.metrics().protocol_errors, 1);
 
     request_vote_round_trip(&p);
 }
@@ -675,7 +680,7 @@ fn server_close_fails_the_callers_call() {
         .request_vote(&id(), &p.target, vote_request(), default());
     let held = next_rpc(p.server.consumer());
     wait_until("the client read the server's preamble", || {
-        p.client.metrics().counter("raftnet.bytesRead") >= PREAMBLE_LEN as u64
+        p.client.metrics().bytes_read >= PREAMBLE_LEN as u64
     });
     p.server.close();
     let result = finish(call);

@@ -190,11 +190,8 @@ fn heartbeats_complete_while_a_snapshot_and_bulk_appends_stream() {
     let m = follower.metrics();
     let heartbeats = rtts.len() as u64;
     assert_eq!(fast_path.load(Ordering::SeqCst), heartbeats);
-    assert_eq!(m.counter("raftnet.heartbeatsFastPath"), heartbeats);
-    assert_eq!(
-        m.counter("raftnet.rpcsReceived;rpcType=Heartbeat"),
-        heartbeats
-    );
+    assert_eq!(m.heartbeats_fast_path, heartbeats);
+    assert_eq!(m.rpcs_received[RpcType::Heartbeat], heartbeats);
     drop(leader);
     drop(follower);
     let (heartbeats_on_consumer, appends_seen) = raft.join().unwrap();
@@ -246,7 +243,7 @@ fn an_unread_snapshot_holds_back_the_sender() {
     );
     let mut rpc: Rpc = rpc_rx.recv_timeout(EVENTUALLY).expect("the request");
     // The receiver reads nothing. The server fills its buffer and must then stop reading.
-    let server_read = || server.metrics().counter("raftnet.bytesRead");
+    let server_read = || server.metrics().bytes_read;
     wait_until("the server to buffer the first MiB", || {
         server_read() >= BUFFER
     });
@@ -404,7 +401,7 @@ fn a_reader_longer_than_size_sends_exactly_size_bytes() {
         SIZE,
         "bytes beyond size are not read"
     );
-    assert_eq!(server.metrics().counter("raftnet.protocolErrors"), 0);
+    assert_eq!(server.metrics().protocol_errors, 0);
 }
 
 #[test]
@@ -495,10 +492,10 @@ fn a_receiver_that_stops_reading_and_answers_is_heard() {
     assert_eq!(v.term, 5);
     eprintln!(
         "after an abandoned snapshot: server protocolErrors = {}, client protocolErrors = {}",
-        server.metrics().counter("raftnet.protocolErrors"),
-        client.metrics().counter("raftnet.protocolErrors"),
+        server.metrics().protocol_errors,
+        client.metrics().protocol_errors,
     );
-    assert_eq!(client.metrics().counter("raftnet.protocolErrors"), 0);
+    assert_eq!(client.metrics().protocol_errors, 0);
     drop(client);
     drop(server);
     raft.join().unwrap();

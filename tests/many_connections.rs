@@ -148,7 +148,7 @@ fn thousand_concurrent_connections_each_get_their_own_answers() {
     eprintln!(
         "server: {} open connections, {} accepted",
         server.open_connections(),
-        server.metrics().counter("raftnet.accepted")
+        server.metrics().accepted
     );
     checked.wait();
     for c in clients {
@@ -159,12 +159,12 @@ fn thousand_concurrent_connections_each_get_their_own_answers() {
         CONNECTIONS as u64 * ROUNDS
     );
     let m = server.metrics();
-    assert_eq!(m.counter("raftnet.accepted"), CONNECTIONS as u64);
+    assert_eq!(m.accepted, CONNECTIONS as u64);
     assert_eq!(
-        m.counter("raftnet.rpcsReceived;rpcType=RequestVote"),
+        m.rpcs_received[RpcType::RequestVote],
         CONNECTIONS as u64 * ROUNDS
     );
-    assert_eq!(m.counter("raftnet.protocolErrors"), 0);
+    assert_eq!(m.protocol_errors, 0);
     // The clients hung up: the server lets go of every connection.
     wait_until("the server to close the 1000 connections", || {
         server.open_connections() == 0

@@ -23,7 +23,7 @@ use openraft::storage::Adaptor;
 use openraft::{Config as RaftConfig, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
 use raftnet::openraft::{AddressOf, RaftnetNetworkFactory, serve};
-use raftnet::{NetTransport, Placement, ServerAddress, Transport};
+use raftnet::{NetTransport, Placement, RpcType, ServerAddress, Transport};
 use tokio::task::JoinHandle;
 
 type NodeId = u64;
@@ -134,12 +134,7 @@ impl Cluster {
     /// RequestVotes sent over raftnet by the nodes `ids`, in all.
     fn votes_sent(&self, ids: &[NodeId]) -> u64 {
         ids.iter()
-            .map(|&id| {
-                counter(
-                    &self.node(id).transport,
-                    "raftnet.callsSent;rpcType=RequestVote",
-                )
-            })
+            .map(|&id| self.node(id).transport.metrics().calls_sent[RpcType::RequestVote])
             .sum()
     }
 
@@ -323,10 +318,6 @@ async fn write_concurrently(
     }
 }
 
-fn counter(transport: &NetTransport, name: &str) -> u64 {
-    transport.metrics().counter(name)
-}
-
 async fn election(placement: Placement) {
     let ids = [0, 1, 2];
     let cluster = Cluster::start(&ids, raft_config(), placement).await;
@@ -346,7 +337,7 @@ async fn election(placement: Placement) {
     }
     // The votes and heartbeats went over raftnet.
     let leader_transport = &cluster.node(leader).transport;
-    assert!(counter(leader_transport, "raftnet.callsSent;rpcType=RequestVote") >= 2);
+    assert!(leader_transport.metrics().calls_sent[RpcType::RequestVote] >= 2);
     cluster.shutdown().await;
 }
 
@@ -379,10 +370,7 @@ async fn replication(placement: Placement) {
             .client_status;
         assert_eq!(state, leader_state, "node {id}'s state machine differs");
     }
-    let sent = counter(
-        &cluster.node(leader).transport,
-        "raftnet.callsSent;rpcType=AppendEntries",
-    );
+    let sent = cluster.node(leader).transport.metrics().calls_sent[RpcType::AppendEntries];
     assert!(sent > 0, "the entries were replicated over raftnet");
     cluster.shutdown().await;
 }
@@ -490,15 +478,10 @@ async fn snapshot_catch_up(placement: Placement) {
     let m = cluster.metrics(learner);
     assert_eq!(m.state, ServerState::Learner);
     assert!(m.snapshot.is_some(), "the learner installed a snapshot");
-    let sent = counter(
-        &cluster.node(leader).transport,
-        "raftnet.callsSent;rpcType=InstallSnapshot",
-    );
+    let sent = cluster.node(leader).transport.metrics().calls_sent[RpcType::InstallSnapshot];
     assert!(sent > 0, "the leader sent InstallSnapshot over raftnet");
-    let received = counter(
-        &cluster.node(learner).transport,
-        "raftnet.rpcsReceived;rpcType=InstallSnapshot",
-    );
+    let received =
+        cluster.node(learner).transport.metrics().rpcs_received[RpcType::InstallSnapshot];
     assert!(
         received > 0,
         "the learner received InstallSnapshot over raftnet"

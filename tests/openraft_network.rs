@@ -48,8 +48,8 @@ async fn new_client_does_not_dial() {
     let a = transport();
     let _network = client_to(&a, closed_port()).await;
     let metrics = a.metrics();
-    assert_eq!(metrics.counter("raftnet.dials"), 0);
-    assert_eq!(metrics.counter("raftnet.dialFailures"), 0);
+    assert_eq!(metrics.dials, 0);
+    assert_eq!(metrics.dial_failures, 0);
     a.close();
 }
 
@@ -62,7 +62,7 @@ async fn unreachable_peer_is_unreachable() {
         Err(RPCError::Unreachable(_)) => {}
         other => panic!("expected Unreachable, got {other:?}"),
     }
-    assert_eq!(a.metrics().counter("raftnet.dialFailures"), 1);
+    assert_eq!(a.metrics().dial_failures, 1);
     a.close();
 }
 

@@ -172,31 +172,35 @@ pub(crate) fn start(
             .name(name)
             .spawn(run)
             .map(DriverHandle::Thread)
-            .map_err(|e| Error::Config(format!("cannot start the driver thread: {e}")))
+            .map_err(Error::start("the driver thread"))
     };
     match placement {
         Placement::Thread => {
-            let poll = ::mio::Poll::new().map_err(Error::io)?;
-            let waker = ::mio::Waker::new(poll.registry(), mio::WAKER).map_err(Error::io)?;
+            let poll = ::mio::Poll::new().map_err(Error::start("the poller"))?;
+            let waker = ::mio::Waker::new(poll.registry(), mio::WAKER)
+                .map_err(Error::start("the poller's waker"))?;
             let shared = Shared::new(config, Box::new(waker));
             let engine = Engine::new(shared.clone(), system_clock);
-            let driver = mio::MioDriver::new(poll, listener, engine).map_err(Error::io)?;
+            let driver = mio::MioDriver::new(poll, listener, engine)
+                .map_err(Error::start("polling the listener"))?;
             let handle = spawn(name.into(), Box::new(move || mio::run_thread(driver)))?;
             Ok((shared, handle))
         }
         #[cfg(feature = "tokio")]
         Placement::Runtime(runtime) => {
-            let poll = ::mio::Poll::new().map_err(Error::io)?;
+            let poll = ::mio::Poll::new().map_err(Error::start("the poller"))?;
             let ring = Arc::new(tokio::sync::Notify::new());
             let shared = Shared::new(config, Box::new(runtime::NotifyWake(ring.clone())));
             let engine = Engine::new(shared.clone(), system_clock);
-            let driver = mio::MioDriver::new(poll, listener, engine).map_err(Error::io)?;
+            let driver = mio::MioDriver::new(poll, listener, engine)
+                .map_err(Error::start("polling the listener"))?;
             let finished = Finished::default();
             runtime.spawn(runtime::run_task(driver, ring, finished.clone()));
             Ok((shared, DriverHandle::Task(finished)))
         }
         Placement::ThreadPerConnection => {
-            let (driver, waker) = blocking::BlockingDriver::prepare(listener).map_err(Error::io)?;
+            let (driver, waker) = blocking::BlockingDriver::prepare(listener)
+                .map_err(Error::start("the blocking listener"))?;
             let shared = Shared::new(config, Box::new(waker));
             let engine = Engine::new(shared.clone(), system_clock);
             let handle = spawn(name.into(), Box::new(move || driver.run(engine)))?;

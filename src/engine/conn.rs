@@ -11,7 +11,7 @@ use bytes::BytesMut;
 
 use super::feed::SnapshotFeed;
 use super::key::ConnKey;
-use crate::metrics::RpcKind;
+use crate::metrics::RpcType;
 use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
 use crate::transport::snapshot::SnapshotStream;
@@ -25,7 +25,7 @@ pub(crate) const SNAPSHOT_SEND_HIGH_WATER: usize = 1 << 20;
 pub(crate) struct PendingCall {
     pub(crate) request_id: u64,
     pub(crate) resolver: AnyResolver,
-    pub(crate) kind: RpcKind,
+    pub(crate) kind: RpcType,
     pub(crate) started: Instant,
     pub(crate) deadline: Option<Instant>,
 }

@@ -19,7 +19,7 @@ use super::feed::SnapshotFeed;
 use super::key::ConnKey;
 use crate::error::Error;
 use crate::message::*;
-use crate::metrics::{RpcKind, TransportMetrics, add};
+use crate::metrics::{RpcType, TransportMetrics, add};
 pub(crate) use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
 use crate::transport::rpc::ResponseSink;
@@ -39,7 +39,7 @@ pub(crate) struct OutboundCall {
     pub(crate) request: Request,
     pub(crate) resolver: AnyResolver,
     pub(crate) deadline: Option<Instant>,
-    pub(crate) kind: RpcKind,
+    pub(crate) kind: RpcType,
 }
 
 /// A snapshot transfer for the engine to run; its body arrives through `feed`.

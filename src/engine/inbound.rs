@@ -8,7 +8,7 @@ use super::conn::{Role, SnapshotIn};
 use super::handoff::Completion;
 use super::{ConnKey, Engine, lookup};
 use crate::message::{Message, MessageType, Request, Response};
-use crate::metrics::{RpcKind, add};
+use crate::metrics::{RpcType, add};
 use crate::transport::rpc::{Responder, Rpc};
 use crate::transport::snapshot::{Flow, SnapshotReader, SnapshotStream};
 use crate::wire::{Flags, Lane, RawFrame, WireError};
@@ -85,7 +85,7 @@ impl Engine {
             return;
         };
         let shared = &self.shared;
-        let rpc_kind = RpcKind::of(&request);
+        let rpc_kind = RpcType::of(&request);
         shared.metrics.rpc_decode[rpc_kind as usize].record(decode_time);
         add(&shared.metrics.rpcs_received[rpc_kind as usize], 1);
         let request_id = frame.header.request_id;
@@ -117,7 +117,7 @@ impl Engine {
             _ => None,
         };
         let rpc = Rpc::new(request, snapshot, responder, Some(conn.peer), decoded_at);
-        if rpc_kind == RpcKind::Heartbeat
+        if rpc_kind == RpcType::Heartbeat
             && let Some(handler) = shared.heartbeat.get()
         {
             add(&shared.metrics.heartbeats_fast_path, 1);
@@ -209,7 +209,7 @@ impl Engine {
         let message = match result {
             Ok(response) => {
                 if let Some(t) = taken_at {
-                    self.shared.metrics.rpc_respond[RpcKind::of_response(&response) as usize]
+                    self.shared.metrics.rpc_respond[RpcType::of_response(&response) as usize]
                         .record(now.saturating_duration_since(t));
                 }
                 Message::Response(response)

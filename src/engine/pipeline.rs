@@ -11,7 +11,7 @@ use super::conn::{PipelineConn, Role};
 use super::{ConnKey, Engine};
 use crate::error::Error;
 use crate::message::{AppendEntriesRequest, Response};
-use crate::metrics::{RpcKind, add};
+use crate::metrics::{RpcType, add};
 use crate::transport::pipeline::PipelineShared;
 use crate::wire::{Lane, RawFrame, WireError};
 
@@ -50,9 +50,9 @@ impl Engine {
             return;
         }
         let kind = if request.is_heartbeat() {
-            RpcKind::Heartbeat
+            RpcType::Heartbeat
         } else {
-            RpcKind::AppendEntries
+            RpcType::AppendEntries
         };
         add(&self.shared.metrics.calls_sent[kind as usize], 1);
         if let Some(t) = self.shared.config.timeout {
@@ -81,7 +81,7 @@ impl Engine {
         let metrics = &self.shared.metrics;
         match p.shared.complete(frame.header.request_id, result) {
             Some(done) => {
-                metrics.call_latency[RpcKind::AppendEntries as usize]
+                metrics.call_latency[RpcType::AppendEntries as usize]
                     .record(now.saturating_duration_since(done.started));
                 add(&metrics.caller_wakes, done.woken as u64);
             }

@@ -12,7 +12,7 @@ use super::handoff::OutboundSnapshot;
 use super::{ConnKey, Engine};
 use crate::error::Error;
 use crate::message::{Message, Request};
-use crate::metrics::RpcKind;
+use crate::metrics::RpcType;
 use crate::wire::Lane;
 
 impl Engine {
@@ -56,7 +56,7 @@ impl Engine {
             PendingCall {
                 request_id,
                 resolver,
-                kind: RpcKind::InstallSnapshot,
+                kind: RpcType::InstallSnapshot,
                 started: now,
                 deadline,
             },

@@ -19,7 +19,7 @@ use super::{Action, ConnKey, Engine, Flushed, Shared};
 use crate::config::Config;
 use crate::error::Error;
 use crate::message::*;
-use crate::metrics::RpcKind;
+use crate::metrics::{Metrics, RpcType};
 use crate::transport::call::{Call, call};
 use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared, TrySendError};
 use crate::transport::rpc::Rpc;
@@ -90,9 +90,9 @@ impl Node {
         }
     }
 
-    fn counter(&self, name: &str) -> u64 {
-        let gauges: [(&str, u64); 0] = [];
-        self.shared.metrics.snapshot(&gauges, 0).counter(name)
+    /// The counters and timers (the gauges are `NetTransport::metrics`'s to fill in).
+    fn metrics(&self) -> Metrics {
+        self.shared.metrics.snapshot(0)
     }
 
     /// The next RPC the consumer holds.
@@ -320,7 +320,7 @@ impl Pair {
                 .into(),
                 resolver: AnyResolver::RequestVote(resolver),
                 deadline,
-                kind: RpcKind::RequestVote,
+                kind: RpcType::RequestVote,
             }));
         call
     }
@@ -417,12 +417,8 @@ fn a_call_round_trips_and_its_connection_is_pooled() {
             .load(Ordering::Relaxed),
         1
     );
-    assert_eq!(pair.client.counter("raftnet.dials"), 1);
-    assert_eq!(
-        pair.server
-            .counter("raftnet.rpcsReceived;rpcType=RequestVote"),
-        1
-    );
+    assert_eq!(pair.client.metrics().dials, 1);
+    assert_eq!(pair.server.metrics().rpcs_received[RpcType::RequestVote], 1);
 }
 
 #[test]
@@ -437,7 +433,7 @@ fn a_frame_cut_at_every_byte_boundary_decodes_the_same() {
         assert_eq!(pair.answer_votes(), 1, "piece size {piece}");
         pair.drive();
         assert_eq!(vote.try_result().unwrap().unwrap().term, piece as u64);
-        assert_eq!(pair.server.counter("raftnet.protocolErrors"), 0);
+        assert_eq!(pair.server.metrics().protocol_errors, 0);
     }
 }
 
@@ -453,7 +449,7 @@ fn a_request_and_the_end_of_stream_in_one_delivery_are_both_handled() {
     // The request reached the consumer; the connection then closed cleanly (no protocol error).
     let rpc = pair.server.next_rpc();
     assert_eq!(rpc.request.message_type(), MessageType::RequestVote);
-    assert_eq!(pair.server.counter("raftnet.protocolErrors"), 0);
+    assert_eq!(pair.server.metrics().protocol_errors, 0);
     assert_eq!(
         pair.server.engine.poll_action(),
         Some(Action::Close { key: server_key })
@@ -473,7 +469,7 @@ fn an_end_of_stream_inside_a_frame_is_a_protocol_error() {
         .engine
         .handle_bytes(server_key, &bytes[..bytes.len() - 1], pair.now);
     pair.server.engine.handle_eof(server_key);
-    assert_eq!(pair.server.counter("raftnet.protocolErrors"), 1);
+    assert_eq!(pair.server.metrics().protocol_errors, 1);
     assert!(pair.server.shared.consumer.is_empty());
     assert!(!pair.server.engine.is_open(server_key));
 }
@@ -501,7 +497,7 @@ fn a_deadline_fails_the_call_and_a_late_answer_never_reaches_a_later_call() {
     assert_eq!(pair.answer_votes(), 1);
     pair.drive();
     assert_eq!(second.try_result().unwrap().unwrap().term, 2);
-    assert_eq!(pair.client.counter("raftnet.dials"), 2);
+    assert_eq!(pair.client.metrics().dials, 2);
 }
 
 #[test]
@@ -510,7 +506,7 @@ fn a_call_past_its_deadline_fails_before_anything_is_sent() {
     let vote = pair.vote(1, Some(pair.now));
     pair.drive();
     assert_eq!(vote.try_result().unwrap().unwrap_err(), Error::Timeout);
-    assert_eq!(pair.client.counter("raftnet.dials"), 0);
+    assert_eq!(pair.client.metrics().dials, 0);
 }
 
 #[test]
@@ -524,7 +520,7 @@ fn a_dial_that_does_not_complete_in_time_is_unreachable() {
     pair.drive();
     let error = vote.try_result().unwrap().unwrap_err();
     assert!(error.is_unreachable(), "{error:?}");
-    assert_eq!(pair.client.counter("raftnet.dialFailures"), 1);
+    assert_eq!(pair.client.metrics().dial_failures, 1);
 }
 
 #[test]
@@ -569,7 +565,7 @@ fn pooled_connections_are_reused_most_recent_first_and_the_pool_is_bounded() {
     // Three calls at once: three connections.
     let mut calls: Vec<_> = (1..=3).map(|t| pair.vote(t, None)).collect();
     pair.drive();
-    assert_eq!(pair.client.counter("raftnet.dials"), 3);
+    assert_eq!(pair.client.metrics().dials, 3);
     // Answer them in order; the first two go back to the pool, the third is closed.
     assert_eq!(pair.answer_votes(), 3);
     pair.drive();
@@ -589,7 +585,7 @@ fn pooled_connections_are_reused_most_recent_first_and_the_pool_is_bounded() {
     let pooled = pair.client.engine.pools.values().next().unwrap().clone();
     let next = pair.vote(9, None);
     pair.drive();
-    assert_eq!(pair.client.counter("raftnet.dials"), 3, "no new dial");
+    assert_eq!(pair.client.metrics().dials, 3, "no new dial");
     assert_eq!(
         pair.client.engine.pools.values().next().unwrap(),
         &pooled[..1],
@@ -758,11 +754,7 @@ fn shutdown_resolves_everything_in_flight_exactly_once() {
     for future in &futures {
         assert_eq!(future.try_result().unwrap().unwrap_err(), Error::Shutdown);
     }
-    assert_eq!(
-        pair.client
-            .counter("raftnet.callsFailed;rpcType=RequestVote"),
-        5
-    );
+    assert_eq!(pair.client.metrics().calls_failed[RpcType::RequestVote], 5);
     // Nothing is left open, and new submissions fail at once.
     assert!(pair.client.engine.conns.is_empty());
     let late = pair.vote(7, None);
@@ -804,7 +796,7 @@ fn a_wrong_frame_on_a_serving_connection_is_a_protocol_error() {
         )
         .unwrap();
     node.engine.handle_bytes(key, &out.to_vec(), *START);
-    assert_eq!(node.counter("raftnet.protocolErrors"), 1);
+    assert_eq!(node.metrics().protocol_errors, 1);
     assert!(!node.engine.is_open(key));
     assert_eq!(node.engine.poll_action(), Some(Action::Close { key }));
     assert!(node.shared.consumer.is_empty());
@@ -822,7 +814,7 @@ fn a_closed_key_never_reaches_the_connection_that_reuses_its_slot() {
     node.engine.handle_bytes(first, b"garbage", *START);
     node.engine.handle_eof(first);
     assert!(node.engine.is_open(second));
-    assert_eq!(node.counter("raftnet.protocolErrors"), 0);
+    assert_eq!(node.metrics().protocol_errors, 0);
 }
 
 #[test]
@@ -865,6 +857,6 @@ fn an_oversized_snapshot_chunk_is_a_protocol_error_and_fails_the_reader() {
     let mut reader = rpc.snapshot.take().unwrap();
     let error = reader.next_chunk().unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-    assert_eq!(node.counter("raftnet.protocolErrors"), 1);
+    assert_eq!(node.metrics().protocol_errors, 1);
     assert!(!node.engine.is_open(key));
 }

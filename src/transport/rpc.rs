@@ -241,7 +241,7 @@ impl Consumer {
         let now = Instant::now();
         rpc.responder.taken_at = Some(now);
         if let Some(m) = &self.shared.metrics {
-            let kind = crate::metrics::RpcKind::of(&rpc.request) as usize;
+            let kind = crate::metrics::RpcType::of(&rpc.request) as usize;
             m.rpc_enqueue[kind].record(now.saturating_duration_since(rpc.decoded_at));
         }
         Some(rpc)
