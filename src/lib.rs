@@ -95,13 +95,28 @@ pub mod openraft;
 mod transport;
 pub mod wire;
 
-pub use config::*;
+// The public names, in one place. Modules stay private (but for the message, wire, inmem and
+// openraft modules, which users name by path); each item a user needs is listed here.
+
+// The contract: what a Raft implementation calls and what it receives.
+pub use transport::{
+    AddressProvider, AppendFuture, AppendPipeline, Call, CallOptions, Consumer, DROPPED_UNANSWERED,
+    HeartbeatHandler, Responder, Rpc, ServerAddress, ServerId, SnapshotData, SnapshotReader,
+    Transport, TrySendError,
+};
+
+// The transports, and where the network one runs.
 pub use driver::Placement;
-pub use error::{Error, ErrorClass, Result};
 pub use inmem::InmemTransport;
-pub use metrics::{HistogramSnapshot, Metric, MetricValue, Metrics, PerRpcType, RpcType};
 pub use net::NetTransport;
-pub use transport::*;
+
+// Settings, failures, measurements.
+pub use config::{
+    Config, DEFAULT_MAX_POOL, DEFAULT_MAX_RPCS_IN_FLIGHT, DEFAULT_SNAPSHOT_BUFFER,
+    DEFAULT_SNAPSHOT_CHUNK, DEFAULT_TIMEOUT, DEFAULT_TIMEOUT_SCALE, MAX_TIMEOUT,
+};
+pub use error::{Error, ErrorClass, Result};
+pub use metrics::{HistogramSnapshot, Metric, MetricValue, Metrics, PerRpcType, RpcType};
 
 #[doc(hidden)]
 pub mod fuzzing;

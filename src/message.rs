@@ -17,27 +17,27 @@ use bytes::Bytes;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MessageType {
-    /// [`AppendEntriesRequest`](AppendEntriesRequest), heartbeats included.
+    /// [`AppendEntriesRequest`], heartbeats included.
     AppendEntries = 0x00,
-    /// [`RequestVoteRequest`](RequestVoteRequest).
+    /// [`RequestVoteRequest`].
     RequestVote = 0x01,
-    /// [`InstallSnapshotRequest`](InstallSnapshotRequest).
+    /// [`InstallSnapshotRequest`].
     InstallSnapshot = 0x02,
-    /// [`TimeoutNowRequest`](TimeoutNowRequest).
+    /// [`TimeoutNowRequest`].
     TimeoutNow = 0x03,
-    /// [`RequestPreVoteRequest`](RequestPreVoteRequest).
+    /// [`RequestPreVoteRequest`].
     RequestPreVote = 0x04,
     /// Raw snapshot bytes (no msgpack).
     SnapshotChunk = 0x05,
-    /// [`AppendEntriesResponse`](AppendEntriesResponse).
+    /// [`AppendEntriesResponse`].
     AppendEntriesResponse = 0x80,
-    /// [`RequestVoteResponse`](RequestVoteResponse).
+    /// [`RequestVoteResponse`].
     RequestVoteResponse = 0x81,
-    /// [`InstallSnapshotResponse`](InstallSnapshotResponse).
+    /// [`InstallSnapshotResponse`].
     InstallSnapshotResponse = 0x82,
-    /// [`TimeoutNowResponse`](TimeoutNowResponse).
+    /// [`TimeoutNowResponse`].
     TimeoutNowResponse = 0x83,
-    /// [`RequestPreVoteResponse`](RequestPreVoteResponse).
+    /// [`RequestPreVoteResponse`].
     RequestPreVoteResponse = 0x84,
     /// The remote's error text (a msgpack string), answering a request.
     Error = 0xFF,
@@ -348,7 +348,7 @@ pub struct RequestPreVoteResponse {
 }
 
 /// Push a snapshot to a follower (Go `InstallSnapshotRequest`). The snapshot's bytes (exactly
-/// `size` of them) follow the request as [`SnapshotChunk`](super::Message::SnapshotChunk) frames.
+/// `size` of them) follow the request as [`SnapshotChunk`](Message::SnapshotChunk) frames.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct InstallSnapshotRequest {
     /// Sender's header.
@@ -436,7 +436,7 @@ pub enum Message {
     /// A successful answer.
     Response(Response),
     /// A piece of a snapshot body, following an [`InstallSnapshotRequest`] with the same
-    /// request id. The last piece has [`Flags::END_STREAM`](super::Flags::END_STREAM) set.
+    /// request id. The last piece has [`Flags::END_STREAM`](crate::wire::Flags::END_STREAM) set.
     SnapshotChunk(Bytes),
     /// The remote's error text, answering a request in place of a response (hashicorp: the
     /// error string Raft's `Respond` was given).

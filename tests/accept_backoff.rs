@@ -84,7 +84,7 @@ mod listen_backoff_child {
 
     use super::*;
 
-    pub const ENV: &str = "RAFTNET_TEST_LISTEN_BACKOFF_CHILD";
+    pub(crate) const ENV: &str = "RAFTNET_TEST_LISTEN_BACKOFF_CHILD";
 
     /// EMFILE on Linux and the BSDs.
     const EMFILE: i32 = 24;
@@ -123,7 +123,7 @@ mod listen_backoff_child {
             .collect()
     }
 
-    pub fn run() {
+    pub(crate) fn run() {
         log::set_logger(&CAPTURE).expect("install the capturing logger");
         log::set_max_level(log::LevelFilter::Warn);
 

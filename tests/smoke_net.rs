@@ -1,3 +1,6 @@
+//! The first tests a new `NetTransport` must pass: one round trip of each kind (a vote, a
+//! snapshot, pipelined appends), and snapshots back to back at full speed.
+
 mod common;
 
 use std::time::Duration;

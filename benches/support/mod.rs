@@ -14,7 +14,7 @@ use serde_bytes::ByteBuf;
 #[allow(dead_code, reason = "the codec benchmark times two of the twins")]
 mod twins;
 
-pub use twins::{AppendEntriesRequest as SerdeAppendEntries, Log as SerdeLog};
+pub(crate) use twins::{AppendEntriesRequest as SerdeAppendEntries, Log as SerdeLog};
 
 fn buf(bytes: &Option<Bytes>) -> Option<ByteBuf> {
     bytes.as_ref().map(|b| ByteBuf::from(b.to_vec()))
@@ -52,10 +52,10 @@ impl From<&AppendEntriesRequest> for SerdeAppendEntries {
 }
 
 /// The request id every benchmark frame carries.
-pub const REQUEST_ID: u64 = 0x0123_4567_89ab;
+pub(crate) const REQUEST_ID: u64 = 0x0123_4567_89ab;
 
 /// 2026-01-01T00:00:00.123456789Z: a fixed, non-zero `AppendedAt`.
-pub const APPENDED_AT: Timestamp = Timestamp {
+pub(crate) const APPENDED_AT: Timestamp = Timestamp {
     unix_seconds: 1_767_225_600,
     nanos: 123_456_789,
     utc_offset: None,
@@ -73,7 +73,7 @@ fn header() -> RpcHeader {
 }
 
 /// A heartbeat as hashicorp/raft sends it: term, header, leader address, nothing else.
-pub fn heartbeat() -> AppendEntriesRequest {
+pub(crate) fn heartbeat() -> AppendEntriesRequest {
     let request = AppendEntriesRequest {
         header: header(),
         term: TERM,
@@ -86,7 +86,7 @@ pub fn heartbeat() -> AppendEntriesRequest {
 
 /// An AppendEntries carrying `count` command entries of `size` bytes each, following entry
 /// 1000; each payload is its own allocation, as entries coming out of a log store would be.
-pub fn append_entries(count: usize, size: usize) -> AppendEntriesRequest {
+pub(crate) fn append_entries(count: usize, size: usize) -> AppendEntriesRequest {
     let first = 1001;
     let entries = (0..count as u64)
         .map(|i| {
@@ -113,7 +113,7 @@ pub fn append_entries(count: usize, size: usize) -> AppendEntriesRequest {
 }
 
 /// Total entry payload bytes in `request`.
-pub fn payload_len(request: &AppendEntriesRequest) -> u64 {
+pub(crate) fn payload_len(request: &AppendEntriesRequest) -> u64 {
     request
         .entries
         .iter()
@@ -122,7 +122,7 @@ pub fn payload_len(request: &AppendEntriesRequest) -> u64 {
 }
 
 /// Encode `message` as one native frame (16-byte header, then body), contiguous.
-pub fn native_frame(message: &Message) -> Bytes {
+pub(crate) fn native_frame(message: &Message) -> Bytes {
     let mut queue = SendQueue::new();
     FrameEncoder::new()
         .encode(&mut queue, REQUEST_ID, Lane::Control, Flags::NONE, message)
@@ -132,7 +132,11 @@ pub fn native_frame(message: &Message) -> Bytes {
 
 /// Check that the two codecs agree before timing them: rmp-serde's bytes for the twin are
 /// exactly raftnet's frame body, and each side decodes the other's bytes to the same message.
-pub fn check_same_wire_bytes(request: &AppendEntriesRequest, frame: &Bytes, serde_bytes: &[u8]) {
+pub(crate) fn check_same_wire_bytes(
+    request: &AppendEntriesRequest,
+    frame: &Bytes,
+    serde_bytes: &[u8],
+) {
     let head = frame.first_chunk::<HEADER_LEN>().expect("header");
     let header = FrameHeader::parse(head, DEFAULT_MAX_BODY_LEN).expect("header parses");
     let body = frame.slice(HEADER_LEN..);

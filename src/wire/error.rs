@@ -192,7 +192,7 @@ pub enum EncodeError {
         /// The field.
         field: &'static str,
     },
-    /// A [`Message::SnapshotChunk`](super::Message::SnapshotChunk) can only be sent with
+    /// A [`Message::SnapshotChunk`](crate::message::Message::SnapshotChunk) can only be sent with
     /// flags valid for it, and other messages with none.
     InvalidFlags {
         /// The message type.

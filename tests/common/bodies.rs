@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The byte at `offset` of a deterministic snapshot body.
-pub fn pattern_byte(offset: u64) -> u8 {
+pub(crate) fn pattern_byte(offset: u64) -> u8 {
     let x = offset.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (x >> 56) as u8 ^ (offset as u8)
 }
 
 /// A running checksum (FNV-1a over 64 bits) that can be fed in pieces.
 #[derive(Debug, Clone, Copy)]
-pub struct Checksum {
+pub(crate) struct Checksum {
     pub state: u64,
     pub len: u64,
 }
@@ -29,7 +29,7 @@ impl Default for Checksum {
 }
 
 impl Checksum {
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         let mut h = self.state;
         for &b in bytes {
             h ^= u64::from(b);
@@ -42,7 +42,7 @@ impl Checksum {
 
 /// A reader that produces `limit` bytes of [`pattern_byte`] (`u64::MAX`: without end),
 /// counting what was read out of it and checksumming it.
-pub struct PatternReader {
+pub(crate) struct PatternReader {
     pub offset: u64,
     pub limit: u64,
     pub read: Arc<AtomicU64>,
@@ -50,7 +50,7 @@ pub struct PatternReader {
 }
 
 impl PatternReader {
-    pub fn new(limit: u64) -> PatternReader {
+    pub(crate) fn new(limit: u64) -> PatternReader {
         PatternReader {
             offset: 0,
             limit,

@@ -13,16 +13,16 @@ use raftnet::*;
 use super::net::{bind, unused_addr};
 
 /// hashicorp's `makeTransport` timeout.
-pub const HASHICORP_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const HASHICORP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The timeout the ported tests actually use: a slow, noisy 2-core CI machine running the test
 /// binaries in parallel can stall a responder thread for longer than hashicorp's 1 s, which would
 /// turn a passing round trip into a spurious `Error::Timeout`. No test waits for this timeout to
 /// expire unless it says so.
-pub const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// hashicorp's `makeTransport` config: MaxPool 2, MaxRPCsInFlight 130, Timeout 1 s.
-pub fn hashicorp_config() -> Config {
+pub(crate) fn hashicorp_config() -> Config {
     Config::default()
         .max_pool(2)
         .max_rpcs_in_flight(130)
@@ -30,13 +30,13 @@ pub fn hashicorp_config() -> Config {
 }
 
 /// [`hashicorp_config`] with the CI-safe [`TEST_TIMEOUT`].
-pub fn test_config() -> Config {
+pub(crate) fn test_config() -> Config {
     hashicorp_config().timeout(Some(TEST_TIMEOUT))
 }
 
 /// hashicorp's `testAddrProvider`: every id maps to one fixed address.
 #[derive(Debug, Clone)]
-pub struct FixedAddress(pub ServerAddress);
+pub(crate) struct FixedAddress(pub ServerAddress);
 
 impl AddressProvider for FixedAddress {
     fn server_addr(&self, _id: &ServerId) -> Result<ServerAddress, String> {
@@ -47,14 +47,14 @@ impl AddressProvider for FixedAddress {
 /// A server ("trans1", the consumer side) and a client ("trans2", the caller), and the target
 /// address the client passes on its calls.
 #[derive(Debug)]
-pub struct NetPair {
+pub(crate) struct NetPair {
     pub server: NetTransport,
     pub client: NetTransport,
     pub target: ServerAddress,
 }
 
 /// The id every call in these tests is made with (hashicorp: "id1").
-pub fn id() -> ServerId {
+pub(crate) fn id() -> ServerId {
     ServerId::from("id1")
 }
 
@@ -62,7 +62,7 @@ pub fn id() -> ServerId {
 /// [`AddressProvider`] pointing at the server (hashicorp's `makeTransport(t, true, addr)`), and
 /// the target the client is given is an address nobody listens on: a call can then only
 /// succeed if the provider's address is the one dialled.
-pub fn net_pair_with(config: Config, use_provider: bool) -> NetPair {
+pub(crate) fn net_pair_with(config: Config, use_provider: bool) -> NetPair {
     let server = bind(config.clone());
     let client_config = if use_provider {
         config.address_provider(Arc::new(FixedAddress(server.local_addr())))
@@ -83,13 +83,13 @@ pub fn net_pair_with(config: Config, use_provider: bool) -> NetPair {
 }
 
 /// [`net_pair_with`] using [`test_config`].
-pub fn net_pair(use_provider: bool) -> NetPair {
+pub(crate) fn net_pair(use_provider: bool) -> NetPair {
     net_pair_with(test_config(), use_provider)
 }
 
 /// Two in-memory transports connected both ways (hashicorp's `trans1.Connect(addr2, trans2);
 /// trans2.Connect(addr1, trans1)`), returned as (server, client).
-pub fn inmem_pair(timeout: Duration) -> (InmemTransport, InmemTransport) {
+pub(crate) fn inmem_pair(timeout: Duration) -> (InmemTransport, InmemTransport) {
     let config = Config::default().timeout(Some(timeout));
     let server = InmemTransport::with_config("", config.clone());
     let client = InmemTransport::with_config("", config);
@@ -105,7 +105,7 @@ fn b(s: &str) -> Option<Bytes> {
 }
 
 /// hashicorp's `makeAppendRPC`.
-pub fn append_request() -> AppendEntriesRequest {
+pub(crate) fn append_request() -> AppendEntriesRequest {
     AppendEntriesRequest {
         header: RpcHeader {
             addr: b("cartman"),
@@ -126,7 +126,7 @@ pub fn append_request() -> AppendEntriesRequest {
 }
 
 /// hashicorp's `makeAppendRPCResponse`.
-pub fn append_response() -> AppendEntriesResponse {
+pub(crate) fn append_response() -> AppendEntriesResponse {
     AppendEntriesResponse {
         term: 4,
         last_log: 90,
@@ -136,10 +136,10 @@ pub fn append_response() -> AppendEntriesResponse {
 }
 
 /// hashicorp's `ProtocolVersionMax`.
-pub const PROTOCOL_VERSION_MAX: i64 = 3;
+pub(crate) const PROTOCOL_VERSION_MAX: i64 = 3;
 
 /// The heartbeat of `TestNetworkTransport_Heartbeat_FastPath`.
-pub fn heartbeat_request() -> AppendEntriesRequest {
+pub(crate) fn heartbeat_request() -> AppendEntriesRequest {
     AppendEntriesRequest {
         header: RpcHeader {
             protocol_version: PROTOCOL_VERSION_MAX,
@@ -153,7 +153,7 @@ pub fn heartbeat_request() -> AppendEntriesRequest {
 }
 
 /// `TestNetworkTransport_RequestVote`'s request.
-pub fn vote_request() -> RequestVoteRequest {
+pub(crate) fn vote_request() -> RequestVoteRequest {
     RequestVoteRequest {
         header: RpcHeader {
             addr: b("butters"),
@@ -167,7 +167,7 @@ pub fn vote_request() -> RequestVoteRequest {
 }
 
 /// `TestNetworkTransport_RequestVote`'s response.
-pub fn vote_response() -> RequestVoteResponse {
+pub(crate) fn vote_response() -> RequestVoteResponse {
     RequestVoteResponse {
         term: 100,
         granted: false,
@@ -176,7 +176,7 @@ pub fn vote_response() -> RequestVoteResponse {
 }
 
 /// `TestNetworkTransport_InstallSnapshot`'s request (the body is [`SNAPSHOT_BODY`]).
-pub fn snapshot_request() -> InstallSnapshotRequest {
+pub(crate) fn snapshot_request() -> InstallSnapshotRequest {
     InstallSnapshotRequest {
         header: RpcHeader {
             addr: b("kyle"),
@@ -192,10 +192,10 @@ pub fn snapshot_request() -> InstallSnapshotRequest {
 }
 
 /// The snapshot body hashicorp streams.
-pub const SNAPSHOT_BODY: &[u8] = b"0123456789";
+pub(crate) const SNAPSHOT_BODY: &[u8] = b"0123456789";
 
 /// `TestNetworkTransport_InstallSnapshot`'s response.
-pub fn snapshot_response() -> InstallSnapshotResponse {
+pub(crate) fn snapshot_response() -> InstallSnapshotResponse {
     InstallSnapshotResponse {
         term: 10,
         success: true,
@@ -204,7 +204,7 @@ pub fn snapshot_response() -> InstallSnapshotResponse {
 }
 
 /// A pre-vote request with every field set (no hashicorp test sends one).
-pub fn pre_vote_request() -> RequestPreVoteRequest {
+pub(crate) fn pre_vote_request() -> RequestPreVoteRequest {
     RequestPreVoteRequest {
         header: RpcHeader {
             protocol_version: PROTOCOL_VERSION_MAX,
@@ -218,7 +218,7 @@ pub fn pre_vote_request() -> RequestPreVoteRequest {
 }
 
 /// The answer to [`pre_vote_request`].
-pub fn pre_vote_response() -> RequestPreVoteResponse {
+pub(crate) fn pre_vote_response() -> RequestPreVoteResponse {
     RequestPreVoteResponse {
         header: RpcHeader {
             protocol_version: PROTOCOL_VERSION_MAX,
@@ -231,7 +231,7 @@ pub fn pre_vote_response() -> RequestPreVoteResponse {
 }
 
 /// A TimeoutNow request with its header set (no hashicorp test sends one).
-pub fn timeout_now_request() -> TimeoutNowRequest {
+pub(crate) fn timeout_now_request() -> TimeoutNowRequest {
     TimeoutNowRequest {
         header: RpcHeader {
             protocol_version: PROTOCOL_VERSION_MAX,
@@ -242,7 +242,7 @@ pub fn timeout_now_request() -> TimeoutNowRequest {
 }
 
 /// The answer to [`timeout_now_request`].
-pub fn timeout_now_response() -> TimeoutNowResponse {
+pub(crate) fn timeout_now_response() -> TimeoutNowResponse {
     TimeoutNowResponse {
         header: RpcHeader {
             protocol_version: PROTOCOL_VERSION_MAX,

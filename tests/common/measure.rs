@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Percentile of sorted durations.
-pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -13,7 +13,7 @@ pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 /// The build profile, printed next to timings (debug timings are not release timings).
-pub fn profile() -> &'static str {
+pub(crate) fn profile() -> &'static str {
     if cfg!(debug_assertions) {
         "debug"
     } else {

@@ -15,9 +15,9 @@
 // files below too.
 #![allow(dead_code)]
 
-pub mod bodies;
-pub mod fixtures;
-pub mod measure;
-pub mod net;
-pub mod peers;
-pub mod wire;
+pub(crate) mod bodies;
+pub(crate) mod fixtures;
+pub(crate) mod measure;
+pub(crate) mod net;
+pub(crate) mod peers;
+pub(crate) mod wire;

@@ -14,23 +14,23 @@ use raftnet::*;
 
 /// How long "happens eventually" may take before a test gives up: generous, because a slow,
 /// noisy 2-core machine runs the test binaries in parallel.
-pub const EVENTUALLY: Duration = Duration::from_secs(60);
+pub(crate) const EVENTUALLY: Duration = Duration::from_secs(60);
 
 /// How long a test watches for something that must *not* happen (a blocked send returning).
-pub const NOT_WITHIN: Duration = Duration::from_millis(100);
+pub(crate) const NOT_WITHIN: Duration = Duration::from_millis(100);
 
 /// A transport on an ephemeral loopback port.
-pub fn bind(config: Config) -> NetTransport {
+pub(crate) fn bind(config: Config) -> NetTransport {
     NetTransport::bind("127.0.0.1:0", None, config).expect("bind 127.0.0.1:0")
 }
 
 /// Two transports on ephemeral loopback ports, both built from `config`.
-pub fn pair(config: Config) -> (NetTransport, NetTransport) {
+pub(crate) fn pair(config: Config) -> (NetTransport, NetTransport) {
     (bind(config.clone()), bind(config))
 }
 
 /// A loopback address nobody listens on (a port that was free a moment ago).
-pub fn unused_addr() -> ServerAddress {
+pub(crate) fn unused_addr() -> ServerAddress {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
     let addr: SocketAddr = listener.local_addr().expect("probe address");
     drop(listener);
@@ -39,7 +39,7 @@ pub fn unused_addr() -> ServerAddress {
 
 /// Poll `condition` until it holds, failing the test after [`EVENTUALLY`]. It is checked every
 /// millisecond, so a wait ends about as soon as the condition holds.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + EVENTUALLY;
     while !condition() {
         assert!(
@@ -52,7 +52,7 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// Wait for a call's result, failing the test after [`EVENTUALLY`] (a hang is a failure, not a
 /// stuck test run).
-pub fn finish<T>(call: Call<T>) -> raftnet::Result<T> {
+pub(crate) fn finish<T>(call: Call<T>) -> raftnet::Result<T> {
     match call.wait_deadline(Instant::now() + EVENTUALLY) {
         Ok(result) => result,
         Err(_) => panic!("the call was not resolved within {EVENTUALLY:?}"),
@@ -60,13 +60,13 @@ pub fn finish<T>(call: Call<T>) -> raftnet::Result<T> {
 }
 
 /// Wait for a pipelined append's result, failing the test after [`EVENTUALLY`].
-pub fn finish_append(future: &AppendFuture) -> raftnet::Result<AppendEntriesResponse> {
+pub(crate) fn finish_append(future: &AppendFuture) -> raftnet::Result<AppendEntriesResponse> {
     wait_until("the append future resolves", || future.is_done());
     future.try_result().expect("resolved")
 }
 
 /// Assert that nothing arrives on `rx` within [`NOT_WITHIN`].
-pub fn assert_nothing_within<T: std::fmt::Debug>(rx: &Receiver<T>, what: &str) {
+pub(crate) fn assert_nothing_within<T: std::fmt::Debug>(rx: &Receiver<T>, what: &str) {
     match rx.recv_timeout(NOT_WITHIN) {
         Err(RecvTimeoutError::Timeout) => {}
         Ok(v) => panic!("{what}: happened within {NOT_WITHIN:?} ({v:?})"),
@@ -75,7 +75,7 @@ pub fn assert_nothing_within<T: std::fmt::Debug>(rx: &Receiver<T>, what: &str) {
 }
 
 /// Receive from `rx`, failing the test after [`EVENTUALLY`].
-pub fn recv_eventually<T>(rx: &Receiver<T>, what: &str) -> T {
+pub(crate) fn recv_eventually<T>(rx: &Receiver<T>, what: &str) -> T {
     rx.recv_timeout(EVENTUALLY)
         .unwrap_or_else(|e| panic!("{what}: {e:?} after {EVENTUALLY:?}"))
 }

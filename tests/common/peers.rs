@@ -13,7 +13,7 @@ use raftnet::*;
 use super::net::EVENTUALLY;
 
 /// Take the next RPC, failing the test if none arrives within [`EVENTUALLY`].
-pub fn next_rpc(consumer: &Consumer) -> Rpc {
+pub(crate) fn next_rpc(consumer: &Consumer) -> Rpc {
     match consumer.recv_deadline(Instant::now() + EVENTUALLY) {
         Ok(Some(rpc)) => rpc,
         Ok(None) => panic!("no RPC arrived within {EVENTUALLY:?}"),
@@ -24,7 +24,7 @@ pub fn next_rpc(consumer: &Consumer) -> Rpc {
 /// A responder thread: takes `n` RPCs from `consumer`, hands each to `handle` (which must
 /// answer or drop it), and returns what `handle` returned for each, in arrival order. The
 /// thread panics (failing the test at `join`) if an RPC does not arrive within [`EVENTUALLY`].
-pub fn serve<R, F>(consumer: &Consumer, n: usize, mut handle: F) -> JoinHandle<Vec<R>>
+pub(crate) fn serve<R, F>(consumer: &Consumer, n: usize, mut handle: F) -> JoinHandle<Vec<R>>
 where
     R: Send + 'static,
     F: FnMut(Rpc) -> R + Send + 'static,
@@ -37,7 +37,11 @@ where
 }
 
 /// The common responder: answers `n` RPCs with `answer(&request)` and returns the requests it saw.
-pub fn answer_with<F>(consumer: &Consumer, n: usize, mut answer: F) -> JoinHandle<Vec<Request>>
+pub(crate) fn answer_with<F>(
+    consumer: &Consumer,
+    n: usize,
+    mut answer: F,
+) -> JoinHandle<Vec<Request>>
 where
     F: FnMut(&Request) -> Result<Response, String> + Send + 'static,
 {
@@ -50,7 +54,7 @@ where
 }
 
 /// Join a responder thread, propagating its panic.
-pub fn join<R>(handle: JoinHandle<R>) -> R {
+pub(crate) fn join<R>(handle: JoinHandle<R>) -> R {
     match handle.join() {
         Ok(r) => r,
         Err(panic) => std::panic::resume_unwind(panic),
@@ -60,12 +64,12 @@ pub fn join<R>(handle: JoinHandle<R>) -> R {
 // ---- the echo server -------------------------------------------------------------------------
 
 /// The id the robustness tests call their peer by.
-pub fn peer() -> ServerId {
+pub(crate) fn peer() -> ServerId {
     ServerId::from("peer")
 }
 
 /// A vote numbered by `term`: the candidate and the last log index are derived from it.
-pub fn vote(term: u64) -> RequestVoteRequest {
+pub(crate) fn vote(term: u64) -> RequestVoteRequest {
     RequestVoteRequest {
         term,
         candidate: Some(Bytes::from(format!("candidate-{term}"))),
@@ -75,7 +79,7 @@ pub fn vote(term: u64) -> RequestVoteRequest {
 }
 
 /// A heartbeat by hashicorp's rule: term, a leader address, nothing else.
-pub fn heartbeat(term: u64) -> AppendEntriesRequest {
+pub(crate) fn heartbeat(term: u64) -> AppendEntriesRequest {
     AppendEntriesRequest {
         term,
         leader: Some(Bytes::from_static(b"leader")),
@@ -84,7 +88,7 @@ pub fn heartbeat(term: u64) -> AppendEntriesRequest {
 }
 
 /// An AppendEntries that is not a heartbeat: `prev` identifies it, `payload` bytes of entry.
-pub fn append(term: u64, prev: u64, payload: usize) -> AppendEntriesRequest {
+pub(crate) fn append(term: u64, prev: u64, payload: usize) -> AppendEntriesRequest {
     AppendEntriesRequest {
         term,
         leader: Some(Bytes::from_static(b"leader")),
@@ -102,7 +106,7 @@ pub fn append(term: u64, prev: u64, payload: usize) -> AppendEntriesRequest {
 
 /// The answer the echo side gives: values derived from the request, so a test can tell that an
 /// answer belongs to its own request.
-pub fn echo_response(request: &Request) -> Response {
+pub(crate) fn echo_response(request: &Request) -> Response {
     match request {
         Request::AppendEntries(r) => AppendEntriesResponse {
             term: r.term,
@@ -135,7 +139,7 @@ pub fn echo_response(request: &Request) -> Response {
 }
 
 /// Answer one RPC with [`echo_response`], reading a snapshot body to its end first.
-pub fn echo(mut rpc: Rpc) {
+pub(crate) fn echo(mut rpc: Rpc) {
     if let Some(mut reader) = rpc.snapshot.take() {
         let mut sink = Vec::new();
         if let Err(e) = reader.read_to_end(&mut sink) {
@@ -149,7 +153,7 @@ pub fn echo(mut rpc: Rpc) {
 
 /// A thread answering every RPC of `consumer` with [`echo`] until the transport closes.
 /// Returns how many it answered.
-pub fn echo_server(consumer: Consumer) -> JoinHandle<u64> {
+pub(crate) fn echo_server(consumer: Consumer) -> JoinHandle<u64> {
     std::thread::Builder::new()
         .name("echo-server".into())
         .spawn(move || {

@@ -10,19 +10,19 @@ use raftnet::message::*;
 use raftnet::wire::native::*;
 use raftnet::wire::*;
 
-pub fn go_bytes() -> impl Strategy<Value = Option<Bytes>> {
+pub(crate) fn go_bytes() -> impl Strategy<Value = Option<Bytes>> {
     option::of(vec(any::<u8>(), 0..40).prop_map(Bytes::from))
 }
 
 /// Payloads around the large-payload threshold too, so both encoder paths are exercised.
-pub fn payload() -> impl Strategy<Value = Option<Bytes>> {
+pub(crate) fn payload() -> impl Strategy<Value = Option<Bytes>> {
     prop_oneof![
         4 => go_bytes(),
         1 => option::of((0usize..5000, any::<u8>()).prop_map(|(n, b)| Bytes::from(vec![b; n]))),
     ]
 }
 
-pub fn header() -> impl Strategy<Value = RpcHeader> {
+pub(crate) fn header() -> impl Strategy<Value = RpcHeader> {
     (any::<i64>(), go_bytes(), go_bytes()).prop_map(|(protocol_version, id, addr)| RpcHeader {
         protocol_version,
         id,
@@ -30,7 +30,7 @@ pub fn header() -> impl Strategy<Value = RpcHeader> {
     })
 }
 
-pub fn timestamp() -> impl Strategy<Value = Timestamp> {
+pub(crate) fn timestamp() -> impl Strategy<Value = Timestamp> {
     (any::<i64>(), 0u32..1_000_000_000, option::of(any::<i32>())).prop_map(
         |(unix_seconds, nanos, utc_offset)| Timestamp {
             unix_seconds,
@@ -40,7 +40,7 @@ pub fn timestamp() -> impl Strategy<Value = Timestamp> {
     )
 }
 
-pub fn log() -> impl Strategy<Value = Log> {
+pub(crate) fn log() -> impl Strategy<Value = Log> {
     (
         any::<u64>(),
         any::<u64>(),
@@ -59,7 +59,7 @@ pub fn log() -> impl Strategy<Value = Log> {
         })
 }
 
-pub fn append_entries() -> impl Strategy<Value = AppendEntriesRequest> {
+pub(crate) fn append_entries() -> impl Strategy<Value = AppendEntriesRequest> {
     (
         header(),
         any::<u64>(),
@@ -92,7 +92,7 @@ pub fn append_entries() -> impl Strategy<Value = AppendEntriesRequest> {
         )
 }
 
-pub fn request() -> impl Strategy<Value = Request> {
+pub(crate) fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         append_entries().prop_map(Request::from),
         (
@@ -167,7 +167,7 @@ pub fn request() -> impl Strategy<Value = Request> {
     ]
 }
 
-pub fn response() -> impl Strategy<Value = Response> {
+pub(crate) fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
         (
             header(),
@@ -215,7 +215,7 @@ pub fn response() -> impl Strategy<Value = Response> {
     ]
 }
 
-pub fn message() -> impl Strategy<Value = Message> {
+pub(crate) fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         4 => request().prop_map(Message::Request),
         3 => response().prop_map(Message::Response),
@@ -224,7 +224,7 @@ pub fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
-pub fn lane() -> impl Strategy<Value = Lane> {
+pub(crate) fn lane() -> impl Strategy<Value = Lane> {
     prop_oneof![
         Just(Lane::Control),
         Just(Lane::Heartbeat),
@@ -234,7 +234,7 @@ pub fn lane() -> impl Strategy<Value = Lane> {
 }
 
 /// A frame with arbitrary id and lane; END_STREAM set on some snapshot chunks.
-pub fn frame() -> impl Strategy<Value = Frame> {
+pub(crate) fn frame() -> impl Strategy<Value = Frame> {
     (any::<u64>(), lane(), any::<bool>(), message()).prop_map(|(request_id, lane, end, message)| {
         let flags = match message {
             Message::SnapshotChunk(_) if end => Flags::END_STREAM,
@@ -250,7 +250,7 @@ pub fn frame() -> impl Strategy<Value = Frame> {
 }
 
 /// Encode frames (after a preamble) with `encoder`.
-pub fn encode_stream(encoder: &FrameEncoder, frames: &[Frame]) -> Vec<u8> {
+pub(crate) fn encode_stream(encoder: &FrameEncoder, frames: &[Frame]) -> Vec<u8> {
     let mut out = SendQueue::new();
     encoder.preamble(&mut out);
     for f in frames {
@@ -262,7 +262,7 @@ pub fn encode_stream(encoder: &FrameEncoder, frames: &[Frame]) -> Vec<u8> {
 }
 
 /// Encode one frame on the control lane, without a preamble.
-pub fn encode_frame(request_id: u64, message: &Message) -> Vec<u8> {
+pub(crate) fn encode_frame(request_id: u64, message: &Message) -> Vec<u8> {
     let mut out = SendQueue::new();
     FrameEncoder::new()
         .encode(&mut out, request_id, Lane::Control, Flags::NONE, message)
@@ -271,7 +271,7 @@ pub fn encode_frame(request_id: u64, message: &Message) -> Vec<u8> {
 }
 
 /// Decode a whole stream in one piece: the frames and how it ended.
-pub fn decode_stream(
+pub(crate) fn decode_stream(
     mut decoder: FrameDecoder,
     bytes: &[u8],
 ) -> (Vec<Frame>, Result<(), WireError>) {
@@ -287,7 +287,7 @@ pub fn decode_stream(
 }
 
 /// Decode one frame body-only stream (no preamble) and expect exactly one error.
-pub fn decode_error(bytes: &[u8]) -> WireError {
+pub(crate) fn decode_error(bytes: &[u8]) -> WireError {
     let (frames, end) = decode_stream(FrameDecoder::new().without_preamble(), bytes);
     assert!(
         frames.is_empty(),
@@ -297,7 +297,7 @@ pub fn decode_error(bytes: &[u8]) -> WireError {
 }
 
 /// A raw frame header: fields as given, so `body_len` may claim a body that never follows.
-pub fn frame_header(
+pub(crate) fn frame_header(
     body_len: u32,
     kind: u8,
     flags: u8,
@@ -313,7 +313,14 @@ pub fn frame_header(
 }
 
 /// A raw frame: header fields as given, `body` as is (its length is the declared one).
-pub fn raw_frame(kind: u8, flags: u8, lane: u8, reserved: u8, id: u64, body: &[u8]) -> Vec<u8> {
+pub(crate) fn raw_frame(
+    kind: u8,
+    flags: u8,
+    lane: u8,
+    reserved: u8,
+    id: u64,
+    body: &[u8],
+) -> Vec<u8> {
     let mut v = frame_header(body.len() as u32, kind, flags, lane, reserved, id);
     v.extend_from_slice(body);
     v

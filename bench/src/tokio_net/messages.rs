@@ -13,7 +13,7 @@ use serde_bytes::ByteBuf;
 
 /// Twin of `raftnet::message::Log` (the timestamp's three parts inline).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Log {
+pub(crate) struct Log {
     pub index: u64,
     pub term: u64,
     pub kind: u8,
@@ -27,7 +27,7 @@ pub struct Log {
 /// Twin of `raftnet::message::AppendEntriesRequest`, in raftnet's body order: the header's three
 /// fields first, and `leader_commit_index` before `entries`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppendEntriesRequest {
+pub(crate) struct AppendEntriesRequest {
     pub protocol_version: i64,
     pub id: Option<ByteBuf>,
     pub addr: Option<ByteBuf>,
@@ -41,7 +41,7 @@ pub struct AppendEntriesRequest {
 
 impl AppendEntriesRequest {
     /// hashicorp/raft's heartbeat rule (as `raftnet::message::AppendEntriesRequest::is_heartbeat`).
-    pub fn is_heartbeat(&self) -> bool {
+    pub(crate) fn is_heartbeat(&self) -> bool {
         let leader_present = match &self.addr {
             Some(addr) if !addr.is_empty() => true,
             _ => self.leader.is_some(),
@@ -57,7 +57,7 @@ impl AppendEntriesRequest {
 
 /// Twin of `raftnet::message::AppendEntriesResponse`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppendEntriesResponse {
+pub(crate) struct AppendEntriesResponse {
     pub protocol_version: i64,
     pub id: Option<ByteBuf>,
     pub addr: Option<ByteBuf>,
@@ -69,7 +69,7 @@ pub struct AppendEntriesResponse {
 
 /// Twin of `raftnet::message::RequestVoteRequest`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestVoteRequest {
+pub(crate) struct RequestVoteRequest {
     pub protocol_version: i64,
     pub id: Option<ByteBuf>,
     pub addr: Option<ByteBuf>,
@@ -82,7 +82,7 @@ pub struct RequestVoteRequest {
 
 /// Twin of `raftnet::message::RequestVoteResponse`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestVoteResponse {
+pub(crate) struct RequestVoteResponse {
     pub protocol_version: i64,
     pub id: Option<ByteBuf>,
     pub addr: Option<ByteBuf>,
@@ -93,7 +93,7 @@ pub struct RequestVoteResponse {
 
 /// Twin of `raftnet::message::InstallSnapshotRequest`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InstallSnapshotRequest {
+pub(crate) struct InstallSnapshotRequest {
     pub protocol_version: i64,
     pub id: Option<ByteBuf>,
     pub addr: Option<ByteBuf>,
@@ -110,7 +110,7 @@ pub struct InstallSnapshotRequest {
 
 /// Twin of `raftnet::message::InstallSnapshotResponse`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InstallSnapshotResponse {
+pub(crate) struct InstallSnapshotResponse {
     pub protocol_version: i64,
     pub id: Option<ByteBuf>,
     pub addr: Option<ByteBuf>,
@@ -120,7 +120,7 @@ pub struct InstallSnapshotResponse {
 
 /// Everything that travels in a frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Message {
+pub(crate) enum Message {
     AppendEntries(AppendEntriesRequest),
     AppendEntriesResponse(AppendEntriesResponse),
     RequestVote(RequestVoteRequest),
