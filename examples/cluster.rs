@@ -46,7 +46,7 @@ async fn start_nodes(n: u64, config: Arc<Config>) -> Result<Vec<Node>, Failure> 
     let mut transports = Vec::new();
     for _ in 0..n {
         let config = raftnet::Config::default().timeout(Some(Duration::from_secs(5)));
-        // The reactor runs as a task on this runtime, beside openraft's own tasks.
+        // The transport's driver runs as a task on this runtime, beside openraft's own tasks.
         let runtime = tokio::runtime::Handle::current();
         transports.push(Arc::new(NetTransport::bind_on(
             "127.0.0.1:0",

@@ -99,7 +99,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     let me = &args.peers[&args.id];
     let advertise = resolve(me)?;
     let listen = args.listen.as_deref().unwrap_or(me);
-    // Its reactor runs as a task on this runtime, beside openraft's own tasks.
+    // Its transport's driver runs as a task on this runtime, beside openraft's own tasks.
     let transport = Arc::new(NetTransport::bind_on(
         listen,
         Some(advertise),

@@ -1,6 +1,6 @@
 //! A tour of raftnet's transport on loopback: a "leader" and a "follower" NetTransport.
 //! The leader votes, pipelines AppendEntries, streams a snapshot while heartbeats keep flowing
-//! on their own lane (answered on the follower's reactor thread by a heartbeat handler), and
+//! on their own lane (answered on the follower's driver thread by a heartbeat handler), and
 //! the follower shrugs off an HTTP client that dialled the wrong port. Ends with metrics.
 //!
 //! Run with `cargo run --release --example transport_tour`.
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (id, addr) = (ServerId::from("follower"), follower.local_addr());
     println!("leader {} -> follower {}", leader.local_addr(), addr);
 
-    // Heartbeats are answered on the follower's reactor thread, ahead of every queued RPC.
+    // Heartbeats are answered on the follower's driver thread, ahead of every queued RPC.
     follower.set_heartbeat_handler(Some(Arc::new(|rpc: raftnet::Rpc| {
         let term = match &rpc.request {
             Request::AppendEntries(a) => a.term,

@@ -32,7 +32,7 @@ pub const DEFAULT_TIMEOUT_SCALE: u64 = 256 * 1024;
 /// starved by one write.
 pub const DEFAULT_SNAPSHOT_CHUNK: usize = 256 * 1024;
 
-/// Unread snapshot bytes buffered per inbound snapshot before the reactor stops reading that
+/// Unread snapshot bytes buffered per inbound snapshot before the driver stops reading that
 /// connection (it resumes at half).
 pub const DEFAULT_SNAPSHOT_BUFFER: usize = 4 << 20;
 

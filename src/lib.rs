@@ -1,12 +1,16 @@
 //! raftnet: the network transport a Raft implementation sends its RPCs through.
 //!
-//! - [`NetTransport`]: TCP, one single-threaded mio reactor owning every socket, zero-copy
-//!   frame decoding, lock-free hand-off to the Raft side. hashicorp/raft's whole transport
-//!   contract: AppendEntries (with a heartbeat fast path and a lane of its own), RequestVote,
-//!   RequestPreVote, TimeoutNow, InstallSnapshot with a streamed body, pipelined appends.
+//! - [`NetTransport`]: TCP. Every piece of protocol state lives in an IO-free connection engine,
+//!   pumped by one single-threaded driver that owns every socket (mio, on a thread of its own or
+//!   as a task on a tokio runtime: a [`Placement`]); zero-copy frame decoding, lock-free
+//!   hand-off to the Raft side. hashicorp/raft's whole transport contract: AppendEntries (with a
+//!   heartbeat fast path and a lane of its own), RequestVote, RequestPreVote, TimeoutNow,
+//!   InstallSnapshot with a streamed body, pipelined appends.
 //! - [`InmemTransport`]: the same [`Transport`] trait in memory, for testing Raft code, with
 //!   links that can be cut or made to lose requests.
-//! - [`wire`]: the IO-free core: messages, the native framing, decoder and encoder.
+//! - [`message`]: the RPCs, field for field as hashicorp/raft defines them, for any wire format.
+//! - [`wire`]: the IO-free wire core: the codec seam, and [`wire::native`], raftnet's framing,
+//!   decoder and encoder.
 //! - `openraft` (feature `openraft`): openraft 0.9's network traits over raftnet, and the
 //!   serving side that drives `Raft` from raftnet's inbound RPCs.
 //!

@@ -256,7 +256,7 @@ pub(crate) struct TransportMetrics {
     pub(crate) writes: AtomicU64,
     pub(crate) reactor_turns: AtomicU64,
     pub(crate) reactor_wakes: AtomicU64,
-    /// Times the reactor blocked in `poll` (each ends in a wake-up, by a socket, a timer or the
+    /// Times the driver blocked in `poll` (each ends in a wake-up, by a socket, a timer or the
     /// waker); `reactor_wakes` counts the waker rings among them.
     pub(crate) reactor_sleeps: AtomicU64,
     /// Threads or tasks woken because their call, pipeline future or pipeline slot resolved.

@@ -14,8 +14,8 @@
 //!   `Raft::append_entries`, `Raft::vote` and `Raft::install_snapshot`, answering through raftnet.
 //!
 //! Build the transport with [`NetTransport::bind_on`](crate::NetTransport::bind_on), on the
-//! runtime openraft runs on: the reactor is then a task beside openraft's, and a call, the
-//! reactor and `serve` hand work to each other as tasks instead of waking a sleeping thread at
+//! runtime openraft runs on: the transport's driver is then a task beside openraft's, and a
+//! call, the driver and `serve` hand work to each other as tasks instead of waking a sleeping thread at
 //! each crossing (BENCHMARKS.md, openraft cluster: 0.55x → 0.87x the tokio network's writes/s at
 //! 64 clients with the nodes on two CPUs). `NetTransport::bind` works too.
 //!
@@ -39,7 +39,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Arc::new(Config::default().validate()?);
 //! let transports: BTreeMap<u64, Arc<NetTransport>> = (1..=2)
-//!     // Each transport's reactor runs as a task on this runtime, beside openraft's tasks.
+//!     // Each transport's driver runs as a task on this runtime, beside openraft's tasks.
 //!     .map(|id| {
 //!         let runtime = tokio::runtime::Handle::current();
 //!         let transport = NetTransport::bind_on("127.0.0.1:0", None, Default::default(), &runtime)?;

@@ -138,7 +138,7 @@ impl Future for AppendFuture {
     }
 }
 
-/// How a pipeline's requests reach the wire (the network reactor, or an in-memory peer).
+/// How a pipeline's requests reach the wire (the network transport's engine, or an in-memory peer).
 pub(crate) trait PipelineBackend: Send + Sync {
     /// Send request number `seq`; its answer comes back through [`PipelineShared::complete`].
     fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>);

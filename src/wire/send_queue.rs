@@ -2,7 +2,7 @@
 //!
 //! Small frames are packed back to back into one growing buffer, so a batch of heartbeats leaves
 //! in a single `writev` element; large payloads sit in the queue as their own [`Bytes`], shared
-//! with the caller's entry, never copied. Any codec writes into a `SendQueue`; the reactor (or a
+//! with the caller's entry, never copied. Any codec writes into a `SendQueue`; the driver (or a
 //! test) drains it with [`io_slices`](SendQueue::io_slices) and [`advance`](SendQueue::advance).
 
 use std::collections::VecDeque;
