@@ -32,6 +32,50 @@ pub const DEFAULT_TIMEOUT_SCALE: u64 = 256 * 1024;
 /// starved by one write.
 pub const DEFAULT_SNAPSHOT_CHUNK: usize = 256 * 1024;
 
+/// Inbound connections a transport holds at once; more are closed as they are accepted. A Raft
+/// node's peers open a few each (a pool per lane, a pipeline, a snapshot), so this leaves room
+/// for hundreds of peers while keeping a flood of connections within a process's descriptor
+/// budget (a default `ulimit -n` is 1024 to 1M; each connection also holds its buffers).
+pub const DEFAULT_MAX_INBOUND_CONNECTIONS: usize = 4096;
+
+/// Inbound connections from one IP address at once. A raftnet peer opens one connection per
+/// call it has in flight (pooled once idle), plus its pipelines and snapshots: a Raft node's
+/// replication, heartbeats and elections need about 10, but a node can make many calls at once
+/// (the exactly-once tests make 1000); 1024 lets one peer do that while one address alone
+/// cannot take the listener's whole budget.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
+
+/// Requests of one inbound connection handed to the Raft side and not yet answered before the
+/// transport stops reading that connection. A pipeline keeps `max_rpcs_in_flight` requests
+/// outstanding (raftnet-bench's deepest uses 128); beyond twice that a peer is flooding, and
+/// pausing its connection keeps its requests from crowding other peers' out of the consumer
+/// queue.
+pub const DEFAULT_MAX_UNANSWERED_REQUESTS: usize = 256;
+
+/// Bytes of requests of one inbound connection handed to the Raft side and not yet answered
+/// before the transport stops reading that connection: one largest frame
+/// ([`DEFAULT_MAX_BODY_LEN`]), so any legal request is still taken, and a peer cannot make the
+/// Raft side hold more than that of its requests.
+pub const DEFAULT_MAX_UNANSWERED_BYTES: usize = DEFAULT_MAX_BODY_LEN as usize;
+
+/// Bytes of answers queued for one inbound connection, not yet taken by the peer, before the
+/// transport stops reading that connection. An answer is 20 to 100 bytes, so this holds
+/// thousands; a peer that sends requests without reading its answers stops being read instead
+/// of growing the process.
+pub const DEFAULT_MAX_QUEUED_ANSWER_BYTES: usize = 1 << 20;
+
+/// InstallSnapshot bodies received at once, all connections together; a further one is refused
+/// with an error answer. With [`DEFAULT_SNAPSHOT_BUFFER`] that bounds buffered snapshot bytes to
+/// 16 MiB. A node receives one snapshot at a time from its leader; 4 covers a leader change
+/// mid-transfer.
+pub const DEFAULT_MAX_INBOUND_SNAPSHOTS: usize = 4;
+
+/// Entries one AppendEntries may carry. hashicorp/raft caps `MaxAppendEntries` at 1024 and
+/// openraft defaults to 300 per request; 65,536 entries decode into about 7 MiB and a few
+/// milliseconds of work, where a 64 MiB frame of the smallest entries would be 7.5 million
+/// (about 860 MiB decoded, and a second of the driver's time).
+pub const DEFAULT_MAX_ENTRIES_PER_REQUEST: usize = 65_536;
+
 /// Unread snapshot bytes buffered per inbound snapshot before the driver stops reading that
 /// connection (it resumes at half).
 pub const DEFAULT_SNAPSHOT_BUFFER: usize = 4 << 20;
@@ -81,6 +125,13 @@ pub struct Config {
     pub(crate) snapshot_buffer: usize,
     pub(crate) address_provider: Option<Arc<dyn AddressProvider>>,
     pub(crate) codec: Arc<dyn CodecFactory>,
+    pub(crate) max_inbound_connections: usize,
+    pub(crate) max_connections_per_address: usize,
+    pub(crate) max_unanswered_requests: usize,
+    pub(crate) max_unanswered_bytes: usize,
+    pub(crate) max_queued_answer_bytes: usize,
+    pub(crate) max_inbound_snapshots: usize,
+    pub(crate) max_entries_per_request: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -95,6 +146,16 @@ impl std::fmt::Debug for Config {
             .field("snapshot_chunk", &self.snapshot_chunk)
             .field("snapshot_buffer", &self.snapshot_buffer)
             .field("address_provider", &self.address_provider.is_some())
+            .field("max_inbound_connections", &self.max_inbound_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("max_unanswered_requests", &self.max_unanswered_requests)
+            .field("max_unanswered_bytes", &self.max_unanswered_bytes)
+            .field("max_queued_answer_bytes", &self.max_queued_answer_bytes)
+            .field("max_inbound_snapshots", &self.max_inbound_snapshots)
+            .field("max_entries_per_request", &self.max_entries_per_request)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +173,13 @@ impl Default for Config {
             snapshot_buffer: DEFAULT_SNAPSHOT_BUFFER,
             address_provider: None,
             codec: Arc::new(NativeCodecFactory),
+            max_inbound_connections: DEFAULT_MAX_INBOUND_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            max_unanswered_requests: DEFAULT_MAX_UNANSWERED_REQUESTS,
+            max_unanswered_bytes: DEFAULT_MAX_UNANSWERED_BYTES,
+            max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,
+            max_inbound_snapshots: DEFAULT_MAX_INBOUND_SNAPSHOTS,
+            max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
         }
     }
 }
@@ -226,6 +294,84 @@ impl Config {
     /// use the same format.
     pub fn codec(mut self, factory: Arc<dyn CodecFactory>) -> Config {
         self.codec = factory;
+        self
+    }
+
+    // ---- limits: what one peer may take of the node ------------------------------------------
+    //
+    // Each limit below protects the node (its memory, its driver's time, its other peers'
+    // service) from a peer that is valid but greedy, buggy or hostile. Each counts in a metric
+    // when it acts and logs the peer it acted on. The deadlines for slow peers follow
+    // [`timeout`](Self::timeout): a frame must arrive at no less than `timeout_scale` bytes per
+    // `timeout`, and a snapshot body must not stall for longer than `timeout`.
+
+    /// Inbound connections held at once; more are closed as they are accepted
+    /// (`Metrics::connections_refused`).
+    ///
+    /// Default [`DEFAULT_MAX_INBOUND_CONNECTIONS`] (4096). 0 means the default.
+    pub fn max_inbound_connections(mut self, connections: usize) -> Config {
+        self.max_inbound_connections = or_default(connections, DEFAULT_MAX_INBOUND_CONNECTIONS);
+        self
+    }
+
+    /// Inbound connections held at once from one IP address; more are closed as they are
+    /// accepted (`Metrics::connections_refused`).
+    ///
+    /// Default [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`] (1024). 0 means the default.
+    pub fn max_connections_per_address(mut self, connections: usize) -> Config {
+        self.max_connections_per_address =
+            or_default(connections, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+        self
+    }
+
+    /// Requests of one inbound connection the Raft side holds unanswered before the transport
+    /// stops reading that connection; it reads again once half are answered
+    /// (`Metrics::reads_paused`). Each connection's share of the consumer queue is bounded so.
+    ///
+    /// Default [`DEFAULT_MAX_UNANSWERED_REQUESTS`] (256). 0 means the default.
+    pub fn max_unanswered_requests(mut self, requests: usize) -> Config {
+        self.max_unanswered_requests = or_default(requests, DEFAULT_MAX_UNANSWERED_REQUESTS);
+        self
+    }
+
+    /// Bytes of requests (frame bodies) of one inbound connection the Raft side holds
+    /// unanswered before the transport stops reading that connection; it reads again once half
+    /// are answered. A request larger than what is left is still taken, so any legal request
+    /// gets through.
+    ///
+    /// Default [`DEFAULT_MAX_UNANSWERED_BYTES`] (64 MiB). 0 means the default.
+    pub fn max_unanswered_bytes(mut self, bytes: usize) -> Config {
+        self.max_unanswered_bytes = or_default(bytes, DEFAULT_MAX_UNANSWERED_BYTES);
+        self
+    }
+
+    /// Bytes of answers queued for one inbound connection and not yet taken by its peer before
+    /// the transport stops reading that connection; it reads again once half are written.
+    ///
+    /// Default [`DEFAULT_MAX_QUEUED_ANSWER_BYTES`] (1 MiB). 0 means the default.
+    pub fn max_queued_answer_bytes(mut self, bytes: usize) -> Config {
+        self.max_queued_answer_bytes = or_default(bytes, DEFAULT_MAX_QUEUED_ANSWER_BYTES);
+        self
+    }
+
+    /// InstallSnapshot bodies received at once, all connections together; a further one is
+    /// answered with an error and its connection closed (`Metrics::snapshots_refused`). A
+    /// connection carries one snapshot at a time: a second before the first body ends is a
+    /// protocol error. Buffered snapshot bytes stay below this times
+    /// [`snapshot_buffer`](Self::snapshot_buffer).
+    ///
+    /// Default [`DEFAULT_MAX_INBOUND_SNAPSHOTS`] (4). 0 means the default.
+    pub fn max_inbound_snapshots(mut self, snapshots: usize) -> Config {
+        self.max_inbound_snapshots = or_default(snapshots, DEFAULT_MAX_INBOUND_SNAPSHOTS);
+        self
+    }
+
+    /// Entries one inbound AppendEntries may carry; one with more is a protocol error (its
+    /// connection closes) before any entry is decoded.
+    ///
+    /// Default [`DEFAULT_MAX_ENTRIES_PER_REQUEST`] (65,536). 0 means the default.
+    pub fn max_entries_per_request(mut self, entries: usize) -> Config {
+        self.max_entries_per_request = or_default(entries, DEFAULT_MAX_ENTRIES_PER_REQUEST);
         self
     }
 

@@ -266,6 +266,10 @@ pub(crate) struct TransportMetrics {
     pub(crate) accepted: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) heartbeats_fast_path: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+    pub(crate) reads_paused: AtomicU64,
+    pub(crate) snapshots_refused: AtomicU64,
+    pub(crate) slow_peers_closed: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -376,6 +380,21 @@ pub struct Metrics {
     /// `raftnet.heartbeatsFastPath`: heartbeats answered by the heartbeat handler on the
     /// driver, without the consumer.
     pub heartbeats_fast_path: u64,
+    /// `raftnet.connectionsRefused`: inbound connections closed as they were accepted, over
+    /// [`Config::max_inbound_connections`](crate::Config::max_inbound_connections) or
+    /// [`max_connections_per_address`](crate::Config::max_connections_per_address).
+    pub connections_refused: u64,
+    /// `raftnet.readsPaused`: times the driver stopped reading an inbound connection because its
+    /// peer reached [`max_unanswered_requests`](crate::Config::max_unanswered_requests),
+    /// [`max_unanswered_bytes`](crate::Config::max_unanswered_bytes) or
+    /// [`max_queued_answer_bytes`](crate::Config::max_queued_answer_bytes).
+    pub reads_paused: u64,
+    /// `raftnet.snapshotsRefused`: InstallSnapshots answered with an error, over
+    /// [`max_inbound_snapshots`](crate::Config::max_inbound_snapshots).
+    pub snapshots_refused: u64,
+    /// `raftnet.slowPeersClosed`: inbound connections closed because a frame arrived slower
+    /// than `timeout_scale` bytes per `timeout`, or a snapshot body stalled for `timeout`.
+    pub slow_peers_closed: u64,
     /// `raftnet.consumerQueue` (gauge): inbound RPCs waiting for the Raft side.
     pub consumer_queue: u64,
     /// `raftnet.submissionQueue` (gauge): commands waiting for the driver.
@@ -459,6 +478,14 @@ impl Metrics {
     pub const PROTOCOL_ERRORS: &'static str = "raftnet.protocolErrors";
     /// The name of [`heartbeats_fast_path`](Self::heartbeats_fast_path).
     pub const HEARTBEATS_FAST_PATH: &'static str = "raftnet.heartbeatsFastPath";
+    /// The name of [`connections_refused`](Self::connections_refused).
+    pub const CONNECTIONS_REFUSED: &'static str = "raftnet.connectionsRefused";
+    /// The name of [`reads_paused`](Self::reads_paused).
+    pub const READS_PAUSED: &'static str = "raftnet.readsPaused";
+    /// The name of [`snapshots_refused`](Self::snapshots_refused).
+    pub const SNAPSHOTS_REFUSED: &'static str = "raftnet.snapshotsRefused";
+    /// The name of [`slow_peers_closed`](Self::slow_peers_closed).
+    pub const SLOW_PEERS_CLOSED: &'static str = "raftnet.slowPeersClosed";
     /// The name of [`consumer_queue`](Self::consumer_queue).
     pub const CONSUMER_QUEUE: &'static str = "raftnet.consumerQueue";
     /// The name of [`submission_queue`](Self::submission_queue).
@@ -496,6 +523,10 @@ impl Metrics {
                 Self::HEARTBEATS_FAST_PATH,
                 Counter(self.heartbeats_fast_path),
             ),
+            (Self::CONNECTIONS_REFUSED, Counter(self.connections_refused)),
+            (Self::READS_PAUSED, Counter(self.reads_paused)),
+            (Self::SNAPSHOTS_REFUSED, Counter(self.snapshots_refused)),
+            (Self::SLOW_PEERS_CLOSED, Counter(self.slow_peers_closed)),
             (Self::CONSUMER_QUEUE, Gauge(self.consumer_queue)),
             (Self::SUBMISSION_QUEUE, Gauge(self.submission_queue)),
             (Self::COMPLETION_QUEUE, Gauge(self.completion_queue)),
@@ -575,6 +606,10 @@ impl TransportMetrics {
             accepted: load(&self.accepted),
             protocol_errors: load(&self.protocol_errors),
             heartbeats_fast_path: load(&self.heartbeats_fast_path),
+            connections_refused: load(&self.connections_refused),
+            reads_paused: load(&self.reads_paused),
+            snapshots_refused: load(&self.snapshots_refused),
+            slow_peers_closed: load(&self.slow_peers_closed),
             ..Metrics::default()
         }
     }
@@ -623,6 +658,10 @@ mod tests {
             accepted: next(),
             protocol_errors: next(),
             heartbeats_fast_path: next(),
+            connections_refused: next(),
+            reads_paused: next(),
+            snapshots_refused: next(),
+            slow_peers_closed: next(),
             consumer_queue: next(),
             submission_queue: next(),
             completion_queue: next(),
@@ -646,8 +685,8 @@ mod tests {
         let mut sorted = values.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, expected, "each field's value exactly once");
-        // 7 per-type metrics for each of 6 types, 20 transport-wide.
-        assert_eq!(values.len(), 7 * RPC_TYPES + 20);
+        // 7 per-type metrics for each of 6 types, 24 transport-wide.
+        assert_eq!(values.len(), 7 * RPC_TYPES + 24);
     }
 
     #[test]
@@ -690,6 +729,19 @@ mod tests {
         assert_eq!(
             find("raftnet.heartbeatsFastPath", None),
             c(m.heartbeats_fast_path)
+        );
+        assert_eq!(
+            find("raftnet.connectionsRefused", None),
+            c(m.connections_refused)
+        );
+        assert_eq!(find("raftnet.readsPaused", None), c(m.reads_paused));
+        assert_eq!(
+            find("raftnet.snapshotsRefused", None),
+            c(m.snapshots_refused)
+        );
+        assert_eq!(
+            find("raftnet.slowPeersClosed", None),
+            c(m.slow_peers_closed)
         );
         assert_eq!(find("raftnet.consumerQueue", None), g(m.consumer_queue));
         assert_eq!(find("raftnet.submissionQueue", None), g(m.submission_queue));

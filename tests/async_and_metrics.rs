@@ -432,6 +432,10 @@ fn metrics_export_every_value_once_by_name() {
         "raftnet.accepted",
         "raftnet.protocolErrors",
         "raftnet.heartbeatsFastPath",
+        "raftnet.connectionsRefused",
+        "raftnet.readsPaused",
+        "raftnet.snapshotsRefused",
+        "raftnet.slowPeersClosed",
     ];
     let gauges = [
         "raftnet.consumerQueue",

@@ -318,7 +318,13 @@ fn client_close_resolves_every_call_once_with_shutdown() {
 /// (the server holds everything it receives, so nothing can succeed).
 #[test]
 fn calls_racing_close_resolve_with_shutdown() {
-    let server = bind(Config::default().timeout(Some(TIMEOUT)));
+    // Up to 1600 calls in flight, each on a connection of its own from this one address: more
+    // than the per-address limit lets in by default.
+    let server = bind(
+        Config::default()
+            .timeout(Some(TIMEOUT))
+            .max_connections_per_address(2048),
+    );
     let held = Arc::new(AtomicUsize::new(0));
     let holder = holder(server.consumer().clone(), held.clone());
     let client = Arc::new(bind(

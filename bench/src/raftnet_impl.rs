@@ -24,6 +24,9 @@ fn config(in_flight: usize) -> Config {
     Config::default()
         .max_rpcs_in_flight(in_flight)
         .max_pool(FAN_IN_CONNECTIONS + 24)
+        // fan-in-1000's callers all come from this one address, which a Raft node's peers
+        // would not: the per-address limit must let them in.
+        .max_connections_per_address(FAN_IN_CONNECTIONS + 24)
         .timeout(Some(Duration::from_secs(60)))
 }
 

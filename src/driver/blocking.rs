@@ -141,8 +141,10 @@ impl BlockingDriver {
         match event {
             Event::Wake => {}
             Event::Accepted(stream, peer) => {
-                let key = engine.handle_accepted(peer);
-                self.open(engine, key, stream);
+                // Over a connection limit, dropping the stream closes it.
+                if let Some(key) = engine.handle_accepted(peer, now) {
+                    self.open(engine, key, stream);
+                }
             }
             Event::AcceptFailed(e) => engine.handle_accept_failed(e, now),
             Event::Connected(key, stream) => {
@@ -270,7 +272,7 @@ impl BlockingDriver {
                     }
                 }
             }
-            engine.handle_flushed(key, result);
+            engine.handle_flushed(key, result, now);
             self.apply_actions(engine, now);
         }
         self.dirty = keys;

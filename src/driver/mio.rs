@@ -297,11 +297,14 @@ impl MioDriver {
             };
             match listener.accept() {
                 Ok((socket, peer)) => match self.streams.accept(socket) {
-                    Ok(stream) => {
-                        let key = self.engine.handle_accepted(peer);
-                        self.insert(key, stream, false);
-                        self.apply_actions();
-                    }
+                    Ok(stream) => match self.engine.handle_accepted(peer, self.now) {
+                        Some(key) => {
+                            self.insert(key, stream, false);
+                            self.apply_actions();
+                        }
+                        // Over a connection limit: dropping the stream closes it.
+                        None => drop(stream),
+                    },
                     Err(e) => log::warn!("raftnet: cannot set up connection from {peer}: {e}"),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -414,7 +417,7 @@ impl MioDriver {
                 continue;
             };
             let flushed = flush(&mut *entry.stream, queue, WRITE_BUDGET, metrics);
-            self.engine.handle_flushed(key, flushed);
+            self.engine.handle_flushed(key, flushed, self.now);
             self.apply_actions();
         }
         self.dirty = keys;

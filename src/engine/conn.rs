@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 use super::feed::SnapshotFeed;
 use super::key::ConnKey;
+use crate::config::Config;
 use crate::metrics::RpcType;
 use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
@@ -35,20 +36,77 @@ pub(crate) struct SnapshotIn {
     pub(crate) stream: Arc<SnapshotStream>,
     pub(crate) size: u64,
     pub(crate) received: u64,
+    /// When the body last moved (a chunk arrived, or reading resumed): it must not stall for
+    /// longer than the timeout.
+    pub(crate) last_progress: Instant,
 }
 
 /// An accepted connection: it serves requests.
 pub(crate) struct Inbound {
     /// Requests handed to the Raft side and not yet answered.
     pub(crate) unanswered: usize,
-    /// Snapshot bodies arriving, by the id of their request.
+    /// Their frame bodies' bytes.
+    pub(crate) unanswered_bytes: usize,
+    /// Snapshot bodies arriving, by the id of their request (one at most: a connection carries
+    /// one snapshot at a time).
     pub(crate) snapshots: HashMap<u64, SnapshotIn>,
+    /// A refused InstallSnapshot whose body still arrives: its chunks are dropped unread.
+    pub(crate) refused_snapshot: Option<u64>,
+    /// When the frame now arriving began (the connection's first frame, counted from the
+    /// accept, or any frame part of which is buffered). A frame must arrive at no less than
+    /// `timeout_scale` bytes per `timeout`.
+    pub(crate) frame_started: Option<Instant>,
+    /// A limit paused this connection's reading before (it is logged the first time only).
+    pub(crate) limited_before: bool,
 }
 
 impl Inbound {
+    pub(crate) fn new(accepted_at: Instant) -> Inbound {
+        Inbound {
+            unanswered: 0,
+            unanswered_bytes: 0,
+            snapshots: HashMap::new(),
+            refused_snapshot: None,
+            frame_started: Some(accepted_at),
+            limited_before: false,
+        }
+    }
+
     /// Nothing handed to the Raft side waits for an answer or a body.
     pub(crate) fn is_idle(&self) -> bool {
         self.unanswered == 0 && self.snapshots.is_empty()
+    }
+}
+
+/// Why the driver must not read a connection now. Reading goes on once every reason is gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Paused(u8);
+
+impl Paused {
+    /// A snapshot reader fell behind ([`Config::snapshot_buffer`]).
+    pub(crate) const SNAPSHOT_READER: Paused = Paused(1);
+    /// The Raft side holds too many of this connection's requests unanswered
+    /// ([`Config::max_unanswered_requests`], [`Config::max_unanswered_bytes`]).
+    pub(crate) const UNANSWERED: Paused = Paused(2);
+    /// The peer does not take its answers ([`Config::max_queued_answer_bytes`]).
+    pub(crate) const ANSWER_BACKLOG: Paused = Paused(4);
+    /// The connection is closing once its queue is written (a refused snapshot's answer).
+    pub(crate) const CLOSING: Paused = Paused(8);
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub(crate) fn contains(self, reason: Paused) -> bool {
+        self.0 & reason.0 != 0
+    }
+
+    pub(crate) fn insert(&mut self, reason: Paused) {
+        self.0 |= reason.0;
+    }
+
+    pub(crate) fn remove(&mut self, reason: Paused) {
+        self.0 &= !reason.0;
     }
 }
 
@@ -99,8 +157,8 @@ pub(crate) struct Connection {
     pub(crate) send: SendQueue,
     /// The driver reported the connection established (accepted ones start so).
     pub(crate) connected: bool,
-    /// A snapshot reader fell behind: the driver must not read until it catches up.
-    pub(crate) read_paused: bool,
+    /// Why the driver must not read now (empty: it may).
+    pub(crate) paused: Paused,
     /// close_streams() asked this inbound connection to close once it has answered everything.
     pub(crate) close_when_idle: bool,
     /// Close once everything queued has been written.
@@ -130,7 +188,7 @@ impl Connection {
             recv: BytesMut::new(),
             send,
             connected,
-            read_paused: false,
+            paused: Paused::default(),
             close_when_idle: false,
             close_after_flush: false,
             dirty: false,
@@ -155,17 +213,42 @@ impl Connection {
             && self.send.len() < SNAPSHOT_SEND_HIGH_WATER
     }
 
-    /// The earliest deadline among the calls waiting on this connection.
-    pub(crate) fn earliest_deadline(
-        &self,
-        timeout: Option<std::time::Duration>,
-    ) -> Option<Instant> {
+    /// The earliest deadline on this connection: of the calls waiting on it (dialled), or, for
+    /// a serving one, of the frame arriving and of a snapshot body (see [`Inbound`]). A paused
+    /// connection has none of the latter: it is not the peer that is slow.
+    pub(crate) fn earliest_deadline(&self, config: &Config) -> Option<Instant> {
         match &self.role {
             Role::Pooled(p) => p.call.as_ref().and_then(|c| c.deadline),
             Role::SnapshotOut(s) => s.call.as_ref().and_then(|c| c.deadline),
             // Sent in order with the same timeout: the oldest expires first.
-            Role::Pipeline(p) => timeout.and_then(|t| Some(p.shared.oldest_start()? + t)),
-            Role::Inbound(_) => None,
+            Role::Pipeline(p) => config
+                .timeout
+                .and_then(|t| Some(p.shared.oldest_start()? + t)),
+            Role::Inbound(inbound) => {
+                let timeout = config.timeout?;
+                if !self.paused.is_empty() {
+                    return None;
+                }
+                let frame = inbound.frame_started.map(|started| {
+                    started + frame_allowance(timeout, config.timeout_scale, self.recv.len())
+                });
+                let snapshot = inbound
+                    .snapshots
+                    .values()
+                    .map(|s| s.last_progress + timeout)
+                    .min();
+                frame.into_iter().chain(snapshot).min()
+            }
         }
     }
+}
+
+/// How long a frame may take once `received` bytes of it are here: `timeout` for the first
+/// `timeout_scale` bytes and another `timeout` for each `timeout_scale` more, so a frame that
+/// keeps arriving at no less than `timeout_scale` bytes per `timeout` (hashicorp's snapshot
+/// rate, 256 KiB per 10 s by default) never runs out, while one trickling in a byte at a time
+/// (slowloris) does after `timeout`.
+fn frame_allowance(timeout: Duration, timeout_scale: u64, received: usize) -> Duration {
+    let steps = (received as u64 / timeout_scale.max(1)).saturating_add(1);
+    timeout.saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX))
 }

@@ -22,7 +22,7 @@ use crate::message::*;
 use crate::metrics::{RpcType, TransportMetrics, add};
 pub(crate) use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
-use crate::transport::rpc::ResponseSink;
+use crate::transport::rpc::{AnswerRoute, ResponseSink};
 use crate::wire::*;
 
 /// How a driver is woken from its sleep: an eventfd write for the mio thread, a task
@@ -99,8 +99,7 @@ impl Command {
 pub(crate) enum Completion {
     Response {
         conn: ConnKey,
-        request_id: u64,
-        lane: Lane,
+        route: AnswerRoute,
         result: Result<Response, String>,
         taken_at: Option<Instant>,
     },
@@ -215,16 +214,13 @@ pub(crate) struct HandoffSink(pub(crate) Arc<Handoff>);
 impl ResponseSink for HandoffSink {
     fn respond(
         &self,
-        conn: u64,
-        request_id: u64,
-        lane: Lane,
+        route: AnswerRoute,
         result: Result<Response, String>,
         taken_at: Option<Instant>,
     ) {
         self.0.complete(Completion::Response {
-            conn: ConnKey::from_raw(conn),
-            request_id,
-            lane,
+            conn: ConnKey::from_raw(route.conn),
+            route,
             result,
             taken_at,
         });

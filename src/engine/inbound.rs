@@ -4,20 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use super::conn::{Role, SnapshotIn};
+use super::conn::{Paused, Role, SnapshotIn};
 use super::handoff::Completion;
 use super::{ConnKey, Engine, lookup};
 use crate::message::{Message, MessageType, Request, Response};
 use crate::metrics::{RpcType, add};
-use crate::transport::rpc::{Responder, Rpc};
+use crate::transport::rpc::{AnswerRoute, Responder, Rpc};
 use crate::transport::snapshot::{Flow, SnapshotReader, SnapshotStream};
-use crate::wire::{Flags, Lane, RawFrame, WireError};
+use crate::wire::{Flags, RawFrame, WireError};
 
 impl Engine {
     /// The frames of one read on a serving connection, in order. Their bodies are decoded
     /// first, as one batch, so the decode-time metric costs two clock reads per batch rather
     /// than two per RPC (each request is charged the batch's mean).
-    pub(super) fn serve_frames(&mut self, key: ConnKey, frames: &mut Vec<RawFrame>) {
+    pub(super) fn serve_frames(&mut self, key: ConnKey, frames: &mut Vec<RawFrame>, now: Instant) {
         let clock = self.clock;
         let mut decoded = std::mem::take(&mut self.decoded);
         let Some(conn) = lookup(&mut self.conns, key) else {
@@ -34,10 +34,9 @@ impl Engine {
                 continue;
             }
             if !kind.is_request() {
-                failed = Some(WireError::WrongType {
-                    field: "frame type",
-                    expected: "a request on an inbound connection",
-                    found: kind as u8,
+                failed = Some(WireError::UnexpectedMessage {
+                    expected: "a request on a serving connection",
+                    found: kind,
                 });
                 break;
             }
@@ -59,8 +58,8 @@ impl Engine {
             .unwrap_or(Duration::ZERO);
         for (frame, request) in decoded.drain(..) {
             match request {
-                Some(request) => self.serve(key, &frame, request, per_request, decoded_at),
-                None => self.snapshot_chunk(key, frame),
+                Some(request) => self.serve(key, &frame, request, per_request, decoded_at, now),
+                None => self.snapshot_chunk(key, frame, now),
             }
         }
         self.decoded = decoded;
@@ -69,7 +68,7 @@ impl Engine {
         }
     }
 
-    /// Hand one decoded request to the Raft side.
+    /// Hand one decoded request to the Raft side (or refuse it, at a limit).
     fn serve(
         &mut self,
         key: ConnKey,
@@ -77,7 +76,26 @@ impl Engine {
         request: Request,
         decode_time: Duration,
         decoded_at: Instant,
+        now: Instant,
     ) {
+        let request_id = frame.header.request_id;
+        // A snapshot needs room: one per connection, `max_inbound_snapshots` in all.
+        let permit = match &request {
+            Request::InstallSnapshot(_) => {
+                let Some(Role::Inbound(inbound)) = self.conn(key).map(|c| &c.role) else {
+                    return;
+                };
+                if !inbound.snapshots.is_empty() || inbound.refused_snapshot.is_some() {
+                    self.protocol_error(key, WireError::SnapshotInProgress);
+                    return;
+                }
+                match self.snapshot_permit() {
+                    Some(permit) => Some(permit),
+                    None => return self.refuse_snapshot(key, frame, now),
+                }
+            }
+            _ => None,
+        };
         let Some(conn) = lookup(&mut self.conns, key) else {
             return;
         };
@@ -88,20 +106,23 @@ impl Engine {
         let rpc_kind = RpcType::of(&request);
         shared.metrics.rpc_decode[rpc_kind as usize].record(decode_time);
         add(&shared.metrics.rpcs_received[rpc_kind as usize], 1);
-        let request_id = frame.header.request_id;
-        let responder = Responder::to_sink(
-            shared.sink.clone(),
-            key.to_raw(),
+        let route = AnswerRoute {
+            conn: key.to_raw(),
             request_id,
-            frame.header.lane,
-            frame.header.kind,
-        );
+            lane: frame.header.lane,
+            body_len: frame.header.body_len,
+        };
+        let responder = Responder::to_sink(shared.sink.clone(), route, frame.header.kind);
         inbound.unanswered += 1;
-        let snapshot = match &request {
-            Request::InstallSnapshot(r) => {
+        inbound.unanswered_bytes += frame.body.len();
+        let snapshot = match (&request, permit) {
+            (Request::InstallSnapshot(r), Some(permit)) => {
                 let size = r.size.max(0) as u64;
                 let handoff = shared.handoff.clone();
+                // The permit lives as long as the stream (the closure is the stream's): a body
+                // received in full but not yet read still counts.
                 let stream = SnapshotStream::new(shared.config.snapshot_buffer, move || {
+                    let _counted = &permit;
                     handoff.complete(Completion::ResumeRead { conn: key })
                 });
                 inbound.snapshots.insert(
@@ -110,34 +131,71 @@ impl Engine {
                         stream: stream.clone(),
                         size,
                         received: 0,
+                        last_progress: now,
                     },
                 );
                 Some(SnapshotReader::from_stream(stream, size))
             }
             _ => None,
         };
+        let snapshot_started = snapshot.is_some();
         let rpc = Rpc::new(request, snapshot, responder, Some(conn.peer), decoded_at);
-        if rpc_kind == RpcType::Heartbeat
-            && let Some(handler) = shared.heartbeat.get()
-        {
-            add(&shared.metrics.heartbeats_fast_path, 1);
-            // A panicking handler must not take the engine (and every connection) with it. The
-            // unanswered RPC is dropped during unwinding, which answers it with an error.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(rpc)));
-            if outcome.is_err() {
-                log::error!("raftnet: the heartbeat handler panicked");
+        let handler = if rpc_kind == RpcType::Heartbeat {
+            shared.heartbeat.get()
+        } else {
+            None
+        };
+        match handler {
+            Some(handler) => {
+                add(&shared.metrics.heartbeats_fast_path, 1);
+                // A panicking handler must not take the engine (and every connection) with it.
+                // The unanswered RPC is dropped during unwinding, which answers it with an error.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(rpc)));
+                if outcome.is_err() {
+                    log::error!("raftnet: the heartbeat handler panicked");
+                }
+                // From decoding to handled: this handler's time and that of the heartbeats
+                // before it in the batch, as a queued RPC's is the time it waited to be taken.
+                shared.metrics.rpc_enqueue[rpc_kind as usize]
+                    .record((self.clock)().saturating_duration_since(decoded_at));
             }
-            // From decoding to handled: this handler's time and that of the heartbeats before it
-            // in the batch, as a queued RPC's is the time it waited to be taken.
-            shared.metrics.rpc_enqueue[rpc_kind as usize]
-                .record((self.clock)().saturating_duration_since(decoded_at));
-            return;
+            None => shared.consumer.shared().push(rpc),
         }
-        shared.consumer.shared().push(rpc);
+        self.limit_unanswered(key);
+        if snapshot_started {
+            // Its body must not stall.
+            self.arm_inbound_deadline(key, now);
+        }
+    }
+
+    /// Answer an InstallSnapshot over `max_inbound_snapshots` with an error, stop reading, and
+    /// close once the answer is written; its body's chunks, if any arrive meanwhile, are
+    /// dropped unread.
+    fn refuse_snapshot(&mut self, key: ConnKey, frame: &RawFrame, now: Instant) {
+        let Some(conn) = lookup(&mut self.conns, key) else {
+            return;
+        };
+        let peer = conn.peer;
+        let max = self.shared.config.max_inbound_snapshots;
+        let text = Message::Error(format!(
+            "raftnet: {max} snapshots are being received already; retry later"
+        ));
+        let request_id = frame.header.request_id;
+        let _ = conn
+            .codec
+            .encode(&mut conn.send, request_id, frame.header.lane, &text);
+        conn.close_after_flush = true;
+        if let Role::Inbound(inbound) = &mut conn.role {
+            inbound.refused_snapshot = Some(request_id);
+        }
+        self.pause(key, Paused::CLOSING);
+        self.mark_dirty(key);
+        self.log_refused_snapshot(peer, now);
     }
 
     /// A piece of an InstallSnapshot body.
-    fn snapshot_chunk(&mut self, key: ConnKey, frame: RawFrame) {
+    fn snapshot_chunk(&mut self, key: ConnKey, frame: RawFrame, now: Instant) {
         let Some(conn) = self.conn_mut(key) else {
             return;
         };
@@ -145,13 +203,15 @@ impl Engine {
             return;
         };
         let request_id = frame.header.request_id;
+        if inbound.refused_snapshot == Some(request_id) {
+            return;
+        }
         let Some(snap) = inbound.snapshots.get_mut(&request_id) else {
             self.protocol_error(
                 key,
-                WireError::WrongType {
-                    field: "snapshot chunk",
-                    expected: "a chunk of a snapshot in progress",
-                    found: MessageType::SnapshotChunk as u8,
+                WireError::UnexpectedMessage {
+                    expected: "a request, or a chunk of the snapshot in progress",
+                    found: MessageType::SnapshotChunk,
                 },
             );
             return;
@@ -175,9 +235,8 @@ impl Engine {
             return;
         }
         snap.received += len;
-        if snap.stream.push(frame.body) == Flow::Pause {
-            conn.read_paused = true;
-        }
+        snap.last_progress = now;
+        let flow = snap.stream.push(frame.body);
         if frame.header.flags.contains(Flags::END_STREAM)
             && let Some(snap) = inbound.snapshots.remove(&request_id)
         {
@@ -190,14 +249,16 @@ impl Engine {
                 )));
             }
         }
+        if flow == Flow::Pause {
+            self.pause(key, Paused::SNAPSHOT_READER);
+        }
     }
 
-    /// The Raft side's answer to request `request_id` of `key`.
+    /// The Raft side's answer to the request `route` names.
     pub(super) fn send_response(
         &mut self,
         key: ConnKey,
-        request_id: u64,
-        lane: Lane,
+        route: AnswerRoute,
         result: Result<Response, String>,
         taken_at: Option<Instant>,
         now: Instant,
@@ -216,6 +277,7 @@ impl Engine {
             }
             Err(text) => Message::Error(text),
         };
+        let (request_id, lane) = (route.request_id, route.lane);
         if let Err(e) = conn
             .codec
             .encode(&mut conn.send, request_id, lane, &message)
@@ -226,12 +288,15 @@ impl Engine {
         }
         if let Role::Inbound(i) = &mut conn.role {
             i.unanswered = i.unanswered.saturating_sub(1);
+            i.unanswered_bytes = i.unanswered_bytes.saturating_sub(route.body_len as usize);
             if conn.close_when_idle && i.is_idle() {
                 // Write the answer first; the connection closes once its queue is written.
                 conn.close_after_flush = true;
             }
         }
         self.mark_dirty(key);
+        self.relieve_unanswered(key, now);
+        self.limit_answer_backlog(key);
     }
 
     /// Close idle pooled connections, and have every serving connection close once it has

@@ -42,7 +42,8 @@
 //! The engine's work is split by concern over this folder's files, each an `impl Engine` block
 //! with the state it owns: `outbound.rs` (calls, pools, answers), `pipeline.rs`,
 //! `snapshot_out.rs` with `feed.rs` (the body's way from the caller's reader to the engine),
-//! `inbound.rs` (serving, inbound snapshots, responses), `conn.rs` (one
+//! `inbound.rs` (serving, inbound snapshots, responses), `limits.rs` (what one peer may take
+//! of the node), `conn.rs` (one
 //! connection and its roles), `timer.rs`, `handoff.rs` (the queues shared with other threads).
 //!
 //! [`NetTransport`]: crate::NetTransport
@@ -52,6 +53,7 @@ pub(crate) mod feed;
 pub(crate) mod handoff;
 mod inbound;
 pub(crate) mod key;
+mod limits;
 mod outbound;
 mod pipeline;
 mod snapshot_out;
@@ -69,10 +71,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use slab::Slab;
 
-use self::conn::{Connection, Inbound, Role};
+use self::conn::{Connection, Inbound, Paused, Role};
 use self::handoff::{Command, Completion, Handoff, HandoffSink, Wake};
 pub(crate) use self::key::ConnKey;
 use self::key::Generations;
+use self::limits::{Admission, RefusalLog};
 use self::timer::{TimerKind, Timers, accept_backoff};
 use crate::config::Config;
 use crate::error::Error;
@@ -221,6 +224,12 @@ pub(crate) struct Engine {
     frames: Vec<RawFrame>,
     /// Scratch for the decoded requests of one read on a serving connection.
     decoded: Vec<(RawFrame, Option<Request>)>,
+    /// Inbound connections held, for the connection limits.
+    admission: Admission,
+    /// Inbound snapshots whose buffers live (see `limits::SnapshotPermit`).
+    inbound_snapshots: Arc<AtomicUsize>,
+    refused_connections: RefusalLog,
+    refused_snapshots: RefusalLog,
 }
 
 impl Engine {
@@ -242,6 +251,10 @@ impl Engine {
             shutting_down: false,
             frames: Vec::new(),
             decoded: Vec::new(),
+            admission: Admission::default(),
+            inbound_snapshots: Arc::new(AtomicUsize::new(0)),
+            refused_connections: RefusalLog::default(),
+            refused_snapshots: RefusalLog::default(),
         }
     }
 
@@ -295,35 +308,32 @@ impl Engine {
             match completion {
                 Completion::Response {
                     conn,
-                    request_id,
-                    lane,
+                    route,
                     result,
                     taken_at,
-                } => self.send_response(conn, request_id, lane, result, taken_at, now),
+                } => self.send_response(conn, route, result, taken_at, now),
                 Completion::ResumeRead { conn } => {
-                    if let Some(c) = self.conn_mut(conn)
-                        && std::mem::take(&mut c.read_paused)
-                    {
-                        self.actions.push_back(Action::ResumeRead { key: conn });
-                    }
+                    self.unpause(conn, Paused::SNAPSHOT_READER, now);
                 }
             }
         }
         true
     }
 
-    /// A connection was accepted from `peer`: it serves requests. Returns its key.
-    pub(crate) fn handle_accepted(&mut self, peer: SocketAddr) -> ConnKey {
+    /// A connection was accepted from `peer`: it serves requests. Returns its key, or `None`
+    /// if it is over a connection limit (`limits.rs`): the driver then closes it.
+    pub(crate) fn handle_accepted(&mut self, peer: SocketAddr, now: Instant) -> Option<ConnKey> {
         self.accept_delay = None;
         add(&self.shared.metrics.accepted, 1);
-        let role = Role::Inbound(Inbound {
-            unanswered: 0,
-            snapshots: HashMap::new(),
-        });
-        let key = self.insert(peer, role, true);
+        if !self.admit(peer, now) {
+            return None;
+        }
+        let key = self.insert(peer, Role::Inbound(Inbound::new(now)), true);
         // Its preamble goes out at once.
         self.mark_dirty(key);
-        key
+        // Its first frame must come in time.
+        self.arm_inbound_deadline(key, now);
+        Some(key)
     }
 
     /// Accepting failed (out of descriptors and the like): retrying at once would spin, so back
@@ -370,7 +380,7 @@ impl Engine {
     /// snapshot reader that fell behind.
     pub(crate) fn wants_read(&self, key: ConnKey) -> bool {
         self.conn(key)
-            .is_some_and(|c| c.connected && !c.read_paused)
+            .is_some_and(|c| c.connected && c.paused.is_empty())
     }
 
     /// Where the driver puts bytes read for `key` (then calls
@@ -401,7 +411,7 @@ impl Engine {
         if !frames.is_empty() {
             let inbound = matches!(conn.role, Role::Inbound(_));
             if inbound {
-                self.serve_frames(key, &mut frames);
+                self.serve_frames(key, &mut frames, now);
             } else {
                 for frame in frames.drain(..) {
                     self.answer_frame(key, frame, now);
@@ -412,6 +422,28 @@ impl Engine {
         self.frames = frames;
         if let Err(e) = decoded {
             self.protocol_error(key, e);
+            return;
+        }
+        self.track_partial_frame(key, now);
+    }
+
+    /// A serving connection's frame in progress: its clock starts with its first bytes and
+    /// stops once no part of a frame is buffered.
+    fn track_partial_frame(&mut self, key: ConnKey, now: Instant) {
+        let Some(conn) = lookup(&mut self.conns, key) else {
+            return;
+        };
+        let partial = !conn.recv.is_empty();
+        let Role::Inbound(inbound) = &mut conn.role else {
+            return;
+        };
+        match (partial, inbound.frame_started) {
+            (false, _) => inbound.frame_started = None,
+            (true, None) => {
+                inbound.frame_started = Some(now);
+                self.arm_inbound_deadline(key, now);
+            }
+            (true, Some(_)) => {}
         }
     }
 
@@ -446,7 +478,12 @@ impl Engine {
     }
 
     /// The driver wrote (some of) `key`'s queue.
-    pub(crate) fn handle_flushed(&mut self, key: ConnKey, flushed: io::Result<Flushed>) {
+    pub(crate) fn handle_flushed(
+        &mut self,
+        key: ConnKey,
+        flushed: io::Result<Flushed>,
+        now: Instant,
+    ) {
         let Some(conn) = self.conn_mut(key) else {
             return;
         };
@@ -469,6 +506,7 @@ impl Engine {
         if conn.needs_snapshot_refill() {
             self.pump_snapshot(key);
         }
+        self.relieve_answer_backlog(key, now);
     }
 
     /// Fire every timer due at `now`.
@@ -476,15 +514,18 @@ impl Engine {
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 TimerKind::Deadline { conn } => {
-                    let timeout = self.shared.config.timeout;
-                    let Some(c) = self.conn_mut(conn) else {
+                    let Some(c) = lookup(&mut self.conns, conn) else {
                         continue;
                     };
                     if c.armed != Some(at) {
                         continue; // superseded by an earlier entry for this connection
                     }
                     c.armed = None;
-                    match c.earliest_deadline(timeout) {
+                    match c.earliest_deadline(&self.shared.config) {
+                        // A serving connection's deadline is its peer's slowness.
+                        Some(d) if d <= now && matches!(c.role, Role::Inbound(_)) => {
+                            self.close_slow_peer(conn)
+                        }
                         // A late answer must never reach a later call: the connection goes.
                         Some(d) if d <= now => self.close(conn, Error::Timeout),
                         Some(d) => self.arm(conn, d),
@@ -590,6 +631,7 @@ impl Engine {
             inbound: matches!(role, Role::Inbound(_)),
             max_body_len: config.max_frame_body,
             large_payload_threshold: config.large_payload_threshold,
+            max_entries_per_request: config.max_entries_per_request,
         });
         entry.insert(Connection::new(key, peer, role, codec, connected));
         self.shared
@@ -662,6 +704,7 @@ impl Engine {
         let peer = conn.peer;
         match conn.role {
             Role::Inbound(inbound) => {
+                self.release(peer);
                 for (_, snap) in inbound.snapshots {
                     snap.stream.finish(Err(format!("connection lost: {error}")));
                 }

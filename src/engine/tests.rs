@@ -202,7 +202,11 @@ impl Pair {
 
     /// Complete the dial of client `key`: the server accepts it.
     fn connect(&mut self, key: ConnKey) {
-        let server_key = self.server.engine.handle_accepted(addr(CLIENT_ADDR));
+        let server_key = self
+            .server
+            .engine
+            .handle_accepted(addr(CLIENT_ADDR), self.now)
+            .expect("admitted");
         self.links.insert((Side::Client, key), server_key);
         self.links.insert((Side::Server, server_key), key);
         self.client.engine.handle_connected(key);
@@ -219,7 +223,10 @@ impl Pair {
             };
             let bytes = Bytes::from(queue.to_vec());
             queue.clear();
-            self.node(side).engine.handle_flushed(key, Ok(Flushed::All));
+            let now = self.now;
+            self.node(side)
+                .engine
+                .handle_flushed(key, Ok(Flushed::All), now);
             if let Some(&peer_key) = self.links.get(&(side, key))
                 && !bytes.is_empty()
             {
@@ -283,7 +290,11 @@ impl Pair {
         drop(self.vote(5, None));
         self.drive();
         let (key, _) = self.client.dials.pop().expect("a dial");
-        let server_key = self.server.engine.handle_accepted(addr(CLIENT_ADDR));
+        let server_key = self
+            .server
+            .engine
+            .handle_accepted(addr(CLIENT_ADDR), self.now)
+            .expect("admitted");
         self.client.engine.handle_connected(key);
         let mut dirty = Vec::new();
         self.client.engine.take_dirty(&mut dirty);
@@ -550,7 +561,9 @@ fn accepting_backs_off_doubling_and_resets_after_a_success() {
         .handle_timeout(resumed + Duration::from_millis(10));
     assert_eq!(node.engine.poll_action(), Some(Action::ResumeAccept));
     // An accepted connection resets it.
-    node.engine.handle_accepted(addr(CLIENT_ADDR));
+    node.engine
+        .handle_accepted(addr(CLIENT_ADDR), *START)
+        .expect("admitted");
     let later = resumed + Duration::from_secs(1);
     node.engine.handle_accept_failed(error(), later);
     assert_eq!(
@@ -781,7 +794,10 @@ fn shutdown_resolves_everything_in_flight_exactly_once() {
 #[test]
 fn a_wrong_frame_on_a_serving_connection_is_a_protocol_error() {
     let mut node = Node::new(config());
-    let key = node.engine.handle_accepted(addr(CLIENT_ADDR));
+    let key = node
+        .engine
+        .handle_accepted(addr(CLIENT_ADDR), *START)
+        .expect("admitted");
     // A response where a request must be.
     let mut out = SendQueue::new();
     let encoder = FrameEncoder::new();
@@ -805,9 +821,15 @@ fn a_wrong_frame_on_a_serving_connection_is_a_protocol_error() {
 #[test]
 fn a_closed_key_never_reaches_the_connection_that_reuses_its_slot() {
     let mut node = Node::new(config());
-    let first = node.engine.handle_accepted(addr(CLIENT_ADDR));
+    let first = node
+        .engine
+        .handle_accepted(addr(CLIENT_ADDR), *START)
+        .expect("admitted");
     node.engine.handle_eof(first);
-    let second = node.engine.handle_accepted(addr(CLIENT_ADDR));
+    let second = node
+        .engine
+        .handle_accepted(addr(CLIENT_ADDR), *START)
+        .expect("admitted");
     assert_eq!(first.index(), second.index(), "the slot is reused");
     assert_ne!(first, second);
     // Input for the old key is ignored; the new connection is untouched.
@@ -835,7 +857,10 @@ fn close_streams_closes_idle_serving_connections_after_their_answers() {
 #[test]
 fn an_oversized_snapshot_chunk_is_a_protocol_error_and_fails_the_reader() {
     let mut node = Node::new(config());
-    let key = node.engine.handle_accepted(addr(CLIENT_ADDR));
+    let key = node
+        .engine
+        .handle_accepted(addr(CLIENT_ADDR), *START)
+        .expect("admitted");
     // A hand-made InstallSnapshot of 3 bytes followed by a 4-byte chunk.
     let mut out = SendQueue::new();
     let encoder = FrameEncoder::new();

@@ -16,14 +16,25 @@ use crate::error::{Error, Result};
 use crate::message::{MessageType, Request, Response};
 use crate::wire::Lane;
 
+/// Which request an answer is for, as the transport that received it knows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnswerRoute {
+    /// The connection it arrived on (opaque here: the transport's connection key).
+    pub(crate) conn: u64,
+    /// Its id on that connection.
+    pub(crate) request_id: u64,
+    /// The lane it came on (the answer goes back on it).
+    pub(crate) lane: Lane,
+    /// Its frame body's length: what it counted against its connection's unanswered bytes.
+    pub(crate) body_len: u32,
+}
+
 /// Where a [`Responder`] delivers its answer: the transport that received the request.
 pub(crate) trait ResponseSink: Send + Sync {
-    /// Deliver the answer to request `request_id` that arrived on connection `conn`.
+    /// Deliver the answer to the request `route` names.
     fn respond(
         &self,
-        conn: u64,
-        request_id: u64,
-        lane: Lane,
+        route: AnswerRoute,
         result: std::result::Result<Response, String>,
         taken_at: Option<Instant>,
     );
@@ -32,9 +43,7 @@ pub(crate) trait ResponseSink: Send + Sync {
 enum Route {
     Sink {
         sink: Arc<dyn ResponseSink>,
-        conn: u64,
-        request_id: u64,
-        lane: Lane,
+        route: AnswerRoute,
     },
     Direct(Box<dyn FnOnce(std::result::Result<Response, String>) + Send>),
 }
@@ -53,18 +62,11 @@ pub const DROPPED_UNANSWERED: &str = "raftnet: rpc dropped without a response";
 impl Responder {
     pub(crate) fn to_sink(
         sink: Arc<dyn ResponseSink>,
-        conn: u64,
-        request_id: u64,
-        lane: Lane,
+        route: AnswerRoute,
         request_kind: MessageType,
     ) -> Responder {
         Responder {
-            route: Some(Route::Sink {
-                sink,
-                conn,
-                request_id,
-                lane,
-            }),
+            route: Some(Route::Sink { sink, route }),
             request_kind,
             taken_at: None,
         }
@@ -107,12 +109,7 @@ impl Responder {
             Err(text) => Err(text),
         };
         match route {
-            Route::Sink {
-                sink,
-                conn,
-                request_id,
-                lane,
-            } => sink.respond(conn, request_id, lane, result, self.taken_at),
+            Route::Sink { sink, route } => sink.respond(route, result, self.taken_at),
             Route::Direct(f) => f(result),
         }
     }

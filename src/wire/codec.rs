@@ -90,6 +90,9 @@ pub struct CodecContext {
     /// Payloads of this many bytes or more are queued without a copy
     /// ([`Config::large_payload_threshold`](crate::Config)).
     pub large_payload_threshold: usize,
+    /// Entries one inbound AppendEntries may carry
+    /// ([`Config::max_entries_per_request`](crate::Config::max_entries_per_request)).
+    pub max_entries_per_request: usize,
 }
 
 /// Makes the codec of each new connection ([`Config::codec`](crate::Config::codec)).

@@ -95,6 +95,26 @@ pub enum WireError {
         /// How many bytes were left over.
         count: usize,
     },
+    /// A message arrived where the protocol does not allow it: a response on a serving
+    /// connection, a request answering a call, a response of another type than the request's,
+    /// a snapshot chunk with no snapshot in progress.
+    UnexpectedMessage {
+        /// What was allowed there.
+        expected: &'static str,
+        /// What came.
+        found: MessageType,
+    },
+    /// An AppendEntries declared more entries than the receiver takes
+    /// ([`Config::max_entries_per_request`](crate::Config::max_entries_per_request)).
+    TooManyEntries {
+        /// Entries declared.
+        declared: u32,
+        /// The maximum.
+        max: usize,
+    },
+    /// An InstallSnapshot arrived on a connection whose previous snapshot body had not ended (a
+    /// connection carries one snapshot at a time).
+    SnapshotInProgress,
     /// The stream ended inside a preamble, frame header or frame body.
     UnexpectedEof {
         /// Where the stream ended.
@@ -160,6 +180,16 @@ impl fmt::Display for WireError {
             WireError::TrailingBytes { kind, count } => {
                 write!(f, "{count} bytes left over after a {kind:?} message")
             }
+            WireError::UnexpectedMessage { expected, found } => {
+                write!(f, "expected {expected}, received a {found:?} message")
+            }
+            WireError::TooManyEntries { declared, max } => write!(
+                f,
+                "AppendEntries declares {declared} entries, more than the maximum of {max}"
+            ),
+            WireError::SnapshotInProgress => f.write_str(
+                "an InstallSnapshot arrived before the previous snapshot's body on the connection ended",
+            ),
             WireError::UnexpectedEof { inside, buffered } => write!(
                 f,
                 "connection closed inside a {inside} ({buffered} bytes of it received)"

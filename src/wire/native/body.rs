@@ -145,8 +145,21 @@ fn header(h: &RpcHeader, out: &mut BodySink<'_>) -> Result<(), EncodeError> {
     out.opt_bytes("RpcHeader.addr", &h.addr)
 }
 
-/// Decode a body of type `kind`. Byte fields and snapshot chunks are slices of `body`.
+/// Decode a body of type `kind`. Byte fields and snapshot chunks are slices of `body`. The
+/// entries of an AppendEntries are bounded only by the body's length; a transport decodes with
+/// [`decode_limited`].
 pub fn decode(kind: MessageType, body: &Bytes) -> Result<Message, WireError> {
+    decode_limited(kind, body, usize::MAX)
+}
+
+/// [`decode`], taking at most `max_entries` entries in an AppendEntries: a body declaring more
+/// is an error before anything is reserved for them, so the work and memory of one frame stay
+/// bounded however its bytes are spent.
+pub(crate) fn decode_limited(
+    kind: MessageType,
+    body: &Bytes,
+    max_entries: usize,
+) -> Result<Message, WireError> {
     let mut r = Reader::new(body);
     let message = match kind {
         MessageType::AppendEntries => {
@@ -158,6 +171,12 @@ pub fn decode(kind: MessageType, body: &Bytes) -> Result<Message, WireError> {
             let prev_log_term = r.u64("AppendEntriesRequest.prev_log_term")?;
             let leader_commit_index = r.u64("AppendEntriesRequest.leader_commit_index")?;
             let count = r.list_len("AppendEntriesRequest.entries", MIN_LOG_LEN)?;
+            if count > max_entries {
+                return Err(WireError::TooManyEntries {
+                    declared: u32::try_from(count).unwrap_or(u32::MAX),
+                    max: max_entries,
+                });
+            }
             let mut entries = Vec::new();
             if count > 0 {
                 entries.reserve_exact(count);

@@ -22,10 +22,23 @@ impl CodecFactory for NativeCodecFactory {
 }
 
 /// raftnet's own format (docs/wire.md).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NativeCodec {
     encoder: FrameEncoder,
     decoder: FrameDecoder,
+    max_entries: usize,
+}
+
+impl Default for NativeCodec {
+    fn default() -> Self {
+        NativeCodec {
+            encoder: FrameEncoder::new(),
+            decoder: FrameDecoder::new(),
+            // Standalone, entries are bounded by the body's length; a transport's codecs take
+            // their limit from the config.
+            max_entries: usize::MAX,
+        }
+    }
 }
 
 impl NativeCodec {
@@ -41,6 +54,7 @@ impl NativeCodec {
                 .with_large_payload_threshold(context.large_payload_threshold)
                 .with_max_body_len(context.max_body_len),
             decoder: FrameDecoder::new().with_max_body_len(context.max_body_len),
+            max_entries: context.max_entries_per_request,
         }
     }
 }
@@ -55,7 +69,7 @@ impl Codec for NativeCodec {
     }
 
     fn decode_body(&mut self, frame: &RawFrame) -> Result<Message, WireError> {
-        body::decode(frame.header.kind, &frame.body)
+        body::decode_limited(frame.header.kind, &frame.body, self.max_entries)
     }
 
     fn finish(&mut self, input: &BytesMut) -> Result<(), WireError> {

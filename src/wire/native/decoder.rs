@@ -6,9 +6,13 @@
 //! is cut out of the buffer as one [`Bytes`] and every payload in it is a slice of that, so the
 //! data is never copied after the socket read.
 //!
-//! Memory stays bounded: a header's declared length is checked against the maximum before the
-//! buffer is grown for the body, and the body decoder checks every declared count against the
-//! bytes left in the frame (see `msgpack::Reader`).
+//! Memory follows the bytes received, never the bytes declared: a header's declared length is
+//! checked against the maximum, and the buffer then grows toward it only as the body arrives;
+//! the body decoder checks every declared count against the bytes left in the frame (see
+//! `msgpack::Reader`).
+
+/// The least room made for a body in progress at a time (see `decode_raw`).
+const RESERVE_STEP: usize = 64 << 10;
 
 use bytes::{Buf, BytesMut};
 
@@ -95,8 +99,9 @@ impl FrameDecoder {
     /// Take the next frame out of `buf`, without decoding its body.
     ///
     /// `Ok(None)`: `buf` holds no complete frame yet; append more bytes and call again. When
-    /// a header is complete but its body is not, `buf` is grown to hold the whole frame, so the
-    /// next read can fill it in one go.
+    /// a header is complete but its body is not, `buf` is given room for more of it: as much as
+    /// it already holds (at least 64 KiB, at most what is missing), so a body that arrives grows
+    /// the buffer by doubling while a header alone cannot make it reserve its declared length.
     pub fn decode_raw(&mut self, buf: &mut BytesMut) -> Result<Option<RawFrame>, WireError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
@@ -120,7 +125,12 @@ impl FrameDecoder {
         let header = FrameHeader::parse(head, self.max_body_len)?;
         let frame_len = HEADER_LEN + header.body_len as usize;
         if buf.len() < frame_len {
-            buf.reserve(frame_len - buf.len());
+            // Make room for more of the body, but never more than the bytes already here (or
+            // one step): memory follows what the peer sent, not what its header declared. A
+            // header declaring 64 MiB reserves 64 KiB; a body arriving in full grows the buffer
+            // by doubling, as a `Vec` would.
+            let missing = frame_len - buf.len();
+            buf.reserve(missing.min(buf.len().max(RESERVE_STEP)));
             return Ok(None);
         }
         let mut frame = buf.split_to(frame_len).freeze();
