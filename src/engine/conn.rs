@@ -58,6 +58,9 @@ pub(crate) struct Inbound {
     pub(crate) frame_started: Option<Instant>,
     /// A limit paused this connection's reading before (it is logged the first time only).
     pub(crate) limited_before: bool,
+    /// A whole frame has arrived: until then, the preamble and the first frame are one unit
+    /// whose clock started at the accept.
+    pub(crate) first_frame_seen: bool,
 }
 
 impl Inbound {
@@ -69,6 +72,7 @@ impl Inbound {
             refused_snapshot: None,
             frame_started: Some(accepted_at),
             limited_before: false,
+            first_frame_seen: false,
         }
     }
 

@@ -24,6 +24,9 @@ impl Engine {
             self.decoded = decoded;
             return;
         };
+        if let Role::Inbound(inbound) = &mut conn.role {
+            inbound.first_frame_seen = true;
+        }
         let started = clock();
         let mut requests = 0u32;
         let mut failed = None;

@@ -433,10 +433,10 @@ impl Engine {
         let Some(conn) = lookup(&mut self.conns, key) else {
             return;
         };
-        let partial = !conn.recv.is_empty();
         let Role::Inbound(inbound) = &mut conn.role else {
             return;
         };
+        let partial = !conn.recv.is_empty() || !inbound.first_frame_seen;
         match (partial, inbound.frame_started) {
             (false, _) => inbound.frame_started = None,
             (true, None) => {

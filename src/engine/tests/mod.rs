@@ -885,3 +885,4 @@ fn an_oversized_snapshot_chunk_is_a_protocol_error_and_fails_the_reader() {
     assert_eq!(node.metrics().protocol_errors, 1);
     assert!(!node.engine.is_open(key));
 }
+mod limits;
