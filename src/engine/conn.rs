@@ -61,6 +61,9 @@ pub(crate) struct Inbound {
     /// A whole frame has arrived: until then, the preamble and the first frame are one unit
     /// whose clock started at the accept.
     pub(crate) first_frame_seen: bool,
+    /// Since when the peer has not taken what is queued for it while reading is paused for
+    /// that (`ANSWER_BACKLOG`) or the connection waits to close after a refusal (`CLOSING`).
+    pub(crate) unread_since: Option<Instant>,
 }
 
 impl Inbound {
@@ -73,6 +76,7 @@ impl Inbound {
             frame_started: Some(accepted_at),
             limited_before: false,
             first_frame_seen: false,
+            unread_since: None,
         }
     }
 
@@ -111,6 +115,18 @@ impl Paused {
 
     pub(crate) fn remove(&mut self, reason: Paused) {
         self.0 &= !reason.0;
+    }
+
+    pub(crate) fn intersects(self, reasons: Paused) -> bool {
+        self.0 & reasons.0 != 0
+    }
+}
+
+impl std::ops::BitOr for Paused {
+    type Output = Paused;
+
+    fn bitor(self, rhs: Paused) -> Paused {
+        Paused(self.0 | rhs.0)
     }
 }
 
@@ -230,18 +246,26 @@ impl Connection {
                 .and_then(|t| Some(p.shared.oldest_start()? + t)),
             Role::Inbound(inbound) => {
                 let timeout = config.timeout?;
-                if !self.paused.is_empty() {
-                    return None;
+                let scale = config.timeout_scale;
+                // Queued answers (or a refusal) the peer does not take: its slowness, at the
+                // same rate floor as a frame's.
+                let unread = inbound
+                    .unread_since
+                    .map(|since| since + frame_allowance(timeout, scale, self.send.len()));
+                // Reading paused on our side: the frame and the snapshot body wait for us.
+                let ours = Paused::SNAPSHOT_READER | Paused::UNANSWERED;
+                if self.paused.intersects(ours) {
+                    return unread;
                 }
-                let frame = inbound.frame_started.map(|started| {
-                    started + frame_allowance(timeout, config.timeout_scale, self.recv.len())
-                });
+                let frame = inbound
+                    .frame_started
+                    .map(|started| started + frame_allowance(timeout, scale, self.recv.len()));
                 let snapshot = inbound
                     .snapshots
                     .values()
                     .map(|s| s.last_progress + timeout)
                     .min();
-                frame.into_iter().chain(snapshot).min()
+                frame.into_iter().chain(snapshot).chain(unread).min()
             }
         }
     }

@@ -165,7 +165,7 @@ impl Engine {
             }
             None => shared.consumer.shared().push(rpc),
         }
-        self.limit_unanswered(key);
+        self.limit_unanswered(key, now);
         if snapshot_started {
             // Its body must not stall.
             self.arm_inbound_deadline(key, now);
@@ -192,7 +192,7 @@ impl Engine {
         if let Role::Inbound(inbound) = &mut conn.role {
             inbound.refused_snapshot = Some(request_id);
         }
-        self.pause(key, Paused::CLOSING);
+        self.pause(key, Paused::CLOSING, now);
         self.mark_dirty(key);
         self.log_refused_snapshot(peer, now);
     }
@@ -253,7 +253,7 @@ impl Engine {
             }
         }
         if flow == Flow::Pause {
-            self.pause(key, Paused::SNAPSHOT_READER);
+            self.pause(key, Paused::SNAPSHOT_READER, now);
         }
     }
 
@@ -299,7 +299,7 @@ impl Engine {
         }
         self.mark_dirty(key);
         self.relieve_unanswered(key, now);
-        self.limit_answer_backlog(key);
+        self.limit_answer_backlog(key, now);
     }
 
     /// Close idle pooled connections, and have every serving connection close once it has

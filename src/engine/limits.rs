@@ -144,7 +144,7 @@ impl Engine {
     }
 
     /// Stop reading `key` for `reason` (see [`Paused`]).
-    pub(super) fn pause(&mut self, key: ConnKey, reason: Paused) {
+    pub(super) fn pause(&mut self, key: ConnKey, reason: Paused, now: Instant) {
         let Some(conn) = super::lookup(&mut self.conns, key) else {
             return;
         };
@@ -153,20 +153,29 @@ impl Engine {
         }
         conn.paused.insert(reason);
         let peer = conn.peer;
-        if reason == Paused::UNANSWERED || reason == Paused::ANSWER_BACKLOG {
+        let Role::Inbound(inbound) = &mut conn.role else {
+            return;
+        };
+        let peer_must_read = reason == Paused::ANSWER_BACKLOG || reason == Paused::CLOSING;
+        if peer_must_read {
+            // From now on the peer must take what is queued for it in time.
+            inbound.unread_since.get_or_insert(now);
+        }
+        let limited = reason == Paused::UNANSWERED || reason == Paused::ANSWER_BACKLOG;
+        let first = limited && !std::mem::replace(&mut inbound.limited_before, true);
+        if limited {
             add(&self.shared.metrics.reads_paused, 1);
-            if let Role::Inbound(inbound) = &mut conn.role
-                && !std::mem::replace(&mut inbound.limited_before, true)
-            {
-                let why = if reason == Paused::UNANSWERED {
-                    "too many of its requests wait for the Raft side"
-                } else {
-                    "it does not take its answers"
-                };
-                log::warn!(
-                    "raftnet: pausing reads from {peer}: {why} (logged once per connection)"
-                );
-            }
+        }
+        if first {
+            let why = if reason == Paused::UNANSWERED {
+                "too many of its requests wait for the Raft side"
+            } else {
+                "it does not take its answers"
+            };
+            log::warn!("raftnet: pausing reads from {peer}: {why} (logged once per connection)");
+        }
+        if peer_must_read {
+            self.arm_inbound_deadline(key, now);
         }
     }
 
@@ -180,6 +189,11 @@ impl Engine {
             return;
         }
         conn.paused.remove(reason);
+        if reason == Paused::ANSWER_BACKLOG
+            && let Role::Inbound(inbound) = &mut conn.role
+        {
+            inbound.unread_since = None;
+        }
         if !conn.paused.is_empty() {
             return;
         }
@@ -197,7 +211,7 @@ impl Engine {
 
     /// After a request was handed to the Raft side: pause at `max_unanswered_requests` or
     /// `max_unanswered_bytes`.
-    pub(super) fn limit_unanswered(&mut self, key: ConnKey) {
+    pub(super) fn limit_unanswered(&mut self, key: ConnKey, now: Instant) {
         let config = &self.shared.config;
         let Some(conn) = self.conns.get(key.index()).filter(|c| c.key == key) else {
             return;
@@ -206,7 +220,7 @@ impl Engine {
             && (i.unanswered >= config.max_unanswered_requests
                 || i.unanswered_bytes >= config.max_unanswered_bytes)
         {
-            self.pause(key, Paused::UNANSWERED);
+            self.pause(key, Paused::UNANSWERED, now);
         }
     }
 
@@ -226,14 +240,14 @@ impl Engine {
     }
 
     /// After an answer was queued: pause at `max_queued_answer_bytes` of answers unwritten.
-    pub(super) fn limit_answer_backlog(&mut self, key: ConnKey) {
+    pub(super) fn limit_answer_backlog(&mut self, key: ConnKey, now: Instant) {
         let max = self.shared.config.max_queued_answer_bytes;
         if self
             .conns
             .get(key.index())
             .is_some_and(|c| c.key == key && c.send.len() >= max)
         {
-            self.pause(key, Paused::ANSWER_BACKLOG);
+            self.pause(key, Paused::ANSWER_BACKLOG, now);
         }
     }
 
@@ -269,6 +283,7 @@ impl Engine {
         };
         let peer = conn.peer;
         let what = match &conn.role {
+            Role::Inbound(i) if i.unread_since.is_some() => "it does not take its answers",
             Role::Inbound(i) if !i.snapshots.is_empty() && conn.recv.is_empty() => {
                 "its snapshot body stalled"
             }

@@ -577,3 +577,29 @@ fn a_connection_that_sends_only_its_preamble_is_closed_after_the_timeout() {
     );
     assert_eq!(node.metrics().slow_peers_closed, 1);
 }
+
+#[test]
+fn a_peer_that_never_takes_its_answers_is_closed_in_the_end() {
+    let now = *START;
+    let timeout = Duration::from_secs(10);
+    let mut node = Node::new(config().timeout(Some(timeout)).max_queued_answer_bytes(200));
+    let key = node.accept(PEER, now).unwrap();
+    let mut peer = Peer::new();
+    let preamble = peer.take();
+    node.engine.handle_bytes(key, &preamble, now);
+    let mut sent = 0;
+    while node.engine.wants_read(key) && sent < 100 {
+        sent += 1;
+        let frame = peer.request(sent, Lane::Control, vote(sent)).take();
+        node.engine.handle_bytes(key, &frame, now);
+        node.answer_all(now);
+    }
+    assert!(!node.engine.wants_read(key));
+    // Its answers wait in our memory for as long as a frame of their size may take to travel.
+    node.engine
+        .handle_timeout(now + timeout - Duration::from_millis(1));
+    assert!(node.engine.is_open(key));
+    node.engine.handle_timeout(now + timeout);
+    assert!(!node.engine.is_open(key));
+    assert_eq!(node.metrics().slow_peers_closed, 1);
+}
