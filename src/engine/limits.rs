@@ -13,6 +13,11 @@
 //! | `max_entries_per_request` | decoding | protocol error | `protocol_errors` |
 //! | `timeout`, `timeout_scale` | a frame slower than `timeout_scale` bytes per `timeout`, a snapshot body stalled for `timeout` | closes the connection | `slow_peers_closed` |
 //!
+//! The per-connection caps on unanswered requests are also what shares the consumer queue
+//! between peers: a flooding connection holds at most its cap of requests in the queue, so
+//! another peer's request waits behind at most that many of the flooder's, not behind its whole
+//! backlog.
+//!
 //! Memory follows bytes received, never bytes declared: the codec grows a connection's buffer
 //! only as a frame's bytes arrive (`wire::native`), and the driver reads at most a bounded
 //! amount per connection per turn. The pauses are the engine's back-pressure: a paused
