@@ -435,8 +435,7 @@ async fn write_concurrently(
     for handle in handles {
         handle.await.expect("a writer task panicked");
     }
-    let failures = failures.lock().unwrap().clone();
-    failures
+    failures.lock().unwrap().clone()
 }
 
 async fn election(placement: Placement) {
