@@ -60,7 +60,8 @@ fn read_slowly_counting(
 /// The longest one heartbeat may take while the snapshot streams. Measured on the 2-core test
 /// machine (debug build, the whole file's tests running in parallel), the slowest heartbeat
 /// completed during the snapshot: 32–105 ms in 6 runs unloaded, 31–651 ms in 15 runs with both
-/// cores busy (`yes > /dev/null` twice; p99 12–43 ms). A heartbeat queued behind the snapshot
+/// cores busy (`yes > /dev/null` twice; p99 12–43 ms), with 20 ms read pauses; 18–66 ms in 3
+/// runs with both cores busy at the 40 ms pauses below. A heartbeat queued behind the snapshot
 /// would take the rest of its transfer instead: the transfer lasts over 10 s
 /// ([`SNAPSHOT_READ_PAUSE`]).
 const HEARTBEAT_BOUND: Duration = Duration::from_secs(2);
@@ -70,8 +71,9 @@ const HEARTBEAT_BOUND: Duration = Duration::from_secs(2);
 const SNAPSHOT_READ_PAUSE: Duration = Duration::from_millis(40);
 
 /// Heartbeats that must complete while the body streams. Measured (same runs as
-/// [`HEARTBEAT_BOUND`], with 20 ms pauses: a 6–9 s window): 19,972 or more unloaded, 952 or more
-/// with both cores busy. Heartbeats stuck behind the snapshot complete at most one in the window.
+/// [`HEARTBEAT_BOUND`]): with 20 ms pauses (a 6–9 s window) 19,972 or more unloaded, 952 or more
+/// with both cores busy; with 40 ms pauses (11 s) and both cores busy, 9,587 or more. Heartbeats
+/// stuck behind the snapshot complete at most one in the window.
 const HEARTBEATS_DURING_SNAPSHOT: usize = 20;
 
 #[test]
