@@ -24,6 +24,14 @@ const TOTAL: usize = THREADS * (APPENDS + VOTES + PIPELINED);
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Slack on top of a call's deadline for the machine to deliver the result.
 const MARGIN: Duration = Duration::from_secs(5);
+/// The calling transport's timeout in [`run`]: far beyond anything a test run waits, so no call
+/// there can fail by its own deadline, however slow the machine: a call's error can only come
+/// from the close.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long after the close every call of [`run`] must have resolved: [`TIMEOUT`] + [`MARGIN`],
+/// the bound these calls were held to when [`TIMEOUT`] was their deadline. The close resolves
+/// them at once (measured: the last 6–160 ms after it, unloaded).
+const RESOLVE_WITHIN: Duration = Duration::from_secs(15);
 
 /// The Raft side of the serving transport: takes every RPC and holds it without answering until
 /// the transport closes. Returns the RPCs it held (dropping them is then harmless).
@@ -93,7 +101,6 @@ struct Run {
     /// Per pipeline: its futures' results in the order `recv` gave them, and how `recv` ended.
     recv_orders: Vec<(Vec<u64>, Result<()>)>,
     closed_at: Instant,
-    first_submit: Instant,
 }
 
 /// Make 1000 calls from 8 threads against a server that holds them, then run `close` (which
@@ -101,7 +108,7 @@ struct Run {
 fn run(close_client: bool) -> Run {
     let server_cfg = Config::default().timeout(Some(TIMEOUT));
     let client_cfg = Config::default()
-        .timeout(Some(TIMEOUT))
+        .timeout(Some(CALL_TIMEOUT))
         .max_rpcs_in_flight(PIPELINED + 7);
     let server = bind(server_cfg);
     let client = Arc::new(bind(client_cfg));
@@ -113,7 +120,6 @@ fn run(close_client: bool) -> Run {
     let submitted = Arc::new(Barrier::new(THREADS + 1));
     let all_held = Arc::new(Barrier::new(THREADS + 1));
     let checked = Arc::new(Barrier::new(THREADS + 1));
-    let first_submit = Instant::now();
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let recv_orders = Arc::new(Mutex::new(Vec::new()));
 
@@ -131,7 +137,6 @@ fn run(close_client: bool) -> Run {
                     .append_entries_pipeline(&peer(), &target)
                     .expect("pipeline");
                 let mut pending = Vec::new();
-                let start = Instant::now();
                 for i in 0..APPENDS.max(VOTES).max(PIPELINED) {
                     let id = base + i as u64 + 1;
                     if i < APPENDS {
@@ -168,9 +173,9 @@ fn run(close_client: bool) -> Run {
                     );
                 }
                 checked.wait();
-                // Each call's deadline is TIMEOUT after it was submitted (at the latest, after
-                // the last submission); it must have resolved by then, plus a margin.
-                let allowed_until = Instant::now().max(start) + TIMEOUT + MARGIN;
+                // The close comes right after this barrier; every call must have resolved
+                // within RESOLVE_WITHIN of it (its own deadline is an hour away).
+                let allowed_until = Instant::now() + RESOLVE_WITHIN;
                 let mut mine = Vec::new();
                 for p in pending {
                     let kind = p.kind();
@@ -227,7 +232,6 @@ fn run(close_client: bool) -> Run {
         outcomes,
         recv_orders,
         closed_at,
-        first_submit,
     }
 }
 
@@ -256,7 +260,7 @@ fn check_common(run: &Run) {
     for o in &run.outcomes {
         assert!(
             o.result.is_some(),
-            "a {} call did not resolve by its deadline + {MARGIN:?}",
+            "a {} call did not resolve within {RESOLVE_WITHIN:?} of the close",
             o.kind
         );
         assert!(o.resolved_at <= o.allowed_until + Duration::from_secs(1));
@@ -282,17 +286,21 @@ fn server_gone_resolves_every_call_once_with_an_error() {
     let run = run(false);
     summarize(&run);
     check_common(&run);
-    // The close came long before any call's own deadline, so no call may have waited for it:
-    // every one failed because the connection was lost.
-    if run.closed_at < run.first_submit + TIMEOUT - Duration::from_secs(3) {
-        for o in &run.outcomes {
-            assert_ne!(
-                o.result,
-                Some(Err(Error::Timeout)),
-                "a {} call timed out instead of failing with the lost connection",
-                o.kind
-            );
-        }
+    // No call can have reached its own deadline (CALL_TIMEOUT is an hour): every one failed
+    // because the connection was lost, and says so.
+    for o in &run.outcomes {
+        assert_ne!(
+            o.result,
+            Some(Err(Error::Timeout)),
+            "a {} call timed out instead of failing with the lost connection",
+            o.kind
+        );
+        assert!(
+            matches!(o.result, Some(Err(Error::Io(_)))),
+            "a {} call failed otherwise than with the lost connection: {:?}",
+            o.kind,
+            o.result
+        );
     }
 }
 

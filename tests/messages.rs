@@ -116,9 +116,49 @@ fn message_conversions_and_types() {
         Message::message_type(&Message::Error(String::new())),
         MessageType::Error
     );
-    for byte in 0..=255u8 {
-        if let Some(kind) = MessageType::from_u8(byte) {
-            assert_eq!(kind as u8, byte);
+    // docs/wire.md's table of message types: these twelve bytes, and no other, name a type.
+    let documented = [
+        (0x00, MessageType::AppendEntries),
+        (0x01, MessageType::RequestVote),
+        (0x02, MessageType::InstallSnapshot),
+        (0x03, MessageType::TimeoutNow),
+        (0x04, MessageType::RequestPreVote),
+        (0x05, MessageType::SnapshotChunk),
+        (0x80, MessageType::AppendEntriesResponse),
+        (0x81, MessageType::RequestVoteResponse),
+        (0x82, MessageType::InstallSnapshotResponse),
+        (0x83, MessageType::TimeoutNowResponse),
+        (0x84, MessageType::RequestPreVoteResponse),
+        (0xFF, MessageType::Error),
+    ];
+    for (byte, kind) in documented {
+        assert_eq!(kind as u8, byte, "{kind:?}'s byte");
+        // Exhaustive: a new variant does not compile here until it joins the table above (and
+        // docs/wire.md).
+        match kind {
+            MessageType::AppendEntries
+            | MessageType::RequestVote
+            | MessageType::InstallSnapshot
+            | MessageType::TimeoutNow
+            | MessageType::RequestPreVote
+            | MessageType::SnapshotChunk
+            | MessageType::AppendEntriesResponse
+            | MessageType::RequestVoteResponse
+            | MessageType::InstallSnapshotResponse
+            | MessageType::TimeoutNowResponse
+            | MessageType::RequestPreVoteResponse
+            | MessageType::Error => {}
         }
+    }
+    for byte in 0..=255u8 {
+        let expected = documented
+            .iter()
+            .find(|(b, _)| *b == byte)
+            .map(|&(_, kind)| kind);
+        assert_eq!(
+            MessageType::from_u8(byte),
+            expected,
+            "type byte {byte:#04x}"
+        );
     }
 }

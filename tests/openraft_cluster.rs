@@ -15,10 +15,11 @@
 //! `on_threads::*` with threads of their own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::storage::Adaptor;
 use openraft::{Config as RaftConfig, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
@@ -38,6 +39,11 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(10);
 
 /// One attempt of a client write; a retry uses the same serial, which memstore deduplicates.
+/// An attempt that gets no answer this long counts as a failure no scenario allows: a write is
+/// answered in milliseconds, and even one caught in a leadership change is answered (committed by
+/// the new leader, or refused with ForwardToLeader) within an election, at most
+/// `election_timeout_max` (1 s) plus a few round trips. No attempt timed out in 6 runs of the
+/// file with both cores busy.
 const WRITE_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// Shorter than openraft's defaults would be fine on a quiet machine; these leave room for a
@@ -244,6 +250,80 @@ impl Cluster {
     }
 }
 
+/// Why one attempt of a client write failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// openraft's ForwardToLeader: the node was not, or no longer, the leader (leadership moved
+    /// between the writer's look at the metrics and the write, or while the write was in flight).
+    ForwardToLeader,
+    /// The node's Raft had stopped, or stopped while the write waited (`Fatal::Stopped`).
+    Stopped,
+    /// No answer within [`WRITE_ATTEMPT`].
+    TimedOut,
+    /// Any other error, as openraft put it.
+    Other(String),
+}
+
+/// A failed attempt: the write, the node it went to, and why it failed.
+#[derive(Debug, Clone)]
+struct FailedAttempt {
+    key: String,
+    node: NodeId,
+    failure: Failure,
+}
+
+/// Panic, listing every failed attempt, unless each is one `allowed` accepts.
+fn assert_failures(
+    what: &str,
+    failures: &[FailedAttempt],
+    allowed: impl Fn(&FailedAttempt) -> bool,
+) {
+    let describe = |f: &FailedAttempt| format!("{} on node {}: {:?}", f.key, f.node, f.failure);
+    let refused: Vec<String> = failures
+        .iter()
+        .filter(|f| !allowed(f))
+        .map(describe)
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{what}: write attempts failed in a way this scenario does not allow: {refused:#?} \
+         (all failed attempts: {:#?})",
+        failures.iter().map(describe).collect::<Vec<_>>()
+    );
+}
+
+/// The rule for a scenario in which no node stops (`replication`, `snapshot_catch_up`): a write
+/// may fail only with ForwardToLeader, and only if leadership changed while the writes ran (the
+/// highest term moved past `term_before`, the term of the leader they started with).
+///
+/// Why that much is allowed: on a loaded machine a follower can miss heartbeats and start an
+/// election (a lost leadership, not a transport fault), and a write that went to the old leader
+/// then comes back as ForwardToLeader, which a client retries. Why nothing else is: nothing stops
+/// (no `Stopped`), no membership change is written through `client_write`, and an attempt left
+/// unanswered for [`WRITE_ATTEMPT`] is a lost message or a stuck node, which is what these tests
+/// are there to catch; without a leadership change no write has any reason to fail at all.
+fn assert_only_leadership_changes(
+    cluster: &Cluster,
+    ids: &[NodeId],
+    term_before: u64,
+    failures: &[FailedAttempt],
+    what: &str,
+) {
+    let term_after = ids
+        .iter()
+        .map(|&id| cluster.metrics(id).current_term)
+        .max()
+        .unwrap();
+    let leadership_changed = term_after > term_before;
+    eprintln!(
+        "{what}: {} failed write attempt(s); term {term_before} → {term_after}",
+        failures.len()
+    );
+    assert_failures(what, failures, |f| {
+        leadership_changed && f.failure == Failure::ForwardToLeader
+    });
+}
+
 /// A write's key, value and serial. Each key is written once, so a retry (same serial) is
 /// deduplicated by memstore instead of applied twice.
 fn writes(prefix: &str, n: usize) -> Vec<(String, String, u64)> {
@@ -259,27 +339,44 @@ fn writes(prefix: &str, n: usize) -> Vec<(String, String, u64)> {
 }
 
 /// Write through whichever live node is leader, retrying (on another leader, after an election)
-/// until acknowledged; returns the log index it was applied at.
-async fn write(directory: &Directory, key: &str, value: &str, serial: u64) -> u64 {
+/// until acknowledged; returns the log index it was applied at. Every failed attempt is recorded
+/// in `failures`, for the scenario to judge.
+async fn write(
+    directory: &Directory,
+    key: &str,
+    value: &str,
+    serial: u64,
+    failures: &Mutex<Vec<FailedAttempt>>,
+) -> u64 {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let leader = directory
             .read()
             .unwrap()
-            .values()
-            .find(|raft| raft.metrics().borrow().state == ServerState::Leader)
-            .cloned();
-        if let Some(raft) = leader {
+            .iter()
+            .find(|(_, raft)| raft.metrics().borrow().state == ServerState::Leader)
+            .map(|(&id, raft)| (id, raft.clone()));
+        if let Some((node, raft)) = leader {
             let request = ClientRequest {
                 client: key.to_string(),
                 serial,
                 status: value.to_string(),
             };
-            if let Ok(Ok(response)) =
-                tokio::time::timeout(WRITE_ATTEMPT, raft.client_write(request)).await
-            {
-                return response.log_id.index;
-            }
+            let failure =
+                match tokio::time::timeout(WRITE_ATTEMPT, raft.client_write(request)).await {
+                    Ok(Ok(response)) => return response.log_id.index,
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                        Failure::ForwardToLeader
+                    }
+                    Ok(Err(RaftError::Fatal(Fatal::Stopped))) => Failure::Stopped,
+                    Ok(Err(e)) => Failure::Other(e.to_string()),
+                    Err(_) => Failure::TimedOut,
+                };
+            failures.lock().unwrap().push(FailedAttempt {
+                key: key.to_string(),
+                node,
+                failure,
+            });
         }
         assert!(
             Instant::now() < deadline,
@@ -289,25 +386,47 @@ async fn write(directory: &Directory, key: &str, value: &str, serial: u64) -> u6
     }
 }
 
-/// Write `all` from `tasks` concurrent tasks; every acknowledged write lands in `acked`.
+/// Holds writers back, once `at` writes are acknowledged, until `open` is set.
+#[derive(Clone)]
+struct Gate {
+    at: usize,
+    open: Arc<AtomicBool>,
+}
+
+/// Write `all` from `tasks` concurrent tasks; every acknowledged write lands in `acked`. Returns
+/// every failed attempt. With a `gate`, a writer waits before its next write while `gate.at`
+/// writes or more are acknowledged and the gate is not open.
 async fn write_concurrently(
     directory: &Directory,
     all: Vec<(String, String, u64)>,
     tasks: usize,
     acked: &Arc<Mutex<BTreeMap<String, String>>>,
-) {
+    gate: Option<Gate>,
+) -> Vec<FailedAttempt> {
     let mut shares: Vec<Vec<_>> = (0..tasks).map(|_| Vec::new()).collect();
     for (i, w) in all.into_iter().enumerate() {
         shares[i % tasks].push(w);
     }
+    let failures = Arc::new(Mutex::new(Vec::new()));
     let handles: Vec<_> = shares
         .into_iter()
         .map(|share| {
             let directory = directory.clone();
             let acked = acked.clone();
+            let failures = failures.clone();
+            let gate = gate.clone();
             tokio::spawn(async move {
                 for (key, value, serial) in share {
-                    write(&directory, &key, &value, serial).await;
+                    if let Some(gate) = &gate {
+                        loop {
+                            let written = acked.lock().unwrap().len();
+                            if written < gate.at || gate.open.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            tokio::time::sleep(POLL).await;
+                        }
+                    }
+                    write(&directory, &key, &value, serial, &failures).await;
                     acked.lock().unwrap().insert(key, value);
                 }
             })
@@ -316,6 +435,7 @@ async fn write_concurrently(
     for handle in handles {
         handle.await.expect("a writer task panicked");
     }
+    failures.lock().unwrap().clone()
 }
 
 async fn election(placement: Placement) {
@@ -346,11 +466,14 @@ async fn replication(placement: Placement) {
     let cluster = Cluster::start(&ids, raft_config(), placement).await;
     cluster.initialize(&ids).await;
     let leader = cluster.agreed_leader(&ids).await;
+    let term = cluster.metrics(leader).current_term;
 
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
-    write_concurrently(&cluster.directory, writes("key", 200), 8, &acked).await;
+    let failures =
+        write_concurrently(&cluster.directory, writes("key", 200), 8, &acked, None).await;
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), 200);
+    assert_only_leadership_changes(&cluster, &ids, term, &failures, "replication");
 
     cluster.assert_holds(leader, &ids, &acked).await;
     // Nothing but the acknowledged writes, and the same on every node.
@@ -382,14 +505,26 @@ async fn leader_loss(placement: Placement) {
     let old_leader = cluster.agreed_leader(&ids).await;
     let survivors: Vec<NodeId> = ids.into_iter().filter(|&id| id != old_leader).collect();
 
-    // Writers run while the leader goes away: they retry on the new leader.
+    // Writers run while the leader goes away: they retry on the new leader. The leader is
+    // stopped once 50 writes are acknowledged; should this task be slow to see that, the gate
+    // holds the writers at 150 until the loss has begun, so it always comes mid-write, with
+    // writes left for the new leader.
+    const WRITES: usize = 200;
+    let loss_started = Arc::new(AtomicBool::new(false));
+    let gate = Gate {
+        at: 150,
+        open: loss_started.clone(),
+    };
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let done = Arc::new(AtomicUsize::new(0));
     let writers = {
         let (directory, acked, done) = (cluster.directory.clone(), acked.clone(), done.clone());
         tokio::spawn(async move {
-            write_concurrently(&directory, writes("before", 200), 4, &acked).await;
+            let failures =
+                write_concurrently(&directory, writes("before", WRITES), 4, &acked, Some(gate))
+                    .await;
             done.store(1, Ordering::SeqCst);
+            failures
         })
     };
     let deadline = Instant::now() + DEADLINE;
@@ -402,7 +537,18 @@ async fn leader_loss(placement: Placement) {
     }
     let votes_before = cluster.votes_sent(&survivors);
     let acked_at_loss = acked.lock().unwrap().len();
+    // The scenario is a loss mid-write: writers still running, writes still to come.
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        0,
+        "every write finished before the leader was stopped"
+    );
+    assert!(
+        acked_at_loss < WRITES,
+        "all {WRITES} writes were acknowledged before the leader was stopped"
+    );
 
+    loss_started.store(true, Ordering::SeqCst);
     cluster.stop(old_leader).await;
 
     let new_leader = cluster.agreed_leader(&survivors).await;
@@ -413,16 +559,46 @@ async fn leader_loss(placement: Placement) {
         "the new leader was elected through raftnet's vote path"
     );
 
-    tokio::time::timeout(DEADLINE, writers)
+    let failures = tokio::time::timeout(DEADLINE, writers)
         .await
         .expect("the writers finish")
         .expect("the writers do not panic");
     // Writes continue on the new leader.
     let after = Arc::new(Mutex::new(BTreeMap::new()));
-    write_concurrently(&cluster.directory, writes("after", 50), 4, &after).await;
+    let failures_after =
+        write_concurrently(&cluster.directory, writes("after", 50), 4, &after, None).await;
 
     let mut acked = acked.lock().unwrap().clone();
-    assert_eq!(acked.len(), 200);
+    assert_eq!(acked.len(), WRITES);
+    assert!(
+        acked.len() > acked_at_loss,
+        "no write was acknowledged after the leader was lost"
+    );
+    // What losing the leader may do to a write: the stopped node refuses it or ends it with
+    // `Stopped` (a writer can hold its handle when it stops), and any node can answer
+    // ForwardToLeader while leadership moves. A timeout is not among them: the stopped node's
+    // shutdown ends the writes it held, and the survivors answer theirs, so an attempt left
+    // unanswered for WRITE_ATTEMPT is a lost message or a stuck node. Once the new leader is
+    // agreed, writes go through without failing, save ForwardToLeader should leadership move
+    // again on a loaded machine.
+    eprintln!(
+        "leader_loss: failed write attempts around the loss {:?}, after it {:?}",
+        failures
+            .iter()
+            .map(|f| (f.node, &f.failure))
+            .collect::<Vec<_>>(),
+        failures_after
+            .iter()
+            .map(|f| (f.node, &f.failure))
+            .collect::<Vec<_>>(),
+    );
+    assert_failures("leader_loss, around the loss", &failures, |f| {
+        f.failure == Failure::ForwardToLeader
+            || (f.failure == Failure::Stopped && f.node == old_leader)
+    });
+    assert_failures("leader_loss, after it", &failures_after, |f| {
+        f.failure == Failure::ForwardToLeader
+    });
     acked.extend(after.lock().unwrap().clone());
     let new_leader = cluster.agreed_leader(&survivors).await;
     cluster.assert_holds(new_leader, &survivors, &acked).await;
@@ -443,9 +619,11 @@ async fn snapshot_catch_up(placement: Placement) {
     let mut cluster = Cluster::start(&ids, config, placement).await;
     cluster.initialize(&ids).await;
     let leader = cluster.agreed_leader(&ids).await;
+    let term = cluster.metrics(leader).current_term;
 
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
-    write_concurrently(&cluster.directory, writes("key", 200), 4, &acked).await;
+    let mut failures =
+        write_concurrently(&cluster.directory, writes("key", 200), 4, &acked, None).await;
 
     // The leader snapshots and purges the logs a new node would need.
     cluster
@@ -469,9 +647,11 @@ async fn snapshot_catch_up(placement: Placement) {
         .await
         .expect("add the learner");
     // And a few more writes, which it receives as entries.
-    write_concurrently(&cluster.directory, writes("later", 20), 4, &acked).await;
+    failures
+        .extend(write_concurrently(&cluster.directory, writes("later", 20), 4, &acked, None).await);
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), 220);
+    assert_only_leadership_changes(&cluster, &ids, term, &failures, "snapshot_catch_up");
 
     let all = [0, 1, 2, learner];
     cluster.assert_holds(leader, &all, &acked).await;

@@ -14,11 +14,32 @@ pub(crate) fn go_bytes() -> impl Strategy<Value = Option<Bytes>> {
     option::of(vec(any::<u8>(), 0..40).prop_map(Bytes::from))
 }
 
-/// Payloads around the large-payload threshold too, so both encoder paths are exercised.
+/// `n` bytes of a pattern that depends on each byte's offset (and `seed`), so a payload put back
+/// together from the wrong pieces, or shifted, does not compare equal.
+fn patterned(n: usize, seed: u8) -> Bytes {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ seed)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// A payload of a length drawn from `lengths`.
+fn sized(lengths: std::ops::Range<usize>) -> impl Strategy<Value = Option<Bytes>> {
+    option::of((lengths, any::<u8>()).prop_map(|(n, seed)| patterned(n, seed)))
+}
+
+/// Payloads on both sides of the default large-payload threshold
+/// ([`DEFAULT_LARGE_PAYLOAD_THRESHOLD`], 8 KiB), so both paths of the default encoder are
+/// round-tripped: bytes copied into its buffer below it, payloads queued as segments of their
+/// own at or above it. Lengths: short byte strings mostly; up to 5000 bytes; just around the
+/// threshold (8190–8194); and up to three times it.
 pub(crate) fn payload() -> impl Strategy<Value = Option<Bytes>> {
+    const T: usize = DEFAULT_LARGE_PAYLOAD_THRESHOLD;
     prop_oneof![
         4 => go_bytes(),
-        1 => option::of((0usize..5000, any::<u8>()).prop_map(|(n, b)| Bytes::from(vec![b; n]))),
+        1 => sized(0..5000),
+        1 => sized(T - 2..T + 3),
+        1 => sized(T..3 * T),
     ]
 }
 
