@@ -14,7 +14,15 @@ usage: raftnet-bench [OPTIONS]
 Runs each scenario against raftnet and the tokio baseline in one process, interleaved
 (scenario by scenario: raftnet, then tokio), plus raw loopback references, and prints
 ops/s, payload MB/s, latency p50/p99/p999, CPU µs per op (getrusage user+sys of the
-whole process, so both ends), thread wake-ups per op, and raftnet/tokio ratios.
+whole process, so both ends), context switches per op, and raftnet/tokio ratios.
+
+columns:
+  switch/op             context switches per op of every thread of the process, exited
+                        ones included (getrusage RUSAGE_SELF): (vol+invol) = voluntary
+                        (blocked and woken: wake-ups) + involuntary (preempted, or
+                        yielded while runnable: spin-then-yield hand-offs). JSON:
+                        switches_per_op, wakeups_per_op (voluntary),
+                        involuntary_switches_per_op
 
 options:
   --scenario NAME|all   a scenario, a comma-separated list, or all (default: all)
@@ -31,8 +39,9 @@ options:
   --json                one JSON object per line and implementation instead of the table
   --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
   --no-svg              write no chart
-  --no-raw              skip the raw loopback references (otherwise run once, first:
-                        1 MiB bulk writes and a 64 B blocking ping-pong)
+  --no-raw              skip the raw loopback references (otherwise run first in every
+                        round and reported as medians like the scenarios: 1 MiB bulk
+                        writes and a 64 B blocking ping-pong)
   -h, --help            this text
 
 scenarios: heartbeat-seq heartbeat-pipelined append-100b-seq append-64x1k-pipelined

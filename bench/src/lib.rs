@@ -11,7 +11,8 @@
 //!   server, serde twins of raftnet's messages), which `tokio_impl` and `cluster` share;
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
 //! - [`pin`]: thread placement (`same`, `split`, `none`);
-//! - [`measure`]: CPU time (getrusage) and thread wake-ups (voluntary context switches).
+//! - [`measure`]: CPU time and context switches, voluntary and involuntary, of every thread
+//!   (getrusage `RUSAGE_SELF`).
 //!
 //! The harness that runs them and reports (command line, runs, results, table, JSON lines, SVG
 //! chart) is the `raftnet-bench` binary (`src/main.rs` and its modules).

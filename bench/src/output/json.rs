@@ -45,7 +45,14 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                     obj.insert("cpu_us_per_op".into(), opt3(m.cpu_us_per_op));
                     obj.insert("cpu_user_us_per_op".into(), opt3(m.cpu_user_us_per_op));
                     obj.insert("cpu_sys_us_per_op".into(), opt3(m.cpu_sys_us_per_op));
+                    // Context switches per op of every thread (exited ones included): the
+                    // sum, and its two kinds (wakeups_per_op = voluntary).
+                    obj.insert("switches_per_op".into(), opt3(m.switches_per_op));
                     obj.insert("wakeups_per_op".into(), opt3(m.wakeups_per_op));
+                    obj.insert(
+                        "involuntary_switches_per_op".into(),
+                        opt3(m.involuntary_per_op),
+                    );
                     obj.insert("cpu_cores".into(), round3(m.cpu_cores));
                     obj.insert("others_cores".into(), opt3(m.others_cores));
                     obj.insert("ops".into(), json!(m.ops.round() as u64));
@@ -77,7 +84,7 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                                     "p99_speedup": opt3(v.p99),
                                     "p999_speedup": opt3(v.p999),
                                     "cpu_saving": opt3(v.cpu),
-                                    "wakeup_saving": opt3(v.wakeups),
+                                    "switch_saving": opt3(v.switches),
                                 }),
                             );
                         }

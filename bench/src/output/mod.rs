@@ -54,8 +54,8 @@ pub(super) fn header_lines(results: &Results) -> Vec<String> {
             if o.rounds > 1 { " (medians)" } else { "" },
             cpus,
         ),
-        "CPU µs/op: getrusage user+sys of the whole process (client and server ends) per op; wake/op: voluntary context switches of its threads per op"
-            .into(),
+        "CPU µs/op: getrusage user+sys of the whole process (client and server ends) per op".into(),
+        "switch/op: context switches per op of every thread of the process, exited ones included (getrusage RUSAGE_SELF), = vol (blocked and woken: wake-ups) + invol (preempted, or yielded while runnable: spin-then-yield hand-offs); with rounds, each figure is its own median".into(),
     ]
 }
 
