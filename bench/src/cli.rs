@@ -15,6 +15,9 @@ Runs each scenario against raftnet and the tokio baseline in one process, interl
 (scenario by scenario: raftnet, then tokio), plus raw loopback references, and prints
 ops/s, payload MB/s, latency p50/p99/p999, CPU µs per op (getrusage user+sys of the
 whole process, so both ends), context switches per op, and raftnet/tokio ratios.
+Every answer is checked on both sides alike (term, success or granted, last_log where the
+scenario fixes them; snapshot bodies byte by byte and their length on the receiving side):
+a wrong one ends the run with an error row.
 
 columns:
   switch/op             context switches per op of every thread of the process, exited

@@ -3,6 +3,7 @@
 //! one process run so the results can be compared as ratios.
 //!
 //! - [`scenario`]: the scenarios, and the contract every implementation follows;
+//! - [`check`]: what every answer and snapshot body must be, checked alike on both sides;
 //! - [`raftnet_impl`]: the scenarios on raftnet;
 //! - [`tokio_impl`]: the same on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde;
 //! - [`cluster`]: a 3-node openraft cluster over raftnet or over the tokio baseline's design
@@ -19,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cluster;
 pub mod measure;
 pub mod pin;

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio_util::codec::Framed;
 
+use crate::check::{Answer, Findings};
 use crate::pin;
 use crate::scenario::{
     BULK_PIPELINE_DEPTH, Control, FAN_IN_CONNECTIONS, Implementation, PIPELINE_DEPTH,
@@ -39,17 +40,26 @@ pub struct TokioImpl;
 /// Worker threads per node runtime.
 const WORKERS: usize = 2;
 
-fn check_success(response: &Message) -> Result<(), String> {
-    let ok = match response {
-        Message::AppendEntriesResponse(r) => r.success,
-        Message::RequestVoteResponse(r) => r.granted,
-        Message::InstallSnapshotResponse(r) => r.success,
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("unexpected response: {response:?}"))
+/// The fields of an answer that the checks compare (`crate::check`, as on raftnet's side).
+fn answer_of(response: &Message) -> Answer {
+    match response {
+        Message::AppendEntriesResponse(r) => Answer::Append {
+            term: r.term,
+            success: r.success,
+            last_log: r.last_log,
+        },
+        Message::RequestVoteResponse(r) => Answer::Vote {
+            term: r.term,
+            granted: r.granted,
+        },
+        Message::InstallSnapshotResponse(r) => Answer::Snapshot {
+            term: r.term,
+            success: r.success,
+        },
+        Message::AppendEntries(_) => Answer::Other("an AppendEntries request"),
+        Message::RequestVote(_) => Answer::Other("a RequestVote request"),
+        Message::InstallSnapshot(_) => Answer::Other("an InstallSnapshot request"),
+        Message::SnapshotChunk { .. } => Answer::Other("a snapshot chunk"),
     }
 }
 
@@ -57,13 +67,14 @@ fn check_success(response: &Message) -> Result<(), String> {
 async fn sequential(
     client: &Client<Message>,
     request: &Message,
+    expected: Answer,
     payload: u64,
     control: &Control,
 ) -> Result<Sample, String> {
     let mut sample = Sample::default();
     while !control.stopped() {
         let start = Instant::now();
-        check_success(&client.call(request).await?)?;
+        answer_of(&client.call(request).await?).check(expected)?;
         sample.record(control, start.elapsed(), payload);
     }
     Ok(sample)
@@ -74,6 +85,7 @@ async fn sequential(
 async fn pipelined(
     client: &Client<Message>,
     request: &Message,
+    expected: Answer,
     depth: usize,
     payload: u64,
     control: &Control,
@@ -85,7 +97,7 @@ async fn pipelined(
     let mut sample = Sample::default();
     let mut in_flight: FuturesUnordered<_> = (0..depth).map(|_| issue()).collect();
     while let Some((start, response)) = in_flight.next().await {
-        check_success(&response?)?;
+        answer_of(&response?).check(expected)?;
         sample.record(control, start.elapsed(), payload);
         if !control.stopped() {
             in_flight.push(issue());
@@ -100,7 +112,7 @@ async fn snapshots(client: &Client<Message>, control: &Control) -> Result<Sample
     let mut sample = Sample::default();
     while !control.stopped() {
         let start = Instant::now();
-        check_success(&client.install_snapshot(&snapshot).await?)?;
+        answer_of(&client.install_snapshot(&snapshot).await?).check(Answer::snapshot())?;
         sample.record(control, start.elapsed(), SNAPSHOT_SIZE as u64);
     }
     Ok(sample)
@@ -138,7 +150,7 @@ async fn fan_in_connection(
         if envelope.id != id {
             return Err(format!("answer to {} while waiting for {id}", envelope.id));
         }
-        check_success(&envelope.message)?;
+        answer_of(&envelope.message).check(Answer::heartbeat())?;
         sample.record(&control, start.elapsed(), 0);
     }
     Ok(sample)
@@ -172,21 +184,29 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
     let client = Client::<Message>::connect(addr).await?;
     let payload = |s: Scenario| s.entries().map_or(0, |(n, size)| (n * size) as u64);
     match scenario {
-        Scenario::HeartbeatSeq => sequential(&client, &heartbeat(), 0, &control).await,
-        Scenario::VoteSeq => sequential(&client, &request_vote(), 0, &control).await,
+        Scenario::HeartbeatSeq => {
+            sequential(&client, &heartbeat(), Answer::heartbeat(), 0, &control).await
+        }
+        Scenario::VoteSeq => {
+            sequential(&client, &request_vote(), Answer::vote(), 0, &control).await
+        }
         Scenario::Append100bSeq => {
             let request = append_entries(1, 100);
-            sequential(&client, &request, payload(scenario), &control).await
+            let expected = Answer::append(1);
+            sequential(&client, &request, expected, payload(scenario), &control).await
         }
         Scenario::HeartbeatPipelined => {
-            pipelined(&client, &heartbeat(), PIPELINE_DEPTH, 0, &control).await
+            let expected = Answer::heartbeat();
+            pipelined(&client, &heartbeat(), expected, PIPELINE_DEPTH, 0, &control).await
         }
         Scenario::Append64x1kPipelined => {
             let request = append_entries(64, 1024);
+            let (expected, depth) = (Answer::append(64), PIPELINE_DEPTH);
             pipelined(
                 &client,
                 &request,
-                PIPELINE_DEPTH,
+                expected,
+                depth,
                 payload(scenario),
                 &control,
             )
@@ -194,8 +214,16 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
         }
         Scenario::Append1mPipelined => {
             let request = append_entries(1, 1 << 20);
-            let depth = BULK_PIPELINE_DEPTH;
-            pipelined(&client, &request, depth, payload(scenario), &control).await
+            let (expected, depth) = (Answer::append(1), BULK_PIPELINE_DEPTH);
+            pipelined(
+                &client,
+                &request,
+                expected,
+                depth,
+                payload(scenario),
+                &control,
+            )
+            .await
         }
         Scenario::Snapshot64m => snapshots(&client, &control).await,
         Scenario::HeartbeatUnderLoad => {
@@ -211,10 +239,19 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
             let bulk_control = control.clone();
             let bulk = tokio::spawn(async move {
                 let request = append_entries(1, 1 << 20);
-                let depth = BULK_PIPELINE_DEPTH;
-                pipelined(&bulk_client, &request, depth, 1 << 20, &bulk_control).await
+                let (expected, depth) = (Answer::append(1), BULK_PIPELINE_DEPTH);
+                pipelined(
+                    &bulk_client,
+                    &request,
+                    expected,
+                    depth,
+                    1 << 20,
+                    &bulk_control,
+                )
+                .await
             });
-            let heartbeats = sequential(&client, &heartbeat(), 0, &control).await;
+            let heartbeats =
+                sequential(&client, &heartbeat(), Answer::heartbeat(), 0, &control).await;
             let background = [join(snapshot).await, join(bulk).await];
             let mut sample = heartbeats?;
             for load in background {
@@ -281,7 +318,8 @@ impl Implementation for TokioImpl {
             None => Routing::in_connection(),
             Some(heartbeat_fast_path) => Routing::through_consumer(&server, heartbeat_fast_path),
         };
-        let addr = server.block_on(start_server(routing))?;
+        let findings = Findings::new();
+        let addr = server.block_on(start_server(routing, findings.clone()))?;
 
         let client = pin::as_client(|| runtime("tokio-client"))?;
         // The harness thread only waits here; the callers run on the client's workers. They
@@ -289,7 +327,8 @@ impl Implementation for TokioImpl {
         let result = client.block_on(join(client.spawn(drive(scenario, addr, control.clone()))));
         drop(client);
         drop(server);
-        result
+        // A refused snapshot shows in its answer (`success: false`); the server says why.
+        findings.explain(result)
     }
 }
 
@@ -370,5 +409,70 @@ mod tests {
                 sample.payload_bytes as f64 / secs / 1e9,
             );
         }
+    }
+}
+
+/// The checks catch what they are there for, as on raftnet's side: a wrong answer ends the
+/// driver, a damaged snapshot body is refused and says where.
+#[cfg(test)]
+mod checks {
+    use super::*;
+    use crate::check::TERM;
+
+    fn server_and_client(findings: &Findings) -> (Runtime, Client<Message>) {
+        let runtime = runtime("tokio-check").unwrap();
+        let addr = runtime
+            .block_on(start_server(Routing::in_connection(), findings.clone()))
+            .unwrap();
+        let client = runtime.block_on(Client::<Message>::connect(addr)).unwrap();
+        (runtime, client)
+    }
+
+    #[test]
+    fn a_wrong_term_ends_the_driver() {
+        let findings = Findings::new();
+        let (runtime, client) = server_and_client(&findings);
+        let control = Control::new();
+        control.start_measuring();
+        let Message::AppendEntries(mut request) = heartbeat() else {
+            unreachable!()
+        };
+        request.term = TERM - 1;
+        let request = Message::AppendEntries(request);
+        let err = runtime
+            .block_on(sequential(
+                &client,
+                &request,
+                Answer::heartbeat(),
+                0,
+                &control,
+            ))
+            .unwrap_err();
+        assert!(
+            err.starts_with("wrong answer: AppendEntries(term 6"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_flipped_snapshot_byte_is_refused() {
+        let findings = Findings::new();
+        let (runtime, client) = server_and_client(&findings);
+        let mut snapshot = Snapshot::new();
+        // Byte 12,345,678 of the body: chunk 47 (256 KiB chunks), offset 24,910 in it.
+        let Message::SnapshotChunk { data, .. } = &mut snapshot.chunks[47] else {
+            unreachable!()
+        };
+        data[24_910] ^= 0x20;
+        let response = runtime
+            .block_on(client.install_snapshot(&snapshot))
+            .unwrap();
+        let err = findings
+            .explain(answer_of(&response).check(Answer::snapshot()))
+            .unwrap_err();
+        assert!(
+            err.contains("success false") && err.contains("byte 12345678 is"),
+            "{err}"
+        );
     }
 }

@@ -109,12 +109,7 @@ impl Client<Message> {
     pub(crate) async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<Message, String> {
         let (id, answer) = self.register()?;
         self.send(encode(id, &snapshot.request)).await?;
-        for i in 0..snapshot.chunks {
-            let chunk = if i + 1 == snapshot.chunks {
-                &snapshot.last_chunk
-            } else {
-                &snapshot.chunk
-            };
+        for chunk in &snapshot.chunks {
             self.send(encode(id, chunk)).await?;
         }
         answer.await.map_err(|_| "connection closed".to_string())

@@ -18,7 +18,7 @@
 //!   thread (votes, appends: the Raft loop's work), the server hands it to a consumer task over
 //!   an mpsc channel, and the consumer (standing for the Raft loop) answers. Heartbeats are
 //!   answered in the connection (reader) task, as raftnet answers them on its reactor; so are
-//!   snapshots, whose chunks the connection task counts (raftnet's consumer thread reads them
+//!   snapshots, whose chunks the connection task checks (raftnet's consumer thread reads them
 //!   from a `SnapshotReader` instead). A snapshot is the request, then the body as 256 KiB chunk
 //!   messages with the same id on the same connection, the response after the last chunk.
 

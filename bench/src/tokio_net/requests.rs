@@ -4,16 +4,14 @@
 use serde_bytes::ByteBuf;
 
 use super::messages::{self, Message};
+use crate::check::{PREV_INDEX, TERM, VOTE_TERM, snapshot_body};
 use crate::scenario::SNAPSHOT_SIZE;
 
 /// Snapshot body chunk size.
 const SNAPSHOT_CHUNK: usize = 256 << 10;
 
-const TERM: u64 = 7;
 const LEADER_ID: &[u8] = b"n1";
 const LEADER_ADDR: &[u8] = b"127.0.0.1:7000";
-/// The index the append scenarios' entries follow.
-const PREV_INDEX: u64 = 1000;
 /// 2026-01-01T00:00:00.123456789Z, the entries' `AppendedAt`.
 const APPENDED_AT: (i64, u32) = (1_767_225_600, 123_456_789);
 
@@ -75,7 +73,7 @@ pub(crate) fn request_vote() -> Message {
         protocol_version: 3,
         id: buf(LEADER_ID),
         addr: buf(LEADER_ADDR),
-        term: TERM + 1,
+        term: VOTE_TERM,
         candidate: buf(LEADER_ADDR),
         last_log_index: PREV_INDEX,
         last_log_term: TERM,
@@ -100,30 +98,31 @@ fn install_snapshot() -> Message {
     }))
 }
 
-/// A snapshot transfer prepared once: the request and the two kinds of chunk message.
+/// A snapshot transfer prepared once: the request and the body's chunk messages, in order.
 pub(crate) struct Snapshot {
     pub(crate) request: Message,
-    pub(crate) chunk: Message,
-    pub(crate) last_chunk: Message,
-    pub(crate) chunks: usize,
+    pub(crate) chunks: Vec<Message>,
 }
 
 impl Snapshot {
+    /// The body is the pattern the server checks byte by byte (`crate::check`), the same
+    /// 64 MiB raftnet's side sends; each chunk carries its own part of it, so a chunk lost,
+    /// repeated or reordered fails the transfer.
     pub(crate) fn new() -> Snapshot {
         assert_eq!(SNAPSHOT_SIZE % SNAPSHOT_CHUNK, 0);
-        let data = ByteBuf::from(
-            (0..SNAPSHOT_CHUNK)
-                .map(|b| (b * 7) as u8)
-                .collect::<Vec<u8>>(),
-        );
+        let body = snapshot_body();
+        let count = SNAPSHOT_SIZE / SNAPSHOT_CHUNK;
+        let chunks = body
+            .chunks(SNAPSHOT_CHUNK)
+            .enumerate()
+            .map(|(i, data)| Message::SnapshotChunk {
+                data: ByteBuf::from(data),
+                last: i + 1 == count,
+            })
+            .collect();
         Snapshot {
             request: install_snapshot(),
-            chunk: Message::SnapshotChunk {
-                data: data.clone(),
-                last: false,
-            },
-            last_chunk: Message::SnapshotChunk { data, last: true },
-            chunks: SNAPSHOT_SIZE / SNAPSHOT_CHUNK,
+            chunks,
         }
     }
 }
