@@ -34,7 +34,7 @@ use raftnet_bench::pin;
 use raftnet_bench::raftnet_impl::RaftnetImpl;
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::{Control, Implementation, Sample, Scenario};
-use raftnet_bench::tokio_impl::TokioImpl;
+use raftnet_bench::tokio_impl::{Flavor, TokioImpl};
 
 use crate::cli::{ImplChoice, Options};
 use crate::output::secs;
@@ -288,13 +288,18 @@ pub(crate) fn run_all(
     }
 }
 
-pub(crate) fn implementations(choice: ImplChoice) -> Vec<Arc<dyn Implementation>> {
+pub(crate) fn implementations(
+    choice: ImplChoice,
+    tokio_runtime: Option<Flavor>,
+) -> Vec<Arc<dyn Implementation>> {
     let mut v: Vec<Arc<dyn Implementation>> = Vec::new();
     if matches!(choice, ImplChoice::Raftnet | ImplChoice::Both) {
         v.push(Arc::new(RaftnetImpl));
     }
     if matches!(choice, ImplChoice::Tokio | ImplChoice::Both) {
-        v.push(Arc::new(TokioImpl));
+        v.push(Arc::new(TokioImpl {
+            flavor: tokio_runtime,
+        }));
     }
     v
 }
@@ -371,6 +376,7 @@ mod tests {
             rounds,
             placement: Placement::None,
             reactor: cluster::Reactor::Task,
+            tokio_runtime: None,
             json: true,
             svg: None,
             raw: true,

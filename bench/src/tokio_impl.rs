@@ -5,40 +5,159 @@
 //! server and the messages) is `crate::tokio_net`; this module sets up the runtimes and drives
 //! the scenarios over it.
 //!
-//! - Each node (server, client) has its own multi-thread runtime with 2 workers, as two Raft
-//!   processes would; the server's is built inside [`pin::as_server`], the client's inside
-//!   [`pin::as_client`], and every caller runs as a task on the client runtime.
+//! - Each node (server, client) has its own runtime, as two Raft processes would; the server's
+//!   is built inside [`pin::as_server`], the client's inside [`pin::as_client`], and every
+//!   caller runs as a task on the client runtime. The runtime's flavour is the one measured
+//!   best for the placement ([`Flavor::best_for`]; `--tokio-runtime` picks another): a
+//!   baseline held to a flavour that suits it badly (it used to be 2 workers per node even
+//!   with every thread on one CPU) would flatter raftnet.
 //! - The callers: one request after another (`sequential`), a fixed number in flight on the
 //!   connection (`pipelined`), one snapshot transfer after another (`snapshots`), and for
-//!   `fan-in-1000` a task per connection with a `Framed` of its own (`fan_in_connection`).
+//!   `fan-in-1000` a task per connection with a stream of its own (`fan_in_connection`).
+//! - `heartbeat-under-load` sends its heartbeats on a connection of their own, the load on
+//!   another: raftnet keeps heartbeats in a lane of their own (a pooled connection per lane),
+//!   and a tokio user who cares about heartbeat latency would do the same; comparing lanes with
+//!   one shared connection measured head-of-line blocking, not the transports.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
-use tokio_util::codec::Framed;
+use tokio::sync::oneshot;
+use tokio_util::codec::FramedRead;
 
 use crate::check::{Answer, Findings};
-use crate::pin;
+use crate::pin::{self, Placement};
 use crate::scenario::{
     BULK_PIPELINE_DEPTH, Control, FAN_IN_CONNECTIONS, Implementation, PIPELINE_DEPTH,
     SNAPSHOT_SIZE, Sample, Scenario,
 };
+use crate::tokio_net::Message;
 use crate::tokio_net::client::Client;
-use crate::tokio_net::frame::{codec, decode, encode};
-use crate::tokio_net::messages::Message;
+use crate::tokio_net::frame::{Wire, codec, encode};
 use crate::tokio_net::requests::{Snapshot, append_entries, heartbeat, request_vote};
 use crate::tokio_net::server::{Routing, start_server};
 
-/// The tokio baseline.
-pub struct TokioImpl;
+/// The tokio baseline, its node runtimes of `flavor` (`None`: [`Flavor::best_for`] the
+/// placement of the run).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokioImpl {
+    /// The runtime flavour, if fixed (`--tokio-runtime`).
+    pub flavor: Option<Flavor>,
+}
 
-/// Worker threads per node runtime.
-const WORKERS: usize = 2;
+/// How each node's runtime is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `new_current_thread`: one thread runs the node's tasks and its I/O driver (the server's
+    /// is a thread of its own; the client's is the thread that drives the scenario).
+    CurrentThread,
+    /// `new_multi_thread` with this many workers.
+    MultiThread(usize),
+}
+
+impl Flavor {
+    /// Every flavour `--tokio-runtime` offers.
+    pub const ALL: [Flavor; 3] = [
+        Flavor::CurrentThread,
+        Flavor::MultiThread(1),
+        Flavor::MultiThread(2),
+    ];
+
+    /// The name on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::CurrentThread => "current",
+            Flavor::MultiThread(1) => "multi1",
+            Flavor::MultiThread(2) => "multi2",
+            Flavor::MultiThread(_) => "multi",
+        }
+    }
+
+    /// The flavour called `name`.
+    pub fn from_name(name: &str) -> Option<Flavor> {
+        Flavor::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The flavour for `placement` when `--tokio-runtime` does not say (for now the 2 workers
+    /// the baseline always had, until the flavours are measured against each other).
+    pub fn best_for(placement: Placement) -> Flavor {
+        match placement {
+            Placement::Same | Placement::Split | Placement::None => Flavor::MultiThread(2),
+        }
+    }
+}
+
+/// A node's runtime. A current-thread runtime only runs while a thread drives it
+/// (`block_on`); a node whose runtime must serve on its own (the server) gets a thread that
+/// does, until the node is dropped.
+struct Node {
+    runtime: Arc<Runtime>,
+    driver: Option<(oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
+    name: &'static str,
+}
+
+impl Node {
+    /// Build the runtime (a multi-thread runtime starts its workers here, placed like the
+    /// calling thread).
+    fn new(name: &'static str, flavor: Flavor) -> Result<Node, String> {
+        let mut builder = match flavor {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            Flavor::MultiThread(workers) => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(workers);
+                b
+            }
+        };
+        let runtime = builder
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("build the {name} runtime: {e}"))?;
+        Ok(Node {
+            runtime: Arc::new(runtime),
+            driver: None,
+            name,
+        })
+    }
+
+    /// From now on the runtime runs without a caller in `block_on`: a current-thread runtime
+    /// gets a thread of its own (placed like the calling thread); a multi-thread one has its
+    /// workers already.
+    fn serve_in_background(&mut self) -> Result<(), String> {
+        let current_thread = matches!(
+            self.runtime.handle().runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::CurrentThread
+        );
+        if !current_thread || self.driver.is_some() {
+            return Ok(());
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let runtime = self.runtime.clone();
+        let thread = std::thread::Builder::new()
+            .name(self.name.into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| format!("spawn the {} thread: {e}", self.name))?;
+        self.driver = Some((stop, thread));
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.driver.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
 
 /// The fields of an answer that the checks compare (`crate::check`, as on raftnet's side).
 fn answer_of(response: &Message) -> Answer {
@@ -118,8 +237,9 @@ async fn snapshots(client: &Client<Message>, control: &Control) -> Result<Sample
     Ok(sample)
 }
 
-/// `fan-in-1000`: each connection is its own task with its own `TcpStream` + `Framed`, doing
-/// sequential heartbeats with `Framed::send` (a flush per request) and `Framed::next`.
+/// `fan-in-1000`: each connection is its own task with its own `TcpStream`, doing sequential
+/// heartbeats: a write of the whole frame per request (the frame carries its length,
+/// `crate::tokio_net::frame`), then the answer read with `LengthDelimitedCodec`.
 async fn fan_in_connection(
     addr: SocketAddr,
     request: Arc<Message>,
@@ -131,22 +251,23 @@ async fn fan_in_connection(
     stream
         .set_nodelay(true)
         .map_err(|e| format!("set TCP_NODELAY: {e}"))?;
-    let mut framed = Framed::new(stream, codec());
+    let (read, mut write) = stream.into_split();
+    let mut answers = FramedRead::new(read, codec());
     let mut sample = Sample::default();
     let mut id = 0;
     while !control.stopped() {
         id += 1;
         let start = Instant::now();
-        framed
-            .send(encode(id, &request))
+        write
+            .write_all(&encode(id, &request))
             .await
             .map_err(|e| format!("send: {e}"))?;
-        let frame = framed
+        let frame = answers
             .next()
             .await
             .ok_or("connection closed")?
             .map_err(|e| format!("receive: {e}"))?;
-        let envelope = decode::<Message>(&frame)?;
+        let envelope = Message::decode(frame.freeze())?;
         if envelope.id != id {
             return Err(format!("answer to {} while waiting for {id}", envelope.id));
         }
@@ -227,10 +348,13 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
         }
         Scenario::Snapshot64m => snapshots(&client, &control).await,
         Scenario::HeartbeatUnderLoad => {
-            // The background load shares the heartbeats' connection: a tokio user has one
-            // multiplexed connection per peer, so a heartbeat's frame queues behind snapshot
-            // chunks and 1 MiB entries already in the writer channel, the socket buffers and
-            // the server's reader task (head-of-line blocking; raftnet's lanes avoid it).
+            // Heartbeats get a connection of their own, as raftnet's get a lane of their own
+            // (its pools are per lane): on the one multiplexed connection that the load uses,
+            // a heartbeat's frame would queue behind snapshot chunks and 1 MiB entries in the
+            // writer channel, the socket buffers and the server's reader task (head-of-line
+            // blocking), which this baseline measured until lanes were compared with lanes.
+            // The load (snapshots and appends) shares the other connection.
+            let heartbeat_client = Client::<Message>::connect(addr).await?;
             let snapshot_client = client.clone();
             let snapshot_control = control.clone();
             let snapshot =
@@ -250,8 +374,14 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
                 )
                 .await
             });
-            let heartbeats =
-                sequential(&client, &heartbeat(), Answer::heartbeat(), 0, &control).await;
+            let heartbeats = sequential(
+                &heartbeat_client,
+                &heartbeat(),
+                Answer::heartbeat(),
+                0,
+                &control,
+            )
+            .await;
             let background = [join(snapshot).await, join(bulk).await];
             let mut sample = heartbeats?;
             for load in background {
@@ -264,15 +394,6 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
             unreachable!("TokioImpl::run hands these to crate::cluster")
         }
     }
-}
-
-fn runtime(name: &str) -> Result<Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("build the {name} runtime: {e}"))
 }
 
 /// File descriptors `fan-in-1000` needs: both ends of every connection live in this process.
@@ -302,7 +423,10 @@ impl Implementation for TokioImpl {
             check_fd_limit()?;
         }
 
-        let server = pin::as_server(|| runtime("tokio-server"))?;
+        let flavor = self
+            .flavor
+            .unwrap_or_else(|| Flavor::best_for(pin::placement()));
+        let mut server = pin::as_server(|| Node::new("tokio-server", flavor))?;
         let routing = match scenario {
             Scenario::HeartbeatPipelined
             | Scenario::Append64x1kPipelined
@@ -316,15 +440,22 @@ impl Implementation for TokioImpl {
         };
         let routing = match routing {
             None => Routing::in_connection(),
-            Some(heartbeat_fast_path) => Routing::through_consumer(&server, heartbeat_fast_path),
+            Some(heartbeat_fast_path) => {
+                Routing::through_consumer(server.runtime.handle(), heartbeat_fast_path)
+            }
         };
         let findings = Findings::new();
-        let addr = server.block_on(start_server(routing, findings.clone()))?;
+        let addr = server
+            .runtime
+            .block_on(start_server(routing, findings.clone()))?;
+        pin::as_server(|| server.serve_in_background())?;
 
-        let client = pin::as_client(|| runtime("tokio-client"))?;
-        // The harness thread only waits here; the callers run on the client's workers. They
-        // must be `'static`, so they get a clone of `control` (it shares the harness's phase).
-        let result = client.block_on(join(client.spawn(drive(scenario, addr, control.clone()))));
+        let client = pin::as_client(|| Node::new("tokio-client", flavor))?;
+        // The callers run on the client's workers, or, on a current-thread runtime, on this
+        // thread (placed as a client thread), which drives it. They must be `'static`, so they
+        // get a clone of `control` (it shares the harness's phase).
+        let runtime = &client.runtime;
+        let result = runtime.block_on(join(runtime.spawn(drive(scenario, addr, control.clone()))));
         drop(client);
         drop(server);
         // A refused snapshot shows in its answer (`success: false`); the server says why.
@@ -352,10 +483,12 @@ mod tests {
             .unwrap_or(0)
     }
 
-    /// The smoke test of the tokio side: every scenario, warm-up 100 ms, measured 200 ms (or
-    /// `TOKIO_SMOKE_MS`), then stop; each must complete operations and shut down. Run with
-    /// `--release -- --nocapture` for rough ops/s (`RAFTNET_BENCH_PIN=same|split` to place,
-    /// `TOKIO_SMOKE_ONLY=<scenario>` for one scenario).
+    /// The smoke test of the tokio side: every scenario on every runtime flavour (the cluster
+    /// scenarios, whose runtimes are the cluster's, once), warm-up 100 ms, measured 200 ms (or
+    /// `TOKIO_SMOKE_MS`), then stop; each must complete operations and shut down, leaving no
+    /// runtime thread behind. Run with `--release -- --nocapture` for rough ops/s
+    /// (`RAFTNET_BENCH_PIN=same|split` to place, `TOKIO_SMOKE_ONLY=<scenario>` for one
+    /// scenario, `TOKIO_SMOKE_FLAVOR=current|multi1|multi2` for one flavour).
     #[test]
     fn every_scenario_completes_operations() {
         let measure_ms: u64 = std::env::var("TOKIO_SMOKE_MS")
@@ -369,46 +502,60 @@ mod tests {
             pin::set_placement(p);
         }
         let only = std::env::var("TOKIO_SMOKE_ONLY").ok();
-        for scenario in Scenario::ALL {
-            if only.as_deref().is_some_and(|o| o != scenario.name()) {
-                continue;
+        let flavors: Vec<Flavor> = match std::env::var("TOKIO_SMOKE_FLAVOR") {
+            Ok(name) => vec![Flavor::from_name(&name).expect("a flavour name")],
+            Err(_) => Flavor::ALL.to_vec(),
+        };
+        for (i, &flavor) in flavors.iter().enumerate() {
+            for scenario in Scenario::ALL {
+                if only.as_deref().is_some_and(|o| o != scenario.name())
+                    || (i > 0 && scenario.cluster_clients().is_some())
+                {
+                    continue;
+                }
+                smoke(
+                    TokioImpl {
+                        flavor: Some(flavor),
+                    },
+                    scenario,
+                    measure_ms,
+                );
             }
-            let control = Control::new();
-            let result = std::thread::scope(|s| {
-                s.spawn(|| {
-                    std::thread::sleep(Duration::from_millis(100));
-                    control.start_measuring();
-                    std::thread::sleep(Duration::from_millis(measure_ms));
-                    control.stop();
-                });
-                TokioImpl.run(scenario, &control)
-            });
-            let sample = result.unwrap_or_else(|e| panic!("{}: {e}", scenario.name()));
-            assert_eq!(
-                runtime_threads(),
-                0,
-                "{}: runtime threads left",
-                scenario.name()
-            );
-            assert!(
-                sample.ops > 0,
-                "{}: no operation completed",
-                scenario.name()
-            );
-            assert_eq!(sample.ops as usize, sample.latencies_ns.len());
-            let mut latencies = sample.latencies_ns.clone();
-            latencies.sort_unstable();
-            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e3;
-            let secs = measure_ms as f64 / 1e3;
-            println!(
-                "tokio {:<24} {:>10.0} ops/s  p50 {:>9.1} µs  p99 {:>9.1} µs  {:>7.2} GB/s",
-                scenario.name(),
-                sample.ops as f64 / secs,
-                at(0.5),
-                at(0.99),
-                sample.payload_bytes as f64 / secs / 1e9,
-            );
         }
+    }
+
+    fn smoke(imp: TokioImpl, scenario: Scenario, measure_ms: u64) {
+        let name = format!(
+            "{} {}",
+            imp.flavor.map_or("auto", Flavor::name),
+            scenario.name()
+        );
+        let control = Control::new();
+        let result = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                control.start_measuring();
+                std::thread::sleep(Duration::from_millis(measure_ms));
+                control.stop();
+            });
+            imp.run(scenario, &control)
+        });
+        let sample = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(runtime_threads(), 0, "{name}: runtime threads left");
+        assert!(sample.ops > 0, "{name}: no operation completed");
+        assert_eq!(sample.ops as usize, sample.latencies_ns.len());
+        let mut latencies = sample.latencies_ns.clone();
+        latencies.sort_unstable();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e3;
+        let secs = measure_ms as f64 / 1e3;
+        println!(
+            "tokio {:<31} {:>10.0} ops/s  p50 {:>9.1} µs  p99 {:>9.1} µs  {:>7.2} GB/s",
+            name,
+            sample.ops as f64 / secs,
+            at(0.5),
+            at(0.99),
+            sample.payload_bytes as f64 / secs / 1e9,
+        );
     }
 }
 
@@ -420,7 +567,10 @@ mod checks {
     use crate::check::TERM;
 
     fn server_and_client(findings: &Findings) -> (Runtime, Client<Message>) {
-        let runtime = runtime("tokio-check").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let addr = runtime
             .block_on(start_server(Routing::in_connection(), findings.clone()))
             .unwrap();
@@ -463,7 +613,9 @@ mod checks {
         let Message::SnapshotChunk { data, .. } = &mut snapshot.chunks[47] else {
             unreachable!()
         };
-        data[24_910] ^= 0x20;
+        let mut flipped = data.to_vec();
+        flipped[24_910] ^= 0x20;
+        *data = flipped.into();
         let response = runtime
             .block_on(client.install_snapshot(&snapshot))
             .unwrap();

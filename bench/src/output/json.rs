@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::Scenario;
 
+use super::tokio_flavor;
 use crate::results::{Results, Subject, under_load, vs_raw, vs_tokio};
 
 fn round3(v: f64) -> Value {
@@ -71,6 +72,11 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                             if row.imp == "raftnet" {
                                 obj.insert("reactor".into(), json!(o.reactor.name()));
                             }
+                        } else if row.imp == "tokio" {
+                            obj.insert(
+                                "tokio_runtime".into(),
+                                json!(tokio_flavor(results).0.name()),
+                            );
                         }
                         if row.imp == "raftnet"
                             && let Some(v) = vs_tokio(results, s)

@@ -9,15 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
+use super::Message;
 use super::connection::connection_ends;
-use super::frame::{Envelope, decode, encode};
-use super::messages::Message;
+use super::frame::{Envelope, Wire, encode};
 use super::requests::Snapshot;
 
 struct Pending<M> {
@@ -42,7 +41,7 @@ impl<M> Clone for Client<M> {
     }
 }
 
-impl<M: DeserializeOwned + Send + 'static> Client<M> {
+impl<M: Wire + Send + 'static> Client<M> {
     /// Connect to `addr` and start the connection's reader and writer tasks (on the current
     /// runtime).
     pub(crate) async fn connect(addr: SocketAddr) -> Result<Client<M>, String> {
@@ -117,12 +116,12 @@ impl Client<Message> {
 }
 
 /// The client's reader task: each answer completes the call waiting for its id.
-async fn read_responses<M: DeserializeOwned>(
+async fn read_responses<M: Wire>(
     mut responses: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     pending: Arc<Mutex<Pending<M>>>,
 ) {
     while let Some(Ok(frame)) = responses.next().await {
-        let Ok(Envelope { id, message }) = decode::<M>(&frame) else {
+        let Ok(Envelope { id, message }) = M::decode(frame.freeze()) else {
             break;
         };
         let done = pending.lock().unwrap().waiting.remove(&id);

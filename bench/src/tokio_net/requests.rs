@@ -1,9 +1,10 @@
 //! What the tokio scenarios send, as hashicorp/raft would: built once per run, then encoded by
 //! reference for every call (no clone of their payloads per operation).
 
-use serde_bytes::ByteBuf;
+use bytes::Bytes;
 
-use super::messages::{self, Message};
+use super::Message;
+use super::messages;
 use crate::check::{PREV_INDEX, TERM, VOTE_TERM, snapshot_body};
 use crate::scenario::SNAPSHOT_SIZE;
 
@@ -16,8 +17,8 @@ const LEADER_ADDR: &[u8] = b"127.0.0.1:7000";
 const APPENDED_AT: (i64, u32) = (1_767_225_600, 123_456_789);
 
 /// A bytes field of a message.
-pub(crate) fn buf(bytes: &[u8]) -> Option<ByteBuf> {
-    Some(ByteBuf::from(bytes))
+pub(crate) fn buf(bytes: &'static [u8]) -> Option<Bytes> {
+    Some(Bytes::from_static(bytes))
 }
 
 /// A heartbeat as hashicorp/raft sends it: term, header id/addr, leader address, nothing else.
@@ -44,7 +45,7 @@ pub(crate) fn append_entries(count: usize, size: usize) -> Message {
             index: PREV_INDEX + 1 + i,
             term: TERM,
             kind: 0,
-            data: Some(ByteBuf::from(
+            data: Some(Bytes::from(
                 (0..size)
                     .map(|b| (b as u64 * 31 + i) as u8)
                     .collect::<Vec<u8>>(),
@@ -112,11 +113,10 @@ impl Snapshot {
         assert_eq!(SNAPSHOT_SIZE % SNAPSHOT_CHUNK, 0);
         let body = snapshot_body();
         let count = SNAPSHOT_SIZE / SNAPSHOT_CHUNK;
-        let chunks = body
-            .chunks(SNAPSHOT_CHUNK)
-            .enumerate()
-            .map(|(i, data)| Message::SnapshotChunk {
-                data: ByteBuf::from(data),
+        // Slices of the shared body: no copy to prepare (the encoder copies each once a send).
+        let chunks = (0..count)
+            .map(|i| Message::SnapshotChunk {
+                data: body.slice(i * SNAPSHOT_CHUNK..(i + 1) * SNAPSHOT_CHUNK),
                 last: i + 1 == count,
             })
             .collect();
@@ -129,19 +129,18 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
 
-    /// Convert a twin's bytes field back to raftnet's.
-    fn bytes(b: &Option<ByteBuf>) -> Option<Bytes> {
-        b.as_ref().map(|b| Bytes::copy_from_slice(b))
+    /// A twin's bytes field as raftnet's.
+    fn bytes(b: &Option<Bytes>) -> Option<Bytes> {
+        b.clone()
     }
 
     fn header(
         protocol_version: i64,
-        id: &Option<ByteBuf>,
-        addr: &Option<ByteBuf>,
+        id: &Option<Bytes>,
+        addr: &Option<Bytes>,
     ) -> raftnet::message::RpcHeader {
         raftnet::message::RpcHeader {
             protocol_version,

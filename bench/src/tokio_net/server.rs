@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use super::Message;
 use super::connection::connection_ends;
-use super::frame::{Envelope, decode, encode};
-use super::messages::{self, Message};
+use super::frame::{Envelope, Wire, encode};
+use super::messages;
 use super::requests::buf;
 use crate::check::{BodyCheck, Findings};
 use crate::scenario::{PIPELINE_DEPTH, SNAPSHOT_SIZE};
@@ -80,7 +81,7 @@ impl Routing {
 
     /// Requests go to a consumer task, spawned on `runtime`, that answers them; heartbeats are
     /// answered by the connection task if `heartbeat_fast_path`.
-    pub(crate) fn through_consumer(runtime: &Runtime, heartbeat_fast_path: bool) -> Routing {
+    pub(crate) fn through_consumer(runtime: &Handle, heartbeat_fast_path: bool) -> Routing {
         let (consumer, work) = mpsc::channel(CONSUMER_QUEUE);
         runtime.spawn(consume(work));
         Routing {
@@ -149,7 +150,7 @@ async fn serve_connection(stream: TcpStream, routing: Routing, findings: Finding
     };
     let mut snapshots: HashMap<u64, Transfer> = HashMap::new();
     while let Some(Ok(frame)) = requests.next().await {
-        let Ok(Envelope { id, message }) = decode::<Message>(&frame) else {
+        let Ok(Envelope { id, message }) = Message::decode(frame.freeze()) else {
             break;
         };
         let response = match message {
