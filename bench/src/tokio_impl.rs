@@ -565,6 +565,7 @@ mod tests {
 mod checks {
     use super::*;
     use crate::check::TERM;
+    use crate::tokio_net::Payload;
 
     fn server_and_client(findings: &Findings) -> (Runtime, Client<Message>) {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -615,7 +616,7 @@ mod checks {
         };
         let mut flipped = data.to_vec();
         flipped[24_910] ^= 0x20;
-        *data = flipped.into();
+        *data = Payload(flipped.into());
         let response = runtime
             .block_on(client.install_snapshot(&snapshot))
             .unwrap();

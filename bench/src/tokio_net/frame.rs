@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
-use super::Message;
+use super::{Message, Payload};
 
 /// The largest frame either end accepts (a 1 MiB entry plus its envelope fits easily).
 const MAX_FRAME: usize = 16 << 20;
@@ -100,7 +100,7 @@ impl Wire for Message {
             id: view.id,
             message: view
                 .message
-                .map_bytes(&mut |field: &serde_bytes::Bytes| frame.slice_ref(field)),
+                .map_bytes(&mut |field: &serde_bytes::Bytes| Payload(frame.slice_ref(field))),
         })
     }
 }

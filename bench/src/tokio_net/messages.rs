@@ -7,11 +7,11 @@
 //! The byte-field type is a parameter so each user picks its copies:
 //! - `ByteBuf` (the default): owned, every decode copies each field; raftnet's codec benchmark
 //!   times exactly that.
-//! - `bytes::Bytes`: what the tokio baseline sends and hands around: shared, cloned without a
-//!   copy, serialized as bin.
+//! - `Payload` (a `bytes::Bytes`, `super::Payload`): what the tokio baseline sends and hands
+//!   around: shared, cloned without a copy, serialized as bin.
 //! - `&serde_bytes::Bytes`: what the tokio baseline decodes into first, borrowing from the
-//!   frame, before [`Message::map_bytes`] turns every field into a `Bytes` slice of that frame
-//!   (`Bytes::slice_ref`): no copy on receipt.
+//!   frame, before [`Message::map_bytes`] turns every field into a `Payload` slice of that
+//!   frame (`Bytes::slice_ref`): no copy on receipt.
 //!
 //! Two packages compile this file: raftnet-bench, whose tokio baseline sends these messages,
 //! and raftnet's codec benchmark (`benches/support` includes it by path and times [`Log`] and

@@ -30,6 +30,38 @@ pub(crate) mod messages;
 pub(crate) mod requests;
 pub(crate) mod server;
 
-/// The tokio scenarios' messages: byte fields as `bytes::Bytes`, shared without copies (see
+/// The tokio scenarios' messages: byte fields as [`Payload`]s, shared without copies (see
 /// [`messages`] and [`frame`]).
-pub(crate) type Message = messages::Message<bytes::Bytes>;
+pub(crate) type Message = messages::Message<Payload>;
+
+/// A byte field of the tokio scenarios' messages: a `Bytes` (cloned without a copy, sliced
+/// from a received frame without a copy), written as msgpack bin like `serde_bytes`' types.
+/// (A newtype, rather than `bytes`' own serde support, so the package needs no new feature.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Payload(pub(crate) bytes::Bytes);
+
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = bytes::Bytes;
+
+    fn deref(&self) -> &bytes::Bytes {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<bytes::Bytes> for Payload {
+    fn from(bytes: bytes::Bytes) -> Payload {
+        Payload(bytes)
+    }
+}

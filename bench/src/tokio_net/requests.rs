@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 
-use super::Message;
 use super::messages;
+use super::{Message, Payload};
 use crate::check::{PREV_INDEX, TERM, VOTE_TERM, snapshot_body};
 use crate::scenario::SNAPSHOT_SIZE;
 
@@ -17,8 +17,8 @@ const LEADER_ADDR: &[u8] = b"127.0.0.1:7000";
 const APPENDED_AT: (i64, u32) = (1_767_225_600, 123_456_789);
 
 /// A bytes field of a message.
-pub(crate) fn buf(bytes: &'static [u8]) -> Option<Bytes> {
-    Some(Bytes::from_static(bytes))
+pub(crate) fn buf(bytes: &'static [u8]) -> Option<Payload> {
+    Some(Payload(Bytes::from_static(bytes)))
 }
 
 /// A heartbeat as hashicorp/raft sends it: term, header id/addr, leader address, nothing else.
@@ -45,11 +45,11 @@ pub(crate) fn append_entries(count: usize, size: usize) -> Message {
             index: PREV_INDEX + 1 + i,
             term: TERM,
             kind: 0,
-            data: Some(Bytes::from(
+            data: Some(Payload(Bytes::from(
                 (0..size)
                     .map(|b| (b as u64 * 31 + i) as u8)
                     .collect::<Vec<u8>>(),
-            )),
+            ))),
             extensions: None,
             appended_at_unix_seconds: APPENDED_AT.0,
             appended_at_nanos: APPENDED_AT.1,
@@ -116,7 +116,7 @@ impl Snapshot {
         // Slices of the shared body: no copy to prepare (the encoder copies each once a send).
         let chunks = (0..count)
             .map(|i| Message::SnapshotChunk {
-                data: body.slice(i * SNAPSHOT_CHUNK..(i + 1) * SNAPSHOT_CHUNK),
+                data: Payload(body.slice(i * SNAPSHOT_CHUNK..(i + 1) * SNAPSHOT_CHUNK)),
                 last: i + 1 == count,
             })
             .collect();
@@ -133,14 +133,14 @@ mod tests {
     use super::*;
 
     /// A twin's bytes field as raftnet's.
-    fn bytes(b: &Option<Bytes>) -> Option<Bytes> {
-        b.clone()
+    fn bytes(b: &Option<Payload>) -> Option<Bytes> {
+        b.as_ref().map(|p| p.0.clone())
     }
 
     fn header(
         protocol_version: i64,
-        id: &Option<Bytes>,
-        addr: &Option<Bytes>,
+        id: &Option<Payload>,
+        addr: &Option<Payload>,
     ) -> raftnet::message::RpcHeader {
         raftnet::message::RpcHeader {
             protocol_version,
