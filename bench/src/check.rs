@@ -189,7 +189,7 @@ pub fn snapshot_body() -> Bytes {
         .clone()
 }
 
-/// `len` bytes of the pattern: byte `i` is byte `i % PERIOD` of [`period`].
+/// `len` bytes of the pattern: byte `i` is byte `i % PERIOD` of one period.
 pub fn pattern(len: usize) -> Vec<u8> {
     let period = period();
     let mut body = Vec::with_capacity(len);

@@ -84,11 +84,28 @@ impl Flavor {
         Flavor::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    /// The flavour for `placement` when `--tokio-runtime` does not say (for now the 2 workers
-    /// the baseline always had, until the flavours are measured against each other).
+    /// The flavour the tokio side measured best under `placement`, when `--tokio-runtime`
+    /// does not say. Rule: the highest geometric mean, over the eight throughput scenarios,
+    /// of ops/s as a fraction of the best flavour's (every scenario but heartbeat-under-load,
+    /// whose goal is raftnet's p99 against its own idle p99, not against tokio). Measured with
+    /// short runs (`--impl tokio --tokio-runtime F --pin P --seconds 0.3 --rounds 1 --no-raw`,
+    /// medians of 6 repetitions for `same` and `split`, 3 for `none`, machine idle);
+    /// BENCHMARKS.md, "The tokio baseline's runtime flavour", has the table:
+    ///
+    /// | placement | current | multi1 | multi2 | chosen |
+    /// |---|---:|---:|---:|---|
+    /// | same  | 0.966 | 0.948 | 0.875 | current |
+    /// | split | 0.933 | 0.953 | 0.692 | multi1 (current is within 2 %) |
+    /// | none  | 0.962 | 0.945 | 0.723 | current |
+    ///
+    /// Two workers per node lose most on the pipelined scenarios (their tasks hop between
+    /// workers), but keep heartbeat-under-load's p99 2.8-5.7x lower than one thread per node
+    /// does (a heartbeat's task need not wait behind the load's on the one thread); that row
+    /// is worth reading with `--tokio-runtime multi2` as well.
     pub fn best_for(placement: Placement) -> Flavor {
         match placement {
-            Placement::Same | Placement::Split | Placement::None => Flavor::MultiThread(2),
+            Placement::Same | Placement::None => Flavor::CurrentThread,
+            Placement::Split => Flavor::MultiThread(1),
         }
     }
 }
