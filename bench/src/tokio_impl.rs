@@ -99,9 +99,9 @@ impl Flavor {
     /// | none  | 0.962 | 0.945 | 0.723 | current |
     ///
     /// Two workers per node lose most on the pipelined scenarios (their tasks hop between
-    /// workers), but keep heartbeat-under-load's p99 2.8-5.7x lower than one thread per node
-    /// does (a heartbeat's task need not wait behind the load's on the one thread); that row
-    /// is worth reading with `--tokio-runtime multi2` as well.
+    /// workers), but keep heartbeat-under-load's p99 2.8-5.7x lower than a current-thread
+    /// runtime does (a heartbeat's task need not wait behind the load's on the one thread);
+    /// that row is worth reading with `--tokio-runtime multi2` as well.
     pub fn best_for(placement: Placement) -> Flavor {
         match placement {
             Placement::Same | Placement::None => Flavor::CurrentThread,
