@@ -7,6 +7,7 @@ use std::time::Duration;
 use raftnet_bench::cluster;
 use raftnet_bench::pin::Placement;
 use raftnet_bench::scenario::Scenario;
+use raftnet_bench::tokio_impl::Flavor;
 
 pub(crate) const USAGE: &str = "\
 usage: raftnet-bench [OPTIONS]
@@ -14,7 +15,18 @@ usage: raftnet-bench [OPTIONS]
 Runs each scenario against raftnet and the tokio baseline in one process, interleaved
 (scenario by scenario: raftnet, then tokio), plus raw loopback references, and prints
 ops/s, payload MB/s, latency p50/p99/p999, CPU µs per op (getrusage user+sys of the
-whole process, so both ends), thread wake-ups per op, and raftnet/tokio ratios.
+whole process, so both ends), context switches per op, and raftnet/tokio ratios.
+Every answer is checked on both sides alike (term, success or granted, last_log where the
+scenario fixes them; snapshot bodies byte by byte and their length on the receiving side):
+a wrong one ends the run with an error row.
+
+columns:
+  switch/op             context switches per op of every thread of the process, exited
+                        ones included (getrusage RUSAGE_SELF): (vol+invol) = voluntary
+                        (blocked and woken: wake-ups) + involuntary (preempted, or
+                        yielded while runnable: spin-then-yield hand-offs). JSON:
+                        switches_per_op, wakeups_per_op (voluntary),
+                        involuntary_switches_per_op
 
 options:
   --scenario NAME|all   a scenario, a comma-separated list, or all (default: all)
@@ -28,11 +40,17 @@ options:
   --reactor task|thread where raftnet's reactor runs in the cluster-N scenarios (default:
                         task = a task on each node's runtime, NetTransport::bind_on;
                         thread = a thread of its own, NetTransport::bind)
+  --tokio-runtime auto|current|multi1|multi2
+                        the tokio baseline's runtime per node in the RPC scenarios
+                        (default: auto = the flavour measured best for the placement:
+                        see BENCHMARKS.md; current = new_current_thread, its server
+                        on a thread of its own; multiN = new_multi_thread, N workers)
   --json                one JSON object per line and implementation instead of the table
   --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
   --no-svg              write no chart
-  --no-raw              skip the raw loopback references (otherwise run once, first:
-                        1 MiB bulk writes and a 64 B blocking ping-pong)
+  --no-raw              skip the raw loopback references (otherwise run first in every
+                        round and reported as medians like the scenarios: 1 MiB bulk
+                        writes and a 64 B blocking ping-pong)
   -h, --help            this text
 
 scenarios: heartbeat-seq heartbeat-pipelined append-100b-seq append-64x1k-pipelined
@@ -66,6 +84,8 @@ pub(crate) struct Options {
     pub(crate) rounds: usize,
     pub(crate) placement: Placement,
     pub(crate) reactor: cluster::Reactor,
+    /// The tokio baseline's runtime flavour; `None`: the best measured for the placement.
+    pub(crate) tokio_runtime: Option<Flavor>,
     pub(crate) json: bool,
     pub(crate) svg: Option<PathBuf>,
     pub(crate) raw: bool,
@@ -98,6 +118,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     let mut rounds = 1;
     let mut placement = Placement::Same;
     let mut reactor = cluster::Reactor::Task;
+    let mut tokio_runtime = None;
     let mut json = false;
     let mut svg = Some(default_svg_path());
     let mut no_svg = false;
@@ -118,6 +139,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 | "--rounds"
                 | "--pin"
                 | "--reactor"
+                | "--tokio-runtime"
                 | "--svg"
         );
         let value = if takes_value {
@@ -181,6 +203,16 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 reactor = cluster::Reactor::from_name(&value)
                     .ok_or_else(|| format!("--reactor: expected task or thread, not {value}"))?
             }
+            "--tokio-runtime" => {
+                tokio_runtime = match value.as_str() {
+                    "auto" => None,
+                    name => Some(Flavor::from_name(name).ok_or_else(|| {
+                        format!(
+                            "--tokio-runtime: expected auto, current, multi1 or multi2, not {value}"
+                        )
+                    })?),
+                }
+            }
             "--json" => json = true,
             "--svg" => svg = Some(PathBuf::from(value)),
             "--no-svg" => no_svg = true,
@@ -207,6 +239,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         rounds,
         placement,
         reactor,
+        tokio_runtime,
         json,
         svg: if no_svg { None } else { svg },
         raw,
@@ -272,6 +305,16 @@ mod tests {
         assert_eq!((o.seconds, o.warmup, o.rounds), (10.0, 0.0, 3));
         assert_eq!(o.placement, Placement::Split);
         assert!(!o.raw && o.json && o.svg.is_none());
+        assert_eq!(o.tokio_runtime, None);
+        assert_eq!(
+            opts("--tokio-runtime current").tokio_runtime,
+            Some(Flavor::CurrentThread)
+        );
+        assert_eq!(
+            opts("--tokio-runtime=multi1").tokio_runtime,
+            Some(Flavor::MultiThread(1))
+        );
+        assert_eq!(opts("--tokio-runtime auto").tokio_runtime, None);
 
         // `cluster` selects the three cluster scenarios.
         let o = opts("--scenario cluster,vote-seq");
@@ -313,6 +356,7 @@ mod tests {
             "--json=1",
             "--frobnicate",
             "--warmup -1",
+            "--tokio-runtime multi3",
         ] {
             assert!(args(bad).is_err(), "{bad}");
         }

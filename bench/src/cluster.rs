@@ -64,7 +64,7 @@ use crate::pin;
 use crate::scenario::{Control, Sample};
 use crate::tokio_net::client::Client;
 use crate::tokio_net::connection::connection_ends;
-use crate::tokio_net::frame::{Envelope, decode, encode_frame};
+use crate::tokio_net::frame::{Envelope, Wire, decode, encode_frame};
 
 /// openraft's node id here.
 pub type NodeId = u64;
@@ -446,6 +446,13 @@ enum OrResponse {
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
 }
 
+/// openraft's answers are decoded with serde, fields copied (openraft's types own their data).
+impl Wire for OrResponse {
+    fn decode(frame: bytes::Bytes) -> Result<Envelope<OrResponse>, String> {
+        decode(&frame)
+    }
+}
+
 /// One long-lived connection to a peer, requests multiplexed by id (the tokio baseline's
 /// client, its answers openraft's).
 type Conn = Client<OrResponse>;
@@ -796,7 +803,8 @@ mod tests {
     fn messages_round_trip() {
         let vote = VoteRequest::<NodeId>::new(openraft::Vote::new(3, 1), None);
         let frame = encode_frame(9, &OrRequest::Vote(vote.clone()), 0).unwrap();
-        let Envelope { id, message } = decode::<OrRequest>(&frame).unwrap();
+        // After the 4-byte length, which `LengthDelimitedCodec` strips on the way in.
+        let Envelope { id, message } = decode::<OrRequest>(&frame[4..]).unwrap();
         assert_eq!(id, 9);
         match message {
             OrRequest::Vote(v) => assert_eq!(v, vote),

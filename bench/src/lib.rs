@@ -3,6 +3,7 @@
 //! one process run so the results can be compared as ratios.
 //!
 //! - [`scenario`]: the scenarios, and the contract every implementation follows;
+//! - [`check`]: what every answer and snapshot body must be, checked alike on both sides;
 //! - [`raftnet_impl`]: the scenarios on raftnet;
 //! - [`tokio_impl`]: the same on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde;
 //! - [`cluster`]: a 3-node openraft cluster over raftnet or over the tokio baseline's design
@@ -11,13 +12,15 @@
 //!   server, serde twins of raftnet's messages), which `tokio_impl` and `cluster` share;
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
 //! - [`pin`]: thread placement (`same`, `split`, `none`);
-//! - [`measure`]: CPU time (getrusage) and thread wake-ups (voluntary context switches).
+//! - [`measure`]: CPU time and context switches, voluntary and involuntary, of every thread
+//!   (getrusage `RUSAGE_SELF`).
 //!
 //! The harness that runs them and reports (command line, runs, results, table, JSON lines, SVG
 //! chart) is the `raftnet-bench` binary (`src/main.rs` and its modules).
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cluster;
 pub mod measure;
 pub mod pin;

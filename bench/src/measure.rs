@@ -1,19 +1,42 @@
 //! What the harness reads at the edges of a measured window, and latency percentiles.
 //!
-//! - [`cpu_time`]: CPU time of the whole process (getrusage `RUSAGE_SELF`, user and system).
-//!   Client and server run in this one process, so it covers **both ends** of every operation.
-//! - [`wakeups`]: voluntary context switches summed over the process's live threads. A voluntary
-//!   switch is a thread blocking (futex, epoll_wait, a blocking read…) and being woken later, so
-//!   the delta over a window counts wake-ups of sleeping threads, the cost the project's
-//!   performance notes name as the dominant one on this machine. Caveat: it is read from
-//!   `/proc/self/task/*/status`, so a thread that exits during the window takes its count with
-//!   it (its switches since the window's start are lost, and its switches before the start are
-//!   subtracted from the total; the delta is clamped at zero). Both implementations keep their
-//!   threads for the whole run, so this affects them alike; the harness's own thread adds one
-//!   wake-up per window.
+//! - [`usage`]: CPU time (user and system) and context switches of the whole process, in one
+//!   `getrusage(RUSAGE_SELF)` call. Client and server run in this one process, so it covers
+//!   **both ends** of every operation.
 //! - [`busy_cpu_time`]: CPU time of the whole machine (`/proc/stat`), to report how much other
 //!   processes used during a window (a noisy neighbour invalidates a run).
 //! - [`Latencies`]: percentiles of a sample's latencies.
+//!
+//! # Context switches: both kinds, every thread, exited ones included
+//!
+//! A thread leaves its CPU in one of two ways, and the harness counts both:
+//!
+//! - **voluntary** (`ru_nvcsw`): it blocked (futex, `epoll_wait`, a blocking read, a sleep) and
+//!   will be woken later: a wake-up, the cost the project's performance notes name as the
+//!   dominant one on this machine;
+//! - **involuntary** (`ru_nivcsw`): it was still runnable when the scheduler switched away,
+//!   because its slice ended, a woken thread preempted it, or it called `sched_yield` while
+//!   another thread was runnable on its CPU. raftnet's spin-then-yield hand-offs are of this
+//!   kind: counting only voluntary switches (as this module did until the switches were counted
+//!   per kind) hid them and made raftnet look almost free of switches next to tokio, whose
+//!   workers park on a futex (voluntary).
+//!
+//! Where they are read matters. The per-thread counters in `/proc/self/task/*/status` (read here
+//! before) see only threads that are alive at the moment of reading: a thread that exits during
+//! the window (the snapshot sender's pump thread, started per transfer) takes its switches with
+//! it, and one that existed at the start and exits before the end has its earlier switches
+//! subtracted from the total. No reading at the two edges can recover them, because the exited
+//! thread's last count is nowhere in `/proc/self/task`. `getrusage(RUSAGE_SELF)` can: the kernel
+//! adds an exiting thread's counts (and CPU times) to the process's own totals
+//! (`__exit_signal` into `signal_struct`), and `RUSAGE_SELF` returns those totals plus every
+//! live thread's, under the same lock. So the difference of two readings counts every switch
+//! of every thread that ran during the window, however threads came and went, and it is read in
+//! the same call as the CPU time, so both describe the same instant. (Children are not
+//! included; the harness starts none.)
+//!
+//! What it also counts: the harness's own thread, which blocks once per window (one voluntary
+//! switch per window, negligible except for `snapshot-64m`, whose ops are few), and the threads
+//! of a run that did not stop in time (the runner marks the rows measured after one).
 
 use std::time::Duration;
 
@@ -43,44 +66,67 @@ impl CpuTime {
     }
 }
 
+/// Context switches of this process so far (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// A thread blocked and was woken later (`ru_nvcsw`).
+    pub voluntary: u64,
+    /// A thread was switched away from while still runnable: end of slice, preemption by a
+    /// woken thread, or `sched_yield` with another thread runnable (`ru_nivcsw`).
+    pub involuntary: u64,
+}
+
+impl Switches {
+    /// Voluntary + involuntary.
+    pub fn total(self) -> u64 {
+        self.voluntary + self.involuntary
+    }
+
+    /// The switches between `earlier` and `self`.
+    pub fn since(self, earlier: Switches) -> Switches {
+        Switches {
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            involuntary: self.involuntary.saturating_sub(earlier.involuntary),
+        }
+    }
+}
+
+/// CPU time and context switches of the whole process so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// User and system time.
+    pub cpu: CpuTime,
+    /// Context switches.
+    pub switches: Switches,
+}
+
 fn timeval(tv: nix::sys::time::TimeVal) -> Duration {
     Duration::from_secs(tv.tv_sec().max(0) as u64)
         + Duration::from_micros(tv.tv_usec().max(0) as u64)
 }
 
+/// CPU time and context switches of the whole process: every thread, live or exited, read in
+/// one `getrusage(RUSAGE_SELF)` call (see the module documentation for why this and not
+/// `/proc/self/task`).
+pub fn usage() -> Usage {
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => Usage {
+            cpu: CpuTime {
+                user: timeval(usage.user_time()),
+                sys: timeval(usage.system_time()),
+            },
+            switches: Switches {
+                voluntary: usage.voluntary_context_switches().max(0) as u64,
+                involuntary: usage.involuntary_context_switches().max(0) as u64,
+            },
+        },
+        Err(_) => Usage::default(),
+    }
+}
+
 /// CPU time (user and system) of the whole process: every thread, live or exited.
 pub fn cpu_time() -> CpuTime {
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(usage) => CpuTime {
-            user: timeval(usage.user_time()),
-            sys: timeval(usage.system_time()),
-        },
-        Err(_) => CpuTime::default(),
-    }
-}
-
-/// The sum of `voluntary_ctxt_switches` over `/proc/self/task/*/status`: how often this
-/// process's live threads blocked and were woken again. Threads that have exited are not
-/// counted (see the module documentation).
-pub fn wakeups() -> u64 {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    let mut total = 0;
-    for entry in dir.flatten() {
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue; // the thread exited while we listed
-        };
-        total += parse_voluntary_switches(&status).unwrap_or(0);
-    }
-    total
-}
-
-fn parse_voluntary_switches(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
+    usage().cpu
 }
 
 /// CPU time spent by the whole machine (all CPUs, all processes, not idle nor iowait) so far,
@@ -115,8 +161,8 @@ pub struct Snapshot {
     pub at: std::time::Instant,
     /// This process's CPU time.
     pub cpu: CpuTime,
-    /// This process's voluntary context switches.
-    pub wakeups: u64,
+    /// This process's context switches, every thread's, exited ones included.
+    pub switches: Switches,
     /// The machine's busy CPU time.
     pub busy: Option<Duration>,
 }
@@ -125,10 +171,11 @@ impl Snapshot {
     /// Read everything now (the clock first).
     pub fn take() -> Snapshot {
         let at = std::time::Instant::now();
+        let Usage { cpu, switches } = usage();
         Snapshot {
             at,
-            cpu: cpu_time(),
-            wakeups: wakeups(),
+            cpu,
+            switches,
             busy: busy_cpu_time(),
         }
     }
@@ -141,8 +188,9 @@ pub struct Window {
     pub elapsed: Duration,
     /// CPU time of this process.
     pub cpu: CpuTime,
-    /// Voluntary context switches of this process's threads (clamped at zero).
-    pub wakeups: u64,
+    /// Context switches of this process's threads, voluntary and involuntary, including those
+    /// of threads that exited during the window.
+    pub switches: Switches,
     /// CPU used by other processes, in cores (busy machine time minus ours, over the window).
     pub others_cores: Option<f64>,
 }
@@ -162,7 +210,7 @@ impl Window {
         Window {
             elapsed,
             cpu,
-            wakeups: end.wakeups.saturating_sub(start.wakeups),
+            switches: end.switches.since(start.switches),
             others_cores,
         }
     }
@@ -256,9 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_proc_files() {
-        let status = "Name:\tx\nvoluntary_ctxt_switches:\t42\nnonvoluntary_ctxt_switches:\t3\n";
-        assert_eq!(parse_voluntary_switches(status), Some(42));
+    fn parses_proc_stat() {
         let stat = "cpu  10 1 5 100 7 2 3 4 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n";
         assert_eq!(parse_busy_ticks(stat), Some(10 + 1 + 5 + 2 + 3 + 4));
     }
@@ -276,7 +322,105 @@ mod tests {
         let b = Snapshot::take();
         let w = Window::between(&a, &b);
         assert!(w.elapsed >= Duration::from_millis(5));
-        assert!(w.wakeups >= 1, "a sleep is a voluntary switch");
+        assert!(w.switches.voluntary >= 1, "a sleep is a voluntary switch");
         assert!(cpu_time().total() > Duration::ZERO);
+    }
+
+    /// The tests below read process-wide counters; they take turns so that one's threads do
+    /// not make another's bounds pass (the bounds are lower bounds, so other tests' threads
+    /// can only add).
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A thread that starts and exits inside the window (like the snapshot sender's pump
+    /// thread) still counts: its 50 sleeps are 50 voluntary switches, which a reading of the
+    /// live threads at both edges (`/proc/self/task/*/status`) would not see at all.
+    #[test]
+    fn an_exited_threads_switches_count() {
+        let _serial = serial();
+        let a = Snapshot::take();
+        std::thread::spawn(|| {
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+        .join()
+        .unwrap();
+        let b = Snapshot::take();
+        let w = Window::between(&a, &b);
+        assert!(
+            w.switches.voluntary >= 50,
+            "an exited thread's switches are lost: {:?}",
+            w.switches
+        );
+    }
+
+    /// A thread that exists at the start and exits before the end keeps what it did during
+    /// the window (its earlier switches are not subtracted either).
+    #[test]
+    fn a_thread_that_exits_mid_window_counts() {
+        let _serial = serial();
+        let (go, started) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            // Switches before the window: must not be subtracted from the window's count.
+            for _ in 0..30 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            started.recv().unwrap();
+            for _ in 0..40 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let a = Snapshot::take();
+        go.send(()).unwrap();
+        worker.join().unwrap();
+        let b = Snapshot::take();
+        let w = Window::between(&a, &b);
+        assert!(w.switches.voluntary >= 40, "{:?}", w.switches);
+    }
+
+    /// Two threads on one CPU yielding to each other switch involuntarily (they stay runnable):
+    /// raftnet's spin-then-yield hand-offs are this kind, so the harness counts it.
+    #[test]
+    fn yields_are_involuntary_switches() {
+        use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity, sched_yield};
+        use nix::unistd::Pid;
+        let _serial = serial();
+        let Ok(allowed) = sched_getaffinity(Pid::from_raw(0)) else {
+            return;
+        };
+        let Some(cpu) = (0..CpuSet::count()).find(|&c| allowed.is_set(c).unwrap_or(false)) else {
+            return;
+        };
+        let a = Snapshot::take();
+        // Both threads are on the CPU before either starts yielding.
+        let ready = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let yielders: Vec<_> = (0..2)
+            .map(|_| {
+                let ready = ready.clone();
+                std::thread::spawn(move || {
+                    let mut one = CpuSet::new();
+                    one.set(cpu).unwrap();
+                    sched_setaffinity(Pid::from_raw(0), &one).unwrap();
+                    ready.wait();
+                    for _ in 0..2000 {
+                        sched_yield().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for y in yielders {
+            y.join().unwrap();
+        }
+        let b = Snapshot::take();
+        let w = Window::between(&a, &b);
+        assert!(
+            w.switches.involuntary >= 500,
+            "yields to a runnable thread are involuntary switches: {:?}",
+            w.switches
+        );
     }
 }

@@ -3,6 +3,13 @@
 //! Both ends live in this process: a server transport whose "Raft side" is a consumer thread
 //! answering at once (and, for heartbeats where the scenario says so, the heartbeat fast-path
 //! handler on its reactor), and a client transport driven by load threads.
+//!
+//! Every answer is checked against what the scenario fixes ([`Answer`]: term, success or
+//! granted, `last_log`), and the server checks every snapshot body byte by byte
+//! ([`BodyCheck`]) before it answers success, exactly as the tokio baseline does: a wrong
+//! answer ends the run with an error. (These drivers used to discard the answers, and the
+//! snapshot receiver answered success whatever arrived, so raftnet's rows could not fail
+//! where tokio's could.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +17,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftnet::message::*;
 use raftnet::{
-    AppendPipeline, CallOptions, Config, NetTransport, Rpc, ServerAddress, ServerId, Transport,
+    AppendPipeline, CallOptions, Config, NetTransport, Rpc, ServerAddress, ServerId,
+    SnapshotReader, Transport,
 };
 
+use crate::check::{Answer, BodyCheck, Findings, PREV_INDEX, TERM, VOTE_TERM, snapshot_body};
 use crate::pin;
 use crate::scenario::*;
 
@@ -41,7 +50,7 @@ fn header() -> RpcHeader {
 fn heartbeat() -> AppendEntriesRequest {
     AppendEntriesRequest {
         header: header(),
-        term: 7,
+        term: TERM,
         leader: Some(Bytes::from_static(b"127.0.0.1:7000")),
         ..Default::default()
     }
@@ -51,22 +60,67 @@ fn append(entries: usize, size: usize) -> AppendEntriesRequest {
     let data = Bytes::from(vec![0x5a; size]);
     AppendEntriesRequest {
         header: header(),
-        term: 7,
+        term: TERM,
         leader: Some(Bytes::from_static(b"127.0.0.1:7000")),
-        prev_log_entry: 1000,
-        prev_log_term: 7,
-        leader_commit_index: 999,
+        prev_log_entry: PREV_INDEX,
+        prev_log_term: TERM,
+        leader_commit_index: PREV_INDEX - 1,
         entries: (0..entries)
             .map(|i| Log {
                 appended_at: Timestamp::now(),
-                ..Log::command(1001 + i as u64, 7, data.clone())
+                ..Log::command(PREV_INDEX + 1 + i as u64, TERM, data.clone())
             })
             .collect(),
     }
 }
 
-/// Answers every RPC at once, as a Raft loop whose log is in memory would.
-fn answer(mut rpc: Rpc) {
+/// The fields of raftnet's answers that the checks compare.
+fn append_answer(r: &AppendEntriesResponse) -> Answer {
+    Answer::Append {
+        term: r.term,
+        success: r.success,
+        last_log: r.last_log,
+    }
+}
+
+fn vote_answer(r: &RequestVoteResponse) -> Answer {
+    Answer::Vote {
+        term: r.term,
+        granted: r.granted,
+    }
+}
+
+fn snapshot_answer(r: &InstallSnapshotResponse) -> Answer {
+    Answer::Snapshot {
+        term: r.term,
+        success: r.success,
+    }
+}
+
+/// Read a snapshot body to its end and check it: every byte against the pattern, and the
+/// length against both the request's `size` and the scenario's [`SNAPSHOT_SIZE`] (as the tokio
+/// baseline's server does). `Err` says what was wrong.
+fn check_snapshot(reader: Option<SnapshotReader>, declared: i64) -> Result<(), String> {
+    let mut reader = reader.ok_or("an InstallSnapshot without a body")?;
+    let mut body = BodyCheck::new();
+    // The pieces as they arrived, without copying them (a real node would write them to disk).
+    while let Some(chunk) = reader
+        .next_chunk()
+        .map_err(|e| format!("snapshot body: {e}"))?
+    {
+        body.feed(&chunk);
+    }
+    if declared != SNAPSHOT_SIZE as i64 {
+        return Err(format!(
+            "InstallSnapshot declares {declared} bytes, expected {SNAPSHOT_SIZE}"
+        ));
+    }
+    body.finish(SNAPSHOT_SIZE as u64)
+}
+
+/// Answers every RPC at once, as a Raft loop whose log is in memory would; a snapshot only
+/// after its body checked out (else `success: false`, and the reason goes to `findings`).
+fn answer(mut rpc: Rpc, findings: &Findings) {
     let response = match &rpc.request {
         Request::AppendEntries(a) => Response::AppendEntries(AppendEntriesResponse {
             header: header(),
@@ -82,15 +136,15 @@ fn answer(mut rpc: Rpc) {
             granted: true,
         }),
         Request::InstallSnapshot(s) => {
-            let term = s.term;
-            if let Some(mut reader) = rpc.snapshot.take() {
-                // Read the whole body without copying it (a real node would write it to disk).
-                while let Ok(Some(_chunk)) = reader.next_chunk() {}
+            let (term, size) = (s.term, s.size);
+            let checked = check_snapshot(rpc.snapshot.take(), size);
+            if let Err(e) = &checked {
+                findings.report(e.clone());
             }
             Response::InstallSnapshot(InstallSnapshotResponse {
                 header: header(),
                 term,
-                success: true,
+                success: checked.is_ok(),
             })
         }
         Request::TimeoutNow(_) => Response::TimeoutNow(TimeoutNowResponse { header: header() }),
@@ -106,6 +160,8 @@ fn answer(mut rpc: Rpc) {
 struct Server {
     transport: NetTransport,
     consumers: Vec<std::thread::JoinHandle<()>>,
+    /// What the server found wrong in what it received.
+    findings: Findings,
 }
 
 impl Server {
@@ -115,15 +171,18 @@ impl Server {
         pin::as_server(|| {
             let transport = NetTransport::bind("127.0.0.1:0", None, config(in_flight))
                 .map_err(|e| e.to_string())?;
+            let findings = Findings::new();
             if fast_heartbeats {
-                transport.set_heartbeat_handler(Some(Arc::new(answer)));
+                let findings = findings.clone();
+                transport.set_heartbeat_handler(Some(Arc::new(move |rpc| answer(rpc, &findings))));
             }
             let consumers = (0..consumers)
                 .map(|_| {
                     let consumer = transport.consumer().clone();
+                    let findings = findings.clone();
                     std::thread::spawn(move || {
                         while let Ok(rpc) = consumer.recv() {
-                            answer(rpc);
+                            answer(rpc, &findings);
                         }
                     })
                 })
@@ -131,6 +190,7 @@ impl Server {
             Ok(Server {
                 transport,
                 consumers,
+                findings,
             })
         })
     }
@@ -157,27 +217,28 @@ fn id() -> ServerId {
     ServerId::from("server")
 }
 
-/// Sequential calls of one kind until stopped.
+/// Sequential calls of one kind until stopped; each answer must be `expected`.
 fn sequential(
     client: &NetTransport,
     to: &ServerAddress,
     control: &Control,
     request: Request,
+    expected: Answer,
     payload: u64,
 ) -> Result<Sample, String> {
     pin::pin_client_thread();
     let mut sample = Sample::default();
     while !control.stopped() {
         let start = Instant::now();
-        let result = match request.clone() {
+        let answer = match request.clone() {
             Request::AppendEntries(a) => client
                 .append_entries(&id(), to, a, CallOptions::default())
                 .wait()
-                .map(|_| ()),
+                .map(|r| append_answer(&r)),
             Request::RequestVote(v) => client
                 .request_vote(&id(), to, v, CallOptions::default())
                 .wait()
-                .map(|_| ()),
+                .map(|r| vote_answer(&r)),
             other => {
                 return Err(format!(
                     "no sequential scenario sends {:?}",
@@ -185,7 +246,7 @@ fn sequential(
                 ));
             }
         };
-        result.map_err(|e| e.to_string())?;
+        answer.map_err(|e| e.to_string())?.check(expected)?;
         sample.record(control, start.elapsed(), payload);
     }
     Ok(sample)
@@ -196,6 +257,7 @@ fn pipelined(
     pipeline: &AppendPipeline,
     control: &Control,
     request: &AppendEntriesRequest,
+    expected: Answer,
     depth: usize,
 ) -> Result<Sample, String> {
     let payload: u64 = request
@@ -222,24 +284,14 @@ fn pipelined(
         let mut done = Some(first);
         while let Some(future) = done {
             in_flight -= 1;
-            future
+            let response = future
                 .try_result()
                 .unwrap_or(Err(raftnet::Error::Shutdown))
                 .map_err(|e| e.to_string())?;
+            append_answer(&response).check(expected)?;
             sample.record(control, future.start().elapsed(), payload);
             done = pipeline.try_recv().map_err(|e| e.to_string())?;
         }
-    }
-}
-
-/// The snapshot "file": one shared buffer, read through a `Cursor` per transfer (a cursor lets
-/// the sender fill its chunks without zeroing them first, as a file would).
-#[derive(Clone)]
-struct SharedBytes(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
     }
 }
 
@@ -249,25 +301,29 @@ fn snapshots(
     control: &Control,
 ) -> Result<Sample, String> {
     pin::pin_client_thread();
-    let data = SharedBytes(Arc::new(vec![0xa5u8; SNAPSHOT_SIZE]));
+    // The snapshot "file": the pattern the server checks (`crate::check`), one shared buffer,
+    // read through a `Cursor` per transfer (a cursor lets the sender fill its chunks without
+    // zeroing them first, as a file would).
+    let data = snapshot_body();
     let mut sample = Sample::default();
     while !control.stopped() {
         let start = Instant::now();
         let request = InstallSnapshotRequest {
             header: header(),
             snapshot_version: 1,
-            term: 7,
+            term: TERM,
             leader: Some(Bytes::from_static(b"127.0.0.1:7000")),
-            last_log_index: 1000,
-            last_log_term: 7,
+            last_log_index: PREV_INDEX,
+            last_log_term: TERM,
             size: SNAPSHOT_SIZE as i64,
             ..Default::default()
         };
         let reader = std::io::Cursor::new(data.clone());
-        client
+        let response = client
             .install_snapshot(&id(), to, request, Box::new(reader), CallOptions::default())
             .wait()
             .map_err(|e| e.to_string())?;
+        snapshot_answer(&response).check(Answer::snapshot())?;
         sample.record(control, start.elapsed(), SNAPSHOT_SIZE as u64);
     }
     Ok(sample)
@@ -286,10 +342,11 @@ fn fan_in(client: &NetTransport, to: &ServerAddress, control: &Control) -> Resul
                 let mut sample = Sample::default();
                 while !control.stopped() {
                     let start = Instant::now();
-                    client
+                    let response = client
                         .append_entries(&id(), to, heartbeat(), CallOptions::default())
                         .await
                         .map_err(|e| e.to_string())?;
+                    append_answer(&response).check(Answer::heartbeat())?;
                     sample.record(control, start.elapsed(), 0);
                 }
                 Ok::<Sample, String>(sample)
@@ -329,37 +386,50 @@ impl Implementation for RaftnetImpl {
         let to = server.addr();
         let client = client(depth)?;
         let result = match scenario {
-            Scenario::HeartbeatSeq => sequential(&client, &to, control, heartbeat().into(), 0),
-            Scenario::Append100bSeq => {
-                sequential(&client, &to, control, append(1, 100).into(), 100)
-            }
+            Scenario::HeartbeatSeq => sequential(
+                &client,
+                &to,
+                control,
+                heartbeat().into(),
+                Answer::heartbeat(),
+                0,
+            ),
+            Scenario::Append100bSeq => sequential(
+                &client,
+                &to,
+                control,
+                append(1, 100).into(),
+                Answer::append(1),
+                100,
+            ),
             Scenario::VoteSeq => sequential(
                 &client,
                 &to,
                 control,
                 RequestVoteRequest {
                     header: header(),
-                    term: 8,
+                    term: VOTE_TERM,
                     candidate: Some(Bytes::from_static(b"127.0.0.1:7000")),
-                    last_log_index: 1000,
-                    last_log_term: 7,
+                    last_log_index: PREV_INDEX,
+                    last_log_term: TERM,
                     leadership_transfer: false,
                 }
                 .into(),
+                Answer::vote(),
                 0,
             ),
             Scenario::HeartbeatPipelined
             | Scenario::Append64x1kPipelined
             | Scenario::Append1mPipelined => {
-                let request = match scenario.entries() {
-                    Some((n, size)) => append(n, size),
-                    None => heartbeat(),
+                let (request, expected) = match scenario.entries() {
+                    Some((n, size)) => (append(n, size), Answer::append(n)),
+                    None => (heartbeat(), Answer::heartbeat()),
                 };
                 pin::pin_client_thread();
                 let pipeline = client
                     .append_entries_pipeline(&id(), &to)
                     .map_err(|e| e.to_string())?;
-                pipelined(&pipeline, control, &request, depth)
+                pipelined(&pipeline, control, &request, expected, depth)
             }
             Scenario::Snapshot64m => snapshots(&client, &to, control),
             Scenario::HeartbeatUnderLoad => std::thread::scope(|s| {
@@ -370,10 +440,24 @@ impl Implementation for RaftnetImpl {
                     let pipeline = bulk_client
                         .append_entries_pipeline(&id(), &bulk_to)
                         .map_err(|e| e.to_string())?;
-                    pipelined(&pipeline, control, &append(1, 1 << 20), BULK_PIPELINE_DEPTH)
+                    let request = append(1, 1 << 20);
+                    pipelined(
+                        &pipeline,
+                        control,
+                        &request,
+                        Answer::append(1),
+                        BULK_PIPELINE_DEPTH,
+                    )
                 });
                 let snapshot = s.spawn(|| snapshots(&client, &to, control));
-                let mut heartbeats = sequential(&client, &to, control, heartbeat().into(), 0)?;
+                let mut heartbeats = sequential(
+                    &client,
+                    &to,
+                    control,
+                    heartbeat().into(),
+                    Answer::heartbeat(),
+                    0,
+                )?;
                 let background = [appends.join(), snapshot.join()];
                 heartbeats.payload_bytes = 0;
                 for b in background {
@@ -388,8 +472,10 @@ impl Implementation for RaftnetImpl {
             }
         };
         drop(client);
+        let findings = server.findings.clone();
         server.stop();
-        result
+        // A refused snapshot shows in its answer (`success: false`); the server says why.
+        findings.explain(result)
     }
 }
 
@@ -426,5 +512,75 @@ mod tests {
                 started.elapsed()
             );
         }
+    }
+}
+
+/// The checks catch what they are there for: a wrong answer ends the driver, a damaged
+/// snapshot body is refused and says where.
+#[cfg(test)]
+mod checks {
+    use super::*;
+
+    #[test]
+    fn a_wrong_term_ends_the_driver() {
+        let server = Server::start(1, 1, true).unwrap();
+        let to = server.addr();
+        let client = client(1).unwrap();
+        let control = Control::new();
+        control.start_measuring();
+        // The server echoes the request's term; the driver expects the scenario's.
+        let mut request = heartbeat();
+        request.term = TERM - 1;
+        let err = sequential(
+            &client,
+            &to,
+            &control,
+            request.into(),
+            Answer::heartbeat(),
+            0,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("wrong answer: AppendEntries(term 6"),
+            "{err}"
+        );
+        drop(client);
+        server.stop();
+    }
+
+    #[test]
+    fn a_flipped_snapshot_byte_is_refused() {
+        let server = Server::start(1, 1, false).unwrap();
+        let to = server.addr();
+        let client = client(1).unwrap();
+        let mut body = snapshot_body().to_vec();
+        body[12_345_678] ^= 0x20;
+        let request = InstallSnapshotRequest {
+            header: header(),
+            snapshot_version: 1,
+            term: TERM,
+            size: SNAPSHOT_SIZE as i64,
+            ..Default::default()
+        };
+        let response = client
+            .install_snapshot(
+                &id(),
+                &to,
+                request,
+                Box::new(std::io::Cursor::new(body)),
+                CallOptions::default(),
+            )
+            .wait()
+            .unwrap();
+        let result = server
+            .findings
+            .explain(snapshot_answer(&response).check(Answer::snapshot()));
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("success false") && err.contains("byte 12345678 is"),
+            "{err}"
+        );
+        drop(client);
+        server.stop();
     }
 }

@@ -50,7 +50,12 @@ pub(crate) struct Metrics {
     pub(crate) cpu_us_per_op: Option<f64>,
     pub(crate) cpu_user_us_per_op: Option<f64>,
     pub(crate) cpu_sys_us_per_op: Option<f64>,
+    /// Context switches per op, voluntary + involuntary (see `raftnet_bench::measure`).
+    pub(crate) switches_per_op: Option<f64>,
+    /// Voluntary switches (a thread blocked and was woken: wake-ups) per op.
     pub(crate) wakeups_per_op: Option<f64>,
+    /// Involuntary switches (preempted or yielded while runnable) per op.
+    pub(crate) involuntary_per_op: Option<f64>,
     pub(crate) cpu_cores: f64,
     pub(crate) others_cores: Option<f64>,
     /// Latency at each of [`CURVE_PERCENTILES`].
@@ -78,7 +83,9 @@ impl Metrics {
             cpu_us_per_op: per_op(m.window.cpu.total().as_secs_f64() * 1e6),
             cpu_user_us_per_op: per_op(m.window.cpu.user.as_secs_f64() * 1e6),
             cpu_sys_us_per_op: per_op(m.window.cpu.sys.as_secs_f64() * 1e6),
-            wakeups_per_op: per_op(m.window.wakeups as f64),
+            switches_per_op: per_op(m.window.switches.total() as f64),
+            wakeups_per_op: per_op(m.window.switches.voluntary as f64),
+            involuntary_per_op: per_op(m.window.switches.involuntary as f64),
             cpu_cores: m.window.cpu.total().as_secs_f64() / secs,
             others_cores: m.window.others_cores,
             curve_us: lat.curve_us(),
@@ -105,7 +112,9 @@ impl Metrics {
             cpu_us_per_op: mo(&|r| r.cpu_us_per_op),
             cpu_user_us_per_op: mo(&|r| r.cpu_user_us_per_op),
             cpu_sys_us_per_op: mo(&|r| r.cpu_sys_us_per_op),
+            switches_per_op: mo(&|r| r.switches_per_op),
             wakeups_per_op: mo(&|r| r.wakeups_per_op),
+            involuntary_per_op: mo(&|r| r.involuntary_per_op),
             cpu_cores: m(&|r| r.cpu_cores),
             others_cores: mo(&|r| r.others_cores),
             curve_us: (0..points)
@@ -141,7 +150,7 @@ pub(crate) struct Row {
     pub(crate) imp: String,
     pub(crate) runs: Vec<Result<Metrics, String>>,
     /// A run that never returned and may still be running while this row was measured (its
-    /// CPU time and wake-ups would be counted in this row's).
+    /// CPU time and context switches would be counted in this row's).
     pub(crate) after_stuck: Option<String>,
 }
 
@@ -218,8 +227,8 @@ pub(crate) struct VsTokio {
     pub(crate) p999: Option<f64>,
     /// tokio ÷ raftnet (less CPU is better).
     pub(crate) cpu: Option<f64>,
-    /// tokio ÷ raftnet (fewer wake-ups are better).
-    pub(crate) wakeups: Option<f64>,
+    /// tokio ÷ raftnet (fewer context switches, both kinds, are better).
+    pub(crate) switches: Option<f64>,
 }
 
 pub(crate) fn vs_tokio(results: &Results, scenario: Scenario) -> Option<VsTokio> {
@@ -233,7 +242,7 @@ pub(crate) fn vs_tokio(results: &Results, scenario: Scenario) -> Option<VsTokio>
         p99: ratio(t.p99_us, r.p99_us),
         p999: ratio(t.p999_us, r.p999_us),
         cpu: ratio(t.cpu_us_per_op, r.cpu_us_per_op),
-        wakeups: ratio(t.wakeups_per_op, r.wakeups_per_op),
+        switches: ratio(t.switches_per_op, r.switches_per_op),
     })
 }
 

@@ -5,20 +5,23 @@
 //! comparison (raftnet-bench)", shows its results): each (scenario, implementation) pair runs on
 //! a fresh thread that builds both ends; after a warm-up the harness opens the measured window
 //! ([`Control::start_measuring`]) and reads wall clock, the process's CPU time (getrusage,
-//! user+sys, so both ends) and its threads' voluntary context switches (wake-ups) at both edges,
-//! then stops the run and takes its [`Sample`]. With `--rounds N` the whole interleaved sequence
-//! repeats N times and every metric is the median of the rounds (the raw references run once,
-//! first).
+//! user+sys, so both ends) and its context switches (both kinds, every thread, exited ones
+//! included: `raftnet_bench::measure`) at both edges, then stops the run and takes its
+//! [`Sample`]. With `--rounds N` the whole interleaved sequence repeats N times and every metric
+//! is the median of the rounds. The raw references are part of every round (first in it), so
+//! their figures are medians over the same rounds as the scenarios they are compared with: a
+//! single raw run, as this harness made before, let one lucky or unlucky window set every
+//! "vs raw" fraction of the invocation.
 //!
 //! Details that matter when reading the numbers:
 //! - the thread that calls [`Implementation::run`] is placed as a client thread
 //!   ([`pin::pin_client_thread`]) before the call, so load driven from it follows `--pin`;
-//! - the harness's own thread blocks once per window (one wake-up per window, negligible except
-//!   for `snapshot-64m`, whose ops are few);
+//! - the harness's own thread blocks once per window (one voluntary switch per window, negligible
+//!   except for `snapshot-64m`, whose ops are few);
 //! - a run that returns before it is stopped, returns an error or panics becomes an error row;
 //!   one that does not return within 30 s of stop is left running, and the rows measured after
 //!   it are marked (`*` in the table, `after_stuck_run` in JSON), because its threads' CPU time
-//!   and wake-ups are counted in theirs.
+//!   and context switches are counted in theirs.
 
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
@@ -31,7 +34,7 @@ use raftnet_bench::pin;
 use raftnet_bench::raftnet_impl::RaftnetImpl;
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::{Control, Implementation, Sample, Scenario};
-use raftnet_bench::tokio_impl::TokioImpl;
+use raftnet_bench::tokio_impl::{Flavor, TokioImpl};
 
 use crate::cli::{ImplChoice, Options};
 use crate::output::secs;
@@ -153,7 +156,7 @@ fn measure_run(
     control.start_measuring();
     let start = Snapshot::take();
     phase("measuring");
-    // One blocking wait for the whole window: the harness itself adds one wake-up.
+    // One blocking wait for the whole window: the harness itself adds one voluntary switch.
     let early_result = rx.recv_timeout(window.saturating_sub(start.at.elapsed()));
     let end = Snapshot::take();
     control.stop();
@@ -200,7 +203,7 @@ pub(crate) fn run_all(
     if options.raw && options.scenarios.contains(&Scenario::Cluster64) {
         raws.push(Raw::ClusterNoNetwork);
     }
-    let jobs = raws.len() + options.rounds * options.scenarios.len() * imps.len();
+    let jobs = options.rounds * (raws.len() + options.scenarios.len() * imps.len());
     let mut progress = Progress::new(
         jobs,
         warmup + window + Duration::from_millis(100),
@@ -237,32 +240,29 @@ pub(crate) fn run_all(
         rows[i].runs.push(result);
     };
 
-    for &raw in &raws {
-        let label = format!("raw · {}", raw.name());
-        let result = measure_run(
-            move |c| raw.run(c),
-            warmup,
-            window,
-            options.stop_timeout,
-            |phase| progress.show(&format!("{label} · {phase}")),
-        );
-        progress.job_done();
-        record(Subject::Raw(raw), "raw", result.map(Metrics::from_run));
-    }
     for round in 0..options.rounds {
+        let of_rounds = if options.rounds > 1 {
+            format!("round {}/{} · ", round + 1, options.rounds)
+        } else {
+            String::new()
+        };
+        // The raw references run in every round, first, like any other row (see the module
+        // documentation).
+        for &raw in &raws {
+            let label = format!("{of_rounds}raw · {}", raw.name());
+            let result = measure_run(
+                move |c| raw.run(c),
+                warmup,
+                window,
+                options.stop_timeout,
+                |phase| progress.show(&format!("{label} · {phase}")),
+            );
+            progress.job_done();
+            record(Subject::Raw(raw), "raw", result.map(Metrics::from_run));
+        }
         for &scenario in &options.scenarios {
             for imp in imps {
-                let label = if options.rounds > 1 {
-                    format!(
-                        "round {}/{} · {} · {}",
-                        round + 1,
-                        options.rounds,
-                        scenario.name(),
-                        imp.name()
-                    )
-                } else {
-                    format!("{} · {}", scenario.name(), imp.name())
-                };
+                let label = format!("{of_rounds}{} · {}", scenario.name(), imp.name());
                 let run_imp = imp.clone();
                 let result = measure_run(
                     move |c| run_imp.run(scenario, c),
@@ -288,13 +288,18 @@ pub(crate) fn run_all(
     }
 }
 
-pub(crate) fn implementations(choice: ImplChoice) -> Vec<Arc<dyn Implementation>> {
+pub(crate) fn implementations(
+    choice: ImplChoice,
+    tokio_runtime: Option<Flavor>,
+) -> Vec<Arc<dyn Implementation>> {
     let mut v: Vec<Arc<dyn Implementation>> = Vec::new();
     if matches!(choice, ImplChoice::Raftnet | ImplChoice::Both) {
         v.push(Arc::new(RaftnetImpl));
     }
     if matches!(choice, ImplChoice::Tokio | ImplChoice::Both) {
-        v.push(Arc::new(TokioImpl));
+        v.push(Arc::new(TokioImpl {
+            flavor: tokio_runtime,
+        }));
     }
     v
 }
@@ -312,7 +317,7 @@ mod tests {
     // These run fake implementations through `run_all` and check the rows, and what the
     // comparisons, the JSON lines, the table and the chart make of them.
 
-    /// The runs read process-wide counters (CPU time, every thread's wake-ups), so the tests that
+    /// The runs read process-wide counters (CPU time, every thread's context switches), so the tests that
     /// run them take turns.
     fn serial() -> std::sync::MutexGuard<'static, ()> {
         static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -371,6 +376,7 @@ mod tests {
             rounds,
             placement: Placement::None,
             reactor: cluster::Reactor::Task,
+            tokio_runtime: None,
             json: true,
             svg: None,
             raw: true,
@@ -399,15 +405,10 @@ mod tests {
         ];
         let _serial = serial();
         let results = run_all(&fake_options(scenarios, 2), &imps, false);
-        // 2 raw rows + 3 scenarios × 2 impls; every row has two rounds except raw (once).
+        // 2 raw rows + 3 scenarios × 2 impls; every row has two rounds, raw ones too.
         assert_eq!(results.rows.len(), 8);
         for row in &results.rows {
-            let expected = if matches!(row.subject, Subject::Raw(_)) {
-                1
-            } else {
-                2
-            };
-            assert_eq!(row.runs.len(), expected, "{row:?}");
+            assert_eq!(row.runs.len(), 2, "{row:?}");
             let m = row.median().expect("no error");
             assert!(m.ops > 0.0 && m.ops_per_sec > 0.0, "{row:?}");
             assert!(m.cpu_us_per_op.is_some());
@@ -420,9 +421,13 @@ mod tests {
             .metrics(Subject::Scenario(Scenario::HeartbeatSeq), "tokio")
             .unwrap();
         assert!(fast.ops_per_sec > slow.ops_per_sec);
-        // Each fake op sleeps once: about one wake-up per op.
+        // Each fake op sleeps once: about one wake-up (voluntary switch) per op, and the total
+        // counts at least those.
         let w = slow.wakeups_per_op.unwrap();
         assert!((0.8..2.0).contains(&w), "wake-ups per op {w}");
+        let total = slow.switches_per_op.unwrap();
+        let involuntary = slow.involuntary_per_op.unwrap();
+        assert!(total >= w && involuntary >= 0.0, "switches per op {total}");
         assert!(slow.p50_us.unwrap() >= 1000.0);
         let v = vs_tokio(&results, Scenario::HeartbeatSeq).unwrap();
         assert!(v.ops.unwrap() > 1.0 && v.p50.unwrap() > 1.0);
@@ -445,7 +450,9 @@ mod tests {
                 "p99_us",
                 "p999_us",
                 "cpu_us_per_op",
+                "switches_per_op",
                 "wakeups_per_op",
+                "involuntary_switches_per_op",
                 "placement",
                 "seconds",
             ] {

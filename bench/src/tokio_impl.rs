@@ -5,51 +5,197 @@
 //! server and the messages) is `crate::tokio_net`; this module sets up the runtimes and drives
 //! the scenarios over it.
 //!
-//! - Each node (server, client) has its own multi-thread runtime with 2 workers, as two Raft
-//!   processes would; the server's is built inside [`pin::as_server`], the client's inside
-//!   [`pin::as_client`], and every caller runs as a task on the client runtime.
+//! - Each node (server, client) has its own runtime, as two Raft processes would; the server's
+//!   is built inside [`pin::as_server`], the client's inside [`pin::as_client`], and every
+//!   caller runs as a task on the client runtime. The runtime's flavour is the one measured
+//!   best for the placement ([`Flavor::best_for`]; `--tokio-runtime` picks another): a
+//!   baseline held to a flavour that suits it badly (it used to be 2 workers per node even
+//!   with every thread on one CPU) would flatter raftnet.
 //! - The callers: one request after another (`sequential`), a fixed number in flight on the
 //!   connection (`pipelined`), one snapshot transfer after another (`snapshots`), and for
-//!   `fan-in-1000` a task per connection with a `Framed` of its own (`fan_in_connection`).
+//!   `fan-in-1000` a task per connection with a stream of its own (`fan_in_connection`).
+//! - `heartbeat-under-load` sends its heartbeats on a connection of their own, the load on
+//!   another: raftnet keeps heartbeats in a lane of their own (a pooled connection per lane),
+//!   and a tokio user who cares about heartbeat latency would do the same; comparing lanes with
+//!   one shared connection measured head-of-line blocking, not the transports.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
-use tokio_util::codec::Framed;
+use tokio::sync::oneshot;
+use tokio_util::codec::FramedRead;
 
-use crate::pin;
+use crate::check::{Answer, Findings};
+use crate::pin::{self, Placement};
 use crate::scenario::{
     BULK_PIPELINE_DEPTH, Control, FAN_IN_CONNECTIONS, Implementation, PIPELINE_DEPTH,
     SNAPSHOT_SIZE, Sample, Scenario,
 };
+use crate::tokio_net::Message;
 use crate::tokio_net::client::Client;
-use crate::tokio_net::frame::{codec, decode, encode};
-use crate::tokio_net::messages::Message;
+use crate::tokio_net::frame::{Wire, codec, encode};
 use crate::tokio_net::requests::{Snapshot, append_entries, heartbeat, request_vote};
 use crate::tokio_net::server::{Routing, start_server};
 
-/// The tokio baseline.
-pub struct TokioImpl;
+/// The tokio baseline, its node runtimes of `flavor` (`None`: [`Flavor::best_for`] the
+/// placement of the run).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokioImpl {
+    /// The runtime flavour, if fixed (`--tokio-runtime`).
+    pub flavor: Option<Flavor>,
+}
 
-/// Worker threads per node runtime.
-const WORKERS: usize = 2;
+/// How each node's runtime is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `new_current_thread`: one thread runs the node's tasks and its I/O driver (the server's
+    /// is a thread of its own; the client's is the thread that drives the scenario).
+    CurrentThread,
+    /// `new_multi_thread` with this many workers.
+    MultiThread(usize),
+}
 
-fn check_success(response: &Message) -> Result<(), String> {
-    let ok = match response {
-        Message::AppendEntriesResponse(r) => r.success,
-        Message::RequestVoteResponse(r) => r.granted,
-        Message::InstallSnapshotResponse(r) => r.success,
-        _ => false,
-    };
-    if ok {
+impl Flavor {
+    /// Every flavour `--tokio-runtime` offers.
+    pub const ALL: [Flavor; 3] = [
+        Flavor::CurrentThread,
+        Flavor::MultiThread(1),
+        Flavor::MultiThread(2),
+    ];
+
+    /// The name on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::CurrentThread => "current",
+            Flavor::MultiThread(1) => "multi1",
+            Flavor::MultiThread(2) => "multi2",
+            Flavor::MultiThread(_) => "multi",
+        }
+    }
+
+    /// The flavour called `name`.
+    pub fn from_name(name: &str) -> Option<Flavor> {
+        Flavor::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The flavour the tokio side measured best under `placement`, when `--tokio-runtime`
+    /// does not say. Rule: the highest geometric mean, over the eight throughput scenarios,
+    /// of ops/s as a fraction of the best flavour's (every scenario but heartbeat-under-load,
+    /// whose goal is raftnet's p99 against its own idle p99, not against tokio). Measured with
+    /// short runs (`--impl tokio --tokio-runtime F --pin P --seconds 0.3 --rounds 1 --no-raw`,
+    /// medians of 6 repetitions for `same` and `split`, 3 for `none`, machine idle);
+    /// BENCHMARKS.md, "The tokio baseline's runtime flavour", has the table:
+    ///
+    /// | placement | current | multi1 | multi2 | chosen |
+    /// |---|---:|---:|---:|---|
+    /// | same  | 0.966 | 0.948 | 0.875 | current |
+    /// | split | 0.933 | 0.953 | 0.692 | multi1 (current is within 2 %) |
+    /// | none  | 0.962 | 0.945 | 0.723 | current |
+    ///
+    /// Two workers per node lose most on the pipelined scenarios (their tasks hop between
+    /// workers), but keep heartbeat-under-load's p99 2.8-5.7x lower than a current-thread
+    /// runtime does (a heartbeat's task need not wait behind the load's on the one thread);
+    /// that row is worth reading with `--tokio-runtime multi2` as well.
+    pub fn best_for(placement: Placement) -> Flavor {
+        match placement {
+            Placement::Same | Placement::None => Flavor::CurrentThread,
+            Placement::Split => Flavor::MultiThread(1),
+        }
+    }
+}
+
+/// A node's runtime. A current-thread runtime only runs while a thread drives it
+/// (`block_on`); a node whose runtime must serve on its own (the server) gets a thread that
+/// does, until the node is dropped.
+struct Node {
+    runtime: Arc<Runtime>,
+    driver: Option<(oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
+    name: &'static str,
+}
+
+impl Node {
+    /// Build the runtime (a multi-thread runtime starts its workers here, placed like the
+    /// calling thread).
+    fn new(name: &'static str, flavor: Flavor) -> Result<Node, String> {
+        let mut builder = match flavor {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            Flavor::MultiThread(workers) => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(workers);
+                b
+            }
+        };
+        let runtime = builder
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("build the {name} runtime: {e}"))?;
+        Ok(Node {
+            runtime: Arc::new(runtime),
+            driver: None,
+            name,
+        })
+    }
+
+    /// From now on the runtime runs without a caller in `block_on`: a current-thread runtime
+    /// gets a thread of its own (placed like the calling thread); a multi-thread one has its
+    /// workers already.
+    fn serve_in_background(&mut self) -> Result<(), String> {
+        let current_thread = matches!(
+            self.runtime.handle().runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::CurrentThread
+        );
+        if !current_thread || self.driver.is_some() {
+            return Ok(());
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let runtime = self.runtime.clone();
+        let thread = std::thread::Builder::new()
+            .name(self.name.into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| format!("spawn the {} thread: {e}", self.name))?;
+        self.driver = Some((stop, thread));
         Ok(())
-    } else {
-        Err(format!("unexpected response: {response:?}"))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.driver.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The fields of an answer that the checks compare (`crate::check`, as on raftnet's side).
+fn answer_of(response: &Message) -> Answer {
+    match response {
+        Message::AppendEntriesResponse(r) => Answer::Append {
+            term: r.term,
+            success: r.success,
+            last_log: r.last_log,
+        },
+        Message::RequestVoteResponse(r) => Answer::Vote {
+            term: r.term,
+            granted: r.granted,
+        },
+        Message::InstallSnapshotResponse(r) => Answer::Snapshot {
+            term: r.term,
+            success: r.success,
+        },
+        Message::AppendEntries(_) => Answer::Other("an AppendEntries request"),
+        Message::RequestVote(_) => Answer::Other("a RequestVote request"),
+        Message::InstallSnapshot(_) => Answer::Other("an InstallSnapshot request"),
+        Message::SnapshotChunk { .. } => Answer::Other("a snapshot chunk"),
     }
 }
 
@@ -57,13 +203,14 @@ fn check_success(response: &Message) -> Result<(), String> {
 async fn sequential(
     client: &Client<Message>,
     request: &Message,
+    expected: Answer,
     payload: u64,
     control: &Control,
 ) -> Result<Sample, String> {
     let mut sample = Sample::default();
     while !control.stopped() {
         let start = Instant::now();
-        check_success(&client.call(request).await?)?;
+        answer_of(&client.call(request).await?).check(expected)?;
         sample.record(control, start.elapsed(), payload);
     }
     Ok(sample)
@@ -74,6 +221,7 @@ async fn sequential(
 async fn pipelined(
     client: &Client<Message>,
     request: &Message,
+    expected: Answer,
     depth: usize,
     payload: u64,
     control: &Control,
@@ -85,7 +233,7 @@ async fn pipelined(
     let mut sample = Sample::default();
     let mut in_flight: FuturesUnordered<_> = (0..depth).map(|_| issue()).collect();
     while let Some((start, response)) = in_flight.next().await {
-        check_success(&response?)?;
+        answer_of(&response?).check(expected)?;
         sample.record(control, start.elapsed(), payload);
         if !control.stopped() {
             in_flight.push(issue());
@@ -100,14 +248,15 @@ async fn snapshots(client: &Client<Message>, control: &Control) -> Result<Sample
     let mut sample = Sample::default();
     while !control.stopped() {
         let start = Instant::now();
-        check_success(&client.install_snapshot(&snapshot).await?)?;
+        answer_of(&client.install_snapshot(&snapshot).await?).check(Answer::snapshot())?;
         sample.record(control, start.elapsed(), SNAPSHOT_SIZE as u64);
     }
     Ok(sample)
 }
 
-/// `fan-in-1000`: each connection is its own task with its own `TcpStream` + `Framed`, doing
-/// sequential heartbeats with `Framed::send` (a flush per request) and `Framed::next`.
+/// `fan-in-1000`: each connection is its own task with its own `TcpStream`, doing sequential
+/// heartbeats: a write of the whole frame per request (the frame carries its length,
+/// `crate::tokio_net::frame`), then the answer read with `LengthDelimitedCodec`.
 async fn fan_in_connection(
     addr: SocketAddr,
     request: Arc<Message>,
@@ -119,26 +268,27 @@ async fn fan_in_connection(
     stream
         .set_nodelay(true)
         .map_err(|e| format!("set TCP_NODELAY: {e}"))?;
-    let mut framed = Framed::new(stream, codec());
+    let (read, mut write) = stream.into_split();
+    let mut answers = FramedRead::new(read, codec());
     let mut sample = Sample::default();
     let mut id = 0;
     while !control.stopped() {
         id += 1;
         let start = Instant::now();
-        framed
-            .send(encode(id, &request))
+        write
+            .write_all(&encode(id, &request))
             .await
             .map_err(|e| format!("send: {e}"))?;
-        let frame = framed
+        let frame = answers
             .next()
             .await
             .ok_or("connection closed")?
             .map_err(|e| format!("receive: {e}"))?;
-        let envelope = decode::<Message>(&frame)?;
+        let envelope = Message::decode(frame.freeze())?;
         if envelope.id != id {
             return Err(format!("answer to {} while waiting for {id}", envelope.id));
         }
-        check_success(&envelope.message)?;
+        answer_of(&envelope.message).check(Answer::heartbeat())?;
         sample.record(&control, start.elapsed(), 0);
     }
     Ok(sample)
@@ -172,21 +322,29 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
     let client = Client::<Message>::connect(addr).await?;
     let payload = |s: Scenario| s.entries().map_or(0, |(n, size)| (n * size) as u64);
     match scenario {
-        Scenario::HeartbeatSeq => sequential(&client, &heartbeat(), 0, &control).await,
-        Scenario::VoteSeq => sequential(&client, &request_vote(), 0, &control).await,
+        Scenario::HeartbeatSeq => {
+            sequential(&client, &heartbeat(), Answer::heartbeat(), 0, &control).await
+        }
+        Scenario::VoteSeq => {
+            sequential(&client, &request_vote(), Answer::vote(), 0, &control).await
+        }
         Scenario::Append100bSeq => {
             let request = append_entries(1, 100);
-            sequential(&client, &request, payload(scenario), &control).await
+            let expected = Answer::append(1);
+            sequential(&client, &request, expected, payload(scenario), &control).await
         }
         Scenario::HeartbeatPipelined => {
-            pipelined(&client, &heartbeat(), PIPELINE_DEPTH, 0, &control).await
+            let expected = Answer::heartbeat();
+            pipelined(&client, &heartbeat(), expected, PIPELINE_DEPTH, 0, &control).await
         }
         Scenario::Append64x1kPipelined => {
             let request = append_entries(64, 1024);
+            let (expected, depth) = (Answer::append(64), PIPELINE_DEPTH);
             pipelined(
                 &client,
                 &request,
-                PIPELINE_DEPTH,
+                expected,
+                depth,
                 payload(scenario),
                 &control,
             )
@@ -194,15 +352,26 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
         }
         Scenario::Append1mPipelined => {
             let request = append_entries(1, 1 << 20);
-            let depth = BULK_PIPELINE_DEPTH;
-            pipelined(&client, &request, depth, payload(scenario), &control).await
+            let (expected, depth) = (Answer::append(1), BULK_PIPELINE_DEPTH);
+            pipelined(
+                &client,
+                &request,
+                expected,
+                depth,
+                payload(scenario),
+                &control,
+            )
+            .await
         }
         Scenario::Snapshot64m => snapshots(&client, &control).await,
         Scenario::HeartbeatUnderLoad => {
-            // The background load shares the heartbeats' connection: a tokio user has one
-            // multiplexed connection per peer, so a heartbeat's frame queues behind snapshot
-            // chunks and 1 MiB entries already in the writer channel, the socket buffers and
-            // the server's reader task (head-of-line blocking; raftnet's lanes avoid it).
+            // Heartbeats get a connection of their own, as raftnet's get a lane of their own
+            // (its pools are per lane): on the one multiplexed connection that the load uses,
+            // a heartbeat's frame would queue behind snapshot chunks and 1 MiB entries in the
+            // writer channel, the socket buffers and the server's reader task (head-of-line
+            // blocking), which this baseline measured until lanes were compared with lanes.
+            // The load (snapshots and appends) shares the other connection.
+            let heartbeat_client = Client::<Message>::connect(addr).await?;
             let snapshot_client = client.clone();
             let snapshot_control = control.clone();
             let snapshot =
@@ -211,10 +380,25 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
             let bulk_control = control.clone();
             let bulk = tokio::spawn(async move {
                 let request = append_entries(1, 1 << 20);
-                let depth = BULK_PIPELINE_DEPTH;
-                pipelined(&bulk_client, &request, depth, 1 << 20, &bulk_control).await
+                let (expected, depth) = (Answer::append(1), BULK_PIPELINE_DEPTH);
+                pipelined(
+                    &bulk_client,
+                    &request,
+                    expected,
+                    depth,
+                    1 << 20,
+                    &bulk_control,
+                )
+                .await
             });
-            let heartbeats = sequential(&client, &heartbeat(), 0, &control).await;
+            let heartbeats = sequential(
+                &heartbeat_client,
+                &heartbeat(),
+                Answer::heartbeat(),
+                0,
+                &control,
+            )
+            .await;
             let background = [join(snapshot).await, join(bulk).await];
             let mut sample = heartbeats?;
             for load in background {
@@ -227,15 +411,6 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
             unreachable!("TokioImpl::run hands these to crate::cluster")
         }
     }
-}
-
-fn runtime(name: &str) -> Result<Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("build the {name} runtime: {e}"))
 }
 
 /// File descriptors `fan-in-1000` needs: both ends of every connection live in this process.
@@ -265,7 +440,10 @@ impl Implementation for TokioImpl {
             check_fd_limit()?;
         }
 
-        let server = pin::as_server(|| runtime("tokio-server"))?;
+        let flavor = self
+            .flavor
+            .unwrap_or_else(|| Flavor::best_for(pin::placement()));
+        let mut server = pin::as_server(|| Node::new("tokio-server", flavor))?;
         let routing = match scenario {
             Scenario::HeartbeatPipelined
             | Scenario::Append64x1kPipelined
@@ -279,17 +457,26 @@ impl Implementation for TokioImpl {
         };
         let routing = match routing {
             None => Routing::in_connection(),
-            Some(heartbeat_fast_path) => Routing::through_consumer(&server, heartbeat_fast_path),
+            Some(heartbeat_fast_path) => {
+                Routing::through_consumer(server.runtime.handle(), heartbeat_fast_path)
+            }
         };
-        let addr = server.block_on(start_server(routing))?;
+        let findings = Findings::new();
+        let addr = server
+            .runtime
+            .block_on(start_server(routing, findings.clone()))?;
+        pin::as_server(|| server.serve_in_background())?;
 
-        let client = pin::as_client(|| runtime("tokio-client"))?;
-        // The harness thread only waits here; the callers run on the client's workers. They
-        // must be `'static`, so they get a clone of `control` (it shares the harness's phase).
-        let result = client.block_on(join(client.spawn(drive(scenario, addr, control.clone()))));
+        let client = pin::as_client(|| Node::new("tokio-client", flavor))?;
+        // The callers run on the client's workers, or, on a current-thread runtime, on this
+        // thread (placed as a client thread), which drives it. They must be `'static`, so they
+        // get a clone of `control` (it shares the harness's phase).
+        let runtime = &client.runtime;
+        let result = runtime.block_on(join(runtime.spawn(drive(scenario, addr, control.clone()))));
         drop(client);
         drop(server);
-        result
+        // A refused snapshot shows in its answer (`success: false`); the server says why.
+        findings.explain(result)
     }
 }
 
@@ -313,10 +500,12 @@ mod tests {
             .unwrap_or(0)
     }
 
-    /// The smoke test of the tokio side: every scenario, warm-up 100 ms, measured 200 ms (or
-    /// `TOKIO_SMOKE_MS`), then stop; each must complete operations and shut down. Run with
-    /// `--release -- --nocapture` for rough ops/s (`RAFTNET_BENCH_PIN=same|split` to place,
-    /// `TOKIO_SMOKE_ONLY=<scenario>` for one scenario).
+    /// The smoke test of the tokio side: every scenario on every runtime flavour (the cluster
+    /// scenarios, whose runtimes are the cluster's, once), warm-up 100 ms, measured 200 ms (or
+    /// `TOKIO_SMOKE_MS`), then stop; each must complete operations and shut down, leaving no
+    /// runtime thread behind. Run with `--release -- --nocapture` for rough ops/s
+    /// (`RAFTNET_BENCH_PIN=same|split` to place, `TOKIO_SMOKE_ONLY=<scenario>` for one
+    /// scenario, `TOKIO_SMOKE_FLAVOR=current|multi1|multi2` for one flavour).
     #[test]
     fn every_scenario_completes_operations() {
         let measure_ms: u64 = std::env::var("TOKIO_SMOKE_MS")
@@ -330,45 +519,130 @@ mod tests {
             pin::set_placement(p);
         }
         let only = std::env::var("TOKIO_SMOKE_ONLY").ok();
-        for scenario in Scenario::ALL {
-            if only.as_deref().is_some_and(|o| o != scenario.name()) {
-                continue;
+        let flavors: Vec<Flavor> = match std::env::var("TOKIO_SMOKE_FLAVOR") {
+            Ok(name) => vec![Flavor::from_name(&name).expect("a flavour name")],
+            Err(_) => Flavor::ALL.to_vec(),
+        };
+        for (i, &flavor) in flavors.iter().enumerate() {
+            for scenario in Scenario::ALL {
+                if only.as_deref().is_some_and(|o| o != scenario.name())
+                    || (i > 0 && scenario.cluster_clients().is_some())
+                {
+                    continue;
+                }
+                smoke(
+                    TokioImpl {
+                        flavor: Some(flavor),
+                    },
+                    scenario,
+                    measure_ms,
+                );
             }
-            let control = Control::new();
-            let result = std::thread::scope(|s| {
-                s.spawn(|| {
-                    std::thread::sleep(Duration::from_millis(100));
-                    control.start_measuring();
-                    std::thread::sleep(Duration::from_millis(measure_ms));
-                    control.stop();
-                });
-                TokioImpl.run(scenario, &control)
-            });
-            let sample = result.unwrap_or_else(|e| panic!("{}: {e}", scenario.name()));
-            assert_eq!(
-                runtime_threads(),
-                0,
-                "{}: runtime threads left",
-                scenario.name()
-            );
-            assert!(
-                sample.ops > 0,
-                "{}: no operation completed",
-                scenario.name()
-            );
-            assert_eq!(sample.ops as usize, sample.latencies_ns.len());
-            let mut latencies = sample.latencies_ns.clone();
-            latencies.sort_unstable();
-            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e3;
-            let secs = measure_ms as f64 / 1e3;
-            println!(
-                "tokio {:<24} {:>10.0} ops/s  p50 {:>9.1} µs  p99 {:>9.1} µs  {:>7.2} GB/s",
-                scenario.name(),
-                sample.ops as f64 / secs,
-                at(0.5),
-                at(0.99),
-                sample.payload_bytes as f64 / secs / 1e9,
-            );
         }
+    }
+
+    fn smoke(imp: TokioImpl, scenario: Scenario, measure_ms: u64) {
+        let name = format!(
+            "{} {}",
+            imp.flavor.map_or("auto", Flavor::name),
+            scenario.name()
+        );
+        let control = Control::new();
+        let result = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                control.start_measuring();
+                std::thread::sleep(Duration::from_millis(measure_ms));
+                control.stop();
+            });
+            imp.run(scenario, &control)
+        });
+        let sample = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(runtime_threads(), 0, "{name}: runtime threads left");
+        assert!(sample.ops > 0, "{name}: no operation completed");
+        assert_eq!(sample.ops as usize, sample.latencies_ns.len());
+        let mut latencies = sample.latencies_ns.clone();
+        latencies.sort_unstable();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e3;
+        let secs = measure_ms as f64 / 1e3;
+        println!(
+            "tokio {:<31} {:>10.0} ops/s  p50 {:>9.1} µs  p99 {:>9.1} µs  {:>7.2} GB/s",
+            name,
+            sample.ops as f64 / secs,
+            at(0.5),
+            at(0.99),
+            sample.payload_bytes as f64 / secs / 1e9,
+        );
+    }
+}
+
+/// The checks catch what they are there for, as on raftnet's side: a wrong answer ends the
+/// driver, a damaged snapshot body is refused and says where.
+#[cfg(test)]
+mod checks {
+    use super::*;
+    use crate::check::TERM;
+    use crate::tokio_net::Payload;
+
+    fn server_and_client(findings: &Findings) -> (Runtime, Client<Message>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = runtime
+            .block_on(start_server(Routing::in_connection(), findings.clone()))
+            .unwrap();
+        let client = runtime.block_on(Client::<Message>::connect(addr)).unwrap();
+        (runtime, client)
+    }
+
+    #[test]
+    fn a_wrong_term_ends_the_driver() {
+        let findings = Findings::new();
+        let (runtime, client) = server_and_client(&findings);
+        let control = Control::new();
+        control.start_measuring();
+        let Message::AppendEntries(mut request) = heartbeat() else {
+            unreachable!()
+        };
+        request.term = TERM - 1;
+        let request = Message::AppendEntries(request);
+        let err = runtime
+            .block_on(sequential(
+                &client,
+                &request,
+                Answer::heartbeat(),
+                0,
+                &control,
+            ))
+            .unwrap_err();
+        assert!(
+            err.starts_with("wrong answer: AppendEntries(term 6"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_flipped_snapshot_byte_is_refused() {
+        let findings = Findings::new();
+        let (runtime, client) = server_and_client(&findings);
+        let mut snapshot = Snapshot::new();
+        // Byte 12,345,678 of the body: chunk 47 (256 KiB chunks), offset 24,910 in it.
+        let Message::SnapshotChunk { data, .. } = &mut snapshot.chunks[47] else {
+            unreachable!()
+        };
+        let mut flipped = data.to_vec();
+        flipped[24_910] ^= 0x20;
+        *data = Payload(flipped.into());
+        let response = runtime
+            .block_on(client.install_snapshot(&snapshot))
+            .unwrap();
+        let err = findings
+            .explain(answer_of(&response).check(Answer::snapshot()))
+            .unwrap_err();
+        assert!(
+            err.contains("success false") && err.contains("byte 12345678 is"),
+            "{err}"
+        );
     }
 }

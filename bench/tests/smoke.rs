@@ -22,7 +22,7 @@ const SCENARIOS: [&str; 12] = [
     "cluster-64",
 ];
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 13] = [
     "scenario",
     "impl",
     "ops_per_sec",
@@ -31,7 +31,9 @@ const FIELDS: [&str; 11] = [
     "p99_us",
     "p999_us",
     "cpu_us_per_op",
+    "switches_per_op",
     "wakeups_per_op",
+    "involuntary_switches_per_op",
     "placement",
     "seconds",
 ];
@@ -102,6 +104,15 @@ fn every_scenario_and_implementation_reports() {
             if !has(scenario, imp) {
                 problems.push(format!("no line for {scenario} {imp}"));
             }
+        }
+    }
+    // The tokio rows of the RPC scenarios say which runtime flavour ran.
+    for line in lines
+        .iter()
+        .filter(|l| l["impl"] == "tokio" && l.get("clients").is_none())
+    {
+        if !line["tokio_runtime"].is_string() {
+            problems.push(format!("{}: no tokio_runtime", line["scenario"]));
         }
     }
     // The cluster rows say how many clients wrote.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::Scenario;
 
+use super::tokio_flavor;
 use crate::results::{Results, Subject, under_load, vs_raw, vs_tokio};
 
 fn round3(v: f64) -> Value {
@@ -45,7 +46,14 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                     obj.insert("cpu_us_per_op".into(), opt3(m.cpu_us_per_op));
                     obj.insert("cpu_user_us_per_op".into(), opt3(m.cpu_user_us_per_op));
                     obj.insert("cpu_sys_us_per_op".into(), opt3(m.cpu_sys_us_per_op));
+                    // Context switches per op of every thread (exited ones included): the
+                    // sum, and its two kinds (wakeups_per_op = voluntary).
+                    obj.insert("switches_per_op".into(), opt3(m.switches_per_op));
                     obj.insert("wakeups_per_op".into(), opt3(m.wakeups_per_op));
+                    obj.insert(
+                        "involuntary_switches_per_op".into(),
+                        opt3(m.involuntary_per_op),
+                    );
                     obj.insert("cpu_cores".into(), round3(m.cpu_cores));
                     obj.insert("others_cores".into(), opt3(m.others_cores));
                     obj.insert("ops".into(), json!(m.ops.round() as u64));
@@ -64,6 +72,11 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                             if row.imp == "raftnet" {
                                 obj.insert("reactor".into(), json!(o.reactor.name()));
                             }
+                        } else if row.imp == "tokio" {
+                            obj.insert(
+                                "tokio_runtime".into(),
+                                json!(tokio_flavor(results).0.name()),
+                            );
                         }
                         if row.imp == "raftnet"
                             && let Some(v) = vs_tokio(results, s)
@@ -77,7 +90,7 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                                     "p99_speedup": opt3(v.p99),
                                     "p999_speedup": opt3(v.p999),
                                     "cpu_saving": opt3(v.cpu),
-                                    "wakeup_saving": opt3(v.wakeups),
+                                    "switch_saving": opt3(v.switches),
                                 }),
                             );
                         }

@@ -9,6 +9,7 @@ pub(crate) mod table;
 use std::io::Write;
 
 use raftnet_bench::pin::Placement;
+use raftnet_bench::tokio_impl::Flavor;
 
 use crate::results::Results;
 
@@ -39,10 +40,30 @@ pub(crate) fn print(results: &Results) {
     }
 }
 
+/// The tokio baseline's runtime flavour in the RPC scenarios, and whether it was chosen for
+/// the placement (`--tokio-runtime auto`).
+pub(crate) fn tokio_flavor(results: &Results) -> (Flavor, bool) {
+    let o = &results.options;
+    match o.tokio_runtime {
+        Some(f) => (f, false),
+        None => (Flavor::best_for(o.placement), true),
+    }
+}
+
+fn flavor_description(f: Flavor) -> String {
+    match f {
+        Flavor::CurrentThread => "a current-thread runtime per node".into(),
+        Flavor::MultiThread(n) => format!(
+            "a multi-thread runtime of {n} worker{} per node",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
+}
+
 pub(super) fn header_lines(results: &Results) -> Vec<String> {
     let o = &results.options;
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    vec![
+    let mut lines = vec![
         format!(
             "raftnet-bench: placement {} ({}); {} s measured after {} s warm-up per run; {} round{}{}; {} CPUs",
             o.placement.name(),
@@ -54,9 +75,24 @@ pub(super) fn header_lines(results: &Results) -> Vec<String> {
             if o.rounds > 1 { " (medians)" } else { "" },
             cpus,
         ),
-        "CPU µs/op: getrusage user+sys of the whole process (client and server ends) per op; wake/op: voluntary context switches of its threads per op"
-            .into(),
-    ]
+        "CPU µs/op: getrusage user+sys of the whole process (client and server ends) per op".into(),
+        "switch/op: context switches per op of every thread of the process, exited ones included (getrusage RUSAGE_SELF), = vol (blocked and woken: wake-ups) + invol (preempted, or yielded while runnable: spin-then-yield hand-offs); with rounds, each figure is its own median".into(),
+    ];
+    let rpc_scenarios = o.scenarios.iter().any(|s| s.cluster_clients().is_none());
+    if rpc_scenarios && results.impl_names.iter().any(|n| n == "tokio") {
+        let (flavor, auto) = tokio_flavor(results);
+        lines.push(format!(
+            "tokio baseline: {} (--tokio-runtime {}{})",
+            flavor_description(flavor),
+            flavor.name(),
+            if auto {
+                format!(", chosen for placement {}", o.placement.name())
+            } else {
+                String::new()
+            }
+        ));
+    }
+    lines
 }
 
 fn placement_description(p: Placement) -> &'static str {

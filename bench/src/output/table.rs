@@ -8,7 +8,7 @@ use raftnet_bench::scenario::Scenario;
 use super::{header_lines, num, opt, si, times};
 use crate::results::{Metrics, Results, Row, Subject, VsRaw, under_load, vs_raw, vs_tokio};
 
-const COLUMNS: [(&str, usize); 12] = [
+const COLUMNS: [(&str, usize); 13] = [
     ("ops/s", 9),
     ("MB/s", 8),
     ("p50 µs", 8),
@@ -16,7 +16,8 @@ const COLUMNS: [(&str, usize); 12] = [
     ("p999 µs", 8),
     ("CPU µs/op", 10),
     ("(user+sys)", 14),
-    ("wake/op", 8),
+    ("switch/op", 9),
+    ("(vol+invol)", 14),
     ("cores", 6),
     ("others", 7),
     ("vs raw", 12),
@@ -52,7 +53,11 @@ fn metric_cells(m: &Metrics, vs_raw: Option<VsRaw>) -> Vec<String> {
         opt(m.p999_us, num),
         opt(m.cpu_us_per_op, num),
         user_sys,
-        opt(m.wakeups_per_op, num),
+        opt(m.switches_per_op, num),
+        match (m.wakeups_per_op, m.involuntary_per_op) {
+            (Some(v), Some(i)) => format!("({}+{})", num(v), num(i)),
+            _ => "-".into(),
+        },
         format!("{:.2}", m.cpu_cores),
         opt(m.others_cores, |v| format!("{v:.2}")),
         vs_raw.map_or_else(String::new, |v| {
@@ -155,7 +160,8 @@ pub(crate) fn render_table(results: &Results) -> String {
                     x(v.p999),
                     x(v.cpu),
                     String::new(),
-                    x(v.wakeups),
+                    x(v.switches),
+                    String::new(),
                     String::new(),
                     String::new(),
                     String::new(),
@@ -169,7 +175,7 @@ pub(crate) fn render_table(results: &Results) -> String {
         .all(|i| results.impl_names.iter().any(|n| n == i));
     if both {
         out.push(
-            "raftnet÷tokio rows: ops/s and MB/s are raftnet ÷ tokio; latency, CPU/op and wake/op \
+            "raftnet÷tokio rows: ops/s and MB/s are raftnet ÷ tokio; latency, CPU/op and switch/op \
              are tokio ÷ raftnet (lower is better there), so > 1.00x always means raftnet is \
              better."
                 .into(),
@@ -222,7 +228,7 @@ pub(crate) fn render_table(results: &Results) -> String {
     }
     if let Some(first) = results.rows.iter().find_map(|r| r.after_stuck.as_ref()) {
         notes.push(format!(
-            "* measured after {first} did not return from its run: its threads may still be running, and their CPU time and wake-ups are counted in the rows marked *"
+            "* measured after {first} did not return from its run: its threads may still be running, and their CPU time and context switches are counted in the rows marked *"
         ));
     }
     if !notes.is_empty() {

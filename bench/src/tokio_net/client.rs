@@ -9,15 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
+use super::Message;
 use super::connection::connection_ends;
-use super::frame::{Envelope, decode, encode};
-use super::messages::Message;
+use super::frame::{Envelope, Wire, encode};
 use super::requests::Snapshot;
 
 struct Pending<M> {
@@ -42,7 +41,7 @@ impl<M> Clone for Client<M> {
     }
 }
 
-impl<M: DeserializeOwned + Send + 'static> Client<M> {
+impl<M: Wire + Send + 'static> Client<M> {
     /// Connect to `addr` and start the connection's reader and writer tasks (on the current
     /// runtime).
     pub(crate) async fn connect(addr: SocketAddr) -> Result<Client<M>, String> {
@@ -109,12 +108,7 @@ impl Client<Message> {
     pub(crate) async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<Message, String> {
         let (id, answer) = self.register()?;
         self.send(encode(id, &snapshot.request)).await?;
-        for i in 0..snapshot.chunks {
-            let chunk = if i + 1 == snapshot.chunks {
-                &snapshot.last_chunk
-            } else {
-                &snapshot.chunk
-            };
+        for chunk in &snapshot.chunks {
             self.send(encode(id, chunk)).await?;
         }
         answer.await.map_err(|_| "connection closed".to_string())
@@ -122,12 +116,12 @@ impl Client<Message> {
 }
 
 /// The client's reader task: each answer completes the call waiting for its id.
-async fn read_responses<M: DeserializeOwned>(
+async fn read_responses<M: Wire>(
     mut responses: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     pending: Arc<Mutex<Pending<M>>>,
 ) {
     while let Some(Ok(frame)) = responses.next().await {
-        let Ok(Envelope { id, message }) = decode::<M>(&frame) else {
+        let Ok(Envelope { id, message }) = M::decode(frame.freeze()) else {
             break;
         };
         let done = pending.lock().unwrap().waiting.remove(&id);

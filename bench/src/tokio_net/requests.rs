@@ -1,25 +1,24 @@
 //! What the tokio scenarios send, as hashicorp/raft would: built once per run, then encoded by
 //! reference for every call (no clone of their payloads per operation).
 
-use serde_bytes::ByteBuf;
+use bytes::Bytes;
 
-use super::messages::{self, Message};
+use super::messages;
+use super::{Message, Payload};
+use crate::check::{PREV_INDEX, TERM, VOTE_TERM, snapshot_body};
 use crate::scenario::SNAPSHOT_SIZE;
 
 /// Snapshot body chunk size.
 const SNAPSHOT_CHUNK: usize = 256 << 10;
 
-const TERM: u64 = 7;
 const LEADER_ID: &[u8] = b"n1";
 const LEADER_ADDR: &[u8] = b"127.0.0.1:7000";
-/// The index the append scenarios' entries follow.
-const PREV_INDEX: u64 = 1000;
 /// 2026-01-01T00:00:00.123456789Z, the entries' `AppendedAt`.
 const APPENDED_AT: (i64, u32) = (1_767_225_600, 123_456_789);
 
 /// A bytes field of a message.
-pub(crate) fn buf(bytes: &[u8]) -> Option<ByteBuf> {
-    Some(ByteBuf::from(bytes))
+pub(crate) fn buf(bytes: &'static [u8]) -> Option<Payload> {
+    Some(Payload(Bytes::from_static(bytes)))
 }
 
 /// A heartbeat as hashicorp/raft sends it: term, header id/addr, leader address, nothing else.
@@ -46,11 +45,11 @@ pub(crate) fn append_entries(count: usize, size: usize) -> Message {
             index: PREV_INDEX + 1 + i,
             term: TERM,
             kind: 0,
-            data: Some(ByteBuf::from(
+            data: Some(Payload(Bytes::from(
                 (0..size)
                     .map(|b| (b as u64 * 31 + i) as u8)
                     .collect::<Vec<u8>>(),
-            )),
+            ))),
             extensions: None,
             appended_at_unix_seconds: APPENDED_AT.0,
             appended_at_nanos: APPENDED_AT.1,
@@ -75,7 +74,7 @@ pub(crate) fn request_vote() -> Message {
         protocol_version: 3,
         id: buf(LEADER_ID),
         addr: buf(LEADER_ADDR),
-        term: TERM + 1,
+        term: VOTE_TERM,
         candidate: buf(LEADER_ADDR),
         last_log_index: PREV_INDEX,
         last_log_term: TERM,
@@ -100,49 +99,48 @@ fn install_snapshot() -> Message {
     }))
 }
 
-/// A snapshot transfer prepared once: the request and the two kinds of chunk message.
+/// A snapshot transfer prepared once: the request and the body's chunk messages, in order.
 pub(crate) struct Snapshot {
     pub(crate) request: Message,
-    pub(crate) chunk: Message,
-    pub(crate) last_chunk: Message,
-    pub(crate) chunks: usize,
+    pub(crate) chunks: Vec<Message>,
 }
 
 impl Snapshot {
+    /// The body is the pattern the server checks byte by byte (`crate::check`), the same
+    /// 64 MiB raftnet's side sends; each chunk carries its own part of it, so a chunk lost,
+    /// repeated or reordered fails the transfer.
     pub(crate) fn new() -> Snapshot {
         assert_eq!(SNAPSHOT_SIZE % SNAPSHOT_CHUNK, 0);
-        let data = ByteBuf::from(
-            (0..SNAPSHOT_CHUNK)
-                .map(|b| (b * 7) as u8)
-                .collect::<Vec<u8>>(),
-        );
+        let body = snapshot_body();
+        let count = SNAPSHOT_SIZE / SNAPSHOT_CHUNK;
+        // Slices of the shared body: no copy to prepare (the encoder copies each once a send).
+        let chunks = (0..count)
+            .map(|i| Message::SnapshotChunk {
+                data: Payload(body.slice(i * SNAPSHOT_CHUNK..(i + 1) * SNAPSHOT_CHUNK)),
+                last: i + 1 == count,
+            })
+            .collect();
         Snapshot {
             request: install_snapshot(),
-            chunk: Message::SnapshotChunk {
-                data: data.clone(),
-                last: false,
-            },
-            last_chunk: Message::SnapshotChunk { data, last: true },
-            chunks: SNAPSHOT_SIZE / SNAPSHOT_CHUNK,
+            chunks,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
 
-    /// Convert a twin's bytes field back to raftnet's.
-    fn bytes(b: &Option<ByteBuf>) -> Option<Bytes> {
-        b.as_ref().map(|b| Bytes::copy_from_slice(b))
+    /// A twin's bytes field as raftnet's.
+    fn bytes(b: &Option<Payload>) -> Option<Bytes> {
+        b.as_ref().map(|p| p.0.clone())
     }
 
     fn header(
         protocol_version: i64,
-        id: &Option<ByteBuf>,
-        addr: &Option<ByteBuf>,
+        id: &Option<Payload>,
+        addr: &Option<Payload>,
     ) -> raftnet::message::RpcHeader {
         raftnet::message::RpcHeader {
             protocol_version,

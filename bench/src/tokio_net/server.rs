@@ -1,5 +1,7 @@
 //! The scenarios' server: accepts connections, answers in the connection task or hands requests
-//! to a consumer task (standing for the Raft loop), as [`Routing`] says; counts snapshot bodies.
+//! to a consumer task (standing for the Raft loop), as [`Routing`] says; checks snapshot bodies
+//! byte by byte and their length (`crate::check`) before answering success, as raftnet's side
+//! does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,14 +9,16 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use super::Message;
 use super::connection::connection_ends;
-use super::frame::{Envelope, decode, encode};
-use super::messages::{self, Message};
+use super::frame::{Envelope, Wire, encode};
+use super::messages;
 use super::requests::buf;
-use crate::scenario::PIPELINE_DEPTH;
+use crate::check::{BodyCheck, Findings};
+use crate::scenario::{PIPELINE_DEPTH, SNAPSHOT_SIZE};
 
 /// Requests the server's consumer channel holds.
 const CONSUMER_QUEUE: usize = 2 * PIPELINE_DEPTH;
@@ -77,7 +81,7 @@ impl Routing {
 
     /// Requests go to a consumer task, spawned on `runtime`, that answers them; heartbeats are
     /// answered by the connection task if `heartbeat_fast_path`.
-    pub(crate) fn through_consumer(runtime: &Runtime, heartbeat_fast_path: bool) -> Routing {
+    pub(crate) fn through_consumer(runtime: &Handle, heartbeat_fast_path: bool) -> Routing {
         let (consumer, work) = mpsc::channel(CONSUMER_QUEUE);
         runtime.spawn(consume(work));
         Routing {
@@ -90,13 +94,31 @@ impl Routing {
 /// A snapshot being received.
 struct Transfer {
     term: u64,
+    /// The size the request declared.
     size: u64,
-    received: u64,
+    body: BodyCheck,
+}
+
+impl Transfer {
+    /// Whether the body was whole and right: every byte the pattern's, as many as the request
+    /// declared and as the scenario sends. `Err` says what was wrong.
+    fn check(&self) -> Result<(), String> {
+        if self.size != SNAPSHOT_SIZE as u64 {
+            return Err(format!(
+                "InstallSnapshot declares {} bytes, expected {SNAPSHOT_SIZE}",
+                self.size
+            ));
+        }
+        self.body.finish(self.size)
+    }
 }
 
 /// Bind 127.0.0.1:0, accept connections, serve each in its own tasks. Runs inside the server
-/// runtime.
-pub(crate) async fn start_server(routing: Routing) -> Result<SocketAddr, String> {
+/// runtime. Why a snapshot body was refused goes to `findings`.
+pub(crate) async fn start_server(
+    routing: Routing,
+    findings: Findings,
+) -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("bind: {e}"))?;
@@ -106,7 +128,7 @@ pub(crate) async fn start_server(routing: Routing) -> Result<SocketAddr, String>
         // listener resets the connections still in its backlog, so their clients fail
         // instead of waiting forever.
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_connection(stream, routing.clone()));
+            tokio::spawn(serve_connection(stream, routing.clone(), findings.clone()));
         }
     });
     Ok(addr)
@@ -122,13 +144,13 @@ async fn consume(mut work: mpsc::Receiver<Work>) {
 }
 
 /// One server connection: this task reads and routes requests, a writer task writes answers.
-async fn serve_connection(stream: TcpStream, routing: Routing) {
+async fn serve_connection(stream: TcpStream, routing: Routing, findings: Findings) {
     let Ok((mut requests, reply)) = connection_ends(stream) else {
         return;
     };
     let mut snapshots: HashMap<u64, Transfer> = HashMap::new();
     while let Some(Ok(frame)) = requests.next().await {
-        let Ok(Envelope { id, message }) = decode::<Message>(&frame) else {
+        let Ok(Envelope { id, message }) = Message::decode(frame.freeze()) else {
             break;
         };
         let response = match message {
@@ -138,26 +160,30 @@ async fn serve_connection(stream: TcpStream, routing: Routing) {
                     Transfer {
                         term: request.term,
                         size: request.size as u64,
-                        received: 0,
+                        body: BodyCheck::new(),
                     },
                 );
                 None
             }
-            // The body is read and counted, not stored.
+            // The body is read and checked, not stored.
             Message::SnapshotChunk { data, last } => {
                 let Some(transfer) = snapshots.get_mut(&id) else {
                     break;
                 };
-                transfer.received += data.len() as u64;
+                transfer.body.feed(&data);
                 if last {
                     let transfer = snapshots.remove(&id).expect("present");
+                    let checked = transfer.check();
+                    if let Err(e) = &checked {
+                        findings.report(e.clone());
+                    }
                     Some(Message::InstallSnapshotResponse(
                         messages::InstallSnapshotResponse {
                             protocol_version: 3,
                             id: buf(FOLLOWER_ID),
                             addr: buf(FOLLOWER_ADDR),
                             term: transfer.term,
-                            success: transfer.received == transfer.size,
+                            success: checked.is_ok(),
                         },
                     ))
                 } else {
