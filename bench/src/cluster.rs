@@ -103,7 +103,7 @@ impl Network {
 }
 
 /// The `--reactor` flag: where raftnet's driver runs in the raftnet arm. The library's
-/// [`Placement`] needs the node's runtime, which the flag cannot hold; [`Reactor::placement`]
+/// [`Placement`] needs the node's runtime, which the flag cannot hold; `Reactor::placement`
 /// makes it, per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reactor {
