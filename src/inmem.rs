@@ -629,10 +629,9 @@ impl PipelineBackend for InmemPipeline {
                     Ok(other) => {
                         p.complete(
                             seq,
-                            Err(Error::Protocol(WireError::WrongType {
-                                field: "pipeline response",
+                            Err(Error::Protocol(WireError::UnexpectedMessage {
                                 expected: "an AppendEntries response",
-                                found: other.message_type() as u8,
+                                found: other.message_type(),
                             })),
                         );
                     }

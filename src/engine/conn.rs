@@ -2,7 +2,7 @@
 //! received and not yet decoded, the bytes waiting to be written. The socket itself is the
 //! driver's; the engine only knows the connection by its [`ConnKey`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +12,12 @@ use bytes::BytesMut;
 use super::feed::SnapshotFeed;
 use super::key::ConnKey;
 use crate::config::Config;
+use crate::message::Request;
 use crate::metrics::RpcType;
 use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
 use crate::transport::snapshot::SnapshotStream;
-use crate::wire::{Codec, Lane, SendQueue};
+use crate::wire::{Codec, Lane, RawFrame, SendQueue};
 
 /// A snapshot connection's send queue is refilled from the pump while it holds less than this:
 /// enough to keep a 256 KiB write budget busy for a few turns, little enough to bound memory.
@@ -64,6 +65,17 @@ pub(crate) struct Inbound {
     /// Since when the peer has not taken what is queued for it while reading is paused for
     /// that (`ANSWER_BACKLOG`) or the connection waits to close after a refusal (`CLOSING`).
     pub(crate) unread_since: Option<Instant>,
+    /// Frames of the last read that came after the Raft side's share was reached
+    /// (`UNANSWERED`): decoded, in order, with their decode time, and handed over as answers
+    /// make room. At most one read's worth, since reading stops at the limit.
+    pub(crate) held: VecDeque<HeldFrame>,
+}
+
+/// A frame held back until the Raft side has room (a request, or a snapshot chunk behind one).
+pub(crate) struct HeldFrame {
+    pub(crate) frame: RawFrame,
+    pub(crate) request: Option<Request>,
+    pub(crate) decode_time: Duration,
 }
 
 impl Inbound {
@@ -77,6 +89,7 @@ impl Inbound {
             limited_before: false,
             first_frame_seen: false,
             unread_since: None,
+            held: VecDeque::new(),
         }
     }
 

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::conn::{Paused, Role, SnapshotIn};
+use std::collections::VecDeque;
+
+use super::conn::{HeldFrame, Paused, Role, SnapshotIn};
 use super::handoff::Completion;
 use super::{ConnKey, Engine, lookup};
 use crate::message::{Message, MessageType, Request, Response};
@@ -60,14 +62,62 @@ impl Engine {
             .checked_div(requests)
             .unwrap_or(Duration::ZERO);
         for (frame, request) in decoded.drain(..) {
-            match request {
-                Some(request) => self.serve(key, &frame, request, per_request, decoded_at, now),
-                None => self.snapshot_chunk(key, frame, now),
+            let next = HeldFrame {
+                frame,
+                request,
+                decode_time: per_request,
+            };
+            // Once the Raft side holds this connection's share, the rest of the read waits.
+            match self.holding(key) {
+                Some(held) => held.push_back(next),
+                None => self.hand_over(key, next, decoded_at, now),
             }
         }
         self.decoded = decoded;
         if let Some(e) = failed {
             self.protocol_error(key, e);
+        }
+    }
+
+    /// Where `key`'s frames wait while the Raft side holds its share of requests (`None`: hand
+    /// them over now).
+    fn holding(&mut self, key: ConnKey) -> Option<&mut VecDeque<HeldFrame>> {
+        let conn = lookup(&mut self.conns, key)?;
+        let paused = conn.paused.contains(Paused::UNANSWERED);
+        match &mut conn.role {
+            Role::Inbound(inbound) if paused || !inbound.held.is_empty() => Some(&mut inbound.held),
+            _ => None,
+        }
+    }
+
+    fn hand_over(&mut self, key: ConnKey, next: HeldFrame, decoded_at: Instant, now: Instant) {
+        let HeldFrame {
+            frame,
+            request,
+            decode_time,
+        } = next;
+        match request {
+            Some(request) => self.serve(key, &frame, request, decode_time, decoded_at, now),
+            None => self.snapshot_chunk(key, frame, now),
+        }
+    }
+
+    /// The Raft side has room again: hand over the held frames, in order, until it is full.
+    pub(super) fn release_held(&mut self, key: ConnKey, now: Instant) {
+        loop {
+            let Some(conn) = lookup(&mut self.conns, key) else {
+                return;
+            };
+            if conn.paused.contains(Paused::UNANSWERED) {
+                return;
+            }
+            let Role::Inbound(inbound) = &mut conn.role else {
+                return;
+            };
+            let Some(next) = inbound.held.pop_front() else {
+                return;
+            };
+            self.hand_over(key, next, now, now);
         }
     }
 

@@ -199,6 +199,13 @@ impl Engine {
         {
             inbound.unread_since = None;
         }
+        if reason == Paused::UNANSWERED {
+            // What the last read brought past the limit goes first.
+            self.release_held(key, now);
+        }
+        let Some(conn) = super::lookup(&mut self.conns, key) else {
+            return;
+        };
         if !conn.paused.is_empty() {
             return;
         }

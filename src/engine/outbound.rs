@@ -164,11 +164,12 @@ impl Engine {
         let decoded = match conn.codec.decode_body(frame) {
             Ok(Message::Response(r)) => Ok(Ok(r)),
             Ok(Message::Error(text)) => Ok(Err(Error::Remote(text))),
-            Ok(Message::Request(_) | Message::SnapshotChunk(_)) => Err(WireError::WrongType {
-                field: "frame type",
-                expected: "a response on an outbound connection",
-                found: frame.header.kind as u8,
-            }),
+            Ok(Message::Request(_) | Message::SnapshotChunk(_)) => {
+                Err(WireError::UnexpectedMessage {
+                    expected: "a response on a dialled connection",
+                    found: frame.header.kind,
+                })
+            }
             Err(e) => Err(e),
         };
         decoded

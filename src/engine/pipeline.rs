@@ -71,10 +71,9 @@ impl Engine {
         };
         let result = match result {
             Ok(Response::AppendEntries(r)) => Ok(r),
-            Ok(other) => Err(Error::Protocol(WireError::WrongType {
-                field: "pipeline response",
+            Ok(other) => Err(Error::Protocol(WireError::UnexpectedMessage {
                 expected: "an AppendEntries response",
-                found: other.message_type() as u8,
+                found: other.message_type(),
             })),
             Err(e) => Err(e),
         };

@@ -411,10 +411,9 @@ impl AnyResolver {
     /// many waiters were woken.
     pub(crate) fn resolve(self, result: Result<Response, Error>) -> usize {
         let mismatch = |got: &Response| {
-            Error::Protocol(crate::wire::WireError::WrongType {
-                field: "response",
+            Error::Protocol(crate::wire::WireError::UnexpectedMessage {
                 expected: "the response type of the request",
-                found: got.message_type() as u8,
+                found: got.message_type(),
             })
         };
         match (self, result) {

@@ -603,3 +603,41 @@ fn a_peer_that_never_takes_its_answers_is_closed_in_the_end() {
     assert!(!node.engine.is_open(key));
     assert_eq!(node.metrics().slow_peers_closed, 1);
 }
+
+#[test]
+fn one_read_of_requests_is_handed_over_no_further_than_the_limit() {
+    let now = *START;
+    let mut node = Node::new(config().max_unanswered_requests(4));
+    let key = node.accept(PEER, now).unwrap();
+    // Ten requests in one read: the Raft side gets its share, the rest waits in order.
+    let mut peer = Peer::new();
+    for term in 1..=10 {
+        peer.request(term, Lane::Pipeline, vote(term));
+    }
+    node.engine.handle_bytes(key, &peer.take(), now);
+    assert_eq!(node.shared.consumer.len(), 4);
+    assert!(!node.engine.wants_read(key));
+    let mut terms = Vec::new();
+    let mut take = |node: &mut Node, n: usize| {
+        for _ in 0..n {
+            let rpc = node.next_rpc();
+            let Request::RequestVote(v) = &rpc.request else {
+                panic!("a vote")
+            };
+            terms.push(v.term);
+            rpc.respond(Ok(Response::RequestVote(Default::default())));
+        }
+        assert!(node.engine.handle_handoff(now));
+    };
+    // Two answered (half): two more are handed over, filling the share again.
+    take(&mut node, 2);
+    assert_eq!(node.shared.consumer.len(), 4);
+    // Four answered: the held four follow, two by two, and fill it once more.
+    take(&mut node, 4);
+    assert_eq!(node.shared.consumer.len(), 4);
+    assert!(!node.engine.wants_read(key));
+    take(&mut node, 4);
+    assert!(node.shared.consumer.is_empty());
+    assert!(node.engine.wants_read(key), "nothing held: reading goes on");
+    assert_eq!(terms, (1..=10).collect::<Vec<_>>(), "in the order sent");
+}
