@@ -463,29 +463,35 @@ fn read_answers(stream: &mut TcpStream, within: Duration) -> (Vec<Frame>, bool) 
     (frames, closed)
 }
 
-/// The server's first answer on `stream` (`None`: it closed the connection instead), failing
-/// the test if neither comes within [`EVENTUALLY`].
+/// The server's first answer on `stream` (`None`: it closed the connection instead).
 fn first_answer(stream: &mut TcpStream) -> Option<Frame> {
+    next_answer(stream, &mut FrameDecoder::new(), &mut BytesMut::new())
+}
+
+/// The server's next answer on `stream`, decoded by the connection's `decoder` from what it
+/// sent so far (`buf`); `None`: it closed the connection instead. Fails the test if neither
+/// comes within [`EVENTUALLY`], or if the server sends what is not a frame.
+fn next_answer(
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+    buf: &mut BytesMut,
+) -> Option<Frame> {
     let deadline = Instant::now() + EVENTUALLY;
-    let mut decoder = FrameDecoder::new();
-    let mut buf = BytesMut::new();
     let mut piece = [0u8; 4096];
     stream
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
     loop {
+        if let Some(frame) = decoder.decode(buf).expect("the server sends frames") {
+            return Some(frame);
+        }
         assert!(
             Instant::now() < deadline,
             "neither answered nor closed within {EVENTUALLY:?}"
         );
         match stream.read(&mut piece) {
             Ok(0) => return None,
-            Ok(n) => {
-                buf.extend_from_slice(&piece[..n]);
-                if let Ok(Some(frame)) = decoder.decode(&mut buf) {
-                    return Some(frame);
-                }
-            }
+            Ok(n) => buf.extend_from_slice(&piece[..n]),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -1376,6 +1382,7 @@ fn one_large_entry(vm_limit: Option<u64>) -> Outcome {
     let template = request(0, Lane::Control, append(1, 1, payload));
     let mut s = connect(a.addr());
     s.write_all(&PREAMBLE).expect("preamble");
+    let (mut decoder, mut received) = (FrameDecoder::new(), BytesMut::new());
     let during = Instant::now();
     let mut frames = 0u64;
     let mut one = Vec::with_capacity(template.len());
@@ -1384,7 +1391,7 @@ fn one_large_entry(vm_limit: Option<u64>) -> Outcome {
         one.clear();
         with_id(&template, frames, &mut one);
         s.write_all(&one).expect("send");
-        match first_answer(&mut s) {
+        match next_answer(&mut s, &mut decoder, &mut received) {
             Some(f) => assert!(
                 matches!(f.message, Message::Response(Response::AppendEntries(_))),
                 "answered: {:?}",
