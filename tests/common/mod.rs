@@ -8,7 +8,10 @@
 //! - [`peers`]: the serving side played by a test: responder threads, and an echo server with
 //!   the numbered requests it answers;
 //! - [`bodies`]: deterministic snapshot bodies, counted and checksummed;
-//! - [`measure`]: percentiles and the build profile, for tests that print timings.
+//! - [`measure`]: percentiles and the build profile, for tests that print timings;
+//! - [`child`]: a transport serving in a child process (the test binary re-run), measured from
+//!   the parent through `/proc`;
+//! - [`legit`]: a legitimate peer calling an attacked server, its latencies recorded.
 //!
 //! Each test binary says `mod common;` and imports the files it needs.
 // Every test binary compiles all of this but uses only part of it; the allowance covers the
@@ -16,7 +19,9 @@
 #![allow(dead_code)]
 
 pub(crate) mod bodies;
+pub(crate) mod child;
 pub(crate) mod fixtures;
+pub(crate) mod legit;
 pub(crate) mod measure;
 pub(crate) mod net;
 pub(crate) mod peers;
