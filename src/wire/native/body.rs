@@ -146,8 +146,9 @@ fn header(h: &RpcHeader, out: &mut BodySink<'_>) -> Result<(), EncodeError> {
 }
 
 /// Decode a body of type `kind`. Byte fields and snapshot chunks are slices of `body`. The
-/// entries of an AppendEntries are bounded only by the body's length; a transport decodes with
-/// [`decode_limited`].
+/// entries of an AppendEntries are bounded only by the body's length; a transport also bounds
+/// their number (`Config::max_entries_per_request`), so a body declaring more is an error before
+/// anything is reserved for them.
 pub fn decode(kind: MessageType, body: &Bytes) -> Result<Message, WireError> {
     decode_limited(kind, body, usize::MAX)
 }
