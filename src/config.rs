@@ -393,8 +393,11 @@ impl Config {
             return target.clone();
         };
         provider.server_addr(id).unwrap_or_else(|e| {
-            log::warn!(
-                "raftnet: unable to get address for server {id}, using fallback address {target}: {e}"
+            tracing::warn!(
+                server = %id,
+                fallback = %target,
+                error = %e,
+                "unable to get address for server, using fallback address"
             );
             target.clone()
         })

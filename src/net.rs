@@ -143,6 +143,17 @@ impl NetTransport {
 
     /// Listen on `bind` and start the driver where `placement` says (for code that chooses at
     /// run time; [`bind`](NetTransport::bind) and `bind_on` are the usual spellings).
+    ///
+    /// **Logs** ([`tracing`](https://docs.rs/tracing), and [`log`](https://docs.rs/log) records
+    /// when no tracing subscriber is installed): the driver runs in an `info` span named
+    /// `raftnet` with the transport's `listener` address (and `advertised`, when that differs),
+    /// a child of the span current here, so binding inside a span that names the node
+    /// (`info_span!("node", id = 2)`) puts the node's id on every line the transport logs.
+    /// Each connection has a `debug` span `conn` under it: its `peer` address, `dir`
+    /// (`accepted` or `dialled`), the `lane` of a dialled one and the connection's key (`conn`).
+    /// What needs attention is `warn` (a limit acting on a peer, a protocol error, a slow peer
+    /// closed) or `error`; connections opening and closing (with the reason) are `debug`;
+    /// snapshots starting and ending are `info`; each call, request and answer is `trace`.
     pub fn bind_with(
         bind: impl ToSocketAddrs,
         advertise: Option<SocketAddr>,
@@ -183,7 +194,13 @@ impl NetTransport {
             return Err(Error::NotAdvertisable { addr: local_addr });
         }
         let name = format!("raftnet-driver-{}", bound_addr.port());
-        let (shared, driver) = driver::start(placement, listener, config, &name)?;
+        let span = tracing::info_span!(
+            "raftnet",
+            listener = %bound_addr,
+            advertised = (local_addr != bound_addr).then_some(tracing::field::display(local_addr)),
+        );
+        tracing::debug!(parent: &span, ?placement, "listening");
+        let (shared, driver) = driver::start(placement, listener, config, &name, span)?;
         Ok(NetTransport {
             shared,
             local_addr,
@@ -266,6 +283,7 @@ impl NetTransport {
         let addr = match self.resolve(id, target) {
             Ok(a) => a,
             Err(e) => {
+                tracing::debug!(server = %id, %target, rpc = ?kind, error = %e, "call failed: its target does not resolve");
                 resolver.resolve(Err(e));
                 return call;
             }

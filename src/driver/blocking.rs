@@ -15,6 +15,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use tracing::Span;
+
 use crate::engine::handoff::Wake;
 use crate::engine::{Action, ClosedOnExit, ConnKey, Engine, Flushed};
 use crate::metrics::add;
@@ -93,7 +95,7 @@ impl BlockingDriver {
     pub(crate) fn run(mut self, mut engine: Engine) {
         let _closed = ClosedOnExit(engine.shared().clone());
         if let Err(e) = self.start_accepting() {
-            log::error!("raftnet: cannot start accepting: {e}");
+            tracing::error!("cannot start accepting: {e}");
             engine.shutdown();
             return;
         }
@@ -143,6 +145,7 @@ impl BlockingDriver {
             Event::Accepted(stream, peer) => {
                 // Over a connection limit, dropping the stream closes it.
                 if let Some(key) = engine.handle_accepted(peer, now) {
+                    let _entered = engine.conn_span(key).map(Span::entered);
                     self.open(engine, key, stream);
                 }
             }
@@ -150,6 +153,7 @@ impl BlockingDriver {
             Event::Connected(key, stream) => {
                 // A dial the engine gave up on (its deadline passed) is dropped here.
                 if engine.is_open(key) {
+                    let _entered = engine.conn_span(key).map(Span::entered);
                     self.open(engine, key, stream);
                     engine.handle_connected(key);
                 }
@@ -158,6 +162,7 @@ impl BlockingDriver {
             Event::Incoming(key, incoming) => {
                 if let Some(conn) = self.conns.get_mut(&key) {
                     conn.held.push_back(incoming);
+                    let _entered = engine.conn_span(key).map(Span::entered);
                     self.deliver(engine, key, now);
                 }
             }
@@ -229,7 +234,10 @@ impl BlockingDriver {
                         let _ = conn.stream.shutdown(Shutdown::Both);
                     }
                 }
-                Action::ResumeRead { key } => self.deliver(engine, key, now),
+                Action::ResumeRead { key } => {
+                    let _entered = engine.conn_span(key).map(Span::entered);
+                    self.deliver(engine, key, now)
+                }
                 Action::PauseAccept => {}
                 Action::ResumeAccept => {
                     if let Some(resume) = &self.resume_accept {
@@ -248,6 +256,7 @@ impl BlockingDriver {
             let Some(conn) = self.conns.get_mut(&key) else {
                 continue;
             };
+            let _entered = engine.conn_span(key).map(Span::entered);
             let Some((queue, metrics)) = engine.send_queue(key) else {
                 continue;
             };

@@ -15,6 +15,10 @@
 //! slab index; the table below holds the key with its stream, so an event for a slot that was
 //! closed and reused within one batch of events reaches the new connection only as a spurious
 //! readiness event, which mio allows and every path here treats as "try, and see `WouldBlock`".
+//!
+//! Handling a connection's event, reading it again or writing its queue runs in the connection's
+//! span, when a subscriber records it (entered once per connection handled in a turn, not per
+//! frame; with no subscriber, nothing is entered).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -145,7 +149,7 @@ impl MioDriver {
         if let Err(e) = polled
             && e.kind() != io::ErrorKind::Interrupted
         {
-            log::error!("raftnet: poll failed, stopping the transport: {e}");
+            tracing::error!("poll failed, stopping the transport: {e}");
             return false;
         }
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -231,7 +235,7 @@ impl MioDriver {
                                 .registry()
                                 .register(l, LISTENER, Interest::READABLE)
                     {
-                        log::error!("raftnet: cannot resume accepting: {e}");
+                        tracing::error!("cannot resume accepting: {e}");
                     }
                     self.accept_again = true;
                 }
@@ -298,14 +302,16 @@ impl MioDriver {
             match listener.accept() {
                 Ok((socket, peer)) => match self.streams.accept(socket) {
                     Ok(stream) => match self.engine.handle_accepted(peer, self.now) {
-                        Some(key) => {
+                        Some(key) => in_conn_span!(self.engine, key, {
                             self.insert(key, stream, false);
                             self.apply_actions();
-                        }
+                        }),
                         // Over a connection limit: dropping the stream closes it.
                         None => drop(stream),
                     },
-                    Err(e) => log::warn!("raftnet: cannot set up connection from {peer}: {e}"),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "cannot set up an accepted connection")
+                    }
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_again = false;
@@ -323,6 +329,13 @@ impl MioDriver {
     }
 
     fn conn_event(&mut self, index: usize, event: &mio::event::Event) {
+        if let Some(entry) = self.table.get(index).and_then(Option::as_ref) {
+            let key = entry.key;
+            in_conn_span!(self.engine, key, self.handle_conn_event(index, event));
+        }
+    }
+
+    fn handle_conn_event(&mut self, index: usize, event: &mio::event::Event) {
         let Some(entry) = self.table.get_mut(index).and_then(Option::as_mut) else {
             return;
         };
@@ -372,7 +385,7 @@ impl MioDriver {
         for key in keys {
             if let Some(entry) = self.entry(key) {
                 entry.read_again = false;
-                self.read(key);
+                in_conn_span!(self.engine, key, self.read(key));
             }
         }
     }
@@ -410,17 +423,22 @@ impl MioDriver {
         let mut keys = std::mem::take(&mut self.dirty);
         self.engine.take_dirty(&mut keys);
         for key in keys.drain(..) {
-            let Some(entry) = established(&mut self.table, key) else {
-                continue;
-            };
-            let Some((queue, metrics)) = self.engine.send_queue(key) else {
-                continue;
-            };
-            let flushed = flush(&mut *entry.stream, queue, WRITE_BUDGET, metrics);
-            self.engine.handle_flushed(key, flushed, self.now);
-            self.apply_actions();
+            in_conn_span!(self.engine, key, self.write_queue(key));
         }
         self.dirty = keys;
+    }
+
+    /// Write `key`'s queue (up to the budget) and tell the engine how it went.
+    fn write_queue(&mut self, key: ConnKey) {
+        let Some(entry) = established(&mut self.table, key) else {
+            return;
+        };
+        let Some((queue, metrics)) = self.engine.send_queue(key) else {
+            return;
+        };
+        let flushed = flush(&mut *entry.stream, queue, WRITE_BUDGET, metrics);
+        self.engine.handle_flushed(key, flushed, self.now);
+        self.apply_actions();
     }
 }
 

@@ -26,7 +26,11 @@
 //! 7. **Writing.** `Engine::take_dirty`, then write each key's `Engine::send_queue`, advance it
 //!    past what was written, and report `handle_flushed`; call `handle_writable` when a socket
 //!    that was full can take more. Bound the bytes written per connection per turn.
-//! 8. **The end.** Hold a [`ClosedOnExit`](crate::engine::ClosedOnExit) for the whole run (so a
+//! 8. **Spans.** Run in the transport's span (given to `start`) for the whole run, and enter a
+//!    connection's (`Engine::conn_span`, when a subscriber records it) while handling its IO,
+//!    so that whatever that runs (a heartbeat handler among it) is recorded in it: once per
+//!    connection handled in a turn, never per frame.
+//! 9. **The end.** Hold a [`ClosedOnExit`](crate::engine::ClosedOnExit) for the whole run (so a
 //!    panic or a dropped task still fails what waits), and call `Engine::shutdown`, then carry
 //!    out its actions, when the run ends.
 //!
@@ -40,6 +44,19 @@
 //!   interface serves a completion-style driver (bytes arrive in buffers of the driver's own)
 //!   as well as a readiness one. An io_uring driver joins here.
 
+/// Run `$body` in connection `$key`'s span when a subscriber records it
+/// (`Engine::conn_span`): with none interested, a load and a compare, and nothing to enter,
+/// exit or drop. (A macro, not a function taking a closure, so that `$body` may borrow the
+/// driver mutably once `conn_span` has let go of the engine.)
+macro_rules! in_conn_span {
+    ($engine:expr, $key:expr, $body:expr) => {
+        match $engine.conn_span($key) {
+            Some(span) => span.in_scope(|| $body),
+            None => $body,
+        }
+    };
+}
+
 mod blocking;
 pub(crate) mod mio;
 #[cfg(feature = "tokio")]
@@ -50,6 +67,8 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+use tracing::Span;
 
 use crate::config::Config;
 use crate::engine::{Engine, Shared};
@@ -136,7 +155,7 @@ impl DriverHandle {
                     return false;
                 }
                 if thread.join().is_err() {
-                    log::error!("raftnet: the driver thread panicked");
+                    tracing::error!("the driver thread panicked");
                 }
                 true
             }
@@ -160,17 +179,19 @@ fn system_clock() -> Instant {
 }
 
 /// Build the transport's shared state and engine around `listener` and start its driver where
-/// `placement` says.
+/// `placement` says, running in `span` (the transport's; its connections' spans are children).
 pub(crate) fn start(
     placement: Placement,
     listener: std::net::TcpListener,
     config: Config,
     name: &str,
+    span: Span,
 ) -> Result<(Arc<Shared>, DriverHandle)> {
     let spawn = |name: String, run: Box<dyn FnOnce() + Send>| {
+        let span = span.clone();
         std::thread::Builder::new()
             .name(name)
-            .spawn(run)
+            .spawn(move || span.in_scope(run))
             .map(DriverHandle::Thread)
             .map_err(Error::start("the driver thread"))
     };
@@ -180,7 +201,7 @@ pub(crate) fn start(
             let waker = ::mio::Waker::new(poll.registry(), mio::WAKER)
                 .map_err(Error::start("the poller's waker"))?;
             let shared = Shared::new(config, Box::new(waker));
-            let engine = Engine::new(shared.clone(), system_clock);
+            let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let driver = mio::MioDriver::new(poll, listener, engine)
                 .map_err(Error::start("polling the listener"))?;
             let handle = spawn(name.into(), Box::new(move || mio::run_thread(driver)))?;
@@ -191,18 +212,19 @@ pub(crate) fn start(
             let poll = ::mio::Poll::new().map_err(Error::start("the poller"))?;
             let ring = Arc::new(tokio::sync::Notify::new());
             let shared = Shared::new(config, Box::new(runtime::NotifyWake(ring.clone())));
-            let engine = Engine::new(shared.clone(), system_clock);
+            let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let driver = mio::MioDriver::new(poll, listener, engine)
                 .map_err(Error::start("polling the listener"))?;
             let finished = Finished::default();
-            runtime.spawn(runtime::run_task(driver, ring, finished.clone()));
+            let task = runtime::run_task(driver, ring, finished.clone());
+            runtime.spawn(tracing::Instrument::instrument(task, span.clone()));
             Ok((shared, DriverHandle::Task(finished)))
         }
         Placement::ThreadPerConnection => {
             let (driver, waker) = blocking::BlockingDriver::prepare(listener)
                 .map_err(Error::start("the blocking listener"))?;
             let shared = Shared::new(config, Box::new(waker));
-            let engine = Engine::new(shared.clone(), system_clock);
+            let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let handle = spawn(name.into(), Box::new(move || driver.run(engine)))?;
             Ok((shared, handle))
         }

@@ -41,7 +41,7 @@ pub(crate) async fn run_task(mut driver: MioDriver, ring: Arc<Notify>, finished:
     let epoll = match register_with_runtime(&driver.poll) {
         Ok(fd) => fd,
         Err(e) => {
-            log::error!("raftnet: cannot register the driver with the runtime: {e}");
+            tracing::error!("cannot register the driver with the runtime: {e}");
             return;
         }
     };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use tracing::Span;
 
 use super::feed::SnapshotFeed;
 use super::key::ConnKey;
@@ -200,6 +201,10 @@ pub(crate) struct Connection {
     pub(crate) dirty: bool,
     /// The instant of this connection's deadline timer entry, if one is armed.
     pub(crate) armed: Option<Instant>,
+    /// Where this connection's events are recorded (its peer, which way it was opened, its
+    /// key); the driver enters it while it handles the connection. Disabled (free) unless a
+    /// subscriber wants it.
+    pub(crate) span: Span,
 }
 
 impl Connection {
@@ -209,6 +214,7 @@ impl Connection {
         role: Role,
         codec: Box<dyn Codec>,
         connected: bool,
+        span: Span,
     ) -> Connection {
         let mut send = SendQueue::new();
         let mut codec = codec;
@@ -226,6 +232,7 @@ impl Connection {
             close_after_flush: false,
             dirty: false,
             armed: None,
+            span,
         }
     }
 

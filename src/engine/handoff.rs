@@ -187,7 +187,7 @@ impl Handoff {
         if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
             add(&self.metrics.reactor_wakes, 1);
             if let Err(e) = self.waker.wake() {
-                log::error!("raftnet: waking the driver failed: {e}");
+                tracing::error!("waking the driver failed: {e}");
             }
         }
     }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use std::collections::VecDeque;
 
+use tracing::{debug, error, info, trace, warn};
+
 use super::conn::{HeldFrame, Paused, Role, SnapshotIn};
 use super::handoff::Completion;
 use super::{ConnKey, Engine, lookup};
@@ -152,11 +154,13 @@ impl Engine {
         let Some(conn) = lookup(&mut self.conns, key) else {
             return;
         };
+        let (span, peer) = (&conn.span, conn.peer);
         let Role::Inbound(inbound) = &mut conn.role else {
             return;
         };
         let shared = &self.shared;
         let rpc_kind = RpcType::of(&request);
+        trace!(parent: span, %peer, rpc = ?rpc_kind, request_id, "request received");
         shared.metrics.rpc_decode[rpc_kind as usize].record(decode_time);
         add(&shared.metrics.rpcs_received[rpc_kind as usize], 1);
         let route = AnswerRoute {
@@ -171,6 +175,7 @@ impl Engine {
         let snapshot = match (&request, permit) {
             (Request::InstallSnapshot(r), Some(permit)) => {
                 let size = r.size.max(0) as u64;
+                info!(parent: span, %peer, request_id, size, "receiving a snapshot");
                 let handoff = shared.handoff.clone();
                 // The permit lives as long as the stream (the closure is the stream's): a body
                 // received in full but not yet read still counts.
@@ -192,7 +197,7 @@ impl Engine {
             _ => None,
         };
         let snapshot_started = snapshot.is_some();
-        let rpc = Rpc::new(request, snapshot, responder, Some(conn.peer), decoded_at);
+        let rpc = Rpc::new(request, snapshot, responder, Some(peer), decoded_at);
         let handler = if rpc_kind == RpcType::Heartbeat {
             shared.heartbeat.get()
         } else {
@@ -206,7 +211,7 @@ impl Engine {
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(rpc)));
                 if outcome.is_err() {
-                    log::error!("raftnet: the heartbeat handler panicked");
+                    error!(parent: span, %peer, "the heartbeat handler panicked");
                 }
                 // From decoding to handled: this handler's time and that of the heartbeats
                 // before it in the batch, as a queued RPC's is the time it waited to be taken.
@@ -244,7 +249,7 @@ impl Engine {
         }
         self.pause(key, Paused::CLOSING, now);
         self.mark_dirty(key);
-        self.log_refused_snapshot(peer, now);
+        self.log_refused_snapshot(key, peer, now);
     }
 
     /// A piece of an InstallSnapshot body.
@@ -275,9 +280,11 @@ impl Engine {
             snap.stream
                 .finish(Err(format!("the sender sent more than {size} bytes")));
             inbound.snapshots.remove(&request_id);
-            log::warn!(
-                "raftnet: snapshot from {} overran its size ({received} + {len} > {size})",
-                conn.peer
+            warn!(
+                parent: &conn.span,
+                peer = %conn.peer,
+                request_id,
+                "snapshot overran its size ({received} + {len} > {size})"
             );
             self.protocol_error(
                 key,
@@ -294,8 +301,17 @@ impl Engine {
             && let Some(snap) = inbound.snapshots.remove(&request_id)
         {
             if snap.received == snap.size {
+                info!(parent: &conn.span, peer = %conn.peer, request_id, size = snap.size, "snapshot received");
                 snap.stream.finish(Ok(()));
             } else {
+                warn!(
+                    parent: &conn.span,
+                    peer = %conn.peer,
+                    request_id,
+                    received = snap.received,
+                    size = snap.size,
+                    "snapshot not received: the sender ended its body short"
+                );
                 snap.stream.finish(Err(format!(
                     "the sender ended the body after {} of {} bytes",
                     snap.received, snap.size
@@ -322,13 +338,29 @@ impl Engine {
         };
         let message = match result {
             Ok(response) => {
+                trace!(
+                    parent: &conn.span,
+                    peer = %conn.peer,
+                    rpc = ?RpcType::of_response(&response),
+                    request_id = route.request_id,
+                    "answering"
+                );
                 if let Some(t) = taken_at {
                     self.shared.metrics.rpc_respond[RpcType::of_response(&response) as usize]
                         .record(now.saturating_duration_since(t));
                 }
                 Message::Response(response)
             }
-            Err(text) => Message::Error(text),
+            Err(text) => {
+                debug!(
+                    parent: &conn.span,
+                    peer = %conn.peer,
+                    request_id = route.request_id,
+                    error = %text,
+                    "answering with an error"
+                );
+                Message::Error(text)
+            }
         };
         let (request_id, lane) = (route.request_id, route.lane);
         if let Err(e) = conn

@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tracing::{Span, trace, warn};
+
 use super::conn::{Paused, Role};
 use super::{Action, ConnKey, Engine};
 use crate::metrics::add;
@@ -55,7 +57,9 @@ pub(super) struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn warn(&mut self, now: Instant, line: impl FnOnce() -> String) {
+    /// Log `line` (in `span`, the refused connection's, if it has one) unless one like it was
+    /// logged less than [`REFUSAL_LOG_INTERVAL`] ago.
+    fn warn(&mut self, now: Instant, span: Option<&Span>, line: impl FnOnce() -> String) {
         if self
             .last
             .is_some_and(|last| now.saturating_duration_since(last) < REFUSAL_LOG_INTERVAL)
@@ -65,10 +69,14 @@ impl RefusalLog {
         }
         let unlogged = std::mem::take(&mut self.unlogged);
         self.last = Some(now);
-        if unlogged > 0 {
-            log::warn!("raftnet: {} (and {unlogged} more like it)", line());
+        let line = if unlogged > 0 {
+            format!("{} (and {unlogged} more like it)", line())
         } else {
-            log::warn!("raftnet: {}", line());
+            line()
+        };
+        match span {
+            Some(span) => warn!(parent: span, "{line}"),
+            None => warn!("{line}"),
         }
     }
 }
@@ -107,7 +115,7 @@ impl Engine {
         };
         if let Some((what, limit)) = over {
             add(&self.shared.metrics.connections_refused, 1);
-            self.refused_connections.warn(now, || {
+            self.refused_connections.warn(now, None, || {
                 format!("refusing a connection from {peer}: {limit} {what} are open already")
             });
             return false;
@@ -140,10 +148,11 @@ impl Engine {
     }
 
     /// Log a refused snapshot (at most once a second).
-    pub(super) fn log_refused_snapshot(&mut self, peer: SocketAddr, now: Instant) {
+    pub(super) fn log_refused_snapshot(&mut self, key: ConnKey, peer: SocketAddr, now: Instant) {
         let max = self.shared.config.max_inbound_snapshots;
         add(&self.shared.metrics.snapshots_refused, 1);
-        self.refused_snapshots.warn(now, || {
+        let span = self.conns.get(key.index()).map(|c| &c.span);
+        self.refused_snapshots.warn(now, span, || {
             format!("refusing a snapshot from {peer}: {max} snapshots are being received already")
         });
     }
@@ -177,7 +186,9 @@ impl Engine {
             } else {
                 "it does not take its answers"
             };
-            log::warn!("raftnet: pausing reads from {peer}: {why} (logged once per connection)");
+            warn!(parent: &conn.span, %peer, "pausing reads: {why} (logged once per connection)");
+        } else if reason == Paused::SNAPSHOT_READER {
+            trace!(parent: &conn.span, %peer, "pausing reads: the snapshot reader fell behind");
         }
         if peer_must_read {
             self.arm_inbound_deadline(key, now);
@@ -302,7 +313,7 @@ impl Engine {
             _ => "a frame arrived too slowly",
         };
         add(&self.shared.metrics.slow_peers_closed, 1);
-        log::warn!("raftnet: closing the connection from {peer}: {what}");
+        warn!(parent: &conn.span, %peer, "closing the connection: {what}");
         self.close(key, crate::error::Error::Timeout);
     }
 }

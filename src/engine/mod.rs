@@ -46,6 +46,18 @@
 //! of the node), `conn.rs` (one
 //! connection and its roles), `timer.rs`, `handoff.rs` (the queues shared with other threads).
 //!
+//! **Logs.** Every connection has a `tracing` span (`conn`: its key, its peer, `dir` =
+//! `accepted` or `dialled`, and a dialled one's lane) under the transport's span (`raftnet`,
+//! see `NetTransport::bind_with`); its events name that span as their parent explicitly, so they
+//! land in it whichever input reached them (a driver's read, a timer, a command), and the
+//! drivers enter it while they handle the connection, so what runs then (a heartbeat handler)
+//! is in it too. What a user must see is `warn` (a limit acting, a protocol error, a slow peer
+//! closed); connections opening and closing, with the reason, are `debug`; snapshots starting
+//! and ending are `info`; each call, request and answer is `trace`. With no subscriber
+//! interested, each of those costs a couple of loads and compares (tracing's level filter and
+//! callsite cache, and the `log` crate's level for its records): nothing is formatted or
+//! allocated, and the per-call ones sit on paths that run once per RPC, not in loops.
+//!
 //! [`NetTransport`]: crate::NetTransport
 
 pub(crate) mod conn;
@@ -70,6 +82,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use slab::Slab;
+use tracing::level_filters::LevelFilter;
+use tracing::{Level, Span, debug, error, info, warn};
 
 use self::conn::{Connection, Inbound, Paused, Role};
 use self::handoff::{Command, Completion, Handoff, HandoffSink, Wake};
@@ -90,6 +104,10 @@ use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
 const MAX_COMMANDS_PER_TURN: usize = 4096;
 /// Answers from the Raft side taken per turn (same reasoning).
 const MAX_COMPLETIONS_PER_TURN: usize = 4096;
+
+/// The level of a connection's span: `debug`, so that a subscriber at `info` (an application's
+/// usual setting) neither records a span per connection nor enters one per read and write.
+const CONN_SPAN_LEVEL: Level = Level::DEBUG;
 
 /// The clock the engine reads for its one timing metric (decode time), given by the driver:
 /// `Instant::now` in production, a fake in the engine's tests.
@@ -230,6 +248,8 @@ pub(crate) struct Engine {
     inbound_snapshots: Arc<AtomicUsize>,
     refused_connections: RefusalLog,
     refused_snapshots: RefusalLog,
+    /// The transport's span: every connection's span is its child.
+    span: Span,
 }
 
 impl Engine {
@@ -255,7 +275,28 @@ impl Engine {
             inbound_snapshots: Arc::new(AtomicUsize::new(0)),
             refused_connections: RefusalLog::default(),
             refused_snapshots: RefusalLog::default(),
+            span: Span::none(),
         }
+    }
+
+    /// The engine with `span` as its transport's span (the parent of its connections' spans).
+    pub(crate) fn with_span(mut self, span: Span) -> Engine {
+        self.span = span;
+        self
+    }
+
+    /// `key`'s span, for the driver to enter while it handles the connection; `None` when the
+    /// key is gone or no subscriber records the span. (A span no subscriber records still
+    /// checks, as it is entered, exited and dropped, whether tracing's `log` records of those
+    /// are wanted: a few dozen instructions each, several per RPC, which skipping it saves.)
+    #[inline]
+    pub(crate) fn conn_span(&self, key: ConnKey) -> Option<Span> {
+        // No subscriber wants spans at this level: spare the lookup.
+        if LevelFilter::current() < CONN_SPAN_LEVEL {
+            return None;
+        }
+        let span = &self.conn(key)?.span;
+        (!span.is_disabled()).then(|| span.clone())
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -341,7 +382,7 @@ impl Engine {
     pub(crate) fn handle_accept_failed(&mut self, error: io::Error, now: Instant) {
         let delay = accept_backoff(self.accept_delay);
         self.accept_delay = Some(delay);
-        log::error!("raftnet: failed to accept connection: {error}; retrying in {delay:?}");
+        error!("failed to accept connection: {error}; retrying in {delay:?}");
         self.actions.push_back(Action::PauseAccept);
         self.timers.add(now + delay, TimerKind::AcceptResume);
     }
@@ -350,6 +391,7 @@ impl Engine {
     pub(crate) fn handle_connected(&mut self, key: ConnKey) {
         if let Some(conn) = self.conn_mut(key) {
             conn.connected = true;
+            debug!(parent: &conn.span, peer = %conn.peer, "connected");
             // What was queued while connecting (the preamble, a request) can go now.
             self.mark_dirty(key);
         }
@@ -489,7 +531,7 @@ impl Engine {
         };
         match flushed {
             Ok(Flushed::All) if conn.close_after_flush => {
-                self.close(key, Error::Shutdown);
+                self.retire(key, "its last answer is written");
                 return;
             }
             Ok(Flushed::Budget) => {
@@ -633,7 +675,13 @@ impl Engine {
             large_payload_threshold: config.large_payload_threshold,
             max_entries_per_request: config.max_entries_per_request,
         });
-        entry.insert(Connection::new(key, peer, role, codec, connected));
+        let span = connection_span(&self.span, key, peer, &role);
+        if connected {
+            debug!(parent: &span, %peer, "accepted");
+        } else {
+            debug!(parent: &span, %peer, "dialling");
+        }
+        entry.insert(Connection::new(key, peer, role, codec, connected, span));
         self.shared
             .gauges
             .open_connections
@@ -684,17 +732,36 @@ impl Engine {
     fn protocol_error(&mut self, key: ConnKey, e: WireError) {
         add(&self.shared.metrics.protocol_errors, 1);
         if let Some(c) = self.conn(key) {
-            log::warn!("raftnet: closing connection with {}: {e}", c.peer);
+            warn!(parent: &c.span, peer = %c.peer, error = %e, "closing the connection: protocol error");
         }
         self.close(key, Error::Protocol(e));
     }
 
     /// Close a connection and fail whatever was waiting on it with `error`.
     fn close(&mut self, key: ConnKey, error: Error) {
+        self.close_because(key, error, None);
+    }
+
+    /// Close a connection that is done (`why`, for its log line), or that no call waits on:
+    /// anything still waiting fails with [`Error::Shutdown`].
+    fn retire(&mut self, key: ConnKey, why: &'static str) {
+        self.close_because(key, Error::Shutdown, Some(why));
+    }
+
+    /// Close a connection, failing what waits on it with `error`; its log line gives `why`, or
+    /// else `error`, as the reason.
+    fn close_because(&mut self, key: ConnKey, error: Error, why: Option<&'static str>) {
         if self.conn(key).is_none() {
             return;
         }
         let conn = self.conns.remove(key.index());
+        let span = &conn.span;
+        debug!(
+            parent: span,
+            peer = %conn.peer,
+            reason = %CloseReason(why, &error),
+            "connection closed"
+        );
         self.actions.push_back(Action::Close { key });
         self.shared
             .gauges
@@ -705,7 +772,15 @@ impl Engine {
         match conn.role {
             Role::Inbound(inbound) => {
                 self.release(peer);
-                for (_, snap) in inbound.snapshots {
+                for (request_id, snap) in inbound.snapshots {
+                    info!(
+                        parent: span,
+                        %peer,
+                        request_id,
+                        received = snap.received,
+                        size = snap.size,
+                        "snapshot not received: the connection closed"
+                    );
                     snap.stream.finish(Err(format!("connection lost: {error}")));
                 }
             }
@@ -713,7 +788,16 @@ impl Engine {
                 self.forget_pooled(p.pool_key, key);
                 if let Some(call) = p.call {
                     add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
-                    call.resolver.fail(call_error(error, connected, peer));
+                    let error = call_error(error, connected, peer);
+                    debug!(
+                        parent: span,
+                        %peer,
+                        rpc = ?call.kind,
+                        request_id = call.request_id,
+                        %error,
+                        "call failed"
+                    );
+                    call.resolver.fail(error);
                 }
             }
             Role::Pipeline(p) => {
@@ -730,9 +814,50 @@ impl Engine {
                 s.feed.cancel();
                 if let Some(call) = s.call {
                     add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
-                    call.resolver.fail(call_error(error, connected, peer));
+                    let error = call_error(error, connected, peer);
+                    info!(
+                        parent: span,
+                        %peer,
+                        request_id = call.request_id,
+                        sent = s.sent,
+                        size = s.size,
+                        %error,
+                        "snapshot not sent"
+                    );
+                    call.resolver.fail(error);
                 }
             }
+        }
+    }
+}
+
+/// A connection's span (see [`Connection::span`]), a child of the transport's.
+fn connection_span(transport: &Span, key: ConnKey, peer: SocketAddr, role: &Role) -> Span {
+    let (dir, lane) = match role {
+        Role::Inbound(_) => ("accepted", None),
+        Role::Pooled(p) => ("dialled", Some(p.pool_key.1)),
+        Role::Pipeline(_) => ("dialled", Some(Lane::Pipeline)),
+        Role::SnapshotOut(_) => ("dialled", Some(Lane::Snapshot)),
+    };
+    tracing::span!(
+        parent: transport,
+        CONN_SPAN_LEVEL,
+        "conn",
+        conn = ?key,
+        %peer,
+        dir,
+        lane = lane.map(tracing::field::debug),
+    )
+}
+
+/// Why a connection closed, for its log line: what the engine says, or else the error.
+struct CloseReason<'a>(Option<&'static str>, &'a Error);
+
+impl std::fmt::Display for CloseReason<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(why) => f.write_str(why),
+            None => self.1.fmt(f),
         }
     }
 }

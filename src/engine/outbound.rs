@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tracing::{debug, info, trace};
+
 use super::conn::{PendingCall, Pooled, Role};
 use super::handoff::OutboundCall;
 use super::{ConnKey, Engine};
@@ -38,6 +40,7 @@ impl Engine {
         let deadline = Self::effective_deadline(now, deadline, self.shared.config.timeout);
         if deadline.is_some_and(|d| d <= now) {
             add(&self.shared.metrics.calls_failed[kind as usize], 1);
+            debug!(peer = %addr, rpc = ?kind, "call failed: its deadline passed before it was sent");
             resolver.fail(Error::Timeout);
             return;
         }
@@ -58,10 +61,12 @@ impl Engine {
             .codec
             .encode(&mut conn.send, request_id, lane, &message)
         {
+            debug!(parent: &conn.span, peer = %addr, rpc = ?kind, error = %e, "call failed: cannot encode it");
             resolver.fail(Error::Encode(e));
             self.return_to_pool(key);
             return;
         }
+        trace!(parent: &conn.span, peer = %addr, rpc = ?kind, request_id, "call sent");
         self.await_answer(
             key,
             PendingCall {
@@ -106,8 +111,10 @@ impl Engine {
             pool.push(key);
             self.idle_pooled += 1;
             self.publish_idle_pooled();
-        } else {
+        } else if self.shutting_down {
             self.close(key, Error::Shutdown);
+        } else {
+            self.retire(key, "its pool is full");
         }
     }
 
@@ -137,7 +144,7 @@ impl Engine {
         self.idle_pooled = 0;
         self.publish_idle_pooled();
         for key in pooled {
-            self.close(key, Error::Shutdown);
+            self.retire(key, "idle pooled connections are closed (close_streams)");
         }
     }
 
@@ -191,14 +198,46 @@ impl Engine {
         };
         let Some(call) = call else {
             // An answer nobody waits for (its call timed out): discard it.
-            log::debug!("raftnet: discarding a late answer from {}", conn.peer);
+            debug!(parent: &conn.span, peer = %conn.peer, request_id = id, "discarding a late answer");
             return;
         };
         let metrics = &self.shared.metrics;
-        metrics.call_latency[call.kind as usize]
-            .record(now.saturating_duration_since(call.started));
+        let latency = now.saturating_duration_since(call.started);
+        metrics.call_latency[call.kind as usize].record(latency);
         if result.is_err() {
             add(&metrics.calls_failed[call.kind as usize], 1);
+        }
+        match (&result, is_pooled) {
+            (Ok(_), true) => trace!(
+                parent: &conn.span,
+                peer = %conn.peer,
+                rpc = ?call.kind,
+                request_id = id,
+                ?latency,
+                "call answered"
+            ),
+            (Err(error), true) => debug!(
+                parent: &conn.span,
+                peer = %conn.peer,
+                rpc = ?call.kind,
+                request_id = id,
+                %error,
+                "call answered with an error"
+            ),
+            (Ok(_), false) => info!(
+                parent: &conn.span,
+                peer = %conn.peer,
+                request_id = id,
+                ?latency,
+                "snapshot sent"
+            ),
+            (Err(error), false) => info!(
+                parent: &conn.span,
+                peer = %conn.peer,
+                request_id = id,
+                %error,
+                "snapshot not sent: the receiver answered with an error"
+            ),
         }
         // Pool (or close) the connection before the caller learns the result, so a caller that
         // looks at the pool right after its call sees it there.
@@ -206,7 +245,7 @@ impl Engine {
             self.return_to_pool(key);
         } else {
             // hashicorp: a snapshot connection is never reused.
-            self.close(key, Error::Shutdown);
+            self.retire(key, "its snapshot is answered");
         }
         let woken = call.resolver.resolve(result);
         add(&self.shared.metrics.caller_wakes, woken as u64);

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::{debug, trace};
+
 use super::conn::{PipelineConn, Role};
 use super::{ConnKey, Engine};
 use crate::error::Error;
@@ -54,6 +56,7 @@ impl Engine {
         } else {
             RpcType::AppendEntries
         };
+        trace!(parent: &conn.span, peer = %conn.peer, rpc = ?kind, seq, "append sent");
         add(&self.shared.metrics.calls_sent[kind as usize], 1);
         if let Some(t) = self.shared.config.timeout {
             self.arm(key, now + t);
@@ -78,16 +81,23 @@ impl Engine {
             Err(e) => Err(e),
         };
         let metrics = &self.shared.metrics;
-        match p.shared.complete(frame.header.request_id, result) {
+        let seq = frame.header.request_id;
+        let answered_ok = result.is_ok();
+        if let Err(error) = &result {
+            debug!(parent: &conn.span, peer = %conn.peer, seq, %error, "append answered with an error");
+        }
+        match p.shared.complete(seq, result) {
             Some(done) => {
-                metrics.call_latency[RpcType::AppendEntries as usize]
-                    .record(now.saturating_duration_since(done.started));
+                let latency = now.saturating_duration_since(done.started);
+                metrics.call_latency[RpcType::AppendEntries as usize].record(latency);
                 add(&metrics.caller_wakes, done.woken as u64);
+                if answered_ok {
+                    trace!(parent: &conn.span, peer = %conn.peer, seq, ?latency, "append answered");
+                }
             }
-            None => log::debug!(
-                "raftnet: discarding an unknown pipeline answer from {}",
-                conn.peer
-            ),
+            None => {
+                debug!(parent: &conn.span, peer = %conn.peer, seq, "discarding an unknown pipeline answer")
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use tracing::info;
 
 use super::conn::{PendingCall, Role, SNAPSHOT_SEND_HIGH_WATER, SnapshotOut};
 use super::feed::Next;
@@ -46,11 +47,13 @@ impl Engine {
             .codec
             .encode(&mut conn.send, request_id, Lane::Snapshot, &message)
         {
+            info!(parent: &conn.span, peer = %addr, size, error = %e, "snapshot not sent: cannot encode its request");
             feed.cancel();
             resolver.fail(Error::Encode(e));
-            self.close(key, Error::Shutdown);
+            self.retire(key, "its snapshot request could not be encoded");
             return;
         }
+        info!(parent: &conn.span, peer = %addr, request_id, size, "sending a snapshot");
         self.await_answer(
             key,
             PendingCall {
