@@ -15,8 +15,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use tracing::Span;
-
 use crate::engine::handoff::Wake;
 use crate::engine::{Action, ClosedOnExit, ConnKey, Engine, Flushed};
 use crate::metrics::add;
@@ -145,25 +143,24 @@ impl BlockingDriver {
             Event::Accepted(stream, peer) => {
                 // Over a connection limit, dropping the stream closes it.
                 if let Some(key) = engine.handle_accepted(peer, now) {
-                    let _entered = engine.conn_span(key).map(Span::entered);
-                    self.open(engine, key, stream);
+                    in_conn_span!(engine, key, self.open(engine, key, stream));
                 }
             }
             Event::AcceptFailed(e) => engine.handle_accept_failed(e, now),
             Event::Connected(key, stream) => {
                 // A dial the engine gave up on (its deadline passed) is dropped here.
                 if engine.is_open(key) {
-                    let _entered = engine.conn_span(key).map(Span::entered);
-                    self.open(engine, key, stream);
-                    engine.handle_connected(key);
+                    in_conn_span!(engine, key, {
+                        self.open(engine, key, stream);
+                        engine.handle_connected(key);
+                    });
                 }
             }
             Event::ConnectFailed(key, e) => engine.handle_connect_failed(key, e),
             Event::Incoming(key, incoming) => {
                 if let Some(conn) = self.conns.get_mut(&key) {
                     conn.held.push_back(incoming);
-                    let _entered = engine.conn_span(key).map(Span::entered);
-                    self.deliver(engine, key, now);
+                    in_conn_span!(engine, key, self.deliver(engine, key, now));
                 }
             }
         }
@@ -235,8 +232,7 @@ impl BlockingDriver {
                     }
                 }
                 Action::ResumeRead { key } => {
-                    let _entered = engine.conn_span(key).map(Span::entered);
-                    self.deliver(engine, key, now)
+                    in_conn_span!(engine, key, self.deliver(engine, key, now))
                 }
                 Action::PauseAccept => {}
                 Action::ResumeAccept => {
@@ -253,38 +249,42 @@ impl BlockingDriver {
         let mut keys = std::mem::take(&mut self.dirty);
         engine.take_dirty(&mut keys);
         for key in keys.drain(..) {
-            let Some(conn) = self.conns.get_mut(&key) else {
-                continue;
-            };
-            let _entered = engine.conn_span(key).map(Span::entered);
-            let Some((queue, metrics)) = engine.send_queue(key) else {
-                continue;
-            };
-            let mut result = Ok(Flushed::All);
-            while !queue.is_empty() {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let n = queue.io_slices(&mut slices);
-                match conn.stream.write_vectored(&slices[..n]) {
-                    Ok(0) => {
-                        result = Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"));
-                        break;
-                    }
-                    Ok(written) => {
-                        add(&metrics.bytes_written, written as u64);
-                        add(&metrics.writes, 1);
-                        queue.advance(written);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            engine.handle_flushed(key, result, now);
-            self.apply_actions(engine, now);
+            in_conn_span!(engine, key, self.write_queue(engine, key, now));
         }
         self.dirty = keys;
+    }
+
+    /// Write `key`'s queue and tell the engine how it went.
+    fn write_queue(&mut self, engine: &mut Engine, key: ConnKey, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let Some((queue, metrics)) = engine.send_queue(key) else {
+            return;
+        };
+        let mut result = Ok(Flushed::All);
+        while !queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = queue.io_slices(&mut slices);
+            match conn.stream.write_vectored(&slices[..n]) {
+                Ok(0) => {
+                    result = Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"));
+                    break;
+                }
+                Ok(written) => {
+                    add(&metrics.bytes_written, written as u64);
+                    add(&metrics.writes, 1);
+                    queue.advance(written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        engine.handle_flushed(key, result, now);
+        self.apply_actions(engine, now);
     }
 
     fn start_accepting(&mut self) -> io::Result<()> {

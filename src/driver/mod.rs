@@ -26,10 +26,10 @@
 //! 7. **Writing.** `Engine::take_dirty`, then write each key's `Engine::send_queue`, advance it
 //!    past what was written, and report `handle_flushed`; call `handle_writable` when a socket
 //!    that was full can take more. Bound the bytes written per connection per turn.
-//! 8. **Spans.** Run in the transport's span (given to `start`) for the whole run, and enter a
-//!    connection's (`Engine::conn_span`, when a subscriber records it) while handling its IO,
-//!    so that whatever that runs (a heartbeat handler among it) is recorded in it: once per
-//!    connection handled in a turn, never per frame.
+//! 8. **Spans.** Run in the transport's span (given to `start`) for the whole run, and handle a
+//!    connection's IO in the connection's span (`in_conn_span!`), so that whatever that runs (a
+//!    heartbeat handler among it) is recorded in it: once per connection handled in a turn,
+//!    never per frame.
 //! 9. **The end.** Hold a [`ClosedOnExit`](crate::engine::ClosedOnExit) for the whole run (so a
 //!    panic or a dropped task still fails what waits), and call `Engine::shutdown`, then carry
 //!    out its actions, when the run ends.
@@ -44,17 +44,19 @@
 //!   interface serves a completion-style driver (bytes arrive in buffers of the driver's own)
 //!   as well as a readiness one. An io_uring driver joins here.
 
-/// Run `$body` in connection `$key`'s span when a subscriber records it
-/// (`Engine::conn_span`): with none interested, a load and a compare, and nothing to enter,
-/// exit or drop. (A macro, not a function taking a closure, so that `$body` may borrow the
-/// driver mutably once `conn_span` has let go of the engine.)
+/// Evaluate `$body` in connection `$key`'s span (`Engine::enter_conn`, `Engine::exit_conn`):
+/// with no subscriber recording connection spans, the test of a flag. `$body` must not leave
+/// early (`return`, `continue`, `?`), or the span would stay entered. (A macro, not a function
+/// taking a closure, so that `$body` may borrow the driver mutably between the two calls.)
 macro_rules! in_conn_span {
-    ($engine:expr, $key:expr, $body:expr) => {
-        match $engine.conn_span($key) {
-            Some(span) => span.in_scope(|| $body),
-            None => $body,
+    ($engine:expr, $key:expr, $body:expr) => {{
+        let entered = $engine.enter_conn($key);
+        let value = $body;
+        if entered {
+            $engine.exit_conn();
         }
-    };
+        value
+    }};
 }
 
 mod blocking;

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use std::collections::VecDeque;
 
-use tracing::{debug, error, info, trace, warn};
+use tracing::{debug, error, info, warn};
 
+use super::calls;
 use super::conn::{HeldFrame, Paused, Role, SnapshotIn};
 use super::handoff::Completion;
 use super::{ConnKey, Engine, lookup};
@@ -154,13 +155,14 @@ impl Engine {
         let Some(conn) = lookup(&mut self.conns, key) else {
             return;
         };
-        let (span, peer) = (&conn.span, conn.peer);
+        let rpc_kind = RpcType::of(&request);
+        if self.trace_calls {
+            calls::request_received(&conn.span, &conn.peer, rpc_kind, request_id);
+        }
         let Role::Inbound(inbound) = &mut conn.role else {
             return;
         };
         let shared = &self.shared;
-        let rpc_kind = RpcType::of(&request);
-        trace!(parent: span, %peer, rpc = ?rpc_kind, request_id, "request received");
         shared.metrics.rpc_decode[rpc_kind as usize].record(decode_time);
         add(&shared.metrics.rpcs_received[rpc_kind as usize], 1);
         let route = AnswerRoute {
@@ -175,6 +177,7 @@ impl Engine {
         let snapshot = match (&request, permit) {
             (Request::InstallSnapshot(r), Some(permit)) => {
                 let size = r.size.max(0) as u64;
+                let (span, peer) = (&conn.span, conn.peer);
                 info!(parent: span, %peer, request_id, size, "receiving a snapshot");
                 let handoff = shared.handoff.clone();
                 // The permit lives as long as the stream (the closure is the stream's): a body
@@ -197,7 +200,7 @@ impl Engine {
             _ => None,
         };
         let snapshot_started = snapshot.is_some();
-        let rpc = Rpc::new(request, snapshot, responder, Some(peer), decoded_at);
+        let rpc = Rpc::new(request, snapshot, responder, Some(conn.peer), decoded_at);
         let handler = if rpc_kind == RpcType::Heartbeat {
             shared.heartbeat.get()
         } else {
@@ -211,6 +214,7 @@ impl Engine {
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(rpc)));
                 if outcome.is_err() {
+                    let (span, peer) = (&conn.span, conn.peer);
                     error!(parent: span, %peer, "the heartbeat handler panicked");
                 }
                 // From decoding to handled: this handler's time and that of the heartbeats
@@ -338,13 +342,9 @@ impl Engine {
         };
         let message = match result {
             Ok(response) => {
-                trace!(
-                    parent: &conn.span,
-                    peer = %conn.peer,
-                    rpc = ?RpcType::of_response(&response),
-                    request_id = route.request_id,
-                    "answering"
-                );
+                if self.trace_calls {
+                    calls::answering(&conn.span, &conn.peer, &response, route.request_id);
+                }
                 if let Some(t) = taken_at {
                     self.shared.metrics.rpc_respond[RpcType::of_response(&response) as usize]
                         .record(now.saturating_duration_since(t));

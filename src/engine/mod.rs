@@ -60,6 +60,7 @@
 //!
 //! [`NetTransport`]: crate::NetTransport
 
+mod calls;
 pub(crate) mod conn;
 pub(crate) mod feed;
 pub(crate) mod handoff;
@@ -250,6 +251,14 @@ pub(crate) struct Engine {
     refused_snapshots: RefusalLog,
     /// The transport's span: every connection's span is its child.
     span: Span,
+    /// Whether the per-call `trace` events may be recorded by anyone (see
+    /// [`refresh_log_levels`](Self::refresh_log_levels)).
+    trace_calls: bool,
+    /// Whether connection spans may be recorded by anyone (likewise).
+    conn_spans: bool,
+    /// The connection span a driver entered ([`enter_conn`](Self::enter_conn)) and has not
+    /// exited yet.
+    entered: Option<Span>,
 }
 
 impl Engine {
@@ -276,6 +285,10 @@ impl Engine {
             refused_connections: RefusalLog::default(),
             refused_snapshots: RefusalLog::default(),
             span: Span::none(),
+            // Until the first turn looks: every event checks for itself.
+            trace_calls: true,
+            conn_spans: true,
+            entered: None,
         }
     }
 
@@ -285,18 +298,55 @@ impl Engine {
         self
     }
 
-    /// `key`'s span, for the driver to enter while it handles the connection; `None` when the
-    /// key is gone or no subscriber records the span. (A span no subscriber records still
-    /// checks, as it is entered, exited and dropped, whether tracing's `log` records of those
-    /// are wanted: a few dozen instructions each, several per RPC, which skipping it saves.)
+    /// Enter `key`'s span, for the driver to handle the connection in; `true` if it did, and
+    /// then the driver calls [`exit_conn`](Self::exit_conn) when it is done (before entering
+    /// another). Nothing is entered when the key is gone, another span is entered, or no
+    /// subscriber records connection spans; that last is the test of a flag, and the work is
+    /// out of line, so a driver's loop keeps its shape (no guard to drop, no span to clone)
+    /// when no one listens. A span no subscriber records is never entered: entering, exiting
+    /// and dropping it would still look whether tracing's `log` records of those are wanted.
     #[inline]
-    pub(crate) fn conn_span(&self, key: ConnKey) -> Option<Span> {
-        // No subscriber wants spans at this level: spare the lookup.
-        if LevelFilter::current() < CONN_SPAN_LEVEL {
-            return None;
+    pub(crate) fn enter_conn(&mut self, key: ConnKey) -> bool {
+        self.conn_spans && self.enter_conn_span(key)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn enter_conn_span(&mut self, key: ConnKey) -> bool {
+        if self.entered.is_some() {
+            return false;
         }
-        let span = &self.conn(key)?.span;
-        (!span.is_disabled()).then(|| span.clone())
+        let Some(span) = self.conn(key).map(|c| &c.span).filter(|s| !s.is_disabled()) else {
+            return false;
+        };
+        let span = span.clone();
+        span.with_subscriber(|(id, dispatch)| dispatch.enter(id));
+        self.entered = Some(span);
+        true
+    }
+
+    /// Exit the span [`enter_conn`](Self::enter_conn) entered (it lives on even if the
+    /// connection closed meanwhile).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn exit_conn(&mut self) {
+        if let Some(span) = self.entered.take() {
+            span.with_subscriber(|(id, dispatch)| dispatch.exit(id));
+        }
+    }
+
+    /// Look, once per turn, whether anyone may record the per-call `trace` events and the
+    /// connection spans: a tracing subscriber enabling that level anywhere, or, for the events,
+    /// a `log` logger at `Trace` (tracing hands events to `log` while no subscriber is set).
+    /// Where no one may, each per-call event costs a test of a flag instead of tracing's own
+    /// look at those levels (about a dozen instructions, several times per RPC); where someone
+    /// may, the macros still decide for themselves. A subscriber installed mid-turn is seen
+    /// from the next turn on.
+    fn refresh_log_levels(&mut self) {
+        let tracing_level = LevelFilter::current();
+        self.trace_calls =
+            tracing_level >= Level::TRACE || log::max_level() >= log::LevelFilter::Trace;
+        self.conn_spans = tracing_level >= CONN_SPAN_LEVEL;
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -312,6 +362,7 @@ impl Engine {
     /// Take callers' commands and the Raft side's answers (a bounded number of each). `false`
     /// once the transport is shutting down: the driver then calls [`shutdown`](Self::shutdown).
     pub(crate) fn handle_handoff(&mut self, now: Instant) -> bool {
+        self.refresh_log_levels();
         for _ in 0..MAX_COMMANDS_PER_TURN {
             let Some(command) = self.shared.handoff.commands.pop() else {
                 break;

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, trace};
+use tracing::{debug, info};
 
+use super::calls;
 use super::conn::{PendingCall, Pooled, Role};
 use super::handoff::OutboundCall;
 use super::{ConnKey, Engine};
@@ -66,7 +67,9 @@ impl Engine {
             self.return_to_pool(key);
             return;
         }
-        trace!(parent: &conn.span, peer = %addr, rpc = ?kind, request_id, "call sent");
+        if self.trace_calls {
+            calls::call_sent(&conn.span, &addr, kind, request_id);
+        }
         self.await_answer(
             key,
             PendingCall {
@@ -208,14 +211,11 @@ impl Engine {
             add(&metrics.calls_failed[call.kind as usize], 1);
         }
         match (&result, is_pooled) {
-            (Ok(_), true) => trace!(
-                parent: &conn.span,
-                peer = %conn.peer,
-                rpc = ?call.kind,
-                request_id = id,
-                ?latency,
-                "call answered"
-            ),
+            (Ok(_), true) => {
+                if self.trace_calls {
+                    calls::call_answered(&conn.span, &conn.peer, call.kind, id, latency);
+                }
+            }
             (Err(error), true) => debug!(
                 parent: &conn.span,
                 peer = %conn.peer,

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{debug, trace};
+use tracing::debug;
 
+use super::calls;
 use super::conn::{PipelineConn, Role};
 use super::{ConnKey, Engine};
 use crate::error::Error;
@@ -40,6 +41,7 @@ impl Engine {
             // Closed already; its futures were failed when it closed.
             return;
         };
+        let traced = self.trace_calls;
         let Some(conn) = self.conn_mut(key) else {
             return;
         };
@@ -56,7 +58,9 @@ impl Engine {
         } else {
             RpcType::AppendEntries
         };
-        trace!(parent: &conn.span, peer = %conn.peer, rpc = ?kind, seq, "append sent");
+        if traced {
+            calls::append_sent(&conn.span, &conn.peer, kind, seq);
+        }
         add(&self.shared.metrics.calls_sent[kind as usize], 1);
         if let Some(t) = self.shared.config.timeout {
             self.arm(key, now + t);
@@ -91,8 +95,8 @@ impl Engine {
                 let latency = now.saturating_duration_since(done.started);
                 metrics.call_latency[RpcType::AppendEntries as usize].record(latency);
                 add(&metrics.caller_wakes, done.woken as u64);
-                if answered_ok {
-                    trace!(parent: &conn.span, peer = %conn.peer, seq, ?latency, "append answered");
+                if answered_ok && self.trace_calls {
+                    calls::append_answered(&conn.span, &conn.peer, seq, latency);
                 }
             }
             None => {
