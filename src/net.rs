@@ -144,8 +144,9 @@ impl NetTransport {
     /// Listen on `bind` and start the driver where `placement` says (for code that chooses at
     /// run time; [`bind`](NetTransport::bind) and `bind_on` are the usual spellings).
     ///
-    /// **Logs** ([`tracing`](https://docs.rs/tracing), and [`log`](https://docs.rs/log) records
-    /// when no tracing subscriber is installed): the driver runs in an `info` span named
+    /// **Logs** ([`tracing`](https://docs.rs/tracing); with feature `log`, on by default, also
+    /// [`log`](https://docs.rs/log) records while no tracing subscriber is installed): the
+    /// driver runs in an `info` span named
     /// `raftnet` with the transport's `listener` address (and `advertised`, when that differs),
     /// a child of the span current here, so binding inside a span that names the node
     /// (`info_span!("node", id = 2)`) puts the node's id on every line the transport logs.

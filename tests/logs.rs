@@ -521,8 +521,10 @@ fn a_refused_connection_is_a_warning_naming_the_peer() {
         .expect("read timeout");
     let _ = second.read_to_end(&mut Vec::new());
 
-    let events = wait_for_event(node, "the refusal", |e| e.level == Level::WARN);
-    let warning = events.iter().find(|e| e.level == Level::WARN).expect("one");
+    let refusal = |e: &Seen| e.message.starts_with("refusing a connection");
+    let events = wait_for_event(node, "the refusal", refusal);
+    let warning = events.iter().find(|e| refusal(e)).expect("seen");
+    assert_eq!(warning.level, Level::WARN);
     assert_eq!(
         warning.message,
         format!("refusing a connection from {refused}: 1 inbound connections are open already")

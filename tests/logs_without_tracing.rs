@@ -3,6 +3,8 @@
 //! `log` feature turns every event into a `log` record while no tracing subscriber has been
 //! installed in the process. So this binary installs none (tests/logs.rs does, in its own
 //! process), only a capturing `log` logger, and every test in it shares that logger.
+//! Feature `log` (on by default) is what this checks.
+#![cfg(feature = "log")]
 
 mod common;
 

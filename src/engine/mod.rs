@@ -50,13 +50,14 @@
 //! `accepted` or `dialled`, and a dialled one's lane) under the transport's span (`raftnet`,
 //! see `NetTransport::bind_with`); its events name that span as their parent explicitly, so they
 //! land in it whichever input reached them (a driver's read, a timer, a command), and the
-//! drivers enter it while they handle the connection, so what runs then (a heartbeat handler)
-//! is in it too. What a user must see is `warn` (a limit acting, a protocol error, a slow peer
-//! closed); connections opening and closing, with the reason, are `debug`; snapshots starting
-//! and ending are `info`; each call, request and answer is `trace`. With no subscriber
-//! interested, each of those costs a couple of loads and compares (tracing's level filter and
-//! callsite cache, and the `log` crate's level for its records): nothing is formatted or
-//! allocated, and the per-call ones sit on paths that run once per RPC, not in loops.
+//! drivers enter it while they handle the connection ([`enter_conn`](Engine::enter_conn)), so
+//! what runs then (a heartbeat handler) is in it too. What a user must see is `warn` (a limit
+//! acting, a protocol error, a slow peer closed); connections opening and closing, with the
+//! reason, and failed calls are `debug`; snapshots starting and ending are `info`; each call,
+//! request and answer is `trace` (`calls.rs`). Nothing of it weighs on an RPC when no one
+//! listens: once per turn the engine looks whether anyone may record connection spans or the
+//! per-call events ([`refresh_log_levels`](Engine::refresh_log_levels)), and until the next
+//! turn each costs the test of a flag; the rest fire once per connection or on errors.
 //!
 //! [`NetTransport`]: crate::NetTransport
 
@@ -337,15 +338,19 @@ impl Engine {
 
     /// Look, once per turn, whether anyone may record the per-call `trace` events and the
     /// connection spans: a tracing subscriber enabling that level anywhere, or, for the events,
-    /// a `log` logger at `Trace` (tracing hands events to `log` while no subscriber is set).
+    /// a `log` logger at `Trace` (with feature `log`, tracing hands events to `log` while no
+    /// subscriber is set).
     /// Where no one may, each per-call event costs a test of a flag instead of tracing's own
     /// look at those levels (about a dozen instructions, several times per RPC); where someone
     /// may, the macros still decide for themselves. A subscriber installed mid-turn is seen
     /// from the next turn on.
     fn refresh_log_levels(&mut self) {
         let tracing_level = LevelFilter::current();
-        self.trace_calls =
-            tracing_level >= Level::TRACE || log::max_level() >= log::LevelFilter::Trace;
+        #[cfg(feature = "log")]
+        let log_traces = log::max_level() >= log::LevelFilter::Trace;
+        #[cfg(not(feature = "log"))]
+        let log_traces = false;
+        self.trace_calls = tracing_level >= Level::TRACE || log_traces;
         self.conn_spans = tracing_level >= CONN_SPAN_LEVEL;
     }
 
