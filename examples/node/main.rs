@@ -1,5 +1,5 @@
 //! One openraft node per process, over raftnet: run three of them, on one machine or three, to
-//! get a replicated key-value store you can type at.
+//! get a replicated key-value store you can type at, whose nodes keep their data on disk.
 //!
 //! ```text
 //! cargo run --release --example node -- --id 1 --peer 1=127.0.0.1:7001 --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003 --init
@@ -13,43 +13,83 @@
 //! cluster's voters; the others wait to be contacted. Then type, on any node:
 //!
 //! ```text
-//! set KEY VALUE   replicate a write (only the leader takes it; a follower names the leader)
+//! set KEY VALUE   replicate a write; VALUE is the rest of the line, spaces and all (only the
+//!                 leader takes it; a follower names the leader)
 //! get KEY         read this node's own state machine (a local read: it may lag the leader)
-//! status          this node's view of the cluster
+//! status          this node's view: role, term, leader, log and applied index, voters
 //! quit            stop this node
 //! ```
 //!
-//! Leadership changes are printed as they happen. Storage is openraft-memstore, in memory: a
-//! stopped node comes back empty, so restart the whole cluster rather than one node.
+//! Leadership changes are printed as they happen. Each node keeps its log, vote and snapshots
+//! in `--data-dir` (by default `raftnet-node-ID` in the system's temp dir; the node prints
+//! which, and what it found there). A node that is stopped or killed and started again with the
+//! same dir rejoins with its data and catches up on what it missed; `--init` on a dir that
+//! already holds a cluster does nothing. To start a cluster over, stop every node and delete
+//! their dirs. What the storage survives is in `store.rs`.
+
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
+use std::fmt::Display;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::storage::Adaptor;
-use openraft::{Config, Raft};
-use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
+use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use raftnet::openraft::{RaftnetNetworkFactory, serve};
 use raftnet::{NetTransport, ServerAddress, Transport};
 
-type NodeId = u64;
-type MemRaft = Raft<TypeConfig>;
+use crate::store::{FileStore, NodeId, Previous, Set, TypeConfig};
+
+type NodeRaft = Raft<TypeConfig>;
 type Failure = Box<dyn Error + Send + Sync>;
 
-const USAGE: &str = "usage: node --id ID --peer ID=HOST:PORT... [--listen ADDR:PORT] [--init]";
+/// What the commands are, printed for a line that is none of them.
+const COMMANDS: &str = "commands: set KEY VALUE | get KEY | status | quit";
+
+/// The default of `--snapshot-every`.
+const SNAPSHOT_EVERY: u64 = 1000;
+
+fn usage() -> String {
+    format!(
+        "usage: node --id ID --peer ID=HOST:PORT... [--listen ADDR:PORT] [--data-dir DIR] [--init] [--snapshot-every N]
+  --id ID              this node's id, a number
+  --peer ID=HOST:PORT  every node of the cluster, this one included: the same list on every node
+  --listen ADDR:PORT   listen here rather than on this node's own --peer address (e.g. 0.0.0.0:7001)
+  --data-dir DIR       where this node keeps its log, vote and snapshots (default: {}); start
+                       a node again with the same DIR and it rejoins with its data
+  --init               make the --peer nodes a cluster once all of them listen (does nothing on a
+                       DIR that already holds a cluster)
+  --snapshot-every N   snapshot the state machine every N log entries, keeping N entries of log
+                       behind the snapshot for followers that lag (default {SNAPSHOT_EVERY})",
+        default_data_dir("ID").display()
+    )
+}
+
+/// Where a node keeps its data unless told: the temp dir, so that trying the example leaves
+/// nothing in the checkout, and one dir per id, so three nodes on one machine do not collide.
+fn default_data_dir(id: impl Display) -> PathBuf {
+    std::env::temp_dir().join(format!("raftnet-node-{id}"))
+}
 
 struct Args {
     id: NodeId,
     peers: BTreeMap<NodeId, String>,
     listen: Option<String>,
+    data_dir: PathBuf,
     init: bool,
+    snapshot_every: u64,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let (mut id, mut peers, mut listen, mut init) = (None, BTreeMap::new(), None, false);
+/// `None` for `--help`.
+fn parse_args() -> Result<Option<Args>, String> {
+    let (mut id, mut peers, mut listen, mut data_dir, mut init) =
+        (None, BTreeMap::new(), None, None, false);
+    let mut snapshot_every = SNAPSHOT_EVERY;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -64,7 +104,16 @@ fn parse_args() -> Result<Args, String> {
                 peers.insert(peer_id, addr.to_string());
             }
             "--listen" => listen = Some(value()?),
+            "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
             "--init" => init = true,
+            "--snapshot-every" => {
+                snapshot_every = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--snapshot-every: expected a number above 0")?
+            }
+            "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -74,20 +123,30 @@ fn parse_args() -> Result<Args, String> {
             "--peer {id}=HOST:PORT (this node's own address) is required"
         ));
     }
-    Ok(Args {
+    Ok(Some(Args {
         id,
         peers,
         listen,
+        data_dir: data_dir.unwrap_or_else(|| default_data_dir(id)),
         init,
-    })
+        snapshot_every,
+    }))
 }
 
+// Multi-threaded: the store's fsyncs step aside with `block_in_place`, which needs it.
 #[tokio::main]
 async fn main() {
-    let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("{e}\n{USAGE}");
-        std::process::exit(2);
-    });
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{}", usage());
+            return;
+        }
+        Err(e) => {
+            eprintln!("{e}\n{}", usage());
+            std::process::exit(2);
+        }
+    };
     if let Err(e) = run(args).await {
         eprintln!("node: {e}");
         std::process::exit(1);
@@ -95,7 +154,8 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
-    // The transport: peers dial this node's --peer address; it listens there or on --listen.
+    // The transport first: a second process started for the same node fails here, on the port,
+    // before it touches the first one's data dir.
     let me = &args.peers[&args.id];
     let advertise = resolve(me)?;
     let listen = args.listen.as_deref().unwrap_or(me);
@@ -112,21 +172,31 @@ async fn run(args: Args) -> Result<(), Failure> {
         transport.bound_addr()
     );
 
-    // The network openraft sends through. memstore's `Node` is `()`, so openraft only knows
-    // node ids; this table says where each one listens.
+    let store = FileStore::open(&args.data_dir)
+        .map_err(|e| format!("data dir {}: {e}", args.data_dir.display()))?;
+    println!(
+        "node {}: data dir {}: {}",
+        args.id,
+        args.data_dir.display(),
+        store.describe()
+    );
+
+    // The network openraft sends through. Nodes are known by id alone; this table says where
+    // each one listens.
     let peers = Arc::new(args.peers.clone());
     let address_of = Arc::new(move |id: &NodeId, _: &()| {
         ServerAddress(peers.get(id).cloned().unwrap_or_default())
     });
     let network = RaftnetNetworkFactory::new(args.id, transport.clone(), address_of);
 
-    let store = Arc::new(MemStore::new());
     let (log_store, state_machine) = Adaptor::new(store.clone());
     let config = Config {
         cluster_name: "raftnet-node".into(),
         heartbeat_interval: 100,
         election_timeout_min: 500,
         election_timeout_max: 1000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(args.snapshot_every),
+        max_in_snapshot_log_to_keep: args.snapshot_every,
         ..Config::default()
     };
     let raft = Raft::new(
@@ -142,39 +212,39 @@ async fn run(args: Args) -> Result<(), Failure> {
     tokio::spawn(serve(raft.clone(), transport.consumer().clone()));
     tokio::spawn(print_leadership_changes(raft.clone()));
     if args.init {
-        tokio::spawn(initialize(raft.clone(), args.peers.clone()));
+        if raft.is_initialized().await? {
+            println!("init: already initialized (the data dir holds a cluster)");
+        } else {
+            tokio::spawn(initialize(raft.clone(), args.peers.clone()));
+        }
     }
 
-    let mut commands = stdin_lines();
-    while let Some(line) = commands.recv().await {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["set", key, value] => set(&raft, &args.peers, key, value).await,
-            ["get", key] => {
-                let state = store.get_state_machine().await;
-                match state.client_status.get(*key) {
+    let mut lines = stdin_lines();
+    while let Some(line) = lines.recv().await {
+        // The command is the first word; what follows is its argument, as typed.
+        let (command, rest) = first_word(&line);
+        match command {
+            "set" => match first_word(rest) {
+                (key, value) if !key.is_empty() && !value.is_empty() => {
+                    set(&raft, &args.peers, key, value).await
+                }
+                _ => println!("usage: set KEY VALUE"),
+            },
+            "get" => match first_word(rest) {
+                (key, "") if !key.is_empty() => match store.get(key) {
                     Some(value) => println!("{key} = {value}"),
                     None => println!("{key} is not set"),
-                }
-            }
-            ["status"] => {
-                let m = raft.metrics().borrow().clone();
-                println!(
-                    "node {}: {:?}, term {}, leader {:?}, last applied {:?}",
-                    m.id,
-                    m.state,
-                    m.current_term,
-                    m.current_leader,
-                    m.last_applied.map(|l| l.index)
-                );
-            }
-            ["quit"] => {
+                },
+                _ => println!("usage: get KEY"),
+            },
+            "status" => print_status(&raft),
+            "quit" => {
                 raft.shutdown().await?;
                 transport.close();
                 return Ok(());
             }
-            [] => {}
-            _ => println!("commands: set KEY VALUE | get KEY | status | quit"),
+            "" => {}
+            _ => println!("{COMMANDS}"),
         }
     }
     // stdin is closed (the node runs in the background): keep serving until killed.
@@ -182,9 +252,19 @@ async fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `line`'s first word, and the rest after the spaces that end it, kept as typed (a value's
+/// own spaces, inside and at the end, are part of it).
+fn first_word(line: &str) -> (&str, &str) {
+    let line = line.trim_start();
+    match line.find(char::is_whitespace) {
+        Some(end) => (&line[..end], line[end..].trim_start()),
+        None => (line, ""),
+    }
+}
+
 /// Wait until every peer accepts TCP connections, then initialize the cluster with all of them
-/// as voters. Doing it again (another `--init`, a rerun) is refused harmlessly.
-async fn initialize(raft: MemRaft, peers: BTreeMap<NodeId, String>) {
+/// as voters. Another node's `--init` racing this one is refused harmlessly.
+async fn initialize(raft: NodeRaft, peers: BTreeMap<NodeId, String>) {
     loop {
         let addresses = peers.clone();
         let down: Vec<NodeId> = tokio::task::spawn_blocking(move || {
@@ -203,12 +283,12 @@ async fn initialize(raft: MemRaft, peers: BTreeMap<NodeId, String>) {
         if down.is_empty() {
             break;
         }
-        println!("init: waiting for nodes {down:?} to listen");
+        println!("init: waiting for nodes {} to listen", list(&down));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let members: BTreeSet<NodeId> = peers.keys().copied().collect();
     match raft.initialize(members.clone()).await {
-        Ok(()) => println!("init: cluster initialized with voters {members:?}"),
+        Ok(()) => println!("init: cluster initialized with voters {}", list(&members)),
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
             println!("init: already initialized")
         }
@@ -216,22 +296,23 @@ async fn initialize(raft: MemRaft, peers: BTreeMap<NodeId, String>) {
     }
 }
 
-async fn set(raft: &MemRaft, peers: &BTreeMap<NodeId, String>, key: &str, value: &str) {
-    // memstore ignores a write whose serial equals the key's previous one (a client's retry);
-    // the clock makes every new write's serial distinct.
-    let serial = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let request = ClientRequest {
-        client: key.to_string(),
-        serial,
-        status: value.to_string(),
+async fn set(raft: &NodeRaft, peers: &BTreeMap<NodeId, String>, key: &str, value: &str) {
+    let request = Set {
+        key: key.to_string(),
+        value: value.to_string(),
     };
     match raft.client_write(request).await {
-        Ok(response) => println!(
-            "ok: {key} = {value} (log index {}, was {:?})",
-            response.log_id.index, response.data.0
-        ),
+        Ok(response) => {
+            let index = response.log_id.index;
+            match response.data {
+                Previous(Some(previous)) => {
+                    println!("ok: {key} = {value} (log index {index}; {key} was {previous})")
+                }
+                Previous(None) => {
+                    println!("ok: {key} = {value} (log index {index}; {key} was not set)")
+                }
+            }
+        }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
             match forward.leader_id {
                 Some(leader) => println!(
@@ -245,7 +326,35 @@ async fn set(raft: &MemRaft, peers: &BTreeMap<NodeId, String>, key: &str, value:
     }
 }
 
-async fn print_leadership_changes(raft: MemRaft) {
+/// One line: "node 2: follower, term 3, leader 1, last log index 9, applied index 9,
+/// snapshot index 4, voters 1 2 3" (an unknown leader or index reads "none").
+fn print_status(raft: &NodeRaft) {
+    let m = raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let learners: Vec<NodeId> = membership.learner_ids().collect();
+    let mut line = format!(
+        "node {}: {}, term {}, leader {}, last log index {}, applied index {}, snapshot index {}, voters {}",
+        m.id,
+        role(m.state),
+        m.current_term,
+        or_none(m.current_leader),
+        or_none(m.last_log_index),
+        or_none(m.last_applied.map(|id| id.index)),
+        or_none(m.snapshot.map(|id| id.index)),
+        if voters.is_empty() {
+            "none".to_string()
+        } else {
+            list(&voters)
+        },
+    );
+    if !learners.is_empty() {
+        line += &format!(", learners {}", list(&learners));
+    }
+    println!("{line}");
+}
+
+async fn print_leadership_changes(raft: NodeRaft) {
     let mut metrics = raft.metrics();
     let mut last = None;
     loop {
@@ -256,9 +365,12 @@ async fn print_leadership_changes(raft: MemRaft) {
         if last != Some((leader, term)) {
             match leader {
                 Some(leader) => {
-                    println!("term {term}: node {leader} leads; this node is {state:?}")
+                    println!(
+                        "term {term}: node {leader} leads; this node is {}",
+                        role(state)
+                    )
                 }
-                None => println!("term {term}: no leader; this node is {state:?}"),
+                None => println!("term {term}: no leader; this node is {}", role(state)),
             }
             last = Some((leader, term));
         }
@@ -266,6 +378,26 @@ async fn print_leadership_changes(raft: MemRaft) {
             return; // Raft shut down
         }
     }
+}
+
+fn role(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shut down",
+    }
+}
+
+fn or_none(value: Option<impl Display>) -> String {
+    value.map_or_else(|| "none".to_string(), |v| v.to_string())
+}
+
+/// "1 2 3"
+fn list<'a>(ids: impl IntoIterator<Item = &'a NodeId>) -> String {
+    let ids: Vec<String> = ids.into_iter().map(NodeId::to_string).collect();
+    ids.join(" ")
 }
 
 /// stdin, line by line, read on a thread of its own.
