@@ -8,12 +8,12 @@
 //!   every value exactly (values with spaces too). Then all three are killed and each is started
 //!   alone, with no cluster to catch it up: it reads every value from its own dir.
 //!
-//! (Cargo builds examples before it runs integration tests; run alone, this file builds it.)
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -155,7 +155,7 @@ impl NodeProcess {
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 panic!(
-                    "node {} did not exit within {DEADLINE:?} of `quit`; its output:\n{}",
+                    "node {} did not exit within {DEADLINE:?}; its output:\n{}",
                     self.id,
                     self.seen.join("\n")
                 );
@@ -176,33 +176,38 @@ impl Drop for NodeProcess {
     }
 }
 
+/// The example's binary, built once per run of this file: `cargo test` builds examples before
+/// it runs tests, but `cargo test --test node_example` does not, and would otherwise run a
+/// binary built before the example's last change (a no-op build costs well under a second).
 fn example_binary() -> PathBuf {
-    // target/<profile>/deps/node_example-<hash> → target/<profile>/examples/node
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    path.pop();
-    path.push("examples");
-    path.push(format!("node{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        // `cargo test` builds examples first; `cargo test --test node_example` does not.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--example", "node"]);
-        if path.components().any(|c| c.as_os_str() == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build --example node");
-        assert!(
-            status.success() && path.exists(),
-            "{} is not built",
-            path.display()
-        );
-    }
-    path
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/node_example-<hash> → target/<profile>/examples/node
+            let mut path = std::env::current_exe().unwrap();
+            path.pop();
+            path.pop();
+            path.push("examples");
+            path.push(format!("node{}", std::env::consts::EXE_SUFFIX));
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "--example", "node"]);
+            if path.components().any(|c| c.as_os_str() == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build --example node");
+            assert!(
+                status.success() && path.exists(),
+                "{} is not built",
+                path.display()
+            );
+            path
+        })
+        .clone()
 }
 
-/// Three nodes on loopback ports the OS has just handed out (bound to port 0, then released for
-/// the nodes to bind), with a data dir each under one temp dir. Nodes are numbered from 1.
+/// Nodes on loopback ports the OS has just handed out (bound to port 0, then released for the
+/// nodes to bind), with a data dir each under one temp dir. Nodes are numbered from 1.
 struct Cluster {
     /// Declared before `dirs`: the processes are gone before their dirs are removed.
     nodes: Vec<Option<NodeProcess>>,
@@ -212,8 +217,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(extra_args: &[&str]) -> Cluster {
-        let listeners: Vec<TcpListener> = (0..3)
+    fn new(size: usize, extra_args: &[&str]) -> Cluster {
+        let listeners: Vec<TcpListener> = (0..size)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
         let peers = listeners
@@ -222,7 +227,7 @@ impl Cluster {
             .map(|(i, l)| format!("{}=127.0.0.1:{}", i + 1, l.local_addr().unwrap().port()))
             .collect();
         Cluster {
-            nodes: (0..3).map(|_| None).collect(),
+            nodes: (0..size).map(|_| None).collect(),
             peers,
             dirs: tempfile::tempdir().expect("a temp dir for the nodes' data"),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
@@ -250,20 +255,25 @@ impl Cluster {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the node example");
         let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
+        // Both streams, line by line, into one channel (a failed test shows them together).
         let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
+        let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [stdout, stderr] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         self.nodes[id as usize - 1].insert(NodeProcess {
             id,
             child,
@@ -416,7 +426,7 @@ fn committed_in(restored: &str) -> Option<u64> {
 
 #[test]
 fn three_processes_replicate_a_write() {
-    let mut cluster = Cluster::new(&[]);
+    let mut cluster = Cluster::new(3, &[]);
     for id in 1..=3 {
         let node = cluster.start(id, id == 1);
         assert_eq!(node.restored(), "empty (a new node)");
@@ -474,7 +484,7 @@ fn killed_nodes_rejoin_with_their_data() {
     // A snapshot every 4 entries, keeping 4 behind it: the nodes build snapshots and purge
     // their logs as the test writes, so a restart starts from a snapshot file plus a log tail,
     // and a node that missed more than the leader kept is sent a snapshot.
-    let mut cluster = Cluster::new(&["--snapshot-every", "4"]);
+    let mut cluster = Cluster::new(3, &["--snapshot-every", "4"]);
     for id in 1..=3 {
         cluster.start(id, id == 1);
     }
@@ -602,4 +612,75 @@ fn killed_nodes_rejoin_with_their_data() {
         );
         c.stop(id);
     }
+}
+
+#[test]
+fn a_cut_short_append_is_dropped_and_a_damaged_log_stops_the_node() {
+    // One node is a cluster of one: its writes commit at once.
+    let mut cluster = Cluster::new(1, &[]);
+    cluster.start(1, true).wait_for("leader", leader_in);
+    let mut leader = 1;
+    let mut expected = Expected::new();
+    write(&mut cluster, &mut leader, &mut expected, "a", "first value");
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "b",
+        "second  value",
+    );
+    cluster.kill(1);
+    let log = cluster.dirs.path().join("node-1").join("log");
+    let append = |bytes: &[u8]| {
+        let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        file.write_all(bytes).unwrap();
+    };
+
+    // A crash in the middle of an append: a record's header (a 100-byte body, checksum 0) and
+    // 10 bytes of its body. The node drops them, says so, and goes on after its last whole
+    // record.
+    append(&[&100u32.to_le_bytes()[..], &[0; 4], b"{\"log_id\":"].concat());
+    let node = cluster.start(1, false);
+    node.wait_for_line(&format!(
+        "{}: dropping the last 18 bytes, an append cut short by a crash",
+        log.display()
+    ));
+    node.wait_for_values(&expected);
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "c",
+        "after the cut",
+    );
+    cluster.stop(1);
+
+    // A crash that left the end of the file zero-filled.
+    append(&[0; 512]);
+    let node = cluster.start(1, false);
+    node.wait_for_line(&format!(
+        "{}: dropping the last 512 bytes, an append cut short by a crash",
+        log.display()
+    ));
+    node.wait_for_values(&expected);
+    cluster.stop(1);
+
+    // One byte of the first record's body changed, with whole records after it: not a cut-short
+    // append but a damaged disk. The node refuses to start rather than drop or guess entries.
+    let mut bytes = std::fs::read(&log).unwrap();
+    let first_body = 8 + 8; // the file's magic, the record's header
+    bytes[first_body + 2] ^= 0x20;
+    std::fs::write(&log, bytes).unwrap();
+    let node = cluster.start(1, false);
+    let status = node.wait_exit(Instant::now() + DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a node on a damaged log exited with {status}"
+    );
+    node.wait_for_line(&format!(
+        "node: data dir {}: {} at byte 8: a record's checksum does not match",
+        log.parent().unwrap().display(),
+        log.display()
+    ));
 }
