@@ -418,6 +418,12 @@ fn set_outcome(line: &str, key: &str, value: &str) -> Option<SetOutcome> {
     }
 }
 
+/// "..., a snapshot up to index 8, ..." → 8
+fn snapshot_in(restored: &str) -> Option<u64> {
+    let rest = restored.split_once("a snapshot up to index ")?.1;
+    rest.split(',').next()?.parse().ok()
+}
+
 /// "..., committed up to index 9" → 9
 fn committed_in(restored: &str) -> Option<u64> {
     let rest = restored.split_once("committed up to index ")?.1;
@@ -547,7 +553,23 @@ fn killed_nodes_rejoin_with_their_data() {
     node.wait_for_values(&expected);
     node.wait_applied(last);
     // It missed more than the leader's log kept after its snapshots: it got a snapshot.
-    node.wait_for_line("snapshot: installed the leader's, up to log index ");
+    let installed = "snapshot: installed the leader's, up to log index ";
+    node.wait_for_line(installed);
+    let installed: u64 = node
+        .seen
+        .iter()
+        .find_map(|line| line.strip_prefix(installed)?.parse().ok())
+        .expect("the installed snapshot's index");
+    // The snapshot it was sent is on its disk: killed again (before it could build one of its
+    // own: nothing was written since), it starts from it.
+    c.kill(follower);
+    let node = c.start(follower, false);
+    let restored = node.restored();
+    assert!(
+        snapshot_in(&restored).is_some_and(|index| index >= installed),
+        "node {follower} was sent a snapshot up to {installed} but found \"{restored}\" in its dir"
+    );
+    node.wait_for_values(&expected);
 
     // The leader is killed (it had applied everything: it acknowledged the last write); the
     // other two elect one of themselves and go on.

@@ -316,7 +316,7 @@ impl Log {
                     return Err(corrupt(
                         &path,
                         offset,
-                        &format!("entry {index} follows entry {}", expected - 1),
+                        &format!("entry {index} where entry {expected} should be"),
                     ));
                 }
                 entries.insert(index, (entry, offset));
