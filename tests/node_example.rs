@@ -496,34 +496,39 @@ fn killed_nodes_rejoin_with_their_data() {
     }
     let mut leader = cluster.node(1).wait_for("leader", leader_in);
     let mut expected = Expected::new();
-    let c = &mut cluster;
 
     // Before any node is lost, applied on every node.
-    write(c, &mut leader, &mut expected, "plain", "one");
+    write(&mut cluster, &mut leader, &mut expected, "plain", "one");
     write(
-        c,
+        &mut cluster,
         &mut leader,
         &mut expected,
         "spaced",
         "a value  with   spaces, kept exactly ",
     );
     let applied_everywhere = write(
-        c,
+        &mut cluster,
         &mut leader,
         &mut expected,
         "replaced",
         "before the crash",
     );
     for id in 1..=3 {
-        c.node(id).wait_applied(applied_everywhere);
+        cluster.node(id).wait_applied(applied_everywhere);
     }
 
     // A follower is killed; the other two go on.
     let follower = (1..=3).find(|&id| id != leader).unwrap();
-    c.kill(follower);
-    write(c, &mut leader, &mut expected, "replaced", "after the crash");
+    cluster.kill(follower);
     write(
-        c,
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "replaced",
+        "after the crash",
+    );
+    write(
+        &mut cluster,
         &mut leader,
         &mut expected,
         "while_down",
@@ -531,12 +536,12 @@ fn killed_nodes_rejoin_with_their_data() {
     );
     let mut last = 0;
     for key in ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"] {
-        last = write(c, &mut leader, &mut expected, key, "x y");
+        last = write(&mut cluster, &mut leader, &mut expected, key, "x y");
     }
 
     // Started again on its dir (with --init, which must leave the cluster as it is), it finds
     // what it had and catches up on the rest.
-    let node = c.start(follower, true);
+    let node = cluster.start(follower, true);
     let restored = node.restored();
     assert!(
         committed_in(&restored).is_some_and(|committed| committed >= applied_everywhere),
@@ -560,10 +565,10 @@ fn killed_nodes_rejoin_with_their_data() {
         .iter()
         .find_map(|line| line.strip_prefix(installed)?.parse().ok())
         .expect("the installed snapshot's index");
-    // The snapshot it was sent is on its disk: killed again (before it could build one of its
-    // own: nothing was written since), it starts from it.
-    c.kill(follower);
-    let node = c.start(follower, false);
+    // The snapshot it was sent is on its disk: killed again, it starts from it (or from a
+    // later one it built itself, had it applied --snapshot-every entries since).
+    cluster.kill(follower);
+    let node = cluster.start(follower, false);
     let restored = node.restored();
     assert!(
         snapshot_in(&restored).is_some_and(|index| index >= installed),
@@ -574,9 +579,9 @@ fn killed_nodes_rejoin_with_their_data() {
     // The leader is killed (it had applied everything: it acknowledged the last write); the
     // other two elect one of themselves and go on.
     let old_leader = leader;
-    c.kill(old_leader);
+    cluster.kill(old_leader);
     write(
-        c,
+        &mut cluster,
         &mut leader,
         &mut expected,
         "after_leader_loss",
@@ -587,13 +592,13 @@ fn killed_nodes_rejoin_with_their_data() {
         "the write was acknowledged by a new leader"
     );
     write(
-        c,
+        &mut cluster,
         &mut leader,
         &mut expected,
         "spaced",
         "replaced  by the  new leader",
     );
-    let node = c.start(old_leader, true);
+    let node = cluster.start(old_leader, true);
     let restored = node.restored();
     assert!(
         committed_in(&restored).is_some_and(|committed| committed >= last),
@@ -603,18 +608,18 @@ fn killed_nodes_rejoin_with_their_data() {
 
     // Every node killed at once, once all have applied everything; each started alone, with no
     // leader to send it anything, has every value from its own dir.
-    let last = c
+    let last = cluster
         .node(leader)
         .last_applied()
         .expect("the leader applied its writes");
     for id in 1..=3 {
-        c.node(id).wait_applied(last);
+        cluster.node(id).wait_applied(last);
     }
     for id in 1..=3 {
-        c.kill(id);
+        cluster.kill(id);
     }
     for id in 1..=3 {
-        let node = c.start(id, false);
+        let node = cluster.start(id, false);
         let restored = node.restored();
         assert!(
             committed_in(&restored).is_some_and(|committed| committed >= last),
@@ -632,7 +637,7 @@ fn killed_nodes_rejoin_with_their_data() {
             applied.is_some_and(|applied| applied >= last),
             "node {id}, alone, applied up to {applied:?}, not {last}"
         );
-        c.stop(id);
+        cluster.stop(id);
     }
 }
 

@@ -60,8 +60,8 @@ fn usage() -> String {
   --id ID              this node's id, a number
   --peer ID=HOST:PORT  every node of the cluster, this one included: the same list on every node
   --listen ADDR:PORT   listen here rather than on this node's own --peer address (e.g. 0.0.0.0:7001)
-  --data-dir DIR       where this node keeps its log, vote and snapshots (default: {}); start
-                       a node again with the same DIR and it rejoins with its data
+  --data-dir DIR       where this node keeps its log, vote and snapshots; started again with
+                       the same DIR, a node rejoins with its data (default: {})
   --init               make the --peer nodes a cluster once all of them listen (does nothing on a
                        DIR that already holds a cluster)
   --snapshot-every N   snapshot the state machine every N log entries, keeping N entries of log
