@@ -128,7 +128,8 @@ pub use metrics::{HistogramSnapshot, Metric, MetricValue, Metrics, PerRpcType, R
 #[doc(hidden)]
 pub mod fuzzing;
 
-/// The README's code, compiled and run as a doctest so it stays true.
+/// The README's code, compiled and run as a doctest so it stays true (against this crate's
+/// dependencies; `tests/readme.rs` builds the same programs with only those the README lists).
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
