@@ -114,7 +114,7 @@ pub use transport::{
 
 // The transports, and where the network one runs.
 pub use driver::Placement;
-pub use inmem::InmemTransport;
+pub use inmem::{InmemTransport, Link};
 pub use net::NetTransport;
 
 // Settings, failures, measurements.
