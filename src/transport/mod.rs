@@ -29,6 +29,14 @@ use crate::error::Result;
 use crate::message::*;
 
 /// A Raft server's stable identity (hashicorp `ServerID`).
+///
+/// ```
+/// use raftnet::ServerId;
+///
+/// let from_config: String = "node-2".to_string();
+/// assert_eq!(ServerId::from(&from_config).0, "node-2");
+/// assert_eq!(ServerId::from(from_config), ServerId::from("node-2"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ServerId(pub String);
 
@@ -68,6 +76,19 @@ impl fmt::Display for ServerAddress {
 impl From<&str> for ServerId {
     fn from(s: &str) -> Self {
         ServerId(s.to_string())
+    }
+}
+
+impl From<String> for ServerId {
+    /// Takes the string as it is, without a copy.
+    fn from(s: String) -> Self {
+        ServerId(s)
+    }
+}
+
+impl From<&String> for ServerId {
+    fn from(s: &String) -> Self {
+        ServerId(s.clone())
     }
 }
 
