@@ -444,6 +444,80 @@ mod tests {
         assert_eq!(c.snapshot_buffer, usize::MAX);
     }
 
+    #[derive(Debug)]
+    struct FixedAddress;
+
+    impl AddressProvider for FixedAddress {
+        fn server_addr(&self, _id: &ServerId) -> std::result::Result<ServerAddress, String> {
+            Ok(ServerAddress::from("fixed:1"))
+        }
+    }
+
+    /// Every field has a builder, and each builder sets its own field to what it was given. The
+    /// destructuring names every field with no `..`: a field added without a builder (and a
+    /// line here) does not compile.
+    #[test]
+    fn every_field_has_a_builder_that_sets_it() {
+        let provider: Arc<dyn AddressProvider> = Arc::new(FixedAddress);
+        let factory: Arc<dyn CodecFactory> = Arc::new(NativeCodecFactory);
+        // Each value differs from its default and from every other, so a builder writing the
+        // wrong field shows.
+        let config = Config::default()
+            .max_pool(11)
+            .max_rpcs_in_flight(12)
+            .timeout(Some(Duration::from_millis(13)))
+            .timeout_scale(14)
+            .max_frame_body(15)
+            .large_payload_threshold(16)
+            .snapshot_chunk(17)
+            .snapshot_buffer(18)
+            .address_provider(provider.clone())
+            .codec(factory.clone())
+            .max_inbound_connections(19)
+            .max_connections_per_address(20)
+            .max_unanswered_requests(21)
+            .max_unanswered_bytes(22)
+            .max_queued_answer_bytes(23)
+            .max_inbound_snapshots(24)
+            .max_entries_per_request(25);
+        let Config {
+            max_pool,
+            max_rpcs_in_flight,
+            timeout,
+            timeout_scale,
+            max_frame_body,
+            large_payload_threshold,
+            snapshot_chunk,
+            snapshot_buffer,
+            address_provider,
+            codec,
+            max_inbound_connections,
+            max_connections_per_address,
+            max_unanswered_requests,
+            max_unanswered_bytes,
+            max_queued_answer_bytes,
+            max_inbound_snapshots,
+            max_entries_per_request,
+        } = config;
+        assert_eq!(max_pool, 11);
+        assert_eq!(max_rpcs_in_flight, 12);
+        assert_eq!(timeout, Some(Duration::from_millis(13)));
+        assert_eq!(timeout_scale, 14);
+        assert_eq!(max_frame_body, 15);
+        assert_eq!(large_payload_threshold, 16);
+        assert_eq!(snapshot_chunk, 17);
+        assert_eq!(snapshot_buffer, 18);
+        assert!(Arc::ptr_eq(&address_provider.unwrap(), &provider));
+        assert!(Arc::ptr_eq(&codec, &factory));
+        assert_eq!(max_inbound_connections, 19);
+        assert_eq!(max_connections_per_address, 20);
+        assert_eq!(max_unanswered_requests, 21);
+        assert_eq!(max_unanswered_bytes, 22);
+        assert_eq!(max_queued_answer_bytes, 23);
+        assert_eq!(max_inbound_snapshots, 24);
+        assert_eq!(max_entries_per_request, 25);
+    }
+
     #[test]
     fn zero_means_the_default_where_zero_would_mean_nothing() {
         let c = Config::default()
@@ -452,12 +526,30 @@ mod tests {
             .timeout_scale(0)
             .max_frame_body(0)
             .snapshot_chunk(0)
-            .snapshot_buffer(0);
+            .snapshot_buffer(0)
+            .max_inbound_connections(0)
+            .max_connections_per_address(0)
+            .max_unanswered_requests(0)
+            .max_unanswered_bytes(0)
+            .max_queued_answer_bytes(0)
+            .max_inbound_snapshots(0)
+            .max_entries_per_request(0);
         assert_eq!(c.max_rpcs_in_flight, DEFAULT_MAX_RPCS_IN_FLIGHT);
         assert_eq!(c.timeout_scale, DEFAULT_TIMEOUT_SCALE);
         assert_eq!(c.max_frame_body, DEFAULT_MAX_BODY_LEN);
         assert_eq!(c.snapshot_chunk, DEFAULT_SNAPSHOT_CHUNK);
         assert_eq!(c.snapshot_buffer, DEFAULT_SNAPSHOT_BUFFER);
+        // The limits: a limit of zero would refuse every peer.
+        assert_eq!(c.max_inbound_connections, DEFAULT_MAX_INBOUND_CONNECTIONS);
+        assert_eq!(
+            c.max_connections_per_address,
+            DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+        );
+        assert_eq!(c.max_unanswered_requests, DEFAULT_MAX_UNANSWERED_REQUESTS);
+        assert_eq!(c.max_unanswered_bytes, DEFAULT_MAX_UNANSWERED_BYTES);
+        assert_eq!(c.max_queued_answer_bytes, DEFAULT_MAX_QUEUED_ANSWER_BYTES);
+        assert_eq!(c.max_inbound_snapshots, DEFAULT_MAX_INBOUND_SNAPSHOTS);
+        assert_eq!(c.max_entries_per_request, DEFAULT_MAX_ENTRIES_PER_REQUEST);
     }
 
     #[test]

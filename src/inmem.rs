@@ -48,7 +48,20 @@ pub const DEFAULT_INMEM_TIMEOUT: Duration = Duration::from_millis(500);
 /// hashicorp gives InstallSnapshot and TimeoutNow ten times the normal timeout.
 const SLOW_RPC_FACTOR: u32 = 10;
 
-/// The state of the link from one transport to a peer.
+/// The state of the link from one transport to a peer, set with
+/// [`InmemTransport::set_link`] (also named `raftnet::Link`, beside `InmemTransport`).
+///
+/// ```
+/// use raftnet::message::RequestVoteRequest;
+/// use raftnet::{CallOptions, Error, InmemTransport, Link, ServerId, Transport};
+///
+/// let a = InmemTransport::new("a");
+/// let b = InmemTransport::new("b");
+/// a.connect(&b);
+/// a.set_link(&b.local_addr(), Link::Cut);
+/// let vote = a.request_vote(&ServerId::from("b"), &b.local_addr(), RequestVoteRequest::default(), CallOptions::default());
+/// assert!(matches!(vote.wait(), Err(Error::Unreachable { addr, .. }) if addr == "b"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Link {
     /// Requests are delivered.

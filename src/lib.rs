@@ -85,6 +85,9 @@
 //! ```
 
 #![deny(missing_docs, missing_debug_implementations, unsafe_code)]
+// On docs.rs (`--cfg docsrs`, nightly rustdoc), every item behind a feature carries a badge
+// naming it: `doc_cfg` reads the `#[cfg]`s themselves, so no item needs its own `doc(cfg)`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod driver;
@@ -111,7 +114,7 @@ pub use transport::{
 
 // The transports, and where the network one runs.
 pub use driver::Placement;
-pub use inmem::InmemTransport;
+pub use inmem::{InmemTransport, Link};
 pub use net::NetTransport;
 
 // Settings, failures, measurements.
@@ -128,7 +131,8 @@ pub use metrics::{HistogramSnapshot, Metric, MetricValue, Metrics, PerRpcType, R
 #[doc(hidden)]
 pub mod fuzzing;
 
-/// The README's code, compiled and run as a doctest so it stays true.
+/// The README's code, compiled and run as a doctest so it stays true (against this crate's
+/// dependencies; `tests/readme.rs` builds the same programs with only those the README lists).
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

@@ -22,9 +22,21 @@
 //! # Example
 //!
 //! Two nodes, each with its own transport and Raft, in one process; a write on the leader is
-//! replicated to the other over TCP.
+//! replicated to the other over TCP. The dependencies, in the `Cargo.toml` of a crate of your
+//! own (openraft pinned to the version raftnet pins; openraft-memstore is the example's
+//! in-memory store, where a real node has its own log and state machine):
 //!
+//! ```toml Cargo.toml
+//! [dependencies]
+//! raftnet = { path = "../raftnet", features = ["openraft"] }   # see the README for git
+//! openraft = { version = "=0.9.25", features = ["serde"] }
+//! openraft-memstore = "=0.9.25"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
 //! ```
+//!
+//! and the whole `src/main.rs` (`tests/readme.rs` builds it as such a crate and runs it):
+//!
+//! ```rust main.rs
 //! use std::collections::{BTreeMap, BTreeSet};
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -35,46 +47,49 @@
 //! use raftnet::openraft::{AddressOf, RaftnetNetworkFactory, serve};
 //! use raftnet::{NetTransport, ServerAddress, Transport};
 //!
-//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = Arc::new(Config::default().validate()?);
-//! let transports: BTreeMap<u64, Arc<NetTransport>> = (1..=2)
-//!     // Each transport's driver runs as a task on this runtime, beside openraft's tasks.
-//!     .map(|id| {
-//!         let runtime = tokio::runtime::Handle::current();
-//!         let transport = NetTransport::bind_on("127.0.0.1:0", None, Default::default(), &runtime)?;
-//!         Ok((id, Arc::new(transport)))
-//!     })
-//!     .collect::<raftnet::Result<_>>()?;
-//! // memstore's `Node` is `()`: a table says where each node id listens.
-//! let book: BTreeMap<u64, ServerAddress> =
-//!     transports.iter().map(|(id, t)| (*id, t.local_addr())).collect();
-//! let address_of: AddressOf<TypeConfig> =
-//!     Arc::new(move |id: &u64, _: &()| book.get(id).cloned().unwrap_or_default());
+//! #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = Arc::new(Config::default().validate()?);
+//!     let transports: BTreeMap<u64, Arc<NetTransport>> = (1..=2)
+//!         // Each transport's driver runs as a task on this runtime, beside openraft's tasks.
+//!         .map(|id| {
+//!             let runtime = tokio::runtime::Handle::current();
+//!             let transport = NetTransport::bind_on("127.0.0.1:0", None, Default::default(), &runtime)?;
+//!             Ok((id, Arc::new(transport)))
+//!         })
+//!         .collect::<raftnet::Result<_>>()?;
+//!     // memstore's `Node` is `()`: a table says where each node id listens.
+//!     let book: BTreeMap<u64, ServerAddress> =
+//!         transports.iter().map(|(id, t)| (*id, t.local_addr())).collect();
+//!     let address_of: AddressOf<TypeConfig> =
+//!         Arc::new(move |id: &u64, _: &()| book.get(id).cloned().unwrap_or_default());
 //!
-//! let mut rafts = BTreeMap::new();
-//! for (&id, transport) in &transports {
-//!     let network = RaftnetNetworkFactory::new(id, transport.clone(), address_of.clone());
-//!     let (log, state_machine) = Adaptor::new(Arc::new(MemStore::new()));
-//!     let raft = Raft::new(id, config.clone(), network, log, state_machine).await?;
-//!     // The serving side: inbound RPCs go to this node's Raft.
-//!     tokio::spawn(serve(raft.clone(), transport.consumer().clone()));
-//!     rafts.insert(id, raft);
+//!     let mut rafts = BTreeMap::new();
+//!     for (&id, transport) in &transports {
+//!         let network = RaftnetNetworkFactory::new(id, transport.clone(), address_of.clone());
+//!         let (log, state_machine) = Adaptor::new(Arc::new(MemStore::new()));
+//!         let raft = Raft::new(id, config.clone(), network, log, state_machine).await?;
+//!         // The serving side: inbound RPCs go to this node's Raft.
+//!         tokio::spawn(serve(raft.clone(), transport.consumer().clone()));
+//!         rafts.insert(id, raft);
+//!     }
+//!
+//!     let within = Some(Duration::from_secs(30));
+//!     rafts[&1].initialize(BTreeSet::from([1, 2])).await?;
+//!     rafts[&1].wait(within).state(openraft::ServerState::Leader, "node 1 leads").await?;
+//!     let write = ClientRequest { client: "k".into(), serial: 1, status: "v".into() };
+//!     let response = rafts[&1].client_write(write).await?;
+//!     // The follower applies it too.
+//!     let index = response.log_id.index;
+//!     rafts[&2].wait(within).applied_index_at_least(Some(index), "replicated").await?;
+//!     println!("node 2 applied the write at index {index}");
+//!
+//!     for (id, raft) in &rafts {
+//!         raft.shutdown().await?;
+//!         transports[id].close();
+//!     }
+//!     Ok(())
 //! }
-//!
-//! rafts[&1].initialize(BTreeSet::from([1, 2])).await?;
-//! rafts[&1].wait(Some(Duration::from_secs(30))).state(openraft::ServerState::Leader, "node 1 leads").await?;
-//! let write = ClientRequest { client: "k".into(), serial: 1, status: "v".into() };
-//! let response = rafts[&1].client_write(write).await?;
-//! // The follower applies it too.
-//! rafts[&2].wait(Some(Duration::from_secs(30))).applied_index_at_least(Some(response.log_id.index), "replicated").await?;
-//!
-//! for (id, raft) in &rafts {
-//!     raft.shutdown().await?;
-//!     transports[id].close();
-//! }
-//! # Ok(())
-//! # }
 //! ```
 //!
 //! # How openraft's messages travel

@@ -1,13 +1,23 @@
-//! `examples/node.rs` as a user runs it: three processes on loopback, one started with `--init`;
-//! a `set` typed at the leader is readable with `get` on every node, and `quit` ends each
-//! process cleanly. (Cargo builds examples before it runs integration tests.)
+//! `examples/node` as a user runs it: three processes on loopback, one started with `--init`,
+//! each keeping its data in a dir of its own (in a temp dir removed at the end).
+//!
+//! - `three_processes_replicate_a_write`: a `set` typed at the leader is readable with `get` on
+//!   every node, `status` reports it applied, and `quit` ends each process cleanly.
+//! - `killed_nodes_rejoin_with_their_data`: a follower, then the leader, is killed with SIGKILL
+//!   while writes go on without it; started again on its data dir, each catches up and reads
+//!   every value exactly (values with spaces too). Then all three are killed and each is started
+//!   alone, with no cluster to catch it up: it reads every value from its own dir.
+//!
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
 
 /// Bounds every wait; a healthy cluster needs about a second.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -48,19 +58,91 @@ impl NodeProcess {
         }
     }
 
+    /// Whether the node has printed a line starting with `prefix` (already or within the
+    /// deadline).
+    fn wait_for_line(&mut self, prefix: &str) {
+        if !self.seen.iter().any(|line| line.starts_with(prefix)) {
+            self.wait_for(&format!("\"{prefix}...\""), |line| {
+                line.starts_with(prefix).then_some(())
+            });
+        }
+    }
+
+    /// `key`'s value in this node's state machine, as its `get` command prints it.
+    fn get(&mut self, key: &str) -> Option<String> {
+        self.send(&format!("get {key}"));
+        let (set, unset) = (format!("{key} = "), format!("{key} is not set"));
+        self.wait_for(&format!("answer to get {key}"), |line| {
+            if let Some(value) = line.strip_prefix(&set) {
+                Some(Some(value.to_string()))
+            } else {
+                (line == unset).then_some(None)
+            }
+        })
+    }
+
+    /// Wait until `get` prints every `(key, value)` of `expected` exactly.
+    fn wait_for_values(&mut self, expected: &[(&str, &str)]) {
+        let deadline = Instant::now() + DEADLINE;
+        for &(key, value) in expected {
+            loop {
+                let got = self.get(key);
+                if got.as_deref() == Some(value) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {}: {key} is {got:?}, not {value:?}, after {DEADLINE:?}; its output:\n{}",
+                    self.id,
+                    self.seen.join("\n")
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// The highest log index this node has applied, as its `status` command reports it.
     fn last_applied(&mut self) -> Option<u64> {
         self.send("status");
-        // "node 2: Follower, term 1, leader Some(1), last applied Some(3)"
+        // "node 2: follower, term 1, leader 1, last log index 3, applied index 3, ..."
         self.wait_for("status", |line| {
-            let applied = line.split_once(", last applied ")?.1;
-            Some(
-                applied
-                    .strip_prefix("Some(")
-                    .and_then(|rest| rest.strip_suffix(')'))
-                    .map(|n| n.parse::<u64>().expect("a log index")),
-            )
+            let applied = line.split_once(", applied index ")?.1;
+            let applied = applied.split(',').next()?;
+            Some((applied != "none").then(|| applied.parse::<u64>().expect("a log index")))
         })
+    }
+
+    /// Wait until this node has applied the log up to `index`.
+    fn wait_applied(&mut self, index: u64) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let applied = self.last_applied();
+            if applied.is_some_and(|applied| applied >= index) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} applied up to {applied:?}, not {index}, within {DEADLINE:?}",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the node says it found in its data dir when it started ("empty (a new node)", or
+    /// "vote in term ..., log entries ..., committed up to index N").
+    fn restored(&mut self) -> String {
+        let prefix = format!("node {}: data dir ", self.id);
+        self.wait_for("data dir line", |line| {
+            let rest = line.strip_prefix(&prefix)?;
+            Some(rest.split_once(": ")?.1.to_string())
+        })
+    }
+
+    /// Kill the process as a crash would (SIGKILL: no clean shutdown, no flush by the node).
+    fn kill(mut self) {
+        self.child.kill().expect("kill the node");
+        self.child.wait().expect("reap the node");
     }
 
     /// Wait for the process to exit, at the latest at `deadline`; one still running then is
@@ -73,7 +155,7 @@ impl NodeProcess {
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 panic!(
-                    "node {} did not exit within {DEADLINE:?} of `quit`; its output:\n{}",
+                    "node {} did not exit within {DEADLINE:?}; its output:\n{}",
                     self.id,
                     self.seen.join("\n")
                 );
@@ -94,76 +176,204 @@ impl Drop for NodeProcess {
     }
 }
 
+/// The example's binary, built once per run of this file: `cargo test` builds examples before
+/// it runs tests, but `cargo test --test node_example` does not, and would otherwise run a
+/// binary built before the example's last change (a no-op build costs well under a second).
 fn example_binary() -> PathBuf {
-    // target/<profile>/deps/node_example-<hash> → target/<profile>/examples/node
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    path.pop();
-    path.push("examples");
-    path.push(format!("node{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        // `cargo test` builds examples first; `cargo test --test node_example` does not.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--example", "node"]);
-        if path.components().any(|c| c.as_os_str() == "release") {
-            build.arg("--release");
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/node_example-<hash> → target/<profile>/examples/node
+            let mut path = std::env::current_exe().unwrap();
+            path.pop();
+            path.pop();
+            path.push("examples");
+            path.push(format!("node{}", std::env::consts::EXE_SUFFIX));
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "--example", "node"]);
+            if path.components().any(|c| c.as_os_str() == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build --example node");
+            assert!(
+                status.success() && path.exists(),
+                "{} is not built",
+                path.display()
+            );
+            path
+        })
+        .clone()
+}
+
+/// Nodes on loopback ports the OS has just handed out (bound to port 0, then released for the
+/// nodes to bind), with a data dir each under one temp dir. Nodes are numbered from 1.
+struct Cluster {
+    /// Declared before `dirs`: the processes are gone before their dirs are removed.
+    nodes: Vec<Option<NodeProcess>>,
+    peers: Vec<String>,
+    dirs: TempDir,
+    extra_args: Vec<String>,
+}
+
+impl Cluster {
+    fn new(size: usize, extra_args: &[&str]) -> Cluster {
+        let listeners: Vec<TcpListener> = (0..size)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let peers = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{}=127.0.0.1:{}", i + 1, l.local_addr().unwrap().port()))
+            .collect();
+        Cluster {
+            nodes: (0..size).map(|_| None).collect(),
+            peers,
+            dirs: tempfile::tempdir().expect("a temp dir for the nodes' data"),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         }
-        let status = build.status().expect("run cargo build --example node");
+    }
+
+    /// Start node `id` on its data dir (the same dir every time).
+    fn start(&mut self, id: u64, init: bool) -> &mut NodeProcess {
         assert!(
-            status.success() && path.exists(),
-            "{} is not built",
-            path.display()
+            self.nodes[id as usize - 1].is_none(),
+            "node {id} runs already"
         );
+        let mut command = Command::new(example_binary());
+        command.args(["--id", &id.to_string()]);
+        for peer in &self.peers {
+            command.args(["--peer", peer]);
+        }
+        command
+            .arg("--data-dir")
+            .arg(self.dirs.path().join(format!("node-{id}")));
+        command.args(&self.extra_args);
+        if init {
+            command.arg("--init");
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the node example");
+        let stdin = child.stdin.take().unwrap();
+        // Both streams, line by line, into one channel (a failed test shows them together).
+        let (tx, lines) = channel();
+        let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [stdout, stderr] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        self.nodes[id as usize - 1].insert(NodeProcess {
+            id,
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        })
     }
-    path
-}
 
-/// Three loopback ports the OS has just handed out (bound to port 0, then released for the
-/// nodes to bind).
-fn free_ports() -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+    fn node(&mut self, id: u64) -> &mut NodeProcess {
+        self.nodes[id as usize - 1]
+            .as_mut()
+            .unwrap_or_else(|| panic!("node {id} is not running"))
+    }
 
-fn start(id: u64, peers: &[String], init: bool) -> NodeProcess {
-    let mut command = Command::new(example_binary());
-    command.args(["--id", &id.to_string()]);
-    for peer in peers {
-        command.args(["--peer", peer]);
+    fn kill(&mut self, id: u64) {
+        let node = self.nodes[id as usize - 1].take();
+        node.unwrap_or_else(|| panic!("node {id} is not running"))
+            .kill();
     }
-    if init {
-        command.arg("--init");
+
+    fn running(&self) -> impl Iterator<Item = u64> + '_ {
+        self.nodes.iter().flatten().map(|node| node.id)
     }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the node example");
-    let stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+
+    /// `set key value` at `leader` until a node takes it: a follower's redirect is followed, a
+    /// node with no leader (or pointing at one that is down) is asked again shortly, all within
+    /// the deadline. `leader` ends as the node that took the write.
+    fn write(&mut self, leader: &mut u64, key: &str, value: &str) -> Written {
+        let deadline = Instant::now() + DEADLINE;
+        let mut attempts = 0;
+        let mut maybe_committed = false;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "`set {key} {value}` not acknowledged within {DEADLINE:?} ({attempts} attempts)"
+            );
+            attempts += 1;
+            if self.nodes[*leader as usize - 1].is_none() {
+                *leader = self.running().next().expect("a node runs");
+            }
+            let node = self.node(*leader);
+            node.send(&format!("set {key} {value}"));
+            match node.wait_for(&format!("answer to set {key}"), |l| {
+                set_outcome(l, key, value)
+            }) {
+                SetOutcome::Ok { index, was } => {
+                    return Written {
+                        index,
+                        was,
+                        maybe_committed,
+                    };
+                }
+                SetOutcome::Redirect(other) => {
+                    assert!((1..=3).contains(&other), "redirected to node {other}");
+                    if self.nodes[other as usize - 1].is_none() {
+                        // It has not noticed yet that its leader is gone.
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    *leader = other;
+                }
+                SetOutcome::NoLeader => std::thread::sleep(Duration::from_millis(100)),
+                SetOutcome::Failed => {
+                    maybe_committed = true;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
         }
-    });
-    NodeProcess {
-        id,
-        child,
-        stdin,
-        lines,
-        seen: Vec::new(),
     }
+
+    /// `quit` on node `id`; it must exit cleanly.
+    fn stop(&mut self, id: u64) {
+        let node = self.node(id);
+        node.send("quit");
+        let status = node.wait_exit(Instant::now() + DEADLINE);
+        assert!(status.success(), "node {id} exited with {status}");
+        self.nodes[id as usize - 1] = None;
+    }
+
+    /// `quit` on every running node; each must exit cleanly.
+    fn quit_all(&mut self) {
+        for node in self.nodes.iter_mut().flatten() {
+            node.send("quit");
+        }
+        let deadline = Instant::now() + DEADLINE;
+        for node in self.nodes.iter_mut().flatten() {
+            let status = node.wait_exit(deadline);
+            assert!(status.success(), "node {} exited with {status}", node.id);
+        }
+    }
+}
+
+/// A write a node acknowledged.
+struct Written {
+    index: u64,
+    /// The value it replaced, as the node put it: `None` for a key that was not set.
+    was: Option<String>,
+    /// An earlier attempt failed after its entry may have been proposed (so it may have been
+    /// committed too, and this write replaced its value).
+    maybe_committed: bool,
 }
 
 /// "term 1: node 2 leads; ..." → 2
@@ -175,8 +385,9 @@ fn leader_in(line: &str) -> Option<u64> {
 
 /// What a node answered to `set`.
 enum SetOutcome {
-    /// "ok: color = blue (log index 4, was None)": the index, and the value it replaced.
-    Ok { index: u64, was: String },
+    /// "ok: color = blue (log index 4; color was not set)" or "(log index 5; color was blue)":
+    /// the index, and the value it replaced.
+    Ok { index: u64, was: Option<String> },
     /// "not the leader: node 2 (...) is; send writes there".
     Redirect(u64),
     /// "no leader right now; try again shortly".
@@ -185,12 +396,13 @@ enum SetOutcome {
     Failed,
 }
 
-fn set_outcome(line: &str) -> Option<SetOutcome> {
-    if let Some(rest) = line.strip_prefix("ok: color = blue (log index ") {
-        let (index, was) = rest.split_once(", was ")?;
+fn set_outcome(line: &str, key: &str, value: &str) -> Option<SetOutcome> {
+    if let Some(rest) = line.strip_prefix(&format!("ok: {key} = {value} (log index ")) {
+        let (index, was) = rest.split_once(&format!("; {key} was "))?;
+        let was = was.strip_suffix(')')?;
         Some(SetOutcome::Ok {
             index: index.parse().expect("a log index"),
-            was: was.strip_suffix(')')?.to_string(),
+            was: (was != "not set").then(|| was.to_string()),
         })
     } else if let Some(rest) = line.strip_prefix("not the leader: node ") {
         rest.split(' ')
@@ -206,95 +418,296 @@ fn set_outcome(line: &str) -> Option<SetOutcome> {
     }
 }
 
+/// "..., a snapshot up to index 8, ..." → 8
+fn snapshot_in(restored: &str) -> Option<u64> {
+    let rest = restored.split_once("a snapshot up to index ")?.1;
+    rest.split(',').next()?.parse().ok()
+}
+
+/// "..., committed up to index 9" → 9
+fn committed_in(restored: &str) -> Option<u64> {
+    let rest = restored.split_once("committed up to index ")?.1;
+    rest.split(',').next()?.parse().ok()
+}
+
 #[test]
 fn three_processes_replicate_a_write() {
-    let ports = free_ports();
-    let peers: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
-        .collect();
-    let mut nodes: Vec<NodeProcess> = (1..=3).map(|id| start(id, &peers, id == 1)).collect();
+    let mut cluster = Cluster::new(3, &[]);
+    for id in 1..=3 {
+        let node = cluster.start(id, id == 1);
+        assert_eq!(node.restored(), "empty (a new node)");
+    }
 
-    let mut leader = nodes[0].wait_for("leader", leader_in);
-    // Write on the leader; if leadership moved meanwhile, follow the node's redirect, until the
-    // deadline.
-    let deadline = Instant::now() + DEADLINE;
-    let mut attempts = 0;
-    let mut maybe_committed = false;
-    let (index, was) = loop {
-        assert!(
-            Instant::now() < deadline,
-            "`set color blue` not acknowledged within {DEADLINE:?} ({attempts} attempts)"
-        );
-        attempts += 1;
-        let node = &mut nodes[leader as usize - 1];
-        node.send("set color blue");
-        match node.wait_for("answer to set", set_outcome) {
-            SetOutcome::Ok { index, was } => break (index, was),
-            SetOutcome::Redirect(other) => {
-                assert!((1..=3).contains(&other), "redirected to node {other}");
-                leader = other;
-            }
-            SetOutcome::NoLeader => std::thread::sleep(Duration::from_millis(100)),
-            SetOutcome::Failed => {
-                maybe_committed = true;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    };
+    let mut leader = cluster.node(1).wait_for("leader", leader_in);
+    let written = cluster.write(&mut leader, "color", "blue");
     eprintln!(
-        "set acknowledged by node {leader} at log index {index} (was {was}), attempt {attempts}"
+        "set acknowledged by node {leader} at log index {} (was {:?})",
+        written.index, written.was
     );
-    // The key was never set before, unless an earlier attempt failed after its entry was
-    // proposed (then it may have been committed, and this write replaced its value).
-    if !maybe_committed {
-        assert_eq!(was, "None", "the first write of color replaced a value");
+    if !written.maybe_committed {
+        assert_eq!(
+            written.was, None,
+            "the first write of color replaced a value"
+        );
     }
     // The write's entry follows the cluster's own: the initial membership (index 0) and the
     // blank entry each leader appends on taking office (index 1 for the first).
     assert!(
-        index >= 2,
-        "the write was acknowledged at log index {index}"
+        written.index >= 2,
+        "the write was acknowledged at log index {}",
+        written.index
     );
 
     // Every node's state machine gets the write, and the node reports its log applied up to the
-    // write's index (a follower may apply it a moment later, and a node's status may lag its
-    // state machine by a moment too).
-    for node in &mut nodes {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            node.send("get color");
-            let value = node.wait_for("answer to get", |line| {
-                if line == "color = blue" {
-                    Some(true)
-                } else if line == "color is not set" {
-                    Some(false)
-                } else {
-                    None
-                }
-            });
-            let applied = node.last_applied();
-            if value && applied.is_some_and(|applied| applied >= index) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} never applied the write at index {index} within {DEADLINE:?}: color \
-                 {}, last applied {applied:?}",
-                node.id,
-                if value { "= blue" } else { "not set" },
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    // write's index (a follower may apply it a moment later).
+    for id in 1..=3 {
+        let node = cluster.node(id);
+        node.wait_for_values(&[("color", "blue")]);
+        node.wait_applied(written.index);
+    }
+    cluster.quit_all();
+}
+
+/// Every key written, with its last value.
+type Expected = Vec<(&'static str, &'static str)>;
+
+/// `cluster.write`, remembering the value in `expected`; the write's log index.
+fn write(
+    cluster: &mut Cluster,
+    leader: &mut u64,
+    expected: &mut Expected,
+    key: &'static str,
+    value: &'static str,
+) -> u64 {
+    let index = cluster.write(leader, key, value).index;
+    expected.retain(|&(k, _)| k != key);
+    expected.push((key, value));
+    index
+}
+
+#[test]
+fn killed_nodes_rejoin_with_their_data() {
+    // A snapshot every 4 entries, keeping 4 behind it: the nodes build snapshots and purge
+    // their logs as the test writes, so a restart starts from a snapshot file plus a log tail,
+    // and a node that missed more than the leader kept is sent a snapshot.
+    let mut cluster = Cluster::new(3, &["--snapshot-every", "4"]);
+    for id in 1..=3 {
+        cluster.start(id, id == 1);
+    }
+    let mut leader = cluster.node(1).wait_for("leader", leader_in);
+    let mut expected = Expected::new();
+
+    // Before any node is lost, applied on every node.
+    write(&mut cluster, &mut leader, &mut expected, "plain", "one");
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "spaced",
+        "a value  with   spaces, kept exactly ",
+    );
+    let applied_everywhere = write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "replaced",
+        "before the crash",
+    );
+    for id in 1..=3 {
+        cluster.node(id).wait_applied(applied_everywhere);
     }
 
-    for node in &mut nodes {
-        node.send("quit");
+    // A follower is killed; the other two go on.
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    cluster.kill(follower);
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "replaced",
+        "after the crash",
+    );
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "while_down",
+        "written while a follower was down",
+    );
+    let mut last = 0;
+    for key in ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"] {
+        last = write(&mut cluster, &mut leader, &mut expected, key, "x y");
     }
-    let deadline = Instant::now() + DEADLINE;
-    for node in &mut nodes {
-        let status = node.wait_exit(deadline);
-        assert!(status.success(), "node {} exited with {status}", node.id);
+
+    // Started again on its dir (with --init, which must leave the cluster as it is), it finds
+    // what it had and catches up on the rest.
+    let node = cluster.start(follower, true);
+    let restored = node.restored();
+    assert!(
+        committed_in(&restored).is_some_and(|committed| committed >= applied_everywhere),
+        "node {follower} found \"{restored}\" in its dir; it had applied up to {applied_everywhere}"
+    );
+    node.wait_for("init line", |line| {
+        line.starts_with("init: ").then(|| {
+            assert_eq!(
+                line,
+                "init: already initialized (the data dir holds a cluster)"
+            );
+        })
+    });
+    node.wait_for_values(&expected);
+    node.wait_applied(last);
+    // It missed more than the leader's log kept after its snapshots: it got a snapshot.
+    let installed = "snapshot: installed the leader's, up to log index ";
+    node.wait_for_line(installed);
+    let installed: u64 = node
+        .seen
+        .iter()
+        .find_map(|line| line.strip_prefix(installed)?.parse().ok())
+        .expect("the installed snapshot's index");
+    // The snapshot it was sent is on its disk: killed again, it starts from it (or from a
+    // later one it built itself, had it applied --snapshot-every entries since).
+    cluster.kill(follower);
+    let node = cluster.start(follower, false);
+    let restored = node.restored();
+    assert!(
+        snapshot_in(&restored).is_some_and(|index| index >= installed),
+        "node {follower} was sent a snapshot up to {installed} but found \"{restored}\" in its dir"
+    );
+    node.wait_for_values(&expected);
+
+    // The leader is killed (it had applied everything: it acknowledged the last write); the
+    // other two elect one of themselves and go on.
+    let old_leader = leader;
+    cluster.kill(old_leader);
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "after_leader_loss",
+        "the new leader's write",
+    );
+    assert_ne!(
+        leader, old_leader,
+        "the write was acknowledged by a new leader"
+    );
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "spaced",
+        "replaced  by the  new leader",
+    );
+    let node = cluster.start(old_leader, true);
+    let restored = node.restored();
+    assert!(
+        committed_in(&restored).is_some_and(|committed| committed >= last),
+        "node {old_leader} (the old leader) found \"{restored}\" in its dir; it had applied up to {last}"
+    );
+    node.wait_for_values(&expected);
+
+    // Every node killed at once, once all have applied everything; each started alone, with no
+    // leader to send it anything, has every value from its own dir.
+    let last = cluster
+        .node(leader)
+        .last_applied()
+        .expect("the leader applied its writes");
+    for id in 1..=3 {
+        cluster.node(id).wait_applied(last);
     }
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        let node = cluster.start(id, false);
+        let restored = node.restored();
+        assert!(
+            committed_in(&restored).is_some_and(|committed| committed >= last),
+            "node {id} found \"{restored}\" in its dir; it had applied up to {last}"
+        );
+        for &(key, value) in &expected {
+            assert_eq!(
+                node.get(key).as_deref(),
+                Some(value),
+                "node {id}, alone, reads {key} from its dir"
+            );
+        }
+        let applied = node.last_applied();
+        assert!(
+            applied.is_some_and(|applied| applied >= last),
+            "node {id}, alone, applied up to {applied:?}, not {last}"
+        );
+        cluster.stop(id);
+    }
+}
+
+#[test]
+fn a_cut_short_append_is_dropped_and_a_damaged_log_stops_the_node() {
+    // One node is a cluster of one: its writes commit at once.
+    let mut cluster = Cluster::new(1, &[]);
+    cluster.start(1, true).wait_for("leader", leader_in);
+    let mut leader = 1;
+    let mut expected = Expected::new();
+    write(&mut cluster, &mut leader, &mut expected, "a", "first value");
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "b",
+        "second  value",
+    );
+    cluster.kill(1);
+    let log = cluster.dirs.path().join("node-1").join("log");
+    let append = |bytes: &[u8]| {
+        let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        file.write_all(bytes).unwrap();
+    };
+
+    // A crash in the middle of an append: a record's header (a 100-byte body, checksum 0) and
+    // 10 bytes of its body. The node drops them, says so, and goes on after its last whole
+    // record.
+    append(&[&100u32.to_le_bytes()[..], &[0; 4], b"{\"log_id\":"].concat());
+    let node = cluster.start(1, false);
+    node.wait_for_line(&format!(
+        "{}: dropping the last 18 bytes, an append cut short by a crash",
+        log.display()
+    ));
+    node.wait_for_values(&expected);
+    write(
+        &mut cluster,
+        &mut leader,
+        &mut expected,
+        "c",
+        "after the cut",
+    );
+    cluster.stop(1);
+
+    // A crash that left the end of the file zero-filled.
+    append(&[0; 512]);
+    let node = cluster.start(1, false);
+    node.wait_for_line(&format!(
+        "{}: dropping the last 512 bytes, an append cut short by a crash",
+        log.display()
+    ));
+    node.wait_for_values(&expected);
+    cluster.stop(1);
+
+    // One byte of the first record's body changed, with whole records after it: not a cut-short
+    // append but a damaged disk. The node refuses to start rather than drop or guess entries.
+    let mut bytes = std::fs::read(&log).unwrap();
+    let first_body = 8 + 8; // the file's magic, the record's header
+    bytes[first_body + 2] ^= 0x20;
+    std::fs::write(&log, bytes).unwrap();
+    let node = cluster.start(1, false);
+    let status = node.wait_exit(Instant::now() + DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a node on a damaged log exited with {status}"
+    );
+    node.wait_for_line(&format!(
+        "node: data dir {}: {} at byte 8: a record's checksum does not match",
+        log.parent().unwrap().display(),
+        log.display()
+    ));
 }

@@ -52,6 +52,15 @@ pub const SNAPSHOT_SIZE: usize = 64 << 20;
 /// Connections in `fan-in-1000`.
 pub const FAN_IN_CONNECTIONS: usize = 1000;
 
+/// The smoke tests' (warm-up, measured window) pairs, tried in order while a run completes
+/// nothing: short on an idle machine, wide enough for a loaded one to finish setting up.
+#[cfg(test)]
+pub(crate) const SMOKE_WINDOWS: [(Duration, Duration); 3] = [
+    (Duration::from_millis(100), Duration::from_millis(300)),
+    (Duration::from_secs(1), Duration::from_secs(2)),
+    (Duration::from_secs(5), Duration::from_secs(5)),
+];
+
 impl Scenario {
     /// Every scenario, in the order the table shows them.
     pub const ALL: [Scenario; 12] = [

@@ -289,6 +289,12 @@ impl MioDriver {
             .filter(|e| e.key == key)
     }
 
+    /// Read the clock again within a turn (for events whose time must not be the turn's).
+    fn refresh_now(&mut self) -> Instant {
+        self.now = Instant::now();
+        self.now
+    }
+
     // ---- sockets ----------------------------------------------------------------------------
 
     fn accept(&mut self) {
@@ -301,14 +307,21 @@ impl MioDriver {
             };
             match listener.accept() {
                 Ok((socket, peer)) => match self.streams.accept(socket) {
-                    Ok(stream) => match self.engine.handle_accepted(peer, self.now) {
-                        Some(key) => in_conn_span!(self.engine, key, {
-                            self.insert(key, stream, false);
-                            self.apply_actions();
-                        }),
-                        // Over a connection limit: dropping the stream closes it.
-                        None => drop(stream),
-                    },
+                    // The connection's clock (its handshake deadline) starts now, not when the
+                    // turn began: a turn draining a full accept queue can take milliseconds,
+                    // and a deadline counted from before the peer connected would close it
+                    // early. One clock read per accepted connection, off the RPC path.
+                    Ok(stream) => {
+                        let now = self.refresh_now();
+                        match self.engine.handle_accepted(peer, now) {
+                            Some(key) => in_conn_span!(self.engine, key, {
+                                self.insert(key, stream, false);
+                                self.apply_actions();
+                            }),
+                            // Over a connection limit: dropping the stream closes it.
+                            None => drop(stream),
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(%peer, error = %e, "cannot set up an accepted connection")
                     }

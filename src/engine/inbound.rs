@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use std::collections::VecDeque;
-
 use tracing::{debug, error, info, warn};
 
 use super::calls;
@@ -64,16 +62,20 @@ impl Engine {
         let per_request = (decoded_at - started)
             .checked_div(requests)
             .unwrap_or(Duration::ZERO);
+        // Whether this connection's frames wait (the Raft side holds its share): looked up once
+        // per read, then known from what each hand-over did, not looked up per frame.
+        let mut holding = self.holding(key);
         for (frame, request) in decoded.drain(..) {
-            let next = HeldFrame {
-                frame,
-                request,
-                decode_time: per_request,
-            };
-            // Once the Raft side holds this connection's share, the rest of the read waits.
-            match self.holding(key) {
-                Some(held) => held.push_back(next),
-                None => self.hand_over(key, next, decoded_at, now),
+            if !holding {
+                holding = self.hand_over(key, frame, request, per_request, decoded_at, now);
+                continue;
+            }
+            if let Some(Role::Inbound(inbound)) = self.conn_mut(key).map(|c| &mut c.role) {
+                inbound.held.push_back(HeldFrame {
+                    frame,
+                    request,
+                    decode_time: per_request,
+                });
             }
         }
         self.decoded = decoded;
@@ -82,26 +84,38 @@ impl Engine {
         }
     }
 
-    /// Where `key`'s frames wait while the Raft side holds its share of requests (`None`: hand
-    /// them over now).
-    fn holding(&mut self, key: ConnKey) -> Option<&mut VecDeque<HeldFrame>> {
-        let conn = lookup(&mut self.conns, key)?;
-        let paused = conn.paused.contains(Paused::UNANSWERED);
-        match &mut conn.role {
-            Role::Inbound(inbound) if paused || !inbound.held.is_empty() => Some(&mut inbound.held),
-            _ => None,
+    /// Whether `key`'s frames must wait rather than be handed over: the Raft side holds its
+    /// share of requests, or earlier frames wait already (order is kept). A closed connection
+    /// holds nothing: its frames are dropped.
+    fn holding(&self, key: ConnKey) -> bool {
+        let Some(conn) = self.conns.get(key.index()).filter(|c| c.key == key) else {
+            return true;
+        };
+        match &conn.role {
+            Role::Inbound(inbound) => {
+                conn.paused.contains(Paused::UNANSWERED) || !inbound.held.is_empty()
+            }
+            _ => false,
         }
     }
 
-    fn hand_over(&mut self, key: ConnKey, next: HeldFrame, decoded_at: Instant, now: Instant) {
-        let HeldFrame {
-            frame,
-            request,
-            decode_time,
-        } = next;
+    /// Hand one frame to the Raft side (a request) or to its snapshot's reader (a chunk).
+    /// Returns whether the frames after it must wait (see [`holding`](Self::holding)).
+    fn hand_over(
+        &mut self,
+        key: ConnKey,
+        frame: RawFrame,
+        request: Option<Request>,
+        decode_time: Duration,
+        decoded_at: Instant,
+        now: Instant,
+    ) -> bool {
         match request {
             Some(request) => self.serve(key, &frame, request, decode_time, decoded_at, now),
-            None => self.snapshot_chunk(key, frame, now),
+            None => {
+                self.snapshot_chunk(key, frame, now);
+                self.holding(key)
+            }
         }
     }
 
@@ -120,11 +134,17 @@ impl Engine {
             let Some(next) = inbound.held.pop_front() else {
                 return;
             };
-            self.hand_over(key, next, now, now);
+            let HeldFrame {
+                frame,
+                request,
+                decode_time,
+            } = next;
+            self.hand_over(key, frame, request, decode_time, now, now);
         }
     }
 
-    /// Hand one decoded request to the Raft side (or refuse it, at a limit).
+    /// Hand one decoded request to the Raft side (or refuse it, at a limit). Returns whether
+    /// the frames after it must wait (see [`holding`](Self::holding)).
     fn serve(
         &mut self,
         key: ConnKey,
@@ -133,34 +153,37 @@ impl Engine {
         decode_time: Duration,
         decoded_at: Instant,
         now: Instant,
-    ) {
+    ) -> bool {
         let request_id = frame.header.request_id;
         // A snapshot needs room: one per connection, `max_inbound_snapshots` in all.
         let permit = match &request {
             Request::InstallSnapshot(_) => {
                 let Some(Role::Inbound(inbound)) = self.conn(key).map(|c| &c.role) else {
-                    return;
+                    return true;
                 };
                 if !inbound.snapshots.is_empty() || inbound.refused_snapshot.is_some() {
                     self.protocol_error(key, WireError::SnapshotInProgress);
-                    return;
+                    return true;
                 }
                 match self.snapshot_permit() {
                     Some(permit) => Some(permit),
-                    None => return self.refuse_snapshot(key, frame, now),
+                    None => {
+                        self.refuse_snapshot(key, frame, now);
+                        return self.holding(key);
+                    }
                 }
             }
             _ => None,
         };
         let Some(conn) = lookup(&mut self.conns, key) else {
-            return;
+            return true;
         };
         let rpc_kind = RpcType::of(&request);
         if self.trace_calls {
             calls::request_received(&conn.span, &conn.peer, rpc_kind, request_id);
         }
         let Role::Inbound(inbound) = &mut conn.role else {
-            return;
+            return false;
         };
         let shared = &self.shared;
         shared.metrics.rpc_decode[rpc_kind as usize].record(decode_time);
@@ -224,11 +247,12 @@ impl Engine {
             }
             None => shared.consumer.shared().push(rpc),
         }
-        self.limit_unanswered(key, now);
+        let wait = self.limit_unanswered(key, now);
         if snapshot_started {
             // Its body must not stall.
             self.arm_inbound_deadline(key, now);
         }
+        wait
     }
 
     /// Answer an InstallSnapshot over `max_inbound_snapshots` with an error, stop reading, and
@@ -379,9 +403,16 @@ impl Engine {
                 conn.close_after_flush = true;
             }
         }
+        // The limits' checks look the connection up again: only when they can act.
+        let may_resume = conn.paused.contains(Paused::UNANSWERED);
+        let may_backlog = conn.send.len() >= self.shared.config.max_queued_answer_bytes;
         self.mark_dirty(key);
-        self.relieve_unanswered(key, now);
-        self.limit_answer_backlog(key, now);
+        if may_resume {
+            self.relieve_unanswered(key, now);
+        }
+        if may_backlog {
+            self.limit_answer_backlog(key, now);
+        }
     }
 
     /// Close idle pooled connections, and have every serving connection close once it has

@@ -233,18 +233,21 @@ impl Engine {
     }
 
     /// After a request was handed to the Raft side: pause at `max_unanswered_requests` or
-    /// `max_unanswered_bytes`.
-    pub(super) fn limit_unanswered(&mut self, key: ConnKey, now: Instant) {
+    /// `max_unanswered_bytes`. Returns whether the connection's next frames must wait (paused,
+    /// or closed).
+    pub(super) fn limit_unanswered(&mut self, key: ConnKey, now: Instant) -> bool {
         let config = &self.shared.config;
         let Some(conn) = self.conns.get(key.index()).filter(|c| c.key == key) else {
-            return;
+            return true;
         };
         if let Role::Inbound(i) = &conn.role
             && (i.unanswered >= config.max_unanswered_requests
                 || i.unanswered_bytes >= config.max_unanswered_bytes)
         {
             self.pause(key, Paused::UNANSWERED, now);
+            return true;
         }
+        false
     }
 
     /// After an answer was taken from the Raft side: read again once half are answered.

@@ -29,10 +29,35 @@ use crate::error::Result;
 use crate::message::*;
 
 /// A Raft server's stable identity (hashicorp `ServerID`).
+///
+/// ```
+/// use raftnet::ServerId;
+///
+/// let from_config: String = "node-2".to_string();
+/// assert_eq!(ServerId::from(&from_config).0, "node-2");
+/// assert_eq!(ServerId::from(from_config), ServerId::from("node-2"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ServerId(pub String);
 
 /// Where a Raft server can be reached (hashicorp `ServerAddress`): `host:port`.
+///
+/// Made from whatever a program holds an address as:
+///
+/// ```
+/// use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+/// use raftnet::ServerAddress;
+///
+/// let from_config: String = "10.0.0.7:7000".to_string();
+/// assert_eq!(ServerAddress::from(&from_config).0, "10.0.0.7:7000");
+/// assert_eq!(ServerAddress::from(from_config).0, "10.0.0.7:7000");
+/// assert_eq!(ServerAddress::from("node-2.internal:7000").0, "node-2.internal:7000");
+/// let v4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7001);
+/// assert_eq!(ServerAddress::from(v4).0, "127.0.0.1:7001");
+/// assert_eq!(ServerAddress::from(SocketAddr::from(v4)).0, "127.0.0.1:7001");
+/// let v6: std::net::SocketAddrV6 = "[::1]:7002".parse().unwrap();
+/// assert_eq!(ServerAddress::from(v6).0, "[::1]:7002");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ServerAddress(pub String);
 
@@ -54,6 +79,19 @@ impl From<&str> for ServerId {
     }
 }
 
+impl From<String> for ServerId {
+    /// Takes the string as it is, without a copy.
+    fn from(s: String) -> Self {
+        ServerId(s)
+    }
+}
+
+impl From<&String> for ServerId {
+    fn from(s: &String) -> Self {
+        ServerId(s.clone())
+    }
+}
+
 impl From<&str> for ServerAddress {
     fn from(s: &str) -> Self {
         ServerAddress(s.to_string())
@@ -62,6 +100,31 @@ impl From<&str> for ServerAddress {
 
 impl From<std::net::SocketAddr> for ServerAddress {
     fn from(a: std::net::SocketAddr) -> Self {
+        ServerAddress(a.to_string())
+    }
+}
+
+impl From<String> for ServerAddress {
+    /// Takes the string as it is, without a copy.
+    fn from(s: String) -> Self {
+        ServerAddress(s)
+    }
+}
+
+impl From<&String> for ServerAddress {
+    fn from(s: &String) -> Self {
+        ServerAddress(s.clone())
+    }
+}
+
+impl From<std::net::SocketAddrV4> for ServerAddress {
+    fn from(a: std::net::SocketAddrV4) -> Self {
+        ServerAddress(a.to_string())
+    }
+}
+
+impl From<std::net::SocketAddrV6> for ServerAddress {
+    fn from(a: std::net::SocketAddrV6) -> Self {
         ServerAddress(a.to_string())
     }
 }
