@@ -33,7 +33,7 @@
 
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use raftnet_bench::pin::{self, Placement};
 use raftnet_bench::raftnet_impl::RaftnetImpl;
 use raftnet_bench::raw;
@@ -103,6 +103,9 @@ struct Group {
     /// stays at a few minutes.
     sample_size: usize,
     measurement_time: Duration,
+    /// `Flat` where an iteration takes tens of milliseconds (criterion's advice: its linear
+    /// sampling would need more time than the group is given).
+    sampling_mode: SamplingMode,
 }
 
 fn groups() -> [Group; 7] {
@@ -113,6 +116,7 @@ fn groups() -> [Group; 7] {
         reference: Some(Reference::PingPong),
         sample_size: 30,
         measurement_time: Duration::from_secs(3),
+        sampling_mode: SamplingMode::Auto,
     };
     let entry_bytes =
         |scenario: Scenario| scenario.entries().map_or(0, |(n, size)| (n * size) as u64);
@@ -127,6 +131,7 @@ fn groups() -> [Group; 7] {
             reference: None,
             sample_size: 30,
             measurement_time: Duration::from_secs(3),
+            sampling_mode: SamplingMode::Auto,
         },
         Group {
             scenario: Scenario::Append64x1kPipelined,
@@ -139,6 +144,7 @@ fn groups() -> [Group; 7] {
             }),
             sample_size: 30,
             measurement_time: Duration::from_secs(3),
+            sampling_mode: SamplingMode::Auto,
         },
         Group {
             scenario: Scenario::Append1mPipelined,
@@ -151,6 +157,7 @@ fn groups() -> [Group; 7] {
             }),
             sample_size: 20,
             measurement_time: Duration::from_secs(3),
+            sampling_mode: SamplingMode::Auto,
         },
         Group {
             scenario: Scenario::Snapshot64m,
@@ -163,6 +170,7 @@ fn groups() -> [Group; 7] {
             }),
             sample_size: 10,
             measurement_time: Duration::from_secs(5),
+            sampling_mode: SamplingMode::Flat,
         },
     ]
 }
@@ -203,7 +211,8 @@ fn compare(c: &mut Criterion) {
             .throughput(group.throughput)
             .sample_size(group.sample_size)
             .warm_up_time(Duration::from_secs(1))
-            .measurement_time(group.measurement_time);
+            .measurement_time(group.measurement_time)
+            .sampling_mode(group.sampling_mode);
         for imp in implementations {
             let what = format!("{}/{}", scenario.name(), imp.name());
             criterion_group.bench_function(imp.name(), |b| {
