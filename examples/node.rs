@@ -168,6 +168,7 @@ async fn run(args: Args) -> Result<(), Failure> {
                     m.last_applied.map(|l| l.index)
                 );
             }
+            ["metrics"] => print_metrics(&transport),
             ["quit"] => {
                 raft.shutdown().await?;
                 transport.close();
@@ -243,6 +244,14 @@ async fn set(raft: &MemRaft, peers: &BTreeMap<NodeId, String>, key: &str, value:
         }
         Err(e) => println!("write failed: {e}"),
     }
+}
+
+/// The transport's metrics in Prometheus' text format: what a scrape would return from a node
+/// that installed `metrics_exporter_prometheus`'s exporter and published on a timer.
+fn print_metrics(transport: &NetTransport) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::with_local_recorder(&recorder, || transport.metrics().publish());
+    print!("{}", recorder.handle().render());
 }
 
 async fn print_leadership_changes(raft: MemRaft) {
