@@ -465,6 +465,29 @@ fn three_processes_replicate_a_write() {
         node.wait_for_values(&[("color", "blue")]);
         node.wait_applied(written.index);
     }
+
+    // `metrics` prints the transport's metrics in Prometheus' text format: the leader has sent
+    // AppendEntries (the write's, at least) and its followers have received them.
+    let leader_node = cluster.node(leader);
+    leader_node.send("metrics");
+    let sent: u64 = leader_node.wait_for("the leader's AppendEntries sent", |line| {
+        line.strip_prefix("raftnet_callsSent{rpcType=\"AppendEntries\"} ")?
+            .parse()
+            .ok()
+    });
+    assert!(sent >= 1, "the leader sent {sent} AppendEntries");
+    let follower = if leader == 1 { 2 } else { 1 };
+    let follower_node = cluster.node(follower);
+    follower_node.send("metrics");
+    let received: u64 = follower_node.wait_for("a follower's AppendEntries received", |line| {
+        line.strip_prefix("raftnet_rpcsReceived{rpcType=\"AppendEntries\"} ")?
+            .parse()
+            .ok()
+    });
+    assert!(
+        received >= 1,
+        "node {follower} received {received} AppendEntries"
+    );
     cluster.quit_all();
 }
 

@@ -16,7 +16,9 @@
 //!   (getrusage `RUSAGE_SELF`).
 //!
 //! The harness that runs them and reports (command line, runs, results, table, JSON lines, SVG
-//! chart) is the `raftnet-bench` binary (`src/main.rs` and its modules).
+//! chart) is the `raftnet-bench` binary (`src/main.rs` and its modules). `cargo bench`
+//! (`benches/compare.rs`) runs the main scenarios of the same implementations under criterion,
+//! by operation count ([`scenario::time_operations`]).
 
 #![forbid(unsafe_code)]
 

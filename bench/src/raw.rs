@@ -5,6 +5,7 @@
 //! - [`bulk`] (reference A.c of the project's performance notes): one connection, the client
 //!   writes 1 MiB buffers with plain blocking `write(2)`s, a reader thread on the server side
 //!   reads and discards. One op = one 1 MiB write; payload = bytes written. No latencies.
+//!   ([`bulk_in_writes_of`]: the same with writes of another size.)
 //! - [`ping_pong`] (their reference A.a): one connection with `TCP_NODELAY`, the client writes
 //!   64 bytes and blocks reading 64 back; an echo thread on the server side does the reverse.
 //!   One op = one round trip, with its latency.
@@ -110,6 +111,13 @@ fn join(server: JoinHandle<std::io::Result<()>>) -> Result<(), String> {
 
 /// Bulk one-way bytes with 1 MiB writes (see the module documentation).
 pub fn bulk(control: &Control) -> Result<Sample, String> {
+    bulk_in_writes_of(BULK_WRITE, control)
+}
+
+/// [`bulk`] with writes of `write_size` bytes (one op = one write): the criterion benches'
+/// reference for a scenario that moves that many bytes per RPC (64 KiB for
+/// `append-64x1k-pipelined`).
+pub fn bulk_in_writes_of(write_size: usize, control: &Control) -> Result<Sample, String> {
     let (mut client, server) = connect_pair(|mut stream| {
         let mut buf = vec![0u8; BULK_WRITE];
         loop {
@@ -121,7 +129,7 @@ pub fn bulk(control: &Control) -> Result<Sample, String> {
             }
         }
     })?;
-    let buf = vec![0x5au8; BULK_WRITE];
+    let buf = vec![0x5au8; write_size];
     let mut sample = Sample::default();
     let mut result = Ok(());
     while !control.stopped() {
@@ -129,10 +137,7 @@ pub fn bulk(control: &Control) -> Result<Sample, String> {
             result = Err(format!("write: {e}"));
             break;
         }
-        if control.measuring() {
-            sample.ops += 1;
-            sample.payload_bytes += BULK_WRITE as u64;
-        }
+        sample.count(control, write_size as u64);
     }
     let _ = client.shutdown(Shutdown::Write);
     drop(client);
@@ -202,6 +207,16 @@ mod tests {
         assert!(s.ops > 0);
         assert_eq!(s.payload_bytes, s.ops * BULK_WRITE as u64);
         assert!(s.latencies_ns.is_empty());
+    }
+
+    #[test]
+    fn bulk_writes_the_size_asked_for() {
+        let control = Control::with_budget(3, 10);
+        let s = bulk_in_writes_of(64 << 10, &control).unwrap();
+        assert_eq!(s.ops, 10);
+        assert_eq!(s.payload_bytes, 10 * (64 << 10));
+        assert!(s.latencies_ns.is_empty());
+        assert!(control.measured_window().is_some());
     }
 
     #[test]

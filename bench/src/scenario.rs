@@ -5,10 +5,17 @@
 //! [`Control::stopped`]. Only operations that *complete* while [`Control::measuring`] count; the
 //! harness switches phases (warm-up → measure → stop) and reads CPU time and wake-ups at the
 //! edges of the measured window, so implementations never time themselves.
+//!
+//! The criterion benches (`benches/compare.rs`) run the same implementations by operation count
+//! instead of by time: a control made with [`Control::with_budget`] switches its own phases as
+//! operations complete (warm-up for a number of them, then exactly the number criterion asked
+//! for, then stop) and stamps the measured window's edges, so setup and teardown stay outside it
+//! and the drivers, with their answer checks, are the tool's own.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// A scenario, named as the issue names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,12 +143,85 @@ const STOP: u8 = 2;
 #[derive(Debug, Default, Clone)]
 pub struct Control {
     phase: Arc<AtomicU8>,
+    /// Set by [`Control::with_budget`]: the phases follow completed operations, not the harness.
+    budget: Option<Arc<Budget>>,
+}
+
+/// A run measured by operation count (see [`Control::with_budget`]).
+#[derive(Debug)]
+struct Budget {
+    /// Operations that warm up (connections dialled, pipelines filled) before the window opens.
+    warmup: u64,
+    /// Operations counted in the window.
+    measured: u64,
+    /// Operations completed so far, counted or not.
+    completed: AtomicU64,
+    /// When the last warm-up operation completed: the window opens.
+    opened: OnceLock<Instant>,
+    /// When the last counted operation completed: the window closes.
+    closed: OnceLock<Instant>,
 }
 
 impl Control {
     /// A control in the warm-up phase.
     pub fn new() -> Control {
         Control::default()
+    }
+
+    /// A control that runs by operation count, for the criterion benches: the first `warmup`
+    /// operations to complete warm up (at least one, so that the window opens when an operation
+    /// completes, after the run's setup); the window opens as the last of them completes and
+    /// closes as the next `measured` have, and the control stops the run there. The drivers
+    /// need nothing else: they check [`Control::stopped`] and [`Sample::record`] their
+    /// completions as with the harness. [`Control::measured_window`] gives the window's length.
+    ///
+    /// A pipelined driver has operations in flight when the window opens and when it closes,
+    /// so the window measures its steady state. With several threads completing operations at
+    /// once, the stamp of an edge may come a moment after the completion that set it; the
+    /// scenarios the benches run complete on one thread.
+    pub fn with_budget(warmup: u64, measured: u64) -> Control {
+        Control {
+            phase: Arc::default(),
+            budget: Some(Arc::new(Budget {
+                warmup: warmup.max(1),
+                measured,
+                completed: AtomicU64::new(0),
+                opened: OnceLock::new(),
+                closed: OnceLock::new(),
+            })),
+        }
+    }
+
+    /// For a control [`with_budget`](Control::with_budget): the time from the completion of the
+    /// last warm-up operation to that of the last counted one, once the run got that far.
+    pub fn measured_window(&self) -> Option<Duration> {
+        let budget = self.budget.as_ref()?;
+        let (opened, closed) = (budget.opened.get()?, budget.closed.get()?);
+        Some(closed.duration_since(*opened))
+    }
+
+    /// An operation completed: whether it counts. Under the harness, it counts while
+    /// [`measuring`](Control::measuring); under a budget, this moves the phases as the budget
+    /// says.
+    pub fn complete_operation(&self) -> bool {
+        let Some(budget) = &self.budget else {
+            return self.measuring();
+        };
+        let n = budget.completed.fetch_add(1, Ordering::Relaxed) + 1;
+        let last = budget.warmup + budget.measured;
+        if n < budget.warmup || n > last {
+            return false;
+        }
+        if n == budget.warmup {
+            let _ = budget.opened.set(Instant::now());
+            self.start_measuring();
+        }
+        if n == last {
+            let _ = budget.closed.set(Instant::now());
+            self.stop();
+        }
+        // The last warm-up operation opens the window; it is not in it.
+        n > budget.warmup
     }
 
     /// Whether completions count now.
@@ -164,10 +244,56 @@ impl Control {
         self.phase.store(STOP, Ordering::Relaxed);
     }
 
-    /// (Harness) back to warm-up, to reuse a control.
+    /// (Harness) back to warm-up, to reuse a control (one without a budget: a budget runs once).
     pub fn reset(&self) {
         self.phase.store(WARMUP, Ordering::Relaxed);
     }
+}
+
+/// How long a run waits for its budget before [`time_operations`] stops it and gives up: far
+/// beyond any sample criterion sizes (seconds), short of hanging a CI job for good.
+pub const BUDGET_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The criterion benches' runner: `run` (an [`Implementation::run`] or a raw reference) on a
+/// thread of its own, placed as a client thread as the harness places it, under
+/// [`Control::with_budget`]`(warmup, ops)`; the measured window, once exactly `ops` operations
+/// were counted in it and the run returned `Ok`. Anything else is an `Err` that says what: the
+/// run's own error (a wrong answer, a refused snapshot body), a run that returned before its
+/// budget, or one that counted another number of operations.
+pub fn time_operations(
+    warmup: u64,
+    ops: u64,
+    run: impl FnOnce(&Control) -> Result<Sample, String> + Send,
+) -> Result<Duration, String> {
+    let control = Control::with_budget(warmup, ops);
+    let (done, result) = std::sync::mpsc::channel();
+    let sample = std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::pin::pin_client_thread();
+            let _ = done.send(run(&control));
+        });
+        result.recv_timeout(BUDGET_TIMEOUT).unwrap_or_else(|e| {
+            // Let the run wind down (the scope joins it) and say why it ended.
+            control.stop();
+            Err(match e {
+                RecvTimeoutError::Timeout => format!(
+                    "{ops} operations not done within {} s",
+                    BUDGET_TIMEOUT.as_secs()
+                ),
+                RecvTimeoutError::Disconnected => "the run panicked".into(),
+            })
+        })
+    })?;
+    let window = control
+        .measured_window()
+        .ok_or("the run returned before its budget was done")?;
+    if sample.ops != ops {
+        return Err(format!(
+            "the run counted {} operations, expected {ops}",
+            sample.ops
+        ));
+    }
+    Ok(window)
 }
 
 /// What one run produced inside the measured window.
@@ -192,12 +318,20 @@ impl Sample {
         self.latencies_ns.extend(other.latencies_ns);
     }
 
-    /// Count one completed operation, if measuring.
+    /// Count one completed operation, if it counts ([`Control::complete_operation`]).
     pub fn record(&mut self, control: &Control, latency: Duration, payload_bytes: u64) {
-        if control.measuring() {
+        if control.complete_operation() {
             self.ops += 1;
             self.payload_bytes += payload_bytes;
             self.latencies_ns.push(latency.as_nanos() as u64);
+        }
+    }
+
+    /// Count one completed operation without a latency (a one-way write), if it counts.
+    pub fn count(&mut self, control: &Control, payload_bytes: u64) {
+        if control.complete_operation() {
+            self.ops += 1;
+            self.payload_bytes += payload_bytes;
         }
     }
 }
@@ -212,4 +346,146 @@ pub trait Implementation: Send + Sync {
     /// inside [`crate::pin::as_server`], client-side ones inside [`crate::pin::as_client`], so
     /// the `--pin` placement applies to both implementations alike.
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver as the implementations write them: complete operations until stopped, each
+    /// taking `each`, after `setup`; the instants around the window's edges, for the checks.
+    struct Driven {
+        sample: Sample,
+        /// Just before the last warm-up operation completed.
+        before_open: Instant,
+        /// Just after the last counted one completed.
+        after_close: Instant,
+        /// Operations the driver completed in all (it stops at the control's word).
+        completed: u64,
+    }
+
+    fn drive(control: &Control, warmup: u64, setup: Duration, each: Duration) -> Driven {
+        std::thread::sleep(setup);
+        let (mut before_open, mut after_close) = (Instant::now(), Instant::now());
+        let mut sample = Sample::default();
+        let mut completed = 0;
+        while !control.stopped() && completed < 1000 {
+            std::thread::sleep(each);
+            completed += 1;
+            if completed == warmup {
+                before_open = Instant::now();
+            }
+            sample.record(control, Duration::from_micros(completed), 10);
+            after_close = Instant::now();
+        }
+        Driven {
+            sample,
+            before_open,
+            after_close,
+            completed,
+        }
+    }
+
+    #[test]
+    fn a_budget_counts_exactly_its_operations_after_the_warm_up() {
+        let control = Control::with_budget(3, 5);
+        assert!(!control.measuring() && !control.stopped());
+        assert_eq!(control.measured_window(), None);
+        let each = Duration::from_millis(10);
+        let d = drive(&control, 3, Duration::from_millis(200), each);
+        // Operations 4 to 8 count, with their latencies and payloads; the driver stopped there.
+        assert_eq!(d.completed, 8);
+        assert_eq!(d.sample.ops, 5);
+        assert_eq!(d.sample.payload_bytes, 50);
+        assert_eq!(d.sample.latencies_ns, [4000, 5000, 6000, 7000, 8000]);
+        assert!(control.stopped() && !control.measuring());
+        // The window spans the five counted operations (each slept 10 ms) and nothing before
+        // the last warm-up operation (the 200 ms of setup): bounds from the same clock.
+        let window = control.measured_window().expect("the budget was done");
+        assert!(window >= 5 * each, "{window:?}");
+        assert!(window <= d.after_close - d.before_open, "{window:?}");
+    }
+
+    #[test]
+    fn a_budget_warms_up_with_one_operation_at_least() {
+        let control = Control::with_budget(0, 2);
+        let d = drive(&control, 1, Duration::ZERO, Duration::ZERO);
+        assert_eq!((d.completed, d.sample.ops), (3, 2));
+        assert_eq!(d.sample.latencies_ns, [2000, 3000]);
+    }
+
+    #[test]
+    fn without_a_budget_the_harness_sets_the_phases() {
+        let control = Control::new();
+        let mut sample = Sample::default();
+        sample.record(&control, Duration::from_micros(1), 1);
+        control.start_measuring();
+        sample.record(&control, Duration::from_micros(2), 1);
+        sample.count(&control, 7);
+        control.stop();
+        sample.record(&control, Duration::from_micros(3), 1);
+        assert_eq!((sample.ops, sample.payload_bytes), (2, 8));
+        assert_eq!(sample.latencies_ns, [2000]);
+        assert_eq!(control.measured_window(), None);
+    }
+
+    #[test]
+    fn time_operations_gives_the_window_of_exactly_the_budget() {
+        let each = Duration::from_millis(2);
+        let window = time_operations(2, 10, |c| Ok(drive(c, 2, Duration::ZERO, each).sample));
+        assert!(window.unwrap() >= 10 * each);
+    }
+
+    /// The tool's implementations and references run under a budget as under the harness:
+    /// exactly the operations asked for, answers checked (`time_operations` is `Ok` only then).
+    #[test]
+    fn time_operations_runs_the_tools_implementations() {
+        use crate::raftnet_impl::RaftnetImpl;
+        use crate::tokio_impl::TokioImpl;
+        let implementations: [&dyn Implementation; 2] = [&RaftnetImpl, &TokioImpl::default()];
+        for imp in implementations {
+            for (scenario, warmup) in [
+                (Scenario::VoteSeq, 4),
+                (Scenario::Append64x1kPipelined, 2 * PIPELINE_DEPTH as u64),
+            ] {
+                let what = format!("{} {}", imp.name(), scenario.name());
+                let window = time_operations(warmup, 50, |c| imp.run(scenario, c))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert!(window > Duration::ZERO, "{what}");
+            }
+        }
+        assert!(time_operations(4, 50, crate::raw::ping_pong).is_ok());
+        assert!(time_operations(4, 50, |c| crate::raw::bulk_in_writes_of(64 << 10, c)).is_ok());
+    }
+
+    #[test]
+    fn time_operations_refuses_what_is_not_the_budget_done_right() {
+        // The run's own error (a driver's answer check) comes through as it is.
+        let err = time_operations(1, 5, |_| -> Result<Sample, String> {
+            Err("wrong answer: RequestVote(term 7, granted false)".into())
+        });
+        assert_eq!(
+            err,
+            Err("wrong answer: RequestVote(term 7, granted false)".into())
+        );
+        // A run that returns before its budget is done.
+        let err = time_operations(1, 5, |c| {
+            let mut sample = Sample::default();
+            for _ in 0..3 {
+                sample.record(c, Duration::ZERO, 0);
+            }
+            Ok(sample)
+        });
+        assert_eq!(
+            err,
+            Err("the run returned before its budget was done".into())
+        );
+        // A run that counts operations the budget did not (here: its own, after the stop).
+        let err = time_operations(1, 5, |c| {
+            let mut sample = drive(c, 1, Duration::ZERO, Duration::ZERO).sample;
+            sample.ops += 1;
+            Ok(sample)
+        });
+        assert_eq!(err, Err("the run counted 6 operations, expected 5".into()));
+    }
 }

@@ -17,6 +17,7 @@
 //!                 leader takes it; a follower names the leader)
 //! get KEY         read this node's own state machine (a local read: it may lag the leader)
 //! status          this node's view: role, term, leader, log and applied index, voters
+//! metrics         this node's transport metrics, in Prometheus' text format
 //! quit            stop this node
 //! ```
 //!
@@ -49,7 +50,7 @@ type NodeRaft = Raft<TypeConfig>;
 type Failure = Box<dyn Error + Send + Sync>;
 
 /// What the commands are, printed for a line that is none of them.
-const COMMANDS: &str = "commands: set KEY VALUE | get KEY | status | quit";
+const COMMANDS: &str = "commands: set KEY VALUE | get KEY | status | metrics | quit";
 
 /// The default of `--snapshot-every`.
 const SNAPSHOT_EVERY: u64 = 1000;
@@ -238,6 +239,7 @@ async fn run(args: Args) -> Result<(), Failure> {
                 _ => println!("usage: get KEY"),
             },
             "status" => print_status(&raft),
+            "metrics" => print_metrics(&transport),
             "quit" => {
                 raft.shutdown().await?;
                 transport.close();
@@ -418,4 +420,12 @@ fn resolve(addr: &str) -> Result<SocketAddr, Failure> {
     addr.to_socket_addrs()?
         .next()
         .ok_or_else(|| format!("{addr} does not resolve").into())
+}
+
+/// The transport's metrics in Prometheus' text format: what a scrape would return from a node
+/// that installed `metrics_exporter_prometheus`'s exporter and published on a timer.
+fn print_metrics(transport: &NetTransport) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::with_local_recorder(&recorder, || transport.metrics().publish());
+    print!("{}", recorder.handle().render());
 }

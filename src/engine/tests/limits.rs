@@ -146,13 +146,13 @@ fn a_header_alone_does_not_reserve_its_declared_length() {
 fn a_body_arriving_grows_the_buffer_with_what_arrived() {
     let mut node = Node::new(config());
     let key = node.accept(PEER, *START).unwrap();
-    let payload: &'static [u8] = Box::leak(vec![7u8; 4 << 20].into_boxed_slice());
+    let payload = Bytes::from(vec![7u8; 4 << 20]);
     let bytes = Peer::new()
         .request(
             1,
             Lane::Control,
             AppendEntriesRequest {
-                entries: vec![Log::command(1, 1, payload)],
+                entries: vec![Log::command(1, 1, payload.clone())],
                 ..Default::default()
             },
         )
@@ -173,7 +173,7 @@ fn a_body_arriving_grows_the_buffer_with_what_arrived() {
     let Request::AppendEntries(a) = &rpc.request else {
         panic!("an append")
     };
-    assert_eq!(a.entries[0].data.as_deref(), Some(payload));
+    assert_eq!(a.entries[0].data.as_deref(), Some(&payload[..]));
 }
 
 #[test]
