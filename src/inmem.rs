@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::engine::HandlerSlot;
 use crate::error::{Error, Result};
 use crate::message::*;
 use crate::transport::call::{AnyResolver, Call, Resolver, call};
@@ -184,7 +185,7 @@ struct Inner {
     consumer: Consumer,
     config: Config,
     routes: RwLock<HashMap<ServerAddress, Route>>,
-    heartbeat: RwLock<Option<HeartbeatHandler>>,
+    handlers: HandlerSlot,
     pipelines: Mutex<Vec<(ServerAddress, Weak<PipelineShared>)>>,
     closed: AtomicBool,
     deadlines: Arc<Deadlines>,
@@ -258,7 +259,7 @@ impl InmemTransport {
                 consumer: Consumer::new(None),
                 config,
                 routes: RwLock::new(HashMap::new()),
-                heartbeat: RwLock::new(None),
+                handlers: HandlerSlot::default(),
                 pipelines: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
                 deadlines,
@@ -400,17 +401,18 @@ impl Inner {
         });
         let rpc = Rpc::new(request, snapshot, responder, None, Instant::now());
         let heartbeat = matches!(&rpc.request, Request::AppendEntries(r) if r.is_heartbeat());
-        if heartbeat {
-            let handler = peer
-                .heartbeat
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Some(handler) = handler {
+        let handlers = peer.handlers.get();
+        let rpc = match (handlers.heartbeat.filter(|_| heartbeat), handlers.service) {
+            (Some(handler), _) => serve_here(|| {
                 handler(rpc);
-                return;
-            }
-        }
+                None
+            }),
+            (None, Some(service)) => serve_here(|| service.serve(rpc)),
+            (None, None) => Some(rpc),
+        };
+        let Some(rpc) = rpc else {
+            return;
+        };
         peer.consumer.shared().push(rpc);
     }
 
@@ -579,11 +581,11 @@ impl Transport for InmemTransport {
     }
 
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
-        *self
-            .inner
-            .heartbeat
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = handler;
+        self.inner.handlers.set_heartbeat(handler);
+    }
+
+    fn set_service(&self, service: Option<Arc<dyn Service>>) {
+        self.inner.handlers.set_service(service);
     }
 
     /// Nothing to reset in memory.
@@ -659,6 +661,16 @@ impl PipelineBackend for InmemPipeline {
     }
 
     fn close(&self) {}
+}
+
+/// Run a handler where the sender's call delivers to it, as the network transport runs it on
+/// its own thread: a blocking wait inside panics, and a panic is caught (the RPC it held is
+/// dropped, which answers it with an error).
+fn serve_here(handler: impl FnOnce() -> Option<Rpc>) -> Option<Rpc> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::transport::wait::on_transport_thread(handler)
+    }))
+    .unwrap_or(None)
 }
 
 #[cfg(test)]

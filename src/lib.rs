@@ -107,9 +107,9 @@ pub mod wire;
 
 // The contract: what a Raft implementation calls and what it receives.
 pub use transport::{
-    AddressProvider, AppendFuture, AppendPipeline, Call, CallOptions, Consumer, DROPPED_UNANSWERED,
-    HeartbeatHandler, Responder, Rpc, ServerAddress, ServerId, SnapshotData, SnapshotReader,
-    Transport, TrySendError,
+    AddressProvider, Answers, AppendFuture, AppendPipeline, Call, CallOptions, Consumer,
+    DROPPED_UNANSWERED, HeartbeatHandler, Responder, Rpc, ServerAddress, ServerId, Service,
+    SnapshotData, SnapshotReader, Transport, TrySendError,
 };
 
 // The transports, and where the network one runs.

@@ -457,7 +457,11 @@ impl Transport for NetTransport {
     }
 
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
-        self.shared.heartbeat.set(handler);
+        self.shared.handlers.set_heartbeat(handler);
+    }
+
+    fn set_service(&self, service: Option<Arc<dyn Service>>) {
+        self.shared.handlers.set_service(service);
     }
 
     fn close_streams(&self) {

@@ -203,7 +203,7 @@ fn compare(c: &mut Criterion) {
         placement.name(),
         Flavor::best_for(placement).name()
     );
-    let implementations: [&dyn Implementation; 2] = [&RaftnetImpl, &tokio];
+    let implementations: [&dyn Implementation; 2] = [&RaftnetImpl::default(), &tokio];
     for group in groups() {
         let scenario = group.scenario;
         let mut criterion_group = c.benchmark_group(scenario.name());

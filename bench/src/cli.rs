@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use raftnet_bench::cluster;
 use raftnet_bench::pin::Placement;
+use raftnet_bench::raftnet_impl::Serve;
 use raftnet_bench::scenario::Scenario;
 use raftnet_bench::tokio_impl::Flavor;
 
@@ -45,6 +46,12 @@ options:
                         (default: auto = the flavour measured best for the placement:
                         see BENCHMARKS.md; current = new_current_thread, its server
                         on a thread of its own; multiN = new_multi_thread, N workers)
+  --raftnet-serve service|consumer
+                        how raftnet's server answers in the RPC scenarios (default:
+                        service = a raftnet::Service answers on the transport's own
+                        thread, as tokio's server answers in its connection task;
+                        consumer = a Raft-loop thread takes RPCs in batches from the
+                        Consumer; snapshots always go to the consumer)
   --json                one JSON object per line and implementation instead of the table
   --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
   --no-svg              write no chart
@@ -86,6 +93,8 @@ pub(crate) struct Options {
     pub(crate) reactor: cluster::Reactor,
     /// The tokio baseline's runtime flavour; `None`: the best measured for the placement.
     pub(crate) tokio_runtime: Option<Flavor>,
+    /// How raftnet's server answers.
+    pub(crate) raftnet_serve: Serve,
     pub(crate) json: bool,
     pub(crate) svg: Option<PathBuf>,
     pub(crate) raw: bool,
@@ -119,6 +128,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     let mut placement = Placement::Same;
     let mut reactor = cluster::Reactor::Task;
     let mut tokio_runtime = None;
+    let mut raftnet_serve = Serve::Service;
     let mut json = false;
     let mut svg = Some(default_svg_path());
     let mut no_svg = false;
@@ -140,6 +150,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 | "--pin"
                 | "--reactor"
                 | "--tokio-runtime"
+                | "--raftnet-serve"
                 | "--svg"
         );
         let value = if takes_value {
@@ -213,6 +224,11 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                     })?),
                 }
             }
+            "--raftnet-serve" => {
+                raftnet_serve = Serve::from_name(&value).ok_or_else(|| {
+                    format!("--raftnet-serve: expected service or consumer, not {value}")
+                })?
+            }
             "--json" => json = true,
             "--svg" => svg = Some(PathBuf::from(value)),
             "--no-svg" => no_svg = true,
@@ -240,6 +256,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         placement,
         reactor,
         tokio_runtime,
+        raftnet_serve,
         json,
         svg: if no_svg { None } else { svg },
         raw,
@@ -315,6 +332,11 @@ mod tests {
             Some(Flavor::MultiThread(1))
         );
         assert_eq!(opts("--tokio-runtime auto").tokio_runtime, None);
+        assert_eq!(o.raftnet_serve, Serve::Service);
+        assert_eq!(
+            opts("--raftnet-serve consumer").raftnet_serve,
+            Serve::Consumer
+        );
 
         // `cluster` selects the three cluster scenarios.
         let o = opts("--scenario cluster,vote-seq");

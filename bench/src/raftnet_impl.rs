@@ -1,7 +1,8 @@
 //! The scenarios on raftnet's `NetTransport`.
 //!
 //! Both ends live in this process: a server transport whose "Raft side" is a consumer thread
-//! answering at once (and, for heartbeats where the scenario says so, the heartbeat fast-path
+//! answering at once, taking RPCs in batches and answering each batch together
+//! (`Consumer::recv_batch`, `Answers`) as a Raft loop can (and, for heartbeats where the scenario says so, the heartbeat fast-path
 //! handler on its reactor), and a client transport driven by load threads.
 //!
 //! Every answer is checked against what the scenario fixes ([`Answer`]: term, success or
@@ -17,17 +18,46 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftnet::message::*;
 use raftnet::{
-    AppendPipeline, CallOptions, Config, NetTransport, Rpc, ServerAddress, ServerId,
-    SnapshotReader, Transport,
+    Answers, AppendPipeline, CallOptions, Config, Consumer, NetTransport, Rpc, ServerAddress,
+    ServerId, SnapshotReader, Transport,
 };
 
 use crate::check::{Answer, BodyCheck, Findings, PREV_INDEX, TERM, VOTE_TERM, snapshot_body};
 use crate::pin;
 use crate::scenario::*;
 
+/// The most RPCs the server's Raft loop takes at once.
+const CONSUMER_BATCH: usize = 256;
+
 /// raftnet's side of the comparison.
-#[derive(Debug, Default)]
-pub struct RaftnetImpl;
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RaftnetImpl {
+    /// How the server answers.
+    pub serve: Serve,
+}
+
+/// How raftnet's server answers (`--raftnet-serve`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// A [`raftnet::Service`] answers on the transport's own thread (as tokio's server answers
+    /// in its connection task); snapshots, whose bodies are read blocking, go to the consumer.
+    #[default]
+    Service,
+    /// A Raft-loop thread takes RPCs in batches from the consumer (heartbeats, where the
+    /// scenario says so, through the heartbeat handler).
+    Consumer,
+}
+
+impl Serve {
+    /// The choice `--raftnet-serve` names.
+    pub fn from_name(name: &str) -> Option<Serve> {
+        match name {
+            "service" => Some(Serve::Service),
+            "consumer" => Some(Serve::Consumer),
+            _ => None,
+        }
+    }
+}
 
 fn config(in_flight: usize) -> Config {
     Config::default()
@@ -121,7 +151,13 @@ fn check_snapshot(reader: Option<SnapshotReader>, declared: i64) -> Result<(), S
 /// Answers every RPC at once, as a Raft loop whose log is in memory would; a snapshot only
 /// after its body checked out (else `success: false`, and the reason goes to `findings`).
 fn answer(mut rpc: Rpc, findings: &Findings) {
-    let response = match &rpc.request {
+    let response = response(&mut rpc, findings);
+    rpc.respond(Ok(response));
+}
+
+/// The answer [`answer`] gives.
+fn response(rpc: &mut Rpc, findings: &Findings) -> Response {
+    match &rpc.request {
         Request::AppendEntries(a) => Response::AppendEntries(AppendEntriesResponse {
             header: header(),
             term: a.term,
@@ -153,8 +189,20 @@ fn answer(mut rpc: Rpc, findings: &Findings) {
             term: p.term,
             granted: true,
         }),
-    };
-    rpc.respond(Ok(response));
+    }
+}
+
+/// A Raft loop taking its RPCs in batches and answering each batch together.
+fn serve_batches(consumer: &Consumer, findings: &Findings) {
+    let mut batch = Vec::with_capacity(CONSUMER_BATCH);
+    let mut answers = Answers::new();
+    while consumer.recv_batch(&mut batch, CONSUMER_BATCH).is_ok() {
+        for mut rpc in batch.drain(..) {
+            let response = response(&mut rpc, findings);
+            answers.add(rpc.responder, Ok(response));
+        }
+        answers.send();
+    }
 }
 
 struct Server {
@@ -166,13 +214,28 @@ struct Server {
 
 impl Server {
     /// A server transport with `consumers` Raft-side threads, and the heartbeat fast path if
-    /// `fast_heartbeats`.
-    fn start(in_flight: usize, consumers: usize, fast_heartbeats: bool) -> Result<Server, String> {
+    /// `fast_heartbeats`, or answering through a service if `serve` says so.
+    fn start(
+        in_flight: usize,
+        consumers: usize,
+        fast_heartbeats: bool,
+        serve: Serve,
+    ) -> Result<Server, String> {
         pin::as_server(|| {
             let transport = NetTransport::bind("127.0.0.1:0", None, config(in_flight))
                 .map_err(|e| e.to_string())?;
             let findings = Findings::new();
-            if fast_heartbeats {
+            if serve == Serve::Service {
+                let findings = findings.clone();
+                transport.set_service(Some(Arc::new(move |mut rpc: Rpc| {
+                    if matches!(rpc.request, Request::InstallSnapshot(_)) {
+                        return Some(rpc);
+                    }
+                    let response = response(&mut rpc, &findings);
+                    rpc.respond(Ok(response));
+                    None
+                })));
+            } else if fast_heartbeats {
                 let findings = findings.clone();
                 transport.set_heartbeat_handler(Some(Arc::new(move |rpc| answer(rpc, &findings))));
             }
@@ -181,9 +244,7 @@ impl Server {
                     let consumer = transport.consumer().clone();
                     let findings = findings.clone();
                     std::thread::spawn(move || {
-                        while let Ok(rpc) = consumer.recv() {
-                            answer(rpc, &findings);
-                        }
+                        serve_batches(&consumer, &findings);
                     })
                 })
                 .collect();
@@ -382,7 +443,7 @@ impl Implementation for RaftnetImpl {
         } else {
             1
         };
-        let server = Server::start(depth, consumers, fast_heartbeats)?;
+        let server = Server::start(depth, consumers, fast_heartbeats, self.serve)?;
         let to = server.addr();
         let client = client(depth)?;
         let result = match scenario {
@@ -483,7 +544,8 @@ impl Implementation for RaftnetImpl {
 mod tests {
     use super::*;
 
-    /// Every scenario runs and completes operations (a smoke test; no timing assertions).
+    /// Every scenario runs and completes operations, with either way of serving (a smoke test;
+    /// no timing assertions).
     /// `cargo test --release -p raftnet-bench raftnet_impl -- --nocapture` prints rough rates.
     ///
     /// The windows widen when a run completes nothing: on a loaded machine, setting up
@@ -491,13 +553,23 @@ mod tests {
     /// window, which says nothing about the transport; no operation in the widest window does.
     #[test]
     fn every_scenario_completes_operations() {
-        for scenario in Scenario::ALL {
+        let runs = Scenario::ALL.into_iter().flat_map(|scenario| {
+            // The cluster scenarios run openraft's own serving, whatever `serve` says.
+            let serves: &[Serve] = if scenario.cluster_clients().is_some() {
+                &[Serve::Service]
+            } else {
+                &[Serve::Service, Serve::Consumer]
+            };
+            serves.iter().map(move |&serve| (scenario, serve))
+        });
+        for (scenario, serve) in runs {
+            let imp = RaftnetImpl { serve };
             let mut windows = crate::scenario::SMOKE_WINDOWS.iter().peekable();
             while let Some(&(warmup, window)) = windows.next() {
                 let control = Control::new();
                 let started = Instant::now();
                 let sample = std::thread::scope(|s| {
-                    let run = s.spawn(|| RaftnetImpl.run(scenario, &control));
+                    let run = s.spawn(|| imp.run(scenario, &control));
                     std::thread::sleep(warmup);
                     control.start_measuring();
                     std::thread::sleep(window);
@@ -518,8 +590,9 @@ mod tests {
                     scenario.name()
                 );
                 eprintln!(
-                    "{:<24} {:>10.0} ops/s {:>8.1} MB/s (run took {:?})",
+                    "{:<24} {:<8?} {:>10.0} ops/s {:>8.1} MB/s (run took {:?})",
                     scenario.name(),
+                    serve,
                     sample.ops as f64 / window.as_secs_f64(),
                     sample.payload_bytes as f64 / window.as_secs_f64() / 1e6,
                     started.elapsed()
@@ -538,7 +611,7 @@ mod checks {
 
     #[test]
     fn a_wrong_term_ends_the_driver() {
-        let server = Server::start(1, 1, true).unwrap();
+        let server = Server::start(1, 1, true, Serve::Consumer).unwrap();
         let to = server.addr();
         let client = client(1).unwrap();
         let control = Control::new();
@@ -565,7 +638,7 @@ mod checks {
 
     #[test]
     fn a_flipped_snapshot_byte_is_refused() {
-        let server = Server::start(1, 1, false).unwrap();
+        let server = Server::start(1, 1, false, Serve::Consumer).unwrap();
         let to = server.addr();
         let client = client(1).unwrap();
         let mut body = snapshot_body().to_vec();

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use raftnet_bench::cluster;
 use raftnet_bench::measure::{Snapshot, Window};
 use raftnet_bench::pin;
-use raftnet_bench::raftnet_impl::RaftnetImpl;
+use raftnet_bench::raftnet_impl::{RaftnetImpl, Serve};
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::{Control, Implementation, Sample, Scenario};
 use raftnet_bench::tokio_impl::{Flavor, TokioImpl};
@@ -291,10 +291,13 @@ pub(crate) fn run_all(
 pub(crate) fn implementations(
     choice: ImplChoice,
     tokio_runtime: Option<Flavor>,
+    raftnet_serve: Serve,
 ) -> Vec<Arc<dyn Implementation>> {
     let mut v: Vec<Arc<dyn Implementation>> = Vec::new();
     if matches!(choice, ImplChoice::Raftnet | ImplChoice::Both) {
-        v.push(Arc::new(RaftnetImpl));
+        v.push(Arc::new(RaftnetImpl {
+            serve: raftnet_serve,
+        }));
     }
     if matches!(choice, ImplChoice::Tokio | ImplChoice::Both) {
         v.push(Arc::new(TokioImpl {
@@ -377,6 +380,7 @@ mod tests {
             placement: Placement::None,
             reactor: cluster::Reactor::Task,
             tokio_runtime: None,
+            raftnet_serve: Serve::Service,
             json: true,
             svg: None,
             raw: true,

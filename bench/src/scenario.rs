@@ -442,7 +442,8 @@ mod tests {
     fn time_operations_runs_the_tools_implementations() {
         use crate::raftnet_impl::RaftnetImpl;
         use crate::tokio_impl::TokioImpl;
-        let implementations: [&dyn Implementation; 2] = [&RaftnetImpl, &TokioImpl::default()];
+        let implementations: [&dyn Implementation; 2] =
+            [&RaftnetImpl::default(), &TokioImpl::default()];
         for imp in implementations {
             for (scenario, warmup) in [
                 (Scenario::VoteSeq, 4),

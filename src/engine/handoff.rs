@@ -22,7 +22,7 @@ use crate::message::*;
 use crate::metrics::{RpcType, TransportMetrics, add};
 pub(crate) use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
-use crate::transport::rpc::{AnswerRoute, ResponseSink};
+use crate::transport::rpc::{Answer, AnswerRoute, ResponseSink};
 use crate::wire::*;
 
 /// How a driver is woken from its sleep: an eventfd write for the mio thread, a task
@@ -103,6 +103,8 @@ pub(crate) enum Completion {
         result: Result<Response, String>,
         taken_at: Option<Instant>,
     },
+    /// Answers given together ([`Answers`](crate::Answers)), in order.
+    Responses(Vec<Answer>),
     /// A snapshot reader caught up: read its connection again.
     ResumeRead { conn: ConnKey },
 }
@@ -224,5 +226,11 @@ impl ResponseSink for HandoffSink {
             result,
             taken_at,
         });
+    }
+
+    fn respond_all(&self, answers: &mut Vec<Answer>) {
+        // The batch's vector goes along (one allocation per batch, for the next one).
+        self.0
+            .complete(Completion::Responses(std::mem::take(answers)));
     }
 }

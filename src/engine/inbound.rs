@@ -1,6 +1,7 @@
-//! The serving side: requests arriving on accepted connections go to the consumer (heartbeats
-//! to the heartbeat handler, right here on the engine's thread, when one is installed), snapshot
-//! bodies to their readers with flow control, and the Raft side's answers back out.
+//! The serving side: requests arriving on accepted connections go to the heartbeat handler or
+//! the [`Service`](crate::Service), right here on the engine's thread, when one is installed,
+//! and otherwise to the consumer (all of one read's together); snapshot bodies go to their
+//! readers with flow control, and the Raft side's answers back out.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use crate::message::{Message, MessageType, Request, Response};
 use crate::metrics::{RpcType, add};
 use crate::transport::rpc::{AnswerRoute, Responder, Rpc};
 use crate::transport::snapshot::{Flow, SnapshotReader, SnapshotStream};
+use crate::transport::wait;
 use crate::wire::{Flags, RawFrame, WireError};
 
 impl Engine {
@@ -119,8 +121,21 @@ impl Engine {
         }
     }
 
+    /// Hand the RPCs staged for the consumer (by one read, or one release of held frames) to
+    /// it together: one queue notification for all of them.
+    pub(super) fn publish_staged(&mut self) {
+        if !self.staged.is_empty() {
+            self.shared.consumer.shared().push_all(&mut self.staged);
+        }
+    }
+
     /// The Raft side has room again: hand over the held frames, in order, until it is full.
     pub(super) fn release_held(&mut self, key: ConnKey, now: Instant) {
+        self.release_held_frames(key, now);
+        self.publish_staged();
+    }
+
+    fn release_held_frames(&mut self, key: ConnKey, now: Instant) {
         loop {
             let Some(conn) = lookup(&mut self.conns, key) else {
                 return;
@@ -224,28 +239,30 @@ impl Engine {
         };
         let snapshot_started = snapshot.is_some();
         let rpc = Rpc::new(request, snapshot, responder, Some(conn.peer), decoded_at);
-        let handler = if rpc_kind == RpcType::Heartbeat {
-            shared.heartbeat.get()
+        shared.handlers.refresh(&mut self.handlers);
+        let handlers = &self.handlers.1;
+        let heartbeat_handler = handlers
+            .heartbeat
+            .as_ref()
+            .filter(|_| rpc_kind == RpcType::Heartbeat);
+        let (span, peer) = (&conn.span, conn.peer);
+        let given_back = if let Some(handler) = heartbeat_handler {
+            add(&shared.metrics.heartbeats_fast_path, 1);
+            serve_here(span, peer, "the heartbeat handler", || {
+                handler(rpc);
+                None
+            })
+        } else if let Some(service) = &handlers.service {
+            serve_here(span, peer, "the service", || service.serve(rpc))
         } else {
-            None
+            Some(rpc)
         };
-        match handler {
-            Some(handler) => {
-                add(&shared.metrics.heartbeats_fast_path, 1);
-                // A panicking handler must not take the engine (and every connection) with it.
-                // The unanswered RPC is dropped during unwinding, which answers it with an error.
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(rpc)));
-                if outcome.is_err() {
-                    let (span, peer) = (&conn.span, conn.peer);
-                    error!(parent: span, %peer, "the heartbeat handler panicked");
-                }
-                // From decoding to handled: this handler's time and that of the heartbeats
-                // before it in the batch, as a queued RPC's is the time it waited to be taken.
-                shared.metrics.rpc_enqueue[rpc_kind as usize]
-                    .record((self.clock)().saturating_duration_since(decoded_at));
-            }
-            None => shared.consumer.shared().push(rpc),
+        match given_back {
+            Some(rpc) => self.staged.push(rpc),
+            // From decoding to handled: the handler's time and that of the RPCs before it in the
+            // read, as a queued RPC's is the time it waited to be taken.
+            None => shared.metrics.rpc_enqueue[rpc_kind as usize]
+                .record((self.clock)().saturating_duration_since(decoded_at)),
         }
         let wait = self.limit_unanswered(key, now);
         if snapshot_started {
@@ -433,4 +450,23 @@ impl Engine {
             self.mark_dirty(key);
         }
     }
+}
+
+/// Run a handler (the heartbeat handler or the service) on the engine's thread: a blocking wait
+/// inside it panics instead of hanging the transport (see `wait::on_transport_thread`), and a
+/// panic is caught, so the engine (and every connection) outlives it. The RPC the handler held
+/// is dropped while unwinding, which answers it with an error.
+fn serve_here(
+    span: &tracing::Span,
+    peer: std::net::SocketAddr,
+    who: &str,
+    handler: impl FnOnce() -> Option<Rpc>,
+) -> Option<Rpc> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait::on_transport_thread(handler)
+    }));
+    outcome.unwrap_or_else(|_| {
+        error!(parent: span, %peer, "{who} panicked");
+        None
+    })
 }

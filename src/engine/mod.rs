@@ -78,7 +78,7 @@ mod timer;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -97,8 +97,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::message::Request;
 use crate::metrics::{TransportMetrics, add};
-use crate::transport::HeartbeatHandler;
-use crate::transport::rpc::{Consumer, ResponseSink};
+use crate::transport::rpc::{Consumer, ResponseSink, Rpc};
+use crate::transport::{HeartbeatHandler, Service};
 use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
 
 /// Commands taken per turn: enough to batch a burst of pipelined sends into one write, few
@@ -123,28 +123,52 @@ pub(crate) struct Gauges {
     pub(crate) timers: AtomicUsize,
 }
 
-/// The heartbeat handler, behind a flag so that transports without one (most) skip the lock.
-#[derive(Default)]
-pub(crate) struct HeartbeatSlot {
-    handler: RwLock<Option<HeartbeatHandler>>,
-    installed: AtomicBool,
+/// What serves inbound RPCs on the engine's thread: the heartbeat handler and the service.
+#[derive(Clone, Default)]
+pub(crate) struct Handlers {
+    pub(crate) heartbeat: Option<HeartbeatHandler>,
+    pub(crate) service: Option<Arc<dyn Service>>,
 }
 
-impl HeartbeatSlot {
-    pub(crate) fn get(&self) -> Option<HeartbeatHandler> {
-        if !self.installed.load(Ordering::Acquire) {
-            return None;
-        }
-        self.handler
+/// The [`Handlers`] as the API sets them. The engine keeps a copy and takes the lock only when
+/// `version` moved, so serving an RPC costs an atomic load, not a lock.
+#[derive(Default)]
+pub(crate) struct HandlerSlot {
+    handlers: RwLock<Handlers>,
+    version: AtomicU64,
+}
+
+impl HandlerSlot {
+    pub(crate) fn set_heartbeat(&self, handler: Option<HeartbeatHandler>) {
+        self.update(|h| h.heartbeat = handler);
+    }
+
+    pub(crate) fn set_service(&self, service: Option<Arc<dyn Service>>) {
+        self.update(|h| h.service = service);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Handlers)) {
+        let mut handlers = self.handlers.write().unwrap_or_else(|e| e.into_inner());
+        change(&mut handlers);
+        // Under the lock: a reader that sees the new version reads the new handlers.
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The handlers as they are now.
+    pub(crate) fn get(&self) -> Handlers {
+        self.handlers
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub(crate) fn set(&self, handler: Option<HeartbeatHandler>) {
-        let installed = handler.is_some();
-        *self.handler.write().unwrap_or_else(|e| e.into_inner()) = handler;
-        self.installed.store(installed, Ordering::Release);
+    /// Bring `cached` (the handlers with the version they were read at) up to date.
+    pub(crate) fn refresh(&self, cached: &mut (u64, Handlers)) {
+        let version = self.version.load(Ordering::Acquire);
+        if version != cached.0 {
+            let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
+            *cached = (self.version.load(Ordering::Acquire), handlers.clone());
+        }
     }
 }
 
@@ -154,7 +178,7 @@ pub(crate) struct Shared {
     pub(crate) handoff: Arc<Handoff>,
     pub(crate) sink: Arc<dyn ResponseSink>,
     pub(crate) consumer: Consumer,
-    pub(crate) heartbeat: HeartbeatSlot,
+    pub(crate) handlers: HandlerSlot,
     pub(crate) metrics: Arc<TransportMetrics>,
     pub(crate) gauges: Gauges,
 }
@@ -168,7 +192,7 @@ impl Shared {
             sink: Arc::new(HandoffSink(handoff.clone())),
             handoff,
             consumer: Consumer::new(Some(metrics.clone())),
-            heartbeat: HeartbeatSlot::default(),
+            handlers: HandlerSlot::default(),
             metrics,
             gauges: Gauges::default(),
             config,
@@ -244,6 +268,11 @@ pub(crate) struct Engine {
     frames: Vec<RawFrame>,
     /// Scratch for the decoded requests of one read on a serving connection.
     decoded: Vec<(RawFrame, Option<Request>)>,
+    /// RPCs for the consumer, handed over together at the end of a read (one wake-up, if a
+    /// receiver waits, per read instead of per RPC).
+    staged: Vec<Rpc>,
+    /// The handlers serving RPCs here, as of the slot's version beside them.
+    handlers: (u64, Handlers),
     /// Inbound connections held, for the connection limits.
     admission: Admission,
     /// Inbound snapshots whose buffers live (see `limits::SnapshotPermit`).
@@ -281,6 +310,8 @@ impl Engine {
             shutting_down: false,
             frames: Vec::new(),
             decoded: Vec::new(),
+            staged: Vec::new(),
+            handlers: (0, Handlers::default()),
             admission: Admission::default(),
             inbound_snapshots: Arc::new(AtomicUsize::new(0)),
             refused_connections: RefusalLog::default(),
@@ -409,6 +440,12 @@ impl Engine {
                     result,
                     taken_at,
                 } => self.send_response(conn, route, result, taken_at, now),
+                Completion::Responses(answers) => {
+                    for a in answers {
+                        let conn = ConnKey::from_raw(a.route.conn);
+                        self.send_response(conn, a.route, a.result, a.taken_at, now);
+                    }
+                }
                 Completion::ResumeRead { conn } => {
                     self.unpause(conn, Paused::SNAPSHOT_READER, now);
                 }
@@ -510,6 +547,7 @@ impl Engine {
             let inbound = matches!(conn.role, Role::Inbound(_));
             if inbound {
                 self.serve_frames(key, &mut frames, now);
+                self.publish_staged();
             } else {
                 for frame in frames.drain(..) {
                     self.answer_frame(key, frame, now);

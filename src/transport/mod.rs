@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 pub use call::Call;
 pub use pipeline::{AppendFuture, AppendPipeline, TrySendError};
-pub use rpc::{Consumer, DROPPED_UNANSWERED, Responder, Rpc};
+pub use rpc::{Answers, Consumer, DROPPED_UNANSWERED, Responder, Rpc};
 pub use snapshot::SnapshotReader;
 
 use crate::error::Result;
@@ -162,6 +162,54 @@ impl CallOptions {
 /// `SetHeartbeatHandler`). It must answer quickly and must not block.
 pub type HeartbeatHandler = Arc<dyn Fn(Rpc) + Send + Sync>;
 
+/// Serves inbound RPCs where the transport decodes them, on its own thread (or task), without
+/// the hop to a [`Consumer`] thread: for a Raft side that is event-driven or owns a queue of its
+/// own, and for answers that need no Raft state (hashicorp's heartbeat fast path, generalised to
+/// every RPC kind). Installed with [`Transport::set_service`].
+///
+/// [`serve`](Service::serve) takes each RPC (a heartbeat goes to the
+/// [heartbeat handler](Transport::set_heartbeat_handler) instead, when one is installed). It may
+/// answer at once ([`Rpc::respond`]), keep the [`Rpc`] and answer later from any thread, or give
+/// it back (`Some(rpc)`), and the RPC then goes to the [`Consumer`] as without a service.
+///
+/// It runs on the transport's thread, between reads of every connection: it must be quick and
+/// must not block. Waiting there on anything the transport itself must deliver (a
+/// [`Call`]'s answer, an [`AppendFuture`], an InstallSnapshot's body) could never end; raftnet
+/// panics instead of hanging, and the panic is caught: the RPC is answered with an error, and
+/// the transport goes on. An InstallSnapshot's body ([`Rpc::snapshot`]) is read on another
+/// thread, or the RPC given back for the consumer.
+///
+/// Any `Fn(Rpc) -> Option<Rpc>` closure is a service:
+///
+/// ```
+/// use std::sync::Arc;
+/// use raftnet::{InmemTransport, Request, RequestVoteResponse, Rpc, Transport};
+///
+/// let transport = InmemTransport::new("a");
+/// // Votes are answered right here; everything else goes to the consumer.
+/// transport.set_service(Some(Arc::new(|rpc: Rpc| match &rpc.request {
+///     Request::RequestVote(r) => {
+///         let term = r.term;
+///         rpc.respond_ok(RequestVoteResponse { term, granted: false, ..Default::default() });
+///         None
+///     }
+///     _ => Some(rpc),
+/// })));
+/// ```
+pub trait Service: Send + Sync {
+    /// Take `rpc`, or give it back for the [`Consumer`].
+    fn serve(&self, rpc: Rpc) -> Option<Rpc>;
+}
+
+impl<F> Service for F
+where
+    F: Fn(Rpc) -> Option<Rpc> + Send + Sync,
+{
+    fn serve(&self, rpc: Rpc) -> Option<Rpc> {
+        self(rpc)
+    }
+}
+
 /// A snapshot body: any reader. It is read on a thread of its own, never on the transport's.
 pub type SnapshotData = Box<dyn Read + Send>;
 
@@ -242,6 +290,11 @@ pub trait Transport: Send + Sync {
 
     /// Install (or remove) the heartbeat fast path.
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>);
+
+    /// Install (or remove) a [`Service`]: inbound RPCs are offered to it, on the transport's
+    /// own thread, before they would go to the [`Consumer`]. RPCs already queued for the
+    /// consumer stay there.
+    fn set_service(&self, service: Option<Arc<dyn Service>>);
 
     /// Close idle pooled connections and reset inbound streams (after a stream-layer change).
     fn close_streams(&self);

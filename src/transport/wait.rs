@@ -50,6 +50,36 @@ fn spin_until<R>(mut ready: impl FnMut() -> Option<R>) -> Option<R> {
     }
 }
 
+thread_local! {
+    /// Set while a handler runs on a transport's own thread (see [`on_transport_thread`]).
+    static ON_TRANSPORT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `handler` (a [`Service`](crate::Service) or heartbeat handler) as the transport's own
+/// thread does: a blocking wait inside it panics instead of hanging, since what it waits for
+/// could only be delivered by the thread it blocks.
+pub(crate) fn on_transport_thread<R>(handler: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_TRANSPORT_THREAD.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(ON_TRANSPORT_THREAD.with(|flag| flag.replace(true)));
+    handler()
+}
+
+/// Called just before a thread blocks: see [`on_transport_thread`].
+fn refuse_to_block_the_transport() {
+    if ON_TRANSPORT_THREAD.with(|flag| flag.get()) {
+        panic!(
+            "raftnet: a Service or heartbeat handler blocked on the transport's own thread \
+             (waiting for an answer, a pipeline or a snapshot body the transport must deliver \
+             itself); hand such work to another thread"
+        );
+    }
+}
+
 /// Whether a blocking wait spins ([`SPIN_BEFORE_PARK`]) before it parks the thread. Each call
 /// site keeps the choice it was measured with; async waits never spin (they would hold up
 /// their executor's thread).
@@ -83,6 +113,7 @@ pub(crate) fn wait_until<R>(
         if let Some(value) = ready() {
             return Some(value);
         }
+        refuse_to_block_the_transport();
         match deadline {
             None => listener.wait(),
             Some(deadline) => {
