@@ -7,6 +7,7 @@
 //! announces when it is about to sleep, and producers ring only then. While it runs, it drains
 //! both queues every turn without being told.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -210,8 +211,87 @@ impl Handoff {
     }
 }
 
-/// A responder's answer goes back to the engine through the completion queue.
+thread_local! {
+    /// While an engine serves a read on this thread: its handoff (by address) and the answers
+    /// its handlers gave right there, which the engine writes after the read instead of taking
+    /// them through the completion queue (a queue push and pop, and a turn later, per answer).
+    static INLINE: RefCell<Inline> = const {
+        RefCell::new(Inline {
+            handoff: std::ptr::null(),
+            answers: Vec::new(),
+        })
+    };
+}
+
+struct Inline {
+    handoff: *const Handoff,
+    answers: Vec<Answer>,
+}
+
+/// Run `serve` (an engine serving frames) with answers to `handoff`'s requests given on this
+/// thread meanwhile collected into `answers` (which lends its allocation) rather than queued.
+/// Also marks the thread as the transport's own for the handlers `serve` runs (see
+/// `wait::on_transport_thread`).
+pub(crate) fn answering_inline<R>(
+    handoff: &Handoff,
+    answers: &mut Vec<Answer>,
+    serve: impl FnOnce() -> R,
+) -> R {
+    /// Puts the answers back, and what was there before (an engine serving inside another's
+    /// handler), however `serve` ends.
+    struct Restore<'a> {
+        answers: &'a mut Vec<Answer>,
+        outer: Option<Inline>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            if let Some(outer) = self.outer.take() {
+                INLINE.with(|inline| {
+                    let mut inline = inline.borrow_mut();
+                    *self.answers = std::mem::take(&mut inline.answers);
+                    *inline = outer;
+                });
+            }
+        }
+    }
+    let outer = INLINE.with(|inline| {
+        std::mem::replace(
+            &mut *inline.borrow_mut(),
+            Inline {
+                handoff,
+                answers: std::mem::take(answers),
+            },
+        )
+    });
+    let _restore = Restore {
+        answers,
+        outer: Some(outer),
+    };
+    crate::transport::wait::on_transport_thread(serve)
+}
+
+/// A responder's answer goes back to the engine through the completion queue, or, given on
+/// the engine's thread while it serves (see [`answering_inline`]), straight to the engine.
 pub(crate) struct HandoffSink(pub(crate) Arc<Handoff>);
+
+impl HandoffSink {
+    /// Keep `answer` for the engine serving on this thread, if that is this sink's; otherwise
+    /// give it back.
+    fn take_inline(&self, answer: Answer) -> Option<Answer> {
+        let ours = Arc::as_ptr(&self.0);
+        let mut answer = Some(answer);
+        // During the thread's teardown the slot may be gone: the answer is then queued.
+        let _ = INLINE.try_with(|inline| {
+            if let Ok(mut inline) = inline.try_borrow_mut()
+                && inline.handoff == ours
+                && let Some(answer) = answer.take()
+            {
+                inline.answers.push(answer);
+            }
+        });
+        answer
+    }
+}
 
 impl ResponseSink for HandoffSink {
     fn respond(
@@ -220,12 +300,24 @@ impl ResponseSink for HandoffSink {
         result: Result<Response, String>,
         taken_at: Option<Instant>,
     ) {
-        self.0.complete(Completion::Response {
-            conn: ConnKey::from_raw(route.conn),
+        let answer = Answer {
             route,
             result,
             taken_at,
-        });
+        };
+        if let Some(Answer {
+            route,
+            result,
+            taken_at,
+        }) = self.take_inline(answer)
+        {
+            self.0.complete(Completion::Response {
+                conn: ConnKey::from_raw(route.conn),
+                route,
+                result,
+                taken_at,
+            });
+        }
     }
 
     fn respond_all(&self, answers: &mut Vec<Answer>) {

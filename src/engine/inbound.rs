@@ -9,7 +9,7 @@ use tracing::{debug, error, info, warn};
 
 use super::calls;
 use super::conn::{HeldFrame, Paused, Role, SnapshotIn};
-use super::handoff::Completion;
+use super::handoff::{self, Completion};
 use super::{ConnKey, Engine, lookup};
 use crate::message::{Message, MessageType, Request, Response};
 use crate::metrics::{RpcType, add};
@@ -129,10 +129,35 @@ impl Engine {
         }
     }
 
+    /// Serve what one read (or one release of held frames) brought, through `serve`: the
+    /// handlers' answers given meanwhile are written right after it, and the RPCs for the
+    /// consumer handed over together.
+    ///
+    /// Writing an answer can release a connection's held frames, which serves them: that
+    /// happens without recursion (their handlers' answers take the completion queue), and the
+    /// RPCs it stages for the consumer are handed over at the end.
+    pub(super) fn serve_read(&mut self, now: Instant, serve: impl FnOnce(&mut Engine)) {
+        if self.serving_read {
+            wait::on_transport_thread(|| serve(self));
+            return;
+        }
+        self.serving_read = true;
+        let handoff = self.shared.handoff.clone();
+        let mut answers = std::mem::take(&mut self.inline_answers);
+        handoff::answering_inline(&handoff, &mut answers, || serve(self));
+        self.publish_staged();
+        for a in answers.drain(..) {
+            let conn = ConnKey::from_raw(a.route.conn);
+            self.send_response(conn, a.route, a.result, a.taken_at, now);
+        }
+        self.publish_staged();
+        self.inline_answers = answers;
+        self.serving_read = false;
+    }
+
     /// The Raft side has room again: hand over the held frames, in order, until it is full.
     pub(super) fn release_held(&mut self, key: ConnKey, now: Instant) {
-        self.release_held_frames(key, now);
-        self.publish_staged();
+        self.serve_read(now, |engine| engine.release_held_frames(key, now));
     }
 
     fn release_held_frames(&mut self, key: ConnKey, now: Instant) {
@@ -452,9 +477,9 @@ impl Engine {
     }
 }
 
-/// Run a handler (the heartbeat handler or the service) on the engine's thread: a blocking wait
-/// inside it panics instead of hanging the transport (see `wait::on_transport_thread`), and a
-/// panic is caught, so the engine (and every connection) outlives it. The RPC the handler held
+/// Run a handler (the heartbeat handler or the service) on the engine's thread, inside
+/// [`Engine::serve_read`] (so a blocking wait inside it panics instead of hanging the transport:
+/// see `wait::on_transport_thread`). A panic is caught, so the engine (and every connection) outlives it. The RPC the handler held
 /// is dropped while unwinding, which answers it with an error.
 fn serve_here(
     span: &tracing::Span,
@@ -462,9 +487,8 @@ fn serve_here(
     who: &str,
     handler: impl FnOnce() -> Option<Rpc>,
 ) -> Option<Rpc> {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait::on_transport_thread(handler)
-    }));
+    // The thread is marked as the transport's own around the whole read (`serve_read`).
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler));
     outcome.unwrap_or_else(|_| {
         error!(parent: span, %peer, "{who} panicked");
         None

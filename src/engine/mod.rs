@@ -97,7 +97,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::message::Request;
 use crate::metrics::{TransportMetrics, add};
-use crate::transport::rpc::{Consumer, ResponseSink, Rpc};
+use crate::transport::rpc::{Answer, Consumer, ResponseSink, Rpc};
 use crate::transport::{HeartbeatHandler, Service};
 use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
 
@@ -271,6 +271,11 @@ pub(crate) struct Engine {
     /// RPCs for the consumer, handed over together at the end of a read (one wake-up, if a
     /// receiver waits, per read instead of per RPC).
     staged: Vec<Rpc>,
+    /// Answers the handlers gave while the engine served a read (see
+    /// `handoff::answering_inline`), written right after it.
+    inline_answers: Vec<Answer>,
+    /// Inside [`serve_read`](Self::serve_read).
+    serving_read: bool,
     /// The handlers serving RPCs here, as of the slot's version beside them.
     handlers: (u64, Handlers),
     /// Inbound connections held, for the connection limits.
@@ -311,6 +316,8 @@ impl Engine {
             frames: Vec::new(),
             decoded: Vec::new(),
             staged: Vec::new(),
+            inline_answers: Vec::new(),
+            serving_read: false,
             handlers: (0, Handlers::default()),
             admission: Admission::default(),
             inbound_snapshots: Arc::new(AtomicUsize::new(0)),
@@ -546,8 +553,7 @@ impl Engine {
         if !frames.is_empty() {
             let inbound = matches!(conn.role, Role::Inbound(_));
             if inbound {
-                self.serve_frames(key, &mut frames, now);
-                self.publish_staged();
+                self.serve_read(now, |engine| engine.serve_frames(key, &mut frames, now));
             } else {
                 for frame in frames.drain(..) {
                     self.answer_frame(key, frame, now);

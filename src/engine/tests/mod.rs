@@ -432,6 +432,64 @@ fn a_call_round_trips_and_its_connection_is_pooled() {
     assert_eq!(pair.server.metrics().rpcs_received[RpcType::RequestVote], 1);
 }
 
+/// A service's answer given while the engine serves is written with the read that brought its
+/// request (no completion queue, no turn in between); one given later from elsewhere takes the
+/// completion queue. Both reach their callers.
+#[test]
+fn a_service_answer_given_in_place_is_written_with_the_read() {
+    let mut pair = Pair::new(config());
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = kept.clone();
+    pair.server
+        .shared
+        .handlers
+        .set_service(Some(Arc::new(move |rpc: Rpc| {
+            let Request::RequestVote(v) = &rpc.request else {
+                return Some(rpc);
+            };
+            if v.term == 4 {
+                keep.lock().unwrap().push(rpc);
+                return None;
+            }
+            let term = v.term;
+            rpc.respond_ok(RequestVoteResponse {
+                term,
+                granted: true,
+                ..Default::default()
+            });
+            None
+        })));
+    let in_place = pair.vote(3, None);
+    // The client's turn sends the vote, and the delivery is the server's read.
+    pair.step(Side::Client);
+    let server = &mut pair.server;
+    assert!(server.shared.handoff.completions.is_empty());
+    let mut dirty = Vec::new();
+    server.engine.take_dirty(&mut dirty);
+    assert_eq!(
+        dirty.len(),
+        1,
+        "the answer is queued on its connection already"
+    );
+    let (queue, _) = server.engine.send_queue(dirty[0]).expect("open");
+    assert!(!queue.is_empty());
+    pair.server.engine.mark_dirty(dirty[0]);
+    pair.drive();
+    assert_eq!(in_place.try_result().unwrap().unwrap().term, 3);
+
+    let later = pair.vote(4, None);
+    pair.drive();
+    let rpc = kept.lock().unwrap().pop().expect("kept");
+    rpc.respond_ok(RequestVoteResponse {
+        term: 4,
+        ..Default::default()
+    });
+    assert_eq!(pair.server.shared.handoff.completions.len(), 1);
+    pair.drive();
+    assert_eq!(later.try_result().unwrap().unwrap().term, 4);
+    assert!(pair.server.shared.consumer.is_empty());
+}
+
 #[test]
 fn a_frame_cut_at_every_byte_boundary_decodes_the_same() {
     // The client's first bytes (preamble and request) reach the server one piece at a time,
