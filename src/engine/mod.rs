@@ -95,7 +95,7 @@ use self::limits::{Admission, RefusalLog};
 use self::timer::{TimerKind, Timers, accept_backoff};
 use crate::config::Config;
 use crate::error::Error;
-use crate::message::Request;
+use crate::message::{AppendEntriesResponse, Request};
 use crate::metrics::{TransportMetrics, add};
 use crate::transport::rpc::{Answer, Consumer, ResponseSink, Rpc};
 use crate::transport::{HeartbeatHandler, Service};
@@ -276,6 +276,8 @@ pub(crate) struct Engine {
     inline_answers: Vec<Answer>,
     /// Inside [`serve_read`](Self::serve_read).
     serving_read: bool,
+    /// Scratch for the answers of one read on a pipeline connection.
+    pipeline_scratch: Vec<(u64, Result<AppendEntriesResponse, Error>)>,
     /// The handlers serving RPCs here, as of the slot's version beside them.
     handlers: (u64, Handlers),
     /// Inbound connections held, for the connection limits.
@@ -318,6 +320,7 @@ impl Engine {
             staged: Vec::new(),
             inline_answers: Vec::new(),
             serving_read: false,
+            pipeline_scratch: Vec::new(),
             handlers: (0, Handlers::default()),
             admission: Admission::default(),
             inbound_snapshots: Arc::new(AtomicUsize::new(0)),
@@ -554,6 +557,8 @@ impl Engine {
             let inbound = matches!(conn.role, Role::Inbound(_));
             if inbound {
                 self.serve_read(now, |engine| engine.serve_frames(key, &mut frames, now));
+            } else if matches!(conn.role, Role::Pipeline(_)) {
+                self.pipeline_answers(key, &mut frames, now);
             } else {
                 for frame in frames.drain(..) {
                     self.answer_frame(key, frame, now);

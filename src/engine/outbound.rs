@@ -158,7 +158,8 @@ impl Engine {
         };
         match conn.role {
             Role::Pooled(_) | Role::SnapshotOut(_) => self.call_answer(key, frame, now),
-            Role::Pipeline(_) => self.pipeline_answer(key, frame, now),
+            // Answers on a pipeline connection are completed a read at once (`pipeline_answers`).
+            Role::Pipeline(_) => {}
             Role::Inbound(_) => {}
         }
     }
@@ -170,8 +171,21 @@ impl Engine {
         key: ConnKey,
         frame: &RawFrame,
     ) -> Option<Result<Response, Error>> {
+        self.try_decode_answer(key, frame)?
+            .inspect_err(|e| self.protocol_error(key, e.clone()))
+            .ok()
+    }
+
+    /// [`decode_answer`](Self::decode_answer) without closing the connection on a protocol
+    /// error (the caller does, when it is done with the answers before it). `None` if `key` is
+    /// gone.
+    pub(super) fn try_decode_answer(
+        &mut self,
+        key: ConnKey,
+        frame: &RawFrame,
+    ) -> Option<Result<Result<Response, Error>, WireError>> {
         let conn = self.conn_mut(key)?;
-        let decoded = match conn.codec.decode_body(frame) {
+        Some(match conn.codec.decode_body(frame) {
             Ok(Message::Response(r)) => Ok(Ok(r)),
             Ok(Message::Error(text)) => Ok(Err(Error::Remote(text))),
             Ok(Message::Request(_) | Message::SnapshotChunk(_)) => {
@@ -181,10 +195,7 @@ impl Engine {
                 })
             }
             Err(e) => Err(e),
-        };
-        decoded
-            .inspect_err(|e| self.protocol_error(key, e.clone()))
-            .ok()
+        })
     }
 
     /// A response (or error) on a pooled or snapshot connection.

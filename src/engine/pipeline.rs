@@ -68,40 +68,76 @@ impl Engine {
         self.mark_dirty(key);
     }
 
-    pub(super) fn pipeline_answer(&mut self, key: ConnKey, frame: RawFrame, now: Instant) {
-        let Some(result) = self.decode_answer(key, &frame) else {
+    /// The answers one read brought on pipeline connection `key`, completed together (one lock
+    /// of the pipeline, one notification of its waiters). A frame that is not an answer closes
+    /// the connection (a protocol error); the answers before it still complete.
+    pub(super) fn pipeline_answers(
+        &mut self,
+        key: ConnKey,
+        frames: &mut Vec<RawFrame>,
+        now: Instant,
+    ) {
+        let mut answers = std::mem::take(&mut self.pipeline_scratch);
+        let mut failed = None;
+        for frame in frames.drain(..) {
+            let result = match self.try_decode_answer(key, &frame) {
+                Some(Ok(result)) => result,
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+                None => break,
+            };
+            let result = match result {
+                Ok(Response::AppendEntries(r)) => Ok(r),
+                Ok(other) => Err(Error::Protocol(WireError::UnexpectedMessage {
+                    expected: "an AppendEntries response",
+                    found: other.message_type(),
+                })),
+                Err(e) => Err(e),
+            };
+            answers.push((frame.header.request_id, result));
+        }
+        frames.clear();
+        let pipeline = self
+            .conns
+            .get(key.index())
+            .filter(|c| c.key == key)
+            .and_then(|c| match &c.role {
+                Role::Pipeline(p) => Some((c, p)),
+                _ => None,
+            });
+        let Some((conn, p)) = pipeline else {
+            answers.clear();
+            self.pipeline_scratch = answers;
             return;
-        };
-        let conn = &mut self.conns[key.index()];
-        let Role::Pipeline(p) = &conn.role else {
-            return;
-        };
-        let result = match result {
-            Ok(Response::AppendEntries(r)) => Ok(r),
-            Ok(other) => Err(Error::Protocol(WireError::UnexpectedMessage {
-                expected: "an AppendEntries response",
-                found: other.message_type(),
-            })),
-            Err(e) => Err(e),
         };
         let metrics = &self.shared.metrics;
-        let seq = frame.header.request_id;
-        let answered_ok = result.is_ok();
-        if let Err(error) = &result {
-            debug!(parent: &conn.span, peer = %conn.peer, seq, %error, "append answered with an error");
-        }
-        match p.shared.complete(seq, result) {
-            Some(done) => {
-                let latency = now.saturating_duration_since(done.started);
-                metrics.call_latency[RpcType::AppendEntries as usize].record(latency);
-                add(&metrics.caller_wakes, done.woken as u64);
-                if answered_ok && self.trace_calls {
-                    calls::append_answered(&conn.span, &conn.peer, seq, latency);
+        let trace_calls = self.trace_calls;
+        let (span, peer) = (&conn.span, &conn.peer);
+        let woken = p.shared.complete_all(
+            answers.drain(..).inspect(|(seq, result)| {
+                if let Err(error) = result {
+                    debug!(parent: span, %peer, seq, %error, "append answered with an error");
                 }
-            }
-            None => {
-                debug!(parent: &conn.span, peer = %conn.peer, seq, "discarding an unknown pipeline answer")
-            }
+            }),
+            |seq, started, ok| match started {
+                Some(started) => {
+                    let latency = now.saturating_duration_since(started);
+                    metrics.call_latency[RpcType::AppendEntries as usize].record(latency);
+                    if ok && trace_calls {
+                        calls::append_answered(span, peer, seq, latency);
+                    }
+                }
+                None => {
+                    debug!(parent: span, %peer, seq, "discarding an unknown pipeline answer")
+                }
+            },
+        );
+        add(&metrics.caller_wakes, woken as u64);
+        self.pipeline_scratch = answers;
+        if let Some(e) = failed {
+            self.protocol_error(key, e);
         }
     }
 }

@@ -155,15 +155,6 @@ struct State {
     early: BTreeMap<u64, Result<AppendEntriesResponse>>,
 }
 
-/// What completing a pipelined request did.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Completed {
-    /// When the request was handed to the pipeline (for the call-latency metric).
-    pub(crate) started: Instant,
-    /// Threads or tasks woken.
-    pub(crate) woken: usize,
-}
-
 /// The state a pipeline's handle and its backend share.
 pub(crate) struct PipelineShared {
     max_in_flight: usize,
@@ -197,27 +188,64 @@ impl PipelineShared {
 
     /// The answer to request `seq` arrived. Futures resolve in send order: an answer that
     /// overtakes an earlier request's waits for it. `None` if nothing waits for this answer
-    /// (the pipeline closed, it was answered already, or it was never sent).
+    /// (the pipeline closed, it was answered already, or it was never sent); otherwise when the
+    /// request was handed to the pipeline.
     pub(crate) fn complete(
         &self,
         seq: u64,
         result: Result<AppendEntriesResponse>,
-    ) -> Option<Completed> {
+    ) -> Option<Instant> {
+        let mut started = None;
+        self.complete_all([(seq, result)], |_, at, _| started = at);
+        started
+    }
+
+    /// The answers of one read, in the order they arrived, under one lock and with one
+    /// notification of the pipeline's waiters. `report(seq, started, ok)` for each: when its
+    /// request was handed to the pipeline, or `None` if nothing waits for it (see
+    /// [`complete`](Self::complete)), and whether it was an answer rather than an error.
+    /// Returns the threads or tasks woken.
+    pub(crate) fn complete_all(
+        &self,
+        answers: impl IntoIterator<Item = (u64, Result<AppendEntriesResponse>)>,
+        mut report: impl FnMut(u64, Option<Instant>, bool),
+    ) -> usize {
         let mut s = self.lock();
+        let mut resolved = 0;
+        let mut woken = 0;
+        for (seq, result) in answers {
+            let ok = result.is_ok();
+            let started = self.complete_locked(&mut s, seq, result, &mut resolved, &mut woken);
+            report(seq, started, ok);
+        }
+        drop(s);
+        if resolved > 0 {
+            woken += self.space.notify(usize::MAX);
+            woken += self.done_event.notify(usize::MAX);
+        }
+        woken
+    }
+
+    fn complete_locked(
+        &self,
+        s: &mut State,
+        seq: u64,
+        result: Result<AppendEntriesResponse>,
+        resolved: &mut usize,
+        woken: &mut usize,
+    ) -> Option<Instant> {
         let front = s.pending.front().map(|(front, _)| *front)?;
         if s.closed.is_some() || seq < front || seq >= s.next_seq || s.early.contains_key(&seq) {
             return None;
         }
         // Sequence numbers in `pending` are consecutive, so `seq`'s future is found by offset.
         let started = s.pending[(seq - front) as usize].1.start;
-        let mut resolved = 0;
-        let mut woken = 0;
         if front == seq {
             // The usual case: answers arrive in send order. No reordering needed.
             if let Some((_, future)) = s.pending.pop_front() {
-                woken += future.out.resolve(result);
+                *woken += future.out.resolve(result);
                 self.done.push(future);
-                resolved += 1;
+                *resolved += 1;
             }
         } else {
             s.early.insert(seq, result);
@@ -230,16 +258,11 @@ impl PipelineShared {
             let Some((_, future)) = s.pending.pop_front() else {
                 break;
             };
-            woken += future.out.resolve(result);
+            *woken += future.out.resolve(result);
             self.done.push(future);
-            resolved += 1;
+            *resolved += 1;
         }
-        drop(s);
-        if resolved > 0 {
-            woken += self.space.notify(usize::MAX);
-            woken += self.done_event.notify(usize::MAX);
-        }
-        Some(Completed { started, woken })
+        Some(started)
     }
 
     /// When the oldest unanswered request was handed to the pipeline (its deadline runs from

@@ -707,6 +707,54 @@ fn pipeline_answers_complete_in_order_and_a_lost_connection_fails_the_rest() {
     ));
 }
 
+/// The answers of one read complete together; a frame that is not an answer after them closes
+/// the connection as a protocol error, but the answers before it still reach their futures.
+#[test]
+fn a_reads_pipeline_answers_complete_before_a_bad_frame_after_them_closes_the_connection() {
+    let mut pair = Pair::new(config());
+    let pipeline = pair.pipeline(1, 8);
+    let futures: Vec<_> = (1..=3)
+        .map(|t| pipeline.try_send(append(t, b"x")).unwrap())
+        .collect();
+    pair.drive();
+    for term in 1..=2 {
+        pair.server.next_rpc().respond_ok(AppendEntriesResponse {
+            term,
+            ..Default::default()
+        });
+    }
+    // The server writes both answers; a request (wrong on a dialled connection) follows them,
+    // all in one delivery to the client.
+    let now = pair.now;
+    assert!(pair.server.engine.handle_handoff(now));
+    let server_key = pair.only_server_key();
+    let client_key = pair.links[&(Side::Server, server_key)];
+    let mut keys = Vec::new();
+    pair.server.engine.take_dirty(&mut keys);
+    assert_eq!(keys, vec![server_key]);
+    let (queue, _) = pair.server.engine.send_queue(server_key).unwrap();
+    let mut bytes = queue.to_vec();
+    queue.clear();
+    let mut out = SendQueue::new();
+    FrameEncoder::new()
+        .encode(
+            &mut out,
+            9,
+            Lane::Control,
+            Flags::NONE,
+            &Message::Request(RequestVoteRequest::default().into()),
+        )
+        .unwrap();
+    bytes.extend_from_slice(&out.to_vec());
+    pair.client.engine.handle_bytes(client_key, &bytes, now);
+    assert_eq!(futures[0].try_result().unwrap().unwrap().term, 1);
+    assert_eq!(futures[1].try_result().unwrap().unwrap().term, 2);
+    let error = futures[2].try_result().expect("failed").unwrap_err();
+    assert!(matches!(error, Error::Protocol(_)), "{error:?}");
+    assert_eq!(pair.client.metrics().protocol_errors, 1);
+    assert!(!pair.client.engine.is_open(client_key));
+}
+
 #[test]
 fn pipeline_close_fails_what_is_outstanding_and_closes_its_connection() {
     let mut pair = Pair::new(config());
