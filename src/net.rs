@@ -518,6 +518,13 @@ impl PipelineBackend for NetPipeline {
         });
     }
 
+    fn send_batch(&self, batch: &mut Vec<(u64, Arc<AppendEntriesRequest>)>) {
+        self.handoff.submit(Command::PipelineSendBatch {
+            id: self.id,
+            batch: std::mem::take(batch),
+        });
+    }
+
     fn close(&self) {
         self.handoff.submit(Command::ClosePipeline { id: self.id });
     }

@@ -203,6 +203,7 @@ for_every_transport!(
     a_service_answers_in_place_and_gives_back_what_it_does_not_take,
     a_service_that_panics_or_blocks_answers_with_an_error,
     a_service_keeps_rpcs_and_answers_them_later_exactly_once,
+    pipeline_batches_send_in_order_and_wait_for_room,
 );
 
 fn default() -> CallOptions {
@@ -1025,4 +1026,64 @@ fn a_service_keeps_rpcs_and_answers_them_later_exactly_once<T: Fixture>() {
             assert!(result.is_err(), "term {term}: {result:?}");
         }
     }
+}
+
+/// `AppendPipeline::try_send_batch` sends what fits and hands the rest back; `send_batch`
+/// blocks while the pipeline is full until every request is sent; each future gets the answer
+/// to its own request, in send order; a closed pipeline refuses a batch.
+fn pipeline_batches_send_in_order_and_wait_for_room<T: Fixture>() {
+    // More than any fixture's `max_rpcs_in_flight`.
+    const N: u64 = 300;
+    let (server, client) = T::pair();
+    let pipeline = client
+        .append_entries_pipeline(&id(), &server.local_addr())
+        .expect("pipeline");
+    let request = |i: u64| AppendEntriesRequest {
+        prev_log_entry: 5000 + i,
+        ..append_request()
+    };
+    // Nobody answers yet: a batch larger than the pipeline sends only what fits.
+    let mut requests: Vec<_> = (0..N).map(request).collect();
+    let mut futures = Vec::new();
+    let fitted = pipeline
+        .try_send_batch(&mut requests, &mut futures)
+        .expect("open");
+    assert!(fitted >= 1 && (fitted as u64) < N, "sent {fitted} of {N}");
+    assert_eq!(requests.len() as u64, N - fitted as u64);
+    assert_eq!(
+        pipeline.try_send_batch(&mut requests, &mut futures),
+        Ok(0),
+        "full"
+    );
+    // The server answers everything; the rest goes as room frees up.
+    let responder = answer_with(server.consumer(), N as usize, |request| {
+        let Request::AppendEntries(r) = request else {
+            return Err(format!("unexpected {request:?}"));
+        };
+        Ok(AppendEntriesResponse {
+            last_log: r.prev_log_entry,
+            ..append_response()
+        }
+        .into())
+    });
+    pipeline
+        .send_batch(&mut requests, &mut futures)
+        .expect("every request sent");
+    assert!(requests.is_empty());
+    assert_eq!(futures.len() as u64, N);
+    for (i, future) in (0..).zip(&futures) {
+        assert_eq!(future.request().prev_log_entry, 5000 + i);
+        assert_eq!(finish_append(future).map(|r| r.last_log), Ok(5000 + i));
+    }
+    let seen = join(responder);
+    assert_eq!(
+        seen,
+        (0..N)
+            .map(|i| Request::AppendEntries(request(i)))
+            .collect::<Vec<_>>()
+    );
+    pipeline.close();
+    let mut more = vec![request(N)];
+    assert!(pipeline.try_send_batch(&mut more, &mut futures).is_err());
+    assert_eq!(more.len(), 1, "a refused batch stays with the caller");
 }

@@ -328,15 +328,17 @@ fn pipelined(
         .sum();
     let mut sample = Sample::default();
     let mut in_flight = 0usize;
+    // Refill the pipeline in batches: one hand-off to the transport per refill.
+    let mut requests = Vec::with_capacity(depth);
+    let mut sent = Vec::with_capacity(depth);
     loop {
         if !control.stopped() {
-            while in_flight < depth {
-                match pipeline.try_send(request.clone()) {
-                    Ok(_) => in_flight += 1,
-                    Err(raftnet::TrySendError::Full(_)) => break,
-                    Err(raftnet::TrySendError::Closed(e)) => return Err(e.to_string()),
-                }
-            }
+            requests.extend((in_flight..depth).map(|_| request.clone()));
+            in_flight += pipeline
+                .try_send_batch(&mut requests, &mut sent)
+                .map_err(|e| e.to_string())?;
+            requests.clear();
+            sent.clear();
         } else if in_flight == 0 {
             return Ok(sample);
         }

@@ -72,6 +72,11 @@ pub(crate) enum Command {
         seq: u64,
         request: Arc<AppendEntriesRequest>,
     },
+    /// Send several pipelined requests, in order (see `PipelineSend`).
+    PipelineSendBatch {
+        id: u64,
+        batch: Vec<(u64, Arc<AppendEntriesRequest>)>,
+    },
     ClosePipeline {
         id: u64,
     },

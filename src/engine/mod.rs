@@ -427,6 +427,11 @@ impl Engine {
                 Command::PipelineSend { id, seq, request } => {
                     self.pipeline_send(id, seq, &request, now)
                 }
+                Command::PipelineSendBatch { id, batch } => {
+                    for (seq, request) in &batch {
+                        self.pipeline_send(id, *seq, request, now);
+                    }
+                }
                 Command::ClosePipeline { id } => {
                     if let Some(key) = self.pipelines.remove(&id) {
                         self.close(key, Error::PipelineClosed);
