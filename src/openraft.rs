@@ -123,8 +123,6 @@
 //! | class `Remote` with the text `openraft:…` | `RPCError::RemoteError` with the decoded `RaftError` |
 //! | any other (class `Retry`: connection lost; class `Fatal`: shutdown, protocol, ...; a `Remote` text that is not openraft's) | `RPCError::Network` (openraft has no fatal class) |
 
-use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -453,18 +451,14 @@ fn with_payload(payload: Result<Bytes, String>) -> Result<RpcHeader, String> {
     })
 }
 
-/// Read a snapshot body to its end without blocking the executor.
+/// Read a snapshot body to its end without blocking the executor: each piece as it arrived,
+/// copied once, into the `Vec` openraft 0.9's request takes.
 async fn read_all(mut reader: crate::SnapshotReader) -> std::io::Result<Vec<u8>> {
-    use futures_io::AsyncRead;
     let mut out = Vec::with_capacity(reader.size() as usize);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = poll_fn(|cx| Pin::new(&mut reader).poll_read(cx, &mut buf)).await?;
-        if n == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&buf[..n]);
+    while let Some(chunk) = reader.next_chunk_async().await? {
+        out.extend_from_slice(&chunk);
     }
+    Ok(out)
 }
 
 async fn answer<C>(raft: &Raft<C>, rpc: &mut Rpc) -> Result<Response, String>

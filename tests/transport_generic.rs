@@ -204,6 +204,7 @@ for_every_transport!(
     a_service_that_panics_or_blocks_answers_with_an_error,
     a_service_keeps_rpcs_and_answers_them_later_exactly_once,
     pipeline_batches_send_in_order_and_wait_for_room,
+    snapshot_chunks_read_async_are_the_body_exactly,
 );
 
 fn default() -> CallOptions {
@@ -1086,4 +1087,37 @@ fn pipeline_batches_send_in_order_and_wait_for_room<T: Fixture>() {
     let mut more = vec![request(N)];
     assert!(pipeline.try_send_batch(&mut more, &mut futures).is_err());
     assert_eq!(more.len(), 1, "a refused batch stays with the caller");
+}
+
+/// `SnapshotReader::next_chunk_async` yields the body exactly (every byte, in order, then the
+/// end), in pieces as they arrived.
+fn snapshot_chunks_read_async_are_the_body_exactly<T: Fixture>() {
+    let (server, client) = T::pair();
+    let body: Bytes = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let request = InstallSnapshotRequest {
+        size: body.len() as i64,
+        ..snapshot_request()
+    };
+    let responder = serve(server.consumer(), 1, |mut rpc: Rpc| {
+        let mut reader = rpc.snapshot.take().expect("a body");
+        let (received, pieces) = futures::executor::block_on(async {
+            let mut received = Vec::new();
+            let mut pieces = 0;
+            while let Some(chunk) = reader.next_chunk_async().await.expect("the whole body") {
+                assert!(!chunk.is_empty(), "no empty piece");
+                received.extend_from_slice(&chunk);
+                pieces += 1;
+            }
+            (received, pieces)
+        });
+        assert_eq!(reader.remaining(), 0);
+        rpc.respond_ok(snapshot_response());
+        (received, pieces)
+    });
+    let data: SnapshotData = Box::new(io::Cursor::new(body.clone()));
+    let call = client.install_snapshot(&id(), &server.local_addr(), request, data, default());
+    assert_eq!(finish(call), Ok(snapshot_response()));
+    let (received, pieces) = join(responder).pop().unwrap();
+    assert!(received == body, "the body read differs from the one sent");
+    assert!(pieces >= 1);
 }

@@ -212,6 +212,37 @@ impl SnapshotReader {
         }
     }
 
+    /// The async form of [`next_chunk`](Self::next_chunk): the next piece as it arrived,
+    /// without copying it, waiting without blocking the thread (any executor).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(mut rpc: raftnet::Rpc) -> std::io::Result<()> {
+    /// let mut body = rpc.snapshot.take().expect("an InstallSnapshot");
+    /// let mut file = Vec::with_capacity(body.size() as usize);
+    /// while let Some(chunk) = body.next_chunk_async().await? {
+    ///     file.extend_from_slice(&chunk);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn next_chunk_async(&mut self) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_next_chunk(cx)).await
+    }
+
+    /// [`next_chunk_async`](Self::next_chunk_async) one poll at a time: `Pending` registers
+    /// the task to be woken when a piece arrives.
+    pub fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if !self.current.is_empty() {
+            return Poll::Ready(Ok(Some(self.take_current(usize::MAX))));
+        }
+        match self.poll_chunk(Some(cx)) {
+            Err(e) => Poll::Ready(Err(e)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(chunk)) => Poll::Ready(Ok(chunk)),
+        }
+    }
+
     fn take_current(&mut self, max: usize) -> Bytes {
         let n = self.current.len().min(max);
         self.delivered += n as u64;
