@@ -36,8 +36,8 @@ fn readme_programs_build_standalone_and_run() {
     let outputs = build_and_run("readme", &readme);
     assert_eq!(
         outputs.len(),
-        2,
-        "README.md has the Quick start's two programs"
+        3,
+        "README.md has the Quick start's three programs"
     );
     assert!(
         outputs[0].contains("b granted the vote: true"),
@@ -45,9 +45,14 @@ fn readme_programs_build_standalone_and_run() {
         outputs[0]
     );
     assert!(
-        outputs[1].contains("decoded frame 1 "),
-        "the wire program prints the frame it decoded; it printed {:?}",
+        outputs[1].contains("b granted the vote for term 7 without a Raft thread"),
+        "the service program prints the vote its service gave; it printed {:?}",
         outputs[1]
+    );
+    assert!(
+        outputs[2].contains("decoded frame 1 "),
+        "the wire program prints the frame it decoded; it printed {:?}",
+        outputs[2]
     );
 }
 
