@@ -1076,6 +1076,17 @@ fn pipeline_batches_send_in_order_and_wait_for_room<T: Fixture>() {
         assert_eq!(future.request().prev_log_entry, 5000 + i);
         assert_eq!(finish_append(future).map(|r| r.last_log), Ok(5000 + i));
     }
+    // The completions, drained in batches of at most 64, come in send order.
+    let mut done = Vec::new();
+    assert_eq!(pipeline.recv_batch(&mut done, 0), Ok(0));
+    while (done.len() as u64) < N {
+        let before = done.len();
+        let n = pipeline.recv_batch(&mut done, 64).expect("open");
+        assert!((1..=64).contains(&n) && done.len() == before + n);
+    }
+    assert_eq!(pipeline.try_recv_batch(&mut done, 64), Ok(0));
+    let order: Vec<u64> = done.iter().map(|f| f.request().prev_log_entry).collect();
+    assert_eq!(order, (0..N).map(|i| 5000 + i).collect::<Vec<_>>());
     let seen = join(responder);
     assert_eq!(
         seen,

@@ -328,7 +328,8 @@ fn pipelined(
         .sum();
     let mut sample = Sample::default();
     let mut in_flight = 0usize;
-    // Refill the pipeline in batches: one hand-off to the transport per refill.
+    // Refill the pipeline in batches (one hand-off to the transport per refill), and drain its
+    // completions in batches.
     let mut requests = Vec::with_capacity(depth);
     let mut sent = Vec::with_capacity(depth);
     loop {
@@ -343,9 +344,10 @@ fn pipelined(
             return Ok(sample);
         }
         // Take every completion that is ready; block for one if none is.
-        let first = pipeline.recv().map_err(|e| e.to_string())?;
-        let mut done = Some(first);
-        while let Some(future) = done {
+        pipeline
+            .recv_batch(&mut sent, depth)
+            .map_err(|e| e.to_string())?;
+        for future in sent.drain(..) {
             in_flight -= 1;
             let response = future
                 .try_result()
@@ -353,7 +355,6 @@ fn pipelined(
                 .map_err(|e| e.to_string())?;
             append_answer(&response).check(expected)?;
             sample.record(control, future.start().elapsed(), payload);
-            done = pipeline.try_recv().map_err(|e| e.to_string())?;
         }
     }
 }

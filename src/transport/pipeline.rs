@@ -627,6 +627,62 @@ impl AppendPipeline {
         wait::wait_until_async(&self.shared.done_event, || self.try_recv().transpose()).await
     }
 
+    /// Every completed future waiting, up to `max`, appended to `done` in send order, without
+    /// blocking: how many (0 if none is ready, or `max` is 0); `Err` as
+    /// [`try_recv`](Self::try_recv) once the pipeline is closed and every future was taken.
+    pub fn try_recv_batch(&self, done: &mut Vec<AppendFuture>, max: usize) -> Result<usize> {
+        let start = done.len();
+        while done.len() - start < max {
+            match self.shared.done.pop() {
+                Some(future) => done.push(future),
+                None => break,
+            }
+        }
+        match done.len() - start {
+            0 if max > 0 => self.try_recv().map(|next| match next {
+                Some(future) => {
+                    done.push(future);
+                    1
+                }
+                None => 0,
+            }),
+            n => Ok(n),
+        }
+    }
+
+    /// Block until at least one future completes, then take every completed one waiting, up
+    /// to `max`, appending them to `done` in send order: how many (at least 1; 0 only if `max`
+    /// is 0). `Err` as [`recv`](Self::recv). One wait (and at most one wake-up) per batch.
+    pub fn recv_batch(&self, done: &mut Vec<AppendFuture>, max: usize) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        wait::wait(&self.shared.done_event, Spin::BeforeParking, || match self
+            .try_recv_batch(done, max)
+        {
+            Ok(0) => None,
+            other => Some(other),
+        })
+    }
+
+    /// The async form of [`recv_batch`](Self::recv_batch), under any executor.
+    pub async fn recv_batch_async(
+        &self,
+        done: &mut Vec<AppendFuture>,
+        max: usize,
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        wait::wait_until_async(&self.shared.done_event, || {
+            match self.try_recv_batch(done, max) {
+                Ok(0) => None,
+                other => Some(other),
+            }
+        })
+        .await
+    }
+
     /// Requests sent and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight()
