@@ -381,46 +381,26 @@ impl Transport for NetTransport {
         data: SnapshotData,
         options: CallOptions,
     ) -> Call<InstallSnapshotResponse> {
-        if request.size < 0 {
+        self.send_snapshot(id, target, request, Body::Reader(data), options)
+    }
+
+    /// The body's chunks are slices of `data`: no copy, and no reader thread.
+    fn install_snapshot_bytes(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: InstallSnapshotRequest,
+        data: Bytes,
+        options: CallOptions,
+    ) -> Call<InstallSnapshotResponse> {
+        if (data.len() as u64) < request.size.max(0) as u64 {
             return Call::failed(Error::Snapshot(format!(
-                "negative snapshot size {}",
+                "{} bytes given for a snapshot of {}",
+                data.len(),
                 request.size
             )));
         }
-        let addr = match self.resolve(id, target) {
-            Ok(a) => a,
-            Err(e) => return Call::failed(e),
-        };
-        let (call, resolver) = call();
-        let snapshot_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let chunk = self.shared.config.snapshot_chunk;
-        // Two chunks in flight between the pump and the engine keep both busy.
-        let handoff = self.shared.handoff.clone();
-        let feed = SnapshotFeed::new(chunk.saturating_mul(2), move || {
-            handoff.submit(Command::SnapshotReady { id: snapshot_id })
-        });
-        let size = request.size as u64;
-        let pump_feed = feed.clone();
-        let pump = std::thread::Builder::new()
-            .name("raftnet-snapshot".into())
-            .spawn(move || feed::pump(data, size, chunk, pump_feed));
-        if let Err(e) = pump {
-            resolver.resolve(Err(Error::Snapshot(format!(
-                "cannot start the snapshot reader thread: {e}"
-            ))));
-            return call;
-        }
-        self.shared
-            .handoff
-            .submit(Command::Snapshot(OutboundSnapshot {
-                id: snapshot_id,
-                addr,
-                request,
-                resolver: AnyResolver::InstallSnapshot(resolver),
-                deadline: options.deadline,
-                feed,
-            }));
-        call
+        self.send_snapshot(id, target, request, Body::Bytes(data), options)
     }
 
     fn append_entries_pipeline(
@@ -527,5 +507,71 @@ impl PipelineBackend for NetPipeline {
 
     fn close(&self) {
         self.handoff.submit(Command::ClosePipeline { id: self.id });
+    }
+}
+
+/// Where a snapshot's body comes from.
+enum Body {
+    /// Read on a thread of its own (the reader may block).
+    Reader(SnapshotData),
+    /// Already in memory.
+    Bytes(Bytes),
+}
+
+impl NetTransport {
+    fn send_snapshot(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: InstallSnapshotRequest,
+        body: Body,
+        options: CallOptions,
+    ) -> Call<InstallSnapshotResponse> {
+        if request.size < 0 {
+            return Call::failed(Error::Snapshot(format!(
+                "negative snapshot size {}",
+                request.size
+            )));
+        }
+        let addr = match self.resolve(id, target) {
+            Ok(a) => a,
+            Err(e) => return Call::failed(e),
+        };
+        let (call, resolver) = call();
+        let snapshot_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let chunk = self.shared.config.snapshot_chunk;
+        let size = request.size as u64;
+        let feed = match body {
+            Body::Bytes(data) => SnapshotFeed::from_bytes(data, size, chunk),
+            Body::Reader(data) => {
+                // Two chunks in flight between the pump and the engine keep both busy.
+                let handoff = self.shared.handoff.clone();
+                let feed = SnapshotFeed::new(chunk.saturating_mul(2), move || {
+                    handoff.submit(Command::SnapshotReady { id: snapshot_id })
+                });
+                let pump_feed = feed.clone();
+                let pump = std::thread::Builder::new()
+                    .name("raftnet-snapshot".into())
+                    .spawn(move || feed::pump(data, size, chunk, pump_feed));
+                if let Err(e) = pump {
+                    resolver.resolve(Err(Error::Snapshot(format!(
+                        "cannot start the snapshot reader thread: {e}"
+                    ))));
+                    return call;
+                }
+                feed
+            }
+        };
+        self.shared
+            .handoff
+            .submit(Command::Snapshot(OutboundSnapshot {
+                id: snapshot_id,
+                addr,
+                request,
+                resolver: AnyResolver::InstallSnapshot(resolver),
+                deadline: options.deadline,
+                feed,
+            }));
+        call
     }
 }

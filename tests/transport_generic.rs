@@ -205,6 +205,7 @@ for_every_transport!(
     a_service_keeps_rpcs_and_answers_them_later_exactly_once,
     pipeline_batches_send_in_order_and_wait_for_room,
     snapshot_chunks_read_async_are_the_body_exactly,
+    snapshot_bytes_send_exactly_size_bytes_or_fail,
 );
 
 fn default() -> CallOptions {
@@ -1131,4 +1132,51 @@ fn snapshot_chunks_read_async_are_the_body_exactly<T: Fixture>() {
     let (received, pieces) = join(responder).pop().unwrap();
     assert!(received == body, "the body read differs from the one sent");
     assert!(pieces >= 1);
+}
+
+/// `install_snapshot_bytes`: the receiver reads exactly `size` bytes of the `Bytes` given (the
+/// rest is not sent); `Bytes` shorter than `size` fail the call (the network transport refuses
+/// it before sending anything; in memory the receiver sees the short body).
+fn snapshot_bytes_send_exactly_size_bytes_or_fail<T: Fixture>() {
+    let (server, client) = T::pair();
+    let to = server.local_addr();
+    let data: Bytes = (0..600_000u32).map(|i| (i % 241) as u8).collect();
+    let size = 500_000;
+    let request = InstallSnapshotRequest {
+        size: size as i64,
+        ..snapshot_request()
+    };
+    let responder = serve(server.consumer(), 1, |mut rpc: Rpc| {
+        let (body, end) = read_body(rpc.snapshot.as_mut().expect("a body"));
+        rpc.respond_ok(snapshot_response());
+        (body, end.map_err(|e| e.kind()))
+    });
+    let call = client.install_snapshot_bytes(&id(), &to, request.clone(), data.clone(), default());
+    assert_eq!(finish(call), Ok(snapshot_response()));
+    let (body, end) = join(responder).pop().unwrap();
+    assert_eq!(end, Ok(size), "the body ended cleanly after size bytes");
+    assert!(body[..] == data[..size], "the first {size} bytes, exactly");
+
+    let short = data.slice(..1000);
+    let responder = (!T::SENDER_DETECTS_SHORT_SNAPSHOT).then(|| {
+        serve(server.consumer(), 1, |mut rpc: Rpc| {
+            let (_, end) = read_body(rpc.snapshot.as_mut().expect("a body"));
+            assert!(end.is_err(), "a short body ends with an error");
+            rpc.respond_err("short read");
+        })
+    });
+    let call = client.install_snapshot_bytes(&id(), &to, request, short, default());
+    let result = finish(call);
+    assert!(result.is_err(), "{result:?}");
+    match responder {
+        Some(responder) => {
+            join(responder);
+        }
+        None => {
+            assert!(
+                matches!(&result, Err(Error::Snapshot(text)) if text.contains("1000 bytes given"))
+            );
+            assert!(server.consumer().is_empty(), "nothing was sent");
+        }
+    }
 }

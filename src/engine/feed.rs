@@ -1,7 +1,8 @@
 //! A snapshot body on its way out, before the engine has it: a pump thread (started by the
 //! transport's API) reads the caller's `std::io::Read`, which may block, into chunks, and the
 //! engine takes them as the connection has room. At most `window` bytes wait between the two,
-//! so a fast disk cannot fill memory and a slow one never stalls the engine's thread.
+//! so a fast disk cannot fill memory and a slow one never stalls the engine's thread. A body
+//! already in memory (`Bytes`) needs neither: its chunks are slices of it, all there at once.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -58,6 +59,32 @@ impl SnapshotFeed {
 
     fn lock(&self) -> MutexGuard<'_, FeedState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A feed that holds the whole body already: `size` bytes of `data` as `chunk`-sized
+    /// slices of it (no copy, no pump thread). `data` shorter than `size` ends it with an error
+    /// after the bytes it has, as a short reader would.
+    pub(crate) fn from_bytes(data: Bytes, size: u64, chunk: usize) -> Arc<SnapshotFeed> {
+        let feed = SnapshotFeed::new(usize::MAX, || {});
+        {
+            let mut s = feed.lock();
+            let available = (data.len() as u64).min(size) as usize;
+            let mut offset = 0;
+            while offset < available {
+                let end = (offset + chunk.max(1)).min(available);
+                s.chunks.push_back(data.slice(offset..end));
+                offset = end;
+            }
+            s.queued = available;
+            s.end = Some(if available as u64 == size {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the snapshot's bytes ended after {available} of {size} bytes"
+                ))
+            });
+        }
+        feed
     }
 
     /// Stop the pump (it exits at its next chunk boundary).

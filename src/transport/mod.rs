@@ -272,6 +272,28 @@ pub trait Transport: Send + Sync {
         options: CallOptions,
     ) -> Call<InstallSnapshotResponse>;
 
+    /// Send a snapshot whose body is already in memory: the request, then the first
+    /// `request.size` bytes of `data` (fewer fail the call). What
+    /// [`install_snapshot`](Self::install_snapshot) does with a reader over `data`, which is
+    /// what this does unless the transport has better: [`NetTransport`](crate::NetTransport)
+    /// sends slices of `data` itself, without copying them or starting a reader thread.
+    fn install_snapshot_bytes(
+        &self,
+        id: &ServerId,
+        target: &ServerAddress,
+        request: InstallSnapshotRequest,
+        data: Bytes,
+        options: CallOptions,
+    ) -> Call<InstallSnapshotResponse> {
+        self.install_snapshot(
+            id,
+            target,
+            request,
+            Box::new(std::io::Cursor::new(data)),
+            options,
+        )
+    }
+
     /// A pipeline for replicating to one peer; [`Error::PipelineNotSupported`](crate::Error)
     /// when `max_rpcs_in_flight` is below 2.
     fn append_entries_pipeline(
