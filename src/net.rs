@@ -10,8 +10,10 @@
 //!        └──── Call resolved ◀── decode answer ◀── socket ◀───────────────────┘
 //!
 //!  peer ─▶ socket ─▶ decode (zero-copy) ─▶ consumer queue ─────────▶ Consumer::recv()
-//!                     └─ heartbeat ─▶ handler (on the driver)             │
-//!  peer ◀─ socket ◀─ encode ◀─ completion queue ◀──────────────── Rpc::respond()
+//!                     ├─ heartbeat ─▶ handler  (on the driver)            │  (or recv_batch)
+//!                     └─ any RPC ───▶ Service  (on the driver) ─┐         │
+//!  peer ◀─ socket ◀─ encode ◀───────── answered in place ◀───────┘         │
+//!                          ◀─ completion queue ◀──────────────── Rpc::respond() / Answers
 //! ```
 //!
 //! The queues are lock-free (`crossbeam-queue`); a thread is woken only when it sleeps.
