@@ -34,17 +34,20 @@
 //!
 //! **What the interface leaves room for** (the speed work's levers): the engine is `Send` and
 //! owns no thread, so whichever thread holds it can drive it (a caller waiting for its answer
-//! could run turns itself, one thread at a time); a handler can answer inbound RPCs on the
-//! driver's thread (the heartbeat handler does, in `inbound.rs`); and every hand-off is taken in
-//! batches (`handle_handoff` drains up to a bound per turn, and answers for many requests leave
-//! in one write).
+//! could run turns itself, one thread at a time: not built yet); a handler answers inbound RPCs
+//! on the driver's thread (a `Service` or the heartbeat handler, in `inbound.rs`), and what it
+//! answers there is written right after the read that brought the request, without the
+//! completion queue; and every hand-off is taken in batches (`handle_handoff` drains up to a
+//! bound per turn, RPCs for the consumer leave a read together, a pipeline's answers complete a
+//! read at once, and answers for many requests leave in one write).
 //!
 //! The engine's work is split by concern over this folder's files, each an `impl Engine` block
 //! with the state it owns: `outbound.rs` (calls, pools, answers), `pipeline.rs`,
 //! `snapshot_out.rs` with `feed.rs` (the body's way from the caller's reader to the engine),
 //! `inbound.rs` (serving, inbound snapshots, responses), `limits.rs` (what one peer may take
-//! of the node), `conn.rs` (one
-//! connection and its roles), `timer.rs`, `handoff.rs` (the queues shared with other threads).
+//! of the node), `conn.rs` (one connection and its roles), `timer.rs`, `handoff.rs` (the queues
+//! shared with other threads), `logs.rs` (connection spans, close reasons, the look at log
+//! levels) beside `calls.rs` (the per-call events).
 //!
 //! **Logs.** Every connection has a `tracing` span (`conn`: its key, its peer, `dir` =
 //! `accepted` or `dialled`, and a dialled one's lane) under the transport's span (`raftnet`,
@@ -68,6 +71,7 @@ pub(crate) mod handoff;
 mod inbound;
 pub(crate) mod key;
 mod limits;
+mod logs;
 mod outbound;
 mod pipeline;
 mod snapshot_out;
@@ -84,14 +88,14 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use slab::Slab;
-use tracing::level_filters::LevelFilter;
-use tracing::{Level, Span, debug, error, info, warn};
+use tracing::{Span, debug, error, info, warn};
 
 use self::conn::{Connection, Inbound, Paused, Role};
 use self::handoff::{Command, Completion, Handoff, HandoffSink, Wake};
 pub(crate) use self::key::ConnKey;
 use self::key::Generations;
 use self::limits::{Admission, RefusalLog};
+use self::logs::{CloseReason, connection_span};
 use self::timer::{TimerKind, Timers, accept_backoff};
 use crate::config::Config;
 use crate::error::Error;
@@ -106,10 +110,6 @@ use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
 const MAX_COMMANDS_PER_TURN: usize = 4096;
 /// Answers from the Raft side taken per turn (same reasoning).
 const MAX_COMPLETIONS_PER_TURN: usize = 4096;
-
-/// The level of a connection's span: `debug`, so that a subscriber at `info` (an application's
-/// usual setting) neither records a span per connection nor enters one per read and write.
-const CONN_SPAN_LEVEL: Level = Level::DEBUG;
 
 /// The clock the engine reads for its one timing metric (decode time), given by the driver:
 /// `Instant::now` in production, a fake in the engine's tests.
@@ -332,67 +332,6 @@ impl Engine {
             conn_spans: true,
             entered: None,
         }
-    }
-
-    /// The engine with `span` as its transport's span (the parent of its connections' spans).
-    pub(crate) fn with_span(mut self, span: Span) -> Engine {
-        self.span = span;
-        self
-    }
-
-    /// Enter `key`'s span, for the driver to handle the connection in; `true` if it did, and
-    /// then the driver calls [`exit_conn`](Self::exit_conn) when it is done (before entering
-    /// another). Nothing is entered when the key is gone, another span is entered, or no
-    /// subscriber records connection spans; that last is the test of a flag, and the work is
-    /// out of line, so a driver's loop keeps its shape (no guard to drop, no span to clone)
-    /// when no one listens. A span no subscriber records is never entered: entering, exiting
-    /// and dropping it would still look whether tracing's `log` records of those are wanted.
-    #[inline]
-    pub(crate) fn enter_conn(&mut self, key: ConnKey) -> bool {
-        self.conn_spans && self.enter_conn_span(key)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn enter_conn_span(&mut self, key: ConnKey) -> bool {
-        if self.entered.is_some() {
-            return false;
-        }
-        let Some(span) = self.conn(key).map(|c| &c.span).filter(|s| !s.is_disabled()) else {
-            return false;
-        };
-        let span = span.clone();
-        span.with_subscriber(|(id, dispatch)| dispatch.enter(id));
-        self.entered = Some(span);
-        true
-    }
-
-    /// Exit the span [`enter_conn`](Self::enter_conn) entered (it lives on even if the
-    /// connection closed meanwhile).
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn exit_conn(&mut self) {
-        if let Some(span) = self.entered.take() {
-            span.with_subscriber(|(id, dispatch)| dispatch.exit(id));
-        }
-    }
-
-    /// Look, once per turn, whether anyone may record the per-call `trace` events and the
-    /// connection spans: a tracing subscriber enabling that level anywhere, or, for the events,
-    /// a `log` logger at `Trace` (with feature `log`, tracing hands events to `log` while no
-    /// subscriber is set).
-    /// Where no one may, each per-call event costs a test of a flag instead of tracing's own
-    /// look at those levels (about a dozen instructions, several times per RPC); where someone
-    /// may, the macros still decide for themselves. A subscriber installed mid-turn is seen
-    /// from the next turn on.
-    fn refresh_log_levels(&mut self) {
-        let tracing_level = LevelFilter::current();
-        #[cfg(feature = "log")]
-        let log_traces = log::max_level() >= log::LevelFilter::Trace;
-        #[cfg(not(feature = "log"))]
-        let log_traces = false;
-        self.trace_calls = tracing_level >= Level::TRACE || log_traces;
-        self.conn_spans = tracing_level >= CONN_SPAN_LEVEL;
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -937,37 +876,6 @@ impl Engine {
                     call.resolver.fail(error);
                 }
             }
-        }
-    }
-}
-
-/// A connection's span (see [`Connection::span`]), a child of the transport's.
-fn connection_span(transport: &Span, key: ConnKey, peer: SocketAddr, role: &Role) -> Span {
-    let (dir, lane) = match role {
-        Role::Inbound(_) => ("accepted", None),
-        Role::Pooled(p) => ("dialled", Some(p.pool_key.1)),
-        Role::Pipeline(_) => ("dialled", Some(Lane::Pipeline)),
-        Role::SnapshotOut(_) => ("dialled", Some(Lane::Snapshot)),
-    };
-    tracing::span!(
-        parent: transport,
-        CONN_SPAN_LEVEL,
-        "conn",
-        conn = ?key,
-        %peer,
-        dir,
-        lane = lane.map(tracing::field::debug),
-    )
-}
-
-/// Why a connection closed, for its log line: what the engine says, or else the error.
-struct CloseReason<'a>(Option<&'static str>, &'a Error);
-
-impl std::fmt::Display for CloseReason<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(why) => f.write_str(why),
-            None => self.1.fmt(f),
         }
     }
 }
