@@ -1,6 +1,6 @@
 //! What a transport counts and times, and the [`Metrics`] snapshot that shows it.
 //!
-//! Recording (this file's `TransportMetrics`, shared by the transport's threads) is relaxed
+//! Recording (`record.rs`'s `TransportMetrics`, shared by the transport's threads) is relaxed
 //! atomic adds into arrays indexed by [`RpcType`]: one per counted event, two per timed one (a
 //! log-linear latency bucket and the sum); no allocation, no lock, no name lookup. [`Metrics`]
 //! is a typed snapshot read from the API: one field per metric, per-type values as
@@ -13,10 +13,18 @@
 
 use std::fmt;
 use std::ops::{Index, IndexMut};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::message::{Request, Response};
+
+#[cfg(feature = "metrics")]
+mod publish;
+mod record;
+
+use self::record::HISTOGRAM_GROUPING_POWER;
+#[cfg(feature = "metrics")]
+use self::record::REPORTED_QUANTILES;
+pub(crate) use self::record::{TransportMetrics, add};
 
 /// How many [`RpcType`]s there are (the length of the per-type arrays).
 const RPC_TYPES: usize = 6;
@@ -164,104 +172,6 @@ impl<T> IndexMut<RpcType> for PerRpcType<T> {
     }
 }
 
-/// Each power of two of nanoseconds is split into `2^HISTOGRAM_GROUPING_POWER` buckets, so a
-/// bucket is at most 1/64 as wide as the values in it: the precision of every reported
-/// percentile. (1/32 would halve the memory, 1/128 double it; 1/64 is well under the run-to-run
-/// spread of latency percentiles, and a transport's 24 timers take 420 KiB with it.)
-#[cfg(not(miri))]
-const HISTOGRAM_GROUPING_POWER: u8 = 6;
-
-/// Under Miri, one bucket per power of two (as raftnet's histograms had before this crate):
-/// Miri checks every atomic access, and the 24 x 2 240 buckets of each transport made an
-/// engine test that took 2 s take 70 s (24 x 41 buckets: 2.7 s). The code is the same; the
-/// precision tests check the bound that holds (2x) there.
-#[cfg(miri)]
-const HISTOGRAM_GROUPING_POWER: u8 = 0;
-
-/// Values up to `2^HISTOGRAM_MAX_VALUE_POWER - 1` ns (18.3 minutes) have buckets; longer ones are
-/// counted in the last one (and in `max` and `mean` as they are).
-const HISTOGRAM_MAX_VALUE_POWER: u8 = 40;
-
-/// The largest value with a bucket of its own, in nanoseconds.
-const HISTOGRAM_LARGEST_NS: u64 = (1 << HISTOGRAM_MAX_VALUE_POWER) - 1;
-
-/// The percentiles a [`HistogramSnapshot`] reports, in its fields' order.
-const REPORTED_QUANTILES: [f64; 3] = [0.50, 0.99, 0.999];
-
-/// A lock-free latency histogram: log-linear buckets of nanoseconds (the `histogram` crate's
-/// `AtomicHistogram`), plus the sum and the largest value.
-///
-/// Recording is two relaxed atomic adds (the bucket, the sum) and a relaxed load of the maximum
-/// (a compare-exchange only when the value is a new maximum): no allocation, lock or clock read.
-/// The count is the buckets' total, taken when a snapshot is read rather than kept per record.
-pub(crate) struct Histogram {
-    buckets: histogram::AtomicHistogram,
-    sum_ns: AtomicU64,
-    max_ns: AtomicU64,
-}
-
-impl fmt::Debug for Histogram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The buckets are thousands of counters: show the summary instead.
-        fmt::Debug::fmt(&self.snapshot(), f)
-    }
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            buckets: histogram::AtomicHistogram::new(
-                HISTOGRAM_GROUPING_POWER,
-                HISTOGRAM_MAX_VALUE_POWER,
-            )
-            .expect("the grouping power is below the max value power, which is at most 64"),
-            sum_ns: AtomicU64::new(0),
-            max_ns: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    pub(crate) fn record(&self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        // In range once clamped, so `increment` cannot fail.
-        let _ = self.buckets.increment(ns.min(HISTOGRAM_LARGEST_NS));
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        // Most samples are not a new maximum: a load, and no write to a line every thread shares.
-        if ns > self.max_ns.load(Ordering::Relaxed) {
-            self.max_ns.fetch_max(ns, Ordering::Relaxed);
-        }
-    }
-
-    fn snapshot(&self) -> HistogramSnapshot {
-        let buckets = self.buckets.load();
-        let count: u64 = buckets.as_slice().iter().sum();
-        let sum = self.sum_ns.load(Ordering::Relaxed);
-        // Read after the buckets: a sample counted there but whose maximum is not visible yet
-        // is still reported within its bucket (below).
-        let max = self.max_ns.load(Ordering::Relaxed);
-        let mut quantiles = [const { None }; REPORTED_QUANTILES.len()];
-        buckets
-            .quantile_buckets_into(&REPORTED_QUANTILES, &mut quantiles)
-            .expect("the quantiles are in 0..=1 and there is a slot for each");
-        // Nearest rank's sample lies in the bucket found, and never above the maximum: the
-        // bucket's upper end, lowered to the maximum where that is smaller, is at least the
-        // sample and less than 1/64 above it.
-        let [p50, p99, p999] = quantiles.map(|bucket| {
-            Duration::from_nanos(bucket.map_or(0, |b| b.end().min(max.max(b.start()))))
-        });
-        HistogramSnapshot {
-            count,
-            mean: Duration::from_nanos(sum.checked_div(count).unwrap_or(0)),
-            p50,
-            p99,
-            p999,
-            max: Duration::from_nanos(max),
-            sum: Duration::from_nanos(sum),
-        }
-    }
-}
-
 /// A latency histogram's summary: the samples recorded since the transport started.
 ///
 /// Percentiles are nearest-rank (the `ceil(q * count)`-th smallest sample), each reported as
@@ -291,42 +201,6 @@ impl HistogramSnapshot {
     /// The relative precision of the percentiles: each is at least the true nearest-rank
     /// sample and less than `1 + PERCENTILE_PRECISION` times it.
     pub const PERCENTILE_PRECISION: f64 = 1.0 / (1u64 << HISTOGRAM_GROUPING_POWER) as f64;
-}
-
-/// What the transport records, shared by its threads.
-#[derive(Debug, Default)]
-pub(crate) struct TransportMetrics {
-    pub(crate) rpc_decode: [Histogram; RPC_TYPES],
-    pub(crate) rpc_enqueue: [Histogram; RPC_TYPES],
-    pub(crate) rpc_respond: [Histogram; RPC_TYPES],
-    pub(crate) call_latency: [Histogram; RPC_TYPES],
-    pub(crate) rpcs_received: [AtomicU64; RPC_TYPES],
-    pub(crate) calls_sent: [AtomicU64; RPC_TYPES],
-    pub(crate) calls_failed: [AtomicU64; RPC_TYPES],
-    pub(crate) bytes_read: AtomicU64,
-    pub(crate) bytes_written: AtomicU64,
-    pub(crate) reads: AtomicU64,
-    pub(crate) writes: AtomicU64,
-    pub(crate) reactor_turns: AtomicU64,
-    pub(crate) reactor_wakes: AtomicU64,
-    /// Times the driver blocked in `poll` (each ends in a wake-up, by a socket, a timer or the
-    /// waker); `reactor_wakes` counts the waker rings among them.
-    pub(crate) reactor_sleeps: AtomicU64,
-    /// Threads or tasks woken because their call, pipeline future or pipeline slot resolved.
-    pub(crate) caller_wakes: AtomicU64,
-    pub(crate) dials: AtomicU64,
-    pub(crate) dial_failures: AtomicU64,
-    pub(crate) accepted: AtomicU64,
-    pub(crate) protocol_errors: AtomicU64,
-    pub(crate) heartbeats_fast_path: AtomicU64,
-    pub(crate) connections_refused: AtomicU64,
-    pub(crate) reads_paused: AtomicU64,
-    pub(crate) snapshots_refused: AtomicU64,
-    pub(crate) slow_peers_closed: AtomicU64,
-}
-
-pub(crate) fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// A snapshot of a transport's metrics ([`NetTransport::metrics`](crate::NetTransport::metrics)):
@@ -629,207 +503,11 @@ fn per_type_metrics<'a, T: Copy>(
     })
 }
 
-impl TransportMetrics {
-    /// The counters and timers; the gauges (which live elsewhere in the transport) are left 0
-    /// for the caller to fill in.
-    pub(crate) fn snapshot(&self, consumer_wakes: u64) -> Metrics {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let counts = |cs: &[AtomicU64; RPC_TYPES]| PerRpcType::from_fn(|t| load(&cs[t as usize]));
-        let timers =
-            |hs: &[Histogram; RPC_TYPES]| PerRpcType::from_fn(|t| hs[t as usize].snapshot());
-        Metrics {
-            rpc_decode: timers(&self.rpc_decode),
-            rpc_enqueue: timers(&self.rpc_enqueue),
-            rpc_respond: timers(&self.rpc_respond),
-            call_latency: timers(&self.call_latency),
-            rpcs_received: counts(&self.rpcs_received),
-            calls_sent: counts(&self.calls_sent),
-            calls_failed: counts(&self.calls_failed),
-            bytes_read: load(&self.bytes_read),
-            bytes_written: load(&self.bytes_written),
-            reads: load(&self.reads),
-            writes: load(&self.writes),
-            reactor_turns: load(&self.reactor_turns),
-            reactor_wakes: load(&self.reactor_wakes),
-            reactor_sleeps: load(&self.reactor_sleeps),
-            caller_wakes: load(&self.caller_wakes),
-            consumer_wakes,
-            dials: load(&self.dials),
-            dial_failures: load(&self.dial_failures),
-            accepted: load(&self.accepted),
-            protocol_errors: load(&self.protocol_errors),
-            heartbeats_fast_path: load(&self.heartbeats_fast_path),
-            connections_refused: load(&self.connections_refused),
-            reads_paused: load(&self.reads_paused),
-            snapshots_refused: load(&self.snapshots_refused),
-            slow_peers_closed: load(&self.slow_peers_closed),
-            ..Metrics::default()
-        }
-    }
-}
-
-/// The label that tells a timer's percentiles apart when they are published (Prometheus'
-/// summary label), with the value each of [`REPORTED_QUANTILES`] gets.
-#[cfg(feature = "metrics")]
-const QUANTILE_LABELS: [(&str, &str); REPORTED_QUANTILES.len()] = [
-    ("quantile", "0.5"),
-    ("quantile", "0.99"),
-    ("quantile", "0.999"),
-];
-
-#[cfg(feature = "metrics")]
-impl Metrics {
-    /// Hands every metric to the [`metrics`](https://docs.rs/metrics) crate's facade (feature
-    /// `metrics`), so whichever recorder the program installed exports it: Prometheus,
-    /// StatsD, OpenTelemetry and the others. Call it before each scrape or on a timer (a
-    /// second is plenty); recording costs nothing extra, since the transport counts into its
-    /// own atomics whether or not anything is published.
-    ///
-    /// Under the names and labels [`iter`](Self::iter) lists:
-    /// - a counter is a facade counter set with `absolute`, a gauge a facade gauge;
-    /// - a timer, whose samples the facade never sees, is published as a Prometheus summary is
-    ///   laid out: a gauge under the timer's own name per percentile, labelled `quantile="0.5"`,
-    ///   `"0.99"` and `"0.999"` (in seconds, within [`HistogramSnapshot::PERCENTILE_PRECISION`],
-    ///   over the transport's life, `NaN` before its first sample), a gauge `NAME.max` (seconds,
-    ///   `NaN` before the first sample), a gauge `NAME.sum` (seconds) and a counter
-    ///   `NAME.count`. So `rate(raft_net_rpcDecode_sum[1m]) / rate(raft_net_rpcDecode_count[1m])`
-    ///   is the last minute's mean in Prometheus, and `raft_net_rpcDecode{quantile="0.99"}` the
-    ///   lifetime 99th percentile.
-    ///
-    /// Each name is also described (its meaning, and seconds or bytes as its unit), which
-    /// Prometheus shows as `# HELP`. Two transports in one process publish the same series;
-    /// publish each under a recorder of its own (`metrics::with_local_recorder`) or add a label
-    /// in the exporter to tell them apart.
-    ///
-    /// ```
-    /// use raftnet::{Config, NetTransport};
-    /// use metrics_exporter_prometheus::PrometheusBuilder;
-    ///
-    /// let transport = NetTransport::bind("127.0.0.1:0", None, Config::default())?;
-    /// // A program installs its exporter once (`PrometheusBuilder::install` serves /metrics);
-    /// // here the recorder is local and rendered by hand.
-    /// let recorder = PrometheusBuilder::new().build_recorder();
-    /// metrics::with_local_recorder(&recorder, || transport.metrics().publish());
-    /// let text = recorder.handle().render();
-    /// assert!(text.contains("\nraftnet_callsSent{rpcType=\"RequestVote\"} 0\n"));
-    /// assert!(text.contains("\nraft_net_rpcDecode_count{rpcType=\"Heartbeat\"} 0\n"));
-    /// assert!(text.contains("\nraft_net_rpcDecode{rpcType=\"Heartbeat\",quantile=\"0.99\"} NaN\n"));
-    /// # Ok::<(), raftnet::Error>(())
-    /// ```
-    pub fn publish(&self) {
-        for metric in self.iter() {
-            let (help, unit) = description(metric.name);
-            match metric.value {
-                MetricValue::Counter(n) => {
-                    describe(metric.name, help, unit, Facade::Counter);
-                    metrics::counter!(metric.name, metric.labels).absolute(n);
-                }
-                MetricValue::Gauge(n) => {
-                    describe(metric.name, help, unit, Facade::Gauge);
-                    metrics::gauge!(metric.name, metric.labels).set(n as f64);
-                }
-                MetricValue::Histogram(h) => publish_timer(metric, help, h),
-            }
-        }
-    }
-}
-
-/// One timer's series, laid out as a Prometheus summary (see [`Metrics::publish`]).
-#[cfg(feature = "metrics")]
-fn publish_timer(metric: Metric, help: &str, h: HistogramSnapshot) {
-    use metrics::Unit::Seconds;
-    let seconds = |d: Duration| match h.count {
-        0 => f64::NAN,
-        _ => d.as_secs_f64(),
-    };
-    let help = |what: &str| format!("{help} {what}");
-    let name = metric.name;
-    describe(name, help("Percentiles."), Some(Seconds), Facade::Gauge);
-    for (quantile, p) in QUANTILE_LABELS.iter().zip([h.p50, h.p99, h.p999]) {
-        let labels = metric.labels.iter().chain([quantile]);
-        let labels: Vec<metrics::Label> = labels.map(metrics::Label::from).collect();
-        metrics::gauge!(name, labels).set(seconds(p));
-    }
-    let max = format!("{name}.max");
-    describe(&max, help("The longest."), Some(Seconds), Facade::Gauge);
-    metrics::gauge!(max, metric.labels).set(seconds(h.max));
-    let sum = format!("{name}.sum");
-    describe(&sum, help("The total."), Some(Seconds), Facade::Gauge);
-    metrics::gauge!(sum, metric.labels).set(h.sum.as_secs_f64());
-    let count = format!("{name}.count");
-    describe(&count, help("Samples."), None, Facade::Counter);
-    metrics::counter!(count, metric.labels).absolute(h.count);
-}
-
-/// The kinds of facade metric a raftnet metric is published as.
-#[cfg(feature = "metrics")]
-#[derive(Clone, Copy)]
-enum Facade {
-    Counter,
-    Gauge,
-}
-
-/// Describes `name` to the facade's current recorder, as a `kind`.
-#[cfg(feature = "metrics")]
-fn describe(
-    name: &str,
-    help: impl Into<metrics::SharedString>,
-    unit: Option<metrics::Unit>,
-    kind: Facade,
-) {
-    let (name, help) = (name.to_owned().into(), help.into());
-    metrics::with_recorder(|recorder| match kind {
-        Facade::Counter => recorder.describe_counter(name, unit, help),
-        Facade::Gauge => recorder.describe_gauge(name, unit, help),
-    });
-}
-
-/// What a metric means (its field's doc, shortened) and its unit, for the facade's
-/// descriptions.
-#[cfg(feature = "metrics")]
-fn description(name: &str) -> (&'static str, Option<metrics::Unit>) {
-    use metrics::Unit::Bytes;
-    let help = match name {
-        Metrics::RPC_DECODE => "Decoding an inbound RPC's frame.",
-        Metrics::RPC_ENQUEUE => "An inbound RPC's wait from decoded to taken by the Raft side.",
-        Metrics::RPC_RESPOND => "The Raft side's time to answer an inbound RPC.",
-        Metrics::CALL => "An outbound call's latency, from submitted to answered.",
-        Metrics::RPCS_RECEIVED => "Inbound RPCs decoded.",
-        Metrics::CALLS_SENT => "Outbound calls sent (pipelined appends included).",
-        Metrics::CALLS_FAILED => "Outbound calls that ended in an error.",
-        Metrics::BYTES_READ => return ("Bytes read from sockets.", Some(Bytes)),
-        Metrics::BYTES_WRITTEN => return ("Bytes written to sockets.", Some(Bytes)),
-        Metrics::READS => "Socket reads that returned bytes.",
-        Metrics::WRITES => "Socket writes that took bytes.",
-        Metrics::REACTOR_TURNS => "Turns of the driver's loop.",
-        Metrics::REACTOR_WAKES => "Times a producer rang the sleeping driver's waker.",
-        Metrics::REACTOR_SLEEPS => "Times the driver blocked waiting for events.",
-        Metrics::CALLER_WAKES => "Callers woken because their call or pipeline slot resolved.",
-        Metrics::CONSUMER_WAKES => "Raft-side receivers woken because an RPC arrived.",
-        Metrics::DIALS => "Outbound connections started.",
-        Metrics::DIAL_FAILURES => "Outbound connections that failed before connecting.",
-        Metrics::ACCEPTED => "Inbound connections accepted.",
-        Metrics::PROTOCOL_ERRORS => "Connections closed because the peer sent invalid frames.",
-        Metrics::HEARTBEATS_FAST_PATH => "Heartbeats answered by the heartbeat handler.",
-        Metrics::CONNECTIONS_REFUSED => "Inbound connections closed over a connection limit.",
-        Metrics::READS_PAUSED => "Times reading a connection paused over a per-peer limit.",
-        Metrics::SNAPSHOTS_REFUSED => "InstallSnapshots refused over max_inbound_snapshots.",
-        Metrics::SLOW_PEERS_CLOSED => "Inbound connections closed for sending too slowly.",
-        Metrics::CONSUMER_QUEUE => "Inbound RPCs waiting for the Raft side.",
-        Metrics::SUBMISSION_QUEUE => "Commands waiting for the driver.",
-        Metrics::COMPLETION_QUEUE => "Answers from the Raft side waiting for the driver.",
-        Metrics::OPEN_CONNECTIONS => "Open connections, inbound and outbound.",
-        Metrics::IDLE_POOLED_CONNECTIONS => "Idle pooled outbound connections.",
-        Metrics::TIMERS => "The driver's pending timers.",
-        _ => "",
-    };
-    (help, None)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
+    use super::record::{HISTOGRAM_LARGEST_NS, Histogram};
     use super::*;
 
     /// Every field set to a value no other field has. A struct literal without `..`, so a new
@@ -1060,7 +738,7 @@ mod tests {
     #[test]
     fn every_published_name_is_described() {
         for metric in distinct().iter() {
-            let (help, _) = description(metric.name);
+            let (help, _) = super::publish::description(metric.name);
             assert!(help.ends_with('.'), "{} has no description", metric.name);
         }
     }
