@@ -37,6 +37,10 @@ options:
   --rounds N            repeat the interleaved sequence N times, report medians (default: 1)
   --pin same|split|none thread placement (default: same = every thread on CPU 0;
                         split = server threads on CPU 1, client threads on CPU 0)
+  --store memstore|bench|both
+                        the openraft store of the cluster scenarios that run (default:
+                        both): memstore = openraft-memstore (cluster-N rows), bench = the
+                        benchmark store, log entries kept without JSON (cluster-bench-N)
   --reactor task|thread where raftnet's reactor runs in the cluster-N scenarios (default:
                         task = a task on each node's runtime, NetTransport::bind_on;
                         thread = a thread of its own, NetTransport::bind)
@@ -55,12 +59,14 @@ options:
 
 scenarios: heartbeat-seq heartbeat-pipelined append-100b-seq append-64x1k-pipelined
            append-1m-pipelined vote-seq snapshot-64m heartbeat-under-load fan-in-1000
-           cluster-1 cluster-16 cluster-64 (or: cluster = all three)
+           cluster-1 cluster-16 cluster-64 cluster-bench-1 cluster-bench-16
+           cluster-bench-64 (or: cluster = all six; --store narrows them)
 (heartbeat-under-load is compared with heartbeat-seq's idle p99; heartbeat-seq is added
  to the run when it is not selected.)
-cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore) in this process over each
-implementation's network, N client tasks calling client_write on the leader: ops/s are
+cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore; cluster-bench-N: the
+benchmark store) in this process over each implementation's network, N client tasks calling client_write on the leader: ops/s are
 committed writes/s, latency is commit latency, CPU µs/op is CPU per write (all three nodes).
+After each cluster run, every node must hold every client's last acknowledged write.
 ";
 
 /// How long a run may take to return its sample after `stop()`.
@@ -118,6 +124,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     let mut rounds = 1;
     let mut placement = Placement::Same;
     let mut reactor = cluster::Reactor::Task;
+    let mut stores: Option<cluster::Store> = None;
     let mut tokio_runtime = None;
     let mut json = false;
     let mut svg = Some(default_svg_path());
@@ -139,6 +146,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 | "--rounds"
                 | "--pin"
                 | "--reactor"
+                | "--store"
                 | "--tokio-runtime"
                 | "--svg"
         );
@@ -199,6 +207,14 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 placement = Placement::from_name(&value)
                     .ok_or_else(|| format!("--pin: expected same, split or none, not {value}"))?
             }
+            "--store" => {
+                stores = match value.as_str() {
+                    "both" => None,
+                    name => Some(cluster::Store::from_name(name).ok_or_else(|| {
+                        format!("--store: expected memstore, bench or both, not {value}")
+                    })?),
+                }
+            }
             "--reactor" => {
                 reactor = cluster::Reactor::from_name(&value)
                     .ok_or_else(|| format!("--reactor: expected task or thread, not {value}"))?
@@ -227,10 +243,17 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     if wanted.contains(&Scenario::HeartbeatUnderLoad) {
         wanted.push(Scenario::HeartbeatSeq);
     }
-    let scenarios = Scenario::ALL
+    let scenarios: Vec<Scenario> = Scenario::ALL
         .into_iter()
         .filter(|s| wanted.contains(s))
+        .filter(|s| match (stores, s.cluster_store()) {
+            (Some(only), Some(store)) => store == only,
+            _ => true,
+        })
         .collect();
+    if scenarios.is_empty() {
+        return Err("no scenario left: --store excludes every one selected".into());
+    }
     Ok(Parsed::Run(Options {
         scenarios,
         impls,
@@ -316,7 +339,7 @@ mod tests {
         );
         assert_eq!(opts("--tokio-runtime auto").tokio_runtime, None);
 
-        // `cluster` selects the three cluster scenarios.
+        // `cluster` selects the cluster scenarios of both stores; --store narrows them.
         let o = opts("--scenario cluster,vote-seq");
         assert_eq!(
             o.scenarios,
@@ -324,9 +347,25 @@ mod tests {
                 Scenario::VoteSeq,
                 Scenario::Cluster1,
                 Scenario::Cluster16,
-                Scenario::Cluster64
+                Scenario::Cluster64,
+                Scenario::ClusterBench1,
+                Scenario::ClusterBench16,
+                Scenario::ClusterBench64,
             ]
         );
+        assert_eq!(
+            opts("--scenario cluster --store bench").scenarios,
+            vec![
+                Scenario::ClusterBench1,
+                Scenario::ClusterBench16,
+                Scenario::ClusterBench64
+            ]
+        );
+        assert_eq!(
+            opts("--scenario vote-seq,cluster-16,cluster-bench-64 --store memstore").scenarios,
+            vec![Scenario::VoteSeq, Scenario::Cluster16]
+        );
+        assert!(args("--scenario cluster-1 --store bench").is_err());
 
         // Where raftnet's reactors run in the cluster scenarios.
         assert_eq!(opts("--scenario cluster").reactor, cluster::Reactor::Task);
@@ -357,6 +396,7 @@ mod tests {
             "--frobnicate",
             "--warmup -1",
             "--tokio-runtime multi3",
+            "--store json",
         ] {
             assert!(args(bad).is_err(), "{bad}");
         }

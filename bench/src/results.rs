@@ -259,6 +259,7 @@ pub(crate) fn raw_reference(scenario: Scenario) -> Option<Raw> {
         Scenario::Append1mPipelined | Scenario::Snapshot64m => Some(Raw::Bulk),
         Scenario::HeartbeatSeq | Scenario::Append100bSeq | Scenario::VoteSeq => Some(Raw::PingPong),
         Scenario::Cluster64 => Some(Raw::ClusterNoNetwork),
+        Scenario::ClusterBench64 => Some(Raw::ClusterBenchNoNetwork),
         _ => None,
     }
 }
@@ -268,7 +269,9 @@ pub(crate) fn vs_raw(results: &Results, scenario: Scenario, m: &Metrics) -> Opti
     let r = results.raw(raw)?;
     let fraction = match raw {
         Raw::Bulk => ratio(Some(m.mb_per_sec), Some(r.mb_per_sec))?,
-        Raw::PingPong | Raw::ClusterNoNetwork => ratio(Some(m.ops_per_sec), Some(r.ops_per_sec))?,
+        Raw::PingPong | Raw::ClusterNoNetwork | Raw::ClusterBenchNoNetwork => {
+            ratio(Some(m.ops_per_sec), Some(r.ops_per_sec))?
+        }
     };
     Some(VsRaw { raw, fraction })
 }

@@ -203,6 +203,9 @@ pub(crate) fn run_all(
     if options.raw && options.scenarios.contains(&Scenario::Cluster64) {
         raws.push(Raw::ClusterNoNetwork);
     }
+    if options.raw && options.scenarios.contains(&Scenario::ClusterBench64) {
+        raws.push(Raw::ClusterBenchNoNetwork);
+    }
     let jobs = options.rounds * (raws.len() + options.scenarios.len() * imps.len());
     let mut progress = Progress::new(
         jobs,

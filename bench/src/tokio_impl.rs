@@ -407,7 +407,12 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
             Ok(sample)
         }
         Scenario::FanIn1000 => unreachable!("handled above"),
-        Scenario::Cluster1 | Scenario::Cluster16 | Scenario::Cluster64 => {
+        Scenario::Cluster1
+        | Scenario::Cluster16
+        | Scenario::Cluster64
+        | Scenario::ClusterBench1
+        | Scenario::ClusterBench16
+        | Scenario::ClusterBench64 => {
             unreachable!("TokioImpl::run hands these to crate::cluster")
         }
     }
@@ -433,8 +438,9 @@ impl Implementation for TokioImpl {
     }
 
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String> {
-        if let Some(clients) = scenario.cluster_clients() {
-            return crate::cluster::run(crate::cluster::Network::Tokio, clients, control);
+        if let (Some(clients), Some(store)) = (scenario.cluster_clients(), scenario.cluster_store())
+        {
+            return crate::cluster::run(crate::cluster::Network::Tokio, store, clients, control);
         }
         if scenario == Scenario::FanIn1000 {
             check_fd_limit()?;

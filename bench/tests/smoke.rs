@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 15] = [
     "heartbeat-seq",
     "heartbeat-pipelined",
     "append-100b-seq",
@@ -20,6 +20,9 @@ const SCENARIOS: [&str; 12] = [
     "cluster-1",
     "cluster-16",
     "cluster-64",
+    "cluster-bench-1",
+    "cluster-bench-16",
+    "cluster-bench-64",
 ];
 
 const FIELDS: [&str; 13] = [
@@ -118,17 +121,29 @@ fn every_scenario_and_implementation_reports() {
         }
     }
     // The cluster rows say how many clients wrote.
-    for (scenario, clients) in [("cluster-1", 1), ("cluster-16", 16), ("cluster-64", 64)] {
+    for (scenario, clients, store) in [
+        ("cluster-1", 1, "memstore"),
+        ("cluster-16", 16, "memstore"),
+        ("cluster-64", 64, "memstore"),
+        ("cluster-bench-1", 1, "bench"),
+        ("cluster-bench-16", 16, "bench"),
+        ("cluster-bench-64", 64, "bench"),
+    ] {
         for line in lines.iter().filter(|l| l["scenario"] == scenario) {
-            if line["clients"] != clients {
+            if line["clients"] != clients || line["store"] != store {
                 problems.push(format!(
-                    "{scenario} {}: clients {}",
-                    line["impl"], line["clients"]
+                    "{scenario} {}: clients {}, store {}",
+                    line["impl"], line["clients"], line["store"]
                 ));
             }
         }
     }
-    for raw in ["raw-bulk-1m", "raw-pingpong-64b", "cluster-64-no-network"] {
+    for raw in [
+        "raw-bulk-1m",
+        "raw-pingpong-64b",
+        "cluster-64-no-network",
+        "cluster-bench-64-no-network",
+    ] {
         if !has(raw, "raw") {
             problems.push(format!("no line for {raw}"));
         }

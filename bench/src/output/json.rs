@@ -69,6 +69,9 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                     if let Subject::Scenario(s) = row.subject {
                         if let Some(clients) = s.cluster_clients() {
                             obj.insert("clients".into(), json!(clients));
+                            if let Some(store) = s.cluster_store() {
+                                obj.insert("store".into(), json!(store.name()));
+                            }
                             if row.imp == "raftnet" {
                                 obj.insert("reactor".into(), json!(o.reactor.name()));
                             }
@@ -98,7 +101,9 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                             let key = match v.raw {
                                 Raw::Bulk => "mb_fraction_of_raw_bulk",
                                 Raw::PingPong => "ops_fraction_of_raw_pingpong",
-                                Raw::ClusterNoNetwork => "ops_fraction_of_no_network",
+                                Raw::ClusterNoNetwork | Raw::ClusterBenchNoNetwork => {
+                                    "ops_fraction_of_no_network"
+                                }
                             };
                             obj.insert(key.into(), round3(v.fraction));
                         }
