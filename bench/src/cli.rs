@@ -7,7 +7,7 @@ use std::time::Duration;
 use raftnet_bench::cluster;
 use raftnet_bench::pin::Placement;
 use raftnet_bench::scenario::Scenario;
-use raftnet_bench::tokio_impl::Flavor;
+use raftnet_bench::tokio_impl::{Design, Flavor};
 
 pub(crate) const USAGE: &str = "\
 usage: raftnet-bench [OPTIONS]
@@ -49,6 +49,14 @@ options:
                         (default: auto = the flavour measured best for the placement:
                         see BENCHMARKS.md; current = new_current_thread, its server
                         on a thread of its own; multiN = new_multi_thread, N workers)
+  --tokio-design best|direct|tasks
+                        the tokio baseline's design (default: best = run every variant
+                        below and show, per scenario, the best as the tokio row, named in
+                        it; JSON has every variant's line too). direct = one task per
+                        connection answers in place, reads what is ready, writes once;
+                        tasks = reader and writer tasks per connection, votes and appends
+                        answered by a consumer task. Variants: direct on current, multi1
+                        (and multi2 for heartbeat-under-load), tasks on the flavour above
   --json                one JSON object per line and implementation instead of the table
   --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
   --no-svg              write no chart
@@ -92,6 +100,8 @@ pub(crate) struct Options {
     pub(crate) reactor: cluster::Reactor,
     /// The tokio baseline's runtime flavour; `None`: the best measured for the placement.
     pub(crate) tokio_runtime: Option<Flavor>,
+    /// The tokio baseline's design; `None`: every variant, the best shown per scenario.
+    pub(crate) tokio_design: Option<Design>,
     pub(crate) json: bool,
     pub(crate) svg: Option<PathBuf>,
     pub(crate) raw: bool,
@@ -126,6 +136,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     let mut reactor = cluster::Reactor::Task;
     let mut stores: Option<cluster::Store> = None;
     let mut tokio_runtime = None;
+    let mut tokio_design = None;
     let mut json = false;
     let mut svg = Some(default_svg_path());
     let mut no_svg = false;
@@ -148,6 +159,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 | "--reactor"
                 | "--store"
                 | "--tokio-runtime"
+                | "--tokio-design"
                 | "--svg"
         );
         let value = if takes_value {
@@ -229,6 +241,14 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                     })?),
                 }
             }
+            "--tokio-design" => {
+                tokio_design = match value.as_str() {
+                    "best" => None,
+                    name => Some(Design::from_name(name).ok_or_else(|| {
+                        format!("--tokio-design: expected best, direct or tasks, not {value}")
+                    })?),
+                }
+            }
             "--json" => json = true,
             "--svg" => svg = Some(PathBuf::from(value)),
             "--no-svg" => no_svg = true,
@@ -263,6 +283,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         placement,
         reactor,
         tokio_runtime,
+        tokio_design,
         json,
         svg: if no_svg { None } else { svg },
         raw,
@@ -338,6 +359,15 @@ mod tests {
             Some(Flavor::MultiThread(1))
         );
         assert_eq!(opts("--tokio-runtime auto").tokio_runtime, None);
+        assert_eq!(opts("").tokio_design, None);
+        assert_eq!(
+            opts("--tokio-design tasks").tokio_design,
+            Some(Design::Tasks)
+        );
+        assert_eq!(
+            opts("--tokio-design=direct").tokio_design,
+            Some(Design::Direct)
+        );
 
         // `cluster` selects the cluster scenarios of both stores; --store narrows them.
         let o = opts("--scenario cluster,vote-seq");
@@ -397,6 +427,7 @@ mod tests {
             "--warmup -1",
             "--tokio-runtime multi3",
             "--store json",
+            "--tokio-design fast",
         ] {
             assert!(args(bad).is_err(), "{bad}");
         }

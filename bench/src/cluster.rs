@@ -29,10 +29,12 @@
 //! - [`Network::Tokio`]: [`TokioNetworkFactory`], the tokio baseline's design
 //!   (`crate::tokio_net`) applied to openraft: one long-lived TCP connection per peer
 //!   (`TCP_NODELAY`), `LengthDelimitedCodec` frames of rmp-serde-encoded openraft messages under a
-//!   request id, the baseline's writer task (`feed` what is queued, one `flush`), a reader task
-//!   completing callers by id; `new_client` hands out a handle onto that connection (it connects
-//!   lazily, once). The serving side answers each connection's requests in its reader task by
-//!   calling `Raft::append_entries` / `vote` / `install_snapshot`.
+//!   request id, the baseline's writer task (every frame queued, one vectored write), a reader
+//!   task completing callers by id; `new_client` hands out a handle onto that connection (it
+//!   connects lazily, once): openraft's many callers share it, so the writer task is what
+//!   batches them. The serving side is the direct design (`crate::tokio_net::direct`): one task
+//!   per connection calls `Raft::append_entries` / `vote` / `install_snapshot` for each request
+//!   ready and writes the answers once nothing more is ready.
 //!
 //! Both arms give a call `RPCOption::soft_ttl` before answering `RPCError::Timeout`, map a peer
 //! that cannot be dialed to `Unreachable`, and a remote `RaftError` to `RemoteError`.
@@ -46,7 +48,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -69,8 +70,8 @@ use crate::bench_store::BenchStore;
 use crate::pin;
 use crate::scenario::{Control, Sample};
 use crate::tokio_net::client::Client;
-use crate::tokio_net::connection::connection_ends;
-use crate::tokio_net::frame::{Envelope, Wire, decode, encode_frame};
+use crate::tokio_net::direct::{Reader, flush};
+use crate::tokio_net::frame::{Envelope, Wire, decode, encode_frame, encode_into};
 
 /// openraft's node id here.
 pub type NodeId = u64;
@@ -781,29 +782,40 @@ async fn accept(listener: TcpListener, raft: Raft) {
     }
 }
 
-/// One inbound connection: read a request, have `raft` handle it, queue the answer to the
-/// connection's writer task. (openraft 0.9 keeps at most one AppendEntries in flight per
-/// follower, so answering in order costs no concurrency.)
-async fn serve_connection(stream: TcpStream, raft: Raft) {
-    let Ok((mut requests, reply)) = connection_ends(stream) else {
+/// One inbound connection, served in the direct design (`crate::tokio_net::direct`): this
+/// task reads every request ready, has `raft` handle each in turn, appends the answers to one
+/// buffer and writes it once nothing more is ready (no writer task, no channel). (openraft 0.9
+/// keeps at most one AppendEntries in flight per follower, so answering in order costs no
+/// concurrency.)
+async fn serve_connection(mut stream: TcpStream, raft: Raft) {
+    if stream.set_nodelay(true).is_err() {
         return;
-    };
-    while let Some(Ok(frame)) = requests.next().await {
-        let Ok(Envelope { id, message }) = decode::<OrRequest>(&frame) else {
-            break;
-        };
-        let response = match message {
-            OrRequest::Append(rpc) => OrResponse::Append(raft.append_entries(rpc).await),
-            OrRequest::Vote(rpc) => OrResponse::Vote(raft.vote(rpc).await),
-            OrRequest::Snapshot(rpc) => OrResponse::Snapshot(raft.install_snapshot(rpc).await),
-        };
-        let Ok(frame) = encode_frame(id, &response, 64) else {
-            break;
-        };
-        if reply.send(frame).await.is_err() {
-            break;
+    }
+    let mut reader = Reader::new();
+    let mut out = Vec::with_capacity(4096);
+    let served: Result<(), String> = async {
+        loop {
+            while let Some(frame) = reader.frame()? {
+                let Envelope { id, message } = decode::<OrRequest>(&frame)?;
+                let response = match message {
+                    OrRequest::Append(rpc) => OrResponse::Append(raft.append_entries(rpc).await),
+                    OrRequest::Vote(rpc) => OrResponse::Vote(raft.vote(rpc).await),
+                    OrRequest::Snapshot(rpc) => {
+                        OrResponse::Snapshot(raft.install_snapshot(rpc).await)
+                    }
+                };
+                encode_into(&mut out, id, &response)?;
+            }
+            if reader.try_fill(&stream)? {
+                continue;
+            }
+            flush(&mut stream, &mut out).await?;
+            reader.fill(&mut stream).await?;
         }
     }
+    .await;
+    // A closed or broken connection ends the same way: the caller sees it closed.
+    drop(served);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 //! - [`scenario`]: the scenarios, and the contract every implementation follows;
 //! - [`check`]: what every answer and snapshot body must be, checked alike on both sides;
 //! - [`raftnet_impl`]: the scenarios on raftnet;
-//! - [`tokio_impl`]: the same on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde;
+//! - [`tokio_impl`]: the same on tokio + rmp-serde, in every variant a tokio expert would
+//!   pick from (a task per connection answering in place, or reader and writer tasks; each
+//!   runtime flavour), the best reported per scenario;
 //! - [`cluster`]: a 3-node openraft cluster over raftnet or over the tokio baseline's design
 //!   (the `cluster-*` scenarios), on openraft-memstore or on [`bench_store`], an in-memory store
 //!   whose log keeps entries without JSON (the `cluster-bench-*` rows);

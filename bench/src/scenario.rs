@@ -377,6 +377,11 @@ pub trait Implementation: Send + Sync {
     /// inside [`crate::pin::as_server`], client-side ones inside [`crate::pin::as_client`], so
     /// the `--pin` placement applies to both implementations alike.
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String>;
+
+    /// Whether this implementation runs `scenario` (a variant may leave one to another).
+    fn runs(&self, _scenario: Scenario) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ const COLUMNS: [(&str, usize); 13] = [
     ("", 0),
 ];
 const NAME_WIDTH: usize = 24;
-const IMPL_WIDTH: usize = 14;
+const IMPL_WIDTH: usize = 20;
 
 fn table_line(name: &str, imp: &str, cells: &[String]) -> String {
     let mut line = format!("{name:<NAME_WIDTH$} {imp:<IMPL_WIDTH$}");
@@ -120,10 +120,16 @@ pub(crate) fn render_table(results: &Results) -> String {
             let Some(row) = results.get(subject, imp) else {
                 continue;
             };
+            // The tokio row names the variant it is (the best of those run), unless it is the
+            // cluster network's (the cluster scenarios have one tokio network).
+            let name = match &row.variant {
+                Some(v) if scenario.cluster_clients().is_none() => format!("{imp} {v}"),
+                _ => imp.clone(),
+            };
             let label = if row.after_stuck.is_some() {
-                format!("{imp}*")
+                format!("{name}*")
             } else {
-                imp.clone()
+                name
             };
             match row.median() {
                 Some(m) => {
