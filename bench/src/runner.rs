@@ -206,7 +206,12 @@ pub(crate) fn run_all(
     if options.raw && options.scenarios.contains(&Scenario::ClusterBench64) {
         raws.push(Raw::ClusterBenchNoNetwork);
     }
-    let jobs = options.rounds * (raws.len() + options.scenarios.len() * imps.len());
+    let runs: usize = options
+        .scenarios
+        .iter()
+        .map(|&s| imps.iter().filter(|imp| imp.runs(s)).count())
+        .sum();
+    let jobs = options.rounds * (raws.len() + runs);
     let mut progress = Progress::new(
         jobs,
         warmup + window + Duration::from_millis(100),

@@ -111,13 +111,29 @@ fn every_scenario_and_implementation_reports() {
             }
         }
     }
-    // The tokio rows of the RPC scenarios say which runtime flavour ran.
+    // The tokio rows of the RPC scenarios say which variant they copy (the best of those
+    // run), and that variant's own line is there with the same figures.
     for line in lines
         .iter()
         .filter(|l| l["impl"] == "tokio" && l.get("clients").is_none())
     {
-        if !line["tokio_runtime"].is_string() {
-            problems.push(format!("{}: no tokio_runtime", line["scenario"]));
+        let variant = line["tokio_variant"].as_str().unwrap_or_default();
+        let runtime = line["tokio_runtime"].as_str().unwrap_or_default();
+        if !variant.ends_with(&format!("/{runtime}")) || runtime.is_empty() {
+            problems.push(format!(
+                "{}: tokio_variant {variant:?}, tokio_runtime {runtime:?}",
+                line["scenario"]
+            ));
+            continue;
+        }
+        let copied = lines.iter().find(|l| {
+            l["scenario"] == line["scenario"] && l["impl"] == format!("tokio:{variant}").as_str()
+        });
+        if copied.is_none_or(|c| c["ops_per_sec"] != line["ops_per_sec"]) {
+            problems.push(format!(
+                "{}: no tokio:{variant} line with the tokio row's ops/s",
+                line["scenario"]
+            ));
         }
     }
     // The cluster rows say how many clients wrote.
