@@ -27,7 +27,8 @@
 //!
 //! Placement: every thread on CPU 0 (`raftnet-bench`'s default, `--pin same`); set
 //! `RAFTNET_BENCH_PIN=split` (server threads on CPU 1, client threads on CPU 0) or `none`. The
-//! tokio baseline's runtime flavour is the one measured best for the placement. The other
+//! tokio baseline is its direct design (`TokioImpl::default()`) on the runtime flavour measured
+//! best for the placement; `raftnet-bench` runs every variant and compares with the best. The other
 //! scenarios (heartbeat-under-load's latency, fan-in-1000, the openraft cluster), CPU time and
 //! context switches per operation, and rounds are `raftnet-bench`'s (BENCHMARKS.md).
 
@@ -41,7 +42,7 @@ use raftnet_bench::scenario::{
     BULK_PIPELINE_DEPTH, Control, Implementation, PIPELINE_DEPTH, SNAPSHOT_SIZE, Sample, Scenario,
     time_operations,
 };
-use raftnet_bench::tokio_impl::{Flavor, TokioImpl};
+use raftnet_bench::tokio_impl::TokioImpl;
 
 /// The machine's reference for a group: the same work over plain blocking sockets.
 #[derive(Debug, Clone, Copy)]
@@ -199,9 +200,9 @@ fn compare(c: &mut Criterion) {
     pin::set_placement(placement);
     let tokio = TokioImpl::default();
     eprintln!(
-        "compare: placement {} (RAFTNET_BENCH_PIN=same|split|none), tokio baseline runtime {}",
+        "compare: placement {} (RAFTNET_BENCH_PIN=same|split|none), tokio baseline: {}",
         placement.name(),
-        Flavor::best_for(placement).name()
+        tokio.describe()
     );
     let implementations: [&dyn Implementation; 2] = [&RaftnetImpl::default(), &tokio];
     for group in groups() {

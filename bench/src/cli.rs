@@ -8,7 +8,7 @@ use raftnet_bench::cluster;
 use raftnet_bench::pin::Placement;
 use raftnet_bench::raftnet_impl::Serve;
 use raftnet_bench::scenario::Scenario;
-use raftnet_bench::tokio_impl::Flavor;
+use raftnet_bench::tokio_impl::{Design, Flavor};
 
 pub(crate) const USAGE: &str = "\
 usage: raftnet-bench [OPTIONS]
@@ -38,6 +38,10 @@ options:
   --rounds N            repeat the interleaved sequence N times, report medians (default: 1)
   --pin same|split|none thread placement (default: same = every thread on CPU 0;
                         split = server threads on CPU 1, client threads on CPU 0)
+  --store memstore|bench|both
+                        the openraft store of the cluster scenarios that run (default:
+                        both): memstore = openraft-memstore (cluster-N rows), bench = the
+                        benchmark store, log entries kept without JSON (cluster-bench-N)
   --reactor task|thread where raftnet's reactor runs in the cluster-N scenarios (default:
                         task = a task on each node's runtime, NetTransport::bind_on;
                         thread = a thread of its own, NetTransport::bind)
@@ -52,6 +56,14 @@ options:
                         thread, as tokio's server answers in its connection task;
                         consumer = a Raft-loop thread takes RPCs in batches from the
                         Consumer; snapshots always go to the consumer)
+  --tokio-design best|direct|tasks
+                        the tokio baseline's design (default: best = run every variant
+                        below and show, per scenario, the best as the tokio row, named in
+                        it; JSON has every variant's line too). direct = one task per
+                        connection answers in place, reads what is ready, writes once;
+                        tasks = reader and writer tasks per connection, votes and appends
+                        answered by a consumer task. Variants: direct on current, multi1
+                        (and multi2 for heartbeat-under-load), tasks on the flavour above
   --json                one JSON object per line and implementation instead of the table
   --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
   --no-svg              write no chart
@@ -62,12 +74,14 @@ options:
 
 scenarios: heartbeat-seq heartbeat-pipelined append-100b-seq append-64x1k-pipelined
            append-1m-pipelined vote-seq snapshot-64m heartbeat-under-load fan-in-1000
-           cluster-1 cluster-16 cluster-64 (or: cluster = all three)
+           cluster-1 cluster-16 cluster-64 cluster-bench-1 cluster-bench-16
+           cluster-bench-64 (or: cluster = all six; --store narrows them)
 (heartbeat-under-load is compared with heartbeat-seq's idle p99; heartbeat-seq is added
  to the run when it is not selected.)
-cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore) in this process over each
-implementation's network, N client tasks calling client_write on the leader: ops/s are
+cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore; cluster-bench-N: the
+benchmark store) in this process over each implementation's network, N client tasks calling client_write on the leader: ops/s are
 committed writes/s, latency is commit latency, CPU µs/op is CPU per write (all three nodes).
+After each cluster run, every node must hold every client's last acknowledged write.
 ";
 
 /// How long a run may take to return its sample after `stop()`.
@@ -95,6 +109,8 @@ pub(crate) struct Options {
     pub(crate) tokio_runtime: Option<Flavor>,
     /// How raftnet's server answers.
     pub(crate) raftnet_serve: Serve,
+    /// The tokio baseline's design; `None`: every variant, the best shown per scenario.
+    pub(crate) tokio_design: Option<Design>,
     pub(crate) json: bool,
     pub(crate) svg: Option<PathBuf>,
     pub(crate) raw: bool,
@@ -127,8 +143,10 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     let mut rounds = 1;
     let mut placement = Placement::Same;
     let mut reactor = cluster::Reactor::Task;
+    let mut stores: Option<cluster::Store> = None;
     let mut tokio_runtime = None;
     let mut raftnet_serve = Serve::Service;
+    let mut tokio_design = None;
     let mut json = false;
     let mut svg = Some(default_svg_path());
     let mut no_svg = false;
@@ -149,8 +167,10 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 | "--rounds"
                 | "--pin"
                 | "--reactor"
+                | "--store"
                 | "--tokio-runtime"
                 | "--raftnet-serve"
+                | "--tokio-design"
                 | "--svg"
         );
         let value = if takes_value {
@@ -210,6 +230,14 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 placement = Placement::from_name(&value)
                     .ok_or_else(|| format!("--pin: expected same, split or none, not {value}"))?
             }
+            "--store" => {
+                stores = match value.as_str() {
+                    "both" => None,
+                    name => Some(cluster::Store::from_name(name).ok_or_else(|| {
+                        format!("--store: expected memstore, bench or both, not {value}")
+                    })?),
+                }
+            }
             "--reactor" => {
                 reactor = cluster::Reactor::from_name(&value)
                     .ok_or_else(|| format!("--reactor: expected task or thread, not {value}"))?
@@ -229,6 +257,14 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                     format!("--raftnet-serve: expected service or consumer, not {value}")
                 })?
             }
+            "--tokio-design" => {
+                tokio_design = match value.as_str() {
+                    "best" => None,
+                    name => Some(Design::from_name(name).ok_or_else(|| {
+                        format!("--tokio-design: expected best, direct or tasks, not {value}")
+                    })?),
+                }
+            }
             "--json" => json = true,
             "--svg" => svg = Some(PathBuf::from(value)),
             "--no-svg" => no_svg = true,
@@ -243,10 +279,17 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     if wanted.contains(&Scenario::HeartbeatUnderLoad) {
         wanted.push(Scenario::HeartbeatSeq);
     }
-    let scenarios = Scenario::ALL
+    let scenarios: Vec<Scenario> = Scenario::ALL
         .into_iter()
         .filter(|s| wanted.contains(s))
+        .filter(|s| match (stores, s.cluster_store()) {
+            (Some(only), Some(store)) => store == only,
+            _ => true,
+        })
         .collect();
+    if scenarios.is_empty() {
+        return Err("no scenario left: --store excludes every one selected".into());
+    }
     Ok(Parsed::Run(Options {
         scenarios,
         impls,
@@ -257,6 +300,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         reactor,
         tokio_runtime,
         raftnet_serve,
+        tokio_design,
         json,
         svg: if no_svg { None } else { svg },
         raw,
@@ -337,8 +381,17 @@ mod tests {
             opts("--raftnet-serve consumer").raftnet_serve,
             Serve::Consumer
         );
+        assert_eq!(opts("").tokio_design, None);
+        assert_eq!(
+            opts("--tokio-design tasks").tokio_design,
+            Some(Design::Tasks)
+        );
+        assert_eq!(
+            opts("--tokio-design=direct").tokio_design,
+            Some(Design::Direct)
+        );
 
-        // `cluster` selects the three cluster scenarios.
+        // `cluster` selects the cluster scenarios of both stores; --store narrows them.
         let o = opts("--scenario cluster,vote-seq");
         assert_eq!(
             o.scenarios,
@@ -346,9 +399,25 @@ mod tests {
                 Scenario::VoteSeq,
                 Scenario::Cluster1,
                 Scenario::Cluster16,
-                Scenario::Cluster64
+                Scenario::Cluster64,
+                Scenario::ClusterBench1,
+                Scenario::ClusterBench16,
+                Scenario::ClusterBench64,
             ]
         );
+        assert_eq!(
+            opts("--scenario cluster --store bench").scenarios,
+            vec![
+                Scenario::ClusterBench1,
+                Scenario::ClusterBench16,
+                Scenario::ClusterBench64
+            ]
+        );
+        assert_eq!(
+            opts("--scenario vote-seq,cluster-16,cluster-bench-64 --store memstore").scenarios,
+            vec![Scenario::VoteSeq, Scenario::Cluster16]
+        );
+        assert!(args("--scenario cluster-1 --store bench").is_err());
 
         // Where raftnet's reactors run in the cluster scenarios.
         assert_eq!(opts("--scenario cluster").reactor, cluster::Reactor::Task);
@@ -379,6 +448,8 @@ mod tests {
             "--frobnicate",
             "--warmup -1",
             "--tokio-runtime multi3",
+            "--store json",
+            "--tokio-design fast",
         ] {
             assert!(args(bad).is_err(), "{bad}");
         }

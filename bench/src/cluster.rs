@@ -4,8 +4,10 @@
 //! `client_write` on the leader.
 //!
 //! Held constant between the two arms (BENCHMARKS.md, "openraft cluster (raftnet-bench)"):
-//! - openraft 0.9.25 with [`openraft_memstore`] behind `Adaptor` (`NodeId` = `u64`,
-//!   `Node` = `()`), nodes 0, 1 and 2, node 0 initializes the cluster;
+//! - openraft 0.9.25 with a [`Store`] behind `Adaptor` (`NodeId` = `u64`, `Node` = `()`):
+//!   [`openraft_memstore`] (the `cluster-N` rows) or [`crate::bench_store`] (the
+//!   `cluster-bench-N` rows: the same state machine, a log without JSON, so the network's share
+//!   of the work shows), nodes 0, 1 and 2, node 0 initializes the cluster;
 //! - the openraft [`config`]: heartbeat 50 ms, elections 150–300 ms, at most 300 entries per
 //!   AppendEntries, openraft's defaults otherwise;
 //! - each node has its own tokio runtime with 2 workers, as three processes would. Node 0 (the
@@ -14,7 +16,10 @@
 //!   CPU 1, and `--pin same` puts everything on CPU 0;
 //! - the client driver: N tasks on the leader's runtime (where an application's request handlers
 //!   would run), each calling `client_write` in a loop with a small `ClientRequest`; an op is one
-//!   committed (applied on the leader) write, its latency the `client_write` call's.
+//!   committed (applied on the leader) write, its latency the `client_write` call's;
+//! - the check after the run: every node applies everything the leader applied, and every
+//!   node's state machine holds each client's last acknowledged write (a store or network that
+//!   loses or reorders writes ends the run with an error row).
 //!
 //! The arms:
 //! - [`Network::Raftnet`]: one `NetTransport` per node on 127.0.0.1:0 (default `Config`), its
@@ -24,10 +29,12 @@
 //! - [`Network::Tokio`]: [`TokioNetworkFactory`], the tokio baseline's design
 //!   (`crate::tokio_net`) applied to openraft: one long-lived TCP connection per peer
 //!   (`TCP_NODELAY`), `LengthDelimitedCodec` frames of rmp-serde-encoded openraft messages under a
-//!   request id, the baseline's writer task (`feed` what is queued, one `flush`), a reader task
-//!   completing callers by id; `new_client` hands out a handle onto that connection (it connects
-//!   lazily, once). The serving side answers each connection's requests in its reader task by
-//!   calling `Raft::append_entries` / `vote` / `install_snapshot`.
+//!   request id, the baseline's writer task (every frame queued, one vectored write), a reader
+//!   task completing callers by id; `new_client` hands out a handle onto that connection (it
+//!   connects lazily, once): openraft's many callers share it, so the writer task is what
+//!   batches them. The serving side is the direct design (`crate::tokio_net::direct`): one task
+//!   per connection calls `Raft::append_entries` / `vote` / `install_snapshot` for each request
+//!   ready and writes the answers once nothing more is ready.
 //!
 //! Both arms give a call `RPCOption::soft_ttl` before answering `RPCError::Timeout`, map a peer
 //! that cannot be dialed to `Unreachable`, and a remote `RaftError` to `RemoteError`.
@@ -41,7 +48,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -52,7 +58,7 @@ use openraft::raft::{
 };
 use openraft::storage::Adaptor;
 use openraft::{ServerState, SnapshotPolicy};
-use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
+use openraft_memstore::{ClientRequest, MemStore, MemStoreStateMachine, TypeConfig};
 use raftnet::openraft::{AddressOf, RaftnetNetworkFactory, serve};
 use raftnet::{NetTransport, Placement, ServerAddress, Transport};
 use serde::{Deserialize, Serialize};
@@ -60,11 +66,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
+use crate::bench_store::BenchStore;
 use crate::pin;
 use crate::scenario::{Control, Sample};
 use crate::tokio_net::client::Client;
-use crate::tokio_net::connection::connection_ends;
-use crate::tokio_net::frame::{Envelope, Wire, decode, encode_frame};
+use crate::tokio_net::direct::{Reader, flush};
+use crate::tokio_net::frame::{Envelope, Wire, decode, encode_frame, encode_into};
 
 /// openraft's node id here.
 pub type NodeId = u64;
@@ -98,6 +105,47 @@ impl Network {
             Network::Raftnet => "raftnet",
             Network::Tokio => "tokio",
             Network::Direct => "direct",
+        }
+    }
+}
+
+/// The openraft store every node of a cluster uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// openraft-memstore: log entries kept as JSON strings (the `cluster-N` rows).
+    Memstore,
+    /// [`crate::bench_store`]: log entries kept as they are (the `cluster-bench-N` rows).
+    Bench,
+}
+
+impl Store {
+    /// `memstore` or `bench`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::Memstore => "memstore",
+            Store::Bench => "bench",
+        }
+    }
+
+    /// The store called `name`.
+    pub fn from_name(name: &str) -> Option<Store> {
+        [Store::Memstore, Store::Bench]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+}
+
+/// A node's store, kept beside its `Raft` to read the state machine after a run.
+enum StoreHandle {
+    Memstore(Arc<MemStore>),
+    Bench(BenchStore),
+}
+
+impl StoreHandle {
+    async fn state_machine(&self) -> MemStoreStateMachine {
+        match self {
+            StoreHandle::Memstore(store) => store.get_state_machine().await,
+            StoreHandle::Bench(store) => store.state_machine(),
         }
     }
 }
@@ -177,10 +225,11 @@ pub fn config() -> Result<openraft::Config, String> {
 // ---------------------------------------------------------------------------------------------
 // Running the cluster
 
-/// One node: its runtime, its Raft, and (raftnet) its transport.
+/// One node: its runtime, its Raft, its store, and (raftnet) its transport.
 struct Node {
     runtime: Runtime,
     raft: Raft,
+    store: StoreHandle,
     transport: Option<Arc<NetTransport>>,
 }
 
@@ -208,24 +257,46 @@ fn placed<R>(id: usize, f: impl FnOnce() -> R) -> R {
     }
 }
 
-fn new_store() -> (
-    Adaptor<TypeConfig, Arc<MemStore>>,
-    Adaptor<TypeConfig, Arc<MemStore>>,
-) {
-    Adaptor::new(Arc::new(MemStore::new()))
+/// A `Raft` for node `id` on `store`, created on `runtime`.
+fn new_raft<N: RaftNetworkFactory<TypeConfig>>(
+    runtime: &Runtime,
+    id: usize,
+    config: &Arc<openraft::Config>,
+    factory: N,
+    store: Store,
+) -> Result<(Raft, StoreHandle), String> {
+    let created = match store {
+        Store::Memstore => {
+            let store = Arc::new(MemStore::new());
+            let (log, sm) = Adaptor::new(store.clone());
+            let raft = Raft::new(id as NodeId, config.clone(), factory, log, sm);
+            runtime
+                .block_on(raft)
+                .map(|raft| (raft, StoreHandle::Memstore(store)))
+        }
+        Store::Bench => {
+            let store = BenchStore::default();
+            let (log, sm) = Adaptor::new(store.clone());
+            let raft = Raft::new(id as NodeId, config.clone(), factory, log, sm);
+            runtime
+                .block_on(raft)
+                .map(|raft| (raft, StoreHandle::Bench(store)))
+        }
+    };
+    created.map_err(|e| format!("node {id}: Raft::new: {e}"))
 }
 
 impl Cluster {
-    fn start(network: Network) -> Result<Cluster, String> {
+    fn start(network: Network, store: Store) -> Result<Cluster, String> {
         let config = Arc::new(config()?);
         match network {
-            Network::Raftnet => Cluster::start_raftnet(config),
-            Network::Tokio => Cluster::start_tokio(config),
-            Network::Direct => Cluster::start_direct(config),
+            Network::Raftnet => Cluster::start_raftnet(config, store),
+            Network::Tokio => Cluster::start_tokio(config, store),
+            Network::Direct => Cluster::start_direct(config, store),
         }
     }
 
-    fn start_raftnet(config: Arc<openraft::Config>) -> Result<Cluster, String> {
+    fn start_raftnet(config: Arc<openraft::Config>, store: Store) -> Result<Cluster, String> {
         let mut built = Vec::new();
         for id in 0..NODES {
             built.push(placed(id, || -> Result<_, String> {
@@ -248,21 +319,19 @@ impl Cluster {
                 transport.clone() as Arc<dyn Transport>,
                 address_of.clone(),
             );
-            let (log, sm) = new_store();
-            let raft = runtime
-                .block_on(Raft::new(id as NodeId, config.clone(), factory, log, sm))
-                .map_err(|e| format!("node {id}: Raft::new: {e}"))?;
+            let (raft, store) = new_raft(&runtime, id, &config, factory, store)?;
             runtime.spawn(serve(raft.clone(), transport.consumer().clone()));
             nodes.push(Node {
                 runtime,
                 raft,
+                store,
                 transport: Some(transport),
             });
         }
         Ok(Cluster { nodes })
     }
 
-    fn start_tokio(config: Arc<openraft::Config>) -> Result<Cluster, String> {
+    fn start_tokio(config: Arc<openraft::Config>, store: Store) -> Result<Cluster, String> {
         let mut built = Vec::new();
         for id in 0..NODES {
             built.push(placed(id, || -> Result<_, String> {
@@ -286,21 +355,19 @@ impl Cluster {
                 .filter(|&(peer, _)| peer != id)
                 .map(|(peer, &addr)| (peer as NodeId, addr));
             let factory = TokioNetworkFactory::new(id as NodeId, peers);
-            let (log, sm) = new_store();
-            let raft = runtime
-                .block_on(Raft::new(id as NodeId, config.clone(), factory, log, sm))
-                .map_err(|e| format!("node {id}: Raft::new: {e}"))?;
+            let (raft, store) = new_raft(&runtime, id, &config, factory, store)?;
             runtime.spawn(accept(listener, raft.clone()));
             nodes.push(Node {
                 runtime,
                 raft,
+                store,
                 transport: None,
             });
         }
         Ok(Cluster { nodes })
     }
 
-    fn start_direct(config: Arc<openraft::Config>) -> Result<Cluster, String> {
+    fn start_direct(config: Arc<openraft::Config>, store: Store) -> Result<Cluster, String> {
         let directory: Directory = Arc::new(OnceLock::new());
         let mut nodes = Vec::new();
         for id in 0..NODES {
@@ -308,13 +375,11 @@ impl Cluster {
             let factory = DirectNetworkFactory {
                 directory: directory.clone(),
             };
-            let (log, sm) = new_store();
-            let raft = runtime
-                .block_on(Raft::new(id as NodeId, config.clone(), factory, log, sm))
-                .map_err(|e| format!("node {id}: Raft::new: {e}"))?;
+            let (raft, store) = new_raft(&runtime, id, &config, factory, store)?;
             nodes.push(Node {
                 runtime,
                 raft,
+                store,
                 transport: None,
             });
         }
@@ -358,7 +423,7 @@ impl Cluster {
     ///
     /// The tasks need `'static` state, so they read a [`Control`] of their own, which this
     /// thread keeps in step with the harness's every millisecond (a 0.05% blur on a 2 s window).
-    fn drive(&self, leader: usize, clients: usize, control: &Control) -> Result<Sample, String> {
+    fn drive(&self, leader: usize, clients: usize, control: &Control) -> Result<Driven, String> {
         let node = &self.nodes[leader];
         let mirror = Arc::new(Control::new());
         let mut tasks = JoinSet::new();
@@ -377,12 +442,43 @@ impl Cluster {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             mirror.stop();
-            let mut total = Sample::default();
+            let mut total = Driven::default();
             while let Some(done) = tasks.join_next().await {
-                total.merge(done.map_err(|e| format!("a client task failed: {e}"))??);
+                let (client, sample, last_serial) =
+                    done.map_err(|e| format!("a client task failed: {e}"))??;
+                total.sample.merge(sample);
+                total.last_serials.push((client, last_serial));
             }
             Ok(total)
         })
+    }
+
+    /// Every node applies what the leader applied, and holds each client's last acknowledged
+    /// write (`last_serials`: client number, serial of its last acknowledged write).
+    fn check_replicated(&self, leader: usize, last_serials: &[(usize, u64)]) -> Result<(), String> {
+        let applied = self.nodes[leader].raft.metrics().borrow().last_applied;
+        let index = applied.map(|log_id| log_id.index);
+        for (id, node) in self.nodes.iter().enumerate() {
+            node.runtime
+                .block_on(
+                    node.raft
+                        .wait(Some(ELECTION_WAIT))
+                        .applied_index_at_least(index, "the leader's last applied"),
+                )
+                .map_err(|e| format!("node {id} did not apply up to {index:?}: {e}"))?;
+            let state = node.runtime.block_on(node.store.state_machine());
+            for &(client, serial) in last_serials.iter().filter(|&&(_, s)| s > 0) {
+                let name = format!("client-{client}");
+                let want = format!("request-{serial}");
+                let have = state.client_status.get(&name);
+                if have != Some(&want) {
+                    return Err(format!(
+                        "node {id}: {name}'s status is {have:?}, its last acknowledged write {want}"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Shut every Raft down, then close the transports; the runtimes go when `self` drops.
@@ -398,8 +494,20 @@ impl Cluster {
     }
 }
 
-/// One client: `client_write` after `client_write`, each op a committed write.
-async fn write_loop(raft: Raft, client: usize, control: Arc<Control>) -> Result<Sample, String> {
+/// What the clients did: their operations, and each client's last acknowledged serial.
+#[derive(Default)]
+struct Driven {
+    sample: Sample,
+    last_serials: Vec<(usize, u64)>,
+}
+
+/// One client: `client_write` after `client_write`, each op a committed write. Returns the
+/// client's number, its sample and the serial of its last acknowledged write.
+async fn write_loop(
+    raft: Raft,
+    client: usize,
+    control: Arc<Control>,
+) -> Result<(usize, Sample, u64), String> {
     let name = format!("client-{client}");
     let mut sample = Sample::default();
     let mut serial = 0u64;
@@ -416,16 +524,24 @@ async fn write_loop(raft: Raft, client: usize, control: Arc<Control>) -> Result<
             .map_err(|e| format!("{name}: client_write: {e}"))?;
         sample.record(&control, start.elapsed(), 0);
     }
-    Ok(sample)
+    Ok((client, sample, serial))
 }
 
-/// Build the cluster over `network`, elect a leader, drive `clients` writers on it until
-/// `control.stopped()`, tear down; the committed writes while `control.measuring()`.
-pub fn run(network: Network, clients: usize, control: &Control) -> Result<Sample, String> {
-    let cluster = Cluster::start(network)?;
-    let result = cluster
-        .elect()
-        .and_then(|leader| cluster.drive(leader, clients, control));
+/// Build the cluster over `network` on `store`, elect a leader, drive `clients` writers on it
+/// until `control.stopped()`, check that every node holds every acknowledged write, tear down;
+/// the committed writes while `control.measuring()`.
+pub fn run(
+    network: Network,
+    store: Store,
+    clients: usize,
+    control: &Control,
+) -> Result<Sample, String> {
+    let cluster = Cluster::start(network, store)?;
+    let result = cluster.elect().and_then(|leader| {
+        let driven = cluster.drive(leader, clients, control)?;
+        cluster.check_replicated(leader, &driven.last_serials)?;
+        Ok(driven.sample)
+    });
     cluster.stop();
     result
 }
@@ -666,29 +782,40 @@ async fn accept(listener: TcpListener, raft: Raft) {
     }
 }
 
-/// One inbound connection: read a request, have `raft` handle it, queue the answer to the
-/// connection's writer task. (openraft 0.9 keeps at most one AppendEntries in flight per
-/// follower, so answering in order costs no concurrency.)
-async fn serve_connection(stream: TcpStream, raft: Raft) {
-    let Ok((mut requests, reply)) = connection_ends(stream) else {
+/// One inbound connection, served in the direct design (`crate::tokio_net::direct`): this
+/// task reads every request ready, has `raft` handle each in turn, appends the answers to one
+/// buffer and writes it once nothing more is ready (no writer task, no channel). (openraft 0.9
+/// keeps at most one AppendEntries in flight per follower, so answering in order costs no
+/// concurrency.)
+async fn serve_connection(mut stream: TcpStream, raft: Raft) {
+    if stream.set_nodelay(true).is_err() {
         return;
-    };
-    while let Some(Ok(frame)) = requests.next().await {
-        let Ok(Envelope { id, message }) = decode::<OrRequest>(&frame) else {
-            break;
-        };
-        let response = match message {
-            OrRequest::Append(rpc) => OrResponse::Append(raft.append_entries(rpc).await),
-            OrRequest::Vote(rpc) => OrResponse::Vote(raft.vote(rpc).await),
-            OrRequest::Snapshot(rpc) => OrResponse::Snapshot(raft.install_snapshot(rpc).await),
-        };
-        let Ok(frame) = encode_frame(id, &response, 64) else {
-            break;
-        };
-        if reply.send(frame).await.is_err() {
-            break;
+    }
+    let mut reader = Reader::new();
+    let mut out = Vec::with_capacity(4096);
+    let served: Result<(), String> = async {
+        loop {
+            while let Some(frame) = reader.frame()? {
+                let Envelope { id, message } = decode::<OrRequest>(&frame)?;
+                let response = match message {
+                    OrRequest::Append(rpc) => OrResponse::Append(raft.append_entries(rpc).await),
+                    OrRequest::Vote(rpc) => OrResponse::Vote(raft.vote(rpc).await),
+                    OrRequest::Snapshot(rpc) => {
+                        OrResponse::Snapshot(raft.install_snapshot(rpc).await)
+                    }
+                };
+                encode_into(&mut out, id, &response)?;
+            }
+            if reader.try_fill(&stream)? {
+                continue;
+            }
+            flush(&mut stream, &mut out).await?;
+            reader.fill(&mut stream).await?;
         }
     }
+    .await;
+    // A closed or broken connection ends the same way: the caller sees it closed.
+    drop(served);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -782,21 +909,30 @@ impl RaftNetwork<TypeConfig> for DirectNetwork {
 mod tests {
     use super::*;
 
-    /// Every network: a cluster forms, commits writes from 4 clients, and shuts down.
+    /// Every network on every store: a cluster forms, commits writes from 4 clients, every
+    /// node holds each client's last write (`run`'s check), and it shuts down.
     #[test]
     fn every_network_commits_writes() {
-        for network in [Network::Raftnet, Network::Tokio, Network::Direct] {
+        for (network, store) in [
+            (Network::Raftnet, Store::Memstore),
+            (Network::Tokio, Store::Memstore),
+            (Network::Direct, Store::Memstore),
+            (Network::Raftnet, Store::Bench),
+            (Network::Tokio, Store::Bench),
+            (Network::Direct, Store::Bench),
+        ] {
             let control = Control::new();
             let sample = std::thread::scope(|s| {
-                let run = s.spawn(|| run(network, 4, &control));
+                let run = s.spawn(|| run(network, store, 4, &control));
                 std::thread::sleep(Duration::from_millis(300));
                 control.start_measuring();
                 std::thread::sleep(Duration::from_millis(300));
                 control.stop();
                 run.join().expect("no panic")
             });
-            let sample = sample.unwrap_or_else(|e| panic!("{}: {e}", network.name()));
-            assert!(sample.ops > 0, "{}: no write committed", network.name());
+            let what = format!("{} on {}", network.name(), store.name());
+            let sample = sample.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(sample.ops > 0, "{what}: no write committed");
             assert_eq!(sample.ops as usize, sample.latencies_ns.len());
         }
     }

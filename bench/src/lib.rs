@@ -5,9 +5,12 @@
 //! - [`scenario`]: the scenarios, and the contract every implementation follows;
 //! - [`check`]: what every answer and snapshot body must be, checked alike on both sides;
 //! - [`raftnet_impl`]: the scenarios on raftnet;
-//! - [`tokio_impl`]: the same on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde;
+//! - [`tokio_impl`]: the same on tokio + rmp-serde, in every variant a tokio expert would
+//!   pick from (a task per connection answering in place, or reader and writer tasks; each
+//!   runtime flavour), the best reported per scenario;
 //! - [`cluster`]: a 3-node openraft cluster over raftnet or over the tokio baseline's design
-//!   (the `cluster-*` scenarios);
+//!   (the `cluster-*` scenarios), on openraft-memstore or on [`bench_store`], an in-memory store
+//!   whose log keeps entries without JSON (the `cluster-bench-*` rows);
 //! - `tokio_net` (private): the tokio baseline's network (frames, connections, the client, the
 //!   server, serde twins of raftnet's messages), which `tokio_impl` and `cluster` share;
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
@@ -22,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench_store;
 pub mod check;
 pub mod cluster;
 pub mod measure;

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let imps = runner::implementations(options.impls, options.tokio_runtime, options.raftnet_serve);
+    let imps = runner::implementations(&options);
     let results = runner::run_all(&options, &imps, true);
     output::print(&results);
     ExitCode::SUCCESS

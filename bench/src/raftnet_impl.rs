@@ -429,8 +429,9 @@ impl Implementation for RaftnetImpl {
     }
 
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String> {
-        if let Some(clients) = scenario.cluster_clients() {
-            return crate::cluster::run(crate::cluster::Network::Raftnet, clients, control);
+        if let (Some(clients), Some(store)) = (scenario.cluster_clients(), scenario.cluster_store())
+        {
+            return crate::cluster::run(crate::cluster::Network::Raftnet, store, clients, control);
         }
         let fast_heartbeats = matches!(
             scenario,
@@ -530,7 +531,12 @@ impl Implementation for RaftnetImpl {
                 Ok(heartbeats)
             }),
             Scenario::FanIn1000 => fan_in(&client, &to, control),
-            Scenario::Cluster1 | Scenario::Cluster16 | Scenario::Cluster64 => {
+            Scenario::Cluster1
+            | Scenario::Cluster16
+            | Scenario::Cluster64
+            | Scenario::ClusterBench1
+            | Scenario::ClusterBench16
+            | Scenario::ClusterBench64 => {
                 unreachable!("handled above")
             }
         };

@@ -18,6 +18,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crate::cluster::{Network, Store};
 use crate::pin;
 use crate::scenario::{Control, Sample};
 
@@ -37,13 +38,20 @@ pub enum Raw {
     /// ceiling of committed writes/s that any network could reach. Run only with the cluster
     /// scenarios.
     ClusterNoNetwork,
+    /// The same on the benchmark store ([`crate::bench_store`]), for `cluster-bench-64`.
+    ClusterBenchNoNetwork,
 }
 
 impl Raw {
     /// The loopback references, run with every selection, in the order they are run and shown.
     pub const ALL: [Raw; 2] = [Raw::Bulk, Raw::PingPong];
     /// Every reference, in the order they are shown.
-    pub const EVERY: [Raw; 3] = [Raw::Bulk, Raw::PingPong, Raw::ClusterNoNetwork];
+    pub const EVERY: [Raw; 4] = [
+        Raw::Bulk,
+        Raw::PingPong,
+        Raw::ClusterNoNetwork,
+        Raw::ClusterBenchNoNetwork,
+    ];
 
     /// The name in the output.
     pub fn name(self) -> &'static str {
@@ -51,6 +59,7 @@ impl Raw {
             Raw::Bulk => "raw-bulk-1m",
             Raw::PingPong => "raw-pingpong-64b",
             Raw::ClusterNoNetwork => "cluster-64-no-network",
+            Raw::ClusterBenchNoNetwork => "cluster-bench-64-no-network",
         }
     }
 
@@ -63,6 +72,9 @@ impl Raw {
             Raw::ClusterNoNetwork => {
                 "cluster-64 with each openraft call handed straight to the target Raft (no sockets, no encoding): what openraft and memstore allow"
             }
+            Raw::ClusterBenchNoNetwork => {
+                "cluster-bench-64 with no network: what openraft and the benchmark store allow"
+            }
         }
     }
 
@@ -72,7 +84,10 @@ impl Raw {
             Raw::Bulk => bulk(control),
             Raw::PingPong => ping_pong(control),
             Raw::ClusterNoNetwork => {
-                crate::cluster::run(crate::cluster::Network::Direct, 64, control)
+                crate::cluster::run(Network::Direct, Store::Memstore, 64, control)
+            }
+            Raw::ClusterBenchNoNetwork => {
+                crate::cluster::run(Network::Direct, Store::Bench, 64, control)
             }
         }
     }

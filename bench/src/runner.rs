@@ -31,14 +31,16 @@ use std::time::{Duration, Instant};
 use raftnet_bench::cluster;
 use raftnet_bench::measure::{Snapshot, Window};
 use raftnet_bench::pin;
-use raftnet_bench::raftnet_impl::{RaftnetImpl, Serve};
+use raftnet_bench::raftnet_impl::RaftnetImpl;
+#[cfg(test)]
+use raftnet_bench::raftnet_impl::Serve;
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::{Control, Implementation, Sample, Scenario};
-use raftnet_bench::tokio_impl::{Flavor, TokioImpl};
+use raftnet_bench::tokio_impl::TokioImpl;
 
 use crate::cli::{ImplChoice, Options};
 use crate::output::secs;
-use crate::results::{Measured, Metrics, Results, Row, Subject};
+use crate::results::{Measured, Metrics, Results, Row, Subject, TOKIO_VARIANT, pick_best_tokio};
 
 /// The start of the error of a run that did not return in time (it is left running).
 const STUCK: &str = "did not return within";
@@ -203,7 +205,15 @@ pub(crate) fn run_all(
     if options.raw && options.scenarios.contains(&Scenario::Cluster64) {
         raws.push(Raw::ClusterNoNetwork);
     }
-    let jobs = options.rounds * (raws.len() + options.scenarios.len() * imps.len());
+    if options.raw && options.scenarios.contains(&Scenario::ClusterBench64) {
+        raws.push(Raw::ClusterBenchNoNetwork);
+    }
+    let runs: usize = options
+        .scenarios
+        .iter()
+        .map(|&s| imps.iter().filter(|imp| imp.runs(s)).count())
+        .sum();
+    let jobs = options.rounds * (raws.len() + runs);
     let mut progress = Progress::new(
         jobs,
         warmup + window + Duration::from_millis(100),
@@ -224,6 +234,7 @@ pub(crate) fn run_all(
                     imp: imp.to_string(),
                     runs: Vec::new(),
                     after_stuck: None,
+                    variant: None,
                 });
                 rows.len() - 1
             }
@@ -261,7 +272,7 @@ pub(crate) fn run_all(
             record(Subject::Raw(raw), "raw", result.map(Metrics::from_run));
         }
         for &scenario in &options.scenarios {
-            for imp in imps {
+            for imp in imps.iter().filter(|imp| imp.runs(scenario)) {
                 let label = format!("{of_rounds}{} · {}", scenario.name(), imp.name());
                 let run_imp = imp.clone();
                 let result = measure_run(
@@ -281,28 +292,44 @@ pub(crate) fn run_all(
         }
     }
     progress.clear();
+    pick_best_tokio(&mut rows);
+    // The table and the chart show `tokio` (the best variant) for the variants.
+    let mut impl_names: Vec<String> = Vec::new();
+    for imp in imps {
+        let name = if imp.name().starts_with(TOKIO_VARIANT) {
+            "tokio"
+        } else {
+            imp.name()
+        };
+        if !impl_names.iter().any(|n| n == name) {
+            impl_names.push(name.to_string());
+        }
+    }
     Results {
         options: options.clone(),
         rows,
-        impl_names: imps.iter().map(|i| i.name().to_string()).collect(),
+        impl_names,
     }
 }
 
-pub(crate) fn implementations(
-    choice: ImplChoice,
-    tokio_runtime: Option<Flavor>,
-    raftnet_serve: Serve,
-) -> Vec<Arc<dyn Implementation>> {
+/// raftnet, and the tokio variants that `options` asks for (every one by default: the table's
+/// `tokio` row is the best of them per scenario, `results::pick_best_tokio`).
+pub(crate) fn implementations(options: &Options) -> Vec<Arc<dyn Implementation>> {
     let mut v: Vec<Arc<dyn Implementation>> = Vec::new();
-    if matches!(choice, ImplChoice::Raftnet | ImplChoice::Both) {
+    if matches!(options.impls, ImplChoice::Raftnet | ImplChoice::Both) {
         v.push(Arc::new(RaftnetImpl {
-            serve: raftnet_serve,
+            serve: options.raftnet_serve,
         }));
     }
-    if matches!(choice, ImplChoice::Tokio | ImplChoice::Both) {
-        v.push(Arc::new(TokioImpl {
-            flavor: tokio_runtime,
-        }));
+    if matches!(options.impls, ImplChoice::Tokio | ImplChoice::Both) {
+        let variants = TokioImpl::variants(
+            options.placement,
+            options.tokio_runtime,
+            options.tokio_design,
+        );
+        for variant in variants {
+            v.push(Arc::new(variant));
+        }
     }
     v
 }
@@ -381,6 +408,7 @@ mod tests {
             reactor: cluster::Reactor::Task,
             tokio_runtime: None,
             raftnet_serve: Serve::Service,
+            tokio_design: None,
             json: true,
             svg: None,
             raw: true,

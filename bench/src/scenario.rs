@@ -48,6 +48,13 @@ pub enum Scenario {
     Cluster16,
     /// The same with 64 concurrent clients.
     Cluster64,
+    /// `cluster-1` with the benchmark store ([`crate::bench_store`]) in place of
+    /// openraft-memstore, so the store's JSON does not hide the network.
+    ClusterBench1,
+    /// `cluster-16` with the benchmark store.
+    ClusterBench16,
+    /// `cluster-64` with the benchmark store.
+    ClusterBench64,
 }
 
 /// Requests in flight in the small-message pipelined scenarios.
@@ -70,7 +77,7 @@ pub(crate) const SMOKE_WINDOWS: [(Duration, Duration); 3] = [
 
 impl Scenario {
     /// Every scenario, in the order the table shows them.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::HeartbeatSeq,
         Scenario::HeartbeatPipelined,
         Scenario::Append100bSeq,
@@ -83,11 +90,20 @@ impl Scenario {
         Scenario::Cluster1,
         Scenario::Cluster16,
         Scenario::Cluster64,
+        Scenario::ClusterBench1,
+        Scenario::ClusterBench16,
+        Scenario::ClusterBench64,
     ];
 
-    /// The openraft cluster scenarios (`--scenario cluster`).
-    pub const CLUSTER: [Scenario; 3] =
-        [Scenario::Cluster1, Scenario::Cluster16, Scenario::Cluster64];
+    /// The openraft cluster scenarios (`--scenario cluster`), both stores.
+    pub const CLUSTER: [Scenario; 6] = [
+        Scenario::Cluster1,
+        Scenario::Cluster16,
+        Scenario::Cluster64,
+        Scenario::ClusterBench1,
+        Scenario::ClusterBench16,
+        Scenario::ClusterBench64,
+    ];
 
     /// The name used on the command line and in the output.
     pub fn name(self) -> &'static str {
@@ -104,6 +120,9 @@ impl Scenario {
             Scenario::Cluster1 => "cluster-1",
             Scenario::Cluster16 => "cluster-16",
             Scenario::Cluster64 => "cluster-64",
+            Scenario::ClusterBench1 => "cluster-bench-1",
+            Scenario::ClusterBench16 => "cluster-bench-16",
+            Scenario::ClusterBench64 => "cluster-bench-64",
         }
     }
 
@@ -115,9 +134,21 @@ impl Scenario {
     /// Concurrent clients, for the openraft cluster scenarios.
     pub fn cluster_clients(self) -> Option<usize> {
         match self {
-            Scenario::Cluster1 => Some(1),
-            Scenario::Cluster16 => Some(16),
-            Scenario::Cluster64 => Some(64),
+            Scenario::Cluster1 | Scenario::ClusterBench1 => Some(1),
+            Scenario::Cluster16 | Scenario::ClusterBench16 => Some(16),
+            Scenario::Cluster64 | Scenario::ClusterBench64 => Some(64),
+            _ => None,
+        }
+    }
+
+    /// The store of an openraft cluster scenario.
+    pub fn cluster_store(self) -> Option<crate::cluster::Store> {
+        use crate::cluster::Store;
+        match self {
+            Scenario::Cluster1 | Scenario::Cluster16 | Scenario::Cluster64 => Some(Store::Memstore),
+            Scenario::ClusterBench1 | Scenario::ClusterBench16 | Scenario::ClusterBench64 => {
+                Some(Store::Bench)
+            }
             _ => None,
         }
     }
@@ -346,6 +377,11 @@ pub trait Implementation: Send + Sync {
     /// inside [`crate::pin::as_server`], client-side ones inside [`crate::pin::as_client`], so
     /// the `--pin` placement applies to both implementations alike.
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String>;
+
+    /// Whether this implementation runs `scenario` (a variant may leave one to another).
+    fn runs(&self, _scenario: Scenario) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,17 @@
-//! The tokio baseline: the scenarios on tokio + tokio-util's `LengthDelimitedCodec` + rmp-serde,
-//! written as a competent user would write a Raft transport with them (with batched writes, as
-//! the project's performance notes recommend; BENCHMARKS.md, "Transport comparison
-//! (raftnet-bench)", describes the baseline). The network (frames, connections, the client, the
-//! server and the messages) is `crate::tokio_net`; this module sets up the runtimes and drives
-//! the scenarios over it.
+//! The tokio baseline: the scenarios on tokio + rmp-serde frames, written as a tokio expert
+//! would write each (BENCHMARKS.md, "Transport comparison (raftnet-bench)" and "The tokio
+//! baseline's variants and the benchmark store"). The network (frames, connections, the client,
+//! the server and the messages) is `crate::tokio_net`; this module sets up the runtimes and
+//! drives the scenarios over it.
+//!
+//! - Two designs ([`Design`]): `direct`, one task owns a connection and does everything in
+//!   place (the server answers every request in its connection task, a sequential caller or a
+//!   pipeline owns its connection; reads take all that is ready, one `write_all` per batch), and
+//!   `tasks`, the older baseline (reader and writer tasks per connection end, callers
+//!   multiplexed by id, votes and appends answered by a consumer task). Each design runs on a
+//!   runtime [`Flavor`]; a design on a flavour is a variant ([`TokioImpl::variants`]), and the
+//!   harness runs them all and reports tokio's best per scenario, naming it, so every ratio is
+//!   against tokio's best variant rather than one fixed design.
 //!
 //! - Each node (server, client) has its own runtime, as two Raft processes would; the server's
 //!   is built inside [`pin::as_server`], the client's inside [`pin::as_client`], and every
@@ -39,16 +47,116 @@ use crate::scenario::{
 };
 use crate::tokio_net::Message;
 use crate::tokio_net::client::Client;
+use crate::tokio_net::direct::Connection;
 use crate::tokio_net::frame::{Wire, codec, encode};
 use crate::tokio_net::requests::{Snapshot, append_entries, heartbeat, request_vote};
-use crate::tokio_net::server::{Routing, start_server};
+use crate::tokio_net::server::{Routing, Serving, start_server, start_serving};
 
-/// The tokio baseline, its node runtimes of `flavor` (`None`: [`Flavor::best_for`] the
-/// placement of the run).
+/// The tokio baseline in one [`Design`], its node runtimes of `flavor` (`None`:
+/// [`Flavor::best_for`] the placement of the run). The default is the direct design on the
+/// flavour best for the placement, named `tokio`; the harness runs every [`TokioImpl::variants`]
+/// and reports the best per scenario.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TokioImpl {
     /// The runtime flavour, if fixed (`--tokio-runtime`).
     pub flavor: Option<Flavor>,
+    /// How connections are served and called.
+    pub design: Design,
+    /// The name of its rows (`tokio`, or a variant's, `tokio:direct/current`).
+    pub label: Option<&'static str>,
+    /// A variant that runs the cluster scenarios (one per invocation: the cluster's tokio
+    /// network is its own, `crate::cluster`, whatever the variant).
+    pub runs_cluster: bool,
+}
+
+/// How the tokio baseline's connections are written: the two designs a tokio user picks from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Design {
+    /// One task owns each connection and does everything in place (`crate::tokio_net::direct`):
+    /// the server answers every request in its connection task, the callers of the sequential
+    /// and pipelined scenarios own their connection; reads drain what is ready, writes are one
+    /// `write_all` of every frame queued once nothing more is ready.
+    #[default]
+    Direct,
+    /// A reader task and a writer task per connection end with an mpsc channel to the writer
+    /// (batched vectored writes), callers multiplexed by id, and votes and appends answered by
+    /// a consumer task standing for the Raft loop (`crate::tokio_net::server`): the baseline
+    /// before the direct design, kept as a variant.
+    Tasks,
+}
+
+impl Design {
+    /// The name in variant names and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Design::Direct => "direct",
+            Design::Tasks => "tasks",
+        }
+    }
+
+    /// The design called `name`.
+    pub fn from_name(name: &str) -> Option<Design> {
+        [Design::Direct, Design::Tasks]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+}
+
+impl TokioImpl {
+    /// The variant of `design` on `flavor`, named `tokio:DESIGN/FLAVOR`.
+    pub fn variant(design: Design, flavor: Flavor) -> TokioImpl {
+        let label = match (design, flavor) {
+            (Design::Direct, Flavor::CurrentThread) => "tokio:direct/current",
+            (Design::Direct, Flavor::MultiThread(1)) => "tokio:direct/multi1",
+            (Design::Direct, Flavor::MultiThread(_)) => "tokio:direct/multi2",
+            (Design::Tasks, Flavor::CurrentThread) => "tokio:tasks/current",
+            (Design::Tasks, Flavor::MultiThread(1)) => "tokio:tasks/multi1",
+            (Design::Tasks, Flavor::MultiThread(_)) => "tokio:tasks/multi2",
+        };
+        TokioImpl {
+            flavor: Some(flavor),
+            design,
+            label: Some(label),
+            runs_cluster: false,
+        }
+    }
+
+    /// The variants the harness tries for each scenario, to report tokio's best: the direct
+    /// design on a current-thread runtime and on one worker, the task design on the flavour it
+    /// measured best for `placement` (`Flavor::best_for`), and, for heartbeat-under-load, the
+    /// direct design on two workers (a heartbeat need not wait behind the load's task). With
+    /// `flavor` fixed (`--tokio-runtime`), each design on it; with `design` fixed, its variants.
+    pub fn variants(
+        placement: Placement,
+        flavor: Option<Flavor>,
+        design: Option<Design>,
+    ) -> Vec<TokioImpl> {
+        let mut all = match flavor {
+            Some(f) => vec![
+                TokioImpl::variant(Design::Direct, f),
+                TokioImpl::variant(Design::Tasks, f),
+            ],
+            None => vec![
+                TokioImpl::variant(Design::Direct, Flavor::CurrentThread),
+                TokioImpl::variant(Design::Direct, Flavor::MultiThread(1)),
+                TokioImpl::variant(Design::Direct, Flavor::MultiThread(2)),
+                TokioImpl::variant(Design::Tasks, Flavor::best_for(placement)),
+            ],
+        };
+        all.retain(|v| design.is_none_or(|d| d == v.design));
+        if let Some(first) = all.first_mut() {
+            first.runs_cluster = true;
+        }
+        all
+    }
+
+    /// The variant's design and runtime, as in its name (`direct/current`).
+    pub fn describe(&self) -> String {
+        let flavor = self
+            .flavor
+            .unwrap_or_else(|| Flavor::best_for(pin::placement()));
+        format!("{}/{}", self.design.name(), flavor.name())
+    }
 }
 
 /// How each node's runtime is built.
@@ -294,6 +402,201 @@ async fn fan_in_connection(
     Ok(sample)
 }
 
+/// The direct design's sequential caller: it owns the connection, writes a request, reads
+/// its answer (no task between it and the socket).
+async fn sequential_direct(
+    conn: &mut Connection,
+    request: &Message,
+    expected: Answer,
+    payload: u64,
+    control: &Control,
+) -> Result<Sample, String> {
+    let mut sample = Sample::default();
+    while !control.stopped() {
+        let start = Instant::now();
+        answer_of(&conn.call(request).await?).check(expected)?;
+        sample.record(control, start.elapsed(), payload);
+    }
+    Ok(sample)
+}
+
+/// The direct design's pipeline: one task owns the connection and keeps `depth` requests in
+/// flight; every answer ready is taken, each replaced by a new request in the write buffer,
+/// and the buffer is written once nothing more is ready. The server answers a connection's
+/// requests in order, so answers come in the order sent (checked by id).
+async fn pipelined_direct(
+    conn: &mut Connection,
+    request: &Message,
+    expected: Answer,
+    depth: usize,
+    payload: u64,
+    control: &Control,
+) -> Result<Sample, String> {
+    let mut sample = Sample::default();
+    let mut in_flight = std::collections::VecDeque::with_capacity(depth);
+    for _ in 0..depth {
+        in_flight.push_back((conn.queue(request)?, Instant::now()));
+    }
+    conn.flush().await?;
+    while !in_flight.is_empty() {
+        let mut answer = Some(conn.answer().await?);
+        while let Some(envelope) = answer {
+            let (id, start) = in_flight
+                .pop_front()
+                .ok_or("an answer to nothing in flight")?;
+            if envelope.id != id {
+                return Err(format!("answer to {} while waiting for {id}", envelope.id));
+            }
+            answer_of(&envelope.message).check(expected)?;
+            sample.record(control, start.elapsed(), payload);
+            if !control.stopped() {
+                in_flight.push_back((conn.queue(request)?, Instant::now()));
+                conn.flush_if_full().await?;
+            }
+            answer = if in_flight.is_empty() {
+                None
+            } else {
+                conn.ready_answer()?
+            };
+        }
+        conn.flush().await?;
+    }
+    Ok(sample)
+}
+
+/// The direct design's snapshots: the request and every chunk written in large batches, then
+/// the answer.
+async fn snapshots_direct(conn: &mut Connection, control: &Control) -> Result<Sample, String> {
+    let snapshot = Snapshot::new();
+    let mut sample = Sample::default();
+    while !control.stopped() {
+        let start = Instant::now();
+        let id = conn.queue(&snapshot.request)?;
+        for chunk in &snapshot.chunks {
+            conn.queue_as(id, chunk)?;
+            conn.flush_if_full().await?;
+        }
+        conn.flush().await?;
+        let answer = conn.answer().await?;
+        if answer.id != id {
+            return Err(format!("answer to {} while waiting for {id}", answer.id));
+        }
+        answer_of(&answer.message).check(Answer::snapshot())?;
+        sample.record(control, start.elapsed(), SNAPSHOT_SIZE as u64);
+    }
+    Ok(sample)
+}
+
+/// The client side of a scenario in the direct design (a task on the client runtime).
+async fn drive_direct(
+    scenario: Scenario,
+    addr: SocketAddr,
+    control: Control,
+) -> Result<Sample, String> {
+    let payload = |s: Scenario| s.entries().map_or(0, |(n, size)| (n * size) as u64);
+    let pipelined_scenario = |mut conn: Connection, s: Scenario, control: Control| async move {
+        let (request, expected, depth) = match s {
+            Scenario::HeartbeatPipelined => (heartbeat(), Answer::heartbeat(), PIPELINE_DEPTH),
+            Scenario::Append64x1kPipelined => {
+                (append_entries(64, 1024), Answer::append(64), PIPELINE_DEPTH)
+            }
+            _ => (
+                append_entries(1, 1 << 20),
+                Answer::append(1),
+                BULK_PIPELINE_DEPTH,
+            ),
+        };
+        let bytes = payload(s);
+        pipelined_direct(&mut conn, &request, expected, depth, bytes, &control).await
+    };
+    match scenario {
+        Scenario::FanIn1000 => {
+            let request = Arc::new(heartbeat());
+            let tasks: Vec<_> = (0..FAN_IN_CONNECTIONS)
+                .map(|_| {
+                    let (request, control) = (request.clone(), control.clone());
+                    tokio::spawn(async move {
+                        let mut conn = Connection::connect(addr).await?;
+                        let expected = Answer::heartbeat();
+                        sequential_direct(&mut conn, &request, expected, 0, &control).await
+                    })
+                })
+                .collect();
+            let mut sample = Sample::default();
+            let mut failure = None;
+            for task in tasks {
+                match join(task).await {
+                    Ok(s) => sample.merge(s),
+                    Err(e) => failure = failure.or(Some(e)),
+                }
+            }
+            match failure {
+                Some(e) => Err(format!("fan-in-1000: {e}")),
+                None => Ok(sample),
+            }
+        }
+        Scenario::HeartbeatSeq | Scenario::VoteSeq | Scenario::Append100bSeq => {
+            let (request, expected) = match scenario {
+                Scenario::HeartbeatSeq => (heartbeat(), Answer::heartbeat()),
+                Scenario::VoteSeq => (request_vote(), Answer::vote()),
+                _ => (append_entries(1, 100), Answer::append(1)),
+            };
+            let mut conn = Connection::connect(addr).await?;
+            let bytes = payload(scenario);
+            sequential_direct(&mut conn, &request, expected, bytes, &control).await
+        }
+        Scenario::HeartbeatPipelined
+        | Scenario::Append64x1kPipelined
+        | Scenario::Append1mPipelined => {
+            let conn = Connection::connect(addr).await?;
+            pipelined_scenario(conn, scenario, control).await
+        }
+        Scenario::Snapshot64m => {
+            let mut conn = Connection::connect(addr).await?;
+            snapshots_direct(&mut conn, &control).await
+        }
+        Scenario::HeartbeatUnderLoad => {
+            // Each stream owns its connection (a task per connection is the design): the
+            // heartbeats', the snapshots' and the 1 MiB appends'.
+            let mut heartbeat_conn = Connection::connect(addr).await?;
+            let snapshot_conn = Connection::connect(addr).await?;
+            let bulk_conn = Connection::connect(addr).await?;
+            let snapshot_control = control.clone();
+            let snapshot = tokio::spawn(async move {
+                let mut conn = snapshot_conn;
+                snapshots_direct(&mut conn, &snapshot_control).await
+            });
+            let bulk = tokio::spawn(pipelined_scenario(
+                bulk_conn,
+                Scenario::Append1mPipelined,
+                control.clone(),
+            ));
+            let heartbeats = sequential_direct(
+                &mut heartbeat_conn,
+                &heartbeat(),
+                Answer::heartbeat(),
+                0,
+                &control,
+            )
+            .await;
+            let background = [join(snapshot).await, join(bulk).await];
+            let mut sample = heartbeats?;
+            for load in background {
+                sample.payload_bytes += load?.payload_bytes;
+            }
+            Ok(sample)
+        }
+        Scenario::Cluster1
+        | Scenario::Cluster16
+        | Scenario::Cluster64
+        | Scenario::ClusterBench1
+        | Scenario::ClusterBench16
+        | Scenario::ClusterBench64 => {
+            unreachable!("TokioImpl::run hands these to crate::cluster")
+        }
+    }
+}
+
 async fn join(handle: tokio::task::JoinHandle<Result<Sample, String>>) -> Result<Sample, String> {
     handle.await.map_err(|e| format!("task failed: {e}"))?
 }
@@ -407,7 +710,12 @@ async fn drive(scenario: Scenario, addr: SocketAddr, control: Control) -> Result
             Ok(sample)
         }
         Scenario::FanIn1000 => unreachable!("handled above"),
-        Scenario::Cluster1 | Scenario::Cluster16 | Scenario::Cluster64 => {
+        Scenario::Cluster1
+        | Scenario::Cluster16
+        | Scenario::Cluster64
+        | Scenario::ClusterBench1
+        | Scenario::ClusterBench16
+        | Scenario::ClusterBench64 => {
             unreachable!("TokioImpl::run hands these to crate::cluster")
         }
     }
@@ -429,12 +737,26 @@ fn check_fd_limit() -> Result<(), String> {
 
 impl Implementation for TokioImpl {
     fn name(&self) -> &'static str {
-        "tokio"
+        self.label.unwrap_or("tokio")
+    }
+
+    /// A variant runs the cluster scenarios if it is the one marked to; the direct design on
+    /// two workers only runs heartbeat-under-load (elsewhere two workers per node lose to one:
+    /// BENCHMARKS.md, "The tokio baseline's runtime flavour").
+    fn runs(&self, scenario: Scenario) -> bool {
+        let Some(label) = self.label else {
+            return true;
+        };
+        if scenario.cluster_clients().is_some() {
+            return self.runs_cluster;
+        }
+        label != "tokio:direct/multi2" || scenario == Scenario::HeartbeatUnderLoad
     }
 
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String> {
-        if let Some(clients) = scenario.cluster_clients() {
-            return crate::cluster::run(crate::cluster::Network::Tokio, clients, control);
+        if let (Some(clients), Some(store)) = (scenario.cluster_clients(), scenario.cluster_store())
+        {
+            return crate::cluster::run(crate::cluster::Network::Tokio, store, clients, control);
         }
         if scenario == Scenario::FanIn1000 {
             check_fd_limit()?;
@@ -444,6 +766,20 @@ impl Implementation for TokioImpl {
             .flavor
             .unwrap_or_else(|| Flavor::best_for(pin::placement()));
         let mut server = pin::as_server(|| Node::new("tokio-server", flavor))?;
+        if self.design == Design::Direct {
+            let findings = Findings::new();
+            let addr = server
+                .runtime
+                .block_on(start_serving(Serving::Direct, findings.clone()))?;
+            pin::as_server(|| server.serve_in_background())?;
+            let client = pin::as_client(|| Node::new("tokio-client", flavor))?;
+            let runtime = &client.runtime;
+            let driver = drive_direct(scenario, addr, control.clone());
+            let result = runtime.block_on(join(runtime.spawn(driver)));
+            drop(client);
+            drop(server);
+            return findings.explain(result);
+        }
         let routing = match scenario {
             Scenario::HeartbeatPipelined
             | Scenario::Append64x1kPipelined
@@ -523,30 +859,23 @@ mod tests {
             Ok(name) => vec![Flavor::from_name(&name).expect("a flavour name")],
             Err(_) => Flavor::ALL.to_vec(),
         };
-        for (i, &flavor) in flavors.iter().enumerate() {
+        let variants = flavors
+            .iter()
+            .flat_map(|&f| [Design::Direct, Design::Tasks].map(|d| TokioImpl::variant(d, f)));
+        for (i, imp) in variants.enumerate() {
             for scenario in Scenario::ALL {
                 if only.as_deref().is_some_and(|o| o != scenario.name())
                     || (i > 0 && scenario.cluster_clients().is_some())
                 {
                     continue;
                 }
-                smoke(
-                    TokioImpl {
-                        flavor: Some(flavor),
-                    },
-                    scenario,
-                    measure_ms,
-                );
+                smoke(imp, scenario, measure_ms);
             }
         }
     }
 
     fn smoke(imp: TokioImpl, scenario: Scenario, measure_ms: u64) {
-        let name = format!(
-            "{} {}",
-            imp.flavor.map_or("auto", Flavor::name),
-            scenario.name()
-        );
+        let name = format!("{} {}", imp.describe(), scenario.name());
         // The windows widen when a run completes nothing (a loaded machine can outlast a short
         // warm-up setting up); nothing in the widest window fails.
         let first = (

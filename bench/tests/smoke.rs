@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 15] = [
     "heartbeat-seq",
     "heartbeat-pipelined",
     "append-100b-seq",
@@ -20,6 +20,9 @@ const SCENARIOS: [&str; 12] = [
     "cluster-1",
     "cluster-16",
     "cluster-64",
+    "cluster-bench-1",
+    "cluster-bench-16",
+    "cluster-bench-64",
 ];
 
 const FIELDS: [&str; 13] = [
@@ -141,27 +144,55 @@ fn every_scenario_and_implementation_reports() {
             }
         }
     }
-    // The tokio rows of the RPC scenarios say which runtime flavour ran.
+    // The tokio rows of the RPC scenarios say which variant they copy (the best of those
+    // run), and that variant's own line is there with the same figures.
     for line in lines
         .iter()
         .filter(|l| l["impl"] == "tokio" && l.get("clients").is_none())
     {
-        if !line["tokio_runtime"].is_string() {
-            problems.push(format!("{}: no tokio_runtime", line["scenario"]));
+        let variant = line["tokio_variant"].as_str().unwrap_or_default();
+        let runtime = line["tokio_runtime"].as_str().unwrap_or_default();
+        if !variant.ends_with(&format!("/{runtime}")) || runtime.is_empty() {
+            problems.push(format!(
+                "{}: tokio_variant {variant:?}, tokio_runtime {runtime:?}",
+                line["scenario"]
+            ));
+            continue;
+        }
+        let copied = lines.iter().find(|l| {
+            l["scenario"] == line["scenario"] && l["impl"] == format!("tokio:{variant}").as_str()
+        });
+        if copied.is_none_or(|c| c["ops_per_sec"] != line["ops_per_sec"]) {
+            problems.push(format!(
+                "{}: no tokio:{variant} line with the tokio row's ops/s",
+                line["scenario"]
+            ));
         }
     }
     // The cluster rows say how many clients wrote.
-    for (scenario, clients) in [("cluster-1", 1), ("cluster-16", 16), ("cluster-64", 64)] {
+    for (scenario, clients, store) in [
+        ("cluster-1", 1, "memstore"),
+        ("cluster-16", 16, "memstore"),
+        ("cluster-64", 64, "memstore"),
+        ("cluster-bench-1", 1, "bench"),
+        ("cluster-bench-16", 16, "bench"),
+        ("cluster-bench-64", 64, "bench"),
+    ] {
         for line in lines.iter().filter(|l| l["scenario"] == scenario) {
-            if line["clients"] != clients {
+            if line["clients"] != clients || line["store"] != store {
                 problems.push(format!(
-                    "{scenario} {}: clients {}",
-                    line["impl"], line["clients"]
+                    "{scenario} {}: clients {}, store {}",
+                    line["impl"], line["clients"], line["store"]
                 ));
             }
         }
     }
-    for raw in ["raw-bulk-1m", "raw-pingpong-64b", "cluster-64-no-network"] {
+    for raw in [
+        "raw-bulk-1m",
+        "raw-pingpong-64b",
+        "cluster-64-no-network",
+        "cluster-bench-64-no-network",
+    ] {
         if !has(raw, "raw") {
             problems.push(format!("no line for {raw}"));
         }

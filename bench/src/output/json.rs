@@ -7,8 +7,7 @@ use serde_json::{Map, Value, json};
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::Scenario;
 
-use super::tokio_flavor;
-use crate::results::{Results, Subject, under_load, vs_raw, vs_tokio};
+use crate::results::{Results, Subject, TOKIO_VARIANT, under_load, vs_raw, vs_tokio};
 
 fn round3(v: f64) -> Value {
     if v.is_finite() {
@@ -69,14 +68,25 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                     if let Subject::Scenario(s) = row.subject {
                         if let Some(clients) = s.cluster_clients() {
                             obj.insert("clients".into(), json!(clients));
+                            if let Some(store) = s.cluster_store() {
+                                obj.insert("store".into(), json!(store.name()));
+                            }
                             if row.imp == "raftnet" {
                                 obj.insert("reactor".into(), json!(o.reactor.name()));
                             }
-                        } else if row.imp == "tokio" {
-                            obj.insert(
-                                "tokio_runtime".into(),
-                                json!(tokio_flavor(results).0.name()),
-                            );
+                        } else if row.imp == "tokio" || row.imp.starts_with(TOKIO_VARIANT) {
+                            // `tokio`: the best variant's copy, and which it is.
+                            let variant = row
+                                .variant
+                                .as_deref()
+                                .unwrap_or(row.imp.strip_prefix(TOKIO_VARIANT).unwrap_or_default());
+                            if let Some((design, runtime)) = variant.split_once('/') {
+                                obj.insert("tokio_design".into(), json!(design));
+                                obj.insert("tokio_runtime".into(), json!(runtime));
+                            }
+                            if row.imp == "tokio" {
+                                obj.insert("tokio_variant".into(), json!(variant));
+                            }
                         }
                         if row.imp == "raftnet"
                             && let Some(v) = vs_tokio(results, s)
@@ -98,7 +108,9 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                             let key = match v.raw {
                                 Raw::Bulk => "mb_fraction_of_raw_bulk",
                                 Raw::PingPong => "ops_fraction_of_raw_pingpong",
-                                Raw::ClusterNoNetwork => "ops_fraction_of_no_network",
+                                Raw::ClusterNoNetwork | Raw::ClusterBenchNoNetwork => {
+                                    "ops_fraction_of_no_network"
+                                }
                             };
                             obj.insert(key.into(), round3(v.fraction));
                         }

@@ -81,8 +81,12 @@ pub(super) fn header_lines(results: &Results) -> Vec<String> {
     let rpc_scenarios = o.scenarios.iter().any(|s| s.cluster_clients().is_none());
     if rpc_scenarios && results.impl_names.iter().any(|n| n == "tokio") {
         let (flavor, auto) = tokio_flavor(results);
+        let design = match o.tokio_design {
+            None => "every variant run, the tokio row is the best per scenario (named: DESIGN/RUNTIME; direct = one task per connection answers in place and writes once per batch, tasks = reader and writer tasks, votes and appends through a consumer task)".to_string(),
+            Some(d) => format!("design {} only (--tokio-design)", d.name()),
+        };
         lines.push(format!(
-            "tokio baseline: {} (--tokio-runtime {}{})",
+            "tokio baseline: {design}; the tasks design on {} (--tokio-runtime {}{})",
             flavor_description(flavor),
             flavor.name(),
             if auto {

@@ -102,6 +102,10 @@ pub(crate) fn build_chart(results: &Results) -> Chart {
                     "cluster-64 without a network: {} writes/s",
                     si(m.ops_per_sec)
                 ),
+                Raw::ClusterBenchNoNetwork => format!(
+                    "cluster-bench-64 without a network: {} writes/s",
+                    si(m.ops_per_sec)
+                ),
             })
         })
         .collect();

@@ -24,7 +24,7 @@ const COLUMNS: [(&str, usize); 13] = [
     ("", 0),
 ];
 const NAME_WIDTH: usize = 24;
-const IMPL_WIDTH: usize = 14;
+const IMPL_WIDTH: usize = 20;
 
 fn table_line(name: &str, imp: &str, cells: &[String]) -> String {
     let mut line = format!("{name:<NAME_WIDTH$} {imp:<IMPL_WIDTH$}");
@@ -67,7 +67,7 @@ fn metric_cells(m: &Metrics, vs_raw: Option<VsRaw>) -> Vec<String> {
                 match v.raw {
                     Raw::Bulk => "bulk",
                     Raw::PingPong => "pp",
-                    Raw::ClusterNoNetwork => "nonet",
+                    Raw::ClusterNoNetwork | Raw::ClusterBenchNoNetwork => "nonet",
                 }
             )
         }),
@@ -120,10 +120,16 @@ pub(crate) fn render_table(results: &Results) -> String {
             let Some(row) = results.get(subject, imp) else {
                 continue;
             };
+            // The tokio row names the variant it is (the best of those run), unless it is the
+            // cluster network's (the cluster scenarios have one tokio network).
+            let name = match &row.variant {
+                Some(v) if scenario.cluster_clients().is_none() => format!("{imp} {v}"),
+                _ => imp.clone(),
+            };
             let label = if row.after_stuck.is_some() {
-                format!("{imp}*")
+                format!("{name}*")
             } else {
-                imp.clone()
+                name
             };
             match row.median() {
                 Some(m) => {
@@ -182,7 +188,7 @@ pub(crate) fn render_table(results: &Results) -> String {
         );
     }
     out.push(
-        "vs raw: append-1m-pipelined and snapshot-64m payload MB/s ÷ raw-bulk-1m MB/s (bulk); sequential scenarios' ops/s ÷ raw-pingpong-64b round trips/s (pp); cluster-64 writes/s ÷ cluster-64-no-network writes/s (nonet)."
+        "vs raw: append-1m-pipelined and snapshot-64m payload MB/s ÷ raw-bulk-1m MB/s (bulk); sequential scenarios' ops/s ÷ raw-pingpong-64b round trips/s (pp); cluster-64 (cluster-bench-64) writes/s ÷ cluster-64-no-network (cluster-bench-64-no-network) writes/s (nonet)."
             .into(),
     );
     out.push("others: cores used by other processes during the window (a busy machine makes the run suspect).".into());
@@ -193,7 +199,7 @@ pub(crate) fn render_table(results: &Results) -> String {
         .any(|s| s.cluster_clients().is_some())
     {
         out.push(
-            format!("cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore, a 2-worker runtime per node) over each network (raftnet's reactors: --reactor {}), N clients calling client_write on the leader: ops/s = committed writes/s, latency = commit latency, CPU µs/op = CPU per write of all three nodes and the clients.", results.options.reactor.name()),
+            format!("cluster-N: a 3-node openraft 0.9.25 cluster (openraft-memstore; cluster-bench-N: the benchmark store, entries kept without JSON; a 2-worker runtime per node) over each network (raftnet's reactors: --reactor {}), N clients calling client_write on the leader: ops/s = committed writes/s, latency = commit latency, CPU µs/op = CPU per write of all three nodes and the clients.", results.options.reactor.name()),
         );
     }
 

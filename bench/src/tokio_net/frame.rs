@@ -65,6 +65,42 @@ pub(crate) fn encode_frame<M: Serialize>(
     Ok(Bytes::from(out))
 }
 
+/// Append a whole frame, length prefix included, to `out` (the direct design's write buffer,
+/// `super::direct`: many frames, one write).
+pub(crate) fn encode_into<M: Serialize>(
+    out: &mut Vec<u8>,
+    id: u64,
+    message: &M,
+) -> Result<(), String> {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX]);
+    rmp_serde::encode::write(out, &EnvelopeRef { id, message })
+        .map_err(|e| format!("encode: {e}"))?;
+    let len = out.len() - start - PREFIX;
+    if len > MAX_FRAME {
+        out.truncate(start);
+        return Err(format!("encode: a {len}-byte frame is over {MAX_FRAME}"));
+    }
+    out[start..start + PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// The length of the frame at the front of `buffered`, if its prefix is there; `Err` if it is
+/// over [`MAX_FRAME`].
+pub(crate) fn frame_len(buffered: &[u8]) -> Result<Option<usize>, String> {
+    let Some(prefix) = buffered.get(..PREFIX) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
+    if len > MAX_FRAME {
+        return Err(format!("a {len}-byte frame is over {MAX_FRAME}"));
+    }
+    Ok(Some(PREFIX + len))
+}
+
+/// The length prefix's size.
+pub(crate) const PREFIX_LEN: usize = PREFIX;
+
 pub(crate) fn encode(id: u64, message: &Message) -> Bytes {
     let hint = match message {
         Message::AppendEntries(m) => {

@@ -8,14 +8,20 @@
 //!   `rmp_serde` in one buffer, read with `LengthDelimitedCodec`; a payload is copied once on
 //!   the way out and not at all on the way in (decoded into `Bytes` slices of the frame).
 //! - [`connection`]: one long-lived TCP connection per peer, `TCP_NODELAY` on. A writer task per
-//!   connection end drains an mpsc channel: every frame available, in one vectored write.
+//!   connection end drains an mpsc channel: every frame available, in one vectored write (the
+//!   `tasks` design, and the openraft cluster's client side, whose many callers share it).
+//! - [`direct`]: the `direct` design: one task owns a connection, reads every frame ready,
+//!   answers or completes each in place, and writes what it queued in one `write_all` once
+//!   nothing more is ready (the scenarios' `direct` server and callers, and the openraft
+//!   cluster's serving side).
 //! - [`client`]: requests multiplexed by id on that connection; its reader task completes the
 //!   caller's `oneshot` found by id in a `HashMap`.
 //! - [`messages`]: serde structs mirroring `raftnet::message`'s (Go `[]byte` fields as
 //!   `Option<ByteBuf>`), in raftnet's field order with the header's three fields flattened, so a
 //!   body is byte for byte raftnet's body (a test in [`requests`] checks it).
 //! - [`requests`]: what the scenarios send, built once per run.
-//! - [`server`]: the scenarios' other end. Where raftnet's side hands a request to its consumer
+//! - [`server`]: the scenarios' other end in the `tasks` design (and what both designs share of
+//!   it: answers, snapshot checks). Where raftnet's side hands a request to its consumer
 //!   thread (votes, appends: the Raft loop's work), the server hands it to a consumer task over
 //!   an mpsc channel, and the consumer (standing for the Raft loop) answers. Heartbeats are
 //!   answered in the connection (reader) task, as raftnet answers them on its reactor; so are
@@ -25,6 +31,7 @@
 
 pub(crate) mod client;
 pub(crate) mod connection;
+pub(crate) mod direct;
 pub(crate) mod frame;
 pub(crate) mod messages;
 pub(crate) mod requests;

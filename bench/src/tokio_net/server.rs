@@ -27,7 +27,7 @@ const FOLLOWER_ID: &[u8] = b"n2";
 const FOLLOWER_ADDR: &[u8] = b"127.0.0.1:7001";
 
 /// The server's answer to a request, `None` for anything that is not a request it answers.
-fn answer(message: &Message) -> Option<Message> {
+pub(crate) fn answer(message: &Message) -> Option<Message> {
     Some(match message {
         Message::AppendEntries(m) => {
             Message::AppendEntriesResponse(messages::AppendEntriesResponse {
@@ -113,10 +113,95 @@ impl Transfer {
     }
 }
 
+/// What one connection receives of snapshots: the transfers under way, by request id.
+pub(crate) struct Snapshots {
+    transfers: HashMap<u64, Transfer>,
+    findings: Findings,
+}
+
+/// A message taken by [`Snapshots::take`].
+pub(crate) enum Taken {
+    /// Part of a snapshot transfer: nothing to answer yet, or the transfer's answer.
+    Snapshot(Option<Message>),
+    /// Any other message: a request for whoever answers requests.
+    Request(Message),
+}
+
+impl Snapshots {
+    pub(crate) fn new(findings: Findings) -> Snapshots {
+        Snapshots {
+            transfers: HashMap::new(),
+            findings,
+        }
+    }
+
+    /// Take a message: a snapshot's request or chunk (its body is read and checked, not
+    /// stored; the answer follows the last chunk), or hand back any other request. `Err`: a
+    /// chunk of no transfer (the connection is broken).
+    pub(crate) fn take(&mut self, id: u64, message: Message) -> Result<Taken, String> {
+        match message {
+            Message::InstallSnapshot(request) => {
+                self.transfers.insert(
+                    id,
+                    Transfer {
+                        term: request.term,
+                        size: request.size as u64,
+                        body: BodyCheck::new(),
+                    },
+                );
+                Ok(Taken::Snapshot(None))
+            }
+            Message::SnapshotChunk { data, last } => {
+                let transfer = self
+                    .transfers
+                    .get_mut(&id)
+                    .ok_or_else(|| format!("a snapshot chunk for {id}, which sent no request"))?;
+                transfer.body.feed(&data);
+                if !last {
+                    return Ok(Taken::Snapshot(None));
+                }
+                let transfer = self.transfers.remove(&id).expect("present");
+                let checked = transfer.check();
+                if let Err(e) = &checked {
+                    self.findings.report(e.clone());
+                }
+                Ok(Taken::Snapshot(Some(Message::InstallSnapshotResponse(
+                    messages::InstallSnapshotResponse {
+                        protocol_version: 3,
+                        id: buf(FOLLOWER_ID),
+                        addr: buf(FOLLOWER_ADDR),
+                        term: transfer.term,
+                        success: checked.is_ok(),
+                    },
+                ))))
+            }
+            request => Ok(Taken::Request(request)),
+        }
+    }
+}
+
+/// How the server's connections are served: the design of [`super::connection`] (a reader
+/// task, a writer task, requests routed as [`Routing`] says), or the direct design
+/// ([`super::direct`]: one task per connection answers in place and writes its answers in
+/// batches).
+#[derive(Clone)]
+pub(crate) enum Serving {
+    Tasks(Routing),
+    Direct,
+}
+
 /// Bind 127.0.0.1:0, accept connections, serve each in its own tasks. Runs inside the server
 /// runtime. Why a snapshot body was refused goes to `findings`.
 pub(crate) async fn start_server(
     routing: Routing,
+    findings: Findings,
+) -> Result<SocketAddr, String> {
+    start_serving(Serving::Tasks(routing), findings).await
+}
+
+/// [`start_server`] with either design.
+pub(crate) async fn start_serving(
+    serving: Serving,
     findings: Findings,
 ) -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -128,7 +213,14 @@ pub(crate) async fn start_server(
         // listener resets the connections still in its backlog, so their clients fail
         // instead of waiting forever.
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_connection(stream, routing.clone(), findings.clone()));
+            match &serving {
+                Serving::Tasks(routing) => {
+                    tokio::spawn(serve_connection(stream, routing.clone(), findings.clone()));
+                }
+                Serving::Direct => {
+                    tokio::spawn(super::direct::serve(stream, findings.clone()));
+                }
+            }
         }
     });
     Ok(addr)
@@ -148,49 +240,17 @@ async fn serve_connection(stream: TcpStream, routing: Routing, findings: Finding
     let Ok((mut requests, reply)) = connection_ends(stream) else {
         return;
     };
-    let mut snapshots: HashMap<u64, Transfer> = HashMap::new();
+    let mut snapshots = Snapshots::new(findings);
     while let Some(Ok(frame)) = requests.next().await {
         let Ok(Envelope { id, message }) = Message::decode(frame.freeze()) else {
             break;
         };
-        let response = match message {
-            Message::InstallSnapshot(request) => {
-                snapshots.insert(
-                    id,
-                    Transfer {
-                        term: request.term,
-                        size: request.size as u64,
-                        body: BodyCheck::new(),
-                    },
-                );
-                None
-            }
-            // The body is read and checked, not stored.
-            Message::SnapshotChunk { data, last } => {
-                let Some(transfer) = snapshots.get_mut(&id) else {
-                    break;
-                };
-                transfer.body.feed(&data);
-                if last {
-                    let transfer = snapshots.remove(&id).expect("present");
-                    let checked = transfer.check();
-                    if let Err(e) = &checked {
-                        findings.report(e.clone());
-                    }
-                    Some(Message::InstallSnapshotResponse(
-                        messages::InstallSnapshotResponse {
-                            protocol_version: 3,
-                            id: buf(FOLLOWER_ID),
-                            addr: buf(FOLLOWER_ADDR),
-                            term: transfer.term,
-                            success: checked.is_ok(),
-                        },
-                    ))
-                } else {
-                    None
-                }
-            }
-            request => {
+        let Ok(taken) = snapshots.take(id, message) else {
+            break;
+        };
+        let response = match taken {
+            Taken::Snapshot(response) => response,
+            Taken::Request(request) => {
                 let fast = routing.heartbeat_fast_path
                     && matches!(&request, Message::AppendEntries(r) if r.is_heartbeat());
                 match &routing.consumer {
