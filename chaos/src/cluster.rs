@@ -190,7 +190,10 @@ impl Node {
                     .and_then(|l| l.split_once(": node "))
                     && let (Ok(term), Some(leader)) = (
                         term.parse::<u64>(),
-                        rest.split_whitespace().next().and_then(|l| l.parse().ok()),
+                        // Node ids count from 1; `leaders` holds the index.
+                        rest.split_whitespace()
+                            .next()
+                            .and_then(|l| l.parse::<usize>().ok()?.checked_sub(1)),
                     )
                 {
                     let mut known = leaders.lock().unwrap();
@@ -258,6 +261,7 @@ struct Shared {
     availability: Availability,
     stop: AtomicBool,
     client_addrs: Vec<Arc<Mutex<Option<SocketAddr>>>>,
+    /// The highest term a node announced a leader for, and that leader's index.
     leaders: Arc<Mutex<(u64, Option<usize>)>>,
     keys_used: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -542,7 +546,7 @@ pub fn run(config: &ClusterConfig) -> std::io::Result<ClusterReport> {
             eprintln!(
                 "cluster {:>4.0} s: {all} operations ({ok} ok), {} faults, leader {:?}",
                 started.elapsed().as_secs_f64(),
-                shared.availability.summary().total_faults(),
+                shared.availability.faults_so_far(),
                 leaders.lock().unwrap().1.map(|l| l + 1)
             );
         }

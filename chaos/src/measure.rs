@@ -123,6 +123,11 @@ impl Availability {
         }
     }
 
+    /// Faults injected so far, all kinds.
+    pub fn faults_so_far(&self) -> u64 {
+        self.windows.lock().unwrap().faults.values().sum()
+    }
+
     /// The totals, once the run is over.
     pub fn summary(&self) -> AvailabilitySummary {
         self.switch(false);

@@ -34,6 +34,9 @@ use crate::proxy::{Close, Direction, Faults, Link};
 /// How long past its deadline a call may take to resolve before it counts as never resolved.
 pub const GRACE: Duration = Duration::from_secs(10);
 
+/// How often the soak samples its resources.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
 /// The per-call deadline of the small calls.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -70,6 +73,9 @@ pub struct SoakReport {
     pub baseline: Resources,
     /// The same after the final heal, with the traffic stopped.
     pub after_heal: Resources,
+    /// The same every [`SAMPLE_EVERY`] during the run (from its start), the baseline first:
+    /// growth that goes on is a leak, a level it settles at is the allocator's.
+    pub samples: Vec<(Duration, Resources)>,
     /// How long it ran.
     pub elapsed: Duration,
 }
@@ -119,6 +125,21 @@ impl SoakReport {
             self.after_heal.threads,
             self.after_heal.rss_kib / 1024
         );
+        if self.samples.len() > 1 {
+            // Eleven samples, evenly spread from the baseline to the end.
+            let last = self.samples.len() - 1;
+            let picked: Vec<String> = (0..=10)
+                .map(|i| {
+                    let (_, r) = self.samples[i * last / 10];
+                    format!("{}/{}/{}", r.descriptors, r.threads, r.rss_kib / 1024)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| descriptors/threads/RSS MiB during the run, every tenth of it | {} |",
+                picked.join(" → ")
+            );
+        }
         let _ = writeln!(out, "| violations | {} |", self.violations.len());
         for v in self.violations.iter().take(10) {
             let _ = writeln!(out, "| | {v} |");
@@ -352,7 +373,14 @@ pub fn run(config: &SoakConfig) -> std::io::Result<SoakReport> {
     let mut bag = FaultBag::new(8);
     let end = Instant::now() + config.duration;
     let mut last_progress = Instant::now();
+    let mut samples = vec![(started.elapsed(), baseline)];
     while Instant::now() < end {
+        if samples
+            .last()
+            .is_some_and(|(at, _)| started.elapsed() - *at >= SAMPLE_EVERY)
+        {
+            samples.push((started.elapsed(), Resources::now()));
+        }
         let kind = bag.draw(&mut rng);
         inject(&shared, kind, &mut rng, end);
         let healed = shared.availability.healed();
@@ -366,11 +394,15 @@ pub fn run(config: &SoakConfig) -> std::io::Result<SoakReport> {
             let tally = shared.tally.lock().unwrap();
             let ok: u64 = tally.calls.values().map(|c| c.0).sum();
             let failed: u64 = tally.calls.values().map(|c| c.1).sum();
+            let now = samples.last().map(|s| s.1).unwrap_or_default();
             eprintln!(
-                "soak {:>4.0} s: {ok} calls answered, {failed} failed, {} faults, {} violations",
+                "soak {:>4.0} s: {ok} calls answered, {failed} failed, {} faults, {} violations; {} descriptors, {} threads, RSS {} MiB",
                 started.elapsed().as_secs_f64(),
-                shared.availability.summary().total_faults(),
-                tally.violations.len()
+                shared.availability.faults_so_far(),
+                tally.violations.len(),
+                now.descriptors,
+                now.threads,
+                now.rss_kib / 1024
             );
         }
     }
@@ -416,6 +448,7 @@ pub fn run(config: &SoakConfig) -> std::io::Result<SoakReport> {
         availability,
         baseline,
         after_heal,
+        samples,
         elapsed: started.elapsed(),
     })
 }
