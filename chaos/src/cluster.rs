@@ -515,7 +515,7 @@ pub fn run(config: &ClusterConfig) -> std::io::Result<ClusterReport> {
     let up = shared.availability.now();
     if shared
         .availability
-        .wait_recovery(up, true, Duration::from_secs(60), &shared.stop)
+        .wait_serving(up, true, Duration::from_secs(60), &shared.stop)
         .is_none()
     {
         problems.push("the cluster did not serve every client within 60 s of starting".into());

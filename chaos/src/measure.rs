@@ -28,6 +28,17 @@ struct Windows {
     since: Option<Instant>,
     recoveries: Vec<Duration>,
     faults: BTreeMap<&'static str, u64>,
+    /// The kind of the fault on now (or last), which a recovery is charged to.
+    current: &'static str,
+    slowest: BTreeMap<&'static str, Duration>,
+}
+
+impl Windows {
+    fn recovered(&mut self, took: Duration) {
+        self.recoveries.push(took);
+        let slowest = self.slowest.entry(self.current).or_default();
+        *slowest = (*slowest).max(took);
+    }
 }
 
 impl Availability {
@@ -80,7 +91,11 @@ impl Availability {
 
     /// A fault of this kind is injected now.
     pub fn fault(&self, kind: &'static str) {
-        *self.windows.lock().unwrap().faults.entry(kind).or_default() += 1;
+        {
+            let mut w = self.windows.lock().unwrap();
+            *w.faults.entry(kind).or_default() += 1;
+            w.current = kind;
+        }
         self.switch(true);
     }
 
@@ -100,23 +115,36 @@ impl Availability {
         bound: Duration,
         stop: &AtomicBool,
     ) -> Option<Duration> {
+        let took = self.wait_serving(healed, every, bound, stop);
+        if !stop.load(Ordering::Relaxed) {
+            self.windows
+                .lock()
+                .unwrap()
+                .recovered(took.unwrap_or(bound));
+        }
+        took
+    }
+
+    /// [`wait_recovery`](Self::wait_recovery) without recording it (the start of a run).
+    pub fn wait_serving(
+        &self,
+        since: u64,
+        every: bool,
+        bound: Duration,
+        stop: &AtomicBool,
+    ) -> Option<Duration> {
         let deadline = Instant::now() + bound;
         loop {
-            let recovered = |w: &AtomicU64| w.load(Ordering::Relaxed) >= healed;
+            let recovered = |w: &AtomicU64| w.load(Ordering::Relaxed) >= since;
             let done = if every {
                 self.last_ok_started.iter().all(recovered)
             } else {
                 self.last_ok_started.iter().any(recovered)
             };
             if done {
-                let took = Duration::from_nanos(self.now().saturating_sub(healed));
-                self.windows.lock().unwrap().recoveries.push(took);
-                return Some(took);
+                return Some(Duration::from_nanos(self.now().saturating_sub(since)));
             }
             if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
-                if !stop.load(Ordering::Relaxed) {
-                    self.windows.lock().unwrap().recoveries.push(bound);
-                }
                 return None;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -143,6 +171,7 @@ impl Availability {
             recovery_p50: percentile(&recoveries, 0.5),
             recovery_max: recoveries.last().copied(),
             recoveries: recoveries.len(),
+            slowest_recovery: w.slowest.clone(),
         }
     }
 }
@@ -166,6 +195,8 @@ pub struct AvailabilitySummary {
     pub recovery_max: Option<Duration>,
     /// How many heals were measured.
     pub recoveries: usize,
+    /// The longest recovery after each kind of fault.
+    pub slowest_recovery: BTreeMap<&'static str, Duration>,
 }
 
 impl AvailabilitySummary {
@@ -224,6 +255,16 @@ impl AvailabilitySummary {
             self.recoveries,
             millis(self.recovery_p50),
             millis(self.recovery_max)
+        );
+        let slowest: Vec<String> = self
+            .slowest_recovery
+            .iter()
+            .map(|(k, d)| format!("{k} {} ms", d.as_millis()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| slowest recovery, by the kind of fault healed | {} |",
+            slowest.join(", ")
         );
     }
 }
