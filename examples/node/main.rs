@@ -21,6 +21,20 @@
 //! quit            stop this node
 //! ```
 //!
+//! With `--client ADDR` the node also serves programs (the chaos harness, `examples/chaos.rs`)
+//! on a TCP port of their own, one line per request, one line per answer:
+//!
+//! ```text
+//! write KEY VALUE           → ok PREVIOUS
+//! cas KEY EXPECTED VALUE    → ok PREVIOUS   (it wrote if and only if PREVIOUS is EXPECTED)
+//! read KEY                  → ok VALUE      (a linearizable read: openraft's ensure_linearizable)
+//! ```
+//!
+//! `-` stands for a key that is not set. A request that was not carried out answers `refused
+//! LEADER REASON` (LEADER: the leader's id if known, else `-`): a write refused before it was
+//! proposed, or a read that could not confirm leadership. A write whose fate the node does not
+//! know (proposed, then leadership lost, or an error) answers `unknown LEADER REASON`.
+//!
 //! Leadership changes are printed as they happen. Each node keeps its log, vote and snapshots
 //! in `--data-dir` (by default `raftnet-node-ID` in the system's temp dir; the node prints
 //! which, and what it found there). A node that is stopped or killed and started again with the
@@ -38,7 +52,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::storage::Adaptor;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use raftnet::openraft::{RaftnetNetworkFactory, serve};
@@ -57,7 +71,7 @@ const SNAPSHOT_EVERY: u64 = 1000;
 
 fn usage() -> String {
     format!(
-        "usage: node --id ID --peer ID=HOST:PORT... [--listen ADDR:PORT] [--data-dir DIR] [--init] [--snapshot-every N]
+        "usage: node --id ID --peer ID=HOST:PORT... [--listen ADDR:PORT] [--data-dir DIR] [--init] [--snapshot-every N] [--client ADDR:PORT]
   --id ID              this node's id, a number
   --peer ID=HOST:PORT  every node of the cluster, this one included: the same list on every node
   --listen ADDR:PORT   listen here rather than on this node's own --peer address (e.g. 0.0.0.0:7001)
@@ -66,7 +80,9 @@ fn usage() -> String {
   --init               make the --peer nodes a cluster once all of them listen (does nothing on a
                        DIR that already holds a cluster)
   --snapshot-every N   snapshot the state machine every N log entries, keeping N entries of log
-                       behind the snapshot for followers that lag (default {SNAPSHOT_EVERY})",
+                       behind the snapshot for followers that lag (default {SNAPSHOT_EVERY})
+  --client ADDR:PORT   also serve programs on this TCP address, a line per request (write, cas,
+                       read; see the module docs); port 0 picks one, printed at start",
         default_data_dir("ID").display()
     )
 }
@@ -84,6 +100,7 @@ struct Args {
     data_dir: PathBuf,
     init: bool,
     snapshot_every: u64,
+    client: Option<String>,
 }
 
 /// `None` for `--help`.
@@ -91,6 +108,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let (mut id, mut peers, mut listen, mut data_dir, mut init) =
         (None, BTreeMap::new(), None, None, false);
     let mut snapshot_every = SNAPSHOT_EVERY;
+    let mut client = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -107,6 +125,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--listen" => listen = Some(value()?),
             "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
             "--init" => init = true,
+            "--client" => client = Some(value()?),
             "--snapshot-every" => {
                 snapshot_every = value()?
                     .parse()
@@ -131,6 +150,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         data_dir: data_dir.unwrap_or_else(|| default_data_dir(id)),
         init,
         snapshot_every,
+        client,
     }))
 }
 
@@ -212,6 +232,11 @@ async fn run(args: Args) -> Result<(), Failure> {
     // The serving side: RPCs arriving on the transport are handed to this node's Raft.
     tokio::spawn(serve(raft.clone(), transport.consumer().clone()));
     tokio::spawn(print_leadership_changes(raft.clone()));
+    if let Some(client) = &args.client {
+        let listener = tokio::net::TcpListener::bind(client).await?;
+        println!("node {}: clients on {}", args.id, listener.local_addr()?);
+        tokio::spawn(serve_clients(listener, raft.clone(), store.clone()));
+    }
     if args.init {
         if raft.is_initialized().await? {
             println!("init: already initialized (the data dir holds a cluster)");
@@ -302,6 +327,7 @@ async fn set(raft: &NodeRaft, peers: &BTreeMap<NodeId, String>, key: &str, value
     let request = Set {
         key: key.to_string(),
         value: value.to_string(),
+        only_if: None,
     };
     match raft.client_write(request).await {
         Ok(response) => {
@@ -428,4 +454,77 @@ fn print_metrics(transport: &NetTransport) {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     metrics::with_local_recorder(&recorder, || transport.metrics().publish());
     print!("{}", recorder.handle().render());
+}
+
+/// The `--client` port: each connection is a program sending one request per line and reading
+/// one answer per line, in order (see the module docs).
+async fn serve_clients(listener: tokio::net::TcpListener, raft: NodeRaft, store: FileStore) {
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let (raft, store) = (raft.clone(), store.clone());
+        tokio::spawn(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let answer = client_request(&raft, &store, &line).await;
+                if write
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// One `--client` request's answer line.
+async fn client_request(raft: &NodeRaft, store: &FileStore, line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (key, value, only_if) = match words[..] {
+        ["read", key] => {
+            return match raft.ensure_linearizable().await {
+                Ok(_) => format!("ok {}", store.get(key).as_deref().unwrap_or("-")),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                    format!("refused {} not the leader", or_dash(forward.leader_id))
+                }
+                Err(e) => format!("refused - {e}"),
+            };
+        }
+        ["write", key, value] => (key, value, None),
+        ["cas", key, expected, value] => (key, value, Some(expected.to_string())),
+        _ => return "refused - unknown request".to_string(),
+    };
+    // A node that is not the leader refuses before proposing anything: the client knows the
+    // write did not happen. Past this point, an error leaves its fate unknown (a leader that
+    // proposed and then lost leadership cannot tell whether its successor commits the entry).
+    let (state, leader) = {
+        let m = raft.metrics().borrow().clone();
+        (m.state, m.current_leader)
+    };
+    if state != ServerState::Leader {
+        return format!("refused {} not the leader", or_dash(leader));
+    }
+    let request = Set {
+        key: key.to_string(),
+        value: value.to_string(),
+        only_if,
+    };
+    match raft.client_write(request).await {
+        Ok(response) => format!("ok {}", response.data.0.as_deref().unwrap_or("-")),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+            format!("unknown {} leadership lost", or_dash(forward.leader_id))
+        }
+        Err(e) => format!("unknown - {e}"),
+    }
+}
+
+fn or_dash(id: Option<NodeId>) -> String {
+    id.map_or_else(|| "-".to_string(), |id| id.to_string())
 }

@@ -59,14 +59,19 @@ use serde::{Deserialize, Serialize};
 /// Nodes are numbered.
 pub(crate) type NodeId = u64;
 
-/// The one write this store knows: set `key` to `value`.
+/// The one write this store knows: set `key` to `value`, or, with `only_if`, compare-and-set:
+/// only if the key's value is `only_if` now (the chaos harness's third operation).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Set {
     pub(crate) key: String,
     pub(crate) value: String,
+    /// Absent from plain sets' records, so logs written before it read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) only_if: Option<String>,
 }
 
-/// What applying a [`Set`] answers: the key's value before it, if it had one.
+/// What applying a [`Set`] answers: the key's value before it, if it had one (a compare-and-set
+/// wrote if and only if this equals its `only_if`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Previous(pub(crate) Option<String>);
 
@@ -573,9 +578,16 @@ impl RaftStorage<TypeConfig> for FileStore {
             state.last_applied = Some(entry.log_id);
             answers.push(Previous(match &entry.payload {
                 EntryPayload::Blank => None,
-                EntryPayload::Normal(Set { key, value }) => {
-                    state.values.insert(key.clone(), value.clone())
-                }
+                EntryPayload::Normal(Set {
+                    key,
+                    value,
+                    only_if,
+                }) => match only_if {
+                    Some(expected) if state.values.get(key) != Some(expected) => {
+                        state.values.get(key).cloned()
+                    }
+                    _ => state.values.insert(key.clone(), value.clone()),
+                },
                 EntryPayload::Membership(membership) => {
                     state.membership =
                         StoredMembership::new(Some(entry.log_id), membership.clone());
