@@ -145,14 +145,30 @@ impl Engine {
         let handoff = self.shared.handoff.clone();
         let mut answers = std::mem::take(&mut self.inline_answers);
         handoff::answering_inline(&handoff, &mut answers, || serve(self));
+        self.time_handled();
         self.publish_staged();
         for a in answers.drain(..) {
             let conn = ConnKey::from_raw(a.route.conn);
             self.send_response(conn, a.route, a.result, a.taken_at, now);
         }
+        self.time_handled();
         self.publish_staged();
         self.inline_answers = answers;
         self.serving_read = false;
+    }
+
+    /// Record the enqueue metric of the RPCs handlers took since the last call: from decoding
+    /// to handled (the handler's time and that of the RPCs before it in the read, as a queued
+    /// RPC's is the time it waited to be taken), with one clock read for all of them.
+    fn time_handled(&mut self) {
+        if self.handled.is_empty() {
+            return;
+        }
+        let handled_at = (self.clock)();
+        for (kind, decoded_at) in self.handled.drain(..) {
+            self.shared.metrics.rpc_enqueue[kind as usize]
+                .record(handled_at.saturating_duration_since(decoded_at));
+        }
     }
 
     /// The Raft side has room again: hand over the held frames, in order, until it is full.
@@ -284,10 +300,8 @@ impl Engine {
         };
         match given_back {
             Some(rpc) => self.staged.push(rpc),
-            // From decoding to handled: the handler's time and that of the RPCs before it in the
-            // read, as a queued RPC's is the time it waited to be taken.
-            None => shared.metrics.rpc_enqueue[rpc_kind as usize]
-                .record((self.clock)().saturating_duration_since(decoded_at)),
+            // Timed when the read is served (`serve_read`): one clock read for all of them.
+            None => self.handled.push((rpc_kind, decoded_at)),
         }
         let wait = self.limit_unanswered(key, now);
         if snapshot_started {
@@ -478,9 +492,10 @@ impl Engine {
 }
 
 /// Run a handler (the heartbeat handler or the service) on the engine's thread, inside
-/// [`Engine::serve_read`] (so a blocking wait inside it panics instead of hanging the transport:
-/// see `wait::on_transport_thread`). A panic is caught, so the engine (and every connection) outlives it. The RPC the handler held
-/// is dropped while unwinding, which answers it with an error.
+/// [`Engine::serve_read`] (so a blocking wait inside it panics instead of hanging the
+/// transport: see `wait::on_transport_thread`). A panic is caught, so the engine (and every
+/// connection) outlives it; the RPC the handler held is dropped while unwinding, which answers
+/// it with an error.
 fn serve_here(
     span: &tracing::Span,
     peer: std::net::SocketAddr,

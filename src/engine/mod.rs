@@ -100,7 +100,7 @@ use self::timer::{TimerKind, Timers, accept_backoff};
 use crate::config::Config;
 use crate::error::Error;
 use crate::message::{AppendEntriesResponse, Request};
-use crate::metrics::{TransportMetrics, add};
+use crate::metrics::{RpcType, TransportMetrics, add};
 use crate::transport::rpc::{Answer, Consumer, ResponseSink, Rpc};
 use crate::transport::{HeartbeatHandler, Service};
 use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
@@ -276,6 +276,9 @@ pub(crate) struct Engine {
     inline_answers: Vec<Answer>,
     /// Inside [`serve_read`](Self::serve_read).
     serving_read: bool,
+    /// RPCs a handler took during the read being served, with when they were decoded (for the
+    /// enqueue metric, timed once at the read's end).
+    handled: Vec<(RpcType, Instant)>,
     /// Scratch for the answers of one read on a pipeline connection.
     pipeline_scratch: Vec<(u64, Result<AppendEntriesResponse, Error>)>,
     /// The handlers serving RPCs here, as of the slot's version beside them.
@@ -320,6 +323,7 @@ impl Engine {
             staged: Vec::new(),
             inline_answers: Vec::new(),
             serving_read: false,
+            handled: Vec::new(),
             pipeline_scratch: Vec::new(),
             handlers: (0, Handlers::default()),
             admission: Admission::default(),

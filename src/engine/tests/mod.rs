@@ -488,6 +488,11 @@ fn a_service_answer_given_in_place_is_written_with_the_read() {
     pair.drive();
     assert_eq!(later.try_result().unwrap().unwrap().term, 4);
     assert!(pair.server.shared.consumer.is_empty());
+    // Both were taken by the service: each timed once, from decoding to handled.
+    assert_eq!(
+        pair.server.metrics().rpc_enqueue[RpcType::RequestVote].count,
+        2
+    );
 }
 
 #[test]
