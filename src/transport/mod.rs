@@ -183,7 +183,8 @@ pub type HeartbeatHandler = Arc<dyn Fn(Rpc) + Send + Sync>;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use raftnet::{InmemTransport, Request, RequestVoteResponse, Rpc, Transport};
+/// use raftnet::message::{Request, RequestVoteResponse};
+/// use raftnet::{InmemTransport, Rpc, Transport};
 ///
 /// let transport = InmemTransport::new("a");
 /// // Votes are answered right here; everything else goes to the consumer.

@@ -406,8 +406,8 @@ impl Consumer {
     /// # Examples
     ///
     /// ```
-    /// use raftnet::{Answers, AppendEntriesRequest, AppendEntriesResponse, CallOptions};
-    /// use raftnet::{InmemTransport, Request, Transport};
+    /// use raftnet::message::{AppendEntriesRequest, AppendEntriesResponse, Request};
+    /// use raftnet::{Answers, CallOptions, InmemTransport, Transport};
     ///
     /// let (a, b) = (InmemTransport::new("a"), InmemTransport::new("b"));
     /// a.connect(&b);
