@@ -64,6 +64,7 @@ pub(crate) mod mio;
 #[cfg(feature = "tokio")]
 mod runtime;
 pub(crate) mod stream;
+mod thread;
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
@@ -73,6 +74,7 @@ use std::time::Instant;
 use tracing::Span;
 
 use crate::config::Config;
+use crate::engine::handoff::Lead;
 use crate::engine::{Engine, Shared};
 use crate::error::{Error, Result};
 
@@ -153,7 +155,9 @@ impl DriverHandle {
     pub(crate) fn join(self) -> bool {
         match self {
             DriverHandle::Thread(thread) => {
-                if std::thread::current().id() == thread.thread().id() {
+                // From the driver's thread, or a caller running the driver in its place (which
+                // the driver thread may be waiting for).
+                if std::thread::current().id() == thread.thread().id() || self::thread::leading() {
                     return false;
                 }
                 if thread.join().is_err() {
@@ -182,13 +186,14 @@ fn system_clock() -> Instant {
 
 /// Build the transport's shared state and engine around `listener` and start its driver where
 /// `placement` says, running in `span` (the transport's; its connections' spans are children).
+/// With the driver a [`Lead`] where callers may run it in its thread's place.
 pub(crate) fn start(
     placement: Placement,
     listener: std::net::TcpListener,
     config: Config,
     name: &str,
     span: Span,
-) -> Result<(Arc<Shared>, DriverHandle)> {
+) -> Result<(Arc<Shared>, DriverHandle, Option<Arc<dyn Lead>>)> {
     let spawn = |name: String, run: Box<dyn FnOnce() + Send>| {
         let span = span.clone();
         std::thread::Builder::new()
@@ -206,8 +211,11 @@ pub(crate) fn start(
             let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let driver = mio::MioDriver::new(poll, listener, engine)
                 .map_err(Error::start("polling the listener"))?;
-            let handle = spawn(name.into(), Box::new(move || mio::run_thread(driver)))?;
-            Ok((shared, handle))
+            let (driver, outer) = thread::ThreadDriver::new(driver, span.clone())
+                .map_err(Error::start("the outer poller"))?;
+            let lead: Arc<dyn Lead> = driver.clone();
+            let handle = spawn(name.into(), Box::new(move || thread::run(driver, outer)))?;
+            Ok((shared, handle, Some(lead)))
         }
         #[cfg(feature = "tokio")]
         Placement::Runtime(runtime) => {
@@ -220,7 +228,7 @@ pub(crate) fn start(
             let finished = Finished::default();
             let task = runtime::run_task(driver, ring, finished.clone());
             runtime.spawn(tracing::Instrument::instrument(task, span.clone()));
-            Ok((shared, DriverHandle::Task(finished)))
+            Ok((shared, DriverHandle::Task(finished), None))
         }
         Placement::ThreadPerConnection => {
             let (driver, waker) = blocking::BlockingDriver::prepare(listener)
@@ -228,7 +236,7 @@ pub(crate) fn start(
             let shared = Shared::new(config, Box::new(waker));
             let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let handle = spawn(name.into(), Box::new(move || driver.run(engine)))?;
-            Ok((shared, handle))
+            Ok((shared, handle, None))
         }
     }
 }

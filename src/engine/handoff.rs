@@ -143,12 +143,22 @@ impl Handoff {
     /// Queue a command for the engine. If the transport is closed, the command fails with
     /// [`Error::Shutdown`] instead.
     pub(crate) fn submit(&self, command: Command) {
+        self.submit_then(command, Handoff::notify);
+    }
+
+    /// Queue a command for the engine without ringing anyone: for a thread that runs the
+    /// engine itself right after (see [`Lead`]).
+    pub(crate) fn submit_quietly(&self, command: Command) {
+        self.submit_then(command, |_| {});
+    }
+
+    fn submit_then(&self, command: Command, announce: impl FnOnce(&Handoff)) {
         if self.is_closed() {
             command.fail(Error::Shutdown);
             return;
         }
         self.commands.push(command);
-        self.notify();
+        announce(self);
         // Closed while we pushed: the engine may already have drained for the last time.
         // Failing what is left here guarantees no call waits forever.
         if self.closed.load(Ordering::SeqCst) {
@@ -216,6 +226,44 @@ impl Handoff {
     pub(crate) fn woke(&self) {
         self.sleeping.store(false, Ordering::Relaxed);
     }
+
+    /// Called by a thread that ran the engine in place of a sleeping driver thread (see
+    /// [`Lead`]), as it stops: the driver thread still sleeps, so producers must ring again,
+    /// and work that arrived meanwhile rings now.
+    pub(crate) fn sleep_again(&self) {
+        self.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.has_work() {
+            self.notify();
+        }
+    }
+
+    /// Ring the waker whether or not the driver announced a sleep (a leader handing back work
+    /// the sleeping driver thread must do: a timer it does not know of, a read to continue).
+    pub(crate) fn wake_driver(&self) {
+        add(&self.metrics.reactor_wakes, 1);
+        if let Err(e) = self.waker.wake() {
+            tracing::error!("waking the driver failed: {e}");
+        }
+    }
+}
+
+/// A driver that a caller's thread may run in place of the driver's own thread while that one
+/// sleeps (leader/follower: one thread runs the engine at a time, so it stays single-threaded in
+/// effect). A caller about to block on a call then sends its request and waits for the answer
+/// in `epoll_wait` itself, so a round trip wakes the caller once (when its answer arrives)
+/// instead of waking the driver thread for the request, again for the answer, and then the
+/// caller (BENCHMARKS.md, "Leader/follower"). Implemented by the mio driver on a thread of its
+/// own (`driver::thread`).
+pub(crate) trait Lead: Send + Sync {
+    /// Queue `command`; if nobody runs the engine now, carry it out on this thread (its frame
+    /// written from here) instead of waking the driver thread for it.
+    fn submit(&self, command: Command);
+
+    /// Run the engine on this thread until `done` returns `true` or `deadline` passes, if
+    /// nobody else runs it now. `None` if somebody does (the caller then waits as usual);
+    /// otherwise `done`'s last answer.
+    fn run_until(&self, deadline: Option<Instant>, done: &mut dyn FnMut() -> bool) -> Option<bool>;
 }
 
 thread_local! {
