@@ -206,13 +206,17 @@ impl NetTransport {
             advertised = (local_addr != bound_addr).then_some(tracing::field::display(local_addr)),
         );
         tracing::debug!(parent: &span, ?placement, "listening");
-        let (shared, driver, lead) = driver::start(placement, listener, config, &name, span)?;
+        let driver::Started {
+            shared,
+            handle,
+            lead,
+        } = driver::start(placement, listener, config, &name, span)?;
         Ok(NetTransport {
             shared,
             lead,
             local_addr,
             bound_addr,
-            driver: Mutex::new(Some(driver)),
+            driver: Mutex::new(Some(handle)),
             next_id: AtomicU64::new(1),
         })
     }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::net::{finish, pair, wait_until};
 use common::peers::{echo_response, peer, vote};
-use raftnet::message::*;
 use raftnet::*;
 
 fn config() -> Config {
@@ -66,6 +65,50 @@ fn sequential_calls_are_sent_and_awaited_on_the_callers_thread() {
         "the driver thread was rung {} times for {CALLS} calls",
         m.reactor_wakes
     );
+}
+
+#[test]
+fn a_receiving_thread_runs_the_driver_and_writes_its_answers_itself() {
+    const CALLS: u64 = 40;
+    let (client, server) = pair(config());
+    // The server's Raft side is a thread that receives and answers (hashicorp's shape).
+    let consumer = server.consumer().clone();
+    let raft = std::thread::spawn(move || {
+        let mut answered = 0;
+        while let Ok(rpc) = consumer.recv() {
+            let response = echo_response(&rpc.request);
+            rpc.respond(Ok(response));
+            answered += 1;
+        }
+        answered
+    });
+    let target = server.local_addr();
+    for term in 1..=CALLS {
+        std::thread::sleep(IDLE);
+        let answer =
+            finish(client.request_vote(&peer(), &target, vote(term), CallOptions::default()))
+                .expect("vote");
+        assert_eq!(answer.term, term);
+    }
+    let m = server.metrics();
+    eprintln!(
+        "server, {CALLS} calls: ledTurns {}, reactorWakes {}, consumerWakes {}",
+        m.led_turns, m.reactor_wakes, m.consumer_wakes
+    );
+    // The receiving thread waited for each request by running the server's driver (the
+    // request woke it, and nobody else), and wrote each answer from its own thread.
+    assert!(
+        m.led_turns >= CALLS,
+        "{} server turns run by the receiving thread for {CALLS} requests",
+        m.led_turns
+    );
+    assert!(
+        m.consumer_wakes <= CALLS / 4,
+        "the receiving thread was woken {} times for {CALLS} requests",
+        m.consumer_wakes
+    );
+    server.close();
+    assert_eq!(raft.join().expect("raft thread"), CALLS);
 }
 
 #[test]

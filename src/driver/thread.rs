@@ -32,7 +32,7 @@ use tracing::Span;
 
 use super::mio::{MioDriver, Waited};
 use crate::engine::ClosedOnExit;
-use crate::engine::handoff::{Command, Handoff, Lead};
+use crate::engine::handoff::{Command, Completion, Handoff, Lead};
 use crate::metrics::add;
 
 /// The inner poller's token in the outer one.
@@ -135,13 +135,16 @@ impl Drop for Leadership<'_> {
     }
 }
 
-impl Lead for ThreadDriver {
-    fn submit(&self, command: Command) {
+impl ThreadDriver {
+    /// Give the engine `work` and carry it out here if nobody runs the engine (its thread
+    /// sleeps): `queue` queues it without ringing anyone. Otherwise `hand_over` queues it for
+    /// whoever runs the engine (ringing the thread if it is about to sleep).
+    fn run_once<W>(&self, work: W, queue: fn(&Handoff, W), hand_over: fn(&Handoff, W)) {
         let Some(mut guard) = self.try_take() else {
-            self.handoff.submit(command);
+            hand_over(&self.handoff, work);
             return;
         };
-        self.handoff.submit_quietly(command);
+        queue(&self.handoff, work);
         let driver = guard.as_mut().expect("try_take returns a running driver");
         let _span = self.span.enter();
         let lead = Leadership::start(driver, &self.handoff);
@@ -153,6 +156,16 @@ impl Lead for ThreadDriver {
             lead.driver.stopping = true;
         }
         self.hand_back(lead.driver);
+    }
+}
+
+impl Lead for ThreadDriver {
+    fn submit(&self, command: Command) {
+        self.run_once(command, Handoff::submit_quietly, Handoff::submit);
+    }
+
+    fn complete(&self, completion: Completion) {
+        self.run_once(completion, Handoff::complete_quietly, Handoff::complete);
     }
 
     fn run_until(&self, deadline: Option<Instant>, done: &mut dyn FnMut() -> bool) -> Option<bool> {

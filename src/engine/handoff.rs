@@ -12,8 +12,8 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use crossbeam_queue::SegQueue;
@@ -126,6 +126,9 @@ pub(crate) struct Handoff {
     closed: AtomicBool,
     waker: Box<dyn Wake>,
     metrics: Arc<TransportMetrics>,
+    /// The driver, when answers may be written by the thread that gives them while the
+    /// driver thread sleeps (see [`Lead`]). Weak: the driver holds this handoff.
+    lead: OnceLock<Weak<dyn Lead>>,
 }
 
 impl Handoff {
@@ -137,6 +140,21 @@ impl Handoff {
             closed: AtomicBool::new(false),
             waker,
             metrics,
+            lead: OnceLock::new(),
+        }
+    }
+
+    /// Let answers be carried out by `lead` on the answering thread (see [`Lead::complete`]).
+    pub(crate) fn set_lead(&self, lead: Weak<dyn Lead>) {
+        let _ = self.lead.set(lead);
+    }
+
+    /// Hand the engine an answer: through `lead` where there is one (written from this thread
+    /// if the driver thread sleeps), else queued for the driver.
+    fn complete_here(&self, completion: Completion) {
+        match self.lead.get().and_then(Weak::upgrade) {
+            Some(lead) => lead.complete(completion),
+            None => self.complete(completion),
         }
     }
 
@@ -192,6 +210,12 @@ impl Handoff {
     pub(crate) fn complete(&self, completion: Completion) {
         self.completions.push(completion);
         self.notify();
+    }
+
+    /// Queue an answer for the engine without ringing anyone: for a thread that runs the
+    /// engine itself right after (see [`Lead`]).
+    pub(crate) fn complete_quietly(&self, completion: Completion) {
+        self.completions.push(completion);
     }
 
     /// Whether commands or completions wait.
@@ -259,6 +283,9 @@ pub(crate) trait Lead: Send + Sync {
     /// Queue `command`; if nobody runs the engine now, carry it out on this thread (its frame
     /// written from here) instead of waking the driver thread for it.
     fn submit(&self, command: Command);
+
+    /// The same for an answer from the Raft side.
+    fn complete(&self, completion: Completion);
 
     /// Run the engine on this thread until `done` returns `true` or `deadline` passes, if
     /// nobody else runs it now. `None` if somebody does (the caller then waits as usual);
@@ -366,7 +393,7 @@ impl ResponseSink for HandoffSink {
             taken_at,
         }) = self.take_inline(answer)
         {
-            self.0.complete(Completion::Response {
+            self.0.complete_here(Completion::Response {
                 conn: ConnKey::from_raw(route.conn),
                 route,
                 result,
@@ -378,6 +405,6 @@ impl ResponseSink for HandoffSink {
     fn respond_all(&self, answers: &mut Vec<Answer>) {
         // The batch's vector goes along (one allocation per batch, for the next one).
         self.0
-            .complete(Completion::Responses(std::mem::take(answers)));
+            .complete_here(Completion::Responses(std::mem::take(answers)));
     }
 }

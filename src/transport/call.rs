@@ -308,9 +308,14 @@ impl<T> Call<T> {
     ///
     /// Blocks at most until the call's deadline (the transport's timeout, or
     /// [`CallOptions::deadline`](crate::CallOptions)), when the call fails with
-    /// [`Error::Timeout`]; a closed transport fails it at once with [`Error::Shutdown`]. A thread
-    /// about to block first spins for a few microseconds, because answers under load usually
-    /// come within that time (cheaper than parking and waking a thread).
+    /// [`Error::Timeout`]; a closed transport fails it at once with [`Error::Shutdown`].
+    ///
+    /// How it waits: if the transport's driver thread sleeps
+    /// ([`Placement::Thread`](crate::Placement::Thread)), this thread runs the driver itself
+    /// until the answer comes (so the answer wakes only this thread; it may serve other
+    /// connections meanwhile, a [`Service`](crate::Service) included). Otherwise it spins for a
+    /// few microseconds, because answers under load usually come within that time (cheaper than
+    /// parking and waking a thread), then parks.
     ///
     /// # Examples
     ///
