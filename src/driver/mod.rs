@@ -42,7 +42,9 @@
 //! - `blocking.rs`: std::net blocking sockets and a thread per connection
 //!   ([`Placement::ThreadPerConnection`]): the reference driver, kept to prove the engine's
 //!   interface serves a completion-style driver (bytes arrive in buffers of the driver's own)
-//!   as well as a readiness one. An io_uring driver joins here.
+//!   as well as a readiness one.
+//! - `uring.rs` (feature `uring`, Linux): io_uring completions on a thread of its own
+//!   ([`Placement::Thread`] with [`Backend::Uring`]); [`choose_backend`] picks it or epoll.
 
 /// Evaluate `$body` in connection `$key`'s span (`Engine::enter_conn`, `Engine::exit_conn`):
 /// with no subscriber recording connection spans, the test of a flag. `$body` must not leave
@@ -64,6 +66,8 @@ pub(crate) mod mio;
 #[cfg(feature = "tokio")]
 mod runtime;
 pub(crate) mod stream;
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) mod uring;
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
@@ -105,6 +109,89 @@ impl fmt::Debug for Placement {
             Placement::ThreadPerConnection => "ThreadPerConnection",
         })
     }
+}
+
+/// What a [`Placement::Thread`] driver waits on: a setting
+/// ([`Config::backend`](crate::Config::backend)), overridden by the environment variable
+/// `RAFTNET_BACKEND` (`auto`, `epoll` or `uring`), resolved when the transport binds.
+/// [`NetTransport::backend`](crate::NetTransport::backend) says which one runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// io_uring where it can run (feature `uring`, Linux, a kernel and a seccomp profile that
+    /// allow it, probed once per process), epoll otherwise; the first transport that falls back
+    /// logs why, once.
+    #[default]
+    Auto,
+    /// epoll readiness through mio: what the other placements use too.
+    Epoll,
+    /// io_uring completions (feature `uring`, Linux 5.11 or newer). Binding fails with
+    /// [`Error::Start`] where it cannot run, and with any placement but [`Placement::Thread`].
+    Uring,
+}
+
+impl Backend {
+    /// The backend named by `RAFTNET_BACKEND`, if set: overrides the configured one.
+    fn from_env() -> Result<Option<Backend>> {
+        let Ok(value) = std::env::var("RAFTNET_BACKEND") else {
+            return Ok(None);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "auto" => Ok(Some(Backend::Auto)),
+            "epoll" => Ok(Some(Backend::Epoll)),
+            "uring" | "io_uring" => Ok(Some(Backend::Uring)),
+            _ => Err(Error::Config(format!(
+                "RAFTNET_BACKEND={value:?}: expected auto, epoll or uring"
+            ))),
+        }
+    }
+}
+
+/// The backend a transport placed at `placement` runs on, given the configured one (and
+/// `RAFTNET_BACKEND`): never `Auto`. `None` for the thread-per-connection driver, which waits on
+/// neither. Asking for io_uring where it cannot run is an error, never a quiet fallback.
+pub(crate) fn choose_backend(
+    placement: &Placement,
+    configured: Backend,
+) -> Result<Option<Backend>> {
+    let requested = Backend::from_env()?.unwrap_or(configured);
+    let uring_error = |why: String| Error::Start {
+        what: "the io_uring driver",
+        reason: Arc::new(std::io::Error::new(std::io::ErrorKind::Unsupported, why)),
+    };
+    if !matches!(placement, Placement::Thread) {
+        if requested == Backend::Uring {
+            return Err(uring_error(format!(
+                "io_uring runs only with Placement::Thread, not {placement:?}"
+            )));
+        }
+        return Ok(matches!(placement, Placement::ThreadPerConnection)
+            .then_some(())
+            .map_or(Some(Backend::Epoll), |()| None));
+    }
+    match (requested, uring_unavailable()) {
+        (Backend::Epoll, _) => Ok(Some(Backend::Epoll)),
+        (Backend::Uring, None) | (Backend::Auto, None) => Ok(Some(Backend::Uring)),
+        (Backend::Uring, Some(why)) => Err(uring_error(why)),
+        (Backend::Auto, Some(why)) => {
+            static LOGGED: std::sync::Once = std::sync::Once::new();
+            LOGGED.call_once(|| tracing::info!("raftnet runs on epoll: {why}"));
+            Ok(Some(Backend::Epoll))
+        }
+    }
+}
+
+/// Why io_uring cannot run in this build or on this host, if it cannot.
+fn uring_unavailable() -> Option<String> {
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    return uring::unavailable().map(str::to_owned);
+    #[cfg(not(all(feature = "uring", target_os = "linux")))]
+    return Some(if cfg!(target_os = "linux") {
+        "raftnet was built without its `uring` feature".to_owned()
+    } else {
+        "io_uring exists only on Linux".to_owned()
+    });
 }
 
 /// Set when a driver task is done, whether its loop ended or the runtime dropped it.
@@ -198,6 +285,17 @@ pub(crate) fn start(
             .map_err(Error::start("the driver thread"))
     };
     match placement {
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        Placement::Thread if config.backend == Backend::Uring => {
+            let (ring, wake_fd, waker) =
+                uring::UringDriver::prepare().map_err(Error::start("the io_uring driver"))?;
+            let shared = Shared::new(config, Box::new(waker));
+            let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
+            let driver = uring::UringDriver::new(ring, wake_fd, listener, engine)
+                .map_err(Error::start("the io_uring driver"))?;
+            let handle = spawn(name.into(), Box::new(move || driver.run()))?;
+            Ok((shared, handle))
+        }
         Placement::Thread => {
             let poll = ::mio::Poll::new().map_err(Error::start("the poller"))?;
             let waker = ::mio::Waker::new(poll.registry(), mio::WAKER)
