@@ -835,9 +835,13 @@ impl UringDriver {
 
     /// Arm a receive for `key` if the engine wants its bytes and none is armed or held.
     fn arm_recv(&mut self, key: ConnKey) {
-        if !self.engine.wants_read(key) {
-            return;
+        if self.engine.wants_read(key) {
+            self.submit_recv(key);
         }
+    }
+
+    /// Arm a receive for `key` unless one is armed or its bytes or end wait to be delivered.
+    fn submit_recv(&mut self, key: ConnKey) {
         let Some(entry) = self.entry(key) else {
             return;
         };
@@ -1065,4 +1069,90 @@ fn accept(fd: RawFd, slot: usize) -> squeue::Entry {
         .flags(libc::SOCK_CLOEXEC)
         .build()
         .user_data(Token::accept(slot).0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::Shared;
+
+    #[test]
+    fn tokens_carry_the_operation_and_the_whole_key() {
+        let key = ConnKey::new(MAX_INDEX, u32::MAX);
+        let token = Token::new(Op::Send, Some(key));
+        assert_eq!(token.op(), Some(Op::Send));
+        assert_eq!(token.key(), key);
+        let other_generation = Token::new(Op::Send, Some(ConnKey::new(MAX_INDEX, 7)));
+        assert_ne!(token, other_generation);
+        assert_eq!(Token::accept(5).key().index(), 5);
+        assert_eq!(Token(0).op(), None);
+    }
+
+    /// A connected socket and its peer, on loopback.
+    fn connected() -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        (Socket::from(ours), peer)
+    }
+
+    /// The fault case: a receive still in the kernel when its connection closes, and
+    /// the slot taken at once by the next connection (the engine reuses slab slots). The late
+    /// completion must reach neither the new connection nor the engine, and must release the
+    /// old receive's buffer.
+    #[test]
+    fn a_completion_for_a_closed_connection_is_rejected_by_its_generation() {
+        if let Some(why) = unavailable() {
+            println!("SKIPPED: io_uring cannot run here: {why}");
+            return;
+        }
+        let (ring, wake_fd, waker) = UringDriver::prepare().unwrap();
+        let shared = Shared::new(Config::default(), Box::new(waker));
+        let engine = Engine::new(shared, Instant::now);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driver = UringDriver::new(ring, wake_fd, listener, engine).unwrap();
+
+        let (old_socket, _old_peer) = connected();
+        let old = ConnKey::new(3, 1);
+        driver.insert(old, old_socket, None);
+        driver.submit_recv(old);
+        driver.submit(false, None).unwrap();
+        driver.remove(old);
+        assert_eq!(
+            driver.retired.len(),
+            1,
+            "the armed receive's memory is kept"
+        );
+
+        let (new_socket, mut new_peer) = connected();
+        let new = ConnKey::new(3, 2);
+        driver.insert(new, new_socket, None);
+        driver.submit_recv(new);
+        new_peer.write_all(b"hello").unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let settled = |d: &mut UringDriver| {
+            d.stale_completions == 1
+                && d.retired.is_empty()
+                && d.entry(new).is_some_and(|e| e.recv.held)
+        };
+        while !settled(&mut driver) {
+            assert!(Instant::now() < deadline, "the completions did not arrive");
+            driver
+                .submit(true, Some(Duration::from_millis(50)))
+                .unwrap();
+            driver.dispatch();
+        }
+        assert_eq!(driver.stale_completions, 1);
+        let entry = driver.entry(new).unwrap();
+        assert_eq!(&entry.recv.buf[..], b"hello");
+        assert!(
+            entry.recv.end.is_none(),
+            "the old receive's cancellation is not the new one's"
+        );
+    }
 }
