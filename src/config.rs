@@ -201,7 +201,7 @@ fn or_default<T: PartialEq + Default>(value: T, default: T) -> T {
 impl Config {
     /// What the driver of a [`Placement::Thread`](crate::Placement::Thread) transport waits on:
     /// epoll, io_uring (feature `uring`), or, by default, io_uring where it can run and epoll
-    /// elsewhere ([`Backend`]). The environment variable `RAFTNET_BACKEND` overrides it.
+    /// elsewhere ([`Backend`]; with `Auto`, the environment variable `RAFTNET_BACKEND` decides).
     pub fn backend(mut self, backend: Backend) -> Config {
         self.backend = backend;
         self

@@ -175,3 +175,41 @@ fn an_epoll_node_and_a_uring_node_talk_in_every_rpc_kind() {
     assert_eq!(join(epoll_server), per_direction);
     let _ = uring_metrics;
 }
+
+/// Asking for io_uring with a placement it does not run on is an error at bind, never a panic
+/// or a quiet fallback; `Auto` there runs what the placement has.
+#[test]
+fn uring_with_another_placement_is_a_start_error_at_bind() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = test_config().backend(Backend::Uring);
+    for placement in [
+        Placement::Runtime(runtime.handle().clone()),
+        Placement::ThreadPerConnection,
+    ] {
+        let name = format!("{placement:?}");
+        match NetTransport::bind_with("127.0.0.1:0", None, config.clone(), placement) {
+            Err(Error::Start { what, reason }) => {
+                assert_eq!(what, "the io_uring driver");
+                assert!(reason.to_string().contains("Placement::Thread"), "{reason}");
+            }
+            other => panic!("{name}: expected a start error, got {other:?}"),
+        }
+    }
+    let on_runtime = NetTransport::bind_on("127.0.0.1:0", None, test_config(), runtime.handle())
+        .expect("Auto on a runtime");
+    assert_eq!(on_runtime.backend(), Some(Backend::Epoll));
+    on_runtime.close();
+    let blocking = NetTransport::bind_with(
+        "127.0.0.1:0",
+        None,
+        test_config(),
+        Placement::ThreadPerConnection,
+    )
+    .expect("Auto on the blocking driver");
+    assert_eq!(blocking.backend(), None);
+    blocking.close();
+}

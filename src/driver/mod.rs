@@ -112,9 +112,13 @@ impl fmt::Debug for Placement {
 }
 
 /// What a [`Placement::Thread`] driver waits on: a setting
-/// ([`Config::backend`](crate::Config::backend)), overridden by the environment variable
-/// `RAFTNET_BACKEND` (`auto`, `epoll` or `uring`), resolved when the transport binds.
+/// ([`Config::backend`](crate::Config::backend)), resolved when the transport binds.
 /// [`NetTransport::backend`](crate::NetTransport::backend) says which one runs.
+///
+/// The environment variable `RAFTNET_BACKEND` (`epoll` or `uring`) decides for a transport
+/// configured with `Auto` (the default): an operator's switch that needs no rebuild. A backend
+/// named in the code is what that code asked for, and wins. Any other value of the variable
+/// fails the bind with [`Error::Config`](crate::Error::Config).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backend {
@@ -131,11 +135,16 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The backend named by `RAFTNET_BACKEND`, if set: overrides the configured one.
+    /// The backend named by `RAFTNET_BACKEND`, if set.
     fn from_env() -> Result<Option<Backend>> {
-        let Ok(value) = std::env::var("RAFTNET_BACKEND") else {
-            return Ok(None);
-        };
+        match std::env::var("RAFTNET_BACKEND") {
+            Ok(value) => Backend::parse(&value),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// A value of `RAFTNET_BACKEND`: `None` for the empty string.
+    fn parse(value: &str) -> Result<Option<Backend>> {
         match value.trim().to_ascii_lowercase().as_str() {
             "" => Ok(None),
             "auto" => Ok(Some(Backend::Auto)),
@@ -148,14 +157,17 @@ impl Backend {
     }
 }
 
-/// The backend a transport placed at `placement` runs on, given the configured one (and
-/// `RAFTNET_BACKEND`): never `Auto`. `None` for the thread-per-connection driver, which waits on
+/// The backend a transport placed at `placement` runs on, given the configured one (and, for
+/// `Auto`, `RAFTNET_BACKEND`): never `Auto`. `None` for the thread-per-connection driver, which waits on
 /// neither. Asking for io_uring where it cannot run is an error, never a quiet fallback.
 pub(crate) fn choose_backend(
     placement: &Placement,
     configured: Backend,
 ) -> Result<Option<Backend>> {
-    let requested = Backend::from_env()?.unwrap_or(configured);
+    let requested = match configured {
+        Backend::Auto => Backend::from_env()?.unwrap_or(Backend::Auto),
+        named => named,
+    };
     let uring_error = |why: String| Error::Start {
         what: "the io_uring driver",
         reason: Arc::new(std::io::Error::new(std::io::ErrorKind::Unsupported, why)),
@@ -327,6 +339,54 @@ pub(crate) fn start(
             let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let handle = spawn(name.into(), Box::new(move || driver.run(engine)))?;
             Ok((shared, handle))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raftnet_backend_values() {
+        assert_eq!(Backend::parse("epoll").unwrap(), Some(Backend::Epoll));
+        assert_eq!(Backend::parse(" URING\n").unwrap(), Some(Backend::Uring));
+        assert_eq!(Backend::parse("io_uring").unwrap(), Some(Backend::Uring));
+        assert_eq!(Backend::parse("auto").unwrap(), Some(Backend::Auto));
+        assert_eq!(Backend::parse("").unwrap(), None);
+        let error = Backend::parse("kqueue").unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(m) if m.contains("\"kqueue\"")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn io_uring_only_on_a_thread_of_its_own() {
+        let error = choose_backend(&Placement::ThreadPerConnection, Backend::Uring).unwrap_err();
+        assert!(
+            matches!(&error, Error::Start { what: "the io_uring driver", reason }
+                if reason.to_string().contains("Placement::Thread")),
+            "{error}"
+        );
+        // The blocking driver waits on neither; a backend named for it is not an error.
+        assert_eq!(
+            choose_backend(&Placement::ThreadPerConnection, Backend::Epoll).unwrap(),
+            None
+        );
+        assert_eq!(
+            choose_backend(&Placement::Thread, Backend::Epoll).unwrap(),
+            Some(Backend::Epoll)
+        );
+        let auto = choose_backend(&Placement::Thread, Backend::Auto).unwrap();
+        let expected = if uring_unavailable().is_none() {
+            Backend::Uring
+        } else {
+            Backend::Epoll
+        };
+        // (RAFTNET_BACKEND, if the environment sets it, decides for Auto.)
+        if std::env::var_os("RAFTNET_BACKEND").is_none() {
+            assert_eq!(auto, Some(expected));
         }
     }
 }
