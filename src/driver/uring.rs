@@ -3,10 +3,13 @@
 //! a submission to one ring and every result a completion.
 //!
 //! This file is the only code that uses io_uring. What it owns:
-//! - **Operations.** Accept (a few armed on the listener at once), connect, receive (one armed
-//!   per connection while the engine wants reads) and vectored send (`SENDMSG`, one in flight
-//!   per connection), and cancel for a connection that closes with operations in flight. All the
-//!   submissions a turn makes go to the kernel together, in the `io_uring_enter` that also waits.
+//! - **Operations.** A poll of the listener (then `accept(2)` until it would block, as the mio
+//!   driver accepts: the ring's own accept takes a descriptor before it looks for a connection,
+//!   so with descriptors exhausted it fails with no connection pending, and back-off would
+//!   start on every idle listener), connect, receive (one armed per connection while the engine
+//!   wants reads) and vectored send (`SENDMSG`, one in flight per connection), and cancel for a
+//!   connection that closes with operations in flight. All the submissions a turn makes go to
+//!   the kernel together, in the `io_uring_enter` that also waits.
 //! - **The waker.** An eventfd, with a read of it kept armed in the ring: a producer's
 //!   `write(2)` completes that read, which wakes an `io_uring_enter` waiting for completions.
 //!   (Simpler than `IORING_OP_MSG_RING`, which needs a ring of the producer's own.)
@@ -60,8 +63,8 @@ const MAX_RECV: usize = 256 * 1024;
 const WRITE_BUDGET: usize = 256 * 1024;
 /// Slices in one send (Linux's `IOV_MAX` is 1024; more buy nothing).
 const MAX_IOVECS: usize = 64;
-/// Accepts kept armed on the listener, so a burst of connections is taken several per turn.
-const ACCEPTS_ARMED: usize = 8;
+/// Connections accepted per readiness of the listener (the mio driver's bound per turn).
+const MAX_ACCEPTS_PER_TURN: usize = 256;
 /// How long the thread keeps looking for completions before it sleeps (as the mio driver).
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 /// How long the end of the run waits for cancelled operations to complete before it frees the
@@ -98,12 +101,6 @@ impl Token {
             (generation << 32) | (index << 8)
         });
         Token(raw | op as u64)
-    }
-
-    /// The token of armed accept number `slot` (each its own, so each can be cancelled: a
-    /// second cancel of one user_data finds the first cancellation's target again).
-    fn accept(slot: usize) -> Token {
-        Token((slot as u64) << 8 | Op::Accept as u64)
     }
 
     fn op(self) -> Option<Op> {
@@ -184,7 +181,7 @@ fn probe() -> Option<String> {
         ("READ", opcode::Read::CODE),
         ("RECV", opcode::Recv::CODE),
         ("SENDMSG", opcode::SendMsg::CODE),
-        ("ACCEPT", opcode::Accept::CODE),
+        ("POLL_ADD", opcode::PollAdd::CODE),
         ("CONNECT", opcode::Connect::CODE),
         ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
     ];
@@ -326,8 +323,8 @@ pub(crate) struct UringDriver {
     ring: IoUring,
     engine: Engine,
     listener: Option<std::net::TcpListener>,
-    /// Which of the [`ACCEPTS_ARMED`] accepts are armed on the listener.
-    accepts_armed: [bool; ACCEPTS_ARMED],
+    /// A poll for the listener's readiness is armed.
+    listen_armed: bool,
     accept_paused: bool,
     wake_fd: Arc<OwnedFd>,
     /// The eventfd read's buffer (the kernel writes the counter here).
@@ -373,14 +370,13 @@ impl UringDriver {
         listener: std::net::TcpListener,
         engine: Engine,
     ) -> io::Result<UringDriver> {
-        // The ring's accept waits for connections itself; a blocking listener keeps it from
-        // completing with EAGAIN.
-        listener.set_nonblocking(false)?;
+        // Accepted after the ring's poll says a connection waits, until `WouldBlock`.
+        listener.set_nonblocking(true)?;
         Ok(UringDriver {
             ring,
             engine,
             listener: Some(listener),
-            accepts_armed: [false; ACCEPTS_ARMED],
+            listen_armed: false,
             accept_paused: false,
             wake_fd,
             wake_buf: Box::new(0),
@@ -562,7 +558,7 @@ impl UringDriver {
                     self.arm_wake();
                 }
             }
-            Op::Accept => self.accepted(token, result),
+            Op::Accept => self.accept(result),
             Op::Cancel => {}
             Op::Connect | Op::Recv | Op::Send => {
                 let key = token.key();
@@ -598,17 +594,13 @@ impl UringDriver {
     fn shutdown(&mut self) {
         self.engine.shutdown();
         self.apply_actions();
-        if self.listener.take().is_some() {
-            // The armed accepts hold the listening socket open until they are cancelled.
-            for slot in 0..ACCEPTS_ARMED {
-                if self.accepts_armed[slot] {
-                    self.push(
-                        opcode::AsyncCancel::new(Token::accept(slot).0)
-                            .build()
-                            .user_data(Token::new(Op::Cancel, None).0),
-                    );
-                }
-            }
+        if self.listener.take().is_some() && self.listen_armed {
+            // The armed poll holds the listening socket open until it is cancelled.
+            self.push(
+                opcode::AsyncCancel::new(Token::new(Op::Accept, None).0)
+                    .build()
+                    .user_data(Token::new(Op::Cancel, None).0),
+            );
         }
         if self.wake_armed {
             self.push(
@@ -756,49 +748,51 @@ impl UringDriver {
         self.push(read);
     }
 
+    /// Arm a poll for the listener's readiness, unless one is armed or accepting is paused.
     fn arm_accepts(&mut self) {
         let Some(fd) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else {
             return;
         };
-        for slot in 0..ACCEPTS_ARMED {
-            if !self.accept_paused && !self.accepts_armed[slot] {
-                self.accepts_armed[slot] = true;
-                self.push(accept(fd, slot));
-            }
+        if !self.accept_paused && !self.listen_armed {
+            self.listen_armed = true;
+            let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+                .build()
+                .user_data(Token::new(Op::Accept, None).0);
+            self.push(poll);
         }
     }
 
-    fn accepted(&mut self, token: Token, result: i32) {
-        if let Some(armed) = self.accepts_armed.get_mut(token.key().index()) {
-            *armed = false;
+    /// The listener is readable (or its poll failed): accept until it would block, the bound,
+    /// or a failure (which starts the engine's back-off; accepting resumes with its
+    /// `ResumeAccept`).
+    fn accept(&mut self, polled: i32) {
+        self.listen_armed = false;
+        if polled == -libc::ECANCELED || self.listener.is_none() || self.accept_paused {
+            return;
         }
-        if result >= 0 {
-            // SAFETY: a successful accept's result is a new descriptor, owned from here on.
-            #[allow(unsafe_code)]
-            let socket = unsafe { Socket::from_raw_fd(result as RawFd) };
-            self.take_accepted(socket);
-        } else if -result != libc::ECANCELED && self.listener.is_some() {
-            let e = io::Error::from_raw_os_error(-result);
-            if matches!(
-                e.kind(),
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-            ) || -result == libc::ECONNABORTED
-            {
-                // Retried below.
-            } else {
-                self.engine.handle_accept_failed(e, self.now);
-                self.apply_actions();
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.take_accepted(Socket::from(stream), peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    self.engine.handle_accept_failed(e, self.now);
+                    self.apply_actions();
+                    return;
+                }
             }
         }
         self.arm_accepts();
     }
 
-    fn take_accepted(&mut self, socket: Socket) {
-        let peer = match socket.peer_addr().map(|a| a.as_socket()) {
-            Ok(Some(peer)) => peer,
-            // Reset before we saw it, or not an IP socket: nothing to serve.
-            Ok(None) | Err(_) => return,
-        };
+    fn take_accepted(&mut self, socket: Socket, peer: SocketAddr) {
         let _ = socket.set_tcp_nodelay(true);
         // The connection's clock (its handshake deadline) starts now, not when the turn began
         // (as in the mio driver). One clock read per accepted connection, off the RPC path.
@@ -1062,15 +1056,6 @@ fn entry(table: &mut [Option<Entry>], key: ConnKey) -> Option<&mut Entry> {
         .filter(|e| e.key == key)
 }
 
-/// Accept number `slot` on the listening descriptor `fd` (the peer's address is asked for
-/// afterwards).
-fn accept(fd: RawFd, slot: usize) -> squeue::Entry {
-    opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
-        .flags(libc::SOCK_CLOEXEC)
-        .build()
-        .user_data(Token::accept(slot).0)
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -1088,7 +1073,6 @@ mod tests {
         assert_eq!(token.key(), key);
         let other_generation = Token::new(Op::Send, Some(ConnKey::new(MAX_INDEX, 7)));
         assert_ne!(token, other_generation);
-        assert_eq!(Token::accept(5).key().index(), 5);
         assert_eq!(Token(0).op(), None);
     }
 
