@@ -1091,7 +1091,12 @@ mod tests {
     #[test]
     fn a_completion_for_a_closed_connection_is_rejected_by_its_generation() {
         if let Some(why) = unavailable() {
-            println!("SKIPPED: io_uring cannot run here: {why}");
+            // The stderr handle, not eprintln: libtest does not capture it, so the skip shows.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED a_completion_for_a_closed_connection_is_rejected_by_its_generation: \
+                 io_uring cannot run here: {why}"
+            );
             return;
         }
         let (ring, wake_fd, waker) = UringDriver::prepare().unwrap();
