@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::driver::Backend;
 use crate::transport::{AddressProvider, ServerAddress, ServerId};
 use crate::wire::CodecFactory;
 use crate::wire::native::{
@@ -132,6 +133,7 @@ pub struct Config {
     pub(crate) max_queued_answer_bytes: usize,
     pub(crate) max_inbound_snapshots: usize,
     pub(crate) max_entries_per_request: usize,
+    pub(crate) backend: Backend,
 }
 
 impl std::fmt::Debug for Config {
@@ -156,6 +158,7 @@ impl std::fmt::Debug for Config {
             .field("max_queued_answer_bytes", &self.max_queued_answer_bytes)
             .field("max_inbound_snapshots", &self.max_inbound_snapshots)
             .field("max_entries_per_request", &self.max_entries_per_request)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +183,7 @@ impl Default for Config {
             max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,
             max_inbound_snapshots: DEFAULT_MAX_INBOUND_SNAPSHOTS,
             max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
+            backend: Backend::Auto,
         }
     }
 }
@@ -195,6 +199,14 @@ fn or_default<T: PartialEq + Default>(value: T, default: T) -> T {
 }
 
 impl Config {
+    /// What the driver of a [`Placement::Thread`](crate::Placement::Thread) transport waits on:
+    /// epoll, io_uring (feature `uring`), or, by default, io_uring where it can run and epoll
+    /// elsewhere ([`Backend`]; with `Auto`, the environment variable `RAFTNET_BACKEND` decides).
+    pub fn backend(mut self, backend: Backend) -> Config {
+        self.backend = backend;
+        self
+    }
+
     /// Idle outbound connections kept per peer and lane for later calls to reuse.
     ///
     /// Default [`DEFAULT_MAX_POOL`] (3). 0 disables pooling: every call dials, and closes its
@@ -479,7 +491,8 @@ mod tests {
             .max_unanswered_bytes(22)
             .max_queued_answer_bytes(23)
             .max_inbound_snapshots(24)
-            .max_entries_per_request(25);
+            .max_entries_per_request(25)
+            .backend(Backend::Uring);
         let Config {
             max_pool,
             max_rpcs_in_flight,
@@ -498,6 +511,7 @@ mod tests {
             max_queued_answer_bytes,
             max_inbound_snapshots,
             max_entries_per_request,
+            backend,
         } = config;
         assert_eq!(max_pool, 11);
         assert_eq!(max_rpcs_in_flight, 12);
@@ -516,6 +530,7 @@ mod tests {
         assert_eq!(max_queued_answer_bytes, 23);
         assert_eq!(max_inbound_snapshots, 24);
         assert_eq!(max_entries_per_request, 25);
+        assert_eq!(backend, Backend::Uring);
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub use transport::{
 };
 
 // The transports, and where the network one runs.
-pub use driver::Placement;
+pub use driver::{Backend, Placement};
 pub use inmem::{InmemTransport, Link};
 pub use net::NetTransport;
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::driver::{self, DriverHandle, Placement};
+use crate::driver::{self, Backend, DriverHandle, Placement};
 use crate::engine::Shared;
 use crate::engine::feed::{self, SnapshotFeed};
 use crate::engine::handoff::{AnyResolver, Command, Handoff, Lead, OutboundCall, OutboundSnapshot};
@@ -77,6 +77,8 @@ pub struct NetTransport {
     bound_addr: SocketAddr,
     driver: Mutex<Option<DriverHandle>>,
     next_id: AtomicU64,
+    /// What the driver waits on, resolved at bind.
+    backend: Option<Backend>,
 }
 
 impl fmt::Debug for NetTransport {
@@ -205,7 +207,12 @@ impl NetTransport {
             listener = %bound_addr,
             advertised = (local_addr != bound_addr).then_some(tracing::field::display(local_addr)),
         );
-        tracing::debug!(parent: &span, ?placement, "listening");
+        let backend = driver::choose_backend(&placement, config.backend)?;
+        let config = match backend {
+            Some(chosen) => config.backend(chosen),
+            None => config,
+        };
+        tracing::debug!(parent: &span, ?placement, ?backend, "listening");
         let driver::Started {
             shared,
             handle,
@@ -218,7 +225,14 @@ impl NetTransport {
             bound_addr,
             driver: Mutex::new(Some(handle)),
             next_id: AtomicU64::new(1),
+            backend,
         })
+    }
+
+    /// What the driver waits on: [`Backend::Epoll`] or [`Backend::Uring`] (never `Auto`: what
+    /// it resolved to at bind), `None` on the thread-per-connection driver, which uses neither.
+    pub fn backend(&self) -> Option<Backend> {
+        self.backend
     }
 
     /// The address the listener is bound to (may differ from the advertised one).

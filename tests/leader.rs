@@ -14,8 +14,11 @@ use common::net::{finish, pair, wait_until};
 use common::peers::{echo_response, peer, vote};
 use raftnet::*;
 
+/// Leader/follower is the epoll driver's (whatever `RAFTNET_BACKEND` says).
 fn config() -> Config {
-    Config::default().timeout(Some(Duration::from_secs(10)))
+    Config::default()
+        .timeout(Some(Duration::from_secs(10)))
+        .backend(Backend::Epoll)
 }
 
 /// Answers every RPC on the spot (on the thread that runs the server's driver).
@@ -160,7 +163,7 @@ fn the_driver_thread_serves_what_arrives_after_a_caller_ran_it() {
 fn a_deadline_armed_by_a_caller_fires_while_the_driver_thread_sleeps() {
     // Calls time out after a minute unless they say otherwise: the driver thread plans its
     // sleep around that.
-    let (client, server) = pair(Config::default().timeout(Some(Duration::from_secs(60))));
+    let (client, server) = pair(config().timeout(Some(Duration::from_secs(60))));
     // The server answers the first request and keeps the others unanswered until the end.
     let consumer = server.consumer().clone();
     let holder = std::thread::spawn(move || {

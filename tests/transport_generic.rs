@@ -5,10 +5,12 @@
 //! hashicorp runs the generic suite over every `LoopbackTransport`, which in practice means only
 //! the in-memory one. Here every generic test is a function over `T: Fixture` (how to
 //! build a connected server/client pair of some [`Transport`]) and runs against
-//! [`NetTransport`] with its reactor on a thread of its own, [`NetTransport`] with its reactor as
-//! a task on a tokio runtime ([`NetTransport::bind_on`]), [`NetTransport`] on the reference
-//! driver ([`Placement::ThreadPerConnection`]), and [`InmemTransport`]: `net::<test>`,
-//! `net_on_runtime::<test>`, `net_thread_per_connection::<test>` and `inmem::<test>`.
+//! [`NetTransport`] with its reactor on a thread of its own (epoll, [`Backend::Epoll`]), the same
+//! on io_uring ([`Backend::Uring`]; skipped with the reason printed where io_uring cannot run),
+//! [`NetTransport`] with its reactor as a task on a tokio runtime ([`NetTransport::bind_on`]),
+//! [`NetTransport`] on the reference driver ([`Placement::ThreadPerConnection`]), and
+//! [`InmemTransport`]: `net::<test>`, `net_uring::<test>`, `net_on_runtime::<test>`,
+//! `net_thread_per_connection::<test>` and `inmem::<test>`.
 //!
 //! Each test doc names the Go test it ports, numbered #17 to #24 after hashicorp_net.rs's #1 to
 //! #16.
@@ -48,11 +50,36 @@ trait Fixture: 'static {
     const SENDER_DETECTS_SHORT_SNAPSHOT: bool;
 }
 
+/// `NetTransport`s on the mio (epoll) driver, whatever `Backend::Auto` would pick here.
 impl Fixture for NetTransport {
     type T = NetTransport;
 
     fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
-        pair(test_config().timeout(Some(timeout)))
+        pair(test_config().timeout(Some(timeout)).backend(Backend::Epoll))
+    }
+
+    fn unreachable() -> ServerAddress {
+        unused_addr()
+    }
+
+    const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
+}
+
+/// `NetTransport`s on the io_uring driver (src/driver/uring.rs). Its tests run only where
+/// [`uring_runs`] (they print why not, elsewhere).
+struct Uring;
+
+impl Fixture for Uring {
+    type T = NetTransport;
+
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
+        let config = test_config().timeout(Some(timeout)).backend(Backend::Uring);
+        let bind = |config: Config| {
+            let t = NetTransport::bind("127.0.0.1:0", None, config).expect("bind 127.0.0.1:0");
+            assert_eq!(t.backend(), Some(Backend::Uring));
+            t
+        };
+        (bind(config.clone()), bind(config))
     }
 
     fn unreachable() -> ServerAddress {
@@ -141,6 +168,17 @@ macro_rules! for_every_transport {
                 #[test]
                 fn $name() {
                     super::$name::<raftnet::NetTransport>()
+                }
+            )*
+        }
+
+        mod net_uring {
+            $(
+                #[test]
+                fn $name() {
+                    if super::uring_runs(concat!("net_uring::", stringify!($name))) {
+                        super::$name::<super::Uring>()
+                    }
                 }
             )*
         }

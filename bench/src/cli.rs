@@ -36,6 +36,8 @@ options:
   --seconds S           measured window per run (default: 2.5)
   --warmup S            warm-up before each window (default: max(0.3, 15% of --seconds))
   --rounds N            repeat the interleaved sequence N times, report medians (default: 1)
+  --backend epoll|uring what raftnet's transports wait on (default: epoll; uring needs
+                        Linux 5.11+ and fails the run where io_uring cannot run)
   --pin same|split|none thread placement (default: same = every thread on CPU 0;
                         split = server threads on CPU 1, client threads on CPU 0)
   --store memstore|bench|both

@@ -301,7 +301,7 @@ impl Cluster {
         for id in 0..NODES {
             built.push(placed(id, || -> Result<_, String> {
                 let runtime = node_runtime(Network::Raftnet, id)?;
-                let config = raftnet::Config::default();
+                let config = raftnet::Config::default().backend(crate::raftnet_impl::backend());
                 let placement = reactor().placement(&runtime);
                 let transport = NetTransport::bind_with("127.0.0.1:0", None, config, placement)
                     .map_err(|e| format!("node {id}: bind: {e}"))?;

@@ -20,8 +20,43 @@ use std::process::ExitCode;
 
 use cli::{Parsed, USAGE};
 
+/// Take `--backend epoll|uring` (what raftnet's transports wait on) out of `args`.
+fn take_backend(args: Vec<String>) -> Result<(Option<raftnet::Backend>, Vec<String>), String> {
+    let mut backend = None;
+    let mut rest = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--backend") {
+            Some("") => args.next().unwrap_or_default(),
+            Some(v) if v.starts_with('=') => v[1..].to_string(),
+            _ => {
+                rest.push(arg);
+                continue;
+            }
+        };
+        backend = Some(match value.as_str() {
+            "epoll" => raftnet::Backend::Epoll,
+            "uring" => raftnet::Backend::Uring,
+            _ => return Err(format!("--backend: expected epoll or uring, not {value}")),
+        });
+    }
+    Ok((backend, rest))
+}
+
 fn main() -> ExitCode {
-    let options = match cli::parse_args(std::env::args().skip(1)) {
+    let args = match take_backend(std::env::args().skip(1).collect()) {
+        Ok((backend, rest)) => {
+            if let Some(backend) = backend {
+                raftnet_bench::raftnet_impl::set_backend(backend);
+            }
+            rest
+        }
+        Err(e) => {
+            eprintln!("raftnet-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = match cli::parse_args(args) {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Help) => {
             print!("{USAGE}");

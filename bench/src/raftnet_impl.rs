@@ -59,8 +59,23 @@ impl Serve {
     }
 }
 
+/// What raftnet's transports wait on (`--backend`): epoll unless told, so a run measures what
+/// it always did unless it asks for io_uring.
+static BACKEND: std::sync::OnceLock<raftnet::Backend> = std::sync::OnceLock::new();
+
+/// Run raftnet's transports on `backend` from now on (once, before any scenario).
+pub fn set_backend(backend: raftnet::Backend) {
+    let _ = BACKEND.set(backend);
+}
+
+/// The backend raftnet's transports run on (`--backend`, epoll by default).
+pub fn backend() -> raftnet::Backend {
+    BACKEND.get().copied().unwrap_or(raftnet::Backend::Epoll)
+}
+
 fn config(in_flight: usize) -> Config {
     Config::default()
+        .backend(backend())
         .max_rpcs_in_flight(in_flight)
         .max_pool(FAN_IN_CONNECTIONS + 24)
         // fan-in-1000's callers all come from this one address, which a Raft node's peers

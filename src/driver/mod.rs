@@ -43,7 +43,9 @@
 //! - `blocking.rs`: std::net blocking sockets and a thread per connection
 //!   ([`Placement::ThreadPerConnection`]): the reference driver, kept to prove the engine's
 //!   interface serves a completion-style driver (bytes arrive in buffers of the driver's own)
-//!   as well as a readiness one. An io_uring driver joins here.
+//!   as well as a readiness one.
+//! - `uring.rs` (feature `uring`, Linux): io_uring completions on a thread of its own
+//!   ([`Placement::Thread`] with [`Backend::Uring`]); [`choose_backend`] picks it or epoll.
 
 /// Evaluate `$body` in connection `$key`'s span (`Engine::enter_conn`, `Engine::exit_conn`):
 /// with no subscriber recording connection spans, the test of a flag. `$body` must not leave
@@ -66,6 +68,8 @@ pub(crate) mod mio;
 mod runtime;
 pub(crate) mod stream;
 mod thread;
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) mod uring;
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
@@ -112,6 +116,101 @@ impl fmt::Debug for Placement {
             Placement::ThreadPerConnection => "ThreadPerConnection",
         })
     }
+}
+
+/// What a [`Placement::Thread`] driver waits on: a setting
+/// ([`Config::backend`](crate::Config::backend)), resolved when the transport binds.
+/// [`NetTransport::backend`](crate::NetTransport::backend) says which one runs.
+///
+/// The environment variable `RAFTNET_BACKEND` (`epoll` or `uring`) decides for a transport
+/// configured with `Auto` (the default): an operator's switch that needs no rebuild. A backend
+/// named in the code is what that code asked for, and wins. Any other value of the variable
+/// fails the bind with [`Error::Config`](crate::Error::Config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// epoll, for now, unless `RAFTNET_BACKEND` says `uring`. The io_uring driver is new: it
+    /// measures 0.92-0.96x epoll on pipelined heartbeats, and callers cannot yet run it in its
+    /// thread's place as they run the epoll driver (see [`Placement::Thread`]), which halves the
+    /// wake-ups of a sequential round trip (BENCHMARKS.md). `Auto` will choose io_uring where
+    /// it can run once it measures faster.
+    #[default]
+    Auto,
+    /// epoll readiness through mio: what the other placements use too.
+    Epoll,
+    /// io_uring completions (feature `uring`, Linux 5.11 or newer). Binding fails with
+    /// [`Error::Start`] where it cannot run, and with any placement but [`Placement::Thread`].
+    Uring,
+}
+
+impl Backend {
+    /// The backend named by `RAFTNET_BACKEND`, if set.
+    fn from_env() -> Result<Option<Backend>> {
+        match std::env::var("RAFTNET_BACKEND") {
+            Ok(value) => Backend::parse(&value),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// A value of `RAFTNET_BACKEND`: `None` for the empty string.
+    fn parse(value: &str) -> Result<Option<Backend>> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "auto" => Ok(Some(Backend::Auto)),
+            "epoll" => Ok(Some(Backend::Epoll)),
+            "uring" | "io_uring" => Ok(Some(Backend::Uring)),
+            _ => Err(Error::Config(format!(
+                "RAFTNET_BACKEND={value:?}: expected auto, epoll or uring"
+            ))),
+        }
+    }
+}
+
+/// The backend a transport placed at `placement` runs on, given the configured one (and, for
+/// `Auto`, `RAFTNET_BACKEND`): never `Auto`. `None` for the thread-per-connection driver, which waits on
+/// neither. Asking for io_uring where it cannot run is an error, never a quiet fallback.
+pub(crate) fn choose_backend(
+    placement: &Placement,
+    configured: Backend,
+) -> Result<Option<Backend>> {
+    let requested = match configured {
+        Backend::Auto => Backend::from_env()?.unwrap_or(Backend::Auto),
+        named => named,
+    };
+    let uring_error = |why: String| Error::Start {
+        what: "the io_uring driver",
+        reason: Arc::new(std::io::Error::new(std::io::ErrorKind::Unsupported, why)),
+    };
+    if !matches!(placement, Placement::Thread) {
+        // Only code that named io_uring fails here; `RAFTNET_BACKEND=uring` is for the
+        // transports that can run it.
+        if configured == Backend::Uring {
+            return Err(uring_error(format!(
+                "io_uring runs only with Placement::Thread, not {placement:?}"
+            )));
+        }
+        return Ok(matches!(placement, Placement::ThreadPerConnection)
+            .then_some(())
+            .map_or(Some(Backend::Epoll), |()| None));
+    }
+    match (requested, uring_unavailable()) {
+        // See `Backend::Auto` for why it is epoll.
+        (Backend::Epoll | Backend::Auto, _) => Ok(Some(Backend::Epoll)),
+        (Backend::Uring, None) => Ok(Some(Backend::Uring)),
+        (Backend::Uring, Some(why)) => Err(uring_error(why)),
+    }
+}
+
+/// Why io_uring cannot run in this build or on this host, if it cannot.
+fn uring_unavailable() -> Option<String> {
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    return uring::unavailable().map(str::to_owned);
+    #[cfg(not(all(feature = "uring", target_os = "linux")))]
+    return Some(if cfg!(target_os = "linux") {
+        "raftnet was built without its `uring` feature".to_owned()
+    } else {
+        "io_uring exists only on Linux".to_owned()
+    });
 }
 
 /// Set when a driver task is done, whether its loop ended or the runtime dropped it.
@@ -218,6 +317,22 @@ pub(crate) fn start(
             .map_err(Error::start("the driver thread"))
     };
     match placement {
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        Placement::Thread if config.backend == Backend::Uring => {
+            let (ring, wake_fd, waker) =
+                uring::UringDriver::prepare().map_err(Error::start("the io_uring driver"))?;
+            let shared = Shared::new(config, Box::new(waker));
+            let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
+            let driver = uring::UringDriver::new(ring, wake_fd, listener, engine)
+                .map_err(Error::start("the io_uring driver"))?;
+            let handle = spawn(name.into(), Box::new(move || driver.run()))?;
+            // No leader/follower on io_uring yet: callers wait for its thread.
+            Ok(Started {
+                shared,
+                handle,
+                lead: None,
+            })
+        }
         Placement::Thread => {
             let poll = ::mio::Poll::new().map_err(Error::start("the poller"))?;
             let waker = ::mio::Waker::new(poll.registry(), mio::WAKER)
@@ -266,6 +381,49 @@ pub(crate) fn start(
                 handle,
                 lead: None,
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raftnet_backend_values() {
+        assert_eq!(Backend::parse("epoll").unwrap(), Some(Backend::Epoll));
+        assert_eq!(Backend::parse(" URING\n").unwrap(), Some(Backend::Uring));
+        assert_eq!(Backend::parse("io_uring").unwrap(), Some(Backend::Uring));
+        assert_eq!(Backend::parse("auto").unwrap(), Some(Backend::Auto));
+        assert_eq!(Backend::parse("").unwrap(), None);
+        let error = Backend::parse("kqueue").unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(m) if m.contains("\"kqueue\"")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn io_uring_only_on_a_thread_of_its_own() {
+        let error = choose_backend(&Placement::ThreadPerConnection, Backend::Uring).unwrap_err();
+        assert!(
+            matches!(&error, Error::Start { what: "the io_uring driver", reason }
+                if reason.to_string().contains("Placement::Thread")),
+            "{error}"
+        );
+        // The blocking driver waits on neither; a backend named for it is not an error.
+        assert_eq!(
+            choose_backend(&Placement::ThreadPerConnection, Backend::Epoll).unwrap(),
+            None
+        );
+        assert_eq!(
+            choose_backend(&Placement::Thread, Backend::Epoll).unwrap(),
+            Some(Backend::Epoll)
+        );
+        let auto = choose_backend(&Placement::Thread, Backend::Auto).unwrap();
+        // (RAFTNET_BACKEND, if the environment sets it, decides for Auto.)
+        if std::env::var_os("RAFTNET_BACKEND").is_none() {
+            assert_eq!(auto, Some(Backend::Epoll));
         }
     }
 }

@@ -79,3 +79,42 @@ pub(crate) fn recv_eventually<T>(rx: &Receiver<T>, what: &str) -> T {
     rx.recv_timeout(EVENTUALLY)
         .unwrap_or_else(|e| panic!("{what}: {e:?} after {EVENTUALLY:?}"))
 }
+
+/// A loopback transport on `backend`, or `None` with the reason printed where it cannot run
+/// (io_uring on a kernel, container or build without it): a test that needs it then says
+/// `SKIPPED` and why, instead of passing silently.
+pub(crate) fn bind_on_backend(
+    backend: Backend,
+    config: Config,
+    test: &str,
+) -> Option<NetTransport> {
+    match NetTransport::bind("127.0.0.1:0", None, config.backend(backend)) {
+        Ok(t) => {
+            assert_eq!(
+                t.backend(),
+                Some(backend),
+                "{test}: the transport runs on what it asked for"
+            );
+            Some(t)
+        }
+        Err(e @ raftnet::Error::Start { .. }) if backend == Backend::Uring => {
+            // Straight to the stderr handle, which libtest does not capture: a skip shows in
+            // the output of a passing run (CI's log), where a println would not.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: io_uring cannot run here: {e}"
+            );
+            None
+        }
+        Err(e) => panic!("{test}: bind 127.0.0.1:0 on {backend:?}: {e}"),
+    }
+}
+
+/// Whether io_uring runs here (see [`bind_on_backend`]; the reason is printed when not).
+pub(crate) fn uring_runs(test: &str) -> bool {
+    bind_on_backend(Backend::Uring, Config::default(), test).is_some_and(|t| {
+        t.close();
+        true
+    })
+}
