@@ -132,6 +132,9 @@ pub struct Config {
     pub(crate) max_queued_answer_bytes: usize,
     pub(crate) max_inbound_snapshots: usize,
     pub(crate) max_entries_per_request: usize,
+    /// Feature `tls`: TLS on every connection.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -180,6 +183,8 @@ impl Default for Config {
             max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,
             max_inbound_snapshots: DEFAULT_MAX_INBOUND_SNAPSHOTS,
             max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -375,6 +380,17 @@ impl Config {
         self
     }
 
+    /// Feature `tls`: mutual TLS on every connection this transport dials or accepts, with
+    /// these certificates and roots ([`crate::tls`] says how identities are checked). Runs on
+    /// [`Placement::Thread`](crate::Placement::Thread) and `Placement::Runtime`; binding on
+    /// [`Placement::ThreadPerConnection`](crate::Placement::ThreadPerConnection) with TLS fails
+    /// with [`Error::Config`](crate::Error::Config). Default: none (plain TCP).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Config {
+        self.tls = Some(tls);
+        self
+    }
+
     /// The deadline budget for a snapshot of `size` bytes:
     /// `timeout × max(1, size / timeout_scale)`, or `None` without a timeout or past
     /// [`MAX_TIMEOUT`].
@@ -498,6 +514,9 @@ mod tests {
             max_queued_answer_bytes,
             max_inbound_snapshots,
             max_entries_per_request,
+            // Making a TlsConfig takes certificates: tests/tls.rs sets it and shows its effect.
+            #[cfg(feature = "tls")]
+                tls: _,
         } = config;
         assert_eq!(max_pool, 11);
         assert_eq!(max_rpcs_in_flight, 12);

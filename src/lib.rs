@@ -99,6 +99,8 @@ mod metrics;
 mod net;
 #[cfg(feature = "openraft")]
 pub mod openraft;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 pub mod wire;
 

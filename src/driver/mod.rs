@@ -64,6 +64,8 @@ pub(crate) mod mio;
 #[cfg(feature = "tokio")]
 mod runtime;
 pub(crate) mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
@@ -223,6 +225,14 @@ pub(crate) fn start(
             Ok((shared, DriverHandle::Task(finished)))
         }
         Placement::ThreadPerConnection => {
+            #[cfg(feature = "tls")]
+            if config.tls.is_some() {
+                return Err(Error::Config(
+                    "TLS runs on the mio driver (Placement::Thread or Placement::Runtime), \
+                     not on Placement::ThreadPerConnection"
+                        .into(),
+                ));
+            }
             let (driver, waker) = blocking::BlockingDriver::prepare(listener)
                 .map_err(Error::start("the blocking listener"))?;
             let shared = Shared::new(config, Box::new(waker));
