@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::driver::{self, DriverHandle, Placement};
 use crate::engine::Shared;
 use crate::engine::feed::{self, SnapshotFeed};
-use crate::engine::handoff::{AnyResolver, Command, Handoff, OutboundCall, OutboundSnapshot};
+use crate::engine::handoff::{AnyResolver, Command, Handoff, Lead, OutboundCall, OutboundSnapshot};
 use crate::error::{Error, Result};
 use crate::message::*;
 use crate::metrics::{Metrics, RpcType};
@@ -70,6 +70,9 @@ use crate::wire::*;
 /// ```
 pub struct NetTransport {
     shared: Arc<Shared>,
+    /// Where the driver lets callers run it in its thread's place (`Placement::Thread`):
+    /// calls are sent, and blocking waits served, from the caller's thread when it sleeps.
+    lead: Option<Arc<dyn Lead>>,
     local_addr: SocketAddr,
     bound_addr: SocketAddr,
     driver: Mutex<Option<DriverHandle>>,
@@ -203,12 +206,17 @@ impl NetTransport {
             advertised = (local_addr != bound_addr).then_some(tracing::field::display(local_addr)),
         );
         tracing::debug!(parent: &span, ?placement, "listening");
-        let (shared, driver) = driver::start(placement, listener, config, &name, span)?;
+        let driver::Started {
+            shared,
+            handle,
+            lead,
+        } = driver::start(placement, listener, config, &name, span)?;
         Ok(NetTransport {
             shared,
+            lead,
             local_addr,
             bound_addr,
-            driver: Mutex::new(Some(driver)),
+            driver: Mutex::new(Some(handle)),
             next_id: AtomicU64::new(1),
         })
     }
@@ -282,6 +290,7 @@ impl NetTransport {
         wrap: fn(Resolver<T>) -> AnyResolver,
     ) -> Call<T> {
         let (call, resolver) = call();
+        let call = call.led_by(self.lead.clone());
         let kind = RpcType::of(&request);
         let addr = match self.resolve(id, target) {
             Ok(a) => a,
@@ -296,14 +305,18 @@ impl NetTransport {
         } else {
             Lane::Control
         };
-        self.shared.handoff.submit(Command::Call(OutboundCall {
+        let command = Command::Call(OutboundCall {
             addr,
             lane,
             request,
             resolver: wrap(resolver),
             deadline: options.deadline,
             kind,
-        }));
+        });
+        match &self.lead {
+            Some(lead) => lead.submit(command),
+            None => self.shared.handoff.submit(command),
+        }
         call
     }
 }

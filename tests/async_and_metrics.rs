@@ -442,6 +442,7 @@ fn metrics_export_every_value_once_by_name() {
         "raftnet.reactorTurns",
         "raftnet.reactorWakes",
         "raftnet.reactorSleeps",
+        "raftnet.ledTurns",
         "raftnet.callerWakes",
         "raftnet.consumerWakes",
         "raftnet.dials",

@@ -5,7 +5,7 @@
 //! and hands it to the engine, and writes every connection's queued output in one vectored write
 //! each. Each kind of IO is bounded per turn (the constants below), so one busy peer cannot
 //! starve the others, the queues or the timers. Between turns it waits in `epoll_wait`: on a
-//! thread of its own ([`run_thread`]) it first keeps looking for work for a short while, then
+//! thread of its own (`thread.rs`) it first keeps looking for work for a short while, then
 //! sleeps after telling producers it is about to; as a task on a tokio runtime
 //! (`super::runtime`) the runtime does the waiting.
 //!
@@ -28,7 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::stream::{MIN_READ, ReadOutcome, Stream, Streams, fill, flush};
 use crate::engine::handoff::Wake;
-use crate::engine::{Action, ClosedOnExit, ConnKey, Engine};
+use crate::engine::{Action, ConnKey, Engine};
 use crate::metrics::add;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -86,6 +86,13 @@ pub(crate) struct MioDriver {
     /// The driver's clock: read once per turn (after waking), given to the engine as `now` for
     /// deadlines and timestamps. A turn is short (bounded work), so it is at most a turn late.
     pub(super) now: Instant,
+    /// Set when a thread other than the driver's own ran the engine into its shutdown (see
+    /// `thread.rs`): the driver thread then finishes it.
+    pub(super) stopping: bool,
+    /// While the driver's thread sleeps: when it planned to wake (`None`: when woken), so that a
+    /// caller running the engine meanwhile knows whether a timer it armed needs the thread
+    /// sooner.
+    pub(super) sleep_until: Option<Instant>,
 }
 
 impl MioDriver {
@@ -110,6 +117,8 @@ impl MioDriver {
             read_again: Vec::new(),
             dirty: Vec::new(),
             now: Instant::now(),
+            stopping: false,
+            sleep_until: None,
         })
     }
 
@@ -166,21 +175,22 @@ impl MioDriver {
     }
 
     /// Poll for socket events. With work queued, only look; otherwise keep looking (without
-    /// sleeping) for up to [`SPIN_BEFORE_SLEEP`], and only then sleep until an event, a timer or
-    /// a waker ring. Under load the next event nearly always arrives within that window, which
-    /// saves the wake-up (the futex and the cross-core IPI) on both sides.
-    fn wait(&mut self) -> io::Result<()> {
+    /// sleeping) for up to [`SPIN_BEFORE_SLEEP`]. Under load the next event nearly always
+    /// arrives within that window, which saves the wake-up (the futex and the cross-core IPI) on
+    /// both sides. [`Waited::Sleep`] when nothing came and producers were told the driver is
+    /// about to sleep: the caller then sleeps until an event, a timer or a waker ring.
+    pub(super) fn wait(&mut self) -> Waited {
         if self.has_queued_work() {
-            let polled = self.poll.poll(&mut self.events, Some(Duration::ZERO));
-            self.now = Instant::now();
-            return polled;
+            return Waited::Polled(self.poll_now());
         }
         let spin_start = self.now;
         loop {
-            self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
+            if let Err(e) = self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+                return Waited::Polled(Err(e));
+            }
             if !self.events.is_empty() || self.has_queued_work() {
                 self.now = Instant::now();
-                return Ok(());
+                return Waited::Polled(Ok(()));
             }
             let now = Instant::now();
             self.now = now;
@@ -191,15 +201,17 @@ impl MioDriver {
             }
             std::thread::yield_now();
         }
-        let handoff = self.engine.shared().handoff.clone();
-        let timeout = if handoff.prepare_sleep() {
+        if self.engine.shared().handoff.prepare_sleep() {
             add(&self.engine.metrics().reactor_sleeps, 1);
-            self.next_timeout()
+            Waited::Sleep(self.next_timeout())
         } else {
-            Some(Duration::ZERO)
-        };
-        let polled = self.poll.poll(&mut self.events, timeout);
-        handoff.woke();
+            Waited::Polled(self.poll_now())
+        }
+    }
+
+    /// Take the events that are ready, without waiting.
+    pub(super) fn poll_now(&mut self) -> io::Result<()> {
+        let polled = self.poll.poll(&mut self.events, Some(Duration::ZERO));
         self.now = Instant::now();
         polled
     }
@@ -464,15 +476,11 @@ fn established(table: &mut [Option<Entry>], key: ConnKey) -> Option<&mut Entry> 
         .filter(|e| e.key == key && !e.connecting)
 }
 
-/// Run the driver on the calling thread until the transport shuts down.
-pub(crate) fn run_thread(mut driver: MioDriver) {
-    // However the loop ends (even by a panic), callers must not be left waiting.
-    let _closed = ClosedOnExit(driver.engine.shared().clone());
-    while driver.turn() {
-        let polled = driver.wait();
-        if !driver.dispatch(polled) {
-            break;
-        }
-    }
-    driver.shutdown();
+/// What [`MioDriver::wait`] found.
+pub(super) enum Waited {
+    /// Events (possibly none) are in `events`, or polling failed.
+    Polled(io::Result<()>),
+    /// Nothing to do: sleep for at most this long (`None`: until woken), producers having been
+    /// told ([`Handoff::prepare_sleep`](crate::engine::handoff::Handoff::prepare_sleep)).
+    Sleep(Option<Duration>),
 }

@@ -35,7 +35,8 @@
 //!    out its actions, when the run ends.
 //!
 //! The drivers:
-//! - `mio.rs`: epoll readiness on a thread of its own ([`Placement::Thread`]), or, with
+//! - `mio.rs`: epoll readiness on a thread of its own ([`Placement::Thread`], with `thread.rs`:
+//!   the thread, and callers blocked on a call running the driver while it sleeps), or, with
 //!   `runtime.rs`, as a task on a tokio runtime ([`Placement::Runtime`]); both read and write
 //!   through the [`Stream`](stream::Stream) seam, which `stream.rs` owns with the one place
 //!   streams are made.
@@ -64,6 +65,7 @@ pub(crate) mod mio;
 #[cfg(feature = "tokio")]
 mod runtime;
 pub(crate) mod stream;
+mod thread;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -75,6 +77,7 @@ use std::time::Instant;
 use tracing::Span;
 
 use crate::config::Config;
+use crate::engine::handoff::Lead;
 use crate::engine::{Engine, Shared};
 use crate::error::{Error, Result};
 
@@ -83,7 +86,11 @@ use crate::error::{Error, Result};
 #[non_exhaustive]
 pub enum Placement {
     /// A thread of its own, sleeping in `epoll_wait` when idle (mio). The default, for Raft
-    /// loops that are threads.
+    /// loops that are threads. While that thread sleeps, a thread that blocks on a
+    /// [`Call`](crate::Call) runs the driver in its place until its answer comes (its request is
+    /// written from it, and the answer wakes it and nobody else): a round trip then costs each
+    /// side one wake-up instead of up to three. A [`Service`](crate::Service) or heartbeat
+    /// handler may therefore run on such a calling thread.
     #[default]
     Thread,
     /// A task on this tokio runtime (feature `tokio`). For a Raft that lives on that runtime
@@ -155,7 +162,9 @@ impl DriverHandle {
     pub(crate) fn join(self) -> bool {
         match self {
             DriverHandle::Thread(thread) => {
-                if std::thread::current().id() == thread.thread().id() {
+                // From the driver's thread, or a caller running the driver in its place (which
+                // the driver thread may be waiting for).
+                if std::thread::current().id() == thread.thread().id() || self::thread::leading() {
                     return false;
                 }
                 if thread.join().is_err() {
@@ -182,15 +191,26 @@ fn system_clock() -> Instant {
     Instant::now()
 }
 
+/// A started driver, as [`start`] returns it.
+pub(crate) struct Started {
+    /// The transport's state, shared with the driver.
+    pub(crate) shared: Arc<Shared>,
+    /// How to wait for the driver to stop.
+    pub(crate) handle: DriverHandle,
+    /// Where callers may run the driver in its thread's place (see [`Lead`]).
+    pub(crate) lead: Option<Arc<dyn Lead>>,
+}
+
 /// Build the transport's shared state and engine around `listener` and start its driver where
 /// `placement` says, running in `span` (the transport's; its connections' spans are children).
+/// With the driver a [`Lead`] where callers may run it in its thread's place.
 pub(crate) fn start(
     placement: Placement,
     listener: std::net::TcpListener,
     config: Config,
     name: &str,
     span: Span,
-) -> Result<(Arc<Shared>, DriverHandle)> {
+) -> Result<Started> {
     let spawn = |name: String, run: Box<dyn FnOnce() + Send>| {
         let span = span.clone();
         std::thread::Builder::new()
@@ -208,8 +228,17 @@ pub(crate) fn start(
             let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let driver = mio::MioDriver::new(poll, listener, engine)
                 .map_err(Error::start("polling the listener"))?;
-            let handle = spawn(name.into(), Box::new(move || mio::run_thread(driver)))?;
-            Ok((shared, handle))
+            let (driver, outer) = thread::ThreadDriver::new(driver, span.clone())
+                .map_err(Error::start("the outer poller"))?;
+            let lead: Arc<dyn Lead> = driver.clone();
+            shared.handoff.set_lead(Arc::downgrade(&lead));
+            shared.consumer.shared().set_lead(Arc::downgrade(&lead));
+            let handle = spawn(name.into(), Box::new(move || thread::run(driver, outer)))?;
+            Ok(Started {
+                shared,
+                handle,
+                lead: Some(lead),
+            })
         }
         #[cfg(feature = "tokio")]
         Placement::Runtime(runtime) => {
@@ -222,7 +251,11 @@ pub(crate) fn start(
             let finished = Finished::default();
             let task = runtime::run_task(driver, ring, finished.clone());
             runtime.spawn(tracing::Instrument::instrument(task, span.clone()));
-            Ok((shared, DriverHandle::Task(finished)))
+            Ok(Started {
+                shared,
+                handle: DriverHandle::Task(finished),
+                lead: None,
+            })
         }
         Placement::ThreadPerConnection => {
             #[cfg(feature = "tls")]
@@ -238,7 +271,11 @@ pub(crate) fn start(
             let shared = Shared::new(config, Box::new(waker));
             let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let handle = spawn(name.into(), Box::new(move || driver.run(engine)))?;
-            Ok((shared, handle))
+            Ok(Started {
+                shared,
+                handle,
+                lead: None,
+            })
         }
     }
 }

@@ -12,8 +12,8 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use crossbeam_queue::SegQueue;
@@ -126,6 +126,9 @@ pub(crate) struct Handoff {
     closed: AtomicBool,
     waker: Box<dyn Wake>,
     metrics: Arc<TransportMetrics>,
+    /// The driver, when answers may be written by the thread that gives them while the
+    /// driver thread sleeps (see [`Lead`]). Weak: the driver holds this handoff.
+    lead: OnceLock<Weak<dyn Lead>>,
 }
 
 impl Handoff {
@@ -137,18 +140,43 @@ impl Handoff {
             closed: AtomicBool::new(false),
             waker,
             metrics,
+            lead: OnceLock::new(),
+        }
+    }
+
+    /// Let answers be carried out by `lead` on the answering thread (see [`Lead::complete`]).
+    pub(crate) fn set_lead(&self, lead: Weak<dyn Lead>) {
+        let _ = self.lead.set(lead);
+    }
+
+    /// Hand the engine an answer: through `lead` where there is one (written from this thread
+    /// if the driver thread sleeps), else queued for the driver.
+    fn complete_here(&self, completion: Completion) {
+        match self.lead.get().and_then(Weak::upgrade) {
+            Some(lead) => lead.complete(completion),
+            None => self.complete(completion),
         }
     }
 
     /// Queue a command for the engine. If the transport is closed, the command fails with
     /// [`Error::Shutdown`] instead.
     pub(crate) fn submit(&self, command: Command) {
+        self.submit_then(command, Handoff::notify);
+    }
+
+    /// Queue a command for the engine without ringing anyone: for a thread that runs the
+    /// engine itself right after (see [`Lead`]).
+    pub(crate) fn submit_quietly(&self, command: Command) {
+        self.submit_then(command, |_| {});
+    }
+
+    fn submit_then(&self, command: Command, announce: impl FnOnce(&Handoff)) {
         if self.is_closed() {
             command.fail(Error::Shutdown);
             return;
         }
         self.commands.push(command);
-        self.notify();
+        announce(self);
         // Closed while we pushed: the engine may already have drained for the last time.
         // Failing what is left here guarantees no call waits forever.
         if self.closed.load(Ordering::SeqCst) {
@@ -184,6 +212,12 @@ impl Handoff {
         self.notify();
     }
 
+    /// Queue an answer for the engine without ringing anyone: for a thread that runs the
+    /// engine itself right after (see [`Lead`]).
+    pub(crate) fn complete_quietly(&self, completion: Completion) {
+        self.completions.push(completion);
+    }
+
     /// Whether commands or completions wait.
     pub(crate) fn has_work(&self) -> bool {
         !self.commands.is_empty() || !self.completions.is_empty()
@@ -216,6 +250,47 @@ impl Handoff {
     pub(crate) fn woke(&self) {
         self.sleeping.store(false, Ordering::Relaxed);
     }
+
+    /// Called by a thread that ran the engine in place of a sleeping driver thread (see
+    /// [`Lead`]), as it stops: the driver thread still sleeps, so producers must ring again,
+    /// and work that arrived meanwhile rings now.
+    pub(crate) fn sleep_again(&self) {
+        self.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.has_work() {
+            self.notify();
+        }
+    }
+
+    /// Ring the waker whether or not the driver announced a sleep (a leader handing back work
+    /// the sleeping driver thread must do: a timer it does not know of, a read to continue).
+    pub(crate) fn wake_driver(&self) {
+        add(&self.metrics.reactor_wakes, 1);
+        if let Err(e) = self.waker.wake() {
+            tracing::error!("waking the driver failed: {e}");
+        }
+    }
+}
+
+/// A driver that a caller's thread may run in place of the driver's own thread while that one
+/// sleeps (leader/follower: one thread runs the engine at a time, so it stays single-threaded in
+/// effect). A caller about to block on a call then sends its request and waits for the answer
+/// in `epoll_wait` itself, so a round trip wakes the caller once (when its answer arrives)
+/// instead of waking the driver thread for the request, again for the answer, and then the
+/// caller (BENCHMARKS.md, "Leader/follower"). Implemented by the mio driver on a thread of its
+/// own (`driver::thread`).
+pub(crate) trait Lead: Send + Sync {
+    /// Queue `command`; if nobody runs the engine now, carry it out on this thread (its frame
+    /// written from here) instead of waking the driver thread for it.
+    fn submit(&self, command: Command);
+
+    /// The same for an answer from the Raft side.
+    fn complete(&self, completion: Completion);
+
+    /// Run the engine on this thread until `done` returns `true` or `deadline` passes, if
+    /// nobody else runs it now. `None` if somebody does (the caller then waits as usual);
+    /// otherwise `done`'s last answer.
+    fn run_until(&self, deadline: Option<Instant>, done: &mut dyn FnMut() -> bool) -> Option<bool>;
 }
 
 thread_local! {
@@ -318,7 +393,7 @@ impl ResponseSink for HandoffSink {
             taken_at,
         }) = self.take_inline(answer)
         {
-            self.0.complete(Completion::Response {
+            self.0.complete_here(Completion::Response {
                 conn: ConnKey::from_raw(route.conn),
                 route,
                 result,
@@ -330,6 +405,6 @@ impl ResponseSink for HandoffSink {
     fn respond_all(&self, answers: &mut Vec<Answer>) {
         // The batch's vector goes along (one allocation per batch, for the next one).
         self.0
-            .complete(Completion::Responses(std::mem::take(answers)));
+            .complete_here(Completion::Responses(std::mem::take(answers)));
     }
 }

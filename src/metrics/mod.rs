@@ -291,6 +291,10 @@ pub struct Metrics {
     /// `raftnet.reactorSleeps`: times the driver blocked waiting for events (each ends in a
     /// wake-up, by a socket, a timer or the waker; `reactor_wakes` counts the waker's).
     pub reactor_sleeps: u64,
+    /// `raftnet.ledTurns`: turns of the driver run by a calling thread in the place of the
+    /// driver's sleeping thread (a call sent without waking it, or a blocking wait that ran the
+    /// driver until its answer came): [`Placement::Thread`](crate::Placement::Thread) only.
+    pub led_turns: u64,
     /// `raftnet.callerWakes`: threads or tasks woken because their call, pipeline future or
     /// pipeline slot resolved.
     pub caller_wakes: u64,
@@ -391,6 +395,8 @@ impl Metrics {
     pub const REACTOR_WAKES: &'static str = "raftnet.reactorWakes";
     /// The name of [`reactor_sleeps`](Self::reactor_sleeps).
     pub const REACTOR_SLEEPS: &'static str = "raftnet.reactorSleeps";
+    /// The name of [`led_turns`](Self::led_turns).
+    pub const LED_TURNS: &'static str = "raftnet.ledTurns";
     /// The name of [`caller_wakes`](Self::caller_wakes).
     pub const CALLER_WAKES: &'static str = "raftnet.callerWakes";
     /// The name of [`consumer_wakes`](Self::consumer_wakes).
@@ -440,6 +446,7 @@ impl Metrics {
             (Self::REACTOR_TURNS, Counter(self.reactor_turns)),
             (Self::REACTOR_WAKES, Counter(self.reactor_wakes)),
             (Self::REACTOR_SLEEPS, Counter(self.reactor_sleeps)),
+            (Self::LED_TURNS, Counter(self.led_turns)),
             (Self::CALLER_WAKES, Counter(self.caller_wakes)),
             (Self::CONSUMER_WAKES, Counter(self.consumer_wakes)),
             (Self::DIALS, Counter(self.dials)),
@@ -540,6 +547,7 @@ mod tests {
             reactor_turns: next(),
             reactor_wakes: next(),
             reactor_sleeps: next(),
+            led_turns: next(),
             caller_wakes: next(),
             consumer_wakes: next(),
             dials: next(),
@@ -574,8 +582,8 @@ mod tests {
         let mut sorted = values.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, expected, "each field's value exactly once");
-        // 7 per-type metrics for each of 6 types, 24 transport-wide.
-        assert_eq!(values.len(), 7 * RPC_TYPES + 24);
+        // 7 per-type metrics for each of 6 types, 25 transport-wide.
+        assert_eq!(values.len(), 7 * RPC_TYPES + 25);
     }
 
     #[test]
@@ -609,6 +617,7 @@ mod tests {
         assert_eq!(find("raftnet.reactorTurns", None), c(m.reactor_turns));
         assert_eq!(find("raftnet.reactorWakes", None), c(m.reactor_wakes));
         assert_eq!(find("raftnet.reactorSleeps", None), c(m.reactor_sleeps));
+        assert_eq!(find("raftnet.ledTurns", None), c(m.led_turns));
         assert_eq!(find("raftnet.callerWakes", None), c(m.caller_wakes));
         assert_eq!(find("raftnet.consumerWakes", None), c(m.consumer_wakes));
         assert_eq!(find("raftnet.dials", None), c(m.dials));

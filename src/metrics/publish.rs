@@ -133,6 +133,9 @@ pub(super) fn description(name: &str) -> (&'static str, Option<metrics::Unit>) {
         Metrics::REACTOR_TURNS => "Turns of the driver's loop.",
         Metrics::REACTOR_WAKES => "Times a producer rang the sleeping driver's waker.",
         Metrics::REACTOR_SLEEPS => "Times the driver blocked waiting for events.",
+        Metrics::LED_TURNS => {
+            "Driver turns run by a calling thread in place of the sleeping driver thread."
+        }
         Metrics::CALLER_WAKES => "Callers woken because their call or pipeline slot resolved.",
         Metrics::CONSUMER_WAKES => "Raft-side receivers woken because an RPC arrived.",
         Metrics::DIALS => "Outbound connections started.",

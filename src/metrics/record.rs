@@ -125,6 +125,7 @@ pub(crate) struct TransportMetrics {
     /// Times the driver blocked in `poll` (each ends in a wake-up, by a socket, a timer or the
     /// waker); `reactor_wakes` counts the waker rings among them.
     pub(crate) reactor_sleeps: AtomicU64,
+    pub(crate) led_turns: AtomicU64,
     /// Threads or tasks woken because their call, pipeline future or pipeline slot resolved.
     pub(crate) caller_wakes: AtomicU64,
     pub(crate) dials: AtomicU64,
@@ -165,6 +166,7 @@ impl TransportMetrics {
             reactor_turns: load(&self.reactor_turns),
             reactor_wakes: load(&self.reactor_wakes),
             reactor_sleeps: load(&self.reactor_sleeps),
+            led_turns: load(&self.led_turns),
             caller_wakes: load(&self.caller_wakes),
             consumer_wakes,
             dials: load(&self.dials),

@@ -19,6 +19,7 @@ use std::time::Instant;
 use event_listener::{Event, EventListener};
 
 use super::wait::{self, Spin};
+use crate::engine::handoff::Lead;
 use crate::error::{Error, Result};
 use crate::message::*;
 
@@ -153,6 +154,27 @@ impl<T> Outcome<T> {
         wait::wait(&self.slot.event, Spin::BeforeParking, || get(&self.slot))
     }
 
+    /// Run the transport's driver on this thread until the result is known or `deadline`
+    /// passes, if nobody else runs it (its thread sleeps). The result if it came; `None` if
+    /// somebody else runs the driver, the deadline passed or the driver stopped: the caller
+    /// then waits as usual (which looks once more).
+    pub(crate) fn run_driver(
+        &self,
+        lead: &dyn Lead,
+        deadline: Option<Instant>,
+        get: impl Fn(&Slot<T>) -> Option<Result<T>>,
+    ) -> Option<Result<T>> {
+        if self.slot.is_ready() {
+            return get(&self.slot);
+        }
+        let mut result = None;
+        lead.run_until(deadline, &mut || {
+            result = result.take().or_else(|| get(&self.slot));
+            result.is_some()
+        });
+        result
+    }
+
     /// Block until the result is known or `deadline` passes (`None`).
     pub(crate) fn wait_deadline(
         &self,
@@ -253,6 +275,9 @@ impl<T> fmt::Debug for Resolver<T> {
 #[must_use = "a call does nothing useful unless its result is read"]
 pub struct Call<T> {
     out: Outcome<T>,
+    /// The driver this call's blocking waits may run while its thread sleeps (see
+    /// [`Lead`]).
+    lead: Option<Arc<dyn Lead>>,
 }
 
 /// A call and the resolver that completes it.
@@ -261,10 +286,17 @@ pub(crate) fn call<T>() -> (Call<T>, Resolver<T>) {
     let resolver = Resolver {
         slot: Some(out.slot.clone()),
     };
-    (Call { out }, resolver)
+    (Call { out, lead: None }, resolver)
 }
 
 impl<T> Call<T> {
+    /// Let blocking waits on this call run `lead` (its transport's driver) while the driver's
+    /// thread sleeps, instead of parking until that thread wakes this one.
+    pub(crate) fn led_by(mut self, lead: Option<Arc<dyn Lead>>) -> Call<T> {
+        self.lead = lead;
+        self
+    }
+
     /// A call that has already failed.
     pub(crate) fn failed(error: Error) -> Call<T> {
         let (call, resolver) = call();
@@ -276,9 +308,14 @@ impl<T> Call<T> {
     ///
     /// Blocks at most until the call's deadline (the transport's timeout, or
     /// [`CallOptions::deadline`](crate::CallOptions)), when the call fails with
-    /// [`Error::Timeout`]; a closed transport fails it at once with [`Error::Shutdown`]. A thread
-    /// about to block first spins for a few microseconds, because answers under load usually
-    /// come within that time (cheaper than parking and waking a thread).
+    /// [`Error::Timeout`]; a closed transport fails it at once with [`Error::Shutdown`].
+    ///
+    /// How it waits: if the transport's driver thread sleeps
+    /// ([`Placement::Thread`](crate::Placement::Thread)), this thread runs the driver itself
+    /// until the answer comes (so the answer wakes only this thread; it may serve other
+    /// connections meanwhile, a [`Service`](crate::Service) included). Otherwise it spins for a
+    /// few microseconds, because answers under load usually come within that time (cheaper than
+    /// parking and waking a thread), then parks.
     ///
     /// # Examples
     ///
@@ -296,6 +333,11 @@ impl<T> Call<T> {
     /// # Ok::<(), raftnet::Error>(())
     /// ```
     pub fn wait(self) -> Result<T> {
+        if let Some(lead) = &self.lead
+            && let Some(result) = self.out.run_driver(&**lead, None, Slot::take)
+        {
+            return result;
+        }
         self.out.wait(Slot::take)
     }
 
@@ -324,6 +366,11 @@ impl<T> Call<T> {
     /// assert!(!call.is_done());
     /// ```
     pub fn wait_deadline(self, deadline: Instant) -> std::result::Result<Result<T>, Call<T>> {
+        if let Some(lead) = &self.lead
+            && let Some(result) = self.out.run_driver(&**lead, Some(deadline), Slot::take)
+        {
+            return Ok(result);
+        }
         match self.out.wait_deadline(deadline, Slot::take) {
             Some(result) => Ok(result),
             None => Err(self),

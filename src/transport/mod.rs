@@ -158,8 +158,9 @@ impl CallOptions {
     }
 }
 
-/// Handles heartbeats on the transport's own thread, ahead of every queued RPC (hashicorp's
-/// `SetHeartbeatHandler`). It must answer quickly and must not block.
+/// Handles heartbeats on the thread that runs the transport's driver (as a [`Service`] does),
+/// ahead of every queued RPC (hashicorp's `SetHeartbeatHandler`). It must answer quickly and must
+/// not block.
 pub type HeartbeatHandler = Arc<dyn Fn(Rpc) + Send + Sync>;
 
 /// Serves inbound RPCs where the transport decodes them, on its own thread (or task), without
@@ -172,8 +173,10 @@ pub type HeartbeatHandler = Arc<dyn Fn(Rpc) + Send + Sync>;
 /// answer at once ([`Rpc::respond`]), keep the [`Rpc`] and answer later from any thread, or give
 /// it back (`Some(rpc)`), and the RPC then goes to the [`Consumer`] as without a service.
 ///
-/// It runs on the transport's thread, between reads of every connection: it must be quick and
-/// must not block. Waiting there on anything the transport itself must deliver (a
+/// It runs on the thread that runs the transport's driver, between reads of every connection:
+/// the transport's own thread, or, under [`Placement::Thread`](crate::Placement::Thread), a
+/// thread of yours that is blocked on a [`Call`] and runs the driver meanwhile (so a service must
+/// not rely on thread-local state). It must be quick and must not block. Waiting there on anything the transport itself must deliver (a
 /// [`Call`]'s answer, an [`AppendFuture`], an InstallSnapshot's body) could never end; raftnet
 /// panics instead of hanging, and the panic is caught: the RPC is answered with an error, and
 /// the transport goes on. An InstallSnapshot's body ([`Rpc::snapshot`]) is read on another

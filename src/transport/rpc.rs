@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use crossbeam_queue::SegQueue;
@@ -12,6 +12,7 @@ use event_listener::Event;
 
 use super::snapshot::SnapshotReader;
 use super::wait::{self, Spin};
+use crate::engine::handoff::Lead;
 use crate::error::{Error, Result};
 use crate::message::{MessageType, Request, Response};
 use crate::wire::Lane;
@@ -305,6 +306,16 @@ pub(crate) struct ConsumerShared {
     closed: AtomicBool,
     pub(crate) stats: ConsumerStats,
     pub(crate) metrics: Option<Arc<crate::metrics::TransportMetrics>>,
+    /// The transport's driver, when a receiver about to block may run it while the driver
+    /// thread sleeps (see [`Lead`]): the next RPC then wakes the receiver and nobody else.
+    lead: OnceLock<Weak<dyn Lead>>,
+}
+
+impl ConsumerShared {
+    /// Let blocking receivers run `lead` (see the field).
+    pub(crate) fn set_lead(&self, lead: Weak<dyn Lead>) {
+        let _ = self.lead.set(lead);
+    }
 }
 
 /// Where inbound RPCs arrive (hashicorp's `Consumer()` channel). Cheap to clone; several
@@ -334,6 +345,7 @@ impl Consumer {
                 closed: AtomicBool::new(false),
                 stats: ConsumerStats::default(),
                 metrics,
+                lead: OnceLock::new(),
             }),
         }
     }
@@ -439,12 +451,30 @@ impl Consumer {
         if max == 0 {
             return Ok(0);
         }
-        wait::wait(&self.shared.event, Spin::BeforeParking, || {
-            match self.try_recv_batch(batch, max) {
-                Ok(0) => None,
-                other => Some(other),
-            }
-        })
+        let mut ready = || match self.try_recv_batch(batch, max) {
+            Ok(0) => None,
+            other => Some(other),
+        };
+        if let Some(got) = self.run_driver(&mut ready) {
+            return got;
+        }
+        wait::wait(&self.shared.event, Spin::BeforeParking, ready)
+    }
+
+    /// Run the transport's driver on this thread until `ready` yields a value, if the driver
+    /// thread sleeps and nobody else runs it; `None` if it could not (or the driver stopped):
+    /// the caller then waits as usual. `ready` is tried first.
+    fn run_driver<R>(&self, ready: &mut impl FnMut() -> Option<R>) -> Option<R> {
+        let mut got = ready();
+        if got.is_none()
+            && let Some(lead) = self.shared.lead.get().and_then(Weak::upgrade)
+        {
+            lead.run_until(None, &mut || {
+                got = got.take().or_else(&mut *ready);
+                got.is_some()
+            });
+        }
+        got
     }
 
     /// The async form of [`recv_batch`](Self::recv_batch) (works under any executor).
@@ -478,9 +508,11 @@ impl Consumer {
     /// closed and nothing is left. Spins for a few microseconds before blocking, because under
     /// load the next RPC usually comes within that time.
     pub fn recv(&self) -> Result<Rpc> {
-        wait::wait(&self.shared.event, Spin::BeforeParking, || {
-            self.try_recv().transpose()
-        })
+        let mut ready = || self.try_recv().transpose();
+        if let Some(got) = self.run_driver(&mut ready) {
+            return got;
+        }
+        wait::wait(&self.shared.event, Spin::BeforeParking, ready)
     }
 
     /// Block the thread until an RPC arrives or `deadline` passes (`Ok(None)`);

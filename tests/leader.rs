@@ -1,0 +1,204 @@
+//! A caller that blocks on a call runs the transport's driver itself while the driver's thread
+//! sleeps (leader/follower, `Placement::Thread`): its request is written from its own thread,
+//! its answer wakes it and nobody else, and everything the driver thread would have done
+//! meanwhile still happens (other connections served, timers fired), on whichever thread runs
+//! the driver.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::net::{finish, pair, wait_until};
+use common::peers::{echo_response, peer, vote};
+use raftnet::*;
+
+fn config() -> Config {
+    Config::default().timeout(Some(Duration::from_secs(10)))
+}
+
+/// Answers every RPC on the spot (on the thread that runs the server's driver).
+fn echo_service() -> Arc<dyn Service> {
+    Arc::new(|rpc: Rpc| {
+        let response = echo_response(&rpc.request);
+        rpc.respond(Ok(response));
+        None
+    })
+}
+
+/// Long enough for a driver thread to finish its turn and its short spin, and go to sleep.
+const IDLE: Duration = Duration::from_millis(3);
+
+#[test]
+fn sequential_calls_are_sent_and_awaited_on_the_callers_thread() {
+    const CALLS: u64 = 40;
+    let (client, server) = pair(config());
+    server.set_service(Some(echo_service()));
+    let target = server.local_addr();
+    for term in 1..=CALLS {
+        std::thread::sleep(IDLE);
+        let answer = client
+            .request_vote(&peer(), &target, vote(term), CallOptions::default())
+            .wait()
+            .expect("vote");
+        assert_eq!(answer.term, term, "each answer is its own request's");
+    }
+    let m = client.metrics();
+    eprintln!(
+        "{CALLS} calls: ledTurns {}, reactorWakes {}, reactorSleeps {}, reactorTurns {}",
+        m.led_turns, m.reactor_wakes, m.reactor_sleeps, m.reactor_turns
+    );
+    assert_eq!(server.metrics().rpcs_received[RpcType::RequestVote], CALLS);
+    // Each call found the driver asleep (it had 3 ms to get there), so its caller sent it and
+    // waited for it by running the driver: at least a turn to send and one for the answer.
+    // Slack for a loaded machine on which the driver thread was still awake now and then.
+    assert!(
+        m.led_turns >= CALLS,
+        "{} turns run by callers for {CALLS} calls",
+        m.led_turns
+    );
+    // Nobody had to ring the driver thread's waker for a request (the connection's first dial
+    // may need it, and a timer armed by a caller that is due before the thread planned to wake).
+    assert!(
+        m.reactor_wakes <= CALLS / 4,
+        "the driver thread was rung {} times for {CALLS} calls",
+        m.reactor_wakes
+    );
+}
+
+#[test]
+fn a_receiving_thread_runs_the_driver_and_writes_its_answers_itself() {
+    const CALLS: u64 = 40;
+    let (client, server) = pair(config());
+    // The server's Raft side is a thread that receives and answers (hashicorp's shape).
+    let consumer = server.consumer().clone();
+    let raft = std::thread::spawn(move || {
+        let mut answered = 0;
+        while let Ok(rpc) = consumer.recv() {
+            let response = echo_response(&rpc.request);
+            rpc.respond(Ok(response));
+            answered += 1;
+        }
+        answered
+    });
+    let target = server.local_addr();
+    for term in 1..=CALLS {
+        std::thread::sleep(IDLE);
+        let answer =
+            finish(client.request_vote(&peer(), &target, vote(term), CallOptions::default()))
+                .expect("vote");
+        assert_eq!(answer.term, term);
+    }
+    let m = server.metrics();
+    eprintln!(
+        "server, {CALLS} calls: ledTurns {}, reactorWakes {}, consumerWakes {}",
+        m.led_turns, m.reactor_wakes, m.consumer_wakes
+    );
+    // The receiving thread waited for each request by running the server's driver (the
+    // request woke it, and nobody else), and wrote each answer from its own thread.
+    assert!(
+        m.led_turns >= CALLS,
+        "{} server turns run by the receiving thread for {CALLS} requests",
+        m.led_turns
+    );
+    assert!(
+        m.consumer_wakes <= CALLS / 4,
+        "the receiving thread was woken {} times for {CALLS} requests",
+        m.consumer_wakes
+    );
+    server.close();
+    assert_eq!(raft.join().expect("raft thread"), CALLS);
+}
+
+#[test]
+fn the_driver_thread_serves_what_arrives_after_a_caller_ran_it() {
+    let (a, b) = pair(config());
+    b.set_service(Some(echo_service()));
+    // a's Raft side answers on a thread of its own, through the consumer.
+    let consumer = a.consumer().clone();
+    let served = Arc::new(AtomicU64::new(0));
+    let raft = {
+        let served = served.clone();
+        std::thread::spawn(move || {
+            while let Ok(rpc) = consumer.recv() {
+                let response = echo_response(&rpc.request);
+                served.fetch_add(1, Ordering::SeqCst);
+                rpc.respond(Ok(response));
+            }
+        })
+    };
+    for round in 1..=5 {
+        // A call from a: its caller runs a's driver until the answer comes, then hands it back.
+        std::thread::sleep(IDLE);
+        let answer = finish(a.request_vote(
+            &peer(),
+            &b.local_addr(),
+            vote(round),
+            CallOptions::default(),
+        ))
+        .expect("a's call");
+        assert_eq!(answer.term, round);
+        // Then nobody calls from a: what b sends a now must wake a's driver thread.
+        std::thread::sleep(IDLE);
+        let back = finish(b.request_vote(
+            &peer(),
+            &a.local_addr(),
+            vote(100 + round),
+            CallOptions::default(),
+        ))
+        .expect("b's call, served by a's driver thread");
+        assert_eq!(back.term, 100 + round);
+        assert_eq!(served.load(Ordering::SeqCst), round);
+    }
+    assert!(a.metrics().led_turns > 0, "a's callers ran its driver");
+    a.close();
+    raft.join().expect("a's Raft thread");
+}
+
+#[test]
+fn a_deadline_armed_by_a_caller_fires_while_the_driver_thread_sleeps() {
+    // Calls time out after a minute unless they say otherwise: the driver thread plans its
+    // sleep around that.
+    let (client, server) = pair(Config::default().timeout(Some(Duration::from_secs(60))));
+    // The server answers the first request and keeps the others unanswered until the end.
+    let consumer = server.consumer().clone();
+    let holder = std::thread::spawn(move || {
+        let first = consumer.recv().expect("the first request");
+        let response = echo_response(&first.request);
+        first.respond(Ok(response));
+        let mut held = Vec::new();
+        while let Ok(rpc) = consumer.recv() {
+            held.push(rpc);
+        }
+        held.len()
+    });
+    let target = server.local_addr();
+    // The connection is up, and the client's driver thread sleeps with the first call's
+    // timer (a minute away) as its next.
+    finish(client.request_vote(&peer(), &target, vote(1), CallOptions::default())).expect("vote");
+    std::thread::sleep(IDLE);
+    let deadline = Instant::now() + Duration::from_millis(200);
+    // Sent by this thread, which then never blocks on it: the deadline's timer was armed by a
+    // caller, and the sleeping driver thread must be told to fire it.
+    let call = client.request_vote(&peer(), &target, vote(2), CallOptions::deadline(deadline));
+    wait_until("the call to time out", || call.is_done());
+    let resolved_at = Instant::now();
+    assert!(resolved_at >= deadline, "resolved before its deadline");
+    assert!(
+        resolved_at < deadline + Duration::from_secs(20),
+        "resolved {:?} after its deadline",
+        resolved_at - deadline
+    );
+    match call.try_result() {
+        Some(Err(Error::Timeout)) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        client.metrics().led_turns > 0,
+        "the call was sent by its caller"
+    );
+    client.close();
+    server.close();
+    assert_eq!(holder.join().expect("holder"), 1);
+}
