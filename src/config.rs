@@ -134,6 +134,9 @@ pub struct Config {
     pub(crate) max_inbound_snapshots: usize,
     pub(crate) max_entries_per_request: usize,
     pub(crate) backend: Backend,
+    /// Feature `tls`: TLS on every connection.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -184,6 +187,8 @@ impl Default for Config {
             max_inbound_snapshots: DEFAULT_MAX_INBOUND_SNAPSHOTS,
             max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
             backend: Backend::Auto,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -387,6 +392,17 @@ impl Config {
         self
     }
 
+    /// Feature `tls`: mutual TLS on every connection this transport dials or accepts, with
+    /// these certificates and roots ([`crate::tls`] says how identities are checked). Runs on
+    /// [`Placement::Thread`](crate::Placement::Thread) and `Placement::Runtime`; binding on
+    /// [`Placement::ThreadPerConnection`](crate::Placement::ThreadPerConnection) with TLS fails
+    /// with [`Error::Config`](crate::Error::Config). Default: none (plain TCP).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Config {
+        self.tls = Some(tls);
+        self
+    }
+
     /// The deadline budget for a snapshot of `size` bytes:
     /// `timeout × max(1, size / timeout_scale)`, or `None` without a timeout or past
     /// [`MAX_TIMEOUT`].
@@ -512,6 +528,9 @@ mod tests {
             max_inbound_snapshots,
             max_entries_per_request,
             backend,
+            // Making a TlsConfig takes certificates: tests/tls.rs sets it and shows its effect.
+            #[cfg(feature = "tls")]
+                tls: _,
         } = config;
         assert_eq!(max_pool, 11);
         assert_eq!(max_rpcs_in_flight, 12);

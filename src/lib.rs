@@ -13,6 +13,8 @@
 //!   decoder and encoder.
 //! - `openraft` (feature `openraft`): openraft 0.9's network traits over raftnet, and the
 //!   serving side that drives `Raft` from raftnet's inbound RPCs.
+//! - `tls` (feature `tls`): mutual TLS with rustls for [`NetTransport`], each peer's certificate
+//!   naming its [`ServerId`].
 //!
 //! Every outbound call returns a [`Call`]: block on it, poll it, or `.await` it under any
 //! executor. Inbound RPCs arrive on the [`Consumer`] and are answered exactly once (dropping an
@@ -99,6 +101,8 @@ mod metrics;
 mod net;
 #[cfg(feature = "openraft")]
 pub mod openraft;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 pub mod wire;
 

@@ -8,9 +8,11 @@
 //! [`NetTransport`] with its reactor on a thread of its own (epoll, [`Backend::Epoll`]), the same
 //! on io_uring ([`Backend::Uring`]; skipped with the reason printed where io_uring cannot run),
 //! [`NetTransport`] with its reactor as a task on a tokio runtime ([`NetTransport::bind_on`]),
-//! [`NetTransport`] on the reference driver ([`Placement::ThreadPerConnection`]), and
+//! [`NetTransport`] on the reference driver ([`Placement::ThreadPerConnection`]),
+//! [`NetTransport`] over mutual TLS on a thread and on the runtime (feature `tls`), and
 //! [`InmemTransport`]: `net::<test>`, `net_uring::<test>`, `net_on_runtime::<test>`,
-//! `net_thread_per_connection::<test>` and `inmem::<test>`.
+//! `net_thread_per_connection::<test>`, `net_tls::<test>`, `net_tls_on_runtime::<test>` and
+//! `inmem::<test>`.
 //!
 //! Each test doc names the Go test it ports, numbered #17 to #24 after hashicorp_net.rs's #1 to
 //! #16.
@@ -144,6 +146,66 @@ impl Fixture for OnRuntime {
     const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
 }
 
+/// `NetTransport`s speaking mutual TLS (feature `tls`), each with a certificate for its own
+/// server id from one test CA, the client expecting the server's id at the server's address:
+/// the whole contract over TLS, with the driver on a thread of its own.
+struct Tls;
+
+/// The test CA of the TLS fixtures (made once: every pair shares it).
+static TEST_CA: std::sync::LazyLock<common::tls::TestCa> =
+    std::sync::LazyLock::new(|| common::tls::TestCa::new("raftnet generic suite CA"));
+
+/// A TLS pair: the server (`server-1`) binds with `bind`, then the client (`client-1`) with
+/// the server's identity registered at its address.
+fn tls_pair(
+    timeout: Duration,
+    bind: impl Fn(Config) -> NetTransport,
+) -> (NetTransport, NetTransport) {
+    let config = test_config().timeout(Some(timeout));
+    let server = bind(config.clone().tls(TEST_CA.tls("server-1")));
+    let server_addr = server.local_addr().0.parse().expect("a socket address");
+    let client_tls = TEST_CA
+        .tls("client-1")
+        .peer(&ServerId::from("server-1"), server_addr)
+        .expect("server-1 is a DNS name");
+    let client = bind(config.tls(client_tls));
+    (server, client)
+}
+
+impl Fixture for Tls {
+    type T = NetTransport;
+
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
+        tls_pair(timeout, common::net::bind)
+    }
+
+    fn unreachable() -> ServerAddress {
+        unused_addr()
+    }
+
+    const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
+}
+
+/// [`Tls`] with the drivers as tasks on [`RUNTIME`].
+struct TlsOnRuntime;
+
+impl Fixture for TlsOnRuntime {
+    type T = NetTransport;
+
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
+        tls_pair(timeout, |config| {
+            NetTransport::bind_on("127.0.0.1:0", None, config, RUNTIME.handle())
+                .expect("bind 127.0.0.1:0")
+        })
+    }
+
+    fn unreachable() -> ServerAddress {
+        unused_addr()
+    }
+
+    const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
+}
+
 impl Fixture for InmemTransport {
     type T = InmemTransport;
 
@@ -197,6 +259,24 @@ macro_rules! for_every_transport {
                 #[test]
                 fn $name() {
                     super::$name::<super::ThreadPerConnection>()
+                }
+            )*
+        }
+
+        mod net_tls {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name::<super::Tls>()
+                }
+            )*
+        }
+
+        mod net_tls_on_runtime {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name::<super::TlsOnRuntime>()
                 }
             )*
         }

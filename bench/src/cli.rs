@@ -66,6 +66,9 @@ options:
                         tasks = reader and writer tasks per connection, votes and appends
                         answered by a consumer task. Variants: direct on current, multi1
                         (and multi2 for heartbeat-under-load), tasks on the flavour above
+  --tls                 raftnet's RPC scenarios over mutual TLS (rustls, ring; a CA and
+                        node certificate made at start); the tokio baseline and the
+                        cluster scenarios stay plaintext
   --json                one JSON object per line and implementation instead of the table
   --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
   --no-svg              write no chart
@@ -113,6 +116,8 @@ pub(crate) struct Options {
     pub(crate) raftnet_serve: Serve,
     /// The tokio baseline's design; `None`: every variant, the best shown per scenario.
     pub(crate) tokio_design: Option<Design>,
+    /// raftnet's RPC scenarios over mutual TLS.
+    pub(crate) tls: bool,
     pub(crate) json: bool,
     pub(crate) svg: Option<PathBuf>,
     pub(crate) raw: bool,
@@ -150,6 +155,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     let mut raftnet_serve = Serve::Service;
     let mut tokio_design = None;
     let mut json = false;
+    let mut tls = false;
     let mut svg = Some(default_svg_path());
     let mut no_svg = false;
     let mut raw = true;
@@ -268,6 +274,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 }
             }
             "--json" => json = true,
+            "--tls" => tls = true,
             "--svg" => svg = Some(PathBuf::from(value)),
             "--no-svg" => no_svg = true,
             "--no-raw" => raw = false,
@@ -303,6 +310,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         tokio_runtime,
         raftnet_serve,
         tokio_design,
+        tls,
         json,
         svg: if no_svg { None } else { svg },
         raw,
@@ -358,7 +366,9 @@ mod tests {
         assert_eq!(o.impls, ImplChoice::Both);
         assert_eq!((o.seconds, o.warmup, o.rounds), (2.5, 0.375, 1));
         assert_eq!(o.placement, Placement::Same);
-        assert!(o.raw && !o.json && o.svg.is_some());
+        assert!(o.raw && !o.json && o.svg.is_some() && !o.tls);
+        assert!(opts("--tls").tls);
+        assert!(args("--tls=yes").is_err());
 
         let o = opts(
             "--scenario vote-seq,heartbeat-seq --impl tokio --seconds=10 --pin split --json --no-svg --no-raw --rounds 3 --warmup 0",

@@ -67,6 +67,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if options.tls {
+        if let Err(e) = raftnet_bench::raftnet_impl::use_tls() {
+            eprintln!("raftnet-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("raftnet-bench: raftnet's RPC scenarios run over mutual TLS; tokio's do not");
+    }
     let imps = runner::implementations(&options);
     let results = runner::run_all(&options, &imps, true);
     output::print(&results);

@@ -12,11 +12,12 @@
 //! snapshot receiver answered success whatever arrived, so raftnet's rows could not fail
 //! where tokio's could.)
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raftnet::message::*;
+use raftnet::tls::TlsConfig;
 use raftnet::{
     Answers, AppendPipeline, CallOptions, Config, Consumer, NetTransport, Rpc, ServerAddress,
     ServerId, SnapshotReader, Transport,
@@ -73,15 +74,58 @@ pub fn backend() -> raftnet::Backend {
     BACKEND.get().copied().unwrap_or(raftnet::Backend::Epoll)
 }
 
+/// Mutual TLS for every transport of the RPC scenarios (`--tls`), once [`use_tls`] set it.
+static TLS: OnceLock<TlsConfig> = OnceLock::new();
+
+/// Run raftnet's RPC scenarios over mutual TLS (`--tls`): a CA and one node certificate (IP
+/// SAN 127.0.0.1, so dials verify the address) made now with rcgen, used by server and client.
+/// The tokio baseline stays plaintext (its tokio-rustls twin is still to come).
+pub fn use_tls() -> Result<(), String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    let failed = |e: rcgen::Error| format!("--tls: making the certificates: {e}");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().map_err(failed)?;
+    let ca_pem = ca.self_signed(&ca_key).map_err(failed)?.pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let mut node = CertificateParams::new(vec!["node".to_string()]).map_err(failed)?;
+    node.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    node.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let node_key = KeyPair::generate().map_err(failed)?;
+    let node_pem = node.signed_by(&node_key, &issuer).map_err(failed)?.pem();
+    let tls = TlsConfig::from_pem(
+        ca_pem.as_bytes(),
+        node_pem.as_bytes(),
+        node_key.serialize_pem().as_bytes(),
+    )
+    .map_err(|e| format!("--tls: {e}"))?;
+    TLS.set(tls).map_err(|_| "--tls: already set".to_string())
+}
+
 fn config(in_flight: usize) -> Config {
-    Config::default()
+    let config = Config::default()
         .backend(backend())
         .max_rpcs_in_flight(in_flight)
         .max_pool(FAN_IN_CONNECTIONS + 24)
         // fan-in-1000's callers all come from this one address, which a Raft node's peers
         // would not: the per-address limit must let them in.
         .max_connections_per_address(FAN_IN_CONNECTIONS + 24)
-        .timeout(Some(Duration::from_secs(60)))
+        .timeout(Some(Duration::from_secs(60)));
+    match TLS.get() {
+        Some(tls) => config.tls(tls.clone()),
+        None => config,
+    }
 }
 
 fn header() -> RpcHeader {

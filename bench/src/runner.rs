@@ -409,6 +409,7 @@ mod tests {
             tokio_runtime: None,
             raftnet_serve: Serve::Service,
             tokio_design: None,
+            tls: false,
             json: true,
             svg: None,
             raw: true,

@@ -105,12 +105,13 @@ impl MioDriver {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let streams = Streams::new(&engine.shared().config);
         Ok(MioDriver {
             poll,
             engine,
             events: Events::with_capacity(MAX_EVENTS),
             listener: Some(listener),
-            streams: Streams,
+            streams,
             table: Vec::new(),
             accept_again: false,
             read_again: Vec::new(),

@@ -68,6 +68,8 @@ pub(crate) mod mio;
 mod runtime;
 pub(crate) mod stream;
 mod thread;
+#[cfg(feature = "tls")]
+mod tls;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) mod uring;
 
@@ -371,6 +373,14 @@ pub(crate) fn start(
             })
         }
         Placement::ThreadPerConnection => {
+            #[cfg(feature = "tls")]
+            if config.tls.is_some() {
+                return Err(Error::Config(
+                    "TLS runs on the mio driver (Placement::Thread or Placement::Runtime), \
+                     not on Placement::ThreadPerConnection"
+                        .into(),
+                ));
+            }
             let (driver, waker) = blocking::BlockingDriver::prepare(listener)
                 .map_err(Error::start("the blocking listener"))?;
             let shared = Shared::new(config, Box::new(waker));

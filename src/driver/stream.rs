@@ -1,6 +1,7 @@
 //! The stream seam: what the readiness drivers (mio on a thread or on a runtime) read and write
-//! a connection through, and [`Streams`], the one place streams are made. Plain TCP today; a TLS
-//! layer wraps the TCP stream here, and the drivers do not change.
+//! a connection through, and [`Streams`], the one place streams are made: plain TCP, or, with a
+//! [`TlsConfig`](crate::tls::TlsConfig) (feature `tls`), TLS over it (`tls.rs`); the drivers do
+//! not change.
 
 use std::io::{self, IoSlice, Write};
 use std::mem::MaybeUninit;
@@ -83,20 +84,47 @@ unsafe impl Stream for mio::net::TcpStream {
 /// Makes every stream a readiness driver uses: the dialled ones and the accepted ones. The one
 /// place a TLS layer (or any other wrapper) is put around the socket.
 #[derive(Debug, Default)]
-pub(crate) struct Streams;
+pub(crate) struct Streams {
+    /// TLS for every connection, dialled and accepted.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConfig>,
+}
 
 impl Streams {
+    /// The streams `config` asks for.
+    pub(crate) fn new(config: &crate::config::Config) -> Streams {
+        #[cfg(not(feature = "tls"))]
+        let _ = config;
+        Streams {
+            #[cfg(feature = "tls")]
+            tls: config.tls.clone(),
+        }
+    }
+
     /// Start a non-blocking connect to `addr`.
     pub(crate) fn connect(&self, addr: SocketAddr) -> io::Result<Box<dyn Stream>> {
         let stream = mio::net::TcpStream::connect(addr)?;
         // Raft's messages are latency-bound; the engine batches writes itself.
         let _ = stream.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let client =
+                rustls::ClientConnection::new(tls.client_config().clone(), tls.server_name(addr))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            return Ok(Box::new(super::tls::TlsStream::new(stream, client)));
+        }
         Ok(Box::new(stream))
     }
 
     /// Wrap an accepted socket.
     pub(crate) fn accept(&self, stream: mio::net::TcpStream) -> io::Result<Box<dyn Stream>> {
         let _ = stream.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let server = rustls::ServerConnection::new(tls.server_config().clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            return Ok(Box::new(super::tls::TlsStream::new(stream, server)));
+        }
         Ok(Box::new(stream))
     }
 }

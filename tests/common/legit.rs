@@ -44,6 +44,11 @@ pub(crate) struct Legit {
 impl Legit {
     /// Start calling `target` with `timeout` per call (an answer later than that is a failure).
     pub(crate) fn start(target: ServerAddress, kind: LegitKind, timeout: Duration) -> Legit {
+        Legit::start_with(target, kind, Config::default().timeout(Some(timeout)))
+    }
+
+    /// [`Legit::start`] from a client built with `config` (its TLS settings, say).
+    pub(crate) fn start_with(target: ServerAddress, kind: LegitKind, config: Config) -> Legit {
         let stop = Arc::new(AtomicBool::new(false));
         let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
         let handle = {
@@ -51,7 +56,7 @@ impl Legit {
             std::thread::Builder::new()
                 .name("legit-peer".into())
                 .spawn(move || {
-                    let client = bind(Config::default().timeout(Some(timeout)));
+                    let client = bind(config);
                     let mut term = 0;
                     while !stop.load(Ordering::SeqCst) {
                         term += 1;

@@ -11,7 +11,8 @@
 //! - [`measure`]: percentiles and the build profile, for tests that print timings;
 //! - [`child`]: a transport serving in a child process (the test binary re-run), measured from
 //!   the parent through `/proc`;
-//! - [`legit`]: a legitimate peer calling an attacked server, its latencies recorded.
+//! - [`legit`]: a legitimate peer calling an attacked server, its latencies recorded;
+//! - [`tls`]: a test CA and node certificates (rcgen), and TLS configurations from them.
 //!
 //! Each test binary says `mod common;` and imports the files it needs.
 // Every test binary compiles all of this but uses only part of it; the allowance covers the
@@ -25,4 +26,5 @@ pub(crate) mod legit;
 pub(crate) mod measure;
 pub(crate) mod net;
 pub(crate) mod peers;
+pub(crate) mod tls;
 pub(crate) mod wire;

@@ -1,0 +1,228 @@
+//! The TLS stream (feature `tls`): rustls over a non-blocking mio socket, behind the
+//! [`Stream`] seam, so the mio driver (on its thread or on a runtime) runs TLS connections with
+//! the same code as plain ones. The handshake needs no step of its own: it advances whenever the
+//! driver reads or writes the stream, in the driver's loop.
+//!
+//! What the driver sees: reads hand out plaintext rustls has opened (after pulling and opening
+//! records from the socket as needed); writes seal the engine's bytes into records and write
+//! them out; records a full socket left behind are written first on the next write (or by
+//! [`Stream::flush_pending`]), so a full socket still holds the engine back. Messages TLS sends
+//! on its own (the handshake's flights, alerts) go out from the read that produced them.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+
+use rustls::Connection;
+
+use super::stream::Stream;
+
+/// Ciphertext read from the socket at once. rustls pulls at most 4 KiB per `read_tls`; reading
+/// the socket through it costs a system call per 4 KiB (raftnet-bench --tls append-1m: about
+/// 150 µs of system time per 1 MiB append more than this buffer). One read of up to this much
+/// feeds it instead, at the cost of copying the ciphertext once more (a memcpy).
+const CIPHERTEXT_READ: usize = 64 * 1024;
+
+/// A TLS connection over a non-blocking TCP socket.
+pub(crate) struct TlsStream {
+    tcp: mio::net::TcpStream,
+    tls: Connection,
+    /// Ciphertext read from the socket (allocated at the first read, so a connection that never
+    /// receives anything does not hold it); `ciphertext[start..end]` is not yet given to rustls.
+    ciphertext: Option<Box<[u8]>>,
+    start: usize,
+    end: usize,
+    /// Plaintext rustls has opened and not handed out yet.
+    plaintext: usize,
+    /// The peer ended its side (close_notify, or the TCP stream's end): once `plaintext` is
+    /// read, reads report the end.
+    peer_closed: bool,
+    /// The handshake failed (logged once).
+    failed: bool,
+}
+
+impl TlsStream {
+    pub(crate) fn new(tcp: mio::net::TcpStream, tls: impl Into<Connection>) -> TlsStream {
+        TlsStream {
+            tcp,
+            tls: tls.into(),
+            ciphertext: None,
+            start: 0,
+            end: 0,
+            plaintext: 0,
+            peer_closed: false,
+            failed: false,
+        }
+    }
+
+    /// Write out the records rustls holds: `Ok(true)` once none is left, `Ok(false)` if the
+    /// socket is full.
+    fn write_records(&mut self) -> io::Result<bool> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.tcp) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "socket accepted no bytes",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Pull records from the socket and open them; `WouldBlock` if the socket had none.
+    fn read_records(&mut self) -> io::Result<()> {
+        let ciphertext = self
+            .ciphertext
+            .get_or_insert_with(|| vec![0; CIPHERTEXT_READ].into_boxed_slice());
+        if self.start == self.end {
+            match (&self.tcp).read(ciphertext) {
+                Ok(0) => self.peer_closed = true,
+                Ok(n) => (self.start, self.end) = (0, n),
+                Err(e) => return Err(e),
+            }
+        }
+        if self.start < self.end {
+            // From memory: fails only for rustls' own limits, which the caller's reading of
+            // every opened byte before the next call keeps.
+            self.start += self.tls.read_tls(&mut &ciphertext[self.start..self.end])?;
+        }
+        let state = match self.tls.process_new_packets() {
+            Ok(state) => state,
+            Err(e) => return Err(self.refused(e)),
+        };
+        self.plaintext = state.plaintext_bytes_to_read();
+        if state.peer_has_closed() {
+            self.peer_closed = true;
+        }
+        // The handshake's next flight (or an alert, a key update): nothing else would write it.
+        if self.tls.wants_write() {
+            self.write_records()?;
+        }
+        Ok(())
+    }
+
+    /// The peer's records were refused (a certificate not vouched for, or for another server; a
+    /// record that does not open): tell the peer why (the alert rustls queued), log it, and
+    /// fail the connection with rustls' reason.
+    fn refused(&mut self, error: rustls::Error) -> io::Error {
+        let _ = self.write_records();
+        if !std::mem::replace(&mut self.failed, true) {
+            let peer = self.tcp.peer_addr().ok();
+            let side = match self.tls {
+                Connection::Client(_) => "a dialled",
+                Connection::Server(_) => "an accepted",
+            };
+            if self.tls.is_handshaking() {
+                tracing::warn!(?peer, %error, "TLS handshake refused on {side} connection");
+            } else {
+                tracing::warn!(?peer, %error, "TLS record refused on {side} connection");
+            }
+        }
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+}
+
+// SAFETY: `read_uninit` initializes (zeroes) the bytes it passes to rustls, which reports how
+// many of them it filled, never more than it was given.
+#[allow(unsafe_code)]
+unsafe impl Stream for TlsStream {
+    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.plaintext > 0 {
+                let n = self.plaintext.min(buf.len());
+                let room = &mut buf[..n];
+                room.fill(MaybeUninit::new(0));
+                // SAFETY: every byte of `room` was just initialized, and `MaybeUninit<u8>` has
+                // `u8`'s layout.
+                #[allow(unsafe_code)]
+                let room = unsafe { &mut *(room as *mut [MaybeUninit<u8>] as *mut [u8]) };
+                let read = self.tls.reader().read(room)?;
+                self.plaintext -= read;
+                return Ok(read);
+            }
+            if self.peer_closed {
+                return Ok(0);
+            }
+            self.read_records()?;
+        }
+    }
+
+    fn flush_pending(&mut self) -> io::Result<bool> {
+        self.write_records()
+    }
+
+    fn wants_write(&self) -> bool {
+        self.tls.wants_write()
+    }
+
+    /// A record holds up to 16 KiB, and rustls pulls a bounded amount from the socket per
+    /// read: a short read says nothing about what the socket still holds.
+    fn buffers_reads(&self) -> bool {
+        true
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.tcp.take_error()
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.peer_addr()
+    }
+
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        &mut self.tcp
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // Records a full socket left behind go first; while they cannot, the engine waits.
+        if !self.write_records()? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // Sealed into records (or, during the handshake, held until it completes), up to
+        // rustls' buffer limit.
+        let accepted = self.tls.writer().write_vectored(bufs)?;
+        if accepted == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            // The handshake has not completed and its buffer is full.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // A full socket here is fine: the bytes are accepted, and the records go out with the
+        // next write or flush.
+        self.write_records()?;
+        Ok(accepted)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.write_records()? {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+}
+
+impl Drop for TlsStream {
+    /// Tell the peer the session ended on purpose (close_notify), as far as the socket takes it
+    /// without waiting. Not before a session exists: a peer that never completed the handshake
+    /// (a stall, a port scan) gets only the TCP stream's end.
+    fn drop(&mut self) {
+        if !self.failed && !self.tls.is_handshaking() {
+            self.tls.send_close_notify();
+            let _ = self.write_records();
+        }
+    }
+}

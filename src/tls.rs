@@ -1,0 +1,211 @@
+//! Mutual TLS for [`NetTransport`](crate::NetTransport) (feature `tls`): [`TlsConfig`], the
+//! rustls configurations a transport's connections use, and how a peer's certificate names the
+//! [`ServerId`] it belongs to.
+//!
+//! Both sides present certificates and verify the other's against the configured roots (a
+//! cluster's own CA): a connection without a client certificate, or with one the roots do not
+//! vouch for, is refused during the handshake. A node's certificate carries its `ServerId` as a
+//! DNS subject alternative name (so a `ServerId` used with TLS must be a valid DNS name, such as
+//! `node-1`). A dial to an address registered with [`TlsConfig::peer`] accepts only a
+//! certificate for that server; a dial to any other address accepts a certificate whose IP
+//! address SAN is the address dialled.
+//!
+//! The handshake runs in the driver's own loop, like every other read and write (no thread of
+//! its own): a handshake that stalls is a slow peer, closed by the same deadlines
+//! ([`Config::timeout`](crate::Config::timeout) for a dial; an accepted connection that sends no
+//! frame is closed like any other silent one).
+//!
+//! TLS runs on the mio driver, on its own thread ([`Placement::Thread`](crate::Placement)) or as
+//! a task on a tokio runtime (`Placement::Runtime`); binding with
+//! [`Placement::ThreadPerConnection`](crate::Placement::ThreadPerConnection) and TLS fails with
+//! [`Error::Config`].
+//!
+//! ```no_run
+//! use raftnet::tls::TlsConfig;
+//! use raftnet::{Config, NetTransport, ServerId};
+//!
+//! let tls = TlsConfig::from_pem_files("certs/ca.pem", "certs/node-1.pem", "certs/node-1.key")?
+//!     .peer(&ServerId::from("node-2"), "10.0.0.2:7000".parse().unwrap())?;
+//! let transport = NetTransport::bind("0.0.0.0:7000", None, Config::default().tls(tls))?;
+//! # drop(transport);
+//! # Ok::<(), raftnet::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use rustls;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use crate::error::{Error, Result};
+use crate::transport::ServerId;
+
+/// The TLS settings of a [`NetTransport`](crate::NetTransport), set with
+/// [`Config::tls`](crate::Config::tls): rustls' [`ServerConfig`] for accepted connections, its
+/// [`ClientConfig`] for dialled ones, and the server identities expected at known addresses.
+///
+/// Build it from PEM files ([`from_pem_files`](TlsConfig::from_pem_files): the cluster's CA,
+/// this node's certificate chain and key; both directions then require and verify certificates
+/// against that CA), or from rustls configurations of your own ([`new`](TlsConfig::new)).
+/// Cloning is cheap (the configurations are shared).
+#[derive(Clone)]
+pub struct TlsConfig {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+    /// The identity a dial to each address must find in the peer's certificate.
+    peers: Arc<HashMap<SocketAddr, ServerName<'static>>>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// TLS with configurations of your own: `server` for accepted connections (it should
+    /// require client certificates: that is what makes TLS mutual), `client` for dialled ones
+    /// (with a client certificate).
+    pub fn new(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> TlsConfig {
+        TlsConfig {
+            server,
+            client,
+            peers: Arc::default(),
+        }
+    }
+
+    /// Mutual TLS from PEM text: `ca`, the certificates to trust (the cluster's CA); `cert`,
+    /// this node's certificate chain (its own first); `key`, its private key (PKCS#8, PKCS#1
+    /// or SEC1). Accepted connections must present a certificate `ca` vouches for, and so must
+    /// the servers this node dials. rustls' safe defaults (TLS 1.2 and 1.3), with ring as the
+    /// crypto provider.
+    pub fn from_pem(ca: &[u8], cert: &[u8], key: &[u8]) -> Result<TlsConfig> {
+        let roots = roots(CertificateDer::pem_slice_iter(ca).collect(), "the CA PEM")?;
+        let chain = certificates(
+            CertificateDer::pem_slice_iter(cert).collect(),
+            "the cert PEM",
+        )?;
+        let key = PrivateKeyDer::from_pem_slice(key)
+            .map_err(|e| Error::Config(format!("the key PEM: {e}")))?;
+        TlsConfig::from_parts(roots, chain, key)
+    }
+
+    /// [`from_pem`](TlsConfig::from_pem), reading the three files.
+    pub fn from_pem_files(
+        ca: impl AsRef<Path>,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<TlsConfig> {
+        let (ca, cert, key) = (ca.as_ref(), cert.as_ref(), key.as_ref());
+        fn named(path: &Path) -> impl FnOnce(rustls_pki_types::pem::Error) -> Error + '_ {
+            move |e| Error::Config(format!("{}: {e}", path.display()))
+        }
+        let ca_certs = CertificateDer::pem_file_iter(ca)
+            .map_err(named(ca))?
+            .collect::<Vec<_>>();
+        let roots = roots(ca_certs, &ca.display().to_string())?;
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(named(cert))?
+            .collect::<Vec<_>>();
+        let chain = certificates(chain, &cert.display().to_string())?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(named(key))?;
+        TlsConfig::from_parts(roots, chain, key)
+    }
+
+    fn from_parts(
+        roots: RootCertStore,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<TlsConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = Arc::new(roots);
+        let tls_error = |what: &str| {
+            let what = what.to_string();
+            move |e: rustls::Error| Error::Config(format!("{what}: {e}"))
+        };
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| Error::Config(format!("the client certificate verifier: {e}")))?;
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(tls_error("the server's protocol versions"))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(tls_error("the node's certificate and key"))?;
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(tls_error("the client's protocol versions"))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(tls_error("the node's certificate and key"))?;
+        Ok(TlsConfig::new(Arc::new(server), Arc::new(client)))
+    }
+
+    /// Server `id` listens at `addr`: a dial to `addr` accepts only a certificate for `id` (a
+    /// DNS SAN equal to it), so a node never sends Raft traffic meant for `id` to another
+    /// member of the cluster that took over its address. Fails with [`Error::Config`] if `id`
+    /// is not a valid DNS name.
+    pub fn peer(mut self, id: &ServerId, addr: SocketAddr) -> Result<TlsConfig> {
+        let name = ServerName::try_from(id.0.clone()).map_err(|e| {
+            Error::Config(format!(
+                "server id {id:?} cannot name a TLS certificate (it must be a DNS name): {e}"
+            ))
+        })?;
+        Arc::make_mut(&mut self.peers).insert(addr, name);
+        Ok(self)
+    }
+
+    /// The configuration accepted connections use.
+    pub fn server_config(&self) -> &Arc<ServerConfig> {
+        &self.server
+    }
+
+    /// The configuration dialled connections use.
+    pub fn client_config(&self) -> &Arc<ClientConfig> {
+        &self.client
+    }
+
+    /// The name a dial to `addr` verifies the peer's certificate against: the server registered
+    /// at `addr`, or else the address itself.
+    pub(crate) fn server_name(&self, addr: SocketAddr) -> ServerName<'static> {
+        match self.peers.get(&addr) {
+            Some(name) => name.clone(),
+            None => ServerName::IpAddress(addr.ip().into()),
+        }
+    }
+}
+
+fn certificates(
+    parsed: Vec<std::result::Result<CertificateDer<'static>, rustls_pki_types::pem::Error>>,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = parsed
+        .into_iter()
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("{what}: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!("{what}: no certificate in it")));
+    }
+    Ok(certs)
+}
+
+fn roots(
+    parsed: Vec<std::result::Result<CertificateDer<'static>, rustls_pki_types::pem::Error>>,
+    what: &str,
+) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(parsed, what)? {
+        roots
+            .add(cert)
+            .map_err(|e| Error::Config(format!("{what}: {e}")))?;
+    }
+    Ok(roots)
+}

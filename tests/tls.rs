@@ -1,0 +1,471 @@
+//! Mutual TLS (feature `tls`) refusing what it must: a peer without a certificate the cluster's
+//! CA vouches for, a server that is not the one a dial meant to reach, plaintext on a TLS port
+//! and TLS on a plaintext port, a handshake that stalls, garbage inside a session. Each is
+//! refused with a clear error on the caller's side (rustls' reason, inside `Error::Io`) and a
+//! log line on the server's, while a legitimate TLS peer's calls to the same server keep being
+//! answered. Every RPC kind over TLS is the generic suite's (`transport_generic.rs`, modules
+//! `net_tls` and `net_tls_on_runtime`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use common::legit::{Legit, LegitKind};
+use common::net::{EVENTUALLY, bind, finish};
+use common::peers::{echo_server, peer, vote};
+use common::tls::TestCa;
+use raftnet::tls::TlsConfig;
+use raftnet::tls::rustls;
+use raftnet::*;
+use rustls::pki_types::pem::PemObject;
+
+// ---- a log of what the servers said ---------------------------------------------------------
+
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.level() <= log::Level::Warn {
+            let line = record.args().to_string();
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+
+/// Capture warnings (once per test binary: the tests share the logger).
+fn capture_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&CAPTURE).expect("install the capturing logger");
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+}
+
+/// Wait until a captured warning contains every one of `needles`.
+fn wait_logged(needles: &[&str]) {
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        {
+            let lines = CAPTURE.0.lock().unwrap_or_else(|e| e.into_inner());
+            if lines
+                .iter()
+                .any(|line| needles.iter().all(|n| line.contains(n)))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no warning containing {needles:?} within {EVENTUALLY:?}; warnings: {lines:#?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---- the scene: a TLS server, and a legitimate peer calling it meanwhile ---------------------
+
+/// A TLS server answering every RPC, and a legitimate TLS client calling it throughout.
+struct Scene {
+    ca: TestCa,
+    server: NetTransport,
+    addr: SocketAddr,
+    legit: Option<Legit>,
+}
+
+const SERVER: &str = "server-1";
+
+impl Scene {
+    fn new() -> Scene {
+        capture_logs();
+        let ca = TestCa::new("raftnet cluster CA");
+        let server = bind(Config::default().tls(ca.tls(SERVER)));
+        echo_server(server.consumer().clone());
+        let addr: SocketAddr = server.local_addr().0.parse().unwrap();
+        let legit_tls = ca
+            .tls("legit-1")
+            .peer(&ServerId::from(SERVER), addr)
+            .unwrap();
+        let legit = Legit::start_with(
+            server.local_addr(),
+            LegitKind::Vote,
+            Config::default().timeout(Some(EVENTUALLY)).tls(legit_tls),
+        );
+        let started = Instant::now();
+        legit
+            .wait_answered(3, started)
+            .expect("the legitimate peer is answered before the attack");
+        Scene {
+            ca,
+            server,
+            addr,
+            legit: Some(legit),
+        }
+    }
+
+    /// A client with `tls`, expecting the server's identity at its address.
+    fn client(&self, tls: TlsConfig) -> NetTransport {
+        let tls = tls.peer(&ServerId::from(SERVER), self.addr).unwrap();
+        bind(Config::default().timeout(Some(EVENTUALLY)).tls(tls))
+    }
+
+    fn vote(&self, client: &NetTransport) -> raftnet::Result<message::RequestVoteResponse> {
+        finish(client.request_vote(
+            &peer(),
+            &self.server.local_addr(),
+            vote(1),
+            CallOptions::default(),
+        ))
+    }
+
+    /// The legitimate peer kept being answered, before and after the attack, and none of its
+    /// calls failed.
+    fn check_legit(mut self) {
+        let legit = self.legit.take().unwrap();
+        let after = Instant::now();
+        legit
+            .wait_answered(3, after)
+            .expect("the legitimate peer is answered after the attack");
+        let samples = legit.stop();
+        assert_eq!(samples.failures(), Vec::<String>::new());
+        assert!(samples.0.len() >= 6, "{} calls", samples.0.len());
+    }
+}
+
+/// rustls' reason for a failed call.
+fn tls_reason(error: &Error) -> &rustls::Error {
+    let io = match error {
+        Error::Io(io) => io,
+        Error::Unreachable { reason, .. } => reason,
+        other => panic!("expected a TLS failure inside Error::Io, got {other:?}"),
+    };
+    io.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .unwrap_or_else(|| panic!("expected a rustls error inside {io:?}"))
+}
+
+/// A client config trusting `ca` and presenting no certificate.
+fn without_client_certificate(ca: &TestCa) -> TlsConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap();
+    roots.add(der).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // The server side is never used: this transport only dials.
+    let server = ca.tls("unused").server_config().clone();
+    TlsConfig::new(server, Arc::new(client))
+}
+
+// ---- the tests --------------------------------------------------------------------------------
+
+#[test]
+fn a_server_certificate_from_another_ca_is_refused_by_the_caller() {
+    let scene = Scene::new();
+    // The impostor's CA signed its own certificate; it trusts only its own CA.
+    let impostor = TestCa::new("impostor CA").tls("impostor-1");
+    let client = scene.client(impostor);
+    let error = scene.vote(&client).unwrap_err();
+    assert!(
+        matches!(
+            tls_reason(&error),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        ),
+        "{error:?}"
+    );
+    wait_logged(&[
+        "TLS handshake refused on an accepted connection",
+        "UnknownCA",
+    ]);
+    scene.check_legit();
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_is_refused_by_the_server() {
+    let scene = Scene::new();
+    // Trusts the cluster's CA (so it accepts the server), but its certificate is the impostor's.
+    let impostor = TestCa::new("impostor CA").node("server-1");
+    let tls = TlsConfig::from_pem(
+        scene.ca.pem.as_bytes(),
+        impostor.cert.as_bytes(),
+        impostor.key.as_bytes(),
+    )
+    .unwrap();
+    let client = scene.client(tls);
+    let error = scene.vote(&client).unwrap_err();
+    assert!(
+        matches!(
+            tls_reason(&error),
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)
+        ),
+        "{error:?}"
+    );
+    wait_logged(&[
+        "TLS handshake refused on an accepted connection",
+        "UnknownIssuer",
+    ]);
+    scene.check_legit();
+}
+
+#[test]
+fn a_client_without_a_certificate_is_refused() {
+    let scene = Scene::new();
+    let client = scene.client(without_client_certificate(&scene.ca));
+    let error = scene.vote(&client).unwrap_err();
+    assert!(
+        matches!(
+            tls_reason(&error),
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)
+        ),
+        "{error:?}"
+    );
+    wait_logged(&[
+        "TLS handshake refused on an accepted connection",
+        "peer sent no certificates",
+    ]);
+    scene.check_legit();
+}
+
+#[test]
+fn an_expired_client_certificate_is_refused() {
+    let scene = Scene::new();
+    let expired = scene.ca.expired_node("old-1");
+    let tls = TlsConfig::from_pem(
+        scene.ca.pem.as_bytes(),
+        expired.cert.as_bytes(),
+        expired.key.as_bytes(),
+    )
+    .unwrap();
+    let client = scene.client(tls);
+    let error = scene.vote(&client).unwrap_err();
+    assert!(
+        matches!(
+            tls_reason(&error),
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateExpired)
+        ),
+        "{error:?}"
+    );
+    wait_logged(&["TLS handshake refused on an accepted connection", "expired"]);
+    scene.check_legit();
+}
+
+#[test]
+fn a_dial_refuses_a_certificate_for_another_server_id() {
+    let scene = Scene::new();
+    let client = bind(
+        Config::default().timeout(Some(EVENTUALLY)).tls(
+            scene
+                .ca
+                .tls("client-1")
+                // The server at this address holds server-1's certificate.
+                .peer(&ServerId::from("server-2"), scene.addr)
+                .unwrap(),
+        ),
+    );
+    let error = scene.vote(&client).unwrap_err();
+    let reason = tls_reason(&error);
+    assert!(
+        matches!(reason, rustls::Error::InvalidCertificate(_))
+            && reason.to_string().contains("not valid for name"),
+        "{error:?}"
+    );
+    wait_logged(&[
+        "TLS handshake refused on an accepted connection",
+        "BadCertificate",
+    ]);
+    scene.check_legit();
+}
+
+#[test]
+fn a_plaintext_client_on_a_tls_port_is_refused() {
+    let scene = Scene::new();
+    let client = bind(Config::default().timeout(Some(EVENTUALLY)));
+    let error = scene.vote(&client).unwrap_err();
+    assert!(
+        matches!(error, Error::Protocol(_) | Error::Io(_)),
+        "{error:?}"
+    );
+    wait_logged(&[
+        "TLS handshake refused on an accepted connection",
+        "InvalidContentType",
+    ]);
+    scene.check_legit();
+}
+
+#[test]
+fn a_tls_client_on_a_plaintext_port_is_refused() {
+    capture_logs();
+    let ca = TestCa::new("raftnet cluster CA");
+    let plain = bind(Config::default());
+    echo_server(plain.consumer().clone());
+    let client = bind(
+        Config::default()
+            .timeout(Some(EVENTUALLY))
+            .tls(ca.tls("client-1")),
+    );
+    let error = finish(client.request_vote(
+        &peer(),
+        &plain.local_addr(),
+        vote(1),
+        CallOptions::default(),
+    ))
+    .unwrap_err();
+    assert!(matches!(error, Error::Io(_)), "{error:?}");
+    wait_logged(&["closing the connection: protocol error"]);
+    // The plaintext server still serves a plaintext peer.
+    let answer = finish(bind(Config::default()).request_vote(
+        &peer(),
+        &plain.local_addr(),
+        vote(2),
+        CallOptions::default(),
+    ))
+    .unwrap();
+    assert_eq!((answer.term, answer.granted), (2, true));
+}
+
+#[test]
+fn a_dial_whose_handshake_stalls_fails_at_the_call_deadline() {
+    capture_logs();
+    let ca = TestCa::new("raftnet cluster CA");
+    // Accepts the connection, reads the ClientHello, never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let holder = std::thread::spawn(move || {
+        let (mut socket, _) = silent.accept().unwrap();
+        let mut sink = Vec::new();
+        let _ = socket.read_to_end(&mut sink);
+    });
+    let client = bind(
+        Config::default()
+            .timeout(Some(Duration::from_secs(1)))
+            .tls(ca.tls("c-1")),
+    );
+    let started = Instant::now();
+    let error = finish(client.request_vote(
+        &peer(),
+        &ServerAddress::from(addr),
+        vote(1),
+        CallOptions::default(),
+    ))
+    .unwrap_err();
+    assert!(matches!(error, Error::Timeout), "{error:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    client.close();
+    holder.join().unwrap();
+}
+
+#[test]
+fn an_accepted_connection_whose_handshake_stalls_is_closed() {
+    capture_logs();
+    let ca = TestCa::new("raftnet cluster CA");
+    let server = bind(
+        Config::default()
+            .timeout(Some(Duration::from_secs(1)))
+            .tls(ca.tls(SERVER)),
+    );
+    // Connects and says nothing: no ClientHello, no frame.
+    let mut silent = TcpStream::connect(server.local_addr().0.as_str()).unwrap();
+    silent.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf).expect("closed, not timed out");
+    assert_eq!(n, 0, "the server sent {:?}", &buf[..n]);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    wait_logged(&["closing the connection"]);
+}
+
+#[test]
+fn garbage_inside_a_tls_session_closes_that_session_only() {
+    let scene = Scene::new();
+    // A rustls client of the cluster that, once the handshake is done, sends bytes that are not
+    // raftnet frames.
+    let tls = scene.ca.tls("rogue-1");
+    let name = rustls::pki_types::ServerName::try_from(SERVER).unwrap();
+    let conn = rustls::ClientConnection::new(tls.client_config().clone(), name).unwrap();
+    let socket = TcpStream::connect(scene.addr).unwrap();
+    socket.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, socket);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: raft\r\n\r\n")
+        .unwrap();
+    stream.flush().unwrap();
+    let mut rest = Vec::new();
+    let read = stream.read_to_end(&mut rest);
+    // The server closed the session (with close_notify: a clean end).
+    assert!(read.is_ok(), "{read:?}");
+    wait_logged(&["closing the connection: protocol error"]);
+    scene.check_legit();
+}
+
+#[test]
+fn tls_on_the_thread_per_connection_driver_is_a_config_error() {
+    let ca = TestCa::new("raftnet cluster CA");
+    let error = NetTransport::bind_with(
+        "127.0.0.1:0",
+        None,
+        Config::default().tls(ca.tls(SERVER)),
+        Placement::ThreadPerConnection,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, Error::Config(text) if text.contains("ThreadPerConnection")),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn tls_on_the_io_uring_driver_is_refused_at_bind() {
+    let ca = TestCa::new("raftnet cluster CA");
+    let error = NetTransport::bind(
+        "127.0.0.1:0",
+        None,
+        Config::default()
+            .tls(ca.tls(SERVER))
+            .backend(Backend::Uring),
+    )
+    .unwrap_err();
+    // Where io_uring cannot run at all, that is the error (Start); where it can, TLS on it is.
+    assert!(
+        matches!(&error, Error::Config(text) if text.contains("io_uring"))
+            || matches!(&error, Error::Start { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_server_id_that_is_not_a_dns_name_cannot_be_a_tls_peer() {
+    let ca = TestCa::new("raftnet cluster CA");
+    let error = ca
+        .tls("client-1")
+        .peer(
+            &ServerId::from("not a name!"),
+            "127.0.0.1:1".parse().unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Config(text) if text.contains("DNS name")),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn pem_files_that_hold_no_certificate_are_a_config_error() {
+    let error = TlsConfig::from_pem(b"", b"", b"").unwrap_err();
+    assert!(
+        matches!(&error, Error::Config(text) if text.contains("no certificate")),
+        "{error:?}"
+    );
+}
