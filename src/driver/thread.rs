@@ -5,8 +5,10 @@
 //! side: the driver for the request, the driver again for the answer, then the caller. Here a
 //! caller that finds the driver idle does the driver's work itself: it writes its request from
 //! its own thread ([`Lead::submit`]) and, when it blocks on the answer, waits in `epoll_wait`
-//! itself and runs every turn until its answer is in ([`Lead::run_until`]). The answer then
-//! wakes the caller and nobody else. Whoever holds the driver's lock runs the engine, so the
+//! itself and runs every turn until its answer is in ([`Lead::run_until`]). Before it sleeps
+//! there it looks for events for a short while, as the driver thread does (the answer of a
+//! round trip in progress usually comes within it, and then nobody sleeps); if it does sleep,
+//! the answer wakes the caller and nobody else. Whoever holds the driver's lock runs the engine, so the
 //! engine stays single-threaded in effect; a caller only takes the lock when it is free (the
 //! thread sleeps), never waits for it, and falls back to waiting as before.
 //!
@@ -193,20 +195,22 @@ impl Lead for ThreadDriver {
             if deadline.is_some_and(|d| d <= now) {
                 break false;
             }
-            let until_deadline = deadline.map(|d| d.saturating_duration_since(now));
-            let polled = if driver.has_queued_work() {
-                driver.poll_now()
-            } else if self.handoff.prepare_sleep() {
-                let timeout = match (driver.next_timeout(), until_deadline) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let polled = driver.poll.poll(&mut driver.events, timeout);
-                self.handoff.woke();
-                driver.now = Instant::now();
-                polled
-            } else {
-                driver.poll_now()
+            // As the driver thread waits: look for a short while (the answer to a round
+            // trip in progress usually comes within it, and neither side then sleeps), then
+            // sleep, at most until the deadline.
+            let polled = match driver.wait() {
+                Waited::Polled(polled) => polled,
+                Waited::Sleep(timeout) => {
+                    let until_deadline = deadline.map(|d| d.saturating_duration_since(now));
+                    let timeout = match (timeout, until_deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let polled = driver.poll.poll(&mut driver.events, timeout);
+                    self.handoff.woke();
+                    driver.now = Instant::now();
+                    polled
+                }
             };
             if !driver.dispatch(polled) {
                 driver.stopping = true;
