@@ -205,8 +205,8 @@ fn or_default<T: PartialEq + Default>(value: T, default: T) -> T {
 
 impl Config {
     /// What the driver of a [`Placement::Thread`](crate::Placement::Thread) transport waits on:
-    /// epoll, io_uring (feature `uring`), or, by default, io_uring where it can run and epoll
-    /// elsewhere ([`Backend`]; with `Auto`, the environment variable `RAFTNET_BACKEND` decides).
+    /// epoll, or io_uring (feature `uring`). The default, [`Backend::Auto`], is epoll for now
+    /// (see there why), unless the environment variable `RAFTNET_BACKEND` says `uring`.
     pub fn backend(mut self, backend: Backend) -> Config {
         self.backend = backend;
         self

@@ -532,9 +532,8 @@ struct NetPipeline {
 }
 
 impl PipelineBackend for NetPipeline {
-    // Sent from the caller's thread when the driver thread sleeps (`Handoff::submit_here`).
     fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>) {
-        self.handoff.submit_here(Command::PipelineSend {
+        self.handoff.submit(Command::PipelineSend {
             id: self.id,
             seq,
             request,
@@ -542,7 +541,7 @@ impl PipelineBackend for NetPipeline {
     }
 
     fn send_batch(&self, batch: &mut Vec<(u64, Arc<AppendEntriesRequest>)>) {
-        self.handoff.submit_here(Command::PipelineSendBatch {
+        self.handoff.submit(Command::PipelineSendBatch {
             id: self.id,
             batch: std::mem::take(batch),
         });

@@ -149,15 +149,6 @@ impl Handoff {
         let _ = self.lead.set(lead);
     }
 
-    /// Hand the engine a command: through `lead` where there is one (carried out on this
-    /// thread if the driver thread sleeps), else queued for the driver.
-    pub(crate) fn submit_here(&self, command: Command) {
-        match self.lead.get().and_then(Weak::upgrade) {
-            Some(lead) => lead.submit(command),
-            None => self.submit(command),
-        }
-    }
-
     /// Hand the engine an answer: through `lead` where there is one (written from this thread
     /// if the driver thread sleeps), else queued for the driver.
     fn complete_here(&self, completion: Completion) {
