@@ -96,6 +96,12 @@ impl ThreadDriver {
         guard.as_ref().is_some_and(|d| !d.stopping).then_some(guard)
     }
 
+    /// Put the inner set (back) into the outer one, where its events wake the driver thread.
+    fn attach(&self) -> io::Result<()> {
+        self.outer
+            .register(&mut SourceFd(&self.inner), INNER, Interest::READABLE)
+    }
+
     /// Hand the driver back to its sleeping thread: wake it if it has work it would not see
     /// otherwise (a continued read or write, a timer due before it planned to wake).
     fn hand_back(&self, driver: &mut MioDriver) {
@@ -114,16 +120,23 @@ impl ThreadDriver {
 }
 
 /// Marks the thread as leading, and makes sure a panic inside a turn stops the driver instead
-/// of leaving it to a thread that would not know.
+/// of leaving it to a thread that would not know (or could not be woken: the inner set is put
+/// back into the outer one first, if the leader had taken it out).
 struct Leadership<'a> {
     driver: &'a mut MioDriver,
-    handoff: &'a Handoff,
+    owner: &'a ThreadDriver,
+    /// The inner set is out of the outer one (see [`Lead::run_until`]).
+    detached: bool,
 }
 
 impl<'a> Leadership<'a> {
-    fn start(driver: &'a mut MioDriver, handoff: &'a Handoff) -> Leadership<'a> {
+    fn start(driver: &'a mut MioDriver, owner: &'a ThreadDriver, detached: bool) -> Leadership<'a> {
         LEADING.with(|l| l.set(true));
-        Leadership { driver, handoff }
+        Leadership {
+            driver,
+            owner,
+            detached,
+        }
     }
 }
 
@@ -132,7 +145,10 @@ impl Drop for Leadership<'_> {
         LEADING.with(|l| l.set(false));
         if std::thread::panicking() {
             self.driver.stopping = true;
-            self.handoff.wake_driver();
+            if self.detached {
+                let _ = self.owner.attach();
+            }
+            self.owner.handoff.wake_driver();
         }
     }
 }
@@ -149,7 +165,7 @@ impl ThreadDriver {
         queue(&self.handoff, work);
         let driver = guard.as_mut().expect("try_take returns a running driver");
         let _span = self.span.enter();
-        let lead = Leadership::start(driver, &self.handoff);
+        let lead = Leadership::start(driver, self, false);
         add(&lead.driver.engine.metrics().led_turns, 1);
         // The sleeping flag stays as the driver thread left it: producers keep ringing it, and
         // it takes the driver lock after this turn.
@@ -178,7 +194,7 @@ impl Lead for ThreadDriver {
         }
         let driver = guard.as_mut().expect("try_take returns a running driver");
         let _span = self.span.enter();
-        let lead = Leadership::start(driver, &self.handoff);
+        let mut lead = Leadership::start(driver, self, true);
         let driver = &mut *lead.driver;
         self.handoff.woke();
         driver.now = Instant::now();
@@ -218,15 +234,13 @@ impl Lead for ThreadDriver {
             }
         };
         // Put the inner set back first: events that came meanwhile then wake the thread.
-        if let Err(e) = self
-            .outer
-            .register(&mut SourceFd(&self.inner), INNER, Interest::READABLE)
-        {
+        if let Err(e) = self.attach() {
             tracing::error!("cannot hand the driver back to its thread, stopping: {e}");
             driver.stopping = true;
         }
         self.handoff.sleep_again();
         self.hand_back(driver);
+        lead.detached = false;
         Some(finished)
     }
 }
