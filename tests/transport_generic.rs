@@ -67,7 +67,7 @@ impl Fixture for NetTransport {
     const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
 }
 
-/// `NetTransport`s on the io_uring driver (src/driver/uring.rs). Its tests run only where
+/// `NetTransport`s on the io_uring driver (src/driver/uring/). Its tests run only where
 /// [`uring_runs`] (they print why not, elsewhere).
 struct Uring;
 

@@ -44,7 +44,7 @@
 //!   ([`Placement::ThreadPerConnection`]): the reference driver, kept to prove the engine's
 //!   interface serves a completion-style driver (bytes arrive in buffers of the driver's own)
 //!   as well as a readiness one.
-//! - `uring.rs` (feature `uring`, Linux): io_uring completions on a thread of its own
+//! - `uring/` (feature `uring`, Linux): io_uring completions on a thread of its own
 //!   ([`Placement::Thread`] with [`Backend::Uring`]); [`choose_backend`] picks it or epoll.
 
 /// Evaluate `$body` in connection `$key`'s span (`Engine::enter_conn`, `Engine::exit_conn`):
@@ -322,7 +322,7 @@ pub(crate) fn start(
         #[cfg(all(feature = "uring", target_os = "linux"))]
         Placement::Thread if config.backend == Backend::Uring => {
             let (ring, wake_fd, waker) =
-                uring::UringDriver::prepare().map_err(Error::start("the io_uring driver"))?;
+                uring::prepare().map_err(Error::start("the io_uring driver"))?;
             let shared = Shared::new(config, Box::new(waker));
             let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let driver = uring::UringDriver::new(ring, wake_fd, listener, engine)

@@ -2,7 +2,9 @@
 //! [`Engine`] and handoff as the mio driver, on a thread of its own, with every socket operation
 //! a submission to one ring and every result a completion.
 //!
-//! This file is the only code that uses io_uring. What it owns:
+//! This module is the only code that uses io_uring: the ring's making and the probe in
+//! `setup.rs`, the user_data token in `token.rs`, a connection's socket and the memory it lends
+//! the kernel in `conn.rs`, and the loop here. What it owns:
 //! - **Operations.** A poll of the listener (then `accept(2)` until it would block, as the mio
 //!   driver accepts: the ring's own accept takes a descriptor before it looks for a connection,
 //!   so with descriptors exhausted it fails with no connection pending, and back-off would
@@ -34,35 +36,38 @@
 //! ring, `SEND_ZC`, registered descriptors, `COOP_TASKRUN` / `DEFER_TASKRUN`, SQPOLL, and the
 //! tokio placement.
 
+mod conn;
+mod setup;
+mod token;
+
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, OnceLock};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use io_uring::{IoUring, opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
-use crate::engine::handoff::Wake;
+use self::conn::{Entry, MAX_IOVECS, RecvState, Retired, SendState, entry, take_front};
+pub(crate) use self::setup::{prepare, unavailable};
+use self::token::{MAX_INDEX, Op, Token};
 use crate::engine::{Action, ClosedOnExit, ConnKey, Engine, Flushed};
 use crate::metrics::add;
-use crate::wire::SendQueue;
 
 /// Submission queue entries (the completion queue gets [`CQ_ENTRIES`]). A full queue is
 /// submitted and reused at once, so this bounds a batch, not the operations in flight.
-const SQ_ENTRIES: u32 = 256;
+pub(super) const SQ_ENTRIES: u32 = 256;
 /// Completion queue entries: room for a receive and a send of a thousand connections finishing
 /// in one turn (beyond that the kernel holds them back, `IORING_FEAT_NODROP`).
-const CQ_ENTRIES: u32 = 4096;
+pub(super) const CQ_ENTRIES: u32 = 4096;
 /// Receives start this small so a quiet connection holds little, and double while they fill.
 const MIN_RECV: usize = 4 * 1024;
 /// The largest receive: one per connection per turn, so this is also the read budget.
 const MAX_RECV: usize = 256 * 1024;
 /// Bytes taken into one send (the mio driver's write budget per connection per turn).
 const WRITE_BUDGET: usize = 256 * 1024;
-/// Slices in one send (Linux's `IOV_MAX` is 1024; more buy nothing).
-const MAX_IOVECS: usize = 64;
 /// Connections accepted per readiness of the listener (the mio driver's bound per turn).
 const MAX_ACCEPTS_PER_TURN: usize = 256;
 /// How long the thread keeps looking for completions before it sleeps (as the mio driver).
@@ -70,257 +75,6 @@ const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 /// How long the end of the run waits for cancelled operations to complete before it frees the
 /// ring (closing the ring cancels them anyway; waiting keeps their memory alive until then).
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
-
-/// What a submission was, in the low byte of its user_data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Op {
-    Wake = 1,
-    Accept = 2,
-    Connect = 3,
-    Recv = 4,
-    Send = 5,
-    Cancel = 6,
-}
-
-/// A submission's user_data: its [`Op`] (8 bits), its connection's slot index (24 bits) and the
-/// slot's generation (32 bits). Operations of no connection carry index 0 and generation 0,
-/// which no [`ConnKey`] has (generations start at 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Token(u64);
-
-/// Slot indexes a [`Token`] can carry.
-const MAX_INDEX: usize = (1 << 24) - 1;
-
-impl Token {
-    fn new(op: Op, key: Option<ConnKey>) -> Token {
-        let raw = key.map_or(0, |k| {
-            let raw = k.to_raw();
-            let (index, generation) = (raw & 0xffff_ffff, raw >> 32);
-            debug_assert!(index as usize <= MAX_INDEX);
-            (generation << 32) | (index << 8)
-        });
-        Token(raw | op as u64)
-    }
-
-    fn op(self) -> Option<Op> {
-        Some(match self.0 as u8 {
-            1 => Op::Wake,
-            2 => Op::Accept,
-            3 => Op::Connect,
-            4 => Op::Recv,
-            5 => Op::Send,
-            6 => Op::Cancel,
-            _ => return None,
-        })
-    }
-
-    fn key(self) -> ConnKey {
-        let index = (self.0 >> 8) & 0xff_ffff;
-        ConnKey::from_raw((self.0 >> 32) << 32 | index)
-    }
-}
-
-/// The waker the handoff rings: a write to the eventfd whose read is armed in the ring.
-pub(crate) struct EventFdWake(Arc<OwnedFd>);
-
-impl Wake for EventFdWake {
-    fn wake(&self) -> io::Result<()> {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to a descriptor this value keeps open.
-        #[allow(unsafe_code)]
-        let written = unsafe {
-            libc::write(
-                self.0.as_raw_fd(),
-                (&one as *const u64).cast::<libc::c_void>(),
-                8,
-            )
-        };
-        // EAGAIN: the counter is full, so the driver has a wake pending anyway.
-        if written < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::WouldBlock {
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Why io_uring cannot run here, if it cannot: probed once per process (a ring is made and the
-/// kernel asked for every opcode this driver submits), so `Backend::Auto` logs its choice once.
-pub(crate) fn unavailable() -> Option<&'static str> {
-    static PROBED: OnceLock<Option<String>> = OnceLock::new();
-    PROBED.get_or_init(probe).as_deref()
-}
-
-fn probe() -> Option<String> {
-    // Miri models no io_uring system call (`cargo +nightly miri test --lib` in CI): the tests
-    // that need a ring then print why they skip, as on a kernel without it.
-    if cfg!(miri) {
-        return Some("Miri does not model io_uring".to_owned());
-    }
-    let ring = match IoUring::new(8) {
-        Ok(ring) => ring,
-        Err(e) => {
-            return Some(match e.raw_os_error() {
-                Some(libc::ENOSYS) => format!("the kernel has no io_uring ({e})"),
-                Some(libc::EPERM) | Some(libc::EACCES) => format!(
-                    "io_uring is denied here (a seccomp profile or kernel.io_uring_disabled: {e})"
-                ),
-                _ => format!("cannot set up an io_uring ({e})"),
-            });
-        }
-    };
-    if !ring.params().is_feature_ext_arg() {
-        return Some(
-            "the kernel's io_uring lacks waiting with a timeout (IORING_FEAT_EXT_ARG, Linux 5.11)"
-                .into(),
-        );
-    }
-    let mut probe = io_uring::Probe::new();
-    if let Err(e) = ring.submitter().register_probe(&mut probe) {
-        return Some(format!("cannot ask io_uring for its operations ({e})"));
-    }
-    let needed = [
-        ("READ", opcode::Read::CODE),
-        ("RECV", opcode::Recv::CODE),
-        ("SENDMSG", opcode::SendMsg::CODE),
-        ("POLL_ADD", opcode::PollAdd::CODE),
-        ("CONNECT", opcode::Connect::CODE),
-        ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
-    ];
-    let missing: Vec<&str> = needed
-        .iter()
-        .filter(|(_, code)| !probe.is_supported(*code))
-        .map(|(name, _)| *name)
-        .collect();
-    (!missing.is_empty()).then(|| format!("the kernel's io_uring lacks {}", missing.join(", ")))
-}
-
-/// A connection's receive: the buffer the kernel fills, owned here while the receive is armed.
-struct RecvState {
-    buf: BytesMut,
-    /// Bytes the next receive asks for (doubles while receives fill it).
-    size: usize,
-    armed: bool,
-    /// A completed receive's bytes (`buf`'s length) wait for the engine to want them.
-    held: bool,
-    /// The end of the stream, or an error, arrived while the engine did not want reads.
-    end: Option<io::Result<()>>,
-}
-
-/// A connection's send: the pieces in flight (taken from the engine's queue) and the iovec
-/// array and message header the kernel reads them through. Boxed: the kernel holds pointers
-/// into it until the send completes.
-struct SendState {
-    pieces: Vec<Bytes>,
-    iovecs: [libc::iovec; MAX_IOVECS],
-    header: libc::msghdr,
-    in_flight: bool,
-}
-
-// SAFETY: the raw pointers in `iovecs` and `header` point into `pieces` (owned here) and into
-// this same box; nothing else reaches them, so moving the box to another thread moves what they
-// point to with it.
-#[allow(unsafe_code)]
-unsafe impl Send for SendState {}
-
-impl SendState {
-    fn new() -> Box<SendState> {
-        Box::new(SendState {
-            pieces: Vec::new(),
-            iovecs: [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MAX_IOVECS],
-            // SAFETY: an all-zero msghdr is a valid empty one.
-            #[allow(unsafe_code)]
-            header: unsafe { std::mem::zeroed() },
-            in_flight: false,
-        })
-    }
-
-    /// Point the iovecs and the header at `pieces` (they must not change until the send
-    /// completes).
-    fn prepare(&mut self) {
-        for (iovec, piece) in self.iovecs.iter_mut().zip(&self.pieces) {
-            iovec.iov_base = piece.as_ptr() as *mut libc::c_void;
-            iovec.iov_len = piece.len();
-        }
-        self.header.msg_iov = self.iovecs.as_mut_ptr();
-        self.header.msg_iovlen = self.pieces.len() as _;
-    }
-
-    /// Drop the first `n` bytes of the pieces (they were sent).
-    fn advance(&mut self, mut n: usize) {
-        let mut done = 0;
-        for piece in &mut self.pieces {
-            if n >= piece.len() {
-                n -= piece.len();
-                done += 1;
-            } else {
-                bytes::Buf::advance(piece, n);
-                break;
-            }
-        }
-        self.pieces.drain(..done);
-    }
-}
-
-/// Move up to `budget` bytes, in at most `max` pieces, from the front of `queue` into `into`
-/// (reference counts: the large payloads are shared, the packed tail is split off and frozen).
-fn take_front(queue: &mut SendQueue, budget: usize, max: usize, into: &mut Vec<Bytes>) {
-    let mut taken = 0;
-    while taken < budget && into.len() < max {
-        let room = budget - taken;
-        let piece = match queue.segments.front_mut() {
-            Some(front) if front.is_empty() => {
-                queue.segments.pop_front();
-                continue;
-            }
-            Some(front) if front.len() <= room => queue.segments.pop_front().unwrap_or_default(),
-            Some(front) => front.split_to(room),
-            None if queue.buf.is_empty() => break,
-            None => {
-                let n = queue.buf.len().min(room);
-                queue.buf.split_to(n).freeze()
-            }
-        };
-        taken += piece.len();
-        into.push(piece);
-    }
-}
-
-/// A connection's socket as the driver keeps it.
-struct Entry {
-    key: ConnKey,
-    socket: Socket,
-    /// A dial in flight; its address lives here until the connect completes.
-    connecting: Option<Box<SockAddr>>,
-    recv: Box<RecvState>,
-    send: Box<SendState>,
-    /// On the resume-read list.
-    read_again: bool,
-}
-
-impl Entry {
-    /// Operations of this connection the kernel still holds.
-    fn in_flight(&self) -> usize {
-        usize::from(self.connecting.is_some())
-            + usize::from(self.recv.armed)
-            + usize::from(self.send.in_flight)
-    }
-}
-
-/// A closed connection's memory, kept until its cancelled operations complete.
-struct Retired {
-    key: ConnKey,
-    pending: usize,
-    _addr: Option<Box<SockAddr>>,
-    _recv: Box<RecvState>,
-    _send: Box<SendState>,
-}
 
 pub(crate) struct UringDriver {
     // The ring first: fields drop in order, and closing the ring ends the kernel's use of the
@@ -351,24 +105,6 @@ pub(crate) struct UringDriver {
 }
 
 impl UringDriver {
-    /// A ring and an eventfd waker for a driver of `listener` (the waker goes to the handoff,
-    /// then the driver is made around the engine with [`UringDriver::new`]).
-    pub(crate) fn prepare() -> io::Result<(IoUring, Arc<OwnedFd>, EventFdWake)> {
-        let ring = IoUring::builder()
-            .setup_cqsize(CQ_ENTRIES)
-            .build(SQ_ENTRIES)?;
-        // SAFETY: eventfd returns a new descriptor (owned from here on) or -1.
-        #[allow(unsafe_code)]
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor nothing else owns.
-        #[allow(unsafe_code)]
-        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
-        Ok((ring, fd.clone(), EventFdWake(fd)))
-    }
-
     pub(crate) fn new(
         ring: IoUring,
         wake_fd: Arc<OwnedFd>,
@@ -1053,32 +789,73 @@ impl UringDriver {
     }
 }
 
-/// `key`'s socket, if it is still the one in its slot.
-fn entry(table: &mut [Option<Entry>], key: ConnKey) -> Option<&mut Entry> {
-    table
-        .get_mut(key.index())
-        .and_then(Option::as_mut)
-        .filter(|e| e.key == key)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
+
+    use bytes::Bytes;
 
     use super::*;
     use crate::config::Config;
     use crate::engine::Shared;
 
+    /// A driver with no connection yet, or why io_uring cannot run here (printed as a skip).
+    fn driver_or_skip(test: &str) -> Option<UringDriver> {
+        if let Some(why) = unavailable() {
+            // The stderr handle, not eprintln: libtest does not capture it, so the skip shows.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: io_uring cannot run here: {why}"
+            );
+            return None;
+        }
+        let (ring, wake_fd, waker) = prepare().unwrap();
+        let shared = Shared::new(Config::default(), Box::new(waker));
+        let engine = Engine::new(shared, Instant::now);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Some(UringDriver::new(ring, wake_fd, listener, engine).unwrap())
+    }
+
+    /// Submit what is queued and take completions until `settled`, or fail after a while.
+    fn run_until(driver: &mut UringDriver, settled: impl Fn(&mut UringDriver) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !settled(driver) {
+            assert!(Instant::now() < deadline, "the completions did not arrive");
+            driver
+                .submit(true, Some(Duration::from_millis(50)))
+                .unwrap();
+            driver.dispatch();
+        }
+    }
+
+    /// A send the kernel completed in part (loopback never does that on its own, so the test
+    /// reports one): the rest, and only the rest, goes out next, before anything else.
     #[test]
-    fn tokens_carry_the_operation_and_the_whole_key() {
-        let key = ConnKey::new(MAX_INDEX, u32::MAX);
-        let token = Token::new(Op::Send, Some(key));
-        assert_eq!(token.op(), Some(Op::Send));
-        assert_eq!(token.key(), key);
-        let other_generation = Token::new(Op::Send, Some(ConnKey::new(MAX_INDEX, 7)));
-        assert_ne!(token, other_generation);
-        assert_eq!(Token(0).op(), None);
+    fn a_short_send_sends_the_rest_first() {
+        let Some(mut driver) = driver_or_skip("a_short_send_sends_the_rest_first") else {
+            return;
+        };
+        let (socket, mut peer) = connected();
+        let key = ConnKey::new(5, 1);
+        driver.insert(key, socket, None);
+        let send = &mut driver.entry(key).unwrap().send;
+        send.pieces = vec![Bytes::from_static(b"hello "), Bytes::from_static(b"world")];
+        send.in_flight = true;
+        driver.in_flight += 1;
+
+        // The kernel took "hel" of the first piece.
+        driver.sent(key, 3);
+        let send = &driver.entry(key).unwrap().send;
+        assert!(send.in_flight, "the rest is submitted at once");
+        assert_eq!(send.pieces, [&b"lo "[..], &b"world"[..]]);
+        run_until(&mut driver, |d| {
+            d.entry(key)
+                .is_some_and(|e| !e.send.in_flight && e.send.pieces.is_empty())
+        });
+        let mut received = [0u8; 8];
+        peer.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"lo world");
     }
 
     /// A connected socket and its peer, on loopback.
@@ -1095,21 +872,11 @@ mod tests {
     /// old receive's buffer.
     #[test]
     fn a_completion_for_a_closed_connection_is_rejected_by_its_generation() {
-        if let Some(why) = unavailable() {
-            // The stderr handle, not eprintln: libtest does not capture it, so the skip shows.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED a_completion_for_a_closed_connection_is_rejected_by_its_generation: \
-                 io_uring cannot run here: {why}"
-            );
+        let Some(mut driver) =
+            driver_or_skip("a_completion_for_a_closed_connection_is_rejected_by_its_generation")
+        else {
             return;
-        }
-        let (ring, wake_fd, waker) = UringDriver::prepare().unwrap();
-        let shared = Shared::new(Config::default(), Box::new(waker));
-        let engine = Engine::new(shared, Instant::now);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut driver = UringDriver::new(ring, wake_fd, listener, engine).unwrap();
-
+        };
         let (old_socket, _old_peer) = connected();
         let old = ConnKey::new(3, 1);
         driver.insert(old, old_socket, None);
@@ -1128,19 +895,11 @@ mod tests {
         driver.submit_recv(new);
         new_peer.write_all(b"hello").unwrap();
 
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let settled = |d: &mut UringDriver| {
+        run_until(&mut driver, |d| {
             d.stale_completions == 1
                 && d.retired.is_empty()
                 && d.entry(new).is_some_and(|e| e.recv.held)
-        };
-        while !settled(&mut driver) {
-            assert!(Instant::now() < deadline, "the completions did not arrive");
-            driver
-                .submit(true, Some(Duration::from_millis(50)))
-                .unwrap();
-            driver.dispatch();
-        }
+        });
         assert_eq!(driver.stale_completions, 1);
         let entry = driver.entry(new).unwrap();
         assert_eq!(&entry.recv.buf[..], b"hello");

@@ -1,0 +1,106 @@
+//! Making a ring: whether io_uring can run here at all (probed once per process), the ring
+//! itself, and the eventfd waker the handoff rings.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
+
+use io_uring::{IoUring, opcode};
+
+use super::{CQ_ENTRIES, SQ_ENTRIES};
+use crate::engine::handoff::Wake;
+
+/// The waker the handoff rings: a write to the eventfd whose read is armed in the ring.
+pub(crate) struct EventFdWake(Arc<OwnedFd>);
+
+impl Wake for EventFdWake {
+    fn wake(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to a descriptor this value keeps open.
+        #[allow(unsafe_code)]
+        let written = unsafe {
+            libc::write(
+                self.0.as_raw_fd(),
+                (&one as *const u64).cast::<libc::c_void>(),
+                8,
+            )
+        };
+        // EAGAIN: the counter is full, so the driver has a wake pending anyway.
+        if written < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::WouldBlock {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A ring and an eventfd waker for a driver of `listener` (the waker goes to the handoff,
+/// then the driver is made around the engine with [`UringDriver::new`](super::UringDriver::new)).
+pub(crate) fn prepare() -> io::Result<(IoUring, Arc<OwnedFd>, EventFdWake)> {
+    let ring = IoUring::builder()
+        .setup_cqsize(CQ_ENTRIES)
+        .build(SQ_ENTRIES)?;
+    // SAFETY: eventfd returns a new descriptor (owned from here on) or -1.
+    #[allow(unsafe_code)]
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nothing else owns.
+    #[allow(unsafe_code)]
+    let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok((ring, fd.clone(), EventFdWake(fd)))
+}
+
+/// Why io_uring cannot run here, if it cannot: probed once per process (a ring is made and the
+/// kernel asked for every opcode this driver submits), so `Backend::Auto` logs its choice once.
+pub(crate) fn unavailable() -> Option<&'static str> {
+    static PROBED: OnceLock<Option<String>> = OnceLock::new();
+    PROBED.get_or_init(probe).as_deref()
+}
+
+fn probe() -> Option<String> {
+    // Miri models no io_uring system call (`cargo +nightly miri test --lib` in CI): the tests
+    // that need a ring then print why they skip, as on a kernel without it.
+    if cfg!(miri) {
+        return Some("Miri does not model io_uring".to_owned());
+    }
+    let ring = match IoUring::new(8) {
+        Ok(ring) => ring,
+        Err(e) => {
+            return Some(match e.raw_os_error() {
+                Some(libc::ENOSYS) => format!("the kernel has no io_uring ({e})"),
+                Some(libc::EPERM) | Some(libc::EACCES) => format!(
+                    "io_uring is denied here (a seccomp profile or kernel.io_uring_disabled: {e})"
+                ),
+                _ => format!("cannot set up an io_uring ({e})"),
+            });
+        }
+    };
+    if !ring.params().is_feature_ext_arg() {
+        return Some(
+            "the kernel's io_uring lacks waiting with a timeout (IORING_FEAT_EXT_ARG, Linux 5.11)"
+                .into(),
+        );
+    }
+    let mut probe = io_uring::Probe::new();
+    if let Err(e) = ring.submitter().register_probe(&mut probe) {
+        return Some(format!("cannot ask io_uring for its operations ({e})"));
+    }
+    let needed = [
+        ("READ", opcode::Read::CODE),
+        ("RECV", opcode::Recv::CODE),
+        ("SENDMSG", opcode::SendMsg::CODE),
+        ("POLL_ADD", opcode::PollAdd::CODE),
+        ("CONNECT", opcode::Connect::CODE),
+        ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
+    ];
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(_, code)| !probe.is_supported(*code))
+        .map(|(name, _)| *name)
+        .collect();
+    (!missing.is_empty()).then(|| format!("the kernel's io_uring lacks {}", missing.join(", ")))
+}
