@@ -321,11 +321,11 @@ pub(crate) fn start(
     match placement {
         #[cfg(all(feature = "uring", target_os = "linux"))]
         Placement::Thread if config.backend == Backend::Uring => {
-            let (ring, wake_fd, waker) =
+            let (ring, taskrun, wake_fd, waker) =
                 uring::prepare().map_err(Error::start("the io_uring driver"))?;
             let shared = Shared::new(config, Box::new(waker));
             let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
-            let driver = uring::UringDriver::new(ring, wake_fd, listener, engine)
+            let driver = uring::UringDriver::new(ring, taskrun, wake_fd, listener, engine)
                 .map_err(Error::start("the io_uring driver"))?;
             let handle = spawn(name.into(), Box::new(move || driver.run()))?;
             // No leader/follower on io_uring yet: callers wait for its thread.

@@ -51,7 +51,8 @@ use io_uring::{IoUring, opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
 use self::conn::{Entry, MAX_IOVECS, RecvState, Retired, SendState, entry, take_front};
-pub(crate) use self::setup::{prepare, unavailable};
+use self::setup::enable_on_this_thread;
+pub(crate) use self::setup::{TaskRun, prepare, unavailable};
 use self::token::{MAX_INDEX, Op, Token};
 use crate::engine::{Action, ClosedOnExit, ConnKey, Engine, Flushed};
 use crate::metrics::add;
@@ -80,6 +81,8 @@ pub(crate) struct UringDriver {
     // The ring first: fields drop in order, and closing the ring ends the kernel's use of the
     // memory below (the run also drains what it cancelled before it gets here).
     ring: IoUring,
+    /// How the ring runs completions' task work (the thread enables a `Deferred` ring first).
+    taskrun: TaskRun,
     engine: Engine,
     listener: Option<std::net::TcpListener>,
     /// A poll for the listener's readiness is armed.
@@ -107,6 +110,7 @@ pub(crate) struct UringDriver {
 impl UringDriver {
     pub(crate) fn new(
         ring: IoUring,
+        taskrun: TaskRun,
         wake_fd: Arc<OwnedFd>,
         listener: std::net::TcpListener,
         engine: Engine,
@@ -115,6 +119,7 @@ impl UringDriver {
         listener.set_nonblocking(true)?;
         Ok(UringDriver {
             ring,
+            taskrun,
             engine,
             listener: Some(listener),
             listen_armed: false,
@@ -140,6 +145,10 @@ impl UringDriver {
     pub(crate) fn run(mut self) {
         // However the loop ends (even by a panic), callers must not be left waiting.
         let _closed = ClosedOnExit(self.engine.shared().clone());
+        if let Err(e) = enable_on_this_thread(&self.ring, self.taskrun) {
+            tracing::error!("cannot enable the io_uring on the driver's thread: {e}");
+            return;
+        }
         self.arm_wake();
         self.arm_accepts();
         while self.turn() {
@@ -176,7 +185,7 @@ impl UringDriver {
     /// queue) for up to [`SPIN_BEFORE_SLEEP`], then sleep in `io_uring_enter` until a
     /// completion, the next timer, or a waker ring.
     fn wait(&mut self) -> io::Result<()> {
-        if self.has_queued_work() || !self.ring.completion().is_empty() {
+        if self.has_queued_work() || self.completions_ready() {
             self.submit(false, None)?;
             self.now = Instant::now();
             return Ok(());
@@ -184,7 +193,9 @@ impl UringDriver {
         self.submit(false, None)?;
         let spin_start = self.now;
         loop {
-            if !self.ring.completion().is_empty() || self.has_queued_work() {
+            if self.completions_ready() || self.has_queued_work() {
+                // Posts the completions the kernel holds back, if it does (see `TaskRun`).
+                self.submit(false, None)?;
                 self.now = Instant::now();
                 return Ok(());
             }
@@ -213,6 +224,13 @@ impl UringDriver {
         waited
     }
 
+    /// Completions are posted, or the kernel holds some back until the next `io_uring_enter`
+    /// (a [`TaskRun::Cooperative`] or [`TaskRun::Deferred`] ring says so in a flag). One look at
+    /// memory shared with the kernel each, no system call.
+    fn completions_ready(&mut self) -> bool {
+        !self.ring.completion().is_empty() || self.ring.submission().taskrun()
+    }
+
     /// Hand the queued submissions to the kernel (one `io_uring_enter`, none if there are none
     /// and `wait` is false); with `wait`, also wait for a completion, at most `timeout`. Then
     /// close the sockets the turn closed (see the module doc).
@@ -226,7 +244,8 @@ impl UringDriver {
                 }
                 None => self.ring.submitter().submit_and_wait(1),
             }
-        } else if !self.ring.submission().is_empty() {
+        } else if !self.ring.submission().is_empty() || self.ring.submission().taskrun() {
+            // With the task-run flag up this also posts what the kernel holds back.
             self.ring.submitter().submit()
         } else {
             Ok(0)
@@ -810,11 +829,12 @@ mod tests {
             );
             return None;
         }
-        let (ring, wake_fd, waker) = prepare().unwrap();
+        let (ring, taskrun, wake_fd, waker) = prepare().unwrap();
+        enable_on_this_thread(&ring, taskrun).unwrap();
         let shared = Shared::new(Config::default(), Box::new(waker));
         let engine = Engine::new(shared, Instant::now);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        Some(UringDriver::new(ring, wake_fd, listener, engine).unwrap())
+        Some(UringDriver::new(ring, taskrun, wake_fd, listener, engine).unwrap())
     }
 
     /// Submit what is queued and take completions until `settled`, or fail after a while.

@@ -36,12 +36,81 @@ impl Wake for EventFdWake {
     }
 }
 
-/// A ring and an eventfd waker for a driver of `listener` (the waker goes to the handoff,
-/// then the driver is made around the engine with [`UringDriver::new`](super::UringDriver::new)).
-pub(crate) fn prepare() -> io::Result<(IoUring, Arc<OwnedFd>, EventFdWake)> {
-    let ring = IoUring::builder()
-        .setup_cqsize(CQ_ENTRIES)
-        .build(SQ_ENTRIES)?;
+/// Where the kernel runs the work that turns a finished operation into a completion (its "task
+/// work", which must run on the thread that submitted the operation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TaskRun {
+    /// At any time: an inter-processor interrupt stops the driver thread to run it, even while
+    /// it is busy with a turn (io_uring's default).
+    Interrupting,
+    /// At the driver thread's next system call (`IORING_SETUP_COOP_TASKRUN`, Linux 5.19).
+    Cooperative,
+    /// Only when the driver thread asks for completions in `io_uring_enter`
+    /// (`IORING_SETUP_DEFER_TASKRUN` with `SINGLE_ISSUER`, Linux 6.1): completions come in
+    /// batches when the thread is ready for them. The ring then belongs to one thread: it is
+    /// made disabled and enabled by the driver's thread ([`enable_on_this_thread`]).
+    Deferred,
+}
+
+impl TaskRun {
+    /// The override in `RAFTNET_URING_TASKRUN` (`interrupting`, `cooperative` or `deferred`),
+    /// for measuring one against another with one build; unset: the best the kernel has.
+    fn requested() -> Option<TaskRun> {
+        match std::env::var("RAFTNET_URING_TASKRUN").ok()?.as_str() {
+            "interrupting" => Some(TaskRun::Interrupting),
+            "cooperative" => Some(TaskRun::Cooperative),
+            "deferred" => Some(TaskRun::Deferred),
+            other => {
+                tracing::warn!("RAFTNET_URING_TASKRUN={other:?} is not a mode; ignored");
+                None
+            }
+        }
+    }
+
+    fn build(self) -> io::Result<IoUring> {
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(CQ_ENTRIES);
+        match self {
+            TaskRun::Interrupting => {}
+            // The flag tells the thread when the kernel holds completions for it (it then
+            // enters the kernel to have them posted): without it, a thread that looks for
+            // completions without a system call would not see them.
+            TaskRun::Cooperative => {
+                builder.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            TaskRun::Deferred => {
+                builder
+                    .setup_single_issuer()
+                    .setup_defer_taskrun()
+                    .setup_taskrun_flag()
+                    .setup_r_disabled();
+            }
+        }
+        builder.build(SQ_ENTRIES)
+    }
+}
+
+/// A ring and an eventfd waker for a driver (the waker goes to the handoff, then the driver is
+/// made around the engine with [`UringDriver::new`](super::UringDriver::new)). The ring is set
+/// up with the best [`TaskRun`] the kernel accepts, unless `RAFTNET_URING_TASKRUN` names one.
+pub(crate) fn prepare() -> io::Result<(IoUring, TaskRun, Arc<OwnedFd>, EventFdWake)> {
+    let modes = match TaskRun::requested() {
+        Some(mode) => vec![mode],
+        None => vec![
+            TaskRun::Deferred,
+            TaskRun::Cooperative,
+            TaskRun::Interrupting,
+        ],
+    };
+    let mut made = Err(io::Error::from_raw_os_error(libc::EINVAL));
+    for mode in modes {
+        made = mode.build().map(|ring| (ring, mode));
+        // EINVAL: a flag this kernel does not know; try the next mode.
+        if !matches!(&made, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+            break;
+        }
+    }
+    let (ring, mode) = made?;
     // SAFETY: eventfd returns a new descriptor (owned from here on) or -1.
     #[allow(unsafe_code)]
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -51,7 +120,17 @@ pub(crate) fn prepare() -> io::Result<(IoUring, Arc<OwnedFd>, EventFdWake)> {
     // SAFETY: `fd` is a new descriptor nothing else owns.
     #[allow(unsafe_code)]
     let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
-    Ok((ring, fd.clone(), EventFdWake(fd)))
+    Ok((ring, mode, fd.clone(), EventFdWake(fd)))
+}
+
+/// Make `ring` usable by the calling thread, the only one that will submit to it: a
+/// [`TaskRun::Deferred`] ring is made disabled (the kernel binds it to the thread that enables
+/// it, and the ring is made on the thread that binds the transport).
+pub(crate) fn enable_on_this_thread(ring: &IoUring, mode: TaskRun) -> io::Result<()> {
+    if mode == TaskRun::Deferred {
+        ring.submitter().register_enable_rings()?;
+    }
+    Ok(())
 }
 
 /// Why io_uring cannot run here, if it cannot: probed once per process (a ring is made and the
