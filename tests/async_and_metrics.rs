@@ -296,6 +296,24 @@ fn metrics_count_calls_receptions_decodes_and_fast_path() {
     // One pooled connection per lane: control and heartbeat.
     assert_eq!(c.dials, 2);
     assert_eq!(s.accepted, 2);
+    // On epoll every socket read and write is a system call of its own (io_uring's are
+    // submissions, which its `io_uring_enter`s carry in batches); each side also waited.
+    for (side, m) in [("client", &c), ("server", &s)] {
+        if client.backend() == Some(Backend::Epoll) {
+            assert!(
+                m.system_calls > m.reads + m.writes,
+                "{side}: {} system calls, {} reads and {} writes",
+                m.system_calls,
+                m.reads,
+                m.writes
+            );
+        } else {
+            assert!(
+                m.system_calls > 0,
+                "{side}: io_uring_enter is a system call"
+            );
+        }
+    }
     client.close();
     drop(server);
     assert_eq!(
@@ -373,11 +391,14 @@ fn wakes_per_rpc_under_pipelined_load() {
     // Reported alongside where the transport counts them (not part of the ratio above).
     for (side, m) in [("leader", &lm), ("follower", &fm)] {
         eprintln!(
-            "[{}] {side}: callerWakes {}, reactorSleeps {}, reactorTurns {}",
+            "[{}] {side}: callerWakes {}, reactorSleeps {}, reactorTurns {}, systemCalls {} \
+             ({:.4}/RPC)",
             profile(),
             m.caller_wakes,
             m.reactor_sleeps,
             m.reactor_turns,
+            m.system_calls,
+            per(m.system_calls),
         );
     }
     assert_eq!(
@@ -443,6 +464,7 @@ fn metrics_export_every_value_once_by_name() {
         "raftnet.reactorWakes",
         "raftnet.reactorSleeps",
         "raftnet.ledTurns",
+        "raftnet.systemCalls",
         "raftnet.callerWakes",
         "raftnet.consumerWakes",
         "raftnet.dials",

@@ -185,6 +185,7 @@ impl MioDriver {
         }
         let spin_start = self.now;
         loop {
+            add(&self.engine.metrics().system_calls, 1);
             if let Err(e) = self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
                 return Waited::Polled(Err(e));
             }
@@ -199,6 +200,7 @@ impl MioDriver {
             {
                 break;
             }
+            add(&self.engine.metrics().system_calls, 1);
             std::thread::yield_now();
         }
         if self.engine.shared().handoff.prepare_sleep() {
@@ -211,6 +213,7 @@ impl MioDriver {
 
     /// Take the events that are ready, without waiting.
     pub(super) fn poll_now(&mut self) -> io::Result<()> {
+        add(&self.engine.metrics().system_calls, 1);
         let polled = self.poll.poll(&mut self.events, Some(Duration::ZERO));
         self.now = Instant::now();
         polled
@@ -318,6 +321,7 @@ impl MioDriver {
                 self.accept_again = false;
                 return;
             };
+            add(&self.engine.metrics().system_calls, 1);
             match listener.accept() {
                 Ok((socket, peer)) => match self.streams.accept(socket) {
                     // The connection's clock (its handshake deadline) starts now, not when the

@@ -48,6 +48,7 @@ pub(crate) async fn run_task(mut driver: MioDriver, ring: Arc<Notify>, finished:
     let handoff = driver.engine.shared().handoff.clone();
     let mut busy_turns = 0u32;
     while driver.turn() {
+        add(&driver.engine.metrics().system_calls, 1);
         let mut polled = driver.poll.poll(&mut driver.events, Some(Duration::ZERO));
         driver.now = Instant::now();
         if polled.is_ok() && driver.events.is_empty() && !driver.has_queued_work() {
@@ -70,6 +71,7 @@ pub(crate) async fn run_task(mut driver: MioDriver, ring: Arc<Notify>, finished:
                     }
                     None => woken.await,
                 }
+                add(&driver.engine.metrics().system_calls, 1);
                 polled = driver.poll.poll(&mut driver.events, Some(Duration::ZERO));
                 handoff.woke();
                 driver.now = Instant::now();

@@ -196,6 +196,7 @@ pub(crate) fn fill(
         // Read at least what the codec reserved for a frame in progress.
         let spare = buf.capacity() - buf.len();
         let want = (*read_size).max(spare.min(MAX_READ));
+        add(&metrics.system_calls, 1);
         match read_into_spare(stream, buf, want) {
             Ok(0) => return ReadOutcome::Eof,
             Ok(n) => {
@@ -236,6 +237,7 @@ pub(crate) fn flush(
         }
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let n = queue.io_slices(&mut slices);
+        add(&metrics.system_calls, 1);
         match stream.write_vectored(&slices[..n]) {
             Ok(0) => {
                 return Err(io::Error::new(
@@ -254,8 +256,11 @@ pub(crate) fn flush(
             Err(e) => return Err(e),
         }
     }
-    if stream.wants_write() && !stream.flush_pending()? {
-        return Ok(Flushed::Blocked);
+    if stream.wants_write() {
+        add(&metrics.system_calls, 1);
+        if !stream.flush_pending()? {
+            return Ok(Flushed::Blocked);
+        }
     }
     Ok(Flushed::All)
 }
@@ -352,5 +357,30 @@ mod tests {
         assert!(matches!(outcome, ReadOutcome::Budget));
         assert_eq!(buf.len(), 1100);
         assert_eq!(metrics.reads.load(std::sync::atomic::Ordering::Relaxed), 11);
+        assert_eq!(
+            metrics
+                .system_calls
+                .load(std::sync::atomic::Ordering::Relaxed),
+            11,
+            "each read is a system call"
+        );
+    }
+
+    #[test]
+    fn flush_counts_each_write_as_a_system_call() {
+        let metrics = TransportMetrics::default();
+        let mut stream = Pattern {
+            next: 0,
+            per_read: 0,
+        };
+        let mut queue = SendQueue::default();
+        queue.buf.extend_from_slice(&[7; 300]);
+        let flushed = flush(&mut stream, &mut queue, 1 << 20, &metrics).unwrap();
+        assert!(matches!(flushed, Flushed::All));
+        assert!(queue.is_empty());
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(load(&metrics.writes), 1);
+        assert_eq!(load(&metrics.bytes_written), 300);
+        assert_eq!(load(&metrics.system_calls), 1);
     }
 }

@@ -198,6 +198,9 @@ impl Lead for ThreadDriver {
         let driver = &mut *lead.driver;
         self.handoff.woke();
         driver.now = Instant::now();
+        // The two `epoll_ctl` of this leadership: the deregistration above and the
+        // re-registration below.
+        add(&driver.engine.metrics().system_calls, 2);
         let finished = loop {
             add(&driver.engine.metrics().led_turns, 1);
             if !driver.turn() {
@@ -222,6 +225,7 @@ impl Lead for ThreadDriver {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
+                    add(&driver.engine.metrics().system_calls, 1);
                     let polled = driver.poll.poll(&mut driver.events, timeout);
                     self.handoff.woke();
                     driver.now = Instant::now();
@@ -276,6 +280,7 @@ pub(crate) fn run(this: Arc<ThreadDriver>, mut outer: Poll) {
                 let driver = guard
                     .as_mut()
                     .expect("only this thread takes the driver out");
+                add(&driver.engine.metrics().system_calls, 1);
                 this.handoff.woke();
                 driver.sleep_until = None;
                 if let Err(e) = slept

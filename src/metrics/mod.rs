@@ -295,6 +295,14 @@ pub struct Metrics {
     /// driver's sleeping thread (a call sent without waking it, or a blocking wait that ran the
     /// driver until its answer came): [`Placement::Thread`](crate::Placement::Thread) only.
     pub led_turns: u64,
+    /// `raftnet.systemCalls`: system calls made to run the transport's sockets, by its driver
+    /// or a thread leading it: waits for events (`epoll_wait`, `io_uring_enter`), reads and
+    /// writes (also those that found the socket empty or full), accepts, `epoll_ctl` as a
+    /// leader takes and hands back the driver, and `sched_yield` while spinning. Not counted:
+    /// setting up a connection (socket, connect, options, registration), producers' waker rings
+    /// (`reactor_wakes`), and the thread-per-connection driver's blocking reads and writes. A
+    /// TLS stream's read or write counts once however many the stream makes.
+    pub system_calls: u64,
     /// `raftnet.callerWakes`: threads or tasks woken because their call, pipeline future or
     /// pipeline slot resolved.
     pub caller_wakes: u64,
@@ -397,6 +405,8 @@ impl Metrics {
     pub const REACTOR_SLEEPS: &'static str = "raftnet.reactorSleeps";
     /// The name of [`led_turns`](Self::led_turns).
     pub const LED_TURNS: &'static str = "raftnet.ledTurns";
+    /// The name of [`system_calls`](Self::system_calls).
+    pub const SYSTEM_CALLS: &'static str = "raftnet.systemCalls";
     /// The name of [`caller_wakes`](Self::caller_wakes).
     pub const CALLER_WAKES: &'static str = "raftnet.callerWakes";
     /// The name of [`consumer_wakes`](Self::consumer_wakes).
@@ -447,6 +457,7 @@ impl Metrics {
             (Self::REACTOR_WAKES, Counter(self.reactor_wakes)),
             (Self::REACTOR_SLEEPS, Counter(self.reactor_sleeps)),
             (Self::LED_TURNS, Counter(self.led_turns)),
+            (Self::SYSTEM_CALLS, Counter(self.system_calls)),
             (Self::CALLER_WAKES, Counter(self.caller_wakes)),
             (Self::CONSUMER_WAKES, Counter(self.consumer_wakes)),
             (Self::DIALS, Counter(self.dials)),
@@ -548,6 +559,7 @@ mod tests {
             reactor_wakes: next(),
             reactor_sleeps: next(),
             led_turns: next(),
+            system_calls: next(),
             caller_wakes: next(),
             consumer_wakes: next(),
             dials: next(),
@@ -582,8 +594,8 @@ mod tests {
         let mut sorted = values.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, expected, "each field's value exactly once");
-        // 7 per-type metrics for each of 6 types, 25 transport-wide.
-        assert_eq!(values.len(), 7 * RPC_TYPES + 25);
+        // 7 per-type metrics for each of 6 types, 26 transport-wide.
+        assert_eq!(values.len(), 7 * RPC_TYPES + 26);
     }
 
     #[test]
@@ -618,6 +630,7 @@ mod tests {
         assert_eq!(find("raftnet.reactorWakes", None), c(m.reactor_wakes));
         assert_eq!(find("raftnet.reactorSleeps", None), c(m.reactor_sleeps));
         assert_eq!(find("raftnet.ledTurns", None), c(m.led_turns));
+        assert_eq!(find("raftnet.systemCalls", None), c(m.system_calls));
         assert_eq!(find("raftnet.callerWakes", None), c(m.caller_wakes));
         assert_eq!(find("raftnet.consumerWakes", None), c(m.consumer_wakes));
         assert_eq!(find("raftnet.dials", None), c(m.dials));

@@ -133,6 +133,7 @@ pub(super) fn description(name: &str) -> (&'static str, Option<metrics::Unit>) {
         Metrics::REACTOR_TURNS => "Turns of the driver's loop.",
         Metrics::REACTOR_WAKES => "Times a producer rang the sleeping driver's waker.",
         Metrics::REACTOR_SLEEPS => "Times the driver blocked waiting for events.",
+        Metrics::SYSTEM_CALLS => "System calls made to run the transport's sockets.",
         Metrics::LED_TURNS => {
             "Driver turns run by a calling thread in place of the sleeping driver thread."
         }

@@ -126,6 +126,8 @@ pub(crate) struct TransportMetrics {
     /// waker); `reactor_wakes` counts the waker rings among them.
     pub(crate) reactor_sleeps: AtomicU64,
     pub(crate) led_turns: AtomicU64,
+    /// See [`Metrics::system_calls`](super::Metrics::system_calls) for what counts.
+    pub(crate) system_calls: AtomicU64,
     /// Threads or tasks woken because their call, pipeline future or pipeline slot resolved.
     pub(crate) caller_wakes: AtomicU64,
     pub(crate) dials: AtomicU64,
@@ -167,6 +169,7 @@ impl TransportMetrics {
             reactor_wakes: load(&self.reactor_wakes),
             reactor_sleeps: load(&self.reactor_sleeps),
             led_turns: load(&self.led_turns),
+            system_calls: load(&self.system_calls),
             caller_wakes: load(&self.caller_wakes),
             consumer_wakes,
             dials: load(&self.dials),

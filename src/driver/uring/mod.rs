@@ -206,6 +206,7 @@ impl UringDriver {
             {
                 break;
             }
+            add(&self.engine.metrics().system_calls, 1);
             std::thread::yield_now();
         }
         let handoff = self.engine.shared().handoff.clone();
@@ -235,6 +236,12 @@ impl UringDriver {
     /// and `wait` is false); with `wait`, also wait for a completion, at most `timeout`. Then
     /// close the sockets the turn closed (see the module doc).
     fn submit(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()> {
+        let enters = wait && timeout != Some(Duration::ZERO)
+            || !self.ring.submission().is_empty()
+            || self.ring.submission().taskrun();
+        if enters {
+            add(&self.engine.metrics().system_calls, 1);
+        }
         let result = if wait && timeout != Some(Duration::ZERO) {
             match timeout {
                 Some(t) => {
@@ -282,6 +289,7 @@ impl UringDriver {
                 self.in_flight += 1;
                 return;
             }
+            add(&self.engine.metrics().system_calls, 1);
             if let Err(e) = self.ring.submitter().submit() {
                 // Nothing can be queued: the ring is broken. Dropping the entry is safe (the
                 // kernel never saw it); what waits for it fails when the transport closes.
@@ -534,6 +542,7 @@ impl UringDriver {
             let Some(listener) = &self.listener else {
                 return;
             };
+            add(&self.engine.metrics().system_calls, 1);
             match listener.accept() {
                 Ok((stream, peer)) => self.take_accepted(Socket::from(stream), peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
