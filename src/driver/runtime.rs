@@ -48,35 +48,7 @@ pub(crate) async fn run_task(mut driver: MioDriver, ring: Arc<Notify>, finished:
     let handoff = driver.engine.shared().handoff.clone();
     let mut busy_turns = 0u32;
     while driver.turn() {
-        add(&driver.engine.metrics().system_calls, 1);
-        let mut polled = driver.poll.poll(&mut driver.events, Some(Duration::ZERO));
-        driver.now = Instant::now();
-        if polled.is_ok() && driver.events.is_empty() && !driver.has_queued_work() {
-            busy_turns = 0;
-            if handoff.prepare_sleep() {
-                add(&driver.engine.metrics().reactor_sleeps, 1);
-                let woken = async {
-                    tokio::select! {
-                        ready = epoll.readable() => {
-                            if let Ok(mut ready) = ready {
-                                ready.clear_ready();
-                            }
-                        }
-                        _ = ring.notified() => {}
-                    }
-                };
-                match driver.next_timeout() {
-                    Some(timeout) => {
-                        let _ = tokio::time::timeout(timeout, woken).await;
-                    }
-                    None => woken.await,
-                }
-                add(&driver.engine.metrics().system_calls, 1);
-                polled = driver.poll.poll(&mut driver.events, Some(Duration::ZERO));
-                handoff.woke();
-                driver.now = Instant::now();
-            }
-        } else {
+        if driver.has_queued_work() {
             // Busy: let the runtime's other tasks (the Raft side among them) run now and then,
             // as a task that never awaited would starve them.
             busy_turns += 1;
@@ -84,7 +56,34 @@ pub(crate) async fn run_task(mut driver: MioDriver, ring: Arc<Notify>, finished:
                 busy_turns = 0;
                 tokio::task::yield_now().await;
             }
+        } else if handoff.prepare_sleep() {
+            // No look for events before sleeping (an `epoll_wait` that nearly always finds
+            // none): events that came during the turn have already made the epoll descriptor
+            // readable for the runtime (its readiness is cleared before each look, below), so
+            // the wait ends at once. The runtime's own `epoll_wait` is the only one per wake.
+            busy_turns = 0;
+            add(&driver.engine.metrics().reactor_sleeps, 1);
+            let woken = async {
+                tokio::select! {
+                    ready = epoll.readable() => {
+                        if let Ok(mut ready) = ready {
+                            ready.clear_ready();
+                        }
+                    }
+                    _ = ring.notified() => {}
+                }
+            };
+            match driver.next_timeout() {
+                Some(timeout) => {
+                    let _ = tokio::time::timeout(timeout, woken).await;
+                }
+                None => woken.await,
+            }
+            handoff.woke();
         }
+        add(&driver.engine.metrics().system_calls, 1);
+        let polled = driver.poll.poll(&mut driver.events, Some(Duration::ZERO));
+        driver.now = Instant::now();
         if !driver.dispatch(polled) {
             break;
         }
