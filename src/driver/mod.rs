@@ -272,6 +272,11 @@ impl DriverHandle {
                 true
             }
             DriverHandle::Task(finished) => {
+                // A caller running a turn in the task's place holds the driver the task
+                // needs to finish.
+                if self::thread::leading() {
+                    return false;
+                }
                 #[cfg(feature = "tokio")]
                 if tokio::runtime::Handle::try_current().is_ok() {
                     // Waiting inside the runtime could wait for this very thread to run the
@@ -363,13 +368,17 @@ pub(crate) fn start(
             let engine = Engine::new(shared.clone(), system_clock).with_span(span.clone());
             let driver = mio::MioDriver::new(poll, listener, engine)
                 .map_err(Error::start("polling the listener"))?;
+            let driver = runtime::TaskDriver::new(driver, span.clone());
+            let lead: Arc<dyn Lead> = driver.clone();
+            shared.handoff.set_lead(Arc::downgrade(&lead));
+            shared.consumer.shared().set_lead(Arc::downgrade(&lead));
             let finished = Finished::default();
             let task = runtime::run_task(driver, ring, finished.clone());
             runtime.spawn(tracing::Instrument::instrument(task, span.clone()));
             Ok(Started {
                 shared,
                 handle: DriverHandle::Task(finished),
-                lead: None,
+                lead: Some(lead),
             })
         }
         Placement::ThreadPerConnection => {

@@ -51,6 +51,11 @@ pub(crate) fn leading() -> bool {
     LEADING.with(Cell::get)
 }
 
+/// Mark this thread as leading a driver (or no longer), for [`leading`].
+pub(super) fn set_leading(leading: bool) {
+    LEADING.with(|l| l.set(leading));
+}
+
 /// A mio driver that its own thread runs, and callers may run in its place.
 pub(crate) struct ThreadDriver {
     /// The driver, `None` once its thread has shut it down. Whoever holds this lock runs it.
@@ -131,7 +136,7 @@ struct Leadership<'a> {
 
 impl<'a> Leadership<'a> {
     fn start(driver: &'a mut MioDriver, owner: &'a ThreadDriver, detached: bool) -> Leadership<'a> {
-        LEADING.with(|l| l.set(true));
+        set_leading(true);
         Leadership {
             driver,
             owner,
@@ -142,7 +147,7 @@ impl<'a> Leadership<'a> {
 
 impl Drop for Leadership<'_> {
     fn drop(&mut self) {
-        LEADING.with(|l| l.set(false));
+        set_leading(false);
         if std::thread::panicking() {
             self.driver.stopping = true;
             if self.detached {

@@ -278,7 +278,8 @@ impl Handoff {
 /// in `epoll_wait` itself, so a round trip wakes the caller once (when its answer arrives)
 /// instead of waking the driver thread for the request, again for the answer, and then the
 /// caller (BENCHMARKS.md, "Leader/follower"). Implemented by the mio driver on a thread of its
-/// own (`driver::thread`).
+/// own (`driver::thread`), and as a runtime's task (`driver::runtime`: a call or an answer is
+/// written by whoever gives it while the task waits; waiting for events stays the task's).
 pub(crate) trait Lead: Send + Sync {
     /// Queue `command`; if nobody runs the engine now, carry it out on this thread (its frame
     /// written from here) instead of waking the driver thread for it.

@@ -293,7 +293,8 @@ pub struct Metrics {
     pub reactor_sleeps: u64,
     /// `raftnet.ledTurns`: turns of the driver run by a calling thread in the place of the
     /// driver's sleeping thread (a call sent without waking it, or a blocking wait that ran the
-    /// driver until its answer came): [`Placement::Thread`](crate::Placement::Thread) only.
+    /// driver until its answer came) on [`Placement::Thread`](crate::Placement::Thread); on
+    /// `Placement::Runtime`, turns a call or an answer ran in the waiting driver task's place.
     pub led_turns: u64,
     /// `raftnet.systemCalls`: system calls made to run the transport's sockets, by its driver
     /// or a thread leading it: waits for events (`epoll_wait`, `io_uring_enter`), reads and
