@@ -10,6 +10,20 @@
 //! certificate for that server; a dial to any other address accepts a certificate whose IP
 //! address SAN is the address dialled.
 //!
+//! **Inbound identity.** Once an accepted connection's handshake completes, its peer's
+//! [`PeerIdentity`] (the DNS names of its verified certificate) is the connection's. A request
+//! whose header names its sender (`RpcHeader::id`, which raftnet's callers and hashicorp/raft
+//! fill in) must name one of them: a request claiming another server is refused with an error
+//! answer the caller sees as [`Error::Refused`] with [`Refusal::IdentityMismatch`], and a
+//! warning on this side. A request with no id in its header is accepted: peers that predate the
+//! header's id (hashicorp/raft before protocol 3, tools) send none, and the certificate has
+//! authenticated the connection already; what it may do is then [`TlsConfig::authorize`]'s to
+//! decide, which sees the certificate's identity, not a claim.
+//!
+//! **Authorization.** [`TlsConfig::authorize`] installs a hook that decides, from the peer's
+//! identity and the kind of RPC, whether a request is served; one it refuses is answered with
+//! [`Refusal::Unauthorized`].
+//!
 //! The handshake runs in the driver's own loop, like every other read and write (no thread of
 //! its own): a handshake that stalls is a slow peer, closed by the same deadlines
 //! ([`Config::timeout`](crate::Config::timeout) for a dial; an accepted connection that sends no
@@ -43,8 +57,89 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
+#[cfg(doc)]
+use crate::error::Refusal;
 use crate::error::{Error, Result};
+use crate::metrics::RpcType;
 use crate::transport::ServerId;
+
+/// An authorization hook ([`TlsConfig::authorize`]): whether a peer with this identity may send
+/// this kind of RPC.
+pub type Authorize = Arc<dyn Fn(&PeerIdentity, RpcType) -> bool + Send + Sync>;
+
+/// Who is at the other end of a TLS connection, as its verified certificate says: the server
+/// ids it names (its DNS subject alternative names; wildcard names name no server), and the
+/// address the connection came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    server_ids: Vec<ServerId>,
+    addr: SocketAddr,
+}
+
+impl PeerIdentity {
+    /// An identity naming `server_ids`, at `addr` (to test an [`Authorize`] hook; the transport
+    /// makes them from certificates).
+    pub fn new(server_ids: Vec<ServerId>, addr: SocketAddr) -> PeerIdentity {
+        PeerIdentity { server_ids, addr }
+    }
+
+    /// The identity `certificate` (already verified by rustls) gives a peer at `addr`.
+    pub(crate) fn from_certificate(
+        certificate: &CertificateDer<'_>,
+        addr: SocketAddr,
+    ) -> PeerIdentity {
+        let server_ids = match webpki::EndEntityCert::try_from(certificate) {
+            Ok(cert) => cert
+                .valid_dns_names()
+                .filter(|name| !name.contains('*'))
+                .map(ServerId::from)
+                .collect(),
+            // rustls parsed and verified it already; a certificate it accepts always parses.
+            Err(_) => Vec::new(),
+        };
+        PeerIdentity { server_ids, addr }
+    }
+
+    /// The server ids the peer's certificate names (usually one).
+    pub fn server_ids(&self) -> &[ServerId] {
+        &self.server_ids
+    }
+
+    /// The address the peer connected from (or was dialled at).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the certificate names server `id`.
+    pub fn is(&self, id: &ServerId) -> bool {
+        self.carries(id.0.as_bytes())
+    }
+
+    /// Whether the certificate names the server whose id is these bytes (a request header's).
+    pub(crate) fn carries(&self, id: &[u8]) -> bool {
+        self.server_ids.iter().any(|s| s.0.as_bytes() == id)
+    }
+}
+
+impl fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, id) in self.server_ids.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(&id.0)?;
+        }
+        write!(f, "] at {}", self.addr)
+    }
+}
+
+/// What a TLS stream reports to the engine once its handshake completes: the peer's identity,
+/// and the authorization hook of the configuration the connection was made with.
+pub(crate) struct VerifiedPeer {
+    pub(crate) identity: Arc<PeerIdentity>,
+    pub(crate) authorize: Option<Authorize>,
+}
 
 /// The TLS settings of a [`NetTransport`](crate::NetTransport), set with
 /// [`Config::tls`](crate::Config::tls): rustls' [`ServerConfig`] for accepted connections, its
@@ -60,12 +155,15 @@ pub struct TlsConfig {
     client: Arc<ClientConfig>,
     /// The identity a dial to each address must find in the peer's certificate.
     peers: Arc<HashMap<SocketAddr, ServerName<'static>>>,
+    /// Decides which RPCs an identity may send ([`TlsConfig::authorize`]).
+    authorize: Option<Authorize>,
 }
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
             .field("peers", &self.peers)
+            .field("authorize", &self.authorize.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +177,7 @@ impl TlsConfig {
             server,
             client,
             peers: Arc::default(),
+            authorize: None,
         }
     }
 
@@ -161,6 +260,44 @@ impl TlsConfig {
         })?;
         Arc::make_mut(&mut self.peers).insert(addr, name);
         Ok(self)
+    }
+
+    /// Decide beyond identity: `authorize` is asked whether a peer with a given
+    /// [`PeerIdentity`] may send a given kind of RPC ([`RpcType`]; heartbeats are their own
+    /// kind); a request it refuses is answered with [`Error::Refused`] and
+    /// [`Refusal::Unauthorized`], and logged, and the connection stays open for the kinds it
+    /// allows.
+    ///
+    /// It is asked once per connection and kind, the first time that kind arrives on the
+    /// connection, and its answer is kept for the connection's life: a bit test per request
+    /// instead of a call through a pointer, and a hook that may take its time (look up a
+    /// table, take a lock) without slowing every RPC. A change in what an identity may do
+    /// applies to its new connections.
+    ///
+    /// ```no_run
+    /// use raftnet::tls::TlsConfig;
+    /// use raftnet::RpcType;
+    ///
+    /// // node-4 is a non-voter: it replicates but may not ask for votes.
+    /// let tls = TlsConfig::from_pem_files("ca.pem", "node-1.pem", "node-1.key")?
+    ///     .authorize(|peer, kind| {
+    ///         let votes = matches!(kind, RpcType::RequestVote | RpcType::RequestPreVote);
+    ///         !(votes && peer.server_ids().iter().any(|id| id.0 == "node-4"))
+    ///     });
+    /// # drop(tls);
+    /// # Ok::<(), raftnet::Error>(())
+    /// ```
+    pub fn authorize(
+        mut self,
+        authorize: impl Fn(&PeerIdentity, RpcType) -> bool + Send + Sync + 'static,
+    ) -> TlsConfig {
+        self.authorize = Some(Arc::new(authorize));
+        self
+    }
+
+    /// The authorization hook, if one is set.
+    pub(crate) fn authorizer(&self) -> Option<&Authorize> {
+        self.authorize.as_ref()
     }
 
     /// The configuration accepted connections use.

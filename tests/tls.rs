@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::legit::{Legit, LegitKind};
 use common::net::{EVENTUALLY, bind, finish};
-use common::peers::{echo_server, peer, vote};
+use common::peers::{append, echo_server, heartbeat, peer, vote};
 use common::tls::TestCa;
 use raftnet::tls::TlsConfig;
 use raftnet::tls::rustls;
@@ -87,9 +87,14 @@ const SERVER: &str = "server-1";
 
 impl Scene {
     fn new() -> Scene {
+        Scene::with_server_tls(|tls| tls)
+    }
+
+    /// A scene whose server's TLS configuration `adjust` changes (an authorization hook).
+    fn with_server_tls(adjust: impl FnOnce(TlsConfig) -> TlsConfig) -> Scene {
         capture_logs();
         let ca = TestCa::new("raftnet cluster CA");
-        let server = bind(Config::default().tls(ca.tls(SERVER)));
+        let server = bind(Config::default().tls(adjust(ca.tls(SERVER))));
         echo_server(server.consumer().clone());
         let addr: SocketAddr = server.local_addr().0.parse().unwrap();
         let legit_tls = ca
@@ -467,5 +472,145 @@ fn pem_files_that_hold_no_certificate_are_a_config_error() {
     assert!(
         matches!(&error, Error::Config(text) if text.contains("no certificate")),
         "{error:?}"
+    );
+}
+
+// ---- identity and authorization (the second step) ------------------------------------------
+
+/// A vote whose header says it comes from server `id`.
+fn vote_from(id: &str, term: u64) -> message::RequestVoteRequest {
+    message::RequestVoteRequest {
+        header: message::RpcHeader {
+            protocol_version: 3,
+            id: Some(bytes::Bytes::from(id.to_string())),
+            addr: None,
+        },
+        ..vote(term)
+    }
+}
+
+#[test]
+fn a_request_claiming_another_server_than_its_certificate_is_refused() {
+    let scene = Scene::new();
+    let client = scene.client(scene.ca.tls("client-1"));
+    let call = |request| {
+        finish(client.request_vote(
+            &ServerId::from(SERVER),
+            &scene.server.local_addr(),
+            request,
+            CallOptions::default(),
+        ))
+    };
+    // Its own id, and no id at all (an older peer): served.
+    assert_eq!(call(vote_from("client-1", 4)).unwrap().term, 4);
+    assert_eq!(call(vote(5)).unwrap().term, 5);
+    // Another server's id: refused, with the kind and the two names.
+    let error = call(vote_from("server-9", 6)).unwrap_err();
+    let Error::Refused { reason, message } = &error else {
+        panic!("expected Error::Refused, got {error:?}");
+    };
+    assert_eq!(*reason, Refusal::IdentityMismatch);
+    assert!(
+        message.contains("\"server-9\"") && message.contains("[client-1]"),
+        "{message}"
+    );
+    assert!(error.is_fatal());
+    wait_logged(&["refusing a request from", "(identity mismatch)", "server-9"]);
+    // The connection goes on serving the peer's honest requests.
+    assert_eq!(call(vote_from("client-1", 7)).unwrap().term, 7);
+    scene.check_legit();
+}
+
+#[test]
+fn a_snapshot_claiming_another_server_is_refused_before_its_body_is_taken() {
+    let scene = Scene::new();
+    let client = scene.client(scene.ca.tls("client-1"));
+    let request = message::InstallSnapshotRequest {
+        header: vote_from("server-9", 1).header,
+        size: 64 * 1024,
+        ..Default::default()
+    };
+    let error = finish(client.install_snapshot_bytes(
+        &ServerId::from(SERVER),
+        &scene.server.local_addr(),
+        request,
+        bytes::Bytes::from(vec![7u8; 64 * 1024]),
+        CallOptions::default(),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Refused {
+                reason: Refusal::IdentityMismatch,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let received = scene.server.metrics().rpcs_received[RpcType::InstallSnapshot];
+    assert_eq!(
+        received, 0,
+        "the refused snapshot never reached the Raft side"
+    );
+    scene.check_legit();
+}
+
+/// Calls of the authorization hook, by (first server id, kind).
+type HookCalls = Arc<Mutex<Vec<(String, RpcType)>>>;
+
+/// A server that lets client-1 replicate but not vote.
+fn no_votes_from_client_1(calls: HookCalls) -> impl FnOnce(TlsConfig) -> TlsConfig {
+    move |tls| {
+        tls.authorize(move |peer, kind| {
+            let first = peer.server_ids()[0].0.clone();
+            let allowed = !(first == "client-1"
+                && matches!(kind, RpcType::RequestVote | RpcType::RequestPreVote));
+            calls.lock().unwrap().push((first, kind));
+            allowed
+        })
+    }
+}
+
+#[test]
+fn the_authorization_hook_refuses_the_kinds_it_does_not_allow() {
+    let calls = HookCalls::default();
+    let scene = Scene::with_server_tls(no_votes_from_client_1(calls.clone()));
+    let client = scene.client(scene.ca.tls("client-1"));
+    let (to, at) = (ServerId::from(SERVER), scene.server.local_addr());
+    let heartbeat = finish(client.append_entries(&to, &at, heartbeat(3), CallOptions::default()));
+    assert_eq!(heartbeat.unwrap().term, 3);
+    let appended =
+        finish(client.append_entries(&to, &at, append(4, 9, 100), CallOptions::default()));
+    assert_eq!(appended.unwrap().term, 4);
+    for term in [5, 6, 7] {
+        let error =
+            finish(client.request_vote(&to, &at, vote(term), CallOptions::default())).unwrap_err();
+        let Error::Refused { reason, message } = &error else {
+            panic!("expected Error::Refused, got {error:?}");
+        };
+        assert_eq!(*reason, Refusal::Unauthorized);
+        assert!(message.contains("may not send RequestVote"), "{message}");
+    }
+    wait_logged(&["refusing a request from", "(unauthorized)", "RequestVote"]);
+    // Still serving what it allows, on the same connection.
+    let appended =
+        finish(client.append_entries(&to, &at, append(8, 9, 100), CallOptions::default()));
+    assert_eq!(appended.unwrap().term, 8);
+    // The legitimate peer's votes were allowed throughout.
+    scene.check_legit();
+    // Asked once per connection and kind: three refused votes on one pooled connection are
+    // one question.
+    let calls = calls.lock().unwrap().clone();
+    let client_votes = calls
+        .iter()
+        .filter(|(id, kind)| id == "client-1" && *kind == RpcType::RequestVote)
+        .count();
+    assert_eq!(client_votes, 1, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|(id, kind)| id == "legit-1" && *kind == RpcType::RequestVote),
+        "{calls:?}"
     );
 }

@@ -435,6 +435,10 @@ impl MioDriver {
             until_would_block,
             metrics,
         );
+        #[cfg(feature = "tls")]
+        if let Some(peer) = entry.stream.take_verified_peer() {
+            self.engine.handle_verified_peer(key, peer);
+        }
         self.engine.handle_received(key, self.now);
         match outcome {
             ReadOutcome::Drained => {}

@@ -50,6 +50,15 @@ pub(crate) unsafe trait Stream: Write + Send {
         false
     }
 
+    /// Feature `tls`: the peer's verified identity, once, when the stream first knows it (a
+    /// TLS stream after its handshake); `None` before, after, and on plain streams. The driver
+    /// asks after each read, before the engine sees the bytes read, so the engine knows who
+    /// sent a request before it serves it.
+    #[cfg(feature = "tls")]
+    fn take_verified_peer(&mut self) -> Option<crate::tls::VerifiedPeer> {
+        None
+    }
+
     /// A pending socket error (how a failed non-blocking connect reports itself).
     fn take_error(&self) -> io::Result<Option<io::Error>>;
 
@@ -111,7 +120,7 @@ impl Streams {
             let client =
                 rustls::ClientConnection::new(tls.client_config().clone(), tls.server_name(addr))
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            return Ok(Box::new(super::tls::TlsStream::new(stream, client)));
+            return Ok(Box::new(super::tls::TlsStream::new(stream, client, None)));
         }
         Ok(Box::new(stream))
     }
@@ -123,7 +132,10 @@ impl Streams {
         if let Some(tls) = &self.tls {
             let server = rustls::ServerConnection::new(tls.server_config().clone())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            return Ok(Box::new(super::tls::TlsStream::new(stream, server)));
+            let authorize = tls.authorizer().cloned();
+            return Ok(Box::new(super::tls::TlsStream::new(
+                stream, server, authorize,
+            )));
         }
         Ok(Box::new(stream))
     }

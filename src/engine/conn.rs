@@ -197,6 +197,9 @@ pub(crate) struct Connection {
     pub(crate) close_when_idle: bool,
     /// Close once everything queued has been written.
     pub(crate) close_after_flush: bool,
+    /// Feature `tls`: the verified peer, once the handshake completed, and what it may do.
+    #[cfg(feature = "tls")]
+    pub(crate) peer_check: Option<super::identity::PeerCheck>,
     /// On the engine's list of connections with output to write.
     pub(crate) dirty: bool,
     /// The instant of this connection's deadline timer entry, if one is armed.
@@ -230,6 +233,8 @@ impl Connection {
             paused: Paused::default(),
             close_when_idle: false,
             close_after_flush: false,
+            #[cfg(feature = "tls")]
+            peer_check: None,
             dirty: false,
             armed: None,
             span,

@@ -68,6 +68,8 @@ mod calls;
 pub(crate) mod conn;
 pub(crate) mod feed;
 pub(crate) mod handoff;
+#[cfg(feature = "tls")]
+pub(crate) mod identity;
 mod inbound;
 pub(crate) mod key;
 mod limits;
@@ -289,6 +291,9 @@ pub(crate) struct Engine {
     inbound_snapshots: Arc<AtomicUsize>,
     refused_connections: RefusalLog,
     refused_snapshots: RefusalLog,
+    /// Requests a TLS peer's checks refused (`identity.rs`).
+    #[cfg(feature = "tls")]
+    refused_requests: RefusalLog,
     /// The transport's span: every connection's span is its child.
     span: Span,
     /// Whether the per-call `trace` events may be recorded by anyone (see
@@ -330,6 +335,8 @@ impl Engine {
             inbound_snapshots: Arc::new(AtomicUsize::new(0)),
             refused_connections: RefusalLog::default(),
             refused_snapshots: RefusalLog::default(),
+            #[cfg(feature = "tls")]
+            refused_requests: RefusalLog::default(),
             span: Span::none(),
             // Until the first turn looks: every event checks for itself.
             trace_calls: true,

@@ -187,7 +187,7 @@ impl Engine {
         let conn = self.conn_mut(key)?;
         Some(match conn.codec.decode_body(frame) {
             Ok(Message::Response(r)) => Ok(Ok(r)),
-            Ok(Message::Error(text)) => Ok(Err(Error::Remote(text))),
+            Ok(Message::Error(text)) => Ok(Err(Error::from_answer(text))),
             Ok(Message::Request(_) | Message::SnapshotChunk(_)) => {
                 Err(WireError::UnexpectedMessage {
                     expected: "a response on a dialled connection",
