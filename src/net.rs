@@ -285,6 +285,17 @@ impl NetTransport {
         }
     }
 
+    /// The server a call's dial must reach, for the dial to check: with TLS, the call's
+    /// target (a copy per call: TLS only); `None` without it.
+    fn dial_server(&self, id: &ServerId) -> Option<ServerId> {
+        #[cfg(feature = "tls")]
+        if self.shared.config.tls.is_some() {
+            return Some(id.clone());
+        }
+        let _ = id;
+        None
+    }
+
     fn resolve(&self, id: &ServerId, target: &ServerAddress) -> Result<SocketAddr> {
         let target = self.shared.config.dial_address(id, target);
         if let Ok(addr) = target.0.parse::<SocketAddr>() {
@@ -334,6 +345,7 @@ impl NetTransport {
         };
         let command = Command::Call(OutboundCall {
             addr,
+            server: self.dial_server(id),
             lane,
             request,
             resolver: wrap(resolver),
@@ -463,6 +475,7 @@ impl Transport for NetTransport {
         self.shared.handoff.submit(Command::OpenPipeline {
             id: pipeline_id,
             addr,
+            server: self.dial_server(id),
             shared: shared.clone(),
         });
         Ok(AppendPipeline::new(
@@ -609,6 +622,7 @@ impl NetTransport {
             .submit(Command::Snapshot(OutboundSnapshot {
                 id: snapshot_id,
                 addr,
+                server: self.dial_server(id),
                 request,
                 resolver: AnyResolver::InstallSnapshot(resolver),
                 deadline: options.deadline,

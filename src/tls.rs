@@ -6,9 +6,14 @@
 //! cluster's own CA): a connection without a client certificate, or with one the roots do not
 //! vouch for, is refused during the handshake. A node's certificate carries its `ServerId` as a
 //! DNS subject alternative name (so a `ServerId` used with TLS must be a valid DNS name, such as
-//! `node-1`). A dial to an address registered with [`TlsConfig::peer`] accepts only a
-//! certificate for that server; a dial to any other address accepts a certificate whose IP
-//! address SAN is the address dialled.
+//! `node-1`).
+//!
+//! **Outbound identity.** A call to server X at address A accepts only a certificate naming X:
+//! each call's target `ServerId` goes with it to the dial, and pooled connections made for one
+//! server never carry another's calls. An address registered with [`TlsConfig::peer`] pins the
+//! identity expected there (it wins over the call's id); a call whose id is not a DNS name (a
+//! certificate cannot name it) accepts a certificate whose IP address SAN is the address
+//! dialled.
 //!
 //! **Inbound identity.** Once an accepted connection's handshake completes, its peer's
 //! [`PeerIdentity`] (the DNS names of its verified certificate) is the connection's. A request
@@ -249,9 +254,10 @@ impl TlsConfig {
     }
 
     /// Server `id` listens at `addr`: a dial to `addr` accepts only a certificate for `id` (a
-    /// DNS SAN equal to it), so a node never sends Raft traffic meant for `id` to another
-    /// member of the cluster that took over its address. Fails with [`Error::Config`] if `id`
-    /// is not a valid DNS name.
+    /// DNS SAN equal to it), whatever server the call names. Calls check their own target's id
+    /// without it (see the [module docs](self)); this pins an address's identity where the
+    /// callers' ids are not the certificates' names. Fails with [`Error::Config`] if `id` is not
+    /// a valid DNS name.
     pub fn peer(mut self, id: &ServerId, addr: SocketAddr) -> Result<TlsConfig> {
         let name = ServerName::try_from(id.0.clone()).map_err(|e| {
             Error::Config(format!(
@@ -310,13 +316,21 @@ impl TlsConfig {
         &self.client
     }
 
-    /// The name a dial to `addr` verifies the peer's certificate against: the server registered
-    /// at `addr`, or else the address itself.
-    pub(crate) fn server_name(&self, addr: SocketAddr) -> ServerName<'static> {
-        match self.peers.get(&addr) {
-            Some(name) => name.clone(),
-            None => ServerName::IpAddress(addr.ip().into()),
+    /// The name a dial to `addr` for `server` verifies the peer's certificate against: the
+    /// server registered at `addr` with [`peer`](TlsConfig::peer); else `server`, the call's
+    /// target, when it is a DNS name; else the address itself.
+    pub(crate) fn server_name(
+        &self,
+        addr: SocketAddr,
+        server: Option<&ServerId>,
+    ) -> ServerName<'static> {
+        if let Some(name) = self.peers.get(&addr) {
+            return name.clone();
         }
+        server
+            .and_then(|id| ServerName::try_from(id.0.clone()).ok())
+            .filter(|name| matches!(name, ServerName::DnsName(_)))
+            .unwrap_or(ServerName::IpAddress(addr.ip().into()))
     }
 }
 

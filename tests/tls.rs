@@ -614,3 +614,41 @@ fn the_authorization_hook_refuses_the_kinds_it_does_not_allow() {
         "{calls:?}"
     );
 }
+
+#[test]
+fn a_dial_checks_the_calls_server_id_without_a_registered_peer() {
+    let scene = Scene::new();
+    // No `peer()` registration: each call's target id is what the certificate must name.
+    let client = bind(
+        Config::default()
+            .timeout(Some(EVENTUALLY))
+            .tls(scene.ca.tls("client-1")),
+    );
+    let call = |to: &str, term| {
+        finish(client.request_vote(
+            &ServerId::from(to),
+            &scene.server.local_addr(),
+            vote(term),
+            CallOptions::default(),
+        ))
+    };
+    assert_eq!(call(SERVER, 1).unwrap().term, 1);
+    assert_eq!(client.pooled_connections(), 1);
+    // server-1's connection sits in the pool for this address: a call meant for server-2 must
+    // not take it, and its own dial reaches server-1's certificate.
+    let error = call("server-2", 2).unwrap_err();
+    let reason = tls_reason(&error);
+    assert!(
+        matches!(reason, rustls::Error::InvalidCertificate(_))
+            && reason.to_string().contains("not valid for name")
+            && reason.to_string().contains("server-2"),
+        "{error:?}"
+    );
+    wait_logged(&[
+        "TLS handshake refused on an accepted connection",
+        "BadCertificate",
+    ]);
+    // server-1's calls go on, on the pooled connection.
+    assert_eq!(call(SERVER, 3).unwrap().term, 3);
+    scene.check_legit();
+}

@@ -77,8 +77,9 @@ pub fn backend() -> raftnet::Backend {
 /// Mutual TLS for every transport of the RPC scenarios (`--tls`), once [`use_tls`] set it.
 static TLS: OnceLock<TlsConfig> = OnceLock::new();
 
-/// Run raftnet's RPC scenarios over mutual TLS (`--tls`): a CA and one node certificate (IP
-/// SAN 127.0.0.1, so dials verify the address) made now with rcgen, used by server and client.
+/// Run raftnet's RPC scenarios over mutual TLS (`--tls`): a CA and one node certificate made
+/// now with rcgen, used by server and client, naming the server id every scenario calls
+/// (`id()`: a dial checks that the certificate names the call's server) and 127.0.0.1.
 /// The tokio baseline stays plaintext (its tokio-rustls twin is still to come).
 pub fn use_tls() -> Result<(), String> {
     use rcgen::{
@@ -95,7 +96,7 @@ pub fn use_tls() -> Result<(), String> {
     let ca_key = KeyPair::generate().map_err(failed)?;
     let ca_pem = ca.self_signed(&ca_key).map_err(failed)?.pem();
     let issuer = Issuer::new(ca, ca_key);
-    let mut node = CertificateParams::new(vec!["node".to_string()]).map_err(failed)?;
+    let mut node = CertificateParams::new(vec![id().0]).map_err(failed)?;
     node.subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     node.extended_key_usages = vec![

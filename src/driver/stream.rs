@@ -11,6 +11,7 @@ use bytes::BytesMut;
 
 use crate::engine::Flushed;
 use crate::metrics::{TransportMetrics, add};
+use crate::transport::ServerId;
 use crate::wire::SendQueue;
 
 /// A connection's byte stream, as a readiness driver uses it.
@@ -110,16 +111,25 @@ impl Streams {
         }
     }
 
-    /// Start a non-blocking connect to `addr`.
-    pub(crate) fn connect(&self, addr: SocketAddr) -> io::Result<Box<dyn Stream>> {
+    /// Start a non-blocking connect to `addr`, meant to reach `server` (with TLS, whose
+    /// certificate must say so: see [`TlsConfig`](crate::tls::TlsConfig)).
+    pub(crate) fn connect(
+        &self,
+        addr: SocketAddr,
+        server: Option<&ServerId>,
+    ) -> io::Result<Box<dyn Stream>> {
+        #[cfg(not(feature = "tls"))]
+        let _ = server;
         let stream = mio::net::TcpStream::connect(addr)?;
         // Raft's messages are latency-bound; the engine batches writes itself.
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
-            let client =
-                rustls::ClientConnection::new(tls.client_config().clone(), tls.server_name(addr))
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let client = rustls::ClientConnection::new(
+                tls.client_config().clone(),
+                tls.server_name(addr, server),
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             return Ok(Box::new(super::tls::TlsStream::new(stream, client, None)));
         }
         Ok(Box::new(stream))
