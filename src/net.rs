@@ -225,6 +225,12 @@ impl NetTransport {
             Some(chosen) => config.backend(chosen),
             None => config,
         };
+        // This transport's own slot for its TLS configuration, which `reload_tls` swaps.
+        #[cfg(feature = "tls")]
+        let config = match config.tls.clone() {
+            Some(tls) => config.tls(tls.live()),
+            None => config,
+        };
         tracing::debug!(parent: &span, ?placement, ?backend, "listening");
         let driver::Started {
             shared,
@@ -251,6 +257,26 @@ impl NetTransport {
     /// The address the listener is bound to (may differ from the advertised one).
     pub fn bound_addr(&self) -> SocketAddr {
         self.bound_addr
+    }
+
+    /// Feature `tls`: use `tls`'s certificates, roots, peers and authorization hook from now
+    /// on, without a restart (a renewed certificate, a new CA, a CA bundle during a CA
+    /// rotation). Connections accepted or dialled after this call use them; those open already
+    /// keep the session they have until they close (a pooled connection is reused as before).
+    /// Fails with [`Error::Config`] if this transport was bound without TLS: it cannot start
+    /// speaking TLS to peers that expect plaintext.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self, tls: crate::tls::TlsConfig) -> Result<()> {
+        match &self.shared.config.tls {
+            Some(live) => {
+                live.replace(tls);
+                tracing::info!("TLS configuration reloaded: new connections use it");
+                Ok(())
+            }
+            None => Err(Error::Config(
+                "reload_tls: this transport was bound without TLS".into(),
+            )),
+        }
     }
 
     /// Idle pooled outbound connections, all peers and lanes together.

@@ -29,6 +29,12 @@
 //! identity and the kind of RPC, whether a request is served; one it refuses is answered with
 //! [`Refusal::Unauthorized`].
 //!
+//! **Rotation.** [`NetTransport::reload_tls`](crate::NetTransport::reload_tls) puts a new
+//! `TlsConfig` in force without a restart: connections accepted or dialled afterwards use its
+//! certificates, roots and hook; those open keep their session until they close. To move a
+//! cluster to a new CA without a partition, reload every node first with roots holding both
+//! CAs, then with its new certificate, then with the new CA alone.
+//!
 //! The handshake runs in the driver's own loop, like every other read and write (no thread of
 //! its own): a handshake that stalls is a slow peer, closed by the same deadlines
 //! ([`Config::timeout`](crate::Config::timeout) for a dial; an accepted connection that sends no
@@ -54,7 +60,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub use rustls;
 use rustls::server::WebPkiClientVerifier;
@@ -162,6 +168,10 @@ pub struct TlsConfig {
     peers: Arc<HashMap<SocketAddr, ServerName<'static>>>,
     /// Decides which RPCs an identity may send ([`TlsConfig::authorize`]).
     authorize: Option<Authorize>,
+    /// A bound transport's configuration in force, which
+    /// [`NetTransport::reload_tls`](crate::NetTransport::reload_tls) replaces; `None` in a
+    /// configuration as the application builds it.
+    live: Option<Arc<RwLock<TlsConfig>>>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -183,6 +193,7 @@ impl TlsConfig {
             client,
             peers: Arc::default(),
             authorize: None,
+            live: None,
         }
     }
 
@@ -299,6 +310,30 @@ impl TlsConfig {
     ) -> TlsConfig {
         self.authorize = Some(Arc::new(authorize));
         self
+    }
+
+    /// A transport's own handle on `self`: [`current`](Self::current) reads what
+    /// [`replace`](Self::replace) last put in.
+    pub(crate) fn live(self) -> TlsConfig {
+        let mut handle = self.clone();
+        handle.live = Some(Arc::new(RwLock::new(self)));
+        handle
+    }
+
+    /// The configuration a new connection uses: the one in force (once per connection).
+    pub(crate) fn current(&self) -> TlsConfig {
+        match &self.live {
+            Some(slot) => slot.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => self.clone(),
+        }
+    }
+
+    /// Put `next` in force for new connections (a handle from [`live`](Self::live)).
+    pub(crate) fn replace(&self, mut next: TlsConfig) {
+        next.live = None;
+        if let Some(slot) = &self.live {
+            *slot.write().unwrap_or_else(|e| e.into_inner()) = next;
+        }
     }
 
     /// The authorization hook, if one is set.

@@ -652,3 +652,69 @@ fn a_dial_checks_the_calls_server_id_without_a_registered_peer() {
     assert_eq!(call(SERVER, 3).unwrap().term, 3);
     scene.check_legit();
 }
+
+// ---- rotation ---------------------------------------------------------------------------------
+
+#[test]
+fn reloaded_certificates_serve_new_connections_and_old_ones_keep_going() {
+    capture_logs();
+    let (old_ca, new_ca) = (TestCa::new("old CA"), TestCa::new("new CA"));
+    let server = bind(Config::default().tls(old_ca.tls(SERVER)));
+    echo_server(server.consumer().clone());
+    let at = server.local_addr();
+    let to = ServerId::from(SERVER);
+    let client = |ca: &TestCa| {
+        bind(
+            Config::default()
+                .timeout(Some(EVENTUALLY))
+                .tls(ca.tls("client-1")),
+        )
+    };
+    let vote_with = |client: &NetTransport, term| {
+        finish(client.request_vote(&to, &at, vote(term), CallOptions::default()))
+    };
+    let heartbeat_with = |client: &NetTransport, term| {
+        finish(client.append_entries(&to, &at, heartbeat(term), CallOptions::default()))
+    };
+
+    let old_client = client(&old_ca);
+    assert_eq!(vote_with(&old_client, 1).unwrap().term, 1);
+    assert_eq!(old_client.metrics().dials, 1);
+
+    server.reload_tls(new_ca.tls(SERVER)).unwrap();
+
+    // The connection made before the reload keeps working (no new dial).
+    assert_eq!(vote_with(&old_client, 2).unwrap().term, 2);
+    assert_eq!(old_client.metrics().dials, 1);
+    // A new dial trusting the old CA alone is refused: the server presents the new certificate.
+    let error = vote_with(&client(&old_ca), 3).unwrap_err();
+    assert!(
+        matches!(
+            tls_reason(&error),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        ),
+        "{error:?}"
+    );
+    // The old client's own new dial (the heartbeat lane has a pool of its own) is refused too.
+    assert!(heartbeat_with(&old_client, 4).is_err());
+    // A client of the new CA is served.
+    assert_eq!(vote_with(&client(&new_ca), 5).unwrap().term, 5);
+    // The old client reloads: its new dials use the new certificate, its old one goes on.
+    old_client.reload_tls(new_ca.tls("client-1")).unwrap();
+    assert_eq!(heartbeat_with(&old_client, 6).unwrap().term, 6);
+    assert_eq!(vote_with(&old_client, 7).unwrap().term, 7);
+    assert_eq!(
+        old_client.metrics().dials,
+        3,
+        "the vote's connection was reused"
+    );
+}
+
+#[test]
+fn reloading_tls_on_a_plaintext_transport_is_a_config_error() {
+    let plain = bind(Config::default());
+    let error = plain
+        .reload_tls(TestCa::new("a CA").tls("node-1"))
+        .unwrap_err();
+    assert!(matches!(error, Error::Config(_)), "{error:?}");
+}

@@ -125,6 +125,8 @@ impl Streams {
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
+            // What is in force now (`NetTransport::reload_tls`): read once per connection.
+            let tls = tls.current();
             let client = rustls::ClientConnection::new(
                 tls.client_config().clone(),
                 tls.server_name(addr, server),
@@ -140,6 +142,7 @@ impl Streams {
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
+            let tls = tls.current();
             let server = rustls::ServerConnection::new(tls.server_config().clone())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let authorize = tls.authorizer().cloned();
