@@ -718,3 +718,72 @@ fn reloading_tls_on_a_plaintext_transport_is_a_config_error() {
         .unwrap_err();
     assert!(matches!(error, Error::Config(_)), "{error:?}");
 }
+
+#[test]
+fn a_server_that_asks_no_client_certificate_checks_an_empty_identity() {
+    capture_logs();
+    let ca = TestCa::new("raftnet cluster CA");
+    // The application's own server configuration, without client authentication.
+    let node = ca.node(SERVER);
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(node.cert.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(node.key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let tls = TlsConfig::new(
+        Arc::new(server_config),
+        ca.tls(SERVER).client_config().clone(),
+    )
+    .authorize(move |peer, _| {
+        seen.lock().unwrap().push(peer.server_ids().to_vec());
+        !peer.server_ids().is_empty()
+    });
+    let server = bind(Config::default().tls(tls));
+    echo_server(server.consumer().clone());
+    let client = bind(
+        Config::default()
+            .timeout(Some(EVENTUALLY))
+            .tls(without_client_certificate(&ca)),
+    );
+    let call = |request| {
+        finish(client.request_vote(
+            &ServerId::from(SERVER),
+            &server.local_addr(),
+            request,
+            CallOptions::default(),
+        ))
+    };
+    // A claimed sender cannot be checked against no certificate: refused.
+    let error = call(vote_from("client-1", 1)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Refused {
+                reason: Refusal::IdentityMismatch,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // No claim: the hook decides, on an identity that names no server.
+    let error = call(vote(2)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Refused {
+                reason: Refusal::Unauthorized,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(*asked.lock().unwrap(), vec![Vec::<ServerId>::new()]);
+}

@@ -187,16 +187,25 @@ unsafe impl Stream for TlsStream {
         self.tcp.take_error()
     }
 
-    /// After the handshake: a bool test per read until then, then once more.
+    /// After the handshake: a bool test per read until then, then once more. A peer without
+    /// a certificate (a server configuration of the application's own that does not ask for
+    /// one) gets an identity naming no server, so the checks fail closed: a request claiming a
+    /// sender is refused, and the hook decides on an empty identity.
     fn take_verified_peer(&mut self) -> Option<VerifiedPeer> {
         if self.identity_reported || self.tls.is_handshaking() {
             return None;
         }
         self.identity_reported = true;
-        let certificate = self.tls.peer_certificates()?.first()?;
-        let addr = self.tcp.peer_addr().ok()?;
+        let addr = self
+            .tcp
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let identity = match self.tls.peer_certificates().and_then(|chain| chain.first()) {
+            Some(certificate) => PeerIdentity::from_certificate(certificate, addr),
+            None => PeerIdentity::new(Vec::new(), addr),
+        };
         Some(VerifiedPeer {
-            identity: Arc::new(PeerIdentity::from_certificate(certificate, addr)),
+            identity: Arc::new(identity),
             authorize: self.authorize.clone(),
         })
     }
