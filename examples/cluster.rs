@@ -5,10 +5,15 @@
 //! holds every acknowledged key. It prints writes/s and commit latency, and exits non-zero if a
 //! check fails.
 //!
-//! Run with `cargo run --release --example cluster`.
+//! Run with `cargo run --release --example cluster`. With `--tls DIR`, the nodes speak mutual
+//! TLS with the certificates in DIR (make them with `cargo run --example make_certs -- DIR`):
+//! each dial accepts only the certificate of the node it meant to reach, and each node serves
+//! only the cluster's members (`examples/common/tls.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +22,9 @@ use openraft::{Config, Raft};
 use openraft_memstore::{ClientRequest, MemStore, TypeConfig};
 use raftnet::openraft::{RaftnetNetworkFactory, serve};
 use raftnet::{NetTransport, ServerAddress, Transport};
+
+#[path = "common/tls.rs"]
+mod tls;
 
 type NodeId = u64;
 
@@ -41,11 +49,19 @@ fn fail(message: impl Into<String>) -> Failure {
     message.into().into()
 }
 
-async fn start_nodes(n: u64, config: Arc<Config>) -> Result<Vec<Node>, Failure> {
+async fn start_nodes(
+    n: u64,
+    config: Arc<Config>,
+    tls_dir: Option<&Path>,
+) -> Result<Vec<Node>, Failure> {
     // Bind first, so every node knows every address before Raft starts.
     let mut transports = Vec::new();
-    for _ in 0..n {
-        let config = raftnet::Config::default().timeout(Some(Duration::from_secs(5)));
+    for id in 0..n {
+        let mut config = raftnet::Config::default().timeout(Some(Duration::from_secs(5)));
+        if let Some(dir) = tls_dir {
+            // The peers' addresses are known once all are bound: registered below.
+            config = config.tls(tls::node_tls(dir, id, &[])?);
+        }
         // The transport's driver runs as a task on this runtime, beside openraft's own tasks.
         let runtime = tokio::runtime::Handle::current();
         transports.push(Arc::new(NetTransport::bind_on(
@@ -60,6 +76,17 @@ async fn start_nodes(n: u64, config: Arc<Config>) -> Result<Vec<Node>, Failure> 
             .map(|id| (id, transports[id as usize].local_addr()))
             .collect(),
     );
+    if let Some(dir) = tls_dir {
+        // Every node's address under its name: reloaded into each transport (new connections
+        // use it; none is open yet).
+        let peers: Vec<(NodeId, SocketAddr)> = (0..n)
+            .map(|id| Ok((id, addresses[&id].0.parse()?)))
+            .collect::<Result<_, std::net::AddrParseError>>()?;
+        for (id, transport) in (0..n).zip(&transports) {
+            transport.reload_tls(tls::node_tls(dir, id, &peers)?)?;
+        }
+        println!("mutual TLS with the certificates in {}", dir.display());
+    }
     let mut nodes = Vec::new();
     for (id, transport) in (0..n).zip(transports) {
         let store = Arc::new(MemStore::new());
@@ -213,7 +240,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         .unwrap_or_default()
 }
 
-async fn run() -> Result<(), Failure> {
+async fn run(tls_dir: Option<PathBuf>) -> Result<(), Failure> {
     let started = Instant::now();
     let config = Arc::new(
         Config {
@@ -225,7 +252,7 @@ async fn run() -> Result<(), Failure> {
         .validate()?,
     );
     println!("starting 3 nodes");
-    let nodes = start_nodes(3, config).await?;
+    let nodes = start_nodes(3, config, tls_dir.as_deref()).await?;
     nodes[0]
         .raft
         .initialize(
@@ -305,11 +332,21 @@ async fn run() -> Result<(), Failure> {
 }
 
 fn main() {
+    let tls_dir = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
+        [] => None,
+        [flag, dir] if flag == "--tls" => Some(PathBuf::from(dir)),
+        _ => {
+            eprintln!(
+                "usage: cluster [--tls DIR]  (DIR: certificates from `cargo run --example make_certs -- DIR`)"
+            );
+            std::process::exit(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(tls_dir)) {
         Ok(()) => {}
         Err(e) => {
             eprintln!("FAILED: {e}");

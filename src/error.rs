@@ -27,6 +27,7 @@ use crate::wire::{EncodeError, WireError};
 /// | [`PipelineClosed`](Error::PipelineClosed) | [`Retry`](ErrorClass::Retry) | the pipeline is gone (closed, or its connection lost): open a new one, or send plain calls |
 /// | [`Unreachable`](Error::Unreachable) | [`Backoff`](ErrorClass::Backoff) | the peer could not be reached at all; dialling again at once would fail the same way |
 /// | [`Remote`](Error::Remote) | [`Remote`](ErrorClass::Remote) | the network did its job: the peer's Raft side answered with an error, and its text says what it means (openraft decodes it into a `RemoteError`) |
+/// | [`Refused`](Error::Refused) | [`Fatal`](ErrorClass::Fatal) | the peer's transport refused the call before its Raft side saw it (its TLS checks: a claimed identity the certificate does not carry, an RPC the peer's authorization hook does not allow): sending it again is refused the same way |
 /// | [`Shutdown`](Error::Shutdown) | [`Fatal`](ErrorClass::Fatal) | this transport is closed for good |
 /// | [`PipelineNotSupported`](Error::PipelineNotSupported) | [`Fatal`](ErrorClass::Fatal) | pipelining is off in this transport's configuration: send plain calls |
 /// | [`Protocol`](Error::Protocol) | [`Fatal`](ErrorClass::Fatal) | the peer speaks something else (or another version): a new connection would read the same bytes |
@@ -79,6 +80,16 @@ pub enum Error {
     Encode(EncodeError),
     /// The remote answered with an error (the text its Raft side responded with).
     Remote(String),
+    /// The peer's transport refused the call before its Raft side saw it: `reason` says which
+    /// check, `message` is the peer's text. On the wire it is an error answer whose text starts
+    /// with [`Refusal::wire_prefix`], so a peer that does not know it (hashicorp/raft) reads an
+    /// ordinary error text.
+    Refused {
+        /// Which check refused the call.
+        reason: Refusal,
+        /// The peer's explanation.
+        message: String,
+    },
     /// The snapshot body could not be read, or did not hold the declared number of bytes.
     Snapshot(String),
     /// A setting is invalid.
@@ -133,7 +144,8 @@ impl Error {
             Error::Io(_) | Error::Timeout | Error::PipelineClosed => ErrorClass::Retry,
             Error::Unreachable { .. } => ErrorClass::Backoff,
             Error::Remote(_) => ErrorClass::Remote,
-            Error::Shutdown
+            Error::Refused { .. }
+            | Error::Shutdown
             | Error::PipelineNotSupported
             | Error::Protocol(_)
             | Error::Encode(_)
@@ -206,6 +218,9 @@ impl fmt::Display for Error {
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
             Error::Encode(e) => write!(f, "cannot encode: {e}"),
             Error::Remote(text) => f.write_str(text),
+            Error::Refused { reason, message } => {
+                write!(f, "{}{message}", reason.wire_prefix())
+            }
             Error::Snapshot(text) => write!(f, "snapshot: {text}"),
             Error::Config(text) => f.write_str(text),
             Error::Bind { addr: None, reason } => {
@@ -236,6 +251,53 @@ impl std::error::Error for Error {
     }
 }
 
+/// Which of a peer's checks refused a call ([`Error::Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The request's header claimed a server id (`RpcHeader::id`) that the sender's TLS
+    /// certificate does not carry.
+    IdentityMismatch,
+    /// The peer's authorization hook (`TlsConfig::authorize`, feature `tls`) does not allow
+    /// this kind of RPC from the sender's identity.
+    Unauthorized,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 2] = [Refusal::IdentityMismatch, Refusal::Unauthorized];
+
+    /// How an error answer's text starts when this check refused the request: what the caller
+    /// recognizes to report [`Error::Refused`] instead of [`Error::Remote`].
+    pub fn wire_prefix(self) -> &'static str {
+        match self {
+            Refusal::IdentityMismatch => "raftnet refused: identity mismatch: ",
+            Refusal::Unauthorized => "raftnet refused: unauthorized: ",
+        }
+    }
+
+    /// The error text a refusal travels as (the peer's side of [`Error::Refused`]).
+    #[cfg(any(test, feature = "tls"))]
+    pub(crate) fn answer(self, message: &str) -> String {
+        format!("{}{message}", self.wire_prefix())
+    }
+}
+
+impl Error {
+    /// The error a caller sees for an error answer with `text`: [`Error::Refused`] when it is
+    /// a refusal's ([`Refusal::wire_prefix`]), else [`Error::Remote`].
+    pub(crate) fn from_answer(text: String) -> Error {
+        for reason in Refusal::ALL {
+            if let Some(message) = text.strip_prefix(reason.wire_prefix()) {
+                return Error::Refused {
+                    reason,
+                    message: message.to_string(),
+                };
+            }
+        }
+        Error::Remote(text)
+    }
+}
+
 impl From<WireError> for Error {
     fn from(e: WireError) -> Self {
         Error::Protocol(e)
@@ -262,6 +324,16 @@ impl PartialEq for Error {
             (Io(a), Io(b)) => a.kind() == b.kind(),
             (Protocol(a), Protocol(b)) => a == b,
             (Encode(a), Encode(b)) => a == b,
+            (
+                Refused {
+                    reason: a,
+                    message: m,
+                },
+                Refused {
+                    reason: b,
+                    message: n,
+                },
+            ) => a == b && m == n,
             (Remote(a), Remote(b)) | (Snapshot(a), Snapshot(b)) | (Config(a), Config(b)) => a == b,
             (Bind { addr: a, reason: r }, Bind { addr: b, reason: s }) => {
                 a == b && r.kind() == s.kind()
@@ -303,6 +375,13 @@ mod tests {
                 Backoff,
             ),
             (Error::Remote("not the leader".into()), Remote),
+            (
+                Error::Refused {
+                    reason: Refusal::Unauthorized,
+                    message: "no votes from node-9".into(),
+                },
+                Fatal,
+            ),
             (Error::Shutdown, Fatal),
             (Error::PipelineNotSupported, Fatal),
             (Error::Protocol(WireError::UnknownMessageType(200)), Fatal),
@@ -348,18 +427,40 @@ mod tests {
             Error::Bind { .. } => 11,
             Error::NotAdvertisable { .. } => 12,
             Error::Start { .. } => 13,
+            Error::Refused { .. } => 14,
         }
     }
 
     #[test]
     fn every_variant_has_the_class_the_table_gives_it() {
         let table = table();
-        let mut seen = [false; 14];
+        let mut seen = [false; 15];
         for (error, class) in &table {
             seen[variant(error)] = true;
             assert_eq!(error.class(), *class, "{error:?}");
         }
         assert!(seen.iter().all(|&s| s), "a variant has no row: {seen:?}");
+    }
+
+    #[test]
+    fn a_refusal_travels_as_error_text_and_comes_back_as_its_kind() {
+        for reason in Refusal::ALL {
+            let text = reason.answer("header id node-2, certificate node-1");
+            assert_eq!(
+                Error::from_answer(text.clone()),
+                Error::Refused {
+                    reason,
+                    message: "header id node-2, certificate node-1".into(),
+                }
+            );
+            // Its text is what the peer sent, for logs and for peers that do not know it.
+            assert_eq!(Error::from_answer(text.clone()).to_string(), text);
+        }
+        // Any other error text is the Raft side's.
+        assert_eq!(
+            Error::from_answer("raftnet refused: something new".into()),
+            Error::Remote("raftnet refused: something new".into())
+        );
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub use config::{
     DEFAULT_MAX_UNANSWERED_REQUESTS, DEFAULT_SNAPSHOT_BUFFER, DEFAULT_SNAPSHOT_CHUNK,
     DEFAULT_TIMEOUT, DEFAULT_TIMEOUT_SCALE, MAX_TIMEOUT,
 };
-pub use error::{Error, ErrorClass, Result};
+pub use error::{Error, ErrorClass, Refusal, Result};
 pub use metrics::{HistogramSnapshot, Metric, MetricValue, Metrics, PerRpcType, RpcType};
 
 #[doc(hidden)]

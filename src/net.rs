@@ -225,6 +225,12 @@ impl NetTransport {
             Some(chosen) => config.backend(chosen),
             None => config,
         };
+        // This transport's own slot for its TLS configuration, which `reload_tls` swaps.
+        #[cfg(feature = "tls")]
+        let config = match config.tls.clone() {
+            Some(tls) => config.tls(tls.live()),
+            None => config,
+        };
         tracing::debug!(parent: &span, ?placement, ?backend, "listening");
         let driver::Started {
             shared,
@@ -251,6 +257,26 @@ impl NetTransport {
     /// The address the listener is bound to (may differ from the advertised one).
     pub fn bound_addr(&self) -> SocketAddr {
         self.bound_addr
+    }
+
+    /// Feature `tls`: use `tls`'s certificates, roots, peers and authorization hook from now
+    /// on, without a restart (a renewed certificate, a new CA, a CA bundle during a CA
+    /// rotation). Connections accepted or dialled after this call use them; those open already
+    /// keep the session they have until they close (a pooled connection is reused as before).
+    /// Fails with [`Error::Config`] if this transport was bound without TLS: it cannot start
+    /// speaking TLS to peers that expect plaintext.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self, tls: crate::tls::TlsConfig) -> Result<()> {
+        match &self.shared.config.tls {
+            Some(live) => {
+                live.replace(tls);
+                tracing::info!("TLS configuration reloaded: new connections use it");
+                Ok(())
+            }
+            None => Err(Error::Config(
+                "reload_tls: this transport was bound without TLS".into(),
+            )),
+        }
     }
 
     /// Idle pooled outbound connections, all peers and lanes together.
@@ -283,6 +309,17 @@ impl NetTransport {
             timers: level(&s.gauges.timers),
             ..s.metrics.snapshot(consumer_wakes)
         }
+    }
+
+    /// The server a call's dial must reach, for the dial to check: with TLS, the call's
+    /// target (a copy per call: TLS only); `None` without it.
+    fn dial_server(&self, id: &ServerId) -> Option<ServerId> {
+        #[cfg(feature = "tls")]
+        if self.shared.config.tls.is_some() {
+            return Some(id.clone());
+        }
+        let _ = id;
+        None
     }
 
     fn resolve(&self, id: &ServerId, target: &ServerAddress) -> Result<SocketAddr> {
@@ -334,6 +371,7 @@ impl NetTransport {
         };
         let command = Command::Call(OutboundCall {
             addr,
+            server: self.dial_server(id),
             lane,
             request,
             resolver: wrap(resolver),
@@ -463,6 +501,7 @@ impl Transport for NetTransport {
         self.shared.handoff.submit(Command::OpenPipeline {
             id: pipeline_id,
             addr,
+            server: self.dial_server(id),
             shared: shared.clone(),
         });
         Ok(AppendPipeline::new(
@@ -609,6 +648,7 @@ impl NetTransport {
             .submit(Command::Snapshot(OutboundSnapshot {
                 id: snapshot_id,
                 addr,
+                server: self.dial_server(id),
                 request,
                 resolver: AnyResolver::InstallSnapshot(resolver),
                 deadline: options.deadline,

@@ -7,6 +7,9 @@
 //!   while writes go on without it; started again on its data dir, each catches up and reads
 //!   every value exactly (values with spaces too). Then all three are killed and each is started
 //!   alone, with no cluster to catch it up: it reads every value from its own dir.
+//! - `three_processes_over_tls_replicate_a_write`: `--tls DIR` with the certificates
+//!   `examples/make_certs.rs` writes: the nodes replicate a write over mutual TLS, and a node's
+//!   port fails a plaintext peer's call in the connection.
 //!
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -181,29 +184,32 @@ impl Drop for NodeProcess {
 /// binary built before the example's last change (a no-op build costs well under a second).
 fn example_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            // target/<profile>/deps/node_example-<hash> → target/<profile>/examples/node
-            let mut path = std::env::current_exe().unwrap();
-            path.pop();
-            path.pop();
-            path.push("examples");
-            path.push(format!("node{}", std::env::consts::EXE_SUFFIX));
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut build = Command::new(cargo);
-            build.args(["build", "--example", "node"]);
-            if path.components().any(|c| c.as_os_str() == "release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("run cargo build --example node");
-            assert!(
-                status.success() && path.exists(),
-                "{} is not built",
-                path.display()
-            );
-            path
-        })
-        .clone()
+    BUILT.get_or_init(|| build_example("node")).clone()
+}
+
+/// Build example `name` (as [`example_binary`] says why) and return its path.
+fn build_example(name: &str) -> PathBuf {
+    // target/<profile>/deps/node_example-<hash> → target/<profile>/examples/<name>
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    path.pop();
+    path.push("examples");
+    path.push(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--example", name]);
+    if path.components().any(|c| c.as_os_str() == "release") {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
+    assert!(
+        status.success() && path.exists(),
+        "{} is not built",
+        path.display()
+    );
+    path
 }
 
 /// Nodes on loopback ports the OS has just handed out (bound to port 0, then released for the
@@ -731,4 +737,65 @@ fn a_cut_short_append_is_dropped_and_a_damaged_log_stops_the_node() {
         log.parent().unwrap().display(),
         log.display()
     ));
+}
+
+/// `--tls DIR` with the certificates `make_certs` writes: the three processes elect a leader and
+/// replicate a write over mutual TLS, and a node's port refuses a plaintext raftnet peer.
+#[test]
+fn three_processes_over_tls_replicate_a_write() {
+    use raftnet::Transport as _;
+    let certs = tempfile::tempdir().expect("a temp dir for the certificates");
+    let made = Command::new(build_example("make_certs"))
+        .arg(certs.path())
+        .args(["1", "2", "3"])
+        .output()
+        .expect("run make_certs");
+    assert!(made.status.success(), "make_certs: {made:?}");
+    for file in [
+        "ca.pem",
+        "node-1.pem",
+        "node-1.key",
+        "node-3.pem",
+        "node-3.key",
+    ] {
+        assert!(
+            certs.path().join(file).exists(),
+            "make_certs wrote no {file}"
+        );
+    }
+    let dir = certs.path().to_str().expect("a UTF-8 temp dir");
+    let mut cluster = Cluster::new(3, &["--tls", dir]);
+    for id in 1..=3 {
+        let node = cluster.start(id, id == 1);
+        node.wait_for("the TLS line", |line| {
+            line.contains("mutual TLS with the certificates in")
+                .then_some(())
+        });
+    }
+    let mut leader = cluster.node(1).wait_for("leader", leader_in);
+    cluster.write(&mut leader, "color", "green");
+    for id in 1..=3 {
+        cluster.node(id).wait_for_values(&[("color", "green")]);
+    }
+    // The port speaks TLS only: a plaintext raftnet peer's vote fails in the connection (a node
+    // without TLS would answer it: openraft's side refuses a vote it cannot decode).
+    let plain = raftnet::NetTransport::bind("127.0.0.1:0", None, raftnet::Config::default())
+        .expect("bind a plaintext transport");
+    let node_1 = cluster.peers[0].split_once('=').unwrap().1.to_string();
+    let vote = plain.request_vote(
+        &raftnet::ServerId::from("1"),
+        &raftnet::ServerAddress(node_1),
+        raftnet::message::RequestVoteRequest::default(),
+        raftnet::CallOptions::default(),
+    );
+    let answer = vote
+        .wait_deadline(Instant::now() + DEADLINE)
+        .expect("the plaintext vote resolves");
+    assert!(
+        matches!(
+            answer,
+            Err(raftnet::Error::Io(_) | raftnet::Error::Protocol(_))
+        ),
+        "a plaintext vote was answered: {answer:?}"
+    );
 }

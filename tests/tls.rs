@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::legit::{Legit, LegitKind};
 use common::net::{EVENTUALLY, bind, finish};
-use common::peers::{echo_server, peer, vote};
+use common::peers::{append, echo_server, heartbeat, peer, vote};
 use common::tls::TestCa;
 use raftnet::tls::TlsConfig;
 use raftnet::tls::rustls;
@@ -87,9 +87,14 @@ const SERVER: &str = "server-1";
 
 impl Scene {
     fn new() -> Scene {
+        Scene::with_server_tls(|tls| tls)
+    }
+
+    /// A scene whose server's TLS configuration `adjust` changes (an authorization hook).
+    fn with_server_tls(adjust: impl FnOnce(TlsConfig) -> TlsConfig) -> Scene {
         capture_logs();
         let ca = TestCa::new("raftnet cluster CA");
-        let server = bind(Config::default().tls(ca.tls(SERVER)));
+        let server = bind(Config::default().tls(adjust(ca.tls(SERVER))));
         echo_server(server.consumer().clone());
         let addr: SocketAddr = server.local_addr().0.parse().unwrap();
         let legit_tls = ca
@@ -468,4 +473,317 @@ fn pem_files_that_hold_no_certificate_are_a_config_error() {
         matches!(&error, Error::Config(text) if text.contains("no certificate")),
         "{error:?}"
     );
+}
+
+// ---- identity and authorization (the second step) ------------------------------------------
+
+/// A vote whose header says it comes from server `id`.
+fn vote_from(id: &str, term: u64) -> message::RequestVoteRequest {
+    message::RequestVoteRequest {
+        header: message::RpcHeader {
+            protocol_version: 3,
+            id: Some(bytes::Bytes::from(id.to_string())),
+            addr: None,
+        },
+        ..vote(term)
+    }
+}
+
+#[test]
+fn a_request_claiming_another_server_than_its_certificate_is_refused() {
+    let scene = Scene::new();
+    let client = scene.client(scene.ca.tls("client-1"));
+    let call = |request| {
+        finish(client.request_vote(
+            &ServerId::from(SERVER),
+            &scene.server.local_addr(),
+            request,
+            CallOptions::default(),
+        ))
+    };
+    // Its own id, and no id at all (an older peer): served.
+    assert_eq!(call(vote_from("client-1", 4)).unwrap().term, 4);
+    assert_eq!(call(vote(5)).unwrap().term, 5);
+    // Another server's id: refused, with the kind and the two names.
+    let error = call(vote_from("server-9", 6)).unwrap_err();
+    let Error::Refused { reason, message } = &error else {
+        panic!("expected Error::Refused, got {error:?}");
+    };
+    assert_eq!(*reason, Refusal::IdentityMismatch);
+    assert!(
+        message.contains("\"server-9\"") && message.contains("[client-1]"),
+        "{message}"
+    );
+    assert!(error.is_fatal());
+    wait_logged(&["refusing a request from", "(identity mismatch)", "server-9"]);
+    // The connection goes on serving the peer's honest requests.
+    assert_eq!(call(vote_from("client-1", 7)).unwrap().term, 7);
+    scene.check_legit();
+}
+
+#[test]
+fn a_snapshot_claiming_another_server_is_refused_before_its_body_is_taken() {
+    let scene = Scene::new();
+    let client = scene.client(scene.ca.tls("client-1"));
+    let request = message::InstallSnapshotRequest {
+        header: vote_from("server-9", 1).header,
+        size: 64 * 1024,
+        ..Default::default()
+    };
+    let error = finish(client.install_snapshot_bytes(
+        &ServerId::from(SERVER),
+        &scene.server.local_addr(),
+        request,
+        bytes::Bytes::from(vec![7u8; 64 * 1024]),
+        CallOptions::default(),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Refused {
+                reason: Refusal::IdentityMismatch,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let received = scene.server.metrics().rpcs_received[RpcType::InstallSnapshot];
+    assert_eq!(
+        received, 0,
+        "the refused snapshot never reached the Raft side"
+    );
+    scene.check_legit();
+}
+
+/// Calls of the authorization hook, by (first server id, kind).
+type HookCalls = Arc<Mutex<Vec<(String, RpcType)>>>;
+
+/// A server that lets client-1 replicate but not vote.
+fn no_votes_from_client_1(calls: HookCalls) -> impl FnOnce(TlsConfig) -> TlsConfig {
+    move |tls| {
+        tls.authorize(move |peer, kind| {
+            let first = peer.server_ids()[0].0.clone();
+            let allowed = !(first == "client-1"
+                && matches!(kind, RpcType::RequestVote | RpcType::RequestPreVote));
+            calls.lock().unwrap().push((first, kind));
+            allowed
+        })
+    }
+}
+
+#[test]
+fn the_authorization_hook_refuses_the_kinds_it_does_not_allow() {
+    let calls = HookCalls::default();
+    let scene = Scene::with_server_tls(no_votes_from_client_1(calls.clone()));
+    let client = scene.client(scene.ca.tls("client-1"));
+    let (to, at) = (ServerId::from(SERVER), scene.server.local_addr());
+    let heartbeat = finish(client.append_entries(&to, &at, heartbeat(3), CallOptions::default()));
+    assert_eq!(heartbeat.unwrap().term, 3);
+    let appended =
+        finish(client.append_entries(&to, &at, append(4, 9, 100), CallOptions::default()));
+    assert_eq!(appended.unwrap().term, 4);
+    for term in [5, 6, 7] {
+        let error =
+            finish(client.request_vote(&to, &at, vote(term), CallOptions::default())).unwrap_err();
+        let Error::Refused { reason, message } = &error else {
+            panic!("expected Error::Refused, got {error:?}");
+        };
+        assert_eq!(*reason, Refusal::Unauthorized);
+        assert!(message.contains("may not send RequestVote"), "{message}");
+    }
+    wait_logged(&["refusing a request from", "(unauthorized)", "RequestVote"]);
+    // Still serving what it allows, on the same connection.
+    let appended =
+        finish(client.append_entries(&to, &at, append(8, 9, 100), CallOptions::default()));
+    assert_eq!(appended.unwrap().term, 8);
+    // The legitimate peer's votes were allowed throughout.
+    scene.check_legit();
+    // Asked once per connection and kind: three refused votes on one pooled connection are
+    // one question.
+    let calls = calls.lock().unwrap().clone();
+    let client_votes = calls
+        .iter()
+        .filter(|(id, kind)| id == "client-1" && *kind == RpcType::RequestVote)
+        .count();
+    assert_eq!(client_votes, 1, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|(id, kind)| id == "legit-1" && *kind == RpcType::RequestVote),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn a_dial_checks_the_calls_server_id_without_a_registered_peer() {
+    let scene = Scene::new();
+    // No `peer()` registration: each call's target id is what the certificate must name.
+    let client = bind(
+        Config::default()
+            .timeout(Some(EVENTUALLY))
+            .tls(scene.ca.tls("client-1")),
+    );
+    let call = |to: &str, term| {
+        finish(client.request_vote(
+            &ServerId::from(to),
+            &scene.server.local_addr(),
+            vote(term),
+            CallOptions::default(),
+        ))
+    };
+    assert_eq!(call(SERVER, 1).unwrap().term, 1);
+    assert_eq!(client.pooled_connections(), 1);
+    // server-1's connection sits in the pool for this address: a call meant for server-2 must
+    // not take it, and its own dial reaches server-1's certificate.
+    let error = call("server-2", 2).unwrap_err();
+    let reason = tls_reason(&error);
+    assert!(
+        matches!(reason, rustls::Error::InvalidCertificate(_))
+            && reason.to_string().contains("not valid for name")
+            && reason.to_string().contains("server-2"),
+        "{error:?}"
+    );
+    wait_logged(&[
+        "TLS handshake refused on an accepted connection",
+        "BadCertificate",
+    ]);
+    // server-1's calls go on, on the pooled connection.
+    assert_eq!(call(SERVER, 3).unwrap().term, 3);
+    scene.check_legit();
+}
+
+// ---- rotation ---------------------------------------------------------------------------------
+
+#[test]
+fn reloaded_certificates_serve_new_connections_and_old_ones_keep_going() {
+    capture_logs();
+    let (old_ca, new_ca) = (TestCa::new("old CA"), TestCa::new("new CA"));
+    let server = bind(Config::default().tls(old_ca.tls(SERVER)));
+    echo_server(server.consumer().clone());
+    let at = server.local_addr();
+    let to = ServerId::from(SERVER);
+    let client = |ca: &TestCa| {
+        bind(
+            Config::default()
+                .timeout(Some(EVENTUALLY))
+                .tls(ca.tls("client-1")),
+        )
+    };
+    let vote_with = |client: &NetTransport, term| {
+        finish(client.request_vote(&to, &at, vote(term), CallOptions::default()))
+    };
+    let heartbeat_with = |client: &NetTransport, term| {
+        finish(client.append_entries(&to, &at, heartbeat(term), CallOptions::default()))
+    };
+
+    let old_client = client(&old_ca);
+    assert_eq!(vote_with(&old_client, 1).unwrap().term, 1);
+    assert_eq!(old_client.metrics().dials, 1);
+
+    server.reload_tls(new_ca.tls(SERVER)).unwrap();
+
+    // The connection made before the reload keeps working (no new dial).
+    assert_eq!(vote_with(&old_client, 2).unwrap().term, 2);
+    assert_eq!(old_client.metrics().dials, 1);
+    // A new dial trusting the old CA alone is refused: the server presents the new certificate.
+    let error = vote_with(&client(&old_ca), 3).unwrap_err();
+    assert!(
+        matches!(
+            tls_reason(&error),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        ),
+        "{error:?}"
+    );
+    // The old client's own new dial (the heartbeat lane has a pool of its own) is refused too.
+    assert!(heartbeat_with(&old_client, 4).is_err());
+    // A client of the new CA is served.
+    assert_eq!(vote_with(&client(&new_ca), 5).unwrap().term, 5);
+    // The old client reloads: its new dials use the new certificate, its old one goes on.
+    old_client.reload_tls(new_ca.tls("client-1")).unwrap();
+    assert_eq!(heartbeat_with(&old_client, 6).unwrap().term, 6);
+    assert_eq!(vote_with(&old_client, 7).unwrap().term, 7);
+    assert_eq!(
+        old_client.metrics().dials,
+        3,
+        "the vote's connection was reused"
+    );
+}
+
+#[test]
+fn reloading_tls_on_a_plaintext_transport_is_a_config_error() {
+    let plain = bind(Config::default());
+    let error = plain
+        .reload_tls(TestCa::new("a CA").tls("node-1"))
+        .unwrap_err();
+    assert!(matches!(error, Error::Config(_)), "{error:?}");
+}
+
+#[test]
+fn a_server_that_asks_no_client_certificate_checks_an_empty_identity() {
+    capture_logs();
+    let ca = TestCa::new("raftnet cluster CA");
+    // The application's own server configuration, without client authentication.
+    let node = ca.node(SERVER);
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(node.cert.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(node.key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let tls = TlsConfig::new(
+        Arc::new(server_config),
+        ca.tls(SERVER).client_config().clone(),
+    )
+    .authorize(move |peer, _| {
+        seen.lock().unwrap().push(peer.server_ids().to_vec());
+        !peer.server_ids().is_empty()
+    });
+    let server = bind(Config::default().tls(tls));
+    echo_server(server.consumer().clone());
+    let client = bind(
+        Config::default()
+            .timeout(Some(EVENTUALLY))
+            .tls(without_client_certificate(&ca)),
+    );
+    let call = |request| {
+        finish(client.request_vote(
+            &ServerId::from(SERVER),
+            &server.local_addr(),
+            request,
+            CallOptions::default(),
+        ))
+    };
+    // A claimed sender cannot be checked against no certificate: refused.
+    let error = call(vote_from("client-1", 1)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Refused {
+                reason: Refusal::IdentityMismatch,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // No claim: the hook decides, on an identity that names no server.
+    let error = call(vote(2)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Refused {
+                reason: Refusal::Unauthorized,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(*asked.lock().unwrap(), vec![Vec::<ServerId>::new()]);
 }

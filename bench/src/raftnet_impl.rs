@@ -77,8 +77,10 @@ pub fn backend() -> raftnet::Backend {
 /// Mutual TLS for every transport of the RPC scenarios (`--tls`), once [`use_tls`] set it.
 static TLS: OnceLock<TlsConfig> = OnceLock::new();
 
-/// Run raftnet's RPC scenarios over mutual TLS (`--tls`): a CA and one node certificate (IP
-/// SAN 127.0.0.1, so dials verify the address) made now with rcgen, used by server and client.
+/// Run raftnet's RPC scenarios over mutual TLS (`--tls`): a CA and one node certificate made
+/// now with rcgen, used by server and client, naming the server id every scenario calls
+/// (`id()`: a dial checks that the certificate names the call's server), the sender the
+/// requests claim ([`SENDER`]) and 127.0.0.1.
 /// The tokio baseline stays plaintext (its tokio-rustls twin is still to come).
 pub fn use_tls() -> Result<(), String> {
     use rcgen::{
@@ -95,7 +97,7 @@ pub fn use_tls() -> Result<(), String> {
     let ca_key = KeyPair::generate().map_err(failed)?;
     let ca_pem = ca.self_signed(&ca_key).map_err(failed)?.pem();
     let issuer = Issuer::new(ca, ca_key);
-    let mut node = CertificateParams::new(vec!["node".to_string()]).map_err(failed)?;
+    let mut node = CertificateParams::new(vec![id().0, SENDER.into()]).map_err(failed)?;
     node.subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     node.extended_key_usages = vec![
@@ -128,10 +130,14 @@ fn config(in_flight: usize) -> Config {
     }
 }
 
+/// The server id every request's header names as its sender (with `--tls`, the certificate
+/// names it too: a claimed sender the certificate does not name is refused).
+const SENDER: &str = "n1";
+
 fn header() -> RpcHeader {
     RpcHeader {
         protocol_version: 3,
-        id: Some(Bytes::from_static(b"n1")),
+        id: Some(Bytes::from_static(SENDER.as_bytes())),
         addr: Some(Bytes::from_static(b"127.0.0.1:7000")),
     }
 }

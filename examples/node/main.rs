@@ -41,8 +41,16 @@
 //! same dir rejoins with its data and catches up on what it missed; `--init` on a dir that
 //! already holds a cluster does nothing. To start a cluster over, stop every node and delete
 //! their dirs. What the storage survives is in `store.rs`.
+//!
+//! With `--tls DIR` (every node, the same CA), the nodes speak mutual TLS with the
+//! certificates in DIR: `cargo run --example make_certs -- DIR 1 2 3` makes them (add `--ip
+//! ADDR` for each address other than 127.0.0.1 the nodes are dialled at). A dial accepts only
+//! the certificate of the node it meant to reach, and a node serves only the `--peer` nodes
+//! (`examples/common/tls.rs`).
 
 mod store;
+#[path = "../common/tls.rs"]
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
@@ -71,7 +79,7 @@ const SNAPSHOT_EVERY: u64 = 1000;
 
 fn usage() -> String {
     format!(
-        "usage: node --id ID --peer ID=HOST:PORT... [--listen ADDR:PORT] [--data-dir DIR] [--init] [--snapshot-every N] [--client ADDR:PORT]
+        "usage: node --id ID --peer ID=HOST:PORT... [--listen ADDR:PORT] [--data-dir DIR] [--init] [--snapshot-every N] [--client ADDR:PORT] [--tls DIR]
   --id ID              this node's id, a number
   --peer ID=HOST:PORT  every node of the cluster, this one included: the same list on every node
   --listen ADDR:PORT   listen here rather than on this node's own --peer address (e.g. 0.0.0.0:7001)
@@ -82,7 +90,9 @@ fn usage() -> String {
   --snapshot-every N   snapshot the state machine every N log entries, keeping N entries of log
                        behind the snapshot for followers that lag (default {SNAPSHOT_EVERY})
   --client ADDR:PORT   also serve programs on this TCP address, a line per request (write, cas,
-                       read; see the module docs); port 0 picks one, printed at start",
+                       read; see the module docs); port 0 picks one, printed at start
+  --tls DIR            mutual TLS with DIR/ca.pem and this node's DIR/node-ID.pem, DIR/node-ID.key
+                       (cargo run --example make_certs -- DIR 1 2 3)",
         default_data_dir("ID").display()
     )
 }
@@ -101,6 +111,7 @@ struct Args {
     init: bool,
     snapshot_every: u64,
     client: Option<String>,
+    tls: Option<PathBuf>,
 }
 
 /// `None` for `--help`.
@@ -109,6 +120,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         (None, BTreeMap::new(), None, None, false);
     let mut snapshot_every = SNAPSHOT_EVERY;
     let mut client = None;
+    let mut tls = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -126,6 +138,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
             "--init" => init = true,
             "--client" => client = Some(value()?),
+            "--tls" => tls = Some(PathBuf::from(value()?)),
             "--snapshot-every" => {
                 snapshot_every = value()?
                     .parse()
@@ -151,6 +164,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         init,
         snapshot_every,
         client,
+        tls,
     }))
 }
 
@@ -180,11 +194,25 @@ async fn run(args: Args) -> Result<(), Failure> {
     let me = &args.peers[&args.id];
     let advertise = resolve(me)?;
     let listen = args.listen.as_deref().unwrap_or(me);
+    let mut config = raftnet::Config::default();
+    if let Some(dir) = &args.tls {
+        let peers = args
+            .peers
+            .iter()
+            .map(|(&id, addr)| Ok((id, resolve(addr)?)))
+            .collect::<Result<Vec<_>, Failure>>()?;
+        config = config.tls(tls::node_tls(dir, args.id, &peers)?);
+        println!(
+            "node {}: mutual TLS with the certificates in {}",
+            args.id,
+            dir.display()
+        );
+    }
     // Its transport's driver runs as a task on this runtime, beside openraft's own tasks.
     let transport = Arc::new(NetTransport::bind_on(
         listen,
         Some(advertise),
-        raftnet::Config::default(),
+        config,
         &tokio::runtime::Handle::current(),
     )?);
     println!(

@@ -233,10 +233,12 @@ impl MioDriver {
     fn apply_actions(&mut self) {
         while let Some(action) = self.engine.poll_action() {
             match action {
-                Action::Dial { key, addr } => match self.streams.connect(addr) {
-                    Ok(stream) => self.insert(key, stream, true),
-                    Err(e) => self.engine.handle_connect_failed(key, e),
-                },
+                Action::Dial { key, addr } => {
+                    match self.streams.connect(addr, self.engine.dial_server(key)) {
+                        Ok(stream) => self.insert(key, stream, true),
+                        Err(e) => self.engine.handle_connect_failed(key, e),
+                    }
+                }
                 Action::Close { key } => self.remove(key),
                 Action::ResumeRead { key } => self.read_later(key),
                 Action::PauseAccept => {
@@ -439,6 +441,10 @@ impl MioDriver {
             until_would_block,
             metrics,
         );
+        #[cfg(feature = "tls")]
+        if let Some(peer) = entry.stream.take_verified_peer() {
+            self.engine.handle_verified_peer(key, peer);
+        }
         self.engine.handle_received(key, self.now);
         match outcome {
             ReadOutcome::Drained => {}

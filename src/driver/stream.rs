@@ -11,6 +11,7 @@ use bytes::BytesMut;
 
 use crate::engine::Flushed;
 use crate::metrics::{TransportMetrics, add};
+use crate::transport::ServerId;
 use crate::wire::SendQueue;
 
 /// A connection's byte stream, as a readiness driver uses it.
@@ -48,6 +49,15 @@ pub(crate) unsafe trait Stream: Write + Send {
     /// readiness edge will announce them.
     fn buffers_reads(&self) -> bool {
         false
+    }
+
+    /// Feature `tls`: the peer's verified identity, once, when the stream first knows it (a
+    /// TLS stream after its handshake); `None` before, after, and on plain streams. The driver
+    /// asks after each read, before the engine sees the bytes read, so the engine knows who
+    /// sent a request before it serves it.
+    #[cfg(feature = "tls")]
+    fn take_verified_peer(&mut self) -> Option<crate::tls::VerifiedPeer> {
+        None
     }
 
     /// A pending socket error (how a failed non-blocking connect reports itself).
@@ -101,17 +111,28 @@ impl Streams {
         }
     }
 
-    /// Start a non-blocking connect to `addr`.
-    pub(crate) fn connect(&self, addr: SocketAddr) -> io::Result<Box<dyn Stream>> {
+    /// Start a non-blocking connect to `addr`, meant to reach `server` (with TLS, whose
+    /// certificate must say so: see [`TlsConfig`](crate::tls::TlsConfig)).
+    pub(crate) fn connect(
+        &self,
+        addr: SocketAddr,
+        server: Option<&ServerId>,
+    ) -> io::Result<Box<dyn Stream>> {
+        #[cfg(not(feature = "tls"))]
+        let _ = server;
         let stream = mio::net::TcpStream::connect(addr)?;
         // Raft's messages are latency-bound; the engine batches writes itself.
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
-            let client =
-                rustls::ClientConnection::new(tls.client_config().clone(), tls.server_name(addr))
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            return Ok(Box::new(super::tls::TlsStream::new(stream, client)));
+            // What is in force now (`NetTransport::reload_tls`): read once per connection.
+            let tls = tls.current();
+            let client = rustls::ClientConnection::new(
+                tls.client_config().clone(),
+                tls.server_name(addr, server),
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            return Ok(Box::new(super::tls::TlsStream::new(stream, client, None)));
         }
         Ok(Box::new(stream))
     }
@@ -121,9 +142,13 @@ impl Streams {
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
+            let tls = tls.current();
             let server = rustls::ServerConnection::new(tls.server_config().clone())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            return Ok(Box::new(super::tls::TlsStream::new(stream, server)));
+            let authorize = tls.authorizer().cloned();
+            return Ok(Box::new(super::tls::TlsStream::new(
+                stream, server, authorize,
+            )));
         }
         Ok(Box::new(stream))
     }

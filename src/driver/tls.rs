@@ -12,10 +12,12 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rustls::Connection;
 
 use super::stream::Stream;
+use crate::tls::{Authorize, PeerIdentity, VerifiedPeer};
 
 /// Ciphertext read from the socket at once. rustls pulls at most 4 KiB per `read_tls`; reading
 /// the socket through it costs a system call per 4 KiB (raftnet-bench --tls append-1m: about
@@ -39,10 +41,19 @@ pub(crate) struct TlsStream {
     peer_closed: bool,
     /// The handshake failed (logged once).
     failed: bool,
+    /// The authorization hook of the configuration this connection was made with, handed to
+    /// the engine with the peer's identity.
+    authorize: Option<Authorize>,
+    /// The peer's identity was handed to the engine (once, after the handshake).
+    identity_reported: bool,
 }
 
 impl TlsStream {
-    pub(crate) fn new(tcp: mio::net::TcpStream, tls: impl Into<Connection>) -> TlsStream {
+    pub(crate) fn new(
+        tcp: mio::net::TcpStream,
+        tls: impl Into<Connection>,
+        authorize: Option<Authorize>,
+    ) -> TlsStream {
         TlsStream {
             tcp,
             tls: tls.into(),
@@ -52,6 +63,8 @@ impl TlsStream {
             plaintext: 0,
             peer_closed: false,
             failed: false,
+            authorize,
+            identity_reported: false,
         }
     }
 
@@ -172,6 +185,29 @@ unsafe impl Stream for TlsStream {
 
     fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.tcp.take_error()
+    }
+
+    /// After the handshake: a bool test per read until then, then once more. A peer without
+    /// a certificate (a server configuration of the application's own that does not ask for
+    /// one) gets an identity naming no server, so the checks fail closed: a request claiming a
+    /// sender is refused, and the hook decides on an empty identity.
+    fn take_verified_peer(&mut self) -> Option<VerifiedPeer> {
+        if self.identity_reported || self.tls.is_handshaking() {
+            return None;
+        }
+        self.identity_reported = true;
+        let addr = self
+            .tcp
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let identity = match self.tls.peer_certificates().and_then(|chain| chain.first()) {
+            Some(certificate) => PeerIdentity::from_certificate(certificate, addr),
+            None => PeerIdentity::new(Vec::new(), addr),
+        };
+        Some(VerifiedPeer {
+            identity: Arc::new(identity),
+            authorize: self.authorize.clone(),
+        })
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {

@@ -15,6 +15,7 @@ use super::key::ConnKey;
 use crate::config::Config;
 use crate::message::Request;
 use crate::metrics::RpcType;
+use crate::transport::ServerId;
 use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
 use crate::transport::snapshot::SnapshotStream;
@@ -197,6 +198,12 @@ pub(crate) struct Connection {
     pub(crate) close_when_idle: bool,
     /// Close once everything queued has been written.
     pub(crate) close_after_flush: bool,
+    /// A dialled connection's server, when its dial checks whom it reached (TLS): calls for
+    /// another server do not take it from the pool.
+    pub(crate) server: Option<ServerId>,
+    /// Feature `tls`: the verified peer, once the handshake completed, and what it may do.
+    #[cfg(feature = "tls")]
+    pub(crate) peer_check: Option<super::identity::PeerCheck>,
     /// On the engine's list of connections with output to write.
     pub(crate) dirty: bool,
     /// The instant of this connection's deadline timer entry, if one is armed.
@@ -230,6 +237,9 @@ impl Connection {
             paused: Paused::default(),
             close_when_idle: false,
             close_after_flush: false,
+            server: None,
+            #[cfg(feature = "tls")]
+            peer_check: None,
             dirty: false,
             armed: None,
             span,

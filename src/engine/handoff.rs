@@ -23,6 +23,7 @@ use super::key::ConnKey;
 use crate::error::Error;
 use crate::message::*;
 use crate::metrics::{RpcType, TransportMetrics, add};
+use crate::transport::ServerId;
 pub(crate) use crate::transport::call::AnyResolver;
 use crate::transport::pipeline::PipelineShared;
 use crate::transport::rpc::{Answer, AnswerRoute, ResponseSink};
@@ -38,6 +39,9 @@ pub(crate) trait Wake: Send + Sync {
 /// A request/response call for the engine to send.
 pub(crate) struct OutboundCall {
     pub(crate) addr: SocketAddr,
+    /// The server the call is for, when the dial must check who answers (TLS): a connection
+    /// made for one server never carries another's calls.
+    pub(crate) server: Option<ServerId>,
     pub(crate) lane: Lane,
     pub(crate) request: Request,
     pub(crate) resolver: AnyResolver,
@@ -49,6 +53,8 @@ pub(crate) struct OutboundCall {
 pub(crate) struct OutboundSnapshot {
     pub(crate) id: u64,
     pub(crate) addr: SocketAddr,
+    /// As [`OutboundCall::server`].
+    pub(crate) server: Option<ServerId>,
     pub(crate) request: InstallSnapshotRequest,
     pub(crate) resolver: AnyResolver,
     pub(crate) deadline: Option<Instant>,
@@ -66,6 +72,8 @@ pub(crate) enum Command {
     OpenPipeline {
         id: u64,
         addr: SocketAddr,
+        /// As [`OutboundCall::server`].
+        server: Option<ServerId>,
         shared: Arc<PipelineShared>,
     },
     /// Send pipelined request number `seq` (its future waits in the pipeline's queue).

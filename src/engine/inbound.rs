@@ -211,6 +211,12 @@ impl Engine {
         now: Instant,
     ) -> bool {
         let request_id = frame.header.request_id;
+        let rpc_kind = RpcType::of(&request);
+        // A TLS peer's identity and rights (`identity.rs`): one compare and a bit test.
+        #[cfg(feature = "tls")]
+        if !self.admit_request(key, frame, &request, rpc_kind, now) {
+            return self.holding(key);
+        }
         // A snapshot needs room: one per connection, `max_inbound_snapshots` in all.
         let permit = match &request {
             Request::InstallSnapshot(_) => {
@@ -234,7 +240,6 @@ impl Engine {
         let Some(conn) = lookup(&mut self.conns, key) else {
             return true;
         };
-        let rpc_kind = RpcType::of(&request);
         if self.trace_calls {
             calls::request_received(&conn.span, &conn.peer, rpc_kind, request_id);
         }

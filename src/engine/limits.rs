@@ -59,7 +59,12 @@ pub(super) struct RefusalLog {
 impl RefusalLog {
     /// Log `line` (in `span`, the refused connection's, if it has one) unless one like it was
     /// logged less than [`REFUSAL_LOG_INTERVAL`] ago.
-    fn warn(&mut self, now: Instant, span: Option<&Span>, line: impl FnOnce() -> String) {
+    pub(super) fn warn(
+        &mut self,
+        now: Instant,
+        span: Option<&Span>,
+        line: impl FnOnce() -> String,
+    ) {
         if self
             .last
             .is_some_and(|last| now.saturating_duration_since(last) < REFUSAL_LOG_INTERVAL)

@@ -68,6 +68,8 @@ mod calls;
 pub(crate) mod conn;
 pub(crate) mod feed;
 pub(crate) mod handoff;
+#[cfg(feature = "tls")]
+pub(crate) mod identity;
 mod inbound;
 pub(crate) mod key;
 mod limits;
@@ -102,7 +104,7 @@ use crate::error::Error;
 use crate::message::{AppendEntriesResponse, Request};
 use crate::metrics::{RpcType, TransportMetrics, add};
 use crate::transport::rpc::{Answer, Consumer, ResponseSink, Rpc};
-use crate::transport::{HeartbeatHandler, Service};
+use crate::transport::{HeartbeatHandler, ServerId, Service};
 use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
 
 /// Commands taken per turn: enough to batch a burst of pipelined sends into one write, few
@@ -289,6 +291,9 @@ pub(crate) struct Engine {
     inbound_snapshots: Arc<AtomicUsize>,
     refused_connections: RefusalLog,
     refused_snapshots: RefusalLog,
+    /// Requests a TLS peer's checks refused (`identity.rs`).
+    #[cfg(feature = "tls")]
+    refused_requests: RefusalLog,
     /// The transport's span: every connection's span is its child.
     span: Span,
     /// Whether the per-call `trace` events may be recorded by anyone (see
@@ -330,6 +335,8 @@ impl Engine {
             inbound_snapshots: Arc::new(AtomicUsize::new(0)),
             refused_connections: RefusalLog::default(),
             refused_snapshots: RefusalLog::default(),
+            #[cfg(feature = "tls")]
+            refused_requests: RefusalLog::default(),
             span: Span::none(),
             // Until the first turn looks: every event checks for itself.
             trace_calls: true,
@@ -364,9 +371,12 @@ impl Engine {
                         self.pump_snapshot(key);
                     }
                 }
-                Command::OpenPipeline { id, addr, shared } => {
-                    self.open_pipeline(id, addr, shared, now)
-                }
+                Command::OpenPipeline {
+                    id,
+                    addr,
+                    server,
+                    shared,
+                } => self.open_pipeline(id, addr, server, shared, now),
                 Command::PipelineSend { id, seq, request } => {
                     self.pipeline_send(id, seq, &request, now)
                 }
@@ -462,6 +472,12 @@ impl Engine {
                 reason: Arc::new(error),
             },
         );
+    }
+
+    /// The server a dial of `key` must reach (TLS checks the certificate names it), as the
+    /// call, pipeline or snapshot that made the connection said; `None` if no check asks.
+    pub(crate) fn dial_server(&self, key: ConnKey) -> Option<&ServerId> {
+        self.conn(key)?.server.as_ref()
     }
 
     /// Whether `key` names a connection the engine still has.
@@ -742,11 +758,19 @@ impl Engine {
         key
     }
 
-    /// A new outbound connection to `addr`: the driver is asked to dial it, and it fails as
-    /// unreachable if the dial takes longer than the configured timeout.
-    fn dial(&mut self, addr: SocketAddr, role: Role, now: Instant) -> ConnKey {
+    /// A new outbound connection to `addr` (for `server`, whom the dial must reach, if it
+    /// checks: see [`dial_server`](Self::dial_server)): the driver is asked to dial it, and it
+    /// fails as unreachable if the dial takes longer than the configured timeout.
+    fn dial(
+        &mut self,
+        addr: SocketAddr,
+        server: Option<ServerId>,
+        role: Role,
+        now: Instant,
+    ) -> ConnKey {
         add(&self.shared.metrics.dials, 1);
         let key = self.insert(addr, role, false);
+        self.conns[key.index()].server = server;
         self.actions.push_back(Action::Dial { key, addr });
         if let Some(t) = self.shared.config.timeout {
             self.timers.add(now + t, TimerKind::Dial { conn: key });

@@ -13,6 +13,7 @@ use super::{ConnKey, Engine};
 use crate::error::Error;
 use crate::message::{Message, Response};
 use crate::metrics::add;
+use crate::transport::ServerId;
 use crate::wire::{Lane, RawFrame, WireError};
 
 impl Engine {
@@ -32,6 +33,7 @@ impl Engine {
     pub(super) fn start_call(&mut self, call: OutboundCall, now: Instant) {
         let OutboundCall {
             addr,
+            server,
             lane,
             request,
             resolver,
@@ -45,14 +47,14 @@ impl Engine {
             resolver.fail(Error::Timeout);
             return;
         }
-        let key = match self.take_pooled(addr, lane) {
+        let key = match self.take_pooled(addr, lane, server.as_ref()) {
             Some(key) => key,
             None => {
                 let role = Role::Pooled(Pooled {
                     pool_key: (addr, lane),
                     call: None,
                 });
-                self.dial(addr, role, now)
+                self.dial(addr, server, role, now)
             }
         };
         let request_id = self.next_request_id();
@@ -95,10 +97,23 @@ impl Engine {
         }
     }
 
-    /// The most recently used idle connection to `addr` on `lane`, taken out of its pool.
-    fn take_pooled(&mut self, addr: SocketAddr, lane: Lane) -> Option<ConnKey> {
+    /// The most recently used idle connection to `addr` on `lane` made for `server`, taken
+    /// out of its pool. Every connection at an address is usually for the same server: the
+    /// search ends at the first one looked at.
+    fn take_pooled(
+        &mut self,
+        addr: SocketAddr,
+        lane: Lane,
+        server: Option<&ServerId>,
+    ) -> Option<ConnKey> {
         let pool = self.pools.get_mut(&(addr, lane))?;
-        let key = pool.pop()?;
+        let conns = &self.conns;
+        let at = pool.iter().rposition(|k| {
+            conns
+                .get(k.index())
+                .is_some_and(|c| c.server.as_ref() == server)
+        })?;
+        let key = pool.remove(at);
         self.idle_pooled -= 1;
         self.publish_idle_pooled();
         Some(key)
@@ -187,7 +202,7 @@ impl Engine {
         let conn = self.conn_mut(key)?;
         Some(match conn.codec.decode_body(frame) {
             Ok(Message::Response(r)) => Ok(Ok(r)),
-            Ok(Message::Error(text)) => Ok(Err(Error::Remote(text))),
+            Ok(Message::Error(text)) => Ok(Err(Error::from_answer(text))),
             Ok(Message::Request(_) | Message::SnapshotChunk(_)) => {
                 Err(WireError::UnexpectedMessage {
                     expected: "a response on a dialled connection",

@@ -15,6 +15,7 @@ use super::{ConnKey, Engine};
 use crate::error::Error;
 use crate::message::{AppendEntriesRequest, Response};
 use crate::metrics::{RpcType, add};
+use crate::transport::ServerId;
 use crate::transport::pipeline::PipelineShared;
 use crate::wire::{Lane, RawFrame, WireError};
 
@@ -23,10 +24,12 @@ impl Engine {
         &mut self,
         id: u64,
         addr: SocketAddr,
+        server: Option<ServerId>,
         shared: Arc<PipelineShared>,
         now: Instant,
     ) {
-        let key = self.dial(addr, Role::Pipeline(PipelineConn { id, shared }), now);
+        let role = Role::Pipeline(PipelineConn { id, shared });
+        let key = self.dial(addr, server, role, now);
         self.pipelines.insert(id, key);
     }
 

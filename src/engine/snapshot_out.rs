@@ -21,6 +21,7 @@ impl Engine {
         let OutboundSnapshot {
             id,
             addr,
+            server,
             request,
             resolver,
             deadline,
@@ -40,7 +41,7 @@ impl Engine {
             body_done: false,
             waiting_for_feed: false,
         });
-        let key = self.dial(addr, role, now);
+        let key = self.dial(addr, server, role, now);
         let message = Message::Request(Request::InstallSnapshot(request));
         let conn = &mut self.conns[key.index()];
         if let Err(e) = conn

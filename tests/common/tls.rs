@@ -55,7 +55,14 @@ impl TestCa {
     }
 
     fn node_with(&self, id: &str, adjust: impl FnOnce(&mut CertificateParams)) -> NodeCert {
-        let mut params = CertificateParams::new(vec![id.to_string()]).expect("node params");
+        self.node_named(&[id], adjust)
+    }
+
+    /// A certificate naming every one of `ids` (the first is its common name).
+    fn node_named(&self, ids: &[&str], adjust: impl FnOnce(&mut CertificateParams)) -> NodeCert {
+        let id = ids[0];
+        let names = ids.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).expect("node params");
         params
             .subject_alt_names
             .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
@@ -75,7 +82,12 @@ impl TestCa {
 
     /// Mutual TLS for server `id`: its certificate from this CA, and this CA as the only root.
     pub(crate) fn tls(&self, id: &str) -> TlsConfig {
-        let node = self.node(id);
+        self.tls_named(&[id])
+    }
+
+    /// [`tls`](Self::tls) with a certificate naming every one of `ids`.
+    pub(crate) fn tls_named(&self, ids: &[&str]) -> TlsConfig {
+        let node = self.node_named(ids, |_| {});
         TlsConfig::from_pem(
             self.pem.as_bytes(),
             node.cert.as_bytes(),

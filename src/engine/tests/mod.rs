@@ -322,6 +322,7 @@ impl Pair {
             .shared
             .handoff
             .submit(Command::Call(OutboundCall {
+                server: None,
                 addr: addr(SERVER_ADDR),
                 lane: Lane::Control,
                 request: RequestVoteRequest {
@@ -358,6 +359,7 @@ impl Pair {
     fn pipeline(&mut self, id: u64, depth: usize) -> AppendPipeline {
         let shared = PipelineShared::new(depth);
         self.client.shared.handoff.submit(Command::OpenPipeline {
+            server: None,
             id,
             addr: addr(SERVER_ADDR),
             shared: shared.clone(),
@@ -816,6 +818,7 @@ fn snapshot_flow_control_pauses_reading_until_the_reader_catches_up() {
         .shared
         .handoff
         .submit(Command::Snapshot(OutboundSnapshot {
+            server: None,
             id: 1,
             addr: addr(SERVER_ADDR),
             request: InstallSnapshotRequest {
