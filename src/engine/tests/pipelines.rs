@@ -1,0 +1,124 @@
+//! Pipelines: answers in order, a lost connection or a bad frame after good answers, close and
+//! deadline.
+
+use super::*;
+
+#[test]
+fn pipeline_answers_complete_in_order_and_a_lost_connection_fails_the_rest() {
+    let mut pair = Pair::new(config());
+    let pipeline = pair.pipeline(1, 8);
+    let futures: Vec<_> = (1..=3)
+        .map(|t| pipeline.try_send(append(t, b"x")).unwrap())
+        .collect();
+    pair.drive();
+    assert_eq!(pair.server.shared.consumer.len(), 3);
+    // Answer the second request first: it waits for the first.
+    let rpcs: Vec<Rpc> = (0..3).map(|_| pair.server.next_rpc()).collect();
+    let mut rpcs = rpcs.into_iter();
+    let first = rpcs.next().unwrap();
+    let second = rpcs.next().unwrap();
+    second.respond_ok(AppendEntriesResponse {
+        term: 2,
+        ..Default::default()
+    });
+    pair.drive();
+    assert!(!futures[1].is_done(), "an answer that overtakes waits");
+    first.respond_ok(AppendEntriesResponse {
+        term: 1,
+        ..Default::default()
+    });
+    pair.drive();
+    assert_eq!(futures[0].try_result().unwrap().unwrap().term, 1);
+    assert_eq!(futures[1].try_result().unwrap().unwrap().term, 2);
+    // The server's connection goes away with the third unanswered.
+    let server_key = pair.only_server_key();
+    pair.server.engine.handle_eof(server_key);
+    pair.apply_actions(Side::Server);
+    pair.drive();
+    let error = futures[2].try_result().unwrap().unwrap_err();
+    assert!(matches!(error, Error::Io(_)), "{error:?}");
+    assert!(matches!(
+        pipeline.try_send(append(4, b"y")),
+        Err(TrySendError::Closed(_))
+    ));
+}
+
+/// The answers of one read complete together; a frame that is not an answer after them closes
+/// the connection as a protocol error, but the answers before it still reach their futures.
+#[test]
+fn a_reads_pipeline_answers_complete_before_a_bad_frame_after_them_closes_the_connection() {
+    let mut pair = Pair::new(config());
+    let pipeline = pair.pipeline(1, 8);
+    let futures: Vec<_> = (1..=3)
+        .map(|t| pipeline.try_send(append(t, b"x")).unwrap())
+        .collect();
+    pair.drive();
+    for term in 1..=2 {
+        pair.server.next_rpc().respond_ok(AppendEntriesResponse {
+            term,
+            ..Default::default()
+        });
+    }
+    // The server writes both answers; a request (wrong on a dialled connection) follows them,
+    // all in one delivery to the client.
+    let now = pair.now;
+    assert!(pair.server.engine.handle_handoff(now));
+    let server_key = pair.only_server_key();
+    let client_key = pair.links[&(Side::Server, server_key)];
+    let mut keys = Vec::new();
+    pair.server.engine.take_dirty(&mut keys);
+    assert_eq!(keys, vec![server_key]);
+    let (queue, _) = pair.server.engine.send_queue(server_key).unwrap();
+    let mut bytes = queue.to_vec();
+    queue.clear();
+    let mut out = SendQueue::new();
+    FrameEncoder::new()
+        .encode(
+            &mut out,
+            9,
+            Lane::Control,
+            Flags::NONE,
+            &Message::Request(RequestVoteRequest::default().into()),
+        )
+        .unwrap();
+    bytes.extend_from_slice(&out.to_vec());
+    pair.client.engine.handle_bytes(client_key, &bytes, now);
+    assert_eq!(futures[0].try_result().unwrap().unwrap().term, 1);
+    assert_eq!(futures[1].try_result().unwrap().unwrap().term, 2);
+    let error = futures[2].try_result().expect("failed").unwrap_err();
+    assert!(matches!(error, Error::Protocol(_)), "{error:?}");
+    assert_eq!(pair.client.metrics().protocol_errors, 1);
+    assert!(!pair.client.engine.is_open(client_key));
+}
+
+#[test]
+fn pipeline_close_fails_what_is_outstanding_and_closes_its_connection() {
+    let mut pair = Pair::new(config());
+    let pipeline = pair.pipeline(7, 4);
+    let future = pipeline.try_send(append(1, b"x")).unwrap();
+    pair.drive();
+    pipeline.close();
+    assert_eq!(
+        future.try_result().unwrap().unwrap_err(),
+        Error::PipelineClosed
+    );
+    pair.drive();
+    assert_eq!(pair.client.closed.len(), 1, "its connection closed");
+    // The server's answer to the request finds its connection gone.
+    pair.server
+        .next_rpc()
+        .respond_ok(AppendEntriesResponse::default());
+    pair.drive();
+}
+
+#[test]
+fn a_pipeline_deadline_closes_its_connection() {
+    let mut pair = Pair::new(config().timeout(Some(Duration::from_secs(2))));
+    let pipeline = pair.pipeline(1, 4);
+    let future = pipeline.try_send(append(1, b"x")).unwrap();
+    pair.drive();
+    // Deadlines run from the request's start (a real instant) with the configured timeout.
+    pair.now = future.start() + Duration::from_secs(2);
+    pair.drive();
+    assert_eq!(future.try_result().unwrap().unwrap_err(), Error::Timeout);
+}
