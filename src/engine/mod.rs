@@ -45,7 +45,8 @@
 //! with the state it owns: `outbound.rs` (calls, pools, answers), `pipeline.rs`,
 //! `snapshot_out.rs` with `feed.rs` (the body's way from the caller's reader to the engine),
 //! `inbound.rs` (serving, inbound snapshots, responses), `limits.rs` (what one peer may take
-//! of the node), `conn.rs` (one connection and its roles), `timer.rs`, `handoff.rs` (the queues
+//! of the node), `conn.rs` (one connection and its roles), `close.rs` (closing one, and what
+//! becomes of what waited on it), `shared.rs` (what the API side shares), `timer.rs`, `handoff.rs` (the queues
 //! shared with other threads), `logs.rs` (connection spans, close reasons, the look at log
 //! levels) beside `calls.rs` (the per-call events).
 //!
@@ -65,6 +66,7 @@
 //! [`NetTransport`]: crate::NetTransport
 
 mod calls;
+mod close;
 pub(crate) mod conn;
 pub(crate) mod feed;
 pub(crate) mod handoff;
@@ -76,6 +78,7 @@ mod limits;
 mod logs;
 mod outbound;
 mod pipeline;
+mod shared;
 mod snapshot_out;
 #[cfg(test)]
 mod tests;
@@ -84,28 +87,28 @@ mod timer;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use slab::Slab;
-use tracing::{Span, debug, error, info, warn};
+use tracing::{Span, debug, error};
 
 use self::conn::{Connection, Inbound, Paused, Role};
-use self::handoff::{Command, Completion, Handoff, HandoffSink, Wake};
+use self::handoff::{Command, Completion};
 pub(crate) use self::key::ConnKey;
 use self::key::Generations;
 use self::limits::{Admission, RefusalLog};
-use self::logs::{CloseReason, connection_span};
+use self::logs::connection_span;
+pub(crate) use self::shared::{ClosedOnExit, HandlerSlot, Handlers, Shared};
 use self::timer::{TimerKind, Timers, accept_backoff};
-use crate::config::Config;
 use crate::error::Error;
 use crate::message::{AppendEntriesResponse, Request};
 use crate::metrics::{RpcType, TransportMetrics, add};
-use crate::transport::rpc::{Answer, Consumer, ResponseSink, Rpc};
-use crate::transport::{HeartbeatHandler, ServerId, Service};
-use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
+use crate::transport::ServerId;
+use crate::transport::rpc::{Answer, Rpc};
+use crate::wire::{CodecContext, Lane, RawFrame, SendQueue};
 
 /// Commands taken per turn: enough to batch a burst of pipelined sends into one write, few
 /// enough that reads and answers are not held up behind a flood of submissions.
@@ -116,109 +119,6 @@ const MAX_COMPLETIONS_PER_TURN: usize = 4096;
 /// The clock the engine reads for its one timing metric (decode time), given by the driver:
 /// `Instant::now` in production, a fake in the engine's tests.
 pub(crate) type Clock = fn() -> Instant;
-
-/// Values the engine publishes for the API to read.
-#[derive(Debug, Default)]
-pub(crate) struct Gauges {
-    pub(crate) idle_pooled: AtomicUsize,
-    pub(crate) open_connections: AtomicUsize,
-    pub(crate) timers: AtomicUsize,
-}
-
-/// What serves inbound RPCs on the engine's thread: the heartbeat handler and the service.
-#[derive(Clone, Default)]
-pub(crate) struct Handlers {
-    pub(crate) heartbeat: Option<HeartbeatHandler>,
-    pub(crate) service: Option<Arc<dyn Service>>,
-}
-
-/// The [`Handlers`] as the API sets them. The engine keeps a copy and takes the lock only when
-/// `version` moved, so serving an RPC costs an atomic load, not a lock.
-#[derive(Default)]
-pub(crate) struct HandlerSlot {
-    handlers: RwLock<Handlers>,
-    version: AtomicU64,
-}
-
-impl HandlerSlot {
-    pub(crate) fn set_heartbeat(&self, handler: Option<HeartbeatHandler>) {
-        self.update(|h| h.heartbeat = handler);
-    }
-
-    pub(crate) fn set_service(&self, service: Option<Arc<dyn Service>>) {
-        self.update(|h| h.service = service);
-    }
-
-    fn update(&self, change: impl FnOnce(&mut Handlers)) {
-        let mut handlers = self.handlers.write().unwrap_or_else(|e| e.into_inner());
-        change(&mut handlers);
-        // Under the lock: a reader that sees the new version reads the new handlers.
-        self.version.fetch_add(1, Ordering::Release);
-    }
-
-    /// The handlers as they are now.
-    pub(crate) fn get(&self) -> Handlers {
-        self.handlers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Bring `cached` (the handlers with the version they were read at) up to date.
-    pub(crate) fn refresh(&self, cached: &mut (u64, Handlers)) {
-        let version = self.version.load(Ordering::Acquire);
-        if version != cached.0 {
-            let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
-            *cached = (self.version.load(Ordering::Acquire), handlers.clone());
-        }
-    }
-}
-
-/// What a transport's API and its engine share.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) handoff: Arc<Handoff>,
-    pub(crate) sink: Arc<dyn ResponseSink>,
-    pub(crate) consumer: Consumer,
-    pub(crate) handlers: HandlerSlot,
-    pub(crate) metrics: Arc<TransportMetrics>,
-    pub(crate) gauges: Gauges,
-}
-
-impl Shared {
-    /// The state of a new transport whose driver `waker` wakes.
-    pub(crate) fn new(config: Config, waker: Box<dyn Wake>) -> Arc<Shared> {
-        let metrics = Arc::new(TransportMetrics::default());
-        let handoff = Arc::new(Handoff::new(waker, metrics.clone()));
-        Arc::new(Shared {
-            sink: Arc::new(HandoffSink(handoff.clone())),
-            handoff,
-            consumer: Consumer::new(Some(metrics.clone())),
-            handlers: HandlerSlot::default(),
-            metrics,
-            gauges: Gauges::default(),
-            config,
-        })
-    }
-
-    /// The end of the transport, whoever reaches it first (the API's `close`, the engine's
-    /// shutdown, a driver that stops): submissions fail from now on, what is queued fails, and
-    /// the consumer reports the shutdown once drained.
-    pub(crate) fn close(&self) {
-        self.handoff.close();
-        self.consumer.shared().close();
-    }
-}
-
-/// Runs [`Shared::close`] when dropped: a driver holds one for its whole run, so however it
-/// ends (even by a panic, or a runtime dropping its task) callers are not left waiting.
-pub(crate) struct ClosedOnExit(pub(crate) Arc<Shared>);
-
-impl Drop for ClosedOnExit {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
 
 /// What the engine asks its driver to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -805,126 +705,9 @@ impl Engine {
         self.next_request_id += 1;
         id
     }
-
-    fn protocol_error(&mut self, key: ConnKey, e: WireError) {
-        add(&self.shared.metrics.protocol_errors, 1);
-        if let Some(c) = self.conn(key) {
-            warn!(parent: &c.span, peer = %c.peer, error = %e, "closing the connection: protocol error");
-        }
-        self.close(key, Error::Protocol(e));
-    }
-
-    /// Close a connection and fail whatever was waiting on it with `error`.
-    fn close(&mut self, key: ConnKey, error: Error) {
-        self.close_because(key, error, None);
-    }
-
-    /// Close a connection that is done (`why`, for its log line), or that no call waits on:
-    /// anything still waiting fails with [`Error::Shutdown`].
-    fn retire(&mut self, key: ConnKey, why: &'static str) {
-        self.close_because(key, Error::Shutdown, Some(why));
-    }
-
-    /// Close a connection, failing what waits on it with `error`; its log line gives `why`, or
-    /// else `error`, as the reason.
-    fn close_because(&mut self, key: ConnKey, error: Error, why: Option<&'static str>) {
-        if self.conn(key).is_none() {
-            return;
-        }
-        let conn = self.conns.remove(key.index());
-        let span = &conn.span;
-        debug!(
-            parent: span,
-            peer = %conn.peer,
-            reason = %CloseReason(why, &error),
-            "connection closed"
-        );
-        self.actions.push_back(Action::Close { key });
-        self.shared
-            .gauges
-            .open_connections
-            .store(self.conns.len(), Ordering::Relaxed);
-        let connected = conn.connected;
-        let peer = conn.peer;
-        match conn.role {
-            Role::Inbound(inbound) => {
-                self.release(peer);
-                for (request_id, snap) in inbound.snapshots {
-                    info!(
-                        parent: span,
-                        %peer,
-                        request_id,
-                        received = snap.received,
-                        size = snap.size,
-                        "snapshot not received: the connection closed"
-                    );
-                    snap.stream.finish(Err(format!("connection lost: {error}")));
-                }
-            }
-            Role::Pooled(p) => {
-                self.forget_pooled(p.pool_key, key);
-                if let Some(call) = p.call {
-                    add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
-                    let error = call_error(error, connected, peer);
-                    debug!(
-                        parent: span,
-                        %peer,
-                        rpc = ?call.kind,
-                        request_id = call.request_id,
-                        %error,
-                        "call failed"
-                    );
-                    call.resolver.fail(error);
-                }
-            }
-            Role::Pipeline(p) => {
-                self.pipelines.remove(&p.id);
-                let e = match error {
-                    Error::Shutdown => Error::Shutdown,
-                    Error::PipelineClosed => Error::PipelineClosed,
-                    other => call_error(other, connected, peer),
-                };
-                p.shared.fail(e);
-            }
-            Role::SnapshotOut(s) => {
-                self.snapshots.remove(&s.id);
-                s.feed.cancel();
-                if let Some(call) = s.call {
-                    add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
-                    let error = call_error(error, connected, peer);
-                    info!(
-                        parent: span,
-                        %peer,
-                        request_id = call.request_id,
-                        sent = s.sent,
-                        size = s.size,
-                        %error,
-                        "snapshot not sent"
-                    );
-                    call.resolver.fail(error);
-                }
-            }
-        }
-    }
 }
 
 /// `key`'s connection, borrowing only the slab (so the engine's other fields stay usable).
 fn lookup(conns: &mut Slab<Connection>, key: ConnKey) -> Option<&mut Connection> {
     conns.get_mut(key.index()).filter(|c| c.key == key)
-}
-
-/// The error a waiting call sees: before the connection was up, the peer was unreachable.
-fn call_error(error: Error, connected: bool, peer: SocketAddr) -> Error {
-    match error {
-        Error::Shutdown
-        | Error::Timeout
-        | Error::Unreachable { .. }
-        | Error::PipelineClosed
-        | Error::Snapshot(_) => error,
-        Error::Io(e) if !connected => Error::Unreachable {
-            addr: peer.to_string(),
-            reason: e,
-        },
-        other => other,
-    }
 }
