@@ -251,14 +251,19 @@ func serve() error {
 			handle(rpc)
 		}
 	}()
+	printed := make(chan struct{})
 	go func() {
 		for line := range lines {
 			fmt.Fprintln(out, line)
 			out.Flush()
 		}
+		close(printed)
 	}()
-	// Until the test closes our stdin.
+	// Until the test closes our stdin (after its last call was answered): then every line is
+	// printed before the process ends.
 	io.Copy(ioutil.Discard, os.Stdin)
+	close(lines)
+	<-printed
 	return nil
 }
 
