@@ -452,3 +452,61 @@ fn a_raftnet_client_calls_a_go_server() {
     assert_eq!(seen, expected, "what the Go server received");
     let _ = std::io::stdout().flush();
 }
+
+/// 128 AppendEntries in flight at once on one connection to a Go server (hashicorp's pipelining
+/// before v1.5 allowed 130): the Go side serves them one at a time, in order, and raftnet matches
+/// each answer to its request by that order alone.
+#[test]
+fn a_raftnet_pipeline_128_deep_to_a_go_server() {
+    const DEPTH: u64 = 128;
+    let Some(go) = interop_binary() else { return };
+    let mut child = Command::new(go)
+        .arg("serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let done = watchdog(&child);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listen = lines.next().unwrap().unwrap();
+    let addr: ServerAddress = listen.strip_prefix("LISTEN ").unwrap().into();
+    let client = NetTransport::bind("127.0.0.1:0", None, config().max_rpcs_in_flight(130)).unwrap();
+    let pipeline = client
+        .append_entries_pipeline(&ServerId::from("go"), &addr)
+        .unwrap();
+    for i in 0..DEPTH {
+        let request = AppendEntriesRequest {
+            header: PV3,
+            term: 7,
+            leader: b(b"rust-leader"),
+            prev_log_entry: i,
+            prev_log_term: 7,
+            entries: vec![Log::command(i + 1, 7, i.to_be_bytes().to_vec())],
+            ..Default::default()
+        };
+        pipeline.send(request).unwrap();
+    }
+    for i in 0..DEPTH {
+        let future = pipeline.recv().unwrap();
+        assert_eq!(future.request().prev_log_entry, i, "completions in order");
+        let response = future.wait().unwrap();
+        assert_eq!(
+            (response.term, response.last_log, response.success),
+            (7, i + 1, true),
+            "the answer to request {i}"
+        );
+    }
+    pipeline.close();
+    client.close();
+    drop(child.stdin.take());
+    let seen: Vec<String> = lines.map(Result::unwrap).collect();
+    let _ = child.wait();
+    let _ = done.send(());
+    assert_eq!(seen.len(), DEPTH as usize, "{seen:?}");
+    for (i, line) in seen.iter().enumerate() {
+        let prefix =
+            format!("RECV AppendEntries pv=3 term=7 leader=x727573742d6c6561646572 prev={i}/7 ");
+        assert!(line.starts_with(&prefix), "request {i} arrived as {line}");
+    }
+}
