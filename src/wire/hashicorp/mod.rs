@@ -1,5 +1,7 @@
-//! hashicorp/raft's wire format: what its Go `NetworkTransport` writes and reads, byte for byte,
-//! so a raftnet node can talk to Go nodes (`../shared` docs: hashicorp-transport.md, section 3).
+//! hashicorp/raft's wire format: what its Go `NetworkTransport` (`net_transport.go`, over
+//! hashicorp/go-msgpack) writes and reads, byte for byte, so a raftnet node can talk to Go nodes.
+//! `tests/hashicorp_golden.rs` checks it against bytes Go wrote, `tests/hashicorp_interop.rs`
+//! against a running Go transport.
 //!
 //! ```text
 //! request := rpc_type:u8  msgpack(request)  [exactly Size raw bytes, InstallSnapshot only]
