@@ -510,3 +510,48 @@ fn a_raftnet_pipeline_128_deep_to_a_go_server() {
         assert!(line.starts_with(&prefix), "request {i} arrived as {line}");
     }
 }
+
+/// A Go pipeline 128 deep into a raftnet server whose Raft side answers the 128 requests in
+/// reverse: Go reads answers by order alone, so raftnet's serving codec holds each answer back
+/// until every earlier request's is written, and Go sees each request's own answer.
+#[test]
+fn a_go_pipeline_128_deep_into_a_raftnet_server_answered_in_reverse() {
+    const DEPTH: usize = 128;
+    let Some(go) = interop_binary() else { return };
+    let server = NetTransport::bind("127.0.0.1:0", None, config()).unwrap();
+    let consumer = server.consumer().clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while held.len() < DEPTH {
+            match consumer.recv() {
+                Ok(rpc) => held.push(rpc),
+                Err(_) => return,
+            }
+        }
+        for rpc in held.into_iter().rev() {
+            let result = answer(&rpc.request, None);
+            rpc.respond(result);
+        }
+    });
+    let child = Command::new(go)
+        .args(["pipeline", &server.local_addr().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = watchdog(&child);
+    let output = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the Go pipeline failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected: Vec<String> = (0..DEPTH)
+        .map(|i| format!("PIPE {i} prev={i} lastlog={} success=true", i + 1))
+        .collect();
+    let seen: Vec<&str> = stdout.lines().collect();
+    assert_eq!(seen, expected, "what the Go pipeline got");
+    server.close();
+}

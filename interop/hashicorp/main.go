@@ -11,6 +11,8 @@
 //	              request, answered by the rules in answer(); exit when stdin closes
 //	client ADDR   call a server at ADDR with the sequence in runClient(), print "RESP ..." for
 //	              each answer; exit status 1 on a transport error
+//	pipeline ADDR send 128 AppendEntries on one AppendEntriesPipeline before reading any
+//	              answer, then print "PIPE i lastlog=..." for each completion, in order
 //
 // tests/hashicorp_interop.rs builds and drives it; tests/hashicorp_golden.rs checks the vectors
 // without Go. The canonical request lines (describe) and the answer rules are mirrored there.
@@ -54,6 +56,8 @@ func main() {
 		err = serve()
 	case "client":
 		err = runClient(os.Args[2])
+	case "pipeline":
+		err = runPipeline(os.Args[2])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -340,5 +344,40 @@ func runClient(addr string) error {
 			crc32.ChecksumIEEE(body))
 	}
 	vote("refused", &raft.RequestVoteRequest{RPCHeader: pv, Term: 666, Candidate: []byte("go-cand")})
+	return nil
+}
+
+// runPipeline sends 128 AppendEntries on one pipeline (one connection) before taking any
+// completion, then prints each completion in the order the pipeline hands them out.
+func runPipeline(addr string) error {
+	trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer trans.Close()
+	pipeline, err := trans.AppendEntriesPipeline(raft.ServerID("rust"), raft.ServerAddress(addr))
+	if err != nil {
+		return err
+	}
+	defer pipeline.Close()
+	const depth = 128
+	for i := 0; i < depth; i++ {
+		req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3}, Term: 9,
+			Leader: []byte("go-leader"), PrevLogEntry: uint64(i), PrevLogTerm: 9,
+			Entries: []*raft.Log{{Index: uint64(i + 1), Term: 9, Data: []byte{byte(i)}}}}
+		if _, err := pipeline.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
+			return err
+		}
+	}
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	for i := 0; i < depth; i++ {
+		future := <-pipeline.Consumer()
+		if err := future.Error(); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "PIPE %d prev=%d lastlog=%d success=%t\n", i,
+			future.Request().PrevLogEntry, future.Response().LastLog, future.Response().Success)
+	}
 	return nil
 }
