@@ -1,5 +1,5 @@
 //! raftnet's hand-written msgpack codec against rmp-serde with serde-derived twins of the same
-//! structs, plus the measurement behind the encoder's large-payload threshold.
+//! structs, and hashicorp/raft's format (`wire::hashicorp`) beside them, plus the measurement behind the encoder's large-payload threshold.
 //!
 //! `cargo bench --bench codec` runs everything; `cargo bench --bench codec -- threshold` runs only
 //! the threshold group. Results and the machine they were taken on are in BENCHMARKS.md.
@@ -15,11 +15,12 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use raftnet::message::{AppendEntriesRequest, Message};
+use raftnet::wire::hashicorp::{GoRaftVersion, HashicorpCodec};
 use raftnet::wire::native::{DEFAULT_MAX_BODY_LEN, FrameEncoder, HEADER_LEN, decode_body};
-use raftnet::wire::{Flags, FrameHeader, Lane, SendQueue};
+use raftnet::wire::{Codec, Flags, FrameHeader, Lane, SendQueue};
 
 use support::{SerdeAppendEntries, append_entries, heartbeat, payload_len};
 
@@ -67,6 +68,30 @@ fn encode(c: &mut Criterion) {
             })
         });
 
+        // hashicorp/raft's format (wire::hashicorp): no frame header; the codec remembers each
+        // request it encodes to match its answer, so it is replaced every 4096 requests to keep
+        // that queue from growing through the run.
+        let mut codec = HashicorpCodec::new(GoRaftVersion::Latest, false);
+        let mut encoded = 0u32;
+        group.bench_function("hashicorp", |b| {
+            b.iter(|| {
+                encoded += 1;
+                if encoded.is_multiple_of(4096) {
+                    codec = HashicorpCodec::new(GoRaftVersion::Latest, false);
+                }
+                codec
+                    .encode(
+                        &mut queue,
+                        black_box(support::REQUEST_ID),
+                        Lane::Control,
+                        black_box(&message),
+                    )
+                    .unwrap();
+                black_box(&queue);
+                queue.clear();
+            })
+        });
+
         let mut vec = Vec::new();
         group.bench_function("rmp_serde", |b| {
             b.iter(|| {
@@ -97,6 +122,30 @@ fn decode(c: &mut Criterion) {
                 let header = FrameHeader::parse(head, DEFAULT_MAX_BODY_LEN).unwrap();
                 decode_body(header.kind, &frame.slice(HEADER_LEN..)).unwrap()
             })
+        });
+
+        // The same request in hashicorp/raft's format, its body decoded from a frame cut out of
+        // the stream once (as raftnet's side decodes a frame already read): the scan that finds
+        // where a value ends is not in this number.
+        let hashicorp_frame = {
+            let mut queue = SendQueue::new();
+            HashicorpCodec::new(GoRaftVersion::Latest, false)
+                .encode(
+                    &mut queue,
+                    1,
+                    Lane::Control,
+                    &Message::from(request.clone()),
+                )
+                .unwrap();
+            let mut input = BytesMut::from(&queue.to_vec()[..]);
+            HashicorpCodec::new(GoRaftVersion::Latest, true)
+                .decode_frame(&mut input)
+                .unwrap()
+                .unwrap()
+        };
+        let mut codec = HashicorpCodec::new(GoRaftVersion::Latest, true);
+        group.bench_function("hashicorp", |b| {
+            b.iter(|| codec.decode_body(black_box(&hashicorp_frame)).unwrap())
         });
 
         group.bench_function("rmp_serde", |b| {

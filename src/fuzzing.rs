@@ -10,11 +10,16 @@
 
 use bytes::BytesMut;
 
-use crate::message::MessageType;
-use crate::wire::native::{
-    DEFAULT_LARGE_PAYLOAD_THRESHOLD, Frame, FrameDecoder, FrameEncoder, HEADER_LEN, decode_body,
+use crate::message::{
+    AppendEntriesRequest, InstallSnapshotRequest, Message, MessageType, RequestPreVoteRequest,
+    RequestVoteRequest, TimeoutNowRequest,
 };
-use crate::wire::{SendQueue, WireError};
+use crate::wire::hashicorp::{GoRaftVersion, HashicorpCodec};
+use crate::wire::native::{
+    DEFAULT_LARGE_PAYLOAD_THRESHOLD, DEFAULT_MAX_BODY_LEN, Frame, FrameDecoder, FrameEncoder,
+    HEADER_LEN, decode_body,
+};
+use crate::wire::{Codec, CodecContext, FrameHeader, Lane, SendQueue, WireError};
 
 struct Config {
     decoder: FrameDecoder,
@@ -198,4 +203,147 @@ pub fn message_body(data: &[u8]) {
         decode_body(kind, &reencoded_body).as_ref(),
         Ok(&frame.message)
     );
+}
+
+/// The hashicorp codec for [`hashicorp_decoder`]: the serving or the dialling end, the latter
+/// with requests of every kind awaiting answers, so answers of every type decode.
+fn hashicorp_codec(serving: bool, small: bool) -> HashicorpCodec {
+    let context = CodecContext {
+        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        inbound: serving,
+        max_body_len: if small { 64 } else { DEFAULT_MAX_BODY_LEN },
+        large_payload_threshold: DEFAULT_LARGE_PAYLOAD_THRESHOLD,
+        max_entries_per_request: 64,
+    };
+    let mut codec = HashicorpCodec::for_connection(GoRaftVersion::Latest, &context);
+    if !serving {
+        let requests: [Message; 5] = [
+            AppendEntriesRequest::default().into(),
+            RequestVoteRequest::default().into(),
+            InstallSnapshotRequest::default().into(),
+            TimeoutNowRequest::default().into(),
+            RequestPreVoteRequest::default().into(),
+        ];
+        let mut scratch = SendQueue::new();
+        for (id, request) in requests.iter().cycle().take(20).enumerate() {
+            // With the 64-byte maximum an InstallSnapshot does not fit: it is not awaited.
+            let _ = codec.encode(&mut scratch, id as u64, Lane::Control, request);
+        }
+    }
+    codec
+}
+
+/// A frame's header and what its body decoded to.
+type HashicorpFrame = (FrameHeader, Result<Message, WireError>);
+/// Every frame of a stream, then how it ended.
+type HashicorpOutcome = (Vec<HashicorpFrame>, Result<(), WireError>);
+
+/// What a hashicorp codec makes of a stream fed in `pieces`: each frame's header and decoded
+/// body, then how it ended. A snapshot body is cut into chunks as its bytes arrive, so the
+/// chunks of one body are joined into one here.
+fn hashicorp_decode_all(
+    mut codec: HashicorpCodec,
+    pieces: &mut dyn Iterator<Item = &[u8]>,
+) -> HashicorpOutcome {
+    let mut buf = BytesMut::new();
+    let mut frames: Vec<HashicorpFrame> = Vec::new();
+    for piece in pieces {
+        buf.extend_from_slice(piece);
+        loop {
+            match codec.decode_frame(&mut buf) {
+                Ok(Some(frame)) => {
+                    let body = codec.decode_body(&frame);
+                    if let (
+                        Some((last, Ok(Message::SnapshotChunk(joined)))),
+                        Ok(Message::SnapshotChunk(more)),
+                    ) = (frames.last_mut(), &body)
+                        && last.kind == MessageType::SnapshotChunk
+                        && last.request_id == frame.header.request_id
+                    {
+                        let mut bytes = joined.to_vec();
+                        bytes.extend_from_slice(more);
+                        *joined = bytes.into();
+                        last.body_len += frame.header.body_len;
+                        last.flags = frame.header.flags;
+                        continue;
+                    }
+                    frames.push((frame.header, body));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // A failed codec stays failed, with the same error.
+                    assert_eq!(codec.decode_frame(&mut buf), Err(e.clone()));
+                    return (frames, Err(e));
+                }
+            }
+        }
+    }
+    let end = codec.finish(&buf);
+    (frames, end)
+}
+
+/// Target `hashicorp_decoder`: arbitrary bytes through the hashicorp codec (`wire::hashicorp`).
+/// The configuration byte: bit 0 set reads answers (the dialling end), clear reads requests;
+/// bit 1 set makes the maximum body 64 bytes; bits 2-7 are a piece length (1-64). Properties:
+/// no panic; the stream decodes the same fed in pieces as in one; and every request or answer
+/// that decodes and re-encodes decodes again to the same message.
+pub fn hashicorp_decoder(data: &[u8]) {
+    let Some((&cfg, stream)) = data.split_first() else {
+        return;
+    };
+    let (serving, small) = (cfg & 1 == 0, cfg & 2 != 0);
+    let whole = hashicorp_decode_all(
+        hashicorp_codec(serving, small),
+        &mut std::iter::once(stream),
+    );
+    let piece = usize::from(cfg >> 2) + 1;
+    let split = hashicorp_decode_all(hashicorp_codec(serving, small), &mut stream.chunks(piece));
+    assert_eq!(whole, split, "decoding in pieces differs from one piece");
+    if let Err(e) = &whole.1 {
+        let _ = e.to_string();
+    }
+    for (header, body) in whole.0 {
+        let Ok(message) = body else { continue };
+        if matches!(message, Message::SnapshotChunk(_)) {
+            continue;
+        }
+        // Re-encode on the side that wrote it, decode on the side that reads it.
+        let mut writer = hashicorp_codec(!serving, false);
+        let mut out = SendQueue::new();
+        if writer
+            .encode(&mut out, header.request_id, Lane::Control, &message)
+            .is_err()
+        {
+            continue; // a value Go itself refuses to write (a zone offset of -1 minute)
+        }
+        let mut reader = HashicorpCodec::new(GoRaftVersion::Latest, serving);
+        if !serving {
+            // Await an answer of this one's type.
+            let request: Message = match header.kind {
+                MessageType::RequestVoteResponse => RequestVoteRequest::default().into(),
+                MessageType::InstallSnapshotResponse => InstallSnapshotRequest::default().into(),
+                MessageType::TimeoutNowResponse => TimeoutNowRequest::default().into(),
+                MessageType::RequestPreVoteResponse => RequestPreVoteRequest::default().into(),
+                _ => AppendEntriesRequest::default().into(),
+            };
+            reader
+                .encode(
+                    &mut SendQueue::new(),
+                    header.request_id,
+                    Lane::Control,
+                    &request,
+                )
+                .expect("a default request encodes");
+        }
+        let mut buf = BytesMut::from(&out.to_vec()[..]);
+        let frame = reader
+            .decode_frame(&mut buf)
+            .expect("re-encoded bytes decode")
+            .expect("re-encoded bytes are a whole frame");
+        assert_eq!(
+            reader.decode_body(&frame).expect("re-encoded body decodes"),
+            message,
+            "re-encoding changed the message"
+        );
+    }
 }

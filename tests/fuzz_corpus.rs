@@ -18,11 +18,12 @@ use raftnet::wire::*;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 5] = [
     ("frame_decoder", fuzzing::frame_decoder),
     ("split_equivalence", fuzzing::split_equivalence),
     ("roundtrip", fuzzing::roundtrip),
     ("message_body", fuzzing::message_body),
+    ("hashicorp_decoder", fuzzing::hashicorp_decoder),
 ];
 
 fn seeds_dir() -> PathBuf {

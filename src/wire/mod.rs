@@ -5,7 +5,7 @@
 //! What every format shares lives here: frames as the engine sees them ([`RawFrame`],
 //! [`FrameHeader`], [`Lane`], [`Flags`]), the bytes waiting to go out ([`SendQueue`]) and the
 //! errors ([`WireError`], [`EncodeError`]). Each format is a module of its own: [`native`],
-//! raftnet's format; a hashicorp/raft-compatible one sits beside it. The messages themselves are
+//! raftnet's format, and [`hashicorp`], hashicorp/raft's (Go) `NetworkTransport` format. The messages themselves are
 //! codec-neutral ([`crate::message`]).
 //!
 //! Nothing here touches a socket or a clock, so unit tests, property tests and the fuzzer drive
@@ -14,6 +14,7 @@
 mod codec;
 mod error;
 mod frame;
+pub mod hashicorp;
 pub mod native;
 mod send_queue;
 
