@@ -45,8 +45,7 @@
 //! with the state it owns: `outbound.rs` (calls, pools, answers), `pipeline.rs`,
 //! `snapshot_out.rs` with `feed.rs` (the body's way from the caller's reader to the engine),
 //! `inbound.rs` (serving, inbound snapshots, responses), `limits.rs` (what one peer may take
-//! of the node), `conn.rs` (one connection and its roles), `close.rs` (closing one, and what
-//! becomes of what waited on it), `shared.rs` (what the API side shares), `timer.rs`, `handoff.rs` (the queues
+//! of the node), `conn.rs` (one connection and its roles), `shared.rs` (what the API side shares), `timer.rs`, `handoff.rs` (the queues
 //! shared with other threads), `logs.rs` (connection spans, close reasons, the look at log
 //! levels) beside `calls.rs` (the per-call events).
 //!
@@ -66,7 +65,6 @@
 //! [`NetTransport`]: crate::NetTransport
 
 mod calls;
-mod close;
 pub(crate) mod conn;
 pub(crate) mod feed;
 pub(crate) mod handoff;
@@ -93,14 +91,14 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use slab::Slab;
-use tracing::{Span, debug, error};
+use tracing::{Span, debug, error, info, warn};
 
 use self::conn::{Connection, Inbound, Paused, Role};
 use self::handoff::{Command, Completion};
 pub(crate) use self::key::ConnKey;
 use self::key::Generations;
 use self::limits::{Admission, RefusalLog};
-use self::logs::connection_span;
+use self::logs::{CloseReason, connection_span};
 pub(crate) use self::shared::{ClosedOnExit, HandlerSlot, Handlers, Shared};
 use self::timer::{TimerKind, Timers, accept_backoff};
 use crate::error::Error;
@@ -108,7 +106,7 @@ use crate::message::{AppendEntriesResponse, Request};
 use crate::metrics::{RpcType, TransportMetrics, add};
 use crate::transport::ServerId;
 use crate::transport::rpc::{Answer, Rpc};
-use crate::wire::{CodecContext, Lane, RawFrame, SendQueue};
+use crate::wire::{CodecContext, Lane, RawFrame, SendQueue, WireError};
 
 /// Commands taken per turn: enough to batch a burst of pipelined sends into one write, few
 /// enough that reads and answers are not held up behind a flood of submissions.
@@ -705,9 +703,126 @@ impl Engine {
         self.next_request_id += 1;
         id
     }
+
+    fn protocol_error(&mut self, key: ConnKey, e: WireError) {
+        add(&self.shared.metrics.protocol_errors, 1);
+        if let Some(c) = self.conn(key) {
+            warn!(parent: &c.span, peer = %c.peer, error = %e, "closing the connection: protocol error");
+        }
+        self.close(key, Error::Protocol(e));
+    }
+
+    /// Close a connection and fail whatever was waiting on it with `error`.
+    fn close(&mut self, key: ConnKey, error: Error) {
+        self.close_because(key, error, None);
+    }
+
+    /// Close a connection that is done (`why`, for its log line), or that no call waits on:
+    /// anything still waiting fails with [`Error::Shutdown`].
+    fn retire(&mut self, key: ConnKey, why: &'static str) {
+        self.close_because(key, Error::Shutdown, Some(why));
+    }
+
+    /// Close a connection, failing what waits on it with `error`; its log line gives `why`, or
+    /// else `error`, as the reason.
+    fn close_because(&mut self, key: ConnKey, error: Error, why: Option<&'static str>) {
+        if self.conn(key).is_none() {
+            return;
+        }
+        let conn = self.conns.remove(key.index());
+        let span = &conn.span;
+        debug!(
+            parent: span,
+            peer = %conn.peer,
+            reason = %CloseReason(why, &error),
+            "connection closed"
+        );
+        self.actions.push_back(Action::Close { key });
+        self.shared
+            .gauges
+            .open_connections
+            .store(self.conns.len(), Ordering::Relaxed);
+        let connected = conn.connected;
+        let peer = conn.peer;
+        match conn.role {
+            Role::Inbound(inbound) => {
+                self.release(peer);
+                for (request_id, snap) in inbound.snapshots {
+                    info!(
+                        parent: span,
+                        %peer,
+                        request_id,
+                        received = snap.received,
+                        size = snap.size,
+                        "snapshot not received: the connection closed"
+                    );
+                    snap.stream.finish(Err(format!("connection lost: {error}")));
+                }
+            }
+            Role::Pooled(p) => {
+                self.forget_pooled(p.pool_key, key);
+                if let Some(call) = p.call {
+                    add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
+                    let error = call_error(error, connected, peer);
+                    debug!(
+                        parent: span,
+                        %peer,
+                        rpc = ?call.kind,
+                        request_id = call.request_id,
+                        %error,
+                        "call failed"
+                    );
+                    call.resolver.fail(error);
+                }
+            }
+            Role::Pipeline(p) => {
+                self.pipelines.remove(&p.id);
+                let e = match error {
+                    Error::Shutdown => Error::Shutdown,
+                    Error::PipelineClosed => Error::PipelineClosed,
+                    other => call_error(other, connected, peer),
+                };
+                p.shared.fail(e);
+            }
+            Role::SnapshotOut(s) => {
+                self.snapshots.remove(&s.id);
+                s.feed.cancel();
+                if let Some(call) = s.call {
+                    add(&self.shared.metrics.calls_failed[call.kind as usize], 1);
+                    let error = call_error(error, connected, peer);
+                    info!(
+                        parent: span,
+                        %peer,
+                        request_id = call.request_id,
+                        sent = s.sent,
+                        size = s.size,
+                        %error,
+                        "snapshot not sent"
+                    );
+                    call.resolver.fail(error);
+                }
+            }
+        }
+    }
 }
 
 /// `key`'s connection, borrowing only the slab (so the engine's other fields stay usable).
 fn lookup(conns: &mut Slab<Connection>, key: ConnKey) -> Option<&mut Connection> {
     conns.get_mut(key.index()).filter(|c| c.key == key)
+}
+
+/// The error a waiting call sees: before the connection was up, the peer was unreachable.
+fn call_error(error: Error, connected: bool, peer: SocketAddr) -> Error {
+    match error {
+        Error::Shutdown
+        | Error::Timeout
+        | Error::Unreachable { .. }
+        | Error::PipelineClosed
+        | Error::Snapshot(_) => error,
+        Error::Io(e) if !connected => Error::Unreachable {
+            addr: peer.to_string(),
+            reason: e,
+        },
+        other => other,
+    }
 }
