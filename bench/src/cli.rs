@@ -66,9 +66,10 @@ options:
                         tasks = reader and writer tasks per connection, votes and appends
                         answered by a consumer task. Variants: direct on current, multi1
                         (and multi2 for heartbeat-under-load), tasks on the flavour above
-  --tls                 raftnet's RPC scenarios over mutual TLS (rustls, ring; a CA and
-                        node certificate made at start); the tokio baseline and the
-                        cluster scenarios stay plaintext
+  --tls                 the RPC scenarios over mutual TLS (rustls, ring; a CA and node
+                        certificate made at start): raftnet's, and the tokio baseline's
+                        direct design (tokio-rustls, variants named +tls; the tasks design
+                        is left out); the cluster scenarios stay plaintext, tokio's not run
   --json                one JSON object per line and implementation instead of the table
   --svg PATH            where to write the SVG chart (default: target/raftnet-bench.svg)
   --no-svg              write no chart
@@ -116,7 +117,7 @@ pub(crate) struct Options {
     pub(crate) raftnet_serve: Serve,
     /// The tokio baseline's design; `None`: every variant, the best shown per scenario.
     pub(crate) tokio_design: Option<Design>,
-    /// raftnet's RPC scenarios over mutual TLS.
+    /// The RPC scenarios over mutual TLS, raftnet's and the tokio baseline's direct design.
     pub(crate) tls: bool,
     pub(crate) json: bool,
     pub(crate) svg: Option<PathBuf>,

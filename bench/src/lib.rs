@@ -13,6 +13,8 @@
 //!   whose log keeps entries without JSON (the `cluster-bench-*` rows);
 //! - `tokio_net` (private): the tokio baseline's network (frames, connections, the client, the
 //!   server, serde twins of raftnet's messages), which `tokio_impl` and `cluster` share;
+//! - [`tls`]: `--tls`'s CA and node certificate, shared by both implementations, and the
+//!   tokio baseline's tokio-rustls configurations;
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
 //! - [`pin`]: thread placement (`same`, `split`, `none`);
 //! - [`measure`]: CPU time and context switches, voluntary and involuntary, of every thread
@@ -33,5 +35,6 @@ pub mod pin;
 pub mod raftnet_impl;
 pub mod raw;
 pub mod scenario;
+pub mod tls;
 pub mod tokio_impl;
 mod tokio_net;

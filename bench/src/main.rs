@@ -72,10 +72,19 @@ fn main() -> ExitCode {
             eprintln!("raftnet-bench: {e}");
             return ExitCode::FAILURE;
         }
-        eprintln!("raftnet-bench: raftnet's RPC scenarios run over mutual TLS; tokio's do not");
+        eprintln!(
+            "raftnet-bench: the RPC scenarios run over mutual TLS (raftnet's and the tokio baseline's direct design)"
+        );
     }
     let imps = runner::implementations(&options);
     let results = runner::run_all(&options, &imps, true);
     output::print(&results);
+    if options.tls {
+        // The smoke test reads this: tokio rows that ran plaintext would show 0.
+        eprintln!(
+            "raftnet-bench: tokio TLS handshakes: {}",
+            raftnet_bench::tls::tokio_handshakes()
+        );
+    }
     ExitCode::SUCCESS
 }

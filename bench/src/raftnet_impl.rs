@@ -77,39 +77,16 @@ pub fn backend() -> raftnet::Backend {
 /// Mutual TLS for every transport of the RPC scenarios (`--tls`), once [`use_tls`] set it.
 static TLS: OnceLock<TlsConfig> = OnceLock::new();
 
-/// Run raftnet's RPC scenarios over mutual TLS (`--tls`): a CA and one node certificate made
-/// now with rcgen, used by server and client, naming the server id every scenario calls
-/// (`id()`: a dial checks that the certificate names the call's server), the sender the
-/// requests claim ([`SENDER`]) and 127.0.0.1.
-/// The tokio baseline stays plaintext (its tokio-rustls twin is still to come).
+/// Run the RPC scenarios over mutual TLS (`--tls`): a CA and one node certificate made now
+/// (`crate::tls::Pki`), used by server and client on both implementations, naming the server
+/// id every scenario calls (`id()`: a dial checks that the certificate names the call's
+/// server), the sender the requests claim ([`SENDER`]) and 127.0.0.1.
 pub fn use_tls() -> Result<(), String> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-        KeyUsagePurpose, SanType,
-    };
-    let failed = |e: rcgen::Error| format!("--tls: making the certificates: {e}");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().map_err(failed)?;
-    let ca_pem = ca.self_signed(&ca_key).map_err(failed)?.pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut node = CertificateParams::new(vec![id().0, SENDER.into()]).map_err(failed)?;
-    node.subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    node.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let node_key = KeyPair::generate().map_err(failed)?;
-    let node_pem = node.signed_by(&node_key, &issuer).map_err(failed)?.pem();
+    let pki = crate::tls::use_pki(crate::tls::Pki::generate(&[id().0.as_str(), SENDER])?)?;
     let tls = TlsConfig::from_pem(
-        ca_pem.as_bytes(),
-        node_pem.as_bytes(),
-        node_key.serialize_pem().as_bytes(),
+        pki.ca_pem.as_bytes(),
+        pki.node_pem.as_bytes(),
+        pki.key_pem.as_bytes(),
     )
     .map_err(|e| format!("--tls: {e}"))?;
     TLS.set(tls).map_err(|_| "--tls: already set".to_string())

@@ -220,3 +220,67 @@ fn usage_errors_exit_2() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("--scenario"));
 }
+
+/// `--tls` runs an RPC scenario over mutual TLS on both implementations: a raftnet row and
+/// tokio rows that completed operations, and every tokio row is a `+tls` variant (the
+/// tokio-rustls one) and its servers completed TLS handshakes, so a tokio side that quietly
+/// ran plaintext fails here.
+#[test]
+fn tls_runs_both_implementations() {
+    let out = bench(&[
+        "--tls",
+        "--scenario",
+        "heartbeat-seq",
+        "--impl",
+        "both",
+        "--seconds",
+        "0.5",
+        "--rounds",
+        "1",
+        "--json",
+        "--no-svg",
+        "--no-raw",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let imps: Vec<&str> = lines.iter().filter_map(|l| l["impl"].as_str()).collect();
+    assert!(
+        lines.iter().all(|l| l.get("error").is_none()),
+        "error rows:\n{stdout}"
+    );
+    assert!(imps.contains(&"raftnet"), "no raftnet row: {imps:?}");
+    let tokio_best = lines
+        .iter()
+        .find(|l| l["impl"] == "tokio")
+        .unwrap_or_else(|| panic!("no tokio row: {imps:?}"));
+    let variant = tokio_best["tokio_variant"].as_str().unwrap_or_default();
+    assert!(variant.ends_with("+tls"), "tokio's best ran {variant:?}");
+    let variants: Vec<&&str> = imps.iter().filter(|i| i.starts_with("tokio:")).collect();
+    assert!(!variants.is_empty(), "no tokio variant rows: {imps:?}");
+    assert!(
+        variants.iter().all(|v| v.ends_with("+tls")),
+        "a tokio variant without TLS: {variants:?}"
+    );
+    // (After the progress line, which ends in a carriage return, not a newline.)
+    let handshakes: u64 = stderr
+        .split_once("raftnet-bench: tokio TLS handshakes: ")
+        .and_then(|(_, n)| n.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no handshake count:\n{stderr}"));
+    assert!(
+        handshakes >= variants.len() as u64,
+        "{handshakes} tokio TLS handshakes for {variants:?}"
+    );
+    for line in &lines {
+        assert!(
+            line["ops_per_sec"].as_f64().is_some_and(|v| v > 0.0),
+            "{} completed nothing:\n{stdout}",
+            line["impl"]
+        );
+    }
+}

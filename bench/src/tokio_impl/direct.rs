@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio_rustls::TlsConnector;
+
 use crate::check::Answer;
 use crate::scenario::{
     BULK_PIPELINE_DEPTH, Control, FAN_IN_CONNECTIONS, PIPELINE_DEPTH, SNAPSHOT_SIZE, Sample,
@@ -100,11 +102,14 @@ async fn snapshots_direct(conn: &mut Connection, control: &Control) -> Result<Sa
 }
 
 /// The client side of a scenario in the direct design (a task on the client runtime).
+/// With `tls`, every connection is mutual TLS.
 pub(super) async fn drive_direct(
     scenario: Scenario,
     addr: SocketAddr,
+    tls: Option<TlsConnector>,
     control: Control,
 ) -> Result<Sample, String> {
+    let tls = tls.as_ref();
     let payload = |s: Scenario| s.entries().map_or(0, |(n, size)| (n * size) as u64);
     let pipelined_scenario = |mut conn: Connection, s: Scenario, control: Control| async move {
         let (request, expected, depth) = match s {
@@ -127,8 +132,9 @@ pub(super) async fn drive_direct(
             let tasks: Vec<_> = (0..FAN_IN_CONNECTIONS)
                 .map(|_| {
                     let (request, control) = (request.clone(), control.clone());
+                    let tls = tls.cloned();
                     tokio::spawn(async move {
-                        let mut conn = Connection::connect(addr).await?;
+                        let mut conn = Connection::connect(addr, tls.as_ref()).await?;
                         let expected = Answer::heartbeat();
                         sequential_direct(&mut conn, &request, expected, 0, &control).await
                     })
@@ -153,26 +159,26 @@ pub(super) async fn drive_direct(
                 Scenario::VoteSeq => (request_vote(), Answer::vote()),
                 _ => (append_entries(1, 100), Answer::append(1)),
             };
-            let mut conn = Connection::connect(addr).await?;
+            let mut conn = Connection::connect(addr, tls).await?;
             let bytes = payload(scenario);
             sequential_direct(&mut conn, &request, expected, bytes, &control).await
         }
         Scenario::HeartbeatPipelined
         | Scenario::Append64x1kPipelined
         | Scenario::Append1mPipelined => {
-            let conn = Connection::connect(addr).await?;
+            let conn = Connection::connect(addr, tls).await?;
             pipelined_scenario(conn, scenario, control).await
         }
         Scenario::Snapshot64m => {
-            let mut conn = Connection::connect(addr).await?;
+            let mut conn = Connection::connect(addr, tls).await?;
             snapshots_direct(&mut conn, &control).await
         }
         Scenario::HeartbeatUnderLoad => {
             // Each stream owns its connection (a task per connection is the design): the
             // heartbeats', the snapshots' and the 1 MiB appends'.
-            let mut heartbeat_conn = Connection::connect(addr).await?;
-            let snapshot_conn = Connection::connect(addr).await?;
-            let bulk_conn = Connection::connect(addr).await?;
+            let mut heartbeat_conn = Connection::connect(addr, tls).await?;
+            let snapshot_conn = Connection::connect(addr, tls).await?;
+            let bulk_conn = Connection::connect(addr, tls).await?;
             let snapshot_control = control.clone();
             let snapshot = tokio::spawn(async move {
                 let mut conn = snapshot_conn;

@@ -64,6 +64,9 @@ pub struct TokioImpl {
     /// A variant that runs the cluster scenarios (one per invocation: the cluster's tokio
     /// network is its own, `crate::cluster`, whatever the variant).
     pub runs_cluster: bool,
+    /// Its connections are mutual TLS (tokio-rustls, `--tls`'s certificates,
+    /// [`crate::tls::pki`]); the direct design only. Its name ends in `+tls`.
+    pub tls: bool,
 }
 
 /// How the tokio baseline's connections are written: the two designs a tokio user picks from.
@@ -100,9 +103,15 @@ impl Design {
 }
 
 impl TokioImpl {
-    /// The variant of `design` on `flavor`, named `tokio:DESIGN/FLAVOR`.
+    /// The variant of `design` on `flavor`, named `tokio:DESIGN/FLAVOR`; with `--tls`
+    /// ([`crate::tls::pki`] set), the direct design's over mutual TLS, named
+    /// `tokio:direct/FLAVOR+tls`.
     pub fn variant(design: Design, flavor: Flavor) -> TokioImpl {
+        let tls = design == Design::Direct && crate::tls::pki().is_some();
         let label = match (design, flavor) {
+            (Design::Direct, Flavor::CurrentThread) if tls => "tokio:direct/current+tls",
+            (Design::Direct, Flavor::MultiThread(1)) if tls => "tokio:direct/multi1+tls",
+            (Design::Direct, Flavor::MultiThread(_)) if tls => "tokio:direct/multi2+tls",
             (Design::Direct, Flavor::CurrentThread) => "tokio:direct/current",
             (Design::Direct, Flavor::MultiThread(1)) => "tokio:direct/multi1",
             (Design::Direct, Flavor::MultiThread(_)) => "tokio:direct/multi2",
@@ -115,6 +124,7 @@ impl TokioImpl {
             design,
             label: Some(label),
             runs_cluster: false,
+            tls,
         }
     }
 
@@ -123,6 +133,7 @@ impl TokioImpl {
     /// measured best for `placement` (`Flavor::best_for`), and, for heartbeat-under-load, the
     /// direct design on two workers (a heartbeat need not wait behind the load's task). With
     /// `flavor` fixed (`--tokio-runtime`), each design on it; with `design` fixed, its variants.
+    /// With `--tls`, the direct design's only (the `tasks` design has no TLS).
     pub fn variants(
         placement: Placement,
         flavor: Option<Flavor>,
@@ -141,6 +152,9 @@ impl TokioImpl {
             ],
         };
         all.retain(|v| design.is_none_or(|d| d == v.design));
+        if crate::tls::pki().is_some() {
+            all.retain(|v| v.tls);
+        }
         if let Some(first) = all.first_mut() {
             first.runs_cluster = true;
         }
@@ -152,7 +166,8 @@ impl TokioImpl {
         let flavor = self
             .flavor
             .unwrap_or_else(|| Flavor::best_for(pin::placement()));
-        format!("{}/{}", self.design.name(), flavor.name())
+        let tls = if self.tls { "+tls" } else { "" };
+        format!("{}/{}{tls}", self.design.name(), flavor.name())
     }
 }
 
@@ -282,7 +297,7 @@ impl Drop for Node {
 }
 
 /// The fields of an answer that the checks compare (`crate::check`, as on raftnet's side).
-fn answer_of(response: &Message) -> Answer {
+pub(crate) fn answer_of(response: &Message) -> Answer {
     match response {
         Message::AppendEntriesResponse(r) => Answer::Append {
             term: r.term,
@@ -336,9 +351,10 @@ impl Implementation for TokioImpl {
             return true;
         };
         if scenario.cluster_clients().is_some() {
-            return self.runs_cluster;
+            // The cluster's tokio network has no TLS: a `+tls` row of it would be plaintext.
+            return self.runs_cluster && !self.tls;
         }
-        label != "tokio:direct/multi2" || scenario == Scenario::HeartbeatUnderLoad
+        !label.starts_with("tokio:direct/multi2") || scenario == Scenario::HeartbeatUnderLoad
     }
 
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String> {
@@ -355,18 +371,26 @@ impl Implementation for TokioImpl {
             .unwrap_or_else(|| Flavor::best_for(pin::placement()));
         let mut server = pin::as_server(|| Node::new("tokio-server", flavor))?;
         if self.design == Design::Direct {
+            let (acceptor, connector) = match (self.tls, crate::tls::pki()) {
+                (false, _) => (None, None),
+                (true, Some(pki)) => (Some(pki.acceptor()?), Some(pki.connector(pki)?)),
+                (true, None) => return Err("a TLS variant without --tls's certificates".into()),
+            };
             let findings = Findings::new();
             let addr = server
                 .runtime
-                .block_on(start_serving(Serving::Direct, findings.clone()))?;
+                .block_on(start_serving(Serving::Direct(acceptor), findings.clone()))?;
             pin::as_server(|| server.serve_in_background())?;
             let client = pin::as_client(|| Node::new("tokio-client", flavor))?;
             let runtime = &client.runtime;
-            let driver = drive_direct(scenario, addr, control.clone());
+            let driver = drive_direct(scenario, addr, connector, control.clone());
             let result = runtime.block_on(join(runtime.spawn(driver)));
             drop(client);
             drop(server);
             return findings.explain(result);
+        }
+        if self.tls {
+            return Err("the tasks design has no TLS".into());
         }
         let routing = match scenario {
             Scenario::HeartbeatPipelined

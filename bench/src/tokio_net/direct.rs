@@ -17,8 +17,11 @@
 //! decoded as slices of the read buffer (no copy).
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsStream;
+use tokio_util::either::Either;
 
 use super::Message;
 use super::frame::{Envelope, PREFIX_LEN, Wire, encode_into, frame_len};
@@ -31,6 +34,32 @@ const READ_CHUNK: usize = 64 << 10;
 /// Bytes of queued frames after which a long burst (a snapshot's chunks) is written out even
 /// though more is to come: the kernel's socket buffer is about this size.
 const WRITE_HIGH_WATER: usize = 1 << 20;
+
+/// A connection of the direct design: plain TCP, or (`--tls`) mutual TLS over it.
+pub(crate) type Stream = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// Read what `stream` has ready into `buffer`, without waiting (`WouldBlock` if nothing). On
+/// TLS, one poll of the read: rustls hands out what it already decrypted, else reads the
+/// socket once (tokio's readiness is kept for the next poll, with the caller's waker).
+fn try_read_ready(stream: &mut Stream, buffer: &mut BytesMut) -> std::io::Result<usize> {
+    match stream {
+        Either::Left(tcp) => tcp.try_read_buf(buffer),
+        Either::Right(tls) => tls
+            .read_buf(buffer)
+            .now_or_never()
+            .unwrap_or(Err(std::io::ErrorKind::WouldBlock.into())),
+    }
+}
+
+/// What a read without waiting says: `true` if something came.
+fn read_ready(read: std::io::Result<usize>) -> Result<bool, String> {
+    match read {
+        Ok(0) => Err("connection closed".into()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(format!("read: {e}")),
+    }
+}
 
 /// The frames read from one stream, one at a time, out of a buffer filled by as few reads as
 /// the socket allows. (Also the openraft cluster's tokio serving side, `crate::cluster`.)
@@ -69,16 +98,20 @@ impl Reader {
     /// Read what the socket has ready, without waiting: `true` if something came.
     pub(crate) fn try_fill(&mut self, stream: &TcpStream) -> Result<bool, String> {
         self.buffer.reserve(READ_CHUNK);
-        match stream.try_read_buf(&mut self.buffer) {
-            Ok(0) => Err("connection closed".into()),
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(format!("read: {e}")),
-        }
+        read_ready(stream.try_read_buf(&mut self.buffer))
+    }
+
+    /// [`Reader::try_fill`] on a [`Stream`], plain or TLS.
+    fn try_fill_stream(&mut self, stream: &mut Stream) -> Result<bool, String> {
+        self.buffer.reserve(READ_CHUNK);
+        read_ready(try_read_ready(stream, &mut self.buffer))
     }
 
     /// Wait for the socket and read what it has.
-    pub(crate) async fn fill(&mut self, stream: &mut TcpStream) -> Result<(), String> {
+    pub(crate) async fn fill<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+    ) -> Result<(), String> {
         self.buffer.reserve(READ_CHUNK);
         match stream.read_buf(&mut self.buffer).await {
             Ok(0) => Err("connection closed".into()),
@@ -88,8 +121,12 @@ impl Reader {
     }
 }
 
-/// Write `out` whole and empty it (nothing if it is empty).
-pub(crate) async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> Result<(), String> {
+/// Write `out` whole and empty it (nothing if it is empty). The stream's `flush` is nothing
+/// on TCP; on TLS it writes the records rustls still holds.
+pub(crate) async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     if out.is_empty() {
         return Ok(());
     }
@@ -97,16 +134,33 @@ pub(crate) async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> Result<(
         .write_all(out)
         .await
         .map_err(|e| format!("write: {e}"))?;
+    stream.flush().await.map_err(|e| format!("write: {e}"))?;
     out.clear();
     Ok(())
 }
 
 /// One server connection in the direct design: read everything ready, answer each request in
 /// place into the write buffer, write the answers once nothing more is ready, then wait.
-pub(crate) async fn serve(mut stream: TcpStream, findings: Findings) {
+/// With `tls`, the connection is mutual TLS: the handshake first (a client without a
+/// certificate the CA signed is refused there, and its connection closed).
+pub(crate) async fn serve(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    findings: Findings,
+) {
     if stream.set_nodelay(true).is_err() {
         return;
     }
+    let mut stream: Stream = match tls {
+        None => Either::Left(stream),
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(tls) => {
+                crate::tls::count_tokio_handshake();
+                Either::Right(TlsStream::Server(tls))
+            }
+            Err(_) => return,
+        },
+    };
     let mut reader = Reader::new();
     let mut snapshots = Snapshots::new(findings);
     let mut out = Vec::with_capacity(READ_CHUNK);
@@ -121,7 +175,7 @@ pub(crate) async fn serve(mut stream: TcpStream, findings: Findings) {
                     encode_into(&mut out, id, &response)?;
                 }
             }
-            if reader.try_fill(&stream)? {
+            if reader.try_fill_stream(&mut stream)? {
                 continue;
             }
             flush(&mut stream, &mut out).await?;
@@ -136,21 +190,35 @@ pub(crate) async fn serve(mut stream: TcpStream, findings: Findings) {
 
 /// The client's end of one connection in the direct design, owned by the task that calls.
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     reader: Reader,
     out: Vec<u8>,
     next_id: u64,
 }
 
 impl Connection {
-    /// Connect to `addr` (`TCP_NODELAY` on).
-    pub(crate) async fn connect(addr: std::net::SocketAddr) -> Result<Connection, String> {
-        let stream = TcpStream::connect(addr)
+    /// Connect to `addr` (`TCP_NODELAY` on), over mutual TLS with `tls` (the server's
+    /// certificate must name `addr`'s IP address).
+    pub(crate) async fn connect(
+        addr: std::net::SocketAddr,
+        tls: Option<&tokio_rustls::TlsConnector>,
+    ) -> Result<Connection, String> {
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
-        stream
-            .set_nodelay(true)
+        tcp.set_nodelay(true)
             .map_err(|e| format!("set TCP_NODELAY: {e}"))?;
+        let stream = match tls {
+            None => Either::Left(tcp),
+            Some(connector) => {
+                let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+                Either::Right(TlsStream::Client(tls))
+            }
+        };
         Ok(Connection {
             stream,
             reader: Reader::new(),
@@ -187,7 +255,7 @@ impl Connection {
             if let Some(answer) = self.reader.buffered()? {
                 return Ok(Some(answer));
             }
-            if !self.reader.try_fill(&self.stream)? {
+            if !self.reader.try_fill_stream(&mut self.stream)? {
                 return Ok(None);
             }
         }

@@ -183,11 +183,11 @@ impl Snapshots {
 /// How the server's connections are served: the design of [`super::connection`] (a reader
 /// task, a writer task, requests routed as [`Routing`] says), or the direct design
 /// ([`super::direct`]: one task per connection answers in place and writes its answers in
-/// batches).
+/// batches), over mutual TLS if it holds an acceptor (`--tls`).
 #[derive(Clone)]
 pub(crate) enum Serving {
     Tasks(Routing),
-    Direct,
+    Direct(Option<tokio_rustls::TlsAcceptor>),
 }
 
 /// Bind 127.0.0.1:0, accept connections, serve each in its own tasks. Runs inside the server
@@ -217,8 +217,8 @@ pub(crate) async fn start_serving(
                 Serving::Tasks(routing) => {
                     tokio::spawn(serve_connection(stream, routing.clone(), findings.clone()));
                 }
-                Serving::Direct => {
-                    tokio::spawn(super::direct::serve(stream, findings.clone()));
+                Serving::Direct(tls) => {
+                    tokio::spawn(super::direct::serve(stream, tls.clone(), findings.clone()));
                 }
             }
         }
