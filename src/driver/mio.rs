@@ -147,6 +147,18 @@ impl MioDriver {
         self.accept_again || !self.read_again.is_empty() || self.engine.has_queued_work()
     }
 
+    /// After a turn run by a thread other than the driver's own (a leader's): whether the
+    /// driver's waiter must be rung. It must if it would not see its work while it waits: reads
+    /// or writes the turn left for the next one, a timer earlier than the one it planned to
+    /// wake for, or the end.
+    pub(super) fn needs_its_waiter(&self) -> bool {
+        let earlier_timer = self
+            .engine
+            .poll_timeout()
+            .is_some_and(|at| self.sleep_until.is_none_or(|planned| at < planned));
+        self.stopping || self.has_queued_work() || earlier_timer
+    }
+
     /// How long until the engine's next timer (None: none).
     pub(super) fn next_timeout(&self) -> Option<Duration> {
         self.engine

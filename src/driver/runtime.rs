@@ -87,14 +87,7 @@ impl TaskDriver {
         if !lead.driver.turn() {
             lead.driver.stopping = true;
         }
-        // Ring the task if it has work it would not see while it waits: reads or writes the
-        // turn left for the next one, a timer earlier than it planned to wake, or the end.
-        let driver = &*lead.driver;
-        let earlier_timer = driver
-            .engine
-            .poll_timeout()
-            .is_some_and(|at| driver.sleep_until.is_none_or(|planned| at < planned));
-        if driver.stopping || driver.has_queued_work() || earlier_timer {
+        if lead.driver.needs_its_waiter() {
             self.handoff.wake_driver();
         }
     }

@@ -109,16 +109,8 @@ impl ThreadDriver {
 
     /// Hand the driver back to its sleeping thread: wake it if it has work it would not see
     /// otherwise (a continued read or write, a timer due before it planned to wake).
-    fn hand_back(&self, driver: &mut MioDriver) {
-        if driver.stopping {
-            self.handoff.wake_driver();
-            return;
-        }
-        let earlier_timer = driver
-            .engine
-            .poll_timeout()
-            .is_some_and(|at| driver.sleep_until.is_none_or(|planned| at < planned));
-        if driver.has_queued_work() || earlier_timer {
+    fn hand_back(&self, driver: &MioDriver) {
+        if driver.needs_its_waiter() {
             self.handoff.wake_driver();
         }
     }
