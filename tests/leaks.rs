@@ -192,7 +192,7 @@ fn cycle(n: usize, backend: Backend, baseline: Option<(usize, usize)>) {
 }
 
 #[test]
-fn no_descriptor_or_thread_leaks_over_100_cycles() {
+fn no_descriptor_thread_or_memory_leaks_over_100_cycles() {
     let backends: &[Backend] = if uring_runs("leaks: the io_uring cycles") {
         &[Backend::Epoll, Backend::Uring]
     } else {
