@@ -544,6 +544,57 @@ pub fn run(
     result
 }
 
+/// What an idle cluster costs: the process's CPU time (all three nodes, their runtimes and
+/// transports) and context switches over a window in which nothing is written, after the
+/// leader is elected and has settled. Heartbeats (every 50 ms, [`config`]) are all the work.
+#[derive(Debug, Clone, Copy)]
+pub struct Idle {
+    /// The window measured.
+    pub window: Duration,
+    /// CPU time and context switches in the window.
+    pub usage: crate::measure::Usage,
+    /// The leader before and after the window is the same node (a leader change would have
+    /// cost an election, not idling).
+    pub same_leader: bool,
+}
+
+impl Idle {
+    /// CPU time as a percentage of one CPU over the window.
+    pub fn cpu_percent_of_one_cpu(&self) -> f64 {
+        100.0 * self.usage.cpu.total().as_secs_f64() / self.window.as_secs_f64()
+    }
+}
+
+/// Build the cluster over `network` on `store`, elect a leader, let it settle for `settle`,
+/// then measure [`Idle`] over `window`, and tear down.
+pub fn idle(
+    network: Network,
+    store: Store,
+    settle: Duration,
+    window: Duration,
+) -> Result<Idle, String> {
+    let cluster = Cluster::start(network, store)?;
+    let result = cluster.elect().map(|leader| {
+        std::thread::sleep(settle);
+        let start = crate::measure::usage();
+        let started = Instant::now();
+        std::thread::sleep(window);
+        let end = crate::measure::usage();
+        let window = started.elapsed();
+        let leader_now = cluster.nodes[leader].raft.metrics().borrow().current_leader;
+        Idle {
+            window,
+            usage: crate::measure::Usage {
+                cpu: end.cpu.since(start.cpu),
+                switches: end.switches.since(start.switches),
+            },
+            same_leader: leader_now == Some(leader as NodeId),
+        }
+    });
+    cluster.stop();
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,6 +624,28 @@ mod tests {
             let sample = sample.unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(sample.ops > 0, "{what}: no write committed");
             assert_eq!(sample.ops as usize, sample.latencies_ns.len());
+        }
+    }
+
+    /// An idle cluster is measured: its heartbeats cost some CPU and some wake-ups (a window
+    /// with none measured nothing), over the window asked for.
+    #[test]
+    fn an_idle_cluster_is_measured() {
+        for network in [Network::Raftnet, Network::Tokio] {
+            let window = Duration::from_millis(500);
+            let idle = idle(network, Store::Bench, Duration::from_millis(100), window)
+                .unwrap_or_else(|e| panic!("{}: {e}", network.name()));
+            assert!(idle.window >= window, "{}: {idle:?}", network.name());
+            assert!(
+                idle.usage.cpu.total() > Duration::ZERO,
+                "{}: {idle:?}",
+                network.name()
+            );
+            assert!(
+                idle.usage.switches.total() > 0,
+                "{}: {idle:?}",
+                network.name()
+            );
         }
     }
 }
