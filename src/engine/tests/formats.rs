@@ -69,13 +69,19 @@ fn a_sniffing_server_answers_a_hashicorp_client_whole_and_a_byte_at_a_time() {
     }
 }
 
-#[test]
-fn a_sniffing_server_sends_nothing_before_the_peer_speaks() {
-    let mut node = Node::new(sniffing());
+/// A node of `config` and the connection it accepted at the start of time.
+fn accepted(config: Config) -> (Node, ConnKey) {
+    let mut node = Node::new(config);
     let key = node
         .engine
         .handle_accepted(addr(CLIENT_ADDR), *START)
-        .unwrap();
+        .expect("admitted");
+    (node, key)
+}
+
+#[test]
+fn a_sniffing_server_sends_nothing_before_the_peer_speaks() {
+    let (mut node, key) = accepted(sniffing());
     // A native server would owe its preamble now; a sniffing one does not know its format yet.
     let (queue, _) = node.engine.send_queue(key).unwrap();
     assert!(queue.is_empty(), "{:?}", queue.to_vec());
@@ -83,11 +89,7 @@ fn a_sniffing_server_sends_nothing_before_the_peer_speaks() {
 
 #[test]
 fn an_unknown_first_byte_is_a_protocol_error() {
-    let mut node = Node::new(sniffing());
-    let key = node
-        .engine
-        .handle_accepted(addr(CLIENT_ADDR), *START)
-        .unwrap();
+    let (mut node, key) = accepted(sniffing());
     node.engine
         .handle_bytes(key, b"GET / HTTP/1.1\r\n\r\n", *START);
     assert_eq!(node.metrics().protocol_errors, 1);
@@ -99,11 +101,7 @@ fn an_unknown_first_byte_is_a_protocol_error() {
 #[test]
 fn a_sniffing_connection_that_sends_nothing_is_closed_after_the_timeout() {
     let timeout = Duration::from_secs(10);
-    let mut node = Node::new(sniffing().timeout(Some(timeout)));
-    let key = node
-        .engine
-        .handle_accepted(addr(CLIENT_ADDR), *START)
-        .unwrap();
+    let (mut node, key) = accepted(sniffing().timeout(Some(timeout)));
     node.engine
         .handle_timeout(*START + timeout - Duration::from_millis(1));
     assert!(node.engine.is_open(key));
