@@ -308,7 +308,10 @@ impl Config {
     /// What makes the wire codec of each connection (the format of frames on the socket).
     ///
     /// Default [`NativeCodecFactory`]: raftnet's native format. Both ends of a connection must
-    /// use the same format.
+    /// use the same format: for hashicorp/raft (Go) peers,
+    /// [`HashicorpCodecFactory`](crate::wire::hashicorp::HashicorpCodecFactory); to accept both
+    /// formats on one port, [`SniffingCodecFactory`](crate::wire::SniffingCodecFactory); to
+    /// dial each peer in its own format, [`PeerCodecFactory`](crate::wire::PeerCodecFactory).
     pub fn codec(mut self, factory: Arc<dyn CodecFactory>) -> Config {
         self.codec = factory;
         self

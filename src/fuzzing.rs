@@ -14,12 +14,14 @@ use crate::message::{
     AppendEntriesRequest, InstallSnapshotRequest, Message, MessageType, RequestPreVoteRequest,
     RequestVoteRequest, TimeoutNowRequest,
 };
-use crate::wire::hashicorp::{GoRaftVersion, HashicorpCodec};
+use crate::wire::hashicorp::{GoRaftVersion, HashicorpCodec, HashicorpCodecFactory};
 use crate::wire::native::{
     DEFAULT_LARGE_PAYLOAD_THRESHOLD, DEFAULT_MAX_BODY_LEN, Frame, FrameDecoder, FrameEncoder,
-    HEADER_LEN, decode_body,
+    HEADER_LEN, NativeCodec, decode_body,
 };
-use crate::wire::{Codec, CodecContext, FrameHeader, Lane, SendQueue, WireError};
+use crate::wire::{
+    Codec, CodecContext, FrameHeader, Lane, SendQueue, SniffingCodec, WireError, WireFormat,
+};
 
 struct Config {
     decoder: FrameDecoder,
@@ -208,13 +210,7 @@ pub fn message_body(data: &[u8]) {
 /// The hashicorp codec for [`hashicorp_decoder`]: the serving or the dialling end, the latter
 /// with requests of every kind awaiting answers, so answers of every type decode.
 fn hashicorp_codec(serving: bool, small: bool) -> HashicorpCodec {
-    let context = CodecContext {
-        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-        inbound: serving,
-        max_body_len: if small { 64 } else { DEFAULT_MAX_BODY_LEN },
-        large_payload_threshold: DEFAULT_LARGE_PAYLOAD_THRESHOLD,
-        max_entries_per_request: 64,
-    };
+    let context = codec_context(serving, small);
     let mut codec = HashicorpCodec::for_connection(GoRaftVersion::Latest, &context);
     if !serving {
         let requests: [Message; 5] = [
@@ -234,19 +230,19 @@ fn hashicorp_codec(serving: bool, small: bool) -> HashicorpCodec {
 }
 
 /// A frame's header and what its body decoded to.
-type HashicorpFrame = (FrameHeader, Result<Message, WireError>);
+type DecodedFrame = (FrameHeader, Result<Message, WireError>);
 /// Every frame of a stream, then how it ended.
-type HashicorpOutcome = (Vec<HashicorpFrame>, Result<(), WireError>);
+type CodecOutcome = (Vec<DecodedFrame>, Result<(), WireError>);
 
-/// What a hashicorp codec makes of a stream fed in `pieces`: each frame's header and decoded
-/// body, then how it ended. A snapshot body is cut into chunks as its bytes arrive, so the
-/// chunks of one body are joined into one here.
-fn hashicorp_decode_all(
-    mut codec: HashicorpCodec,
+/// What a codec makes of a stream fed in `pieces`: each frame's header and decoded body, then
+/// how it ended. A hashicorp snapshot body is cut into chunks as its bytes arrive, so the chunks
+/// of one body are joined into one here.
+fn codec_decode_all(
+    mut codec: impl Codec,
     pieces: &mut dyn Iterator<Item = &[u8]>,
-) -> HashicorpOutcome {
+) -> CodecOutcome {
     let mut buf = BytesMut::new();
-    let mut frames: Vec<HashicorpFrame> = Vec::new();
+    let mut frames: Vec<DecodedFrame> = Vec::new();
     for piece in pieces {
         buf.extend_from_slice(piece);
         loop {
@@ -292,12 +288,12 @@ pub fn hashicorp_decoder(data: &[u8]) {
         return;
     };
     let (serving, small) = (cfg & 1 == 0, cfg & 2 != 0);
-    let whole = hashicorp_decode_all(
+    let whole = codec_decode_all(
         hashicorp_codec(serving, small),
         &mut std::iter::once(stream),
     );
     let piece = usize::from(cfg >> 2) + 1;
-    let split = hashicorp_decode_all(hashicorp_codec(serving, small), &mut stream.chunks(piece));
+    let split = codec_decode_all(hashicorp_codec(serving, small), &mut stream.chunks(piece));
     assert_eq!(whole, split, "decoding in pieces differs from one piece");
     if let Err(e) = &whole.1 {
         let _ = e.to_string();
@@ -346,4 +342,82 @@ pub fn hashicorp_decoder(data: &[u8]) {
             "re-encoding changed the message"
         );
     }
+}
+
+/// The serving end of a connection whose first byte picks its format, for
+/// [`sniffing_decoder`].
+fn sniffing_codec(small: bool) -> SniffingCodec {
+    SniffingCodec::new(
+        HashicorpCodecFactory::new(GoRaftVersion::Latest),
+        codec_context(true, small),
+    )
+}
+
+/// The connection a fuzzed codec serves (`inbound`) or dials, with a 64-byte maximum body if
+/// `small`.
+fn codec_context(inbound: bool, small: bool) -> CodecContext {
+    CodecContext {
+        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        inbound,
+        max_body_len: if small { 64 } else { DEFAULT_MAX_BODY_LEN },
+        large_payload_threshold: DEFAULT_LARGE_PAYLOAD_THRESHOLD,
+        max_entries_per_request: 64,
+    }
+}
+
+/// Target `sniffing_decoder`: arbitrary bytes into a listener that accepts both formats
+/// ([`SniffingCodec`]). The configuration byte: bit 1 set makes the maximum body 64 bytes;
+/// bits 2-7 are a piece length (1-64). Properties: no panic; the stream decodes the same fed in
+/// pieces as in one; and exactly as the serving codec of the format its first byte names
+/// decodes it, or, for a byte naming neither, as an [`WireError::UnknownFormat`] and nothing
+/// else.
+pub fn sniffing_decoder(data: &[u8]) {
+    let Some((&cfg, stream)) = data.split_first() else {
+        return;
+    };
+    let small = cfg & 2 != 0;
+    let whole = codec_decode_all(sniffing_codec(small), &mut std::iter::once(stream));
+    let piece = usize::from(cfg >> 2) + 1;
+    let split = codec_decode_all(sniffing_codec(small), &mut stream.chunks(piece));
+    // A refusal's guess at what the peer is reads the bytes that came with its first: more in
+    // one piece than in several.
+    let unguessed = |outcome: &CodecOutcome| match outcome {
+        (frames, Err(WireError::UnknownFormat { first, .. })) => (
+            frames.clone(),
+            Err(WireError::UnknownFormat {
+                first: *first,
+                looks_like: None,
+            }),
+        ),
+        other => other.clone(),
+    };
+    assert_eq!(
+        unguessed(&whole),
+        unguessed(&split),
+        "decoding in pieces differs from one piece"
+    );
+    let context = codec_context(true, small);
+    let alone = match stream
+        .first()
+        .map(|&first| (first, WireFormat::sniff(first)))
+    {
+        None => (Vec::new(), Ok(())),
+        Some((_, Some(WireFormat::Hashicorp))) => codec_decode_all(
+            HashicorpCodec::for_connection(GoRaftVersion::Latest, &context),
+            &mut std::iter::once(stream),
+        ),
+        Some((_, Some(_))) => codec_decode_all(
+            NativeCodec::for_connection(&context),
+            &mut std::iter::once(stream),
+        ),
+        Some((first, None)) => {
+            let Err(WireError::UnknownFormat { first: refused, .. }) = &whole.1 else {
+                panic!("first byte {first:#04x} was not refused: {whole:?}");
+            };
+            assert_eq!(*refused, first);
+            assert!(whole.0.is_empty());
+            return;
+        }
+    };
+    assert_eq!(whole, alone, "sniffing differs from the format's own codec");
 }

@@ -9,8 +9,9 @@
 //! - [`InmemTransport`]: the same [`Transport`] trait in memory, for testing Raft code, with
 //!   links that can be cut or made to lose requests.
 //! - [`message`]: the RPCs, field for field as hashicorp/raft defines them, for any wire format.
-//! - [`wire`]: the IO-free wire core: the codec seam, and [`wire::native`], raftnet's framing,
-//!   decoder and encoder.
+//! - [`wire`]: the IO-free wire core: the codec seam, [`wire::native`], raftnet's framing,
+//!   decoder and encoder, and [`wire::hashicorp`], hashicorp/raft's format, for talking to Go
+//!   nodes (one format per transport, both on one port, or each peer dialled in its own).
 //! - `openraft` (feature `openraft`): openraft 0.9's network traits over raftnet, and the
 //!   serving side that drives `Raft` from raftnet's inbound RPCs.
 //! - `tls` (feature `tls`): mutual TLS with rustls for [`NetTransport`], each peer's certificate

@@ -18,12 +18,13 @@ use raftnet::wire::*;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("frame_decoder", fuzzing::frame_decoder),
     ("split_equivalence", fuzzing::split_equivalence),
     ("roundtrip", fuzzing::roundtrip),
     ("message_body", fuzzing::message_body),
     ("hashicorp_decoder", fuzzing::hashicorp_decoder),
+    ("sniffing_decoder", fuzzing::sniffing_decoder),
 ];
 
 fn seeds_dir() -> PathBuf {
@@ -259,6 +260,20 @@ fn write_seeds() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
     };
+    // sniffing_decoder: native streams from their preamble (its config byte has no bit 0)...
+    for (name, data) in &streams {
+        if data[0] & 1 == 0 {
+            write("sniffing_decoder", &format!("native-{name}"), data);
+        }
+    }
+    // ...and the hashicorp requests of hashicorp_decoder's seeds, whose config byte is alike.
+    for path in files(&seeds_dir().join("hashicorp_decoder")) {
+        let data = std::fs::read(&path).unwrap();
+        if data.first().is_some_and(|cfg| cfg & 1 == 0) {
+            let name = path.file_name().unwrap().to_string_lossy();
+            write("sniffing_decoder", &format!("hashicorp-{name}"), &data);
+        }
+    }
     for (name, data) in &streams {
         write("frame_decoder", name, data);
         write("roundtrip", name, data);

@@ -1,9 +1,11 @@
 //! The codec seam: the only way the connection engine touches a wire format.
 //!
 //! Each connection owns one [`Codec`], made for it by the [`CodecFactory`] in
-//! [`Config::codec`](crate::Config::codec), so the native format and a later
-//! hashicorp/raft-compatible one (no preamble, no length prefix, responses matched by order) can
-//! sit side by side, even on one transport. A codec is IO-free: bytes in through
+//! [`Config::codec`](crate::Config::codec), so the native format and hashicorp/raft's (no
+//! preamble, no length prefix, responses matched by order) sit side by side, even on one
+//! transport: a factory may choose by the peer dialled
+//! ([`PeerCodecFactory`](super::PeerCodecFactory)), and a codec may choose its format from
+//! the first bytes it reads ([`SniffingCodec`](super::SniffingCodec)). A codec is IO-free: bytes in through
 //! [`Codec::decode_frame`], bytes out into a [`SendQueue`].
 //!
 //! The calls mirror what the engine does with a connection:

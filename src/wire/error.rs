@@ -19,6 +19,16 @@ pub enum WireError {
         /// What those bytes look like, where that can be told.
         looks_like: Option<&'static str>,
     },
+    /// A listener that accepts both formats ([`SniffingCodecFactory`](super::SniffingCodecFactory))
+    /// got a first byte that starts neither: not the native preamble's `R`, not a
+    /// hashicorp/raft rpc type (0 to 4).
+    UnknownFormat {
+        /// The connection's first byte.
+        first: u8,
+        /// What the bytes that arrived with it (as many as one read gave) look like, where
+        /// that can be told.
+        looks_like: Option<&'static str>,
+    },
     /// The peer speaks another version of the native format.
     UnsupportedVersion {
         /// The peer's version.
@@ -132,6 +142,17 @@ impl fmt::Display for WireError {
                     f,
                     "not a raftnet connection: it began with {}",
                     HexAscii(seen)
+                )?;
+                match looks_like {
+                    Some(what) => write!(f, ", which looks like {what}"),
+                    None => Ok(()),
+                }
+            }
+            WireError::UnknownFormat { first, looks_like } => {
+                write!(
+                    f,
+                    "neither a raftnet nor a hashicorp/raft connection: its first byte is {}",
+                    HexAscii(&[*first])
                 )?;
                 match looks_like {
                     Some(what) => write!(f, ", which looks like {what}"),

@@ -45,6 +45,23 @@ impl SendQueue {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Append `segment` as a piece of its own (no copy), after everything queued.
+    pub(crate) fn push_segment(&mut self, segment: Bytes) {
+        if !self.buf.is_empty() {
+            let packed = self.buf.split().freeze();
+            self.segments.push_back(packed);
+        }
+        self.segments.push_back(segment);
+    }
+
+    /// Move everything `from` holds to the end of this queue (its segments uncopied).
+    pub(crate) fn append(&mut self, from: SendQueue) {
+        for segment in from.segments {
+            self.push_segment(segment);
+        }
+        self.buf.extend_from_slice(&from.buf);
+    }
+
     /// Fill `dst` with the waiting bytes in order, for `write_vectored`; returns how many
     /// slices were filled.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {

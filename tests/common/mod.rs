@@ -12,7 +12,8 @@
 //! - [`child`]: a transport serving in a child process (the test binary re-run), measured from
 //!   the parent through `/proc`;
 //! - [`legit`]: a legitimate peer calling an attacked server, its latencies recorded;
-//! - [`tls`]: a test CA and node certificates (rcgen), and TLS configurations from them.
+//! - [`tls`]: a test CA and node certificates (rcgen), and TLS configurations from them;
+//! - [`go`]: the Go interop program (`interop/hashicorp`), built and run.
 //!
 //! Each test binary says `mod common;` and imports the files it needs.
 // Every test binary compiles all of this but uses only part of it; the allowance covers the
@@ -22,6 +23,7 @@
 pub(crate) mod bodies;
 pub(crate) mod child;
 pub(crate) mod fixtures;
+pub(crate) mod go;
 pub(crate) mod legit;
 pub(crate) mod measure;
 pub(crate) mod net;

@@ -5,7 +5,8 @@
 //! delivery, a frame cut at every byte) are one call each.
 //!
 //! This file is the harness ([`Pair`], [`Node`], the scripted network); the tests are by topic:
-//! `calls.rs`, `framing.rs`, `pipelines.rs`, `snapshots.rs`, `lifecycle.rs` and `limits.rs`.
+//! `calls.rs`, `framing.rs`, `formats.rs`, `pipelines.rs`, `snapshots.rs`, `lifecycle.rs` and
+//! `limits.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -123,9 +124,14 @@ struct Pair {
 
 impl Pair {
     fn new(config: Config) -> Pair {
+        Pair::with_configs(config.clone(), config)
+    }
+
+    /// A pair whose sides differ (a client and a server of other wire formats).
+    fn with_configs(client: Config, server: Config) -> Pair {
         Pair {
-            client: Node::new(config.clone()),
-            server: Node::new(config),
+            client: Node::new(client),
+            server: Node::new(server),
             now: *START,
             links: HashMap::new(),
             auto_connect: true,
@@ -411,6 +417,7 @@ fn append(term: u64, data: &'static [u8]) -> AppendEntriesRequest {
 }
 
 mod calls;
+mod formats;
 mod framing;
 mod lifecycle;
 mod limits;

@@ -20,7 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::GoRaftVersion;
 use super::decoder::{decode_request, decode_response};
 use super::encoder::{append_entries, encode_struct, error_text};
-use super::gomsgpack::{Counter, Out, QueueOut, Reader, Scanner, append_queue, queue_segment};
+use super::gomsgpack::{Counter, Out, QueueOut, Reader, Scanner};
 use crate::message::{AppendEntriesRequest, Message, MessageType};
 use crate::wire::native::{DEFAULT_LARGE_PAYLOAD_THRESHOLD, DEFAULT_MAX_BODY_LEN};
 use crate::wire::{
@@ -55,6 +55,12 @@ impl CodecFactory for HashicorpCodecFactory {
     fn new_codec(&self, context: &CodecContext) -> Box<dyn Codec> {
         Box::new(HashicorpCodec::for_connection(self.version, context))
     }
+}
+
+/// The request a hashicorp rpc type byte names (the first byte of every request), if any: 0
+/// AppendEntries, 1 RequestVote, 2 InstallSnapshot, 3 TimeoutNow, 4 RequestPreVote.
+pub(crate) fn request_type(rpc_type: u8) -> Option<MessageType> {
+    MessageType::from_u8(rpc_type).filter(|_| rpc_type <= MessageType::RequestPreVote as u8)
 }
 
 /// An InstallSnapshot body arriving on a serving connection.
@@ -156,9 +162,8 @@ impl HashicorpCodec {
         let Some(&rpc_type) = input.first() else {
             return Ok(None);
         };
-        let kind = match MessageType::from_u8(rpc_type) {
-            Some(kind) if rpc_type <= MessageType::RequestPreVote as u8 => kind,
-            _ => return Err(WireError::UnknownMessageType(rpc_type)),
+        let Some(kind) = request_type(rpc_type) else {
+            return Err(WireError::UnknownMessageType(rpc_type));
         };
         if !self.scanner.active() {
             self.scanner.start(1);
@@ -306,7 +311,7 @@ impl HashicorpCodec {
                 break;
             };
             let (_, held) = self.early.swap_remove(at);
-            append_queue(out, held);
+            out.append(held);
             self.unanswered.pop_front();
         }
         Ok(())
@@ -410,7 +415,7 @@ impl Codec for HashicorpCodec {
         if chunk.len() < self.large_payload_threshold {
             out.push_slice(&chunk);
         } else {
-            queue_segment(out, chunk);
+            out.push_segment(chunk);
         }
         Ok(())
     }

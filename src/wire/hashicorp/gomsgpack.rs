@@ -180,26 +180,9 @@ impl Out for QueueOut<'_> {
         if bytes.len() < self.large_payload_threshold || bytes.is_empty() {
             self.out.buf.put_slice(bytes);
         } else {
-            queue_segment(self.out, bytes.clone());
+            self.out.push_segment(bytes.clone());
         }
     }
-}
-
-/// Put `segment` after everything queued, uncopied.
-pub(super) fn queue_segment(out: &mut SendQueue, segment: Bytes) {
-    if !out.buf.is_empty() {
-        let packed = out.buf.split().freeze();
-        out.segments.push_back(packed);
-    }
-    out.segments.push_back(segment);
-}
-
-/// Move everything `from` holds to the end of `to`.
-pub(super) fn append_queue(to: &mut SendQueue, from: SendQueue) {
-    for segment in from.segments {
-        queue_segment(to, segment);
-    }
-    to.buf.put_slice(&from.buf);
 }
 
 /// How one msgpack marker continues: the bytes of its length field, a fixed payload, whether

@@ -25,6 +25,26 @@
 //!   [`HashicorpCodecFactory`] puts it on a transport through
 //!   [`Config::codec`](crate::Config::codec).
 //!
+//! In a mixed cluster, a node accepts both formats on one port with
+//! [`SniffingCodecFactory`](crate::wire::SniffingCodecFactory) (a hashicorp connection's first
+//! byte is its first request's rpc type, 0 to 4; a native one's is the preamble's `R`) and
+//! dials its Go peers in this format and the rest natively with
+//! [`PeerCodecFactory`](crate::wire::PeerCodecFactory):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use raftnet::Config;
+//! use raftnet::wire::hashicorp::{GoRaftVersion, HashicorpCodecFactory};
+//! use raftnet::wire::{PeerCodecFactory, SniffingCodecFactory};
+//!
+//! let go_peer = "10.0.0.3:8300".parse().unwrap();
+//! let version = GoRaftVersion::V1_1;
+//! let formats = PeerCodecFactory::new(Arc::new(SniffingCodecFactory::new(version)))
+//!     .peer(go_peer, Arc::new(HashicorpCodecFactory::new(version)));
+//! let config = Config::default().codec(Arc::new(formats));
+//! # let _ = config;
+//! ```
+//!
 //! Limits are the native format's: a value longer than the maximum body (or declaring more
 //! elements than that many bytes could hold) is refused before it is buffered, entries per
 //! AppendEntries are bounded, and no input makes the decoder panic.
@@ -62,6 +82,7 @@ mod decoder;
 mod encoder;
 mod gomsgpack;
 
+pub(crate) use codec::request_type;
 pub use codec::{HashicorpCodec, HashicorpCodecFactory};
 
 /// Which hashicorp/raft generation's bytes to write. Every generation's bytes are read.

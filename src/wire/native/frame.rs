@@ -114,8 +114,9 @@ pub fn check_preamble(seen: &[u8; PREAMBLE_LEN]) -> Result<(), WireError> {
     Ok(())
 }
 
-/// A best guess at what sent `seen` instead of a raftnet preamble.
-fn guess_protocol(seen: &[u8; PREAMBLE_LEN]) -> Option<&'static str> {
+/// A best guess at what sent `seen` (the first bytes of a connection, as many as arrived)
+/// instead of a raftnet preamble.
+pub(crate) fn guess_protocol(seen: &[u8]) -> Option<&'static str> {
     const HTTP_METHODS: [&[u8]; 9] = [
         b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS", b"PATCH ", b"CONNECT",
         b"TRACE ",
@@ -132,16 +133,20 @@ fn guess_protocol(seen: &[u8; PREAMBLE_LEN]) -> Option<&'static str> {
     if seen.starts_with(b"SSH-") {
         return Some("an SSH peer");
     }
+    let (first, second) = (seen.first().copied(), seen.get(1).copied());
     // A TLS record: handshake (22), version 3.x.
-    if seen[0] == 0x16 && seen[1] == 0x03 {
+    if first == Some(0x16) && second == Some(0x03) {
         return Some("a TLS client (is the peer configured for TLS?)");
     }
     // hashicorp/raft's NetworkTransport: an rpc type byte 0..=4, then a msgpack map holding
     // the request struct (fixmap or map16).
-    if seen[0] <= 0x04 && (seen[1] & 0xF0 == 0x80 || seen[1] == 0xDE) {
+    if let (Some(rpc_type), Some(map)) = (first, second)
+        && rpc_type <= 0x04
+        && (map & 0xF0 == 0x80 || map == 0xDE)
+    {
         return Some("a hashicorp/raft NetworkTransport");
     }
-    if seen.iter().all(|&b| b == 0) {
+    if seen.len() >= 2 && seen.iter().all(|&b| b == 0) {
         return Some("zero bytes");
     }
     None

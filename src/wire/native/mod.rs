@@ -61,6 +61,7 @@ pub use body::decode as decode_body;
 pub use codec::{NativeCodec, NativeCodecFactory};
 pub use decoder::{Frame, FrameDecoder};
 pub use encoder::{DEFAULT_LARGE_PAYLOAD_THRESHOLD, FrameEncoder};
+pub(crate) use frame::guess_protocol;
 pub use frame::{
     DEFAULT_MAX_BODY_LEN, HEADER_LEN, MAGIC, PREAMBLE, PREAMBLE_LEN, WIRE_VERSION, check_preamble,
 };
