@@ -26,6 +26,7 @@ use crate::wire::{EncodeError, WireError};
 /// | [`Timeout`](Error::Timeout) | [`Retry`](ErrorClass::Retry) | the answer was late, the peer may be busy or the packet lost; the Raft loop's own timers pace the retries |
 /// | [`PipelineClosed`](Error::PipelineClosed) | [`Retry`](ErrorClass::Retry) | the pipeline is gone (closed, or its connection lost): open a new one, or send plain calls |
 /// | [`Unreachable`](Error::Unreachable) | [`Backoff`](ErrorClass::Backoff) | the peer could not be reached at all; dialling again at once would fail the same way |
+/// | `Tls` (feature `tls`) | [`Backoff`](ErrorClass::Backoff) | the TLS handshake with the peer was refused (by either side: a certificate its roots do not vouch for, or not the server dialled) or a record of its session did not open; dialling again at once is refused the same way (certificates change by reload, not by retrying) |
 /// | [`Remote`](Error::Remote) | [`Remote`](ErrorClass::Remote) | the network did its job: the peer's Raft side answered with an error, and its text says what it means (openraft decodes it into a `RemoteError`) |
 /// | [`Refused`](Error::Refused) | [`Fatal`](ErrorClass::Fatal) | the peer's transport refused the call before its Raft side saw it (its TLS checks: a claimed identity the certificate does not carry, an RPC the peer's authorization hook does not allow): sending it again is refused the same way |
 /// | [`Shutdown`](Error::Shutdown) | [`Fatal`](ErrorClass::Fatal) | this transport is closed for good |
@@ -74,6 +75,22 @@ pub enum Error {
     },
     /// The connection failed or was closed while the call was in flight.
     Io(Arc<io::Error>),
+    /// TLS refused the connection (feature `tls`): its handshake failed (this side did not
+    /// accept the peer's certificate, for example one of another CA, expired, or not naming the
+    /// server dialled; or the peer sent an alert, refusing this side's), or a record of an
+    /// established session did not open. The server's side logs it too, naming the peer.
+    #[cfg(feature = "tls")]
+    Tls {
+        /// The peer's address (`None` if the socket could no longer tell it).
+        peer: Option<SocketAddr>,
+        /// Whether the handshake failed: before the session carried any data (in TLS 1.3 a
+        /// client's handshake completes before the server has checked its certificate, so the
+        /// alert refusing it comes just after). Else a record of the session did not open.
+        handshake: bool,
+        /// rustls' reason: match it for the case (`rustls::Error::InvalidCertificate`,
+        /// `rustls::Error::AlertReceived`, ...).
+        reason: rustls::Error,
+    },
     /// The peer sent bytes that are not valid raftnet frames; its connection was closed.
     Protocol(WireError),
     /// The message could not be encoded (for example it is larger than the peer accepts).
@@ -143,6 +160,8 @@ impl Error {
         match self {
             Error::Io(_) | Error::Timeout | Error::PipelineClosed => ErrorClass::Retry,
             Error::Unreachable { .. } => ErrorClass::Backoff,
+            #[cfg(feature = "tls")]
+            Error::Tls { .. } => ErrorClass::Backoff,
             Error::Remote(_) => ErrorClass::Remote,
             Error::Refused { .. }
             | Error::Shutdown
@@ -181,12 +200,19 @@ impl Error {
         self.class() == ErrorClass::Fatal
     }
 
-    /// Whether the peer could not be reached at all (back off before retrying).
+    /// Whether the peer could not be reached at all, or not over TLS (back off before
+    /// retrying).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Error::Unreachable { .. })
+        self.class() == ErrorClass::Backoff
     }
 
+    /// A failed read or write: [`Error::Io`], or, where the TLS stream refused the peer (its
+    /// `io::Error` carries an [`Error::Tls`]), that.
     pub(crate) fn io(e: io::Error) -> Error {
+        #[cfg(feature = "tls")]
+        if let Some(tls @ Error::Tls { .. }) = e.get_ref().and_then(|inner| inner.downcast_ref()) {
+            return tls.clone();
+        }
         Error::Io(Arc::new(e))
     }
 
@@ -215,6 +241,22 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("rpc timed out"),
             Error::Unreachable { addr, reason } => write!(f, "failed to reach {addr}: {reason}"),
             Error::Io(e) => write!(f, "connection error: {e}"),
+            #[cfg(feature = "tls")]
+            Error::Tls {
+                peer,
+                handshake,
+                reason,
+            } => {
+                let what = if *handshake {
+                    "TLS handshake with"
+                } else {
+                    "TLS session with"
+                };
+                match peer {
+                    Some(peer) => write!(f, "{what} {peer} refused: {reason}"),
+                    None => write!(f, "{what} the peer refused: {reason}"),
+                }
+            }
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
             Error::Encode(e) => write!(f, "cannot encode: {e}"),
             Error::Remote(text) => f.write_str(text),
@@ -244,6 +286,8 @@ impl std::error::Error for Error {
             | Error::Bind { reason, .. }
             | Error::Start { reason, .. } => Some(reason.as_ref()),
             Error::Io(e) => Some(e.as_ref()),
+            #[cfg(feature = "tls")]
+            Error::Tls { reason, .. } => Some(reason),
             Error::Protocol(e) => Some(e),
             Error::Encode(e) => Some(e),
             _ => None,
@@ -322,6 +366,19 @@ impl PartialEq for Error {
             | (Timeout, Timeout) => true,
             (Unreachable { addr: a, .. }, Unreachable { addr: b, .. }) => a == b,
             (Io(a), Io(b)) => a.kind() == b.kind(),
+            #[cfg(feature = "tls")]
+            (
+                Tls {
+                    peer: a,
+                    handshake: h,
+                    reason: r,
+                },
+                Tls {
+                    peer: b,
+                    handshake: i,
+                    reason: s,
+                },
+            ) => a == b && h == i && r == s,
             (Protocol(a), Protocol(b)) => a == b,
             (Encode(a), Encode(b)) => a == b,
             (
@@ -375,6 +432,15 @@ mod tests {
                 Backoff,
             ),
             (Error::Remote("not the leader".into()), Remote),
+            #[cfg(feature = "tls")]
+            (
+                Error::Tls {
+                    peer: Some(addr),
+                    handshake: true,
+                    reason: rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+                },
+                Backoff,
+            ),
             (
                 Error::Refused {
                     reason: Refusal::Unauthorized,
@@ -428,13 +494,18 @@ mod tests {
             Error::NotAdvertisable { .. } => 12,
             Error::Start { .. } => 13,
             Error::Refused { .. } => 14,
+            #[cfg(feature = "tls")]
+            Error::Tls { .. } => 15,
         }
     }
+
+    /// Variants in the table: the TLS one only with its feature.
+    const VARIANTS: usize = if cfg!(feature = "tls") { 16 } else { 15 };
 
     #[test]
     fn every_variant_has_the_class_the_table_gives_it() {
         let table = table();
-        let mut seen = [false; 15];
+        let mut seen = [false; VARIANTS];
         for (error, class) in &table {
             seen[variant(error)] = true;
             assert_eq!(error.class(), *class, "{error:?}");
@@ -522,6 +593,29 @@ mod tests {
             assert!(e.source().unwrap().is::<io::Error>(), "{e:?}");
         }
         assert!(Error::NotAdvertisable { addr }.source().is_none());
+    }
+
+    /// A TLS refusal the stream reports (inside an `io::Error`) reaches callers as its kind,
+    /// naming the peer; any other `io::Error` stays `Error::Io`.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_tls_refusal_inside_an_io_error_becomes_error_tls() {
+        let refusal = Error::Tls {
+            peer: Some("127.0.0.1:7000".parse().unwrap()),
+            handshake: true,
+            reason: rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        };
+        let carried = io::Error::new(io::ErrorKind::InvalidData, refusal.clone());
+        let error = Error::io(carried);
+        assert_eq!(error, refusal);
+        assert_eq!(
+            error.to_string(),
+            "TLS handshake with 127.0.0.1:7000 refused: invalid peer certificate: UnknownIssuer"
+        );
+        use std::error::Error as _;
+        assert!(error.source().unwrap().is::<rustls::Error>());
+        let plain = Error::io(io::Error::new(io::ErrorKind::InvalidData, "not TLS"));
+        assert!(matches!(plain, Error::Io(_)), "{plain:?}");
     }
 
     #[test]

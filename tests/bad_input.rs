@@ -1,10 +1,12 @@
 //! Bad input from a peer closes that peer's connection only: the server counts a protocol
 //! error and hangs up, while a healthy client's calls on another connection keep succeeding.
+//! Each test runs twice: over plain TCP, and over mutual TLS (feature `tls`), where the same
+//! bytes travel inside a TLS session of a peer the server's CA vouches for
+//! (`common::tls::Security`).
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use common::bodies::*;
 use common::net::*;
 use common::peers::*;
+use common::tls::Security;
 use common::wire::{encode_frame, frame_header};
 use raftnet::message::*;
 use raftnet::wire::native::*;
@@ -19,35 +22,6 @@ use raftnet::wire::*;
 use raftnet::*;
 
 const MAX_BODY: u32 = 1 << 20;
-/// How long a rejected connection may stay open: generous, for a slow machine.
-const CLOSE_WAIT: Duration = Duration::from_secs(20);
-
-/// Send `bytes` on a fresh connection (then half-close if `eof`), and wait for the server to
-/// close it: a read returns 0 or an error other than a timeout. Returns what the server sent.
-fn send_and_expect_close(addr: SocketAddr, bytes: &[u8], eof: bool, what: &str) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(CLOSE_WAIT)).unwrap();
-    // The server may close while we still write (it reads and rejects early): a write error
-    // then is part of the expected outcome.
-    let _ = s.write_all(bytes);
-    if eof {
-        let _ = s.shutdown(Shutdown::Write);
-    }
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return got,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                panic!("{what}: the server did not close the connection within {CLOSE_WAIT:?}")
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return got, // reset: closed too
-        }
-    }
-}
-
 /// A valid preamble followed by `rest`.
 fn after_preamble(rest: &[u8]) -> Vec<u8> {
     let mut v = PREAMBLE.to_vec();
@@ -57,14 +31,25 @@ fn after_preamble(rest: &[u8]) -> Vec<u8> {
 
 #[test]
 fn bad_input_closes_only_the_offending_connection() {
+    bad_input_closes_only_the_offending_connection_with(Security::Plain);
+}
+
+#[test]
+fn bad_input_inside_a_tls_session_closes_only_that_session() {
+    bad_input_closes_only_the_offending_connection_with(Security::tls());
+}
+
+fn bad_input_closes_only_the_offending_connection_with(security: Security) {
     let server = bind(
-        Config::default()
-            .timeout(Some(Duration::from_secs(30)))
-            .max_frame_body(MAX_BODY),
+        security.server(
+            Config::default()
+                .timeout(Some(Duration::from_secs(30)))
+                .max_frame_body(MAX_BODY),
+        ),
     );
     let answerer = echo_server(server.consumer().clone());
     let client = Arc::new(bind(
-        Config::default().timeout(Some(Duration::from_secs(30))),
+        security.client(Config::default().timeout(Some(Duration::from_secs(30)))),
     ));
     let target = server.local_addr();
 
@@ -192,7 +177,7 @@ fn bad_input_closes_only_the_offending_connection() {
     for (what, bytes, eof) in &cases {
         let errors_before = server.metrics().protocol_errors;
         let ok_before = ok.load(Ordering::SeqCst);
-        let got = send_and_expect_close(addr, bytes, *eof, what);
+        let got = security.send_expecting_close(addr, bytes, *eof, what);
         // Whatever the server sent starts with its preamble.
         assert!(
             got.is_empty() || got.starts_with(&PREAMBLE[..got.len().min(PREAMBLE.len())]),
@@ -236,14 +221,25 @@ fn bad_input_closes_only_the_offending_connection() {
 /// protocol error.
 #[test]
 fn clean_hang_ups_are_not_protocol_errors() {
-    let server = bind(Config::default().timeout(Some(Duration::from_secs(30))));
+    clean_hang_ups_are_not_protocol_errors_with(Security::Plain);
+}
+
+/// Over TLS: a peer that hangs up before its handshake, or after an answer without
+/// close_notify, is not one either.
+#[test]
+fn clean_hang_ups_of_tls_peers_are_not_protocol_errors() {
+    clean_hang_ups_are_not_protocol_errors_with(Security::tls());
+}
+
+fn clean_hang_ups_are_not_protocol_errors_with(security: Security) {
+    let server = bind(security.server(Config::default().timeout(Some(Duration::from_secs(30)))));
     let answerer = echo_server(server.consumer().clone());
     let addr = server.bound_addr();
     // Connect, send nothing, hang up.
-    drop(TcpStream::connect(addr).unwrap());
+    drop(security.connect(addr));
     // Preamble, one complete request, hang up after its answer.
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    let mut s = security.connect(addr);
+    s.socket().set_read_timeout(Some(EVENTUALLY)).unwrap();
     s.write_all(&after_preamble(&encode_frame(
         1,
         &Message::Request(vote(1).into()),
@@ -275,12 +271,22 @@ fn clean_hang_ups_are_not_protocol_errors() {
 /// The bytes and the FIN usually arrive together, in one readiness edge.
 #[test]
 fn partial_frame_then_half_close_is_noticed() {
-    let server = bind(Config::default().timeout(Some(Duration::from_secs(30))));
+    partial_frame_then_half_close_is_noticed_with(Security::Plain);
+}
+
+/// Over TLS: the part of a frame, then close_notify and the FIN.
+#[test]
+fn partial_frame_then_close_notify_is_noticed() {
+    partial_frame_then_half_close_is_noticed_with(Security::tls());
+}
+
+fn partial_frame_then_half_close_is_noticed_with(security: Security) {
+    let server = bind(security.server(Config::default().timeout(Some(Duration::from_secs(30)))));
     let answerer = echo_server(server.consumer().clone());
     let vote_frame = encode_frame(7, &Message::Request(vote(7).into()));
     for attempt in 0..5 {
         let errors_before = server.metrics().protocol_errors;
-        send_and_expect_close(
+        security.send_expecting_close(
             server.bound_addr(),
             &after_preamble(&vote_frame[..vote_frame.len() - 3]),
             true,
@@ -299,11 +305,21 @@ fn partial_frame_then_half_close_is_noticed() {
 /// handler returns on EOF and closes).
 #[test]
 fn request_then_half_close_is_noticed() {
-    let server = bind(Config::default().timeout(Some(Duration::from_secs(30))));
+    request_then_half_close_is_noticed_with(Security::Plain);
+}
+
+/// Over TLS: a request, then close_notify and the FIN.
+#[test]
+fn request_then_close_notify_is_noticed() {
+    request_then_half_close_is_noticed_with(Security::tls());
+}
+
+fn request_then_half_close_is_noticed_with(security: Security) {
+    let server = bind(security.server(Config::default().timeout(Some(Duration::from_secs(30)))));
     let answerer = echo_server(server.consumer().clone());
     let vote_frame = encode_frame(7, &Message::Request(vote(7).into()));
     for attempt in 0..5 {
-        send_and_expect_close(
+        security.send_expecting_close(
             server.bound_addr(),
             &after_preamble(&vote_frame),
             true,

@@ -1,20 +1,29 @@
 //! Replays the committed fuzz seeds (fuzz/seeds/<target>/) through the fuzz entry points on
 //! stable Rust, so every input the fuzzers were started from, and every crash they ever found
 //! (saved there as a regression seed), stays a test. Also pushes edge inputs through the targets
-//! (every prefix of a valid stream, all-0xff, all-zero).
+//! (every prefix of a valid stream, all-0xff, all-zero). And sends every seed to a live server,
+//! over plain TCP and inside TLS sessions (feature `tls`): each is answered or refused, every
+//! connection is closed, and the server serves a legitimate call afterwards.
 //!
 //! `cargo test --test fuzz_corpus -- --ignored write_seeds` rewrites the generated seeds.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use common::net::{EVENTUALLY, bind, finish, wait_until};
+use common::peers::{echo_server, peer, vote};
+use common::tls::Security;
 use common::wire::*;
 use raftnet::fuzzing;
 use raftnet::message::*;
+use raftnet::wire::hashicorp::{GoRaftVersion, HashicorpCodecFactory};
 use raftnet::wire::native::*;
 use raftnet::wire::*;
+use raftnet::{CallOptions, Config, NetTransport, Transport};
 
 type Target = fn(&[u8]);
 
@@ -302,4 +311,90 @@ fn write_seeds() {
             &[&[bytes[4]][..], &bytes[HEADER_LEN..]].concat(),
         );
     }
+}
+
+// ---- the seeds against a live server ----------------------------------------------------------
+
+/// What a live server reads of a seed: the bytes after its configuration byte, after a preamble
+/// where the byte says the stream starts after one (bit 0, the native targets).
+fn as_stream(target: &str, seed: &[u8]) -> Vec<u8> {
+    let Some((&cfg, rest)) = seed.split_first() else {
+        return Vec::new();
+    };
+    if target != "hashicorp_decoder" && cfg & 1 != 0 {
+        [&PREAMBLE[..], rest].concat()
+    } else {
+        rest.to_vec()
+    }
+}
+
+/// raftnet's own format, or hashicorp's.
+fn format(hashicorp: bool) -> Config {
+    let config = Config::default().timeout(Some(EVENTUALLY));
+    match hashicorp {
+        true => config.codec(Arc::new(HashicorpCodecFactory::new(GoRaftVersion::Latest))),
+        false => config,
+    }
+}
+
+/// A server answering every RPC, in raftnet's own format or hashicorp's, over `security`.
+fn live_server(security: &Security, hashicorp: bool) -> NetTransport {
+    let server = bind(security.server(format(hashicorp)));
+    echo_server(server.consumer().clone());
+    server
+}
+
+/// Every committed seed, each on a connection of its own (inside a TLS session over TLS) and
+/// followed by the end of the stream, to a live server (the hashicorp target's to one that
+/// speaks hashicorp's format): the server answers or refuses each and closes each connection,
+/// and afterwards it still serves a legitimate call, with no connection left open.
+fn seeds_against_a_live_server(security: Security) {
+    let servers = [live_server(&security, false), live_server(&security, true)];
+    let mut work: Vec<(SocketAddr, String, Vec<u8>)> = Vec::new();
+    for (name, _) in TARGETS {
+        let server = &servers[usize::from(name == "hashicorp_decoder")];
+        for path in files(&seeds_dir().join(name)) {
+            let seed = std::fs::read(&path).unwrap();
+            let what = format!("{name}/{}", path.file_name().unwrap().to_string_lossy());
+            work.push((server.bound_addr(), what, as_stream(name, &seed)));
+        }
+    }
+    // Four peers at once: thousands of handshakes take a while one after another.
+    const PEERS: usize = 4;
+    std::thread::scope(|scope| {
+        for peer in 0..PEERS {
+            let (work, security) = (&work, &security);
+            scope.spawn(move || {
+                for (addr, what, bytes) in work.iter().skip(peer).step_by(PEERS) {
+                    security.send_expecting_close(*addr, bytes, true, what);
+                }
+            });
+        }
+    });
+    for (server, hashicorp) in servers.iter().zip([false, true]) {
+        let client = bind(security.client(format(hashicorp)));
+        let answer = finish(client.request_vote(
+            &peer(),
+            &server.local_addr(),
+            vote(7),
+            CallOptions::default(),
+        ))
+        .unwrap_or_else(|e| {
+            panic!("a legitimate call after the seeds (hashicorp {hashicorp}): {e}")
+        });
+        assert_eq!((answer.term, answer.granted), (7, true));
+        client.close();
+        wait_until("every connection closed", || server.open_connections() == 0);
+    }
+    eprintln!("{} seeds sent{}", work.len(), security.suffix());
+}
+
+#[test]
+fn every_seed_to_a_live_server() {
+    seeds_against_a_live_server(Security::Plain);
+}
+
+#[test]
+fn every_seed_inside_a_tls_session_to_a_live_tls_server() {
+    seeds_against_a_live_server(Security::tls());
 }

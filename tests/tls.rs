@@ -1,8 +1,8 @@
 //! Mutual TLS (feature `tls`) refusing what it must: a peer without a certificate the cluster's
 //! CA vouches for, a server that is not the one a dial meant to reach, plaintext on a TLS port
 //! and TLS on a plaintext port, a handshake that stalls, garbage inside a session. Each is
-//! refused with a clear error on the caller's side (rustls' reason, inside `Error::Io`) and a
-//! log line on the server's, while a legitimate TLS peer's calls to the same server keep being
+//! refused with a clear error on the caller's side (`Error::Tls`, naming the peer, with rustls'
+//! reason) and a log line on the server's, while a legitimate TLS peer's calls to the same server keep being
 //! answered. Every RPC kind over TLS is the generic suite's (`transport_generic.rs`, modules
 //! `net_tls` and `net_tls_on_runtime`).
 
@@ -147,16 +147,17 @@ impl Scene {
     }
 }
 
-/// rustls' reason for a failed call.
+/// rustls' reason for a call whose handshake was refused (`Error::Tls`, naming the peer; a
+/// class that backs off).
 fn tls_reason(error: &Error) -> &rustls::Error {
-    let io = match error {
-        Error::Io(io) => io,
-        Error::Unreachable { reason, .. } => reason,
-        other => panic!("expected a TLS failure inside Error::Io, got {other:?}"),
-    };
-    io.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .unwrap_or_else(|| panic!("expected a rustls error inside {io:?}"))
+    match error {
+        Error::Tls {
+            peer: Some(_),
+            handshake: true,
+            reason,
+        } if error.should_backoff() => reason,
+        other => panic!("expected Error::Tls for a refused handshake, got {other:?}"),
+    }
 }
 
 /// A client config trusting `ca` and presenting no certificate.
@@ -190,6 +191,14 @@ fn a_server_certificate_from_another_ca_is_refused_by_the_caller() {
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
         ),
         "{error:?}"
+    );
+    // The caller's error names the server it could not trust, and why.
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "TLS handshake with {} refused: invalid peer certificate: UnknownIssuer",
+            scene.addr
+        )
     );
     wait_logged(&[
         "TLS handshake refused on an accepted connection",
@@ -328,7 +337,14 @@ fn a_tls_client_on_a_plaintext_port_is_refused() {
         CallOptions::default(),
     ))
     .unwrap_err();
-    assert!(matches!(error, Error::Io(_)), "{error:?}");
+    // The plaintext server's answer is not a TLS record.
+    assert!(
+        matches!(
+            tls_reason(&error),
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+        ),
+        "{error:?}"
+    );
     wait_logged(&["closing the connection: protocol error"]);
     // The plaintext server still serves a plaintext peer.
     let answer = finish(bind(Config::default()).request_vote(

@@ -80,6 +80,7 @@ options:
 
 scenarios: heartbeat-seq heartbeat-pipelined append-100b-seq append-64x1k-pipelined
            append-1m-pipelined vote-seq snapshot-64m heartbeat-under-load fan-in-1000
+           handshake-seq (a new connection per heartbeat: with --tls, handshakes/s)
            cluster-1 cluster-16 cluster-64 cluster-bench-1 cluster-bench-16
            cluster-bench-64 (or: cluster = all six; --store narrows them)
 (heartbeat-under-load is compared with heartbeat-seq's idle p99; heartbeat-seq is added

@@ -310,8 +310,8 @@ impl Server {
     }
 }
 
-fn client(in_flight: usize) -> Result<Arc<NetTransport>, String> {
-    pin::as_client(|| NetTransport::bind("127.0.0.1:0", None, config(in_flight)))
+fn client(config: Config) -> Result<Arc<NetTransport>, String> {
+    pin::as_client(|| NetTransport::bind("127.0.0.1:0", None, config))
         .map(Arc::new)
         .map_err(|e| e.to_string())
 }
@@ -477,7 +477,10 @@ impl Implementation for RaftnetImpl {
         }
         let fast_heartbeats = matches!(
             scenario,
-            Scenario::HeartbeatSeq | Scenario::HeartbeatUnderLoad | Scenario::FanIn1000
+            Scenario::HeartbeatSeq
+                | Scenario::HeartbeatUnderLoad
+                | Scenario::FanIn1000
+                | Scenario::HandshakeSeq
         );
         let depth = match scenario {
             Scenario::Append1mPipelined => BULK_PIPELINE_DEPTH,
@@ -490,9 +493,14 @@ impl Implementation for RaftnetImpl {
         };
         let server = Server::start(depth, consumers, fast_heartbeats, self.serve)?;
         let to = server.addr();
-        let client = client(depth)?;
+        let client = match scenario {
+            // No pool: every call dials (and handshakes), and its connection closes after the
+            // answer.
+            Scenario::HandshakeSeq => client(config(depth).max_pool(0))?,
+            _ => client(config(depth))?,
+        };
         let result = match scenario {
-            Scenario::HeartbeatSeq => sequential(
+            Scenario::HeartbeatSeq | Scenario::HandshakeSeq => sequential(
                 &client,
                 &to,
                 control,
@@ -663,7 +671,7 @@ mod checks {
     fn a_wrong_term_ends_the_driver() {
         let server = Server::start(1, 1, true, Serve::Consumer).unwrap();
         let to = server.addr();
-        let client = client(1).unwrap();
+        let client = client(config(1)).unwrap();
         let control = Control::new();
         control.start_measuring();
         // The server echoes the request's term; the driver expects the scenario's.
@@ -690,7 +698,7 @@ mod checks {
     fn a_flipped_snapshot_byte_is_refused() {
         let server = Server::start(1, 1, false, Serve::Consumer).unwrap();
         let to = server.addr();
-        let client = client(1).unwrap();
+        let client = client(config(1)).unwrap();
         let mut body = snapshot_body().to_vec();
         body[12_345_678] ^= 0x20;
         let request = InstallSnapshotRequest {

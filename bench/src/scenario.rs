@@ -41,6 +41,9 @@ pub enum Scenario {
     HeartbeatUnderLoad,
     /// [`FAN_IN_CONNECTIONS`] connections to one server, each doing sequential heartbeats.
     FanIn1000,
+    /// Sequential heartbeats, each on a new connection: connect (with `--tls`, the mutual TLS
+    /// handshake), one heartbeat, close. An op is a connection: handshakes per second.
+    HandshakeSeq,
     /// A 3-node openraft cluster over the implementation's network ([`crate::cluster`]), one
     /// client calling `client_write` on the leader; an op is a committed write.
     Cluster1,
@@ -77,7 +80,7 @@ pub(crate) const SMOKE_WINDOWS: [(Duration, Duration); 3] = [
 
 impl Scenario {
     /// Every scenario, in the order the table shows them.
-    pub const ALL: [Scenario; 15] = [
+    pub const ALL: [Scenario; 16] = [
         Scenario::HeartbeatSeq,
         Scenario::HeartbeatPipelined,
         Scenario::Append100bSeq,
@@ -87,6 +90,7 @@ impl Scenario {
         Scenario::Snapshot64m,
         Scenario::HeartbeatUnderLoad,
         Scenario::FanIn1000,
+        Scenario::HandshakeSeq,
         Scenario::Cluster1,
         Scenario::Cluster16,
         Scenario::Cluster64,
@@ -117,6 +121,7 @@ impl Scenario {
             Scenario::Snapshot64m => "snapshot-64m",
             Scenario::HeartbeatUnderLoad => "heartbeat-under-load",
             Scenario::FanIn1000 => "fan-in-1000",
+            Scenario::HandshakeSeq => "handshake-seq",
             Scenario::Cluster1 => "cluster-1",
             Scenario::Cluster16 => "cluster-16",
             Scenario::Cluster64 => "cluster-64",

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use rustls::Connection;
 
 use super::stream::Stream;
+use crate::Error;
 use crate::tls::{Authorize, PeerIdentity, VerifiedPeer};
 
 /// Ciphertext read from the socket at once. rustls pulls at most 4 KiB per `read_tls`; reading
@@ -41,6 +42,11 @@ pub(crate) struct TlsStream {
     peer_closed: bool,
     /// The handshake failed (logged once).
     failed: bool,
+    /// The session has handed out plaintext: a refusal now is not the handshake's.
+    carried: bool,
+    /// The peer's address, once the socket knew it (a dial's only once connected): a peer that
+    /// refuses and resets leaves a socket that no longer tells it.
+    peer: Option<SocketAddr>,
     /// The authorization hook of the configuration this connection was made with, handed to
     /// the engine with the peer's identity.
     authorize: Option<Authorize>,
@@ -63,6 +69,8 @@ impl TlsStream {
             plaintext: 0,
             peer_closed: false,
             failed: false,
+            carried: false,
+            peer: None,
             authorize,
             identity_reported: false,
         }
@@ -71,6 +79,7 @@ impl TlsStream {
     /// Write out the records rustls holds: `Ok(true)` once none is left, `Ok(false)` if the
     /// socket is full.
     fn write_records(&mut self) -> io::Result<bool> {
+        self.remember_peer();
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.tcp) {
                 Ok(0) => {
@@ -88,8 +97,16 @@ impl TlsStream {
         Ok(true)
     }
 
+    /// Note the peer's address while the socket can tell it (a branch per call once known).
+    fn remember_peer(&mut self) {
+        if self.peer.is_none() {
+            self.peer = self.tcp.peer_addr().ok();
+        }
+    }
+
     /// Pull records from the socket and open them; `WouldBlock` if the socket had none.
     fn read_records(&mut self) -> io::Result<()> {
+        self.remember_peer();
         let ciphertext = self
             .ciphertext
             .get_or_insert_with(|| vec![0; CIPHERTEXT_READ].into_boxed_slice());
@@ -121,23 +138,32 @@ impl TlsStream {
     }
 
     /// The peer's records were refused (a certificate not vouched for, or for another server; a
-    /// record that does not open): tell the peer why (the alert rustls queued), log it, and
-    /// fail the connection with rustls' reason.
+    /// record that does not open; an alert: the peer refused ours): tell the peer why (the
+    /// alert rustls queued), log it, and fail the connection with rustls' reason, carried as
+    /// an [`Error::Tls`] (which `Error::io` hands to the calls that waited on it).
     fn refused(&mut self, error: rustls::Error) -> io::Error {
         let _ = self.write_records();
+        let peer = self.peer;
+        // In TLS 1.3 a client's handshake is done before the server has checked its
+        // certificate: the server's alert refusing it comes after, before any data.
+        let handshake = self.tls.is_handshaking() || !self.carried;
         if !std::mem::replace(&mut self.failed, true) {
-            let peer = self.tcp.peer_addr().ok();
             let side = match self.tls {
                 Connection::Client(_) => "a dialled",
                 Connection::Server(_) => "an accepted",
             };
-            if self.tls.is_handshaking() {
+            if handshake {
                 tracing::warn!(?peer, %error, "TLS handshake refused on {side} connection");
             } else {
                 tracing::warn!(?peer, %error, "TLS record refused on {side} connection");
             }
         }
-        io::Error::new(io::ErrorKind::InvalidData, error)
+        let refusal = Error::Tls {
+            peer,
+            handshake,
+            reason: error,
+        };
+        io::Error::new(io::ErrorKind::InvalidData, refusal)
     }
 }
 
@@ -160,6 +186,7 @@ unsafe impl Stream for TlsStream {
                 let room = unsafe { &mut *(room as *mut [MaybeUninit<u8>] as *mut [u8]) };
                 let read = self.tls.reader().read(room)?;
                 self.plaintext -= read;
+                self.carried = true;
                 return Ok(read);
             }
             if self.peer_closed {

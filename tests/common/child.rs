@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -54,6 +55,9 @@ pub(crate) struct ServerSpec {
     /// that does not keep up); otherwise each body is read to its end on a thread of its own
     /// and the outcome reported.
     pub hold_snapshots: bool,
+    /// Serve mutual TLS with the CA, certificate and key in this dir (`ca.pem`, `node.pem`,
+    /// `node.key`: `common::tls::Security::pem_dir`).
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for ServerSpec {
@@ -63,23 +67,34 @@ impl Default for ServerSpec {
             max_connections_per_address: 0,
             append_delay_us: 0,
             hold_snapshots: false,
+            tls_dir: None,
         }
     }
 }
 
 impl ServerSpec {
     fn encode(&self) -> String {
-        format!(
+        let mut text = format!(
             "timeout_ms={};max_connections_per_address={};append_delay_us={};hold_snapshots={}",
             self.timeout_ms,
             self.max_connections_per_address,
             self.append_delay_us,
             u8::from(self.hold_snapshots)
-        )
+        );
+        if let Some(dir) = &self.tls_dir {
+            // Last: the path may hold any character but a NUL.
+            text.push_str(&format!(";tls_dir={}", dir.display()));
+        }
+        text
     }
 
     fn decode(text: &str) -> ServerSpec {
         let mut spec = ServerSpec::default();
+        let (text, tls_dir) = match text.split_once(";tls_dir=") {
+            Some((rest, dir)) => (rest, Some(PathBuf::from(dir))),
+            None => (text, None),
+        };
+        spec.tls_dir = tls_dir;
         for pair in text.split(';') {
             let (key, value) = pair.split_once('=').expect("key=value");
             let n: u64 = value.parse().expect("a number");
@@ -95,9 +110,20 @@ impl ServerSpec {
     }
 
     fn config(&self) -> Config {
-        Config::default()
+        let config = Config::default()
             .timeout(Some(Duration::from_millis(self.timeout_ms)))
-            .max_connections_per_address(self.max_connections_per_address)
+            .max_connections_per_address(self.max_connections_per_address);
+        match &self.tls_dir {
+            Some(dir) => config.tls(
+                raftnet::tls::TlsConfig::from_pem_files(
+                    dir.join("ca.pem"),
+                    dir.join("node.pem"),
+                    dir.join("node.key"),
+                )
+                .expect("the server's PEM files"),
+            ),
+            None => config,
+        }
     }
 }
 

@@ -12,7 +12,8 @@
 //! - [`child`]: a transport serving in a child process (the test binary re-run), measured from
 //!   the parent through `/proc`;
 //! - [`legit`]: a legitimate peer calling an attacked server, its latencies recorded;
-//! - [`tls`]: a test CA and node certificates (rcgen), and TLS configurations from them;
+//! - [`tls`]: a test CA and node certificates (rcgen), TLS configurations from them, and a
+//!   server and raw peers plain or over TLS ([`tls::Security`]);
 //! - [`go`]: the Go interop program (`interop/hashicorp`), built and run.
 //!
 //! Each test binary says `mod common;` and imports the files it needs.

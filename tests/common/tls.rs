@@ -1,10 +1,17 @@
 //! Certificates for TLS tests, made with rcgen in memory: a CA per test ([`TestCa`]) and node
 //! certificates it signs, each naming its server id as a DNS SAN (and 127.0.0.1 as an IP SAN,
-//! for dials to addresses with no registered identity), usable both to serve and to dial.
+//! for dials to addresses with no registered identity), usable both to serve and to dial; and
+//! [`Security`]: a test's server and raw peers, plain or over TLS ([`RawPeer`]).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
 
+use raftnet::Config;
 use raftnet::tls::TlsConfig;
+use raftnet::tls::rustls::pki_types::ServerName;
+use raftnet::tls::rustls::{ClientConnection, StreamOwned};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -94,5 +101,206 @@ impl TestCa {
             node.key.as_bytes(),
         )
         .expect("a TLS config from the test certificates")
+    }
+}
+
+// ---- a server and its peers, plain or over TLS ------------------------------------------------
+
+/// How a test's peers reach the server it attacks: plain TCP, or mutual TLS with certificates
+/// of one test CA. The robustness tests (bad input, greedy peers, fuzz seeds) run once each
+/// way, with the same bytes and the same assertions: inside a TLS session, what a raw peer
+/// writes is what the server's engine reads.
+pub(crate) enum Security {
+    Plain,
+    Tls(Box<TlsFiles>),
+}
+
+/// A test CA, and the server's certificate, key and CA in PEM files (for a server in a child
+/// process, `common::child`), removed with it.
+pub(crate) struct TlsFiles {
+    pub(crate) ca: TestCa,
+    dir: tempfile::TempDir,
+    /// The raw peers' certificate (made once: each connection then costs a handshake only,
+    /// a resumed one after the first).
+    raw_peers: TlsConfig,
+}
+
+/// How long a server may keep a connection it should close: generous, for a slow machine.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(20);
+
+/// The id the server's certificate names: the robustness tests call their server by
+/// [`peer()`](super::peers::peer).
+pub(crate) const SERVER_ID: &str = "peer";
+
+impl Security {
+    /// Mutual TLS with a CA of its own.
+    pub(crate) fn tls() -> Security {
+        let ca = TestCa::new("raftnet test CA");
+        let dir = tempfile::tempdir().expect("a dir for the server's PEM files");
+        let node = ca.node(SERVER_ID);
+        for (name, pem) in [
+            ("ca.pem", &ca.pem),
+            ("node.pem", &node.cert),
+            ("node.key", &node.key),
+        ] {
+            std::fs::write(dir.path().join(name), pem).expect("write a PEM file");
+        }
+        let raw_peers = ca.tls("rogue-1");
+        Security::Tls(Box::new(TlsFiles { ca, dir, raw_peers }))
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Security::Tls(_))
+    }
+
+    /// "" or " over TLS", for case names.
+    pub(crate) fn suffix(&self) -> &'static str {
+        match self {
+            Security::Plain => "",
+            Security::Tls(_) => " over TLS",
+        }
+    }
+
+    /// The dir holding the server's `ca.pem`, `node.pem` and `node.key` (TLS only).
+    pub(crate) fn pem_dir(&self) -> Option<&Path> {
+        match self {
+            Security::Plain => None,
+            Security::Tls(files) => Some(files.dir.path()),
+        }
+    }
+
+    /// The server's `config`, with its certificate (naming [`SERVER_ID`]) when TLS.
+    pub(crate) fn server(&self, config: Config) -> Config {
+        match self {
+            Security::Plain => config,
+            Security::Tls(files) => config.tls(files.ca.tls(SERVER_ID)),
+        }
+    }
+
+    /// A raftnet client's `config`, with a certificate of the same CA when TLS.
+    pub(crate) fn client(&self, config: Config) -> Config {
+        match self {
+            Security::Plain => config,
+            Security::Tls(files) => config.tls(files.ca.tls("legit-1")),
+        }
+    }
+
+    /// A raw connection to `addr` (no delay on), inside a TLS session when TLS: the handshake
+    /// happens at the first write or read.
+    pub(crate) fn connect(&self, addr: SocketAddr) -> RawPeer {
+        self.wrap(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// Send `bytes` on a fresh connection (then end the sending half if `eof`), and wait for
+    /// the server to close it: a read returns 0 or an error other than a timeout (inside TLS, a
+    /// session that ends without close_notify is such an error). Returns what the server sent;
+    /// fails the test if the server keeps the connection open for [`CLOSE_WAIT`].
+    pub(crate) fn send_expecting_close(
+        &self,
+        addr: SocketAddr,
+        bytes: &[u8],
+        eof: bool,
+        what: &str,
+    ) -> Vec<u8> {
+        let mut s = self.connect(addr);
+        s.socket().set_read_timeout(Some(CLOSE_WAIT)).unwrap();
+        // The server may close while we still write (it reads and rejects early): a write
+        // error then is part of the expected outcome.
+        let _ = s.write_all(bytes).and_then(|()| s.flush());
+        if eof {
+            let _ = s.shutdown_write();
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("{what}: the server did not close the connection within {CLOSE_WAIT:?}")
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return got, // reset: closed too
+            }
+        }
+    }
+
+    /// [`connect`](Self::connect) over a socket of the caller's (bound to a source address).
+    pub(crate) fn wrap(&self, socket: TcpStream) -> RawPeer {
+        socket.set_nodelay(true).expect("nodelay");
+        match self {
+            Security::Plain => RawPeer::Plain(socket),
+            Security::Tls(files) => {
+                let name = ServerName::try_from(SERVER_ID).expect("a DNS name");
+                let session = ClientConnection::new(files.raw_peers.client_config().clone(), name)
+                    .expect("a TLS client session");
+                RawPeer::Tls(Box::new(StreamOwned::new(session, socket)))
+            }
+        }
+    }
+}
+
+/// A raw peer's connection: a TCP stream, or a rustls session over one.
+pub(crate) enum RawPeer {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl RawPeer {
+    /// The TCP socket (timeouts are set on it).
+    pub(crate) fn socket(&self) -> &TcpStream {
+        match self {
+            RawPeer::Plain(socket) => socket,
+            RawPeer::Tls(stream) => &stream.sock,
+        }
+    }
+
+    /// End the sending half: inside TLS, close_notify first (the server's engine then reads
+    /// the end of its stream, as it does a plain peer's FIN).
+    pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
+        if let RawPeer::Tls(stream) = self {
+            stream.conn.send_close_notify();
+            stream.flush()?;
+        }
+        self.socket().shutdown(Shutdown::Write)
+    }
+}
+
+impl Read for RawPeer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            RawPeer::Plain(socket) => socket.read(buf),
+            RawPeer::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+/// Inside TLS, a write seals the bytes and writes the records out before it returns, and
+/// reads nothing once the handshake is done (rustls' `Stream` reads the socket as it writes,
+/// and drops a write error it meets after taking the bytes): a peer that never reads its
+/// answers stays one, and a write the server stopped taking times out as it does plain.
+impl Write for RawPeer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            RawPeer::Plain(socket) => socket.write(buf),
+            RawPeer::Tls(stream) => {
+                let StreamOwned { conn, sock } = &mut **stream;
+                if conn.is_handshaking() {
+                    conn.complete_io(sock)?;
+                }
+                let taken = conn.writer().write(buf)?;
+                while conn.wants_write() {
+                    conn.write_tls(sock)?;
+                }
+                Ok(taken)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            RawPeer::Plain(socket) => socket.flush(),
+            RawPeer::Tls(stream) => stream.flush(),
+        }
     }
 }

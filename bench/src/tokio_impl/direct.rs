@@ -163,6 +163,17 @@ pub(super) async fn drive_direct(
             let bytes = payload(scenario);
             sequential_direct(&mut conn, &request, expected, bytes, &control).await
         }
+        Scenario::HandshakeSeq => {
+            let mut sample = Sample::default();
+            while !control.stopped() {
+                let start = Instant::now();
+                let mut conn = Connection::connect(addr, tls).await?;
+                answer_of(&conn.call(&heartbeat()).await?).check(Answer::heartbeat())?;
+                drop(conn);
+                sample.record(&control, start.elapsed(), 0);
+            }
+            Ok(sample)
+        }
         Scenario::HeartbeatPipelined
         | Scenario::Append64x1kPipelined
         | Scenario::Append1mPipelined => {

@@ -144,6 +144,19 @@ pub(super) async fn drive(
         };
     }
 
+    if scenario == Scenario::HandshakeSeq {
+        // A connection per call: its reader and writer tasks end when the client is dropped.
+        let mut sample = Sample::default();
+        while !control.stopped() {
+            let start = Instant::now();
+            let client = Client::<Message>::connect(addr).await?;
+            answer_of(&client.call(&heartbeat()).await?).check(Answer::heartbeat())?;
+            drop(client);
+            sample.record(&control, start.elapsed(), 0);
+        }
+        return Ok(sample);
+    }
+
     let client = Client::<Message>::connect(addr).await?;
     let payload = |s: Scenario| s.entries().map_or(0, |(n, size)| (n * size) as u64);
     match scenario {
@@ -231,7 +244,7 @@ pub(super) async fn drive(
             }
             Ok(sample)
         }
-        Scenario::FanIn1000 => unreachable!("handled above"),
+        Scenario::FanIn1000 | Scenario::HandshakeSeq => unreachable!("handled above"),
         Scenario::Cluster1
         | Scenario::Cluster16
         | Scenario::Cluster64
