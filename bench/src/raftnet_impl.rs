@@ -583,7 +583,7 @@ pub(crate) fn drive(
             };
             pin::pin_client_thread();
             let pipeline = client
-                .append_entries_pipeline(&id(), &to)
+                .append_entries_pipeline(&id(), to)
                 .map_err(|e| e.to_string())?;
             pipelined(&pipeline, control, &request, expected, depth)
         }
