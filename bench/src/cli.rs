@@ -31,8 +31,21 @@ columns:
 
 options:
   --scenario NAME|all   a scenario, a comma-separated list, or all (default: all)
-  --impl raftnet|tokio|both
-                        which implementations (default: both)
+  --impl LIST           which implementations, comma-separated (default: both):
+                          raftnet        raftnet, both ends, its native format
+                          tokio          the tokio baseline (its variants, see below)
+                          raftnet-hc     raftnet, both ends, hashicorp/raft's format
+                          go             hashicorp/raft's NetworkTransport (Go 1.1.2):
+                                         Go client to Go server
+                          raftnet-to-go  raftnet's client (hashicorp format) to a Go server
+                          go-to-raftnet  a Go client to raftnet's server (hashicorp format)
+                          both = raftnet,tokio; go-all = raftnet-hc,go,raftnet-to-go,
+                          go-to-raftnet; all = every one
+                        The Go rows build interop/hashicorp-bench with go (GOPATH mode,
+                        Debian's golang-github-hashicorp-raft-dev) and run the RPC
+                        scenarios a transport has (n/a on the others); CPU µs/op adds the
+                        Go process's own getrusage over the window. Without Go they are
+                        skipped, saying why.
   --seconds S           measured window per run (default: 2.5)
   --warmup S            warm-up before each window (default: max(0.3, 15% of --seconds))
   --rounds N            repeat the interleaved sequence N times, report medians (default: 1)
@@ -94,19 +107,61 @@ After each cluster run, every node must hold every client's last acknowledged wr
 /// How long a run may take to return its sample after `stop()`.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Which implementations run (`--impl`).
+/// An implementation `--impl` can select (the table's rows are named alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ImplChoice {
     Raftnet,
     Tokio,
-    Both,
+    RaftnetHashicorp,
+    Go,
+    RaftnetToGo,
+    GoToRaftnet,
+}
+
+impl ImplChoice {
+    /// Every implementation, in the order they run and show.
+    pub(crate) const ALL: [ImplChoice; 6] = [
+        ImplChoice::Raftnet,
+        ImplChoice::Tokio,
+        ImplChoice::RaftnetHashicorp,
+        ImplChoice::Go,
+        ImplChoice::RaftnetToGo,
+        ImplChoice::GoToRaftnet,
+    ];
+
+    /// What `--impl` calls them, and the table.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ImplChoice::Raftnet => "raftnet",
+            ImplChoice::Tokio => "tokio",
+            ImplChoice::RaftnetHashicorp => "raftnet-hc",
+            ImplChoice::Go => "go",
+            ImplChoice::RaftnetToGo => "raftnet-to-go",
+            ImplChoice::GoToRaftnet => "go-to-raftnet",
+        }
+    }
+
+    /// The implementations `--impl`'s word `name` means.
+    fn from_name(name: &str) -> Option<Vec<ImplChoice>> {
+        use ImplChoice::*;
+        match name {
+            "both" => Some(vec![Raftnet, Tokio]),
+            "go-all" => Some(vec![RaftnetHashicorp, Go, RaftnetToGo, GoToRaftnet]),
+            "all" => Some(ImplChoice::ALL.to_vec()),
+            _ => ImplChoice::ALL
+                .into_iter()
+                .find(|i| i.name() == name)
+                .map(|i| vec![i]),
+        }
+    }
 }
 
 /// What an invocation runs, and how it reports.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     pub(crate) scenarios: Vec<Scenario>,
-    pub(crate) impls: ImplChoice,
+    /// In [`ImplChoice::ALL`]'s order, each once.
+    pub(crate) impls: Vec<ImplChoice>,
     pub(crate) seconds: f64,
     pub(crate) warmup: f64,
     pub(crate) rounds: usize,
@@ -146,7 +201,7 @@ fn parse_seconds(flag: &str, v: &str, allow_zero: bool) -> Result<f64, String> {
 
 pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut scenarios: Option<Vec<Scenario>> = None;
-    let mut impls = ImplChoice::Both;
+    let mut impls = vec![ImplChoice::Raftnet, ImplChoice::Tokio];
     let mut seconds = 2.5;
     let mut warmup = None;
     let mut rounds = 1;
@@ -216,16 +271,21 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 scenarios = Some(list);
             }
             "--impl" => {
-                impls = match value.as_str() {
-                    "raftnet" => ImplChoice::Raftnet,
-                    "tokio" => ImplChoice::Tokio,
-                    "both" => ImplChoice::Both,
-                    _ => {
-                        return Err(format!(
-                            "--impl: expected raftnet, tokio or both, not {value}"
-                        ));
-                    }
+                let mut wanted = Vec::new();
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    wanted.extend(ImplChoice::from_name(name).ok_or_else(|| {
+                        format!(
+                            "--impl: expected raftnet, tokio, raftnet-hc, go, raftnet-to-go, go-to-raftnet, both, go-all or all, not {name}"
+                        )
+                    })?);
                 }
+                if wanted.is_empty() {
+                    return Err("--impl: empty".into());
+                }
+                impls = ImplChoice::ALL
+                    .into_iter()
+                    .filter(|i| wanted.contains(i))
+                    .collect();
             }
             "--seconds" => seconds = parse_seconds("--seconds", &value, false)?,
             "--warmup" => warmup = Some(parse_seconds("--warmup", &value, true)?),
@@ -365,7 +425,7 @@ mod tests {
     fn parses_the_command_line() {
         let o = opts("");
         assert_eq!(o.scenarios, Scenario::ALL.to_vec());
-        assert_eq!(o.impls, ImplChoice::Both);
+        assert_eq!(o.impls, [ImplChoice::Raftnet, ImplChoice::Tokio]);
         assert_eq!((o.seconds, o.warmup, o.rounds), (2.5, 0.375, 1));
         assert_eq!(o.placement, Placement::Same);
         assert!(o.raw && !o.json && o.svg.is_some() && !o.tls);
@@ -376,7 +436,23 @@ mod tests {
             "--scenario vote-seq,heartbeat-seq --impl tokio --seconds=10 --pin split --json --no-svg --no-raw --rounds 3 --warmup 0",
         );
         assert_eq!(o.scenarios, vec![Scenario::HeartbeatSeq, Scenario::VoteSeq]);
-        assert_eq!(o.impls, ImplChoice::Tokio);
+        assert_eq!(o.impls, [ImplChoice::Tokio]);
+        assert_eq!(
+            opts("--impl go,raftnet,go").impls,
+            [ImplChoice::Raftnet, ImplChoice::Go]
+        );
+        assert_eq!(
+            opts("--impl go-all").impls,
+            [
+                ImplChoice::RaftnetHashicorp,
+                ImplChoice::Go,
+                ImplChoice::RaftnetToGo,
+                ImplChoice::GoToRaftnet
+            ]
+        );
+        assert_eq!(opts("--impl all").impls, ImplChoice::ALL);
+        assert!(args("--impl golang").is_err());
+        assert!(args("--impl ,").is_err());
         assert_eq!((o.seconds, o.warmup, o.rounds), (10.0, 0.0, 3));
         assert_eq!(o.placement, Placement::Split);
         assert!(!o.raw && o.json && o.svg.is_none());

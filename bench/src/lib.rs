@@ -8,6 +8,9 @@
 //! - [`tokio_impl`]: the same on tokio + rmp-serde, in every variant a tokio expert would
 //!   pick from (a task per connection answering in place, or reader and writer tasks; each
 //!   runtime flavour), the best reported per scenario;
+//! - [`go_impl`]: the Go column: hashicorp/raft's own `NetworkTransport` (the
+//!   `interop/hashicorp-bench` program), Go to Go, and raftnet with the hashicorp codec
+//!   calling it or called by it;
 //! - [`cluster`]: a 3-node openraft cluster over raftnet or over the tokio baseline's design
 //!   (the `cluster-*` scenarios), on openraft-memstore or on [`bench_store`], an in-memory store
 //!   whose log keeps entries without JSON (the `cluster-bench-*` rows);
@@ -30,6 +33,7 @@
 pub mod bench_store;
 pub mod check;
 pub mod cluster;
+pub mod go_impl;
 pub mod measure;
 pub mod pin;
 pub mod raftnet_impl;

@@ -66,6 +66,14 @@ impl CpuTime {
     }
 }
 
+impl std::ops::AddAssign for CpuTime {
+    /// Add another process's CPU time (the Go column's, `Sample::other_processes`).
+    fn add_assign(&mut self, other: CpuTime) {
+        self.user += other.user;
+        self.sys += other.sys;
+    }
+}
+
 /// Context switches of this process so far (see the module documentation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Switches {
@@ -88,6 +96,14 @@ impl Switches {
             voluntary: self.voluntary.saturating_sub(earlier.voluntary),
             involuntary: self.involuntary.saturating_sub(earlier.involuntary),
         }
+    }
+}
+
+impl std::ops::AddAssign for Switches {
+    /// Add another process's switches (the Go column's, `Sample::other_processes`).
+    fn add_assign(&mut self, other: Switches) {
+        self.voluntary += other.voluntary;
+        self.involuntary += other.involuntary;
     }
 }
 

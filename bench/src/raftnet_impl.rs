@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftnet::message::*;
 use raftnet::tls::TlsConfig;
+use raftnet::wire::hashicorp::{GoRaftVersion, HashicorpCodecFactory};
 use raftnet::{
     Answers, AppendPipeline, CallOptions, Config, Consumer, NetTransport, Rpc, ServerAddress,
     ServerId, SnapshotReader, Transport,
@@ -35,6 +36,20 @@ const CONSUMER_BATCH: usize = 256;
 pub struct RaftnetImpl {
     /// How the server answers.
     pub serve: Serve,
+    /// The wire format of both ends.
+    pub wire: Wire,
+}
+
+/// The wire format raftnet's transports speak (`Config::codec`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// raftnet's own framing (docs/wire.md).
+    #[default]
+    Native,
+    /// hashicorp/raft's, as Go's `NetworkTransport` v1.1.2 writes it (what the Go column's
+    /// program speaks, so the `raftnet-hc`, `raftnet-to-go` and `go-to-raftnet` rows all use
+    /// the same bytes on the wire).
+    Hashicorp,
 }
 
 /// How raftnet's server answers (`--raftnet-serve`).
@@ -92,7 +107,7 @@ pub fn use_tls() -> Result<(), String> {
     TLS.set(tls).map_err(|_| "--tls: already set".to_string())
 }
 
-fn config(in_flight: usize) -> Config {
+fn config(in_flight: usize, wire: Wire) -> Config {
     let config = Config::default()
         .backend(backend())
         .max_rpcs_in_flight(in_flight)
@@ -101,6 +116,10 @@ fn config(in_flight: usize) -> Config {
         // would not: the per-address limit must let them in.
         .max_connections_per_address(FAN_IN_CONNECTIONS + 24)
         .timeout(Some(Duration::from_secs(60)));
+    let config = match wire {
+        Wire::Native => config,
+        Wire::Hashicorp => config.codec(Arc::new(HashicorpCodecFactory::new(GoRaftVersion::V1_1))),
+    };
     match TLS.get() {
         Some(tls) => config.tls(tls.clone()),
         None => config,
@@ -247,24 +266,25 @@ fn serve_batches(consumer: &Consumer, findings: &Findings) {
     }
 }
 
-struct Server {
+pub(crate) struct Server {
     transport: NetTransport,
     consumers: Vec<std::thread::JoinHandle<()>>,
     /// What the server found wrong in what it received.
-    findings: Findings,
+    pub(crate) findings: Findings,
 }
 
 impl Server {
     /// A server transport with `consumers` Raft-side threads, and the heartbeat fast path if
     /// `fast_heartbeats`, or answering through a service if `serve` says so.
-    fn start(
+    pub(crate) fn start(
         in_flight: usize,
         consumers: usize,
         fast_heartbeats: bool,
         serve: Serve,
+        wire: Wire,
     ) -> Result<Server, String> {
         pin::as_server(|| {
-            let transport = NetTransport::bind("127.0.0.1:0", None, config(in_flight))
+            let transport = NetTransport::bind("127.0.0.1:0", None, config(in_flight, wire))
                 .map_err(|e| e.to_string())?;
             let findings = Findings::new();
             if serve == Serve::Service {
@@ -298,11 +318,11 @@ impl Server {
         })
     }
 
-    fn addr(&self) -> ServerAddress {
+    pub(crate) fn addr(&self) -> ServerAddress {
         self.transport.local_addr()
     }
 
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.transport.close();
         for c in self.consumers {
             let _ = c.join();
@@ -310,7 +330,11 @@ impl Server {
     }
 }
 
-fn client(config: Config) -> Result<Arc<NetTransport>, String> {
+pub(crate) fn client(in_flight: usize, wire: Wire) -> Result<Arc<NetTransport>, String> {
+    client_with(config(in_flight, wire))
+}
+
+fn client_with(config: Config) -> Result<Arc<NetTransport>, String> {
     pin::as_client(|| NetTransport::bind("127.0.0.1:0", None, config))
         .map(Arc::new)
         .map_err(|e| e.to_string())
@@ -467,12 +491,20 @@ fn fan_in(client: &NetTransport, to: &ServerAddress, control: &Control) -> Resul
 
 impl Implementation for RaftnetImpl {
     fn name(&self) -> &'static str {
-        "raftnet"
+        match self.wire {
+            Wire::Native => "raftnet",
+            Wire::Hashicorp => "raftnet-hc",
+        }
     }
 
     fn run(&self, scenario: Scenario, control: &Control) -> Result<Sample, String> {
         if let (Some(clients), Some(store)) = (scenario.cluster_clients(), scenario.cluster_store())
         {
+            if self.wire == Wire::Hashicorp {
+                return Err(format!(
+                    "{NOT_APPLICABLE}: the cluster runs openraft over raftnet's native format"
+                ));
+            }
             return crate::cluster::run(crate::cluster::Network::Raftnet, store, clients, control);
         }
         let fast_heartbeats = matches!(
@@ -482,119 +514,133 @@ impl Implementation for RaftnetImpl {
                 | Scenario::FanIn1000
                 | Scenario::HandshakeSeq
         );
-        let depth = match scenario {
-            Scenario::Append1mPipelined => BULK_PIPELINE_DEPTH,
-            _ => PIPELINE_DEPTH,
-        };
+        let depth = pipeline_depth(scenario);
         let consumers = if scenario == Scenario::HeartbeatUnderLoad {
             2
         } else {
             1
         };
-        let server = Server::start(depth, consumers, fast_heartbeats, self.serve)?;
-        let to = server.addr();
+        let server = Server::start(depth, consumers, fast_heartbeats, self.serve, self.wire)?;
         let client = match scenario {
             // No pool: every call dials (and handshakes), and its connection closes after the
             // answer.
-            Scenario::HandshakeSeq => client(config(depth).max_pool(0))?,
-            _ => client(config(depth))?,
+            Scenario::HandshakeSeq => client_with(config(depth, self.wire).max_pool(0))?,
+            _ => client(depth, self.wire)?,
         };
-        let result = match scenario {
-            Scenario::HeartbeatSeq | Scenario::HandshakeSeq => sequential(
-                &client,
-                &to,
-                control,
-                heartbeat().into(),
-                Answer::heartbeat(),
-                0,
-            ),
-            Scenario::Append100bSeq => sequential(
-                &client,
-                &to,
-                control,
-                append(1, 100).into(),
-                Answer::append(1),
-                100,
-            ),
-            Scenario::VoteSeq => sequential(
-                &client,
-                &to,
-                control,
-                RequestVoteRequest {
-                    header: header(),
-                    term: VOTE_TERM,
-                    candidate: Some(Bytes::from_static(b"127.0.0.1:7000")),
-                    last_log_index: PREV_INDEX,
-                    last_log_term: TERM,
-                    leadership_transfer: false,
-                }
-                .into(),
-                Answer::vote(),
-                0,
-            ),
-            Scenario::HeartbeatPipelined
-            | Scenario::Append64x1kPipelined
-            | Scenario::Append1mPipelined => {
-                let (request, expected) = match scenario.entries() {
-                    Some((n, size)) => (append(n, size), Answer::append(n)),
-                    None => (heartbeat(), Answer::heartbeat()),
-                };
-                pin::pin_client_thread();
-                let pipeline = client
-                    .append_entries_pipeline(&id(), &to)
-                    .map_err(|e| e.to_string())?;
-                pipelined(&pipeline, control, &request, expected, depth)
-            }
-            Scenario::Snapshot64m => snapshots(&client, &to, control),
-            Scenario::HeartbeatUnderLoad => std::thread::scope(|s| {
-                let bulk_client = client.clone();
-                let bulk_to = to.clone();
-                let appends = s.spawn(move || -> Result<Sample, String> {
-                    pin::pin_client_thread();
-                    let pipeline = bulk_client
-                        .append_entries_pipeline(&id(), &bulk_to)
-                        .map_err(|e| e.to_string())?;
-                    let request = append(1, 1 << 20);
-                    pipelined(
-                        &pipeline,
-                        control,
-                        &request,
-                        Answer::append(1),
-                        BULK_PIPELINE_DEPTH,
-                    )
-                });
-                let snapshot = s.spawn(|| snapshots(&client, &to, control));
-                let mut heartbeats = sequential(
-                    &client,
-                    &to,
-                    control,
-                    heartbeat().into(),
-                    Answer::heartbeat(),
-                    0,
-                )?;
-                let background = [appends.join(), snapshot.join()];
-                heartbeats.payload_bytes = 0;
-                for b in background {
-                    let b = b.map_err(|_| "a load thread panicked".to_string())??;
-                    heartbeats.payload_bytes += b.payload_bytes;
-                }
-                Ok(heartbeats)
-            }),
-            Scenario::FanIn1000 => fan_in(&client, &to, control),
-            Scenario::Cluster1
-            | Scenario::Cluster16
-            | Scenario::Cluster64
-            | Scenario::ClusterBench1
-            | Scenario::ClusterBench16
-            | Scenario::ClusterBench64 => {
-                unreachable!("handled above")
-            }
-        };
+        let result = drive(&client, &server.addr(), scenario, control);
         drop(client);
         let findings = server.findings.clone();
         server.stop();
         // A refused snapshot shows in its answer (`success: false`); the server says why.
         findings.explain(result)
+    }
+}
+
+/// Requests in flight for `scenario`'s pipelines.
+pub(crate) fn pipeline_depth(scenario: Scenario) -> usize {
+    match scenario {
+        Scenario::Append1mPipelined => BULK_PIPELINE_DEPTH,
+        _ => PIPELINE_DEPTH,
+    }
+}
+
+/// The client side of an RPC `scenario`: `client` calls the server at `to` until stopped
+/// (raftnet's own server, or the Go column's).
+pub(crate) fn drive(
+    client: &Arc<NetTransport>,
+    to: &ServerAddress,
+    scenario: Scenario,
+    control: &Control,
+) -> Result<Sample, String> {
+    let depth = pipeline_depth(scenario);
+    match scenario {
+        Scenario::HeartbeatSeq | Scenario::HandshakeSeq => sequential(
+            client,
+            to,
+            control,
+            heartbeat().into(),
+            Answer::heartbeat(),
+            0,
+        ),
+        Scenario::Append100bSeq => sequential(
+            client,
+            to,
+            control,
+            append(1, 100).into(),
+            Answer::append(1),
+            100,
+        ),
+        Scenario::VoteSeq => sequential(
+            client,
+            to,
+            control,
+            RequestVoteRequest {
+                header: header(),
+                term: VOTE_TERM,
+                candidate: Some(Bytes::from_static(b"127.0.0.1:7000")),
+                last_log_index: PREV_INDEX,
+                last_log_term: TERM,
+                leadership_transfer: false,
+            }
+            .into(),
+            Answer::vote(),
+            0,
+        ),
+        Scenario::HeartbeatPipelined
+        | Scenario::Append64x1kPipelined
+        | Scenario::Append1mPipelined => {
+            let (request, expected) = match scenario.entries() {
+                Some((n, size)) => (append(n, size), Answer::append(n)),
+                None => (heartbeat(), Answer::heartbeat()),
+            };
+            pin::pin_client_thread();
+            let pipeline = client
+                .append_entries_pipeline(&id(), to)
+                .map_err(|e| e.to_string())?;
+            pipelined(&pipeline, control, &request, expected, depth)
+        }
+        Scenario::Snapshot64m => snapshots(client, to, control),
+        Scenario::HeartbeatUnderLoad => std::thread::scope(|s| {
+            let bulk_client = client.clone();
+            let bulk_to = to.clone();
+            let appends = s.spawn(move || -> Result<Sample, String> {
+                pin::pin_client_thread();
+                let pipeline = bulk_client
+                    .append_entries_pipeline(&id(), &bulk_to)
+                    .map_err(|e| e.to_string())?;
+                let request = append(1, 1 << 20);
+                pipelined(
+                    &pipeline,
+                    control,
+                    &request,
+                    Answer::append(1),
+                    BULK_PIPELINE_DEPTH,
+                )
+            });
+            let snapshot = s.spawn(|| snapshots(client, to, control));
+            let mut heartbeats = sequential(
+                client,
+                to,
+                control,
+                heartbeat().into(),
+                Answer::heartbeat(),
+                0,
+            )?;
+            let background = [appends.join(), snapshot.join()];
+            heartbeats.payload_bytes = 0;
+            for b in background {
+                let b = b.map_err(|_| "a load thread panicked".to_string())??;
+                heartbeats.payload_bytes += b.payload_bytes;
+            }
+            Ok(heartbeats)
+        }),
+        Scenario::FanIn1000 => fan_in(client, to, control),
+        Scenario::Cluster1
+        | Scenario::Cluster16
+        | Scenario::Cluster64
+        | Scenario::ClusterBench1
+        | Scenario::ClusterBench16
+        | Scenario::ClusterBench64 => Err(format!("{} is not an RPC scenario", scenario.name())),
     }
 }
 
@@ -621,7 +667,10 @@ mod tests {
             serves.iter().map(move |&serve| (scenario, serve))
         });
         for (scenario, serve) in runs {
-            let imp = RaftnetImpl { serve };
+            let imp = RaftnetImpl {
+                serve,
+                ..Default::default()
+            };
             let mut windows = crate::scenario::SMOKE_WINDOWS.iter().peekable();
             while let Some(&(warmup, window)) = windows.next() {
                 let control = Control::new();
@@ -669,9 +718,9 @@ mod checks {
 
     #[test]
     fn a_wrong_term_ends_the_driver() {
-        let server = Server::start(1, 1, true, Serve::Consumer).unwrap();
+        let server = Server::start(1, 1, true, Serve::Consumer, Wire::Native).unwrap();
         let to = server.addr();
-        let client = client(config(1)).unwrap();
+        let client = client(1, Wire::Native).unwrap();
         let control = Control::new();
         control.start_measuring();
         // The server echoes the request's term; the driver expects the scenario's.
@@ -696,9 +745,9 @@ mod checks {
 
     #[test]
     fn a_flipped_snapshot_byte_is_refused() {
-        let server = Server::start(1, 1, false, Serve::Consumer).unwrap();
+        let server = Server::start(1, 1, false, Serve::Consumer, Wire::Native).unwrap();
         let to = server.addr();
-        let client = client(config(1)).unwrap();
+        let client = client(1, Wire::Native).unwrap();
         let mut body = snapshot_body().to_vec();
         body[12_345_678] ^= 0x20;
         let request = InstallSnapshotRequest {

@@ -63,7 +63,18 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn from_run(m: Measured) -> Metrics {
+    pub(crate) fn from_run(mut m: Measured) -> Metrics {
+        // Another process's share of both ends (the Go column): its CPU time and switches count
+        // as the run's, not as other processes' load.
+        if let Some(other) = m.sample.other_processes {
+            m.window.cpu += other.cpu;
+            m.window.switches += other.switches;
+            let secs = m.window.elapsed.as_secs_f64().max(1e-9);
+            m.window.others_cores = m
+                .window
+                .others_cores
+                .map(|c| (c - other.cpu.total().as_secs_f64() / secs).max(0.0));
+        }
         let secs = m.window.elapsed.as_secs_f64().max(1e-9);
         let ops = m.sample.ops as f64;
         let per_op = |v: f64| (m.sample.ops > 0).then(|| v / ops);
@@ -266,9 +277,10 @@ fn ratio(num: Option<f64>, den: Option<f64>) -> Option<f64> {
     }
 }
 
-/// raftnet compared with tokio on one scenario; every ratio > 1 means raftnet is better.
+/// One implementation compared with another on one scenario ([`versus`]); every ratio > 1
+/// means the first is better.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct VsTokio {
+pub(crate) struct Versus {
     /// raftnet ÷ tokio.
     pub(crate) ops: Option<f64>,
     /// raftnet ÷ tokio.
@@ -283,11 +295,32 @@ pub(crate) struct VsTokio {
     pub(crate) switches: Option<f64>,
 }
 
-pub(crate) fn vs_tokio(results: &Results, scenario: Scenario) -> Option<VsTokio> {
-    let r = results.metrics(Subject::Scenario(scenario), "raftnet")?;
-    let t = results.metrics(Subject::Scenario(scenario), "tokio")?;
+/// The comparisons the table and the JSON lines show where both rows ran: raftnet against
+/// tokio, and, for issue 16's goals, raftnet with hashicorp's format against Go's own
+/// transport, and raftnet talking to Go (either way) against Go talking to Go.
+pub(crate) const COMPARISONS: [(&str, &str); 4] = [
+    ("raftnet", "tokio"),
+    ("raftnet-hc", "go"),
+    ("raftnet-to-go", "go"),
+    ("go-to-raftnet", "go"),
+];
+
+/// raftnet compared with tokio on `scenario`.
+pub(crate) fn vs_tokio(results: &Results, scenario: Scenario) -> Option<Versus> {
+    versus(results, scenario, "raftnet", "tokio")
+}
+
+/// `first` compared with `second` on `scenario`, where both have a figure.
+pub(crate) fn versus(
+    results: &Results,
+    scenario: Scenario,
+    first: &str,
+    second: &str,
+) -> Option<Versus> {
+    let r = results.metrics(Subject::Scenario(scenario), first)?;
+    let t = results.metrics(Subject::Scenario(scenario), second)?;
     let pos = |v: f64| (v > 0.0).then_some(v);
-    Some(VsTokio {
+    Some(Versus {
         ops: ratio(pos(r.ops_per_sec), pos(t.ops_per_sec)),
         mb: ratio(pos(r.mb_per_sec), pos(t.mb_per_sec)),
         p50: ratio(t.p50_us, r.p50_us),

@@ -29,11 +29,12 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use raftnet_bench::cluster;
+use raftnet_bench::go_impl::{self, GoImpl, GoPair};
 use raftnet_bench::measure::{Snapshot, Window};
 use raftnet_bench::pin;
-use raftnet_bench::raftnet_impl::RaftnetImpl;
 #[cfg(test)]
 use raftnet_bench::raftnet_impl::Serve;
+use raftnet_bench::raftnet_impl::{RaftnetImpl, Wire};
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::{Control, Implementation, Sample, Scenario};
 use raftnet_bench::tokio_impl::TokioImpl;
@@ -314,21 +315,50 @@ pub(crate) fn run_all(
 
 /// raftnet, and the tokio variants that `options` asks for (every one by default: the table's
 /// `tokio` row is the best of them per scenario, `results::pick_best_tokio`).
+/// The Go rows are left out, saying why on stderr, where the Go program cannot be built.
 pub(crate) fn implementations(options: &Options) -> Vec<Arc<dyn Implementation>> {
     let mut v: Vec<Arc<dyn Implementation>> = Vec::new();
-    if matches!(options.impls, ImplChoice::Raftnet | ImplChoice::Both) {
-        v.push(Arc::new(RaftnetImpl {
-            serve: options.raftnet_serve,
-        }));
-    }
-    if matches!(options.impls, ImplChoice::Tokio | ImplChoice::Both) {
-        let variants = TokioImpl::variants(
-            options.placement,
-            options.tokio_runtime,
-            options.tokio_design,
-        );
-        for variant in variants {
-            v.push(Arc::new(variant));
+    let mut go_program = None;
+    for &choice in &options.impls {
+        let go_pair = match choice {
+            ImplChoice::Raftnet | ImplChoice::RaftnetHashicorp => {
+                v.push(Arc::new(RaftnetImpl {
+                    serve: options.raftnet_serve,
+                    wire: if choice == ImplChoice::Raftnet {
+                        Wire::Native
+                    } else {
+                        Wire::Hashicorp
+                    },
+                }));
+                continue;
+            }
+            ImplChoice::Tokio => {
+                let variants = TokioImpl::variants(
+                    options.placement,
+                    options.tokio_runtime,
+                    options.tokio_design,
+                );
+                for variant in variants {
+                    v.push(Arc::new(variant));
+                }
+                continue;
+            }
+            ImplChoice::Go => GoPair::GoToGo,
+            ImplChoice::RaftnetToGo => GoPair::RaftnetToGo,
+            ImplChoice::GoToRaftnet => GoPair::GoToRaftnet,
+        };
+        let program = go_program.get_or_insert_with(|| {
+            let built = go_impl::build();
+            if let Err(why) = &built {
+                eprintln!("raftnet-bench: the Go rows are skipped: {why}");
+            }
+            built
+        });
+        if let Ok(program) = program {
+            v.push(Arc::new(GoImpl {
+                pair: go_pair,
+                program: program.clone(),
+            }));
         }
     }
     v
@@ -400,7 +430,7 @@ mod tests {
     fn fake_options(scenarios: Vec<Scenario>, rounds: usize) -> Options {
         Options {
             scenarios,
-            impls: ImplChoice::Both,
+            impls: vec![ImplChoice::Raftnet, ImplChoice::Tokio],
             seconds: 0.1,
             warmup: 0.02,
             rounds,

@@ -60,6 +60,10 @@ pub enum Scenario {
     ClusterBench64,
 }
 
+/// The start of the error of a run whose implementation does not apply to its scenario (the
+/// table prints it as it is, not as an error).
+pub const NOT_APPLICABLE: &str = "n/a";
+
 /// Requests in flight in the small-message pipelined scenarios.
 pub const PIPELINE_DEPTH: usize = 128;
 /// Requests in flight with 1 MiB entries.
@@ -344,6 +348,11 @@ pub struct Sample {
     /// Latency of each counted operation, in nanoseconds (for pipelined ones: time in flight,
     /// from send to completion; for cluster writes: the `client_write` call, i.e. commit). Implementations may subsample if there are very many.
     pub latencies_ns: Vec<u64>,
+    /// CPU time and context switches of other processes the run drove during the window (the
+    /// Go column's `hashicorp-bench` process, which reads its own getrusage at the window's
+    /// edges): the harness reads only this process's (`RUSAGE_SELF`), and adds these, so CPU
+    /// per op covers both ends wherever they run.
+    pub other_processes: Option<crate::measure::Usage>,
 }
 
 impl Sample {
@@ -352,6 +361,16 @@ impl Sample {
         self.ops += other.ops;
         self.payload_bytes += other.payload_bytes;
         self.latencies_ns.extend(other.latencies_ns);
+        if let Some(usage) = other.other_processes {
+            self.add_other_process(usage);
+        }
+    }
+
+    /// Add another process's CPU time and context switches in the window.
+    pub fn add_other_process(&mut self, usage: crate::measure::Usage) {
+        let total = self.other_processes.get_or_insert_with(Default::default);
+        total.cpu += usage.cpu;
+        total.switches += usage.switches;
     }
 
     /// Count one completed operation, if it counts ([`Control::complete_operation`]).

@@ -1,5 +1,5 @@
 //! `--json`: one JSON object per line and row, with the row's metrics and the comparisons
-//! derived from them (`vs_tokio`, the fraction of its raw reference, heartbeat-under-load against
+//! derived from them (`vs_tokio`, the Go rows' `vs_go`, the fraction of its raw reference, heartbeat-under-load against
 //! the idle p99), and the invocation's settings.
 
 use serde_json::{Map, Value, json};
@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::Scenario;
 
-use crate::results::{Results, Subject, TOKIO_VARIANT, under_load, vs_raw, vs_tokio};
+use crate::results::{COMPARISONS, Results, Subject, TOKIO_VARIANT, under_load, versus, vs_raw};
 
 fn round3(v: f64) -> Value {
     if v.is_finite() {
@@ -88,11 +88,16 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                                 obj.insert("tokio_variant".into(), json!(variant));
                             }
                         }
-                        if row.imp == "raftnet"
-                            && let Some(v) = vs_tokio(results, s)
-                        {
+                        // raftnet's vs_tokio; the Go rows' vs_go.
+                        for (first, second) in COMPARISONS {
+                            if row.imp != first {
+                                continue;
+                            }
+                            let Some(v) = versus(results, s, first, second) else {
+                                continue;
+                            };
                             obj.insert(
-                                "vs_tokio".into(),
+                                format!("vs_{second}"),
                                 json!({
                                     "ops_ratio": opt3(v.ops),
                                     "mb_ratio": opt3(v.mb),

@@ -1,12 +1,14 @@
 //! The table on stdout: the raw loopback references, then a line per scenario and
-//! implementation with a raftnet÷tokio line under each pair, then notes (what the ratios and
+//! implementation with a raftnet÷tokio line under each pair (and the Go rows' ÷go lines), then notes (what the ratios and
 //! columns mean, heartbeat-under-load against the idle p99, failed rounds, stuck runs).
 
 use raftnet_bench::raw::Raw;
-use raftnet_bench::scenario::Scenario;
+use raftnet_bench::scenario::{NOT_APPLICABLE, Scenario};
 
 use super::{header_lines, num, opt, si, times};
-use crate::results::{Metrics, Results, Row, Subject, VsRaw, under_load, vs_raw, vs_tokio};
+use crate::results::{
+    COMPARISONS, Metrics, Results, Row, Subject, VsRaw, under_load, versus, vs_raw,
+};
 
 const COLUMNS: [(&str, usize); 13] = [
     ("ops/s", 9),
@@ -75,6 +77,10 @@ fn metric_cells(m: &Metrics, vs_raw: Option<VsRaw>) -> Vec<String> {
 }
 
 fn error_line(name: &str, imp: &str, error: &str) -> String {
+    if error.starts_with(NOT_APPLICABLE) {
+        // Not a failure: the implementation does not run this scenario.
+        return format!("{name:<NAME_WIDTH$} {imp:<IMPL_WIDTH$} {error}");
+    }
     format!("{name:<NAME_WIDTH$} {imp:<IMPL_WIDTH$} error: {error}")
 }
 
@@ -153,11 +159,14 @@ pub(crate) fn render_table(results: &Results) -> String {
                 )),
             }
         }
-        if let Some(v) = vs_tokio(results, scenario) {
+        for (first, second) in COMPARISONS {
+            let Some(v) = versus(results, scenario, first, second) else {
+                continue;
+            };
             let x = |v: Option<f64>| opt(v, times);
             out.push(table_line(
                 "",
-                "raftnet÷tokio",
+                &format!("{first}÷{second}"),
                 &[
                     x(v.ops),
                     x(v.mb),
@@ -176,14 +185,17 @@ pub(crate) fn render_table(results: &Results) -> String {
         }
     }
     out.push(String::new());
-    let both = ["raftnet", "tokio"]
-        .iter()
-        .all(|i| results.impl_names.iter().any(|n| n == i));
-    if both {
+    let ran = |imp: &str| results.impl_names.iter().any(|n| n == imp);
+    if COMPARISONS.iter().any(|(a, b)| ran(a) && ran(b)) {
         out.push(
-            "raftnet÷tokio rows: ops/s and MB/s are raftnet ÷ tokio; latency, CPU/op and switch/op \
-             are tokio ÷ raftnet (lower is better there), so > 1.00x always means raftnet is \
-             better."
+            "A÷B rows: ops/s and MB/s are A ÷ B; latency, CPU/op and switch/op are B ÷ A (lower \
+             is better there), so > 1.00x always means A is better."
+                .into(),
+        );
+    }
+    if ran("go") || ran("raftnet-to-go") || ran("go-to-raftnet") {
+        out.push(
+            "go: hashicorp/raft 1.1.2's NetworkTransport (Go), client and server in one Go process; raftnet-to-go: raftnet's client in hashicorp/raft's format calling that Go server; go-to-raftnet: the Go client calling raftnet's server in that format; raftnet-hc: raftnet at both ends in that format. CPU µs/op and switch/op add the Go process's own getrusage over the window; n/a: a scenario the Go program does not run."
                 .into(),
         );
     }
