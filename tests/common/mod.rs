@@ -12,6 +12,7 @@
 //! - [`child`]: a transport serving in a child process (the test binary re-run), measured from
 //!   the parent through `/proc`;
 //! - [`legit`]: a legitimate peer calling an attacked server, its latencies recorded;
+//! - [`go`]: the Go interop program (`interop/hashicorp`) built and run in one of its modes;
 //! - [`tls`]: a test CA and node certificates (rcgen), and TLS configurations from them.
 //!
 //! Each test binary says `mod common;` and imports the files it needs.
@@ -22,6 +23,7 @@
 pub(crate) mod bodies;
 pub(crate) mod child;
 pub(crate) mod fixtures;
+pub(crate) mod go;
 pub(crate) mod legit;
 pub(crate) mod measure;
 pub(crate) mod net;
