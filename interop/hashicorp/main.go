@@ -13,18 +13,19 @@
 //	                stops the connection, and when stdin closes the process exits at once,
 //	                closing nothing: a Go node gone with a client's pipeline in flight
 //	client ADDR     call a server at ADDR with the sequence in runClient(), print "RESP ..." for
-//	                each answer; exit status 1 on a transport error
+//	                each answer ("RESP name error=..." for an error answer or a failed call)
 //	bulk ADDR       the large exchanges: an AppendEntries of 1,000 entries (bulkEntries), then a
-//	                64 MiB InstallSnapshot; "RESP ..." for each
+//	                64 MiB InstallSnapshot; "RESP ..." for each, as client does
 //	pipeline ADDR [READ]
 //	                send 128 AppendEntries on one AppendEntriesPipeline before reading any
 //	                answer (every 16th with term 666, which the server refuses), then print
 //	                "PIPE i ..." for each completion, in order. With READ, the process exits
-//	                after READ completions (printing "EXIT"), the other answers unread: a Go node
-//	                gone mid-pipeline
+//	                after taking READ completions (printing "EXIT"), closing nothing, the rest
+//	                of the pipeline in flight: a Go node gone mid-pipeline
 //
 // tests/hashicorp_interop.rs builds and drives it; tests/hashicorp_golden.rs checks the vectors
-// without Go. The canonical request lines (describe) and the answer rules are mirrored there.
+// without Go. The canonical request lines (describe), the answer rules (respond) and the
+// requests both sides build (pattern, bulkEntries, pipelineRequest) are mirrored there.
 package main
 
 import (
