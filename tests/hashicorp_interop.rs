@@ -8,22 +8,23 @@
 //! - an AppendEntries of 1,000 entries (every log type v1.1.2 has, nil and empty data and
 //!   extensions, data of 1 MiB and of 70,000 bytes) and a 64 MiB InstallSnapshot checked by CRC;
 //! - appends pipelined 128 deep on one connection, every 16th answered with an error;
-//! - a node gone mid-pipeline: a Go client that exits with answers unread leaves the raftnet
-//!   server serving the next client; a Go server that exits with a raftnet pipeline in flight
-//!   fails every call in flight exactly once, none left hanging.
+//! - a node gone mid-pipeline: a Go client that exits with requests unanswered, or with
+//!   answers on their way, leaves the raftnet server serving the next client; a Go server
+//!   that exits with a raftnet pipeline in flight fails every call in flight exactly once,
+//!   none left hanging.
 //!
-//! The Go side is `interop/hashicorp` (its doc has the modes), built here with `go build` in
-//! GOPATH mode into this test's target directory and run by `GoProcess` (`tests/common/go.rs`). Both sides answer by
-//! the same rules (`answer` here, `respond` there), build the same requests (`bulk_entries`,
-//! `pipeline_request`, `pattern`) and describe what they received in the same words
-//! (`describe`, mirrored from the Go program), so each test checks what the other side saw as
-//! well as what it answered. Without Go or the package, each test says why on stderr and
-//! returns (`.ci/run` installs both).
+//! The Go side is `interop/hashicorp` (its doc has the modes), built with `go build` in GOPATH
+//! mode into this test's target directory and run by `GoProcess` (`tests/common/go.rs`). Both
+//! sides answer by the same rules (`answer` here, `respond` there), build the same requests
+//! (`bulk_entries`, `pipeline_request`, `pattern`) and describe what they received in the same
+//! words (`describe`, mirrored from the Go program), so each test checks what the other side
+//! saw as well as what it answered. Without Go or the package, each test says why on stderr
+//! and returns (`.ci/run` installs both).
 
 mod common;
 
 use std::io::{ErrorKind, Read};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -88,6 +89,17 @@ fn pattern(size: usize, seed: usize) -> Bytes {
     (0..size)
         .map(|j| (((j + seed) * 31 + 7) % 251) as u8)
         .collect()
+}
+
+/// The 64 MiB snapshot body (`pattern(64 MiB, 0)`) and its CRC-32, made once per test binary
+/// (seconds in a debug build).
+fn snapshot_64_mib() -> &'static (Bytes, u32) {
+    static BODY: OnceLock<(Bytes, u32)> = OnceLock::new();
+    BODY.get_or_init(|| {
+        let body = pattern(64 << 20, 0);
+        let crc = crc32fast::hash(&body);
+        (body, crc)
+    })
 }
 
 /// The CRC-32 (IEEE) of everything `reader` yields, and its length.
@@ -544,7 +556,7 @@ fn a_raftnet_client_calls_a_go_server() {
 /// snapshot body, each seen by raftnet exactly as Go wrote it.
 #[test]
 fn a_go_client_sends_1000_entries_and_a_64_mib_snapshot_to_a_raftnet_server() {
-    let crc = crc32fast::hash(&pattern(64 << 20, 0));
+    let (_, crc) = snapshot_64_mib();
     let expected_answers = [
         "RESP append1000 term=9 lastlog=1100 success=true noretry=false".to_string(),
         format!("RESP snapshot64 term={crc} success=true crc={crc}"),
@@ -577,7 +589,7 @@ fn a_raftnet_client_sends_1000_entries_and_a_64_mib_snapshot_to_a_go_server() {
         no_retry_backoff: false,
     };
     assert_eq!(answer, expected, "the answer to 1,000 entries");
-    let body = pattern(64 << 20, 0);
+    let (body, crc) = snapshot_64_mib();
     let snapshot = snapshot_request(b"rust-leader", body.len());
     let installed = client
         .install_snapshot_bytes(&id, &addr, snapshot, body.clone(), CallOptions::default())
@@ -585,7 +597,7 @@ fn a_raftnet_client_sends_1000_entries_and_a_64_mib_snapshot_to_a_go_server() {
         .unwrap();
     assert_eq!(
         (installed.term, installed.success),
-        (u64::from(crc32fast::hash(&body)), true),
+        (u64::from(*crc), true),
         "the Go server read exactly the 64 MiB body, by its CRC"
     );
     client.close();
@@ -688,13 +700,9 @@ fn a_go_client_gone_with_requests_unanswered_leaves_the_raftnet_server_serving()
             }
         }
     });
-    let addr = server.local_addr().to_string();
-    let Some(got) = run_go(&["pipeline", &addr, &READ.to_string()]) else {
+    if !go_pipeline_leaves_after(&server, READ) {
         return;
-    };
-    let mut expected: Vec<String> = (0..READ as u64).map(pipe_line).collect();
-    expected.push("EXIT".into());
-    assert_lines(&got, &expected, "what the Go pipeline read before exiting");
+    }
     wait_until("the raftnet server has all 128 requests", || {
         received.lock().unwrap().len() == DEPTH
     });
@@ -708,6 +716,20 @@ fn a_go_client_gone_with_requests_unanswered_leaves_the_raftnet_server_serving()
         pipelined, DEPTH,
         "the pipeline's requests the Raft side received"
     );
+}
+
+/// Run the Go `pipeline` mode against `server`, leaving after `read` completions, and check
+/// what it read; `false` without Go.
+#[track_caller]
+fn go_pipeline_leaves_after(server: &NetTransport, read: usize) -> bool {
+    let addr = server.local_addr().to_string();
+    let Some(got) = run_go(&["pipeline", &addr, &read.to_string()]) else {
+        return false;
+    };
+    let mut expected: Vec<String> = (0..read as u64).map(pipe_line).collect();
+    expected.push("EXIT".into());
+    assert_lines(&got, &expected, "what the Go pipeline read before exiting");
+    true
 }
 
 /// After a Go client that sent the pipeline and left: the next Go client (`client` mode) gets
@@ -756,13 +778,9 @@ fn the_next_go_client_is_served(server: &NetTransport, received: &Mutex<Vec<Stri
 fn a_go_client_gone_with_answers_unread_leaves_the_raftnet_server_serving() {
     const READ: usize = 32;
     let (server, received) = recording_server();
-    let addr = server.local_addr().to_string();
-    let Some(got) = run_go(&["pipeline", &addr, &READ.to_string()]) else {
+    if !go_pipeline_leaves_after(&server, READ) {
         return;
-    };
-    let mut expected: Vec<String> = (0..READ as u64).map(pipe_line).collect();
-    expected.push("EXIT".into());
-    assert_lines(&got, &expected, "what the Go pipeline read before exiting");
+    }
     wait_until("the connection of the Go process is closed", || {
         server.metrics().open_connections == 0
     });
