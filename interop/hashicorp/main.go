@@ -5,17 +5,27 @@
 //
 // Modes:
 //
-//	golden DIR    write the golden vectors (tests/golden/hashicorp/*.hex): every request and
-//	              answer exactly as NetworkTransport writes them (its encoder, its handle)
-//	serve         run a NetworkTransport server; print "LISTEN addr", then "RECV ..." for each
-//	              request, answered by the rules in answer(); exit when stdin closes
-//	client ADDR   call a server at ADDR with the sequence in runClient(), print "RESP ..." for
-//	              each answer; exit status 1 on a transport error
-//	pipeline ADDR send 128 AppendEntries on one AppendEntriesPipeline before reading any
-//	              answer, then print "PIPE i lastlog=..." for each completion, in order
+//	golden DIR      write the golden vectors (tests/golden/hashicorp/*.hex): every request and
+//	                answer exactly as NetworkTransport writes them (its encoder, its handle)
+//	serve [HOLD_AT] run a NetworkTransport server; print "LISTEN addr", then "RECV ..." for each
+//	                request, answered by the rules in respond(); exit when stdin closes. With
+//	                HOLD_AT, the HOLD_AT-th request is held unanswered (printing "HOLD"), which
+//	                stops the connection, and when stdin closes the process exits at once,
+//	                closing nothing: a Go node gone with a client's pipeline in flight
+//	client ADDR     call a server at ADDR with the sequence in runClient(), print "RESP ..." for
+//	                each answer ("RESP name error=..." for an error answer or a failed call)
+//	bulk ADDR       the large exchanges: an AppendEntries of 1,000 entries (bulkEntries), then a
+//	                64 MiB InstallSnapshot; "RESP ..." for each, as client does
+//	pipeline ADDR [READ]
+//	                send 128 AppendEntries on one AppendEntriesPipeline before reading any
+//	                answer (every 16th with term 666, which the server refuses), then print
+//	                "PIPE i ..." for each completion, in order. With READ, the process exits
+//	                after taking READ completions (printing "EXIT"), closing nothing, the rest
+//	                of the pipeline in flight: a Go node gone mid-pipeline
 //
 // tests/hashicorp_interop.rs builds and drives it; tests/hashicorp_golden.rs checks the vectors
-// without Go. The canonical request lines (describe) and the answer rules are mirrored there.
+// without Go. The canonical request lines (describe), the answer rules (respond) and the
+// requests both sides build (pattern, bulkEntries, pipelineRequest) are mirrored there.
 package main
 
 import (
@@ -28,7 +38,9 @@ import (
 	"io/ioutil"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-msgpack/codec"
@@ -45,7 +57,7 @@ const (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: hashicorp golden DIR | serve | client ADDR")
+		fmt.Fprintln(os.Stderr, "usage: hashicorp golden DIR | serve [HOLD_AT] | client ADDR | bulk ADDR | pipeline ADDR [READ]")
 		os.Exit(2)
 	}
 	var err error
@@ -53,11 +65,13 @@ func main() {
 	case "golden":
 		err = writeGolden(os.Args[2])
 	case "serve":
-		err = serve()
+		err = serve(optionalCount(2))
 	case "client":
 		err = runClient(os.Args[2])
+	case "bulk":
+		err = runBulk(os.Args[2])
 	case "pipeline":
-		err = runPipeline(os.Args[2])
+		err = runPipeline(os.Args[2], optionalCount(3))
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -65,6 +79,37 @@ func main() {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
+}
+
+// optionalCount is the count given as argument i, or 0 without one.
+func optionalCount(i int) int {
+	if len(os.Args) <= i {
+		return 0
+	}
+	n, err := strconv.Atoi(os.Args[i])
+	if err != nil || n <= 0 {
+		fmt.Fprintf(os.Stderr, "not a count: %q\n", os.Args[i])
+		os.Exit(2)
+	}
+	return n
+}
+
+// lineWriter prints whole lines to stdout from any goroutine, each flushed at once, so that
+// a process that exits abruptly has printed every line before it.
+type lineWriter struct {
+	mu  sync.Mutex
+	out *bufio.Writer
+}
+
+func newLineWriter() *lineWriter {
+	return &lineWriter{out: bufio.NewWriter(os.Stdout)}
+}
+
+func (w *lineWriter) printf(format string, args ...interface{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fmt.Fprintf(w.out, format+"\n", args...)
+	w.out.Flush()
 }
 
 // ---- golden vectors ------------------------------------------------------------------------
@@ -200,17 +245,21 @@ func describe(cmd interface{}) string {
 	return fmt.Sprintf("unknown %T", cmd)
 }
 
-// respond answers a request by the harness's rules (mirrored in tests/hashicorp_interop.rs).
-// snapshotCRC and snapshotLen describe the body read for an InstallSnapshot.
+// respond answers a request by the harness's rules (mirrored in tests/hashicorp_interop.rs):
+// term 666 is refused with an error answer. snapshotCRC and snapshotLen describe the body read
+// for an InstallSnapshot.
 func respond(cmd interface{}, snapshotCRC uint32, snapshotLen int64) (interface{}, error) {
 	pv := raft.RPCHeader{ProtocolVersion: 3}
 	switch r := cmd.(type) {
 	case *raft.AppendEntriesRequest:
+		if r.Term == refusedTerm {
+			return nil, fmt.Errorf("append refused: term %d", r.Term)
+		}
 		return &raft.AppendEntriesResponse{RPCHeader: pv, Term: r.Term,
 			LastLog: r.PrevLogEntry + uint64(len(r.Entries)), Success: true,
 			NoRetryBackoff: len(r.Entries) == 3}, nil
 	case *raft.RequestVoteRequest:
-		if r.Term == 666 {
+		if r.Term == refusedTerm {
 			return nil, fmt.Errorf("vote refused: term %d", r.Term)
 		}
 		return &raft.RequestVoteResponse{RPCHeader: pv, Term: r.Term, Granted: r.LeadershipTransfer}, nil
@@ -223,16 +272,73 @@ func respond(cmd interface{}, snapshotCRC uint32, snapshotLen int64) (interface{
 	return nil, fmt.Errorf("unexpected command")
 }
 
+// refusedTerm is the term whose requests the harness's servers refuse with an error answer.
+const refusedTerm = 666
+
+// pattern is the bytes both sides build for a body or an entry's data: byte j is
+// ((j+seed)*31 + 7) mod 251 (pattern in tests/hashicorp_interop.rs).
+func pattern(size, seed int) []byte {
+	body := make([]byte, size)
+	for j := range body {
+		body[j] = byte(((j+seed)*31 + 7) % 251)
+	}
+	return body
+}
+
+// bulkEntries is the 1,000-entry AppendEntries both sides build (bulk_entries in
+// tests/hashicorp_interop.rs), indexes 101 to 1100: every LogType v1.1.2 has, in turn
+// (Command, Noop, AddPeerDeprecated, RemovePeerDeprecated, Barrier, Configuration); data nil,
+// empty, of 1 MiB, of 70,000 bytes (past go-msgpack's 16-bit lengths) or of up to 299 bytes;
+// extensions nil, empty or up to 39 bytes.
+func bulkEntries() []*raft.Log {
+	entries := make([]*raft.Log, 1000)
+	for k := range entries {
+		e := &raft.Log{Index: uint64(101 + k), Term: 9, Type: raft.LogType(k % 6)}
+		switch {
+		case k == 500:
+			e.Data = pattern(1<<20, k)
+		case k == 501:
+			e.Data = pattern(70000, k)
+		case k%5 == 0:
+		case k%5 == 1:
+			e.Data = []byte{}
+		default:
+			e.Data = pattern(k*37%300, k)
+		}
+		switch k % 3 {
+		case 1:
+			e.Extensions = []byte{}
+		case 2:
+			e.Extensions = pattern(k%40, k)
+		}
+		entries[k] = e
+	}
+	return entries
+}
+
+// pipelineRequest is the i-th request of a 128-deep pipeline (pipeline_request in
+// tests/hashicorp_interop.rs): one entry each, every 16th refused (term 666).
+func pipelineRequest(i int, leader []byte) *raft.AppendEntriesRequest {
+	term := uint64(9)
+	if i%16 == 15 {
+		term = refusedTerm
+	}
+	return &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3}, Term: term,
+		Leader: leader, PrevLogEntry: uint64(i), PrevLogTerm: 9,
+		Entries: []*raft.Log{{Index: uint64(i + 1), Term: 9, Data: []byte{byte(i)}}}}
+}
+
 // ---- server ----------------------------------------------------------------------------------
 
-func serve() error {
+func serve(holdAt int) error {
 	trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer trans.Close()
-	out := bufio.NewWriter(os.Stdout)
-	lines := make(chan string, 1024)
+	out := newLineWriter()
+	var mu sync.Mutex
+	received := 0
 	handle := func(rpc raft.RPC) {
 		var crc uint32
 		var n int64
@@ -241,115 +347,151 @@ func serve() error {
 			n, _ = io.Copy(h, rpc.Reader)
 			crc = h.Sum32()
 		}
-		lines <- "RECV " + describe(rpc.Command)
+		out.printf("RECV %s", describe(rpc.Command))
+		mu.Lock()
+		received++
+		hold := received == holdAt
+		mu.Unlock()
+		if hold {
+			// NetworkTransport reads a connection's next request only after answering this
+			// one: the requests behind it stay unread.
+			out.printf("HOLD")
+			return
+		}
 		rpc.Respond(respond(rpc.Command, crc, n))
 	}
 	trans.SetHeartbeatHandler(func(rpc raft.RPC) {
-		lines <- "HEARTBEAT"
+		out.printf("HEARTBEAT")
 		handle(rpc)
 	})
-	fmt.Fprintf(out, "LISTEN %s\n", trans.LocalAddr())
-	out.Flush()
+	out.printf("LISTEN %s", trans.LocalAddr())
 	go func() {
 		for rpc := range trans.Consumer() {
 			handle(rpc)
 		}
 	}()
-	printed := make(chan struct{})
-	go func() {
-		for line := range lines {
-			fmt.Fprintln(out, line)
-			out.Flush()
-		}
-		close(printed)
-	}()
-	// Until the test closes our stdin (after its last call was answered): then every line is
-	// printed before the process ends.
+	// Until the test closes our stdin (after its last call was answered); every line is
+	// printed by then.
 	io.Copy(ioutil.Discard, os.Stdin)
-	close(lines)
-	<-printed
+	if holdAt > 0 {
+		// Gone, as a killed node is: the kernel closes its connections (with a reset where
+		// requests are left unread).
+		os.Exit(0)
+	}
 	return nil
 }
 
-// ---- client ----------------------------------------------------------------------------------
+// ---- clients ---------------------------------------------------------------------------------
 
-// SnapshotBody is the InstallSnapshot body both sides build: byte i is (i*31 + 7) mod 251.
-func snapshotBody(size int) []byte {
-	body := make([]byte, size)
-	for i := range body {
-		body[i] = byte((i*31 + 7) % 251)
+// caller makes the client modes' calls to one server and prints each answer as a RESP line.
+type caller struct {
+	trans  *raft.NetworkTransport
+	target raft.ServerAddress
+	id     raft.ServerID
+	out    *lineWriter
+}
+
+func newCaller(addr string) (*caller, error) {
+	trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
+	if err != nil {
+		return nil, err
 	}
-	return body
+	return &caller{trans: trans, target: raft.ServerAddress(addr), id: raft.ServerID("rust"),
+		out: newLineWriter()}, nil
+}
+
+func (c *caller) appendEntries(name string, req *raft.AppendEntriesRequest) {
+	var resp raft.AppendEntriesResponse
+	if err := c.trans.AppendEntries(c.id, c.target, req, &resp); err != nil {
+		c.out.printf("RESP %s error=%q", name, err.Error())
+		return
+	}
+	c.out.printf("RESP %s term=%d lastlog=%d success=%t noretry=%t",
+		name, resp.Term, resp.LastLog, resp.Success, resp.NoRetryBackoff)
+}
+
+func (c *caller) vote(name string, req *raft.RequestVoteRequest) {
+	var resp raft.RequestVoteResponse
+	if err := c.trans.RequestVote(c.id, c.target, req, &resp); err != nil {
+		c.out.printf("RESP %s error=%q", name, err.Error())
+		return
+	}
+	c.out.printf("RESP %s term=%d granted=%t", name, resp.Term, resp.Granted)
+}
+
+// installSnapshot sends a body of size bytes (pattern(size, 0)) after req.
+func (c *caller) installSnapshot(name string, req *raft.InstallSnapshotRequest, size int) {
+	body := pattern(size, 0)
+	req.Size = int64(size)
+	var resp raft.InstallSnapshotResponse
+	if err := c.trans.InstallSnapshot(c.id, c.target, req, &resp, bytes.NewReader(body)); err != nil {
+		c.out.printf("RESP %s error=%q", name, err.Error())
+		return
+	}
+	c.out.printf("RESP %s term=%d success=%t crc=%d", name, resp.Term, resp.Success,
+		crc32.ChecksumIEEE(body))
+}
+
+var goLeader = []byte("go-leader")
+
+func snapshotRequest() *raft.InstallSnapshotRequest {
+	return &raft.InstallSnapshotRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3},
+		SnapshotVersion: 1, Term: 6, Leader: goLeader, LastLogIndex: 11, LastLogTerm: 5,
+		Configuration: []byte("conf"), ConfigurationIndex: 11}
 }
 
 func runClient(addr string) error {
-	trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
+	c, err := newCaller(addr)
 	if err != nil {
 		return err
 	}
-	defer trans.Close()
-	target := raft.ServerAddress(addr)
-	id := raft.ServerID("rust")
+	defer c.trans.Close()
 	pv := raft.RPCHeader{ProtocolVersion: 3}
-	leader := []byte("go-leader")
-	out := bufio.NewWriter(os.Stdout)
-	defer out.Flush()
-	appendEntries := func(name string, req *raft.AppendEntriesRequest) {
-		var resp raft.AppendEntriesResponse
-		if err := trans.AppendEntries(id, target, req, &resp); err != nil {
-			fmt.Fprintf(out, "RESP %s error=%q\n", name, err.Error())
-			return
-		}
-		fmt.Fprintf(out, "RESP %s term=%d lastlog=%d success=%t noretry=%t\n",
-			name, resp.Term, resp.LastLog, resp.Success, resp.NoRetryBackoff)
-	}
-	appendEntries("heartbeat", &raft.AppendEntriesRequest{RPCHeader: pv, Term: 5, Leader: leader})
-	appendEntries("append0", &raft.AppendEntriesRequest{RPCHeader: pv, Term: 5, Leader: leader,
+	leader := goLeader
+	c.appendEntries("heartbeat", &raft.AppendEntriesRequest{RPCHeader: pv, Term: 5, Leader: leader})
+	c.appendEntries("append0", &raft.AppendEntriesRequest{RPCHeader: pv, Term: 5, Leader: leader,
 		PrevLogEntry: 7, PrevLogTerm: 2, LeaderCommitIndex: 7, Entries: []*raft.Log{}})
-	appendEntries("append1", &raft.AppendEntriesRequest{RPCHeader: pv, Term: 5, Leader: leader,
+	c.appendEntries("append1", &raft.AppendEntriesRequest{RPCHeader: pv, Term: 5, Leader: leader,
 		PrevLogEntry: 7, PrevLogTerm: 2, LeaderCommitIndex: 7,
 		Entries: []*raft.Log{{Index: 8, Term: 5, Type: raft.LogCommand, Data: []byte("one")}}})
-	appendEntries("append3", &raft.AppendEntriesRequest{RPCHeader: pv, Term: 5, Leader: leader,
+	c.appendEntries("append3", &raft.AppendEntriesRequest{RPCHeader: pv, Term: 5, Leader: leader,
 		PrevLogEntry: 8, PrevLogTerm: 5, LeaderCommitIndex: 8,
 		Entries: []*raft.Log{
 			{Index: 9, Term: 5, Type: raft.LogNoop},
 			{Index: 10, Term: 5, Type: raft.LogCommand, Data: []byte{}, Extensions: []byte("ext")},
 			{Index: 11, Term: 5, Type: raft.LogConfiguration, Data: bytes.Repeat([]byte("three"), 30)},
 		}})
-	vote := func(name string, req *raft.RequestVoteRequest) {
-		var resp raft.RequestVoteResponse
-		if err := trans.RequestVote(id, target, req, &resp); err != nil {
-			fmt.Fprintf(out, "RESP %s error=%q\n", name, err.Error())
-			return
-		}
-		fmt.Fprintf(out, "RESP %s term=%d granted=%t\n", name, resp.Term, resp.Granted)
-	}
-	vote("vote", &raft.RequestVoteRequest{RPCHeader: pv, Term: 6, Candidate: []byte("go-cand"),
+	c.vote("vote", &raft.RequestVoteRequest{RPCHeader: pv, Term: 6, Candidate: []byte("go-cand"),
 		LastLogIndex: 11, LastLogTerm: 5, LeadershipTransfer: true})
 	var tresp raft.TimeoutNowResponse
-	if err := trans.TimeoutNow(id, target, &raft.TimeoutNowRequest{RPCHeader: pv}, &tresp); err != nil {
-		fmt.Fprintf(out, "RESP timeout error=%q\n", err.Error())
+	if err := c.trans.TimeoutNow(c.id, c.target, &raft.TimeoutNowRequest{RPCHeader: pv}, &tresp); err != nil {
+		c.out.printf("RESP timeout error=%q", err.Error())
 	} else {
-		fmt.Fprintf(out, "RESP timeout pv=%d\n", tresp.ProtocolVersion)
+		c.out.printf("RESP timeout pv=%d", tresp.ProtocolVersion)
 	}
-	body := snapshotBody(1 << 20)
-	var sresp raft.InstallSnapshotResponse
-	sreq := &raft.InstallSnapshotRequest{RPCHeader: pv, SnapshotVersion: 1, Term: 6,
-		Leader: leader, LastLogIndex: 11, LastLogTerm: 5, Configuration: []byte("conf"),
-		ConfigurationIndex: 11, Size: int64(len(body))}
-	if err := trans.InstallSnapshot(id, target, sreq, &sresp, bytes.NewReader(body)); err != nil {
-		fmt.Fprintf(out, "RESP snapshot error=%q\n", err.Error())
-	} else {
-		fmt.Fprintf(out, "RESP snapshot term=%d success=%t crc=%d\n", sresp.Term, sresp.Success,
-			crc32.ChecksumIEEE(body))
+	c.installSnapshot("snapshot", snapshotRequest(), 1<<20)
+	c.vote("refused", &raft.RequestVoteRequest{RPCHeader: pv, Term: refusedTerm, Candidate: []byte("go-cand")})
+	return nil
+}
+
+// runBulk makes the large calls: 1,000 entries in one AppendEntries, a 64 MiB snapshot.
+func runBulk(addr string) error {
+	c, err := newCaller(addr)
+	if err != nil {
+		return err
 	}
-	vote("refused", &raft.RequestVoteRequest{RPCHeader: pv, Term: 666, Candidate: []byte("go-cand")})
+	defer c.trans.Close()
+	c.appendEntries("append1000", &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3},
+		Term: 9, Leader: goLeader, PrevLogEntry: 100, PrevLogTerm: 9, LeaderCommitIndex: 100,
+		Entries: bulkEntries()})
+	c.installSnapshot("snapshot64", snapshotRequest(), 64<<20)
 	return nil
 }
 
 // runPipeline sends 128 AppendEntries on one pipeline (one connection) before taking any
-// completion, then prints each completion in the order the pipeline hands them out.
-func runPipeline(addr string) error {
+// completion, then prints each completion in the order the pipeline hands them out; with
+// read > 0, only that many, and then the process exits with the pipeline open.
+func runPipeline(addr string, read int) error {
 	trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
 	if err != nil {
 		return err
@@ -362,21 +504,24 @@ func runPipeline(addr string) error {
 	defer pipeline.Close()
 	const depth = 128
 	for i := 0; i < depth; i++ {
-		req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3}, Term: 9,
-			Leader: []byte("go-leader"), PrevLogEntry: uint64(i), PrevLogTerm: 9,
-			Entries: []*raft.Log{{Index: uint64(i + 1), Term: 9, Data: []byte{byte(i)}}}}
-		if _, err := pipeline.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
+		if _, err := pipeline.AppendEntries(pipelineRequest(i, goLeader), new(raft.AppendEntriesResponse)); err != nil {
 			return err
 		}
 	}
-	out := bufio.NewWriter(os.Stdout)
-	defer out.Flush()
+	out := newLineWriter()
 	for i := 0; i < depth; i++ {
+		if i == read && read > 0 {
+			// Gone without reading the other answers or closing anything: the kernel closes
+			// the connection (a reset, with answers unread).
+			out.printf("EXIT")
+			os.Exit(0)
+		}
 		future := <-pipeline.Consumer()
 		if err := future.Error(); err != nil {
-			return err
+			out.printf("PIPE %d prev=%d error=%q", i, future.Request().PrevLogEntry, err.Error())
+			continue
 		}
-		fmt.Fprintf(out, "PIPE %d prev=%d lastlog=%d success=%t\n", i,
+		out.printf("PIPE %d prev=%d lastlog=%d success=%t", i,
 			future.Request().PrevLogEntry, future.Response().LastLog, future.Response().Success)
 	}
 	return nil

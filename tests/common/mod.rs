@@ -14,7 +14,7 @@
 //! - [`legit`]: a legitimate peer calling an attacked server, its latencies recorded;
 //! - [`tls`]: a test CA and node certificates (rcgen), TLS configurations from them, and a
 //!   server and raw peers plain or over TLS ([`tls::Security`]);
-//! - [`go`]: the Go interop program (`interop/hashicorp`), built and run.
+//! - [`go`]: the Go interop program (`interop/hashicorp`) built and run in one of its modes.
 //!
 //! Each test binary says `mod common;` and imports the files it needs.
 // Every test binary compiles all of this but uses only part of it; the allowance covers the
