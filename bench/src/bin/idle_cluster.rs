@@ -4,17 +4,19 @@
 //! Issue 11's goal: raftnet's idle cluster stays at or under 1 % of one CPU.
 //!
 //! ```text
-//! cargo run --release -p raftnet-bench --bin raftnet-idle-cluster -- [SECONDS] [ROUNDS]
+//! cargo run --release -p raftnet-bench --bin raftnet-idle-cluster -- [SECONDS] [ROUNDS] [task|thread]
 //! ```
 //!
 //! Each round measures the raftnet cluster, then the tokio one (SECONDS each, default 10; 3
 //! rounds by default), after a 2 s settle; the medians are printed last. CPU time is the
 //! process's own (getrusage), so other load on the machine does not count in it, though it can
-//! delay wake-ups.
+//! delay wake-ups. The last argument places raftnet's drivers as raftnet-bench's `--reactor`
+//! does: a task on each node's runtime (default, as the openraft adapter recommends) or a
+//! thread of their own.
 
 use std::time::Duration;
 
-use raftnet_bench::cluster::{self, Idle, Network, Store};
+use raftnet_bench::cluster::{self, Idle, Network, Reactor, Store};
 
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -27,6 +29,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: f64 = args.next().map_or(10.0, |a| a.parse().expect("SECONDS"));
     let rounds: usize = args.next().map_or(3, |a| a.parse().expect("ROUNDS"));
+    let reactor = args.next().map_or(Reactor::Task, |a| {
+        Reactor::from_name(&a).expect("the reactor: task or thread")
+    });
+    cluster::set_reactor(reactor);
+    println!("raftnet's drivers: {}", reactor.name());
     let window = Duration::from_secs_f64(seconds);
     let networks = [Network::Raftnet, Network::Tokio];
     let mut results: Vec<Vec<Idle>> = vec![Vec::new(); networks.len()];
