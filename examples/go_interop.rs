@@ -11,7 +11,7 @@
 //! Run with `cargo run --example go_interop`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -24,8 +24,10 @@ use raftnet::message::{
 use raftnet::wire::hashicorp::{GoRaftVersion, HashicorpCodecFactory};
 use raftnet::{Config, NetTransport, Transport};
 
-/// Where Debian's golang-github-hashicorp-raft-dev puts hashicorp/raft (GOPATH mode).
-const GOPATH: &str = "/usr/share/gocode";
+#[path = "../interop/go_build.rs"]
+mod go_build;
+use go_build::{go_build_beside_exe, go_missing};
+
 /// How many commands the Go leader applies after adding this node.
 const COMMANDS: usize = 10;
 /// Far beyond what the exchange takes (seconds, most of it the Go cluster's first election).
@@ -33,14 +35,22 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// This node's server id in the Go cluster's configuration.
 const ID: &str = "rust1";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let program = match build_go_cluster() {
-        Ok(program) => program,
-        Err(why) => {
-            println!("SKIPPED: {why}");
-            return Ok(());
-        }
-    };
+fn main() {
+    // Errors end the demo here, after `run` has dropped (killed) the Go process.
+    if let Err(error) = run() {
+        eprintln!("go_interop: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(why) = go_missing() {
+        println!("SKIPPED: {why}");
+        return Ok(());
+    }
+    // Go and the package are here: a failing build is an error, not a skip.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let program = go_build_beside_exe(repo, "hashicorp-cluster")?;
     let mut go = GoCluster::start(&program)?;
     let leader = go.next_line()?;
     println!("go: {leader}");
@@ -75,7 +85,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let now = Instant::now();
         if now >= deadline {
-            // An error out of main: exit code 1, the Go process killed on the way (drop).
             return Err(format!(
                 "timed out: {} of {COMMANDS} commands arrived within {TIMEOUT:?} (Go's output above)",
                 follower.commands()
@@ -198,49 +207,6 @@ fn print_entry(entry: &Log) {
         "entry index={} term={} type={:?} data={data}",
         entry.index, entry.term, entry.kind
     );
-}
-
-/// Build `interop/hashicorp-cluster` next to this example's executable (in `target/`); `Err`
-/// says why it cannot run here.
-fn build_go_cluster() -> Result<PathBuf, String> {
-    if Command::new("go").arg("version").output().is_err() {
-        return Err(
-            "no `go` on PATH (apt-get install golang-go golang-github-hashicorp-raft-dev)".into(),
-        );
-    }
-    let package = Path::new(GOPATH).join("src/github.com/hashicorp/raft");
-    if !package.is_dir() {
-        return Err(format!(
-            "hashicorp/raft is not at {} (apt-get install golang-github-hashicorp-raft-dev)",
-            package.display()
-        ));
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let out_dir = exe
-        .parent()
-        .ok_or("the executable has no directory")?
-        .join("hashicorp-cluster");
-    let program = out_dir.join("hashicorp-cluster");
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&program)
-        .arg("./interop/hashicorp-cluster")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("GO111MODULE", "off")
-        .env("GOPATH", GOPATH)
-        .env("GOFLAGS", "")
-        .env("GOCACHE", out_dir.join("go-cache"))
-        .output()
-        .map_err(|e| format!("go build: {e}"))?;
-    if !built.status.success() {
-        // Go and the package are here: a failing build is an error, not a skip.
-        eprintln!(
-            "go build of interop/hashicorp-cluster failed:\n{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        std::process::exit(1);
-    }
-    Ok(program)
 }
 
 /// The Go cluster's process: its stdin, its stdout as lines (read on a thread of their own),
