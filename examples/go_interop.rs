@@ -167,6 +167,7 @@ impl Follower {
             }
             if entry.index != self.log.len() as u64 + 1 {
                 // Not the next index: a leader never sends that after a matching prev entry.
+                answer.last_log = self.log.len() as u64;
                 return answer;
             }
             print_entry(entry);

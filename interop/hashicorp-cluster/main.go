@@ -9,7 +9,7 @@
 // one line "ID ADDR" from stdin, adds that server as a non-voter (printing "ADDED id index"),
 // applies N commands "command 1" .. "command N" (printing "APPLIED i index" for each) and
 // waits for stdin to close (the joiner has them all), then shuts the nodes down and exits 0.
-// Raft's own logs (warnings and errors) go to stderr.
+// Raft's own logs (warnings and errors) go to stderr until the shutdown.
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,6 +37,17 @@ type snapshot struct{}
 func (snapshot) Persist(sink raft.SnapshotSink) error { return sink.Close() }
 func (snapshot) Release()                             {}
 
+// logs passes raft's and the transports' logs to stderr until the cluster shuts down, when
+// each node's closing connections would be logged as errors by the others.
+type logs struct{ muted int32 }
+
+func (l *logs) Write(p []byte) (int, error) {
+	if atomic.LoadInt32(&l.muted) == 1 {
+		return len(p), nil
+	}
+	return os.Stderr.Write(p)
+}
+
 func fail(format string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "hashicorp-cluster: "+format+"\n", args...)
 	os.Exit(1)
@@ -50,10 +62,11 @@ func main() {
 		fail("N must be a positive number, not %q", os.Args[1])
 	}
 
+	stderr := &logs{}
 	var transports []*raft.NetworkTransport
 	var servers []raft.Server
 	for i := 1; i <= 3; i++ {
-		t, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
+		t, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, stderr)
 		if err != nil {
 			fail("transport: %v", err)
 		}
@@ -67,7 +80,7 @@ func main() {
 	for i, t := range transports {
 		conf := raft.DefaultConfig()
 		conf.LocalID = servers[i].ID
-		conf.LogOutput = os.Stderr
+		conf.LogOutput = stderr
 		conf.LogLevel = "WARN"
 		store, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()
 		configuration := raft.Configuration{Servers: servers}
@@ -109,6 +122,7 @@ func main() {
 	// The joiner closes stdin once it holds every command.
 	for stdin.Scan() {
 	}
+	atomic.StoreInt32(&stderr.muted, 1)
 	for _, r := range nodes {
 		r.Shutdown().Error()
 	}
