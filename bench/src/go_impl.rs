@@ -26,13 +26,15 @@ use std::time::Duration;
 
 use raftnet::ServerAddress;
 
+#[path = "../../interop/go_build.rs"]
+mod go_build;
+use go_build::go_build_beside_exe;
+
 use crate::measure::{CpuTime, Switches, Usage};
 use crate::pin;
 use crate::raftnet_impl::{self, Serve, Server, Wire};
 use crate::scenario::{Control, Implementation, NOT_APPLICABLE, Sample, Scenario};
 
-/// Where Debian's golang-github-hashicorp-raft-dev puts hashicorp/raft (GOPATH mode).
-const GOPATH: &str = "/usr/share/gocode";
 /// How often the window's edges are looked for: short against a window of seconds, long
 /// enough that the polling thread adds few wake-ups (500 per second).
 const POLL: Duration = Duration::from_millis(2);
@@ -77,18 +79,7 @@ fn applies(scenario: Scenario) -> bool {
 
 /// Why the Go column cannot run here (no Go, or no hashicorp/raft package), if it cannot.
 pub fn go_missing() -> Option<String> {
-    if Command::new("go").arg("version").output().is_err() {
-        return Some(
-            "no `go` on PATH (apt-get install golang-go golang-github-hashicorp-raft-dev)".into(),
-        );
-    }
-    let package = Path::new(GOPATH).join("src/github.com/hashicorp/raft");
-    (!package.is_dir()).then(|| {
-        format!(
-            "hashicorp/raft is not at {} (apt-get install golang-github-hashicorp-raft-dev)",
-            package.display()
-        )
-    })
+    go_build::go_missing()
 }
 
 /// Build `interop/hashicorp-bench` once per process, next to this executable; `Err` says why
@@ -98,35 +89,8 @@ pub fn build() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            if let Some(why) = go_missing() {
-                return Err(why);
-            }
-            let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-            let out_dir = exe
-                .parent()
-                .ok_or("the executable has no directory")?
-                .join("hashicorp-bench");
-            let program = out_dir.join("hashicorp-bench");
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/hashicorp-bench");
-            let built = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&program)
-                .arg(".")
-                .current_dir(&source)
-                .env("GO111MODULE", "off")
-                .env("GOPATH", GOPATH)
-                .env("GOFLAGS", "")
-                .env("GOCACHE", out_dir.join("go-cache"))
-                .output()
-                .map_err(|e| format!("go build: {e}"))?;
-            if !built.status.success() {
-                return Err(format!(
-                    "go build of {} failed:\n{}",
-                    source.display(),
-                    String::from_utf8_lossy(&built.stderr)
-                ));
-            }
-            Ok(program)
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            go_build_beside_exe(&repo, "hashicorp-bench")
         })
         .clone()
 }

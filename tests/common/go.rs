@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use raftnet::ServerAddress;
 
-const GOPATH: &str = "/usr/share/gocode";
+#[path = "../../interop/go_build.rs"]
+mod go_build;
+use go_build::{go_build, go_missing};
+
 /// A whole exchange takes seconds at most; this only stops a hung test.
 const WATCHDOG: Duration = Duration::from_secs(120);
 
@@ -22,40 +25,18 @@ const WATCHDOG: Duration = Duration::from_secs(120);
 pub(crate) fn interop_binary() -> Option<&'static Path> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        if Command::new("go").arg("version").output().is_err() {
-            return Err(
-                "no `go` on PATH (apt-get install golang-go golang-github-hashicorp-raft-dev)"
-                    .into(),
-            );
-        }
-        let package = Path::new(GOPATH).join("src/github.com/hashicorp/raft");
-        if !package.is_dir() {
-            return Err(format!(
-                "hashicorp/raft is not at {} (apt-get install golang-github-hashicorp-raft-dev)",
-                package.display()
-            ));
+        if let Some(why) = go_missing() {
+            return Err(why);
         }
         // A directory per test binary: binaries building it at once do not race.
         let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("hashicorp-interop-{}", env!("CARGO_CRATE_NAME")));
         let binary = out_dir.join("hashicorp-interop");
-        let built = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&binary)
-            .arg("./interop/hashicorp")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("GO111MODULE", "off")
-            .env("GOPATH", GOPATH)
-            .env("GOFLAGS", "")
-            .env("GOCACHE", out_dir.join("go-cache"))
-            .output()
-            .expect("run go build");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/hashicorp");
         // Go and the package are here: a failing build is a failure, not a skip.
-        assert!(
-            built.status.success(),
-            "go build failed:\n{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
+        if let Err(failed) = go_build(&source, &binary, &out_dir.join("go-cache")) {
+            panic!("{failed}");
+        }
         Ok(binary)
     });
     match built {
