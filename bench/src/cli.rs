@@ -36,11 +36,13 @@ options:
                           tokio          the tokio baseline (its variants, see below)
                           raftnet-hc     raftnet, both ends, hashicorp/raft's format
                           go             hashicorp/raft's NetworkTransport (Go 1.1.2):
-                                         Go client to Go server
+                                         Go client to Go server, one process
+                          go-2proc       the same in two processes (as the rows
+                                         with raftnet below are)
                           raftnet-to-go  raftnet's client (hashicorp format) to a Go server
                           go-to-raftnet  a Go client to raftnet's server (hashicorp format)
-                          both = raftnet,tokio; go-all = raftnet-hc,go,raftnet-to-go,
-                          go-to-raftnet; all = every one
+                          both = raftnet,tokio; go-all = raftnet-hc,go,go-2proc,
+                          raftnet-to-go,go-to-raftnet; all = every one
                         The Go rows build interop/hashicorp-bench with go (GOPATH mode,
                         Debian's golang-github-hashicorp-raft-dev) and run the RPC
                         scenarios a transport has (n/a on the others); CPU µs/op adds the
@@ -114,17 +116,19 @@ pub(crate) enum ImplChoice {
     Tokio,
     RaftnetHashicorp,
     Go,
+    GoTwoProcesses,
     RaftnetToGo,
     GoToRaftnet,
 }
 
 impl ImplChoice {
     /// Every implementation, in the order they run and show.
-    pub(crate) const ALL: [ImplChoice; 6] = [
+    pub(crate) const ALL: [ImplChoice; 7] = [
         ImplChoice::Raftnet,
         ImplChoice::Tokio,
         ImplChoice::RaftnetHashicorp,
         ImplChoice::Go,
+        ImplChoice::GoTwoProcesses,
         ImplChoice::RaftnetToGo,
         ImplChoice::GoToRaftnet,
     ];
@@ -136,6 +140,7 @@ impl ImplChoice {
             ImplChoice::Tokio => "tokio",
             ImplChoice::RaftnetHashicorp => "raftnet-hc",
             ImplChoice::Go => "go",
+            ImplChoice::GoTwoProcesses => "go-2proc",
             ImplChoice::RaftnetToGo => "raftnet-to-go",
             ImplChoice::GoToRaftnet => "go-to-raftnet",
         }
@@ -146,7 +151,13 @@ impl ImplChoice {
         use ImplChoice::*;
         match name {
             "both" => Some(vec![Raftnet, Tokio]),
-            "go-all" => Some(vec![RaftnetHashicorp, Go, RaftnetToGo, GoToRaftnet]),
+            "go-all" => Some(vec![
+                RaftnetHashicorp,
+                Go,
+                GoTwoProcesses,
+                RaftnetToGo,
+                GoToRaftnet,
+            ]),
             "all" => Some(ImplChoice::ALL.to_vec()),
             _ => ImplChoice::ALL
                 .into_iter()
@@ -275,7 +286,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                     wanted.extend(ImplChoice::from_name(name).ok_or_else(|| {
                         format!(
-                            "--impl: expected raftnet, tokio, raftnet-hc, go, raftnet-to-go, go-to-raftnet, both, go-all or all, not {name}"
+                            "--impl: expected raftnet, tokio, raftnet-hc, go, go-2proc, raftnet-to-go, go-to-raftnet, both, go-all or all, not {name}"
                         )
                     })?);
                 }
@@ -446,6 +457,7 @@ mod tests {
             [
                 ImplChoice::RaftnetHashicorp,
                 ImplChoice::Go,
+                ImplChoice::GoTwoProcesses,
                 ImplChoice::RaftnetToGo,
                 ImplChoice::GoToRaftnet
             ]

@@ -11,9 +11,11 @@
 //! run adds to the harness's reading of this process ([`Sample::other_processes`]): CPU per op
 //! covers both ends, as in every other row.
 //!
-//! Three pairings ([`GoPair`]): Go client to Go server in one Go process (`go`); raftnet's
-//! client with the hashicorp codec calling a Go server (`raftnet-to-go`); a Go client calling
-//! raftnet's server with the hashicorp codec (`go-to-raftnet`). With `--pin`, the Go process
+//! Four pairings ([`GoPair`]): Go client to Go server in one Go process (`go`), and in two
+//! (`go-2proc`: each end a process of its own, as two nodes are, and as the two pairings with
+//! raftnet below are, so a round trip pays for waking another process); raftnet's client with
+//! the hashicorp codec calling a Go server (`raftnet-to-go`); a Go client calling raftnet's
+//! server with the hashicorp codec (`go-to-raftnet`). With `--pin`, the Go process
 //! is started from a thread placed as a server (the Go server) or a client (the processes that
 //! drive load), and inherits that placement; the `go` pairing has both ends in the client's.
 
@@ -47,6 +49,9 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum GoPair {
     /// Go's client calls Go's server (one Go process): hashicorp/raft as Go users run it.
     GoToGo,
+    /// Go's client calls Go's server in another Go process: two nodes, as the pairings with
+    /// raftnet have them.
+    GoToGoProcess,
     /// raftnet's client with the hashicorp codec calls a Go server.
     RaftnetToGo,
     /// A Go client calls raftnet's server with the hashicorp codec.
@@ -244,15 +249,29 @@ impl GoImpl {
         go.relay_window(control, true)
     }
 
-    /// raftnet's client (hashicorp codec) calls a Go server: raftnet counts the ops, the Go
-    /// server reports its usage.
-    fn raftnet_client(&self, scenario: Scenario, control: &Control) -> Result<Sample, String> {
+    /// A client calls a Go server (in a process of its own): the client counts the ops, the
+    /// Go server reports its usage. The client is raftnet's (hashicorp codec) or, with
+    /// `go_client`, the Go program's.
+    fn to_go_server(
+        &self,
+        scenario: Scenario,
+        control: &Control,
+        go_client: bool,
+    ) -> Result<Sample, String> {
         let mut go = GoProcess::start(&self.program, &["serve"], true)?;
         let to = ServerAddress::from(go.expect("LISTEN")?.as_str());
-        let client = raftnet_impl::client(raftnet_impl::pipeline_depth(scenario), Wire::Hashicorp)?;
+        let client = if go_client {
+            None
+        } else {
+            let depth = raftnet_impl::pipeline_depth(scenario);
+            Some(raftnet_impl::client(depth, Wire::Hashicorp)?)
+        };
         let (driven, server) = std::thread::scope(|s| {
             let server = s.spawn(|| go.relay_window(control, false));
-            let driven = raftnet_impl::drive(&client, &to, scenario, control);
+            let driven = match &client {
+                Some(client) => raftnet_impl::drive(client, &to, scenario, control),
+                None => self.go_client(scenario, Some(&to), control),
+            };
             if driven.is_err() {
                 // Let the relay see the end of the run.
                 control.stop();
@@ -272,6 +291,7 @@ impl Implementation for GoImpl {
     fn name(&self) -> &'static str {
         match self.pair {
             GoPair::GoToGo => "go",
+            GoPair::GoToGoProcess => "go-2proc",
             GoPair::RaftnetToGo => "raftnet-to-go",
             GoPair::GoToRaftnet => "go-to-raftnet",
         }
@@ -285,7 +305,8 @@ impl Implementation for GoImpl {
         }
         match self.pair {
             GoPair::GoToGo => self.go_client(scenario, None, control),
-            GoPair::RaftnetToGo => self.raftnet_client(scenario, control),
+            GoPair::GoToGoProcess => self.to_go_server(scenario, control, true),
+            GoPair::RaftnetToGo => self.to_go_server(scenario, control, false),
             GoPair::GoToRaftnet => {
                 // raftnet's server as in its own rows: the heartbeat fast path, a service.
                 let server = Server::start(

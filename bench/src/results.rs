@@ -297,12 +297,15 @@ pub(crate) struct Versus {
 
 /// The comparisons the table and the JSON lines show where both rows ran: raftnet against
 /// tokio, and, for issue 16's goals, raftnet with hashicorp's format against Go's own
-/// transport, and raftnet talking to Go (either way) against Go talking to Go.
-pub(crate) const COMPARISONS: [(&str, &str); 4] = [
+/// transport, and raftnet talking to Go (either way) against Go talking to Go, in one process
+/// and in two (as raftnet talking to Go is).
+pub(crate) const COMPARISONS: [(&str, &str); 6] = [
     ("raftnet", "tokio"),
     ("raftnet-hc", "go"),
     ("raftnet-to-go", "go"),
     ("go-to-raftnet", "go"),
+    ("raftnet-to-go", "go-2proc"),
+    ("go-to-raftnet", "go-2proc"),
 ];
 
 /// raftnet compared with tokio on `scenario`.

@@ -344,6 +344,7 @@ pub(crate) fn implementations(options: &Options) -> Vec<Arc<dyn Implementation>>
                 continue;
             }
             ImplChoice::Go => GoPair::GoToGo,
+            ImplChoice::GoTwoProcesses => GoPair::GoToGoProcess,
             ImplChoice::RaftnetToGo => GoPair::RaftnetToGo,
             ImplChoice::GoToRaftnet => GoPair::GoToRaftnet,
         };

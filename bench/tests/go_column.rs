@@ -51,7 +51,13 @@ fn the_go_rows_report_or_are_skipped_with_a_reason() {
             .find(|l| l["scenario"] == scenario && l["impl"] == imp)
             .unwrap_or_else(|| panic!("no {scenario} {imp} line in\n{stdout}"))
     };
-    for imp in ["raftnet-hc", "go", "raftnet-to-go", "go-to-raftnet"] {
+    for imp in [
+        "raftnet-hc",
+        "go",
+        "go-2proc",
+        "raftnet-to-go",
+        "go-to-raftnet",
+    ] {
         for scenario in ["heartbeat-seq", "append-64x1k-pipelined"] {
             let line = row(scenario, imp);
             assert!(line.get("error").is_none(), "{line}");
@@ -61,8 +67,14 @@ fn the_go_rows_report_or_are_skipped_with_a_reason() {
             // go row's ends are both in the Go process: the harness's process only polls).
             let cpu = line["cpu_us_per_op"].as_f64().unwrap();
             assert!(cpu > 2.0, "CPU µs/op {cpu} leaves an end out: {line}");
-            if imp != "go" {
+            if imp != "go" && imp != "go-2proc" {
                 assert!(line["vs_go"]["ops_ratio"].as_f64().unwrap() > 0.0, "{line}");
+            }
+            if imp.ends_with("raftnet") || imp.starts_with("raftnet-to") {
+                assert!(
+                    line["vs_go-2proc"]["ops_ratio"].as_f64().unwrap() > 0.0,
+                    "{line}"
+                );
             }
         }
         let line = row("cluster-1", imp);

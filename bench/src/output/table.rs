@@ -193,9 +193,9 @@ pub(crate) fn render_table(results: &Results) -> String {
                 .into(),
         );
     }
-    if ran("go") || ran("raftnet-to-go") || ran("go-to-raftnet") {
+    if ran("go") || ran("go-2proc") || ran("raftnet-to-go") || ran("go-to-raftnet") {
         out.push(
-            "go: hashicorp/raft 1.1.2's NetworkTransport (Go), client and server in one Go process; raftnet-to-go: raftnet's client in hashicorp/raft's format calling that Go server; go-to-raftnet: the Go client calling raftnet's server in that format; raftnet-hc: raftnet at both ends in that format. CPU µs/op and switch/op add the Go process's own getrusage over the window; n/a: a scenario the Go program does not run."
+            "go: hashicorp/raft 1.1.2's NetworkTransport (Go), client and server in one Go process; go-2proc: the same in two Go processes; raftnet-to-go: raftnet's client in hashicorp/raft's format calling that Go server; go-to-raftnet: the Go client calling raftnet's server in that format; raftnet-hc: raftnet at both ends in that format. CPU µs/op and switch/op add the Go process's own getrusage over the window; n/a: a scenario the Go program does not run."
                 .into(),
         );
     }
