@@ -403,14 +403,21 @@ impl AppendPipeline {
     ///
     /// The first N-1 sends return at once; the N-th is sent, then blocks until an answer frees
     /// a slot. (It spins for a few microseconds before blocking, as
-    /// [`Call::wait`](crate::Call::wait) does.) `Err` if the pipeline is closed,
-    /// or closes while this send waits. Use [`try_send`](Self::try_send) never to block, or
+    /// [`Call::wait`](crate::Call::wait) does.) `Err` if the pipeline is closed before the
+    /// request is sent. Once sent, the request is answered through its future (and
+    /// [`recv`](Self::recv)) only: if the pipeline closes while this send waits for room
+    /// afterwards, the send still returns the future, which fails with the close, so each
+    /// request is reported exactly once. Use [`try_send`](Self::try_send) never to block, or
     /// [`send_async`](Self::send_async) in async code.
     pub fn send(&self, request: AppendEntriesRequest) -> Result<AppendFuture> {
         let mut request = request;
         loop {
             match self.try_send(request) {
-                Ok(future) => return self.wait_for_room().map(|()| future),
+                Ok(future) => {
+                    // Back-pressure only: a close meanwhile fails `future` itself.
+                    let _ = self.wait_for_room();
+                    return Ok(future);
+                }
                 Err(TrySendError::Full(back)) => request = *back,
                 Err(TrySendError::Closed(e)) => return Err(e),
             }
@@ -425,7 +432,11 @@ impl AppendPipeline {
         let mut request = request;
         loop {
             match self.try_send(request) {
-                Ok(future) => return self.wait_for_room_async().await.map(|()| future),
+                Ok(future) => {
+                    // Back-pressure only: a close meanwhile fails `future` itself.
+                    let _ = self.wait_for_room_async().await;
+                    return Ok(future);
+                }
                 Err(TrySendError::Full(back)) => request = *back,
                 Err(TrySendError::Closed(e)) => return Err(e),
             }
@@ -796,5 +807,29 @@ mod tests {
         assert!(!second.is_done());
         answerer.join().unwrap();
         assert!(pipeline.try_send(request(3)).is_ok());
+    }
+
+    /// A send that is waiting for room after its request went out, when the pipeline closes:
+    /// the request is reported once, by its future (and `recv`), not also by the send.
+    #[test]
+    #[cfg_attr(miri, ignore)] // sleeps and threads: slow under Miri, nothing unsafe
+    fn a_close_while_send_waits_for_room_fails_the_sent_request_once() {
+        let (pipeline, shared) = pipeline(1);
+        let failer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            shared.fail(Error::Shutdown);
+        });
+        // Sent, then blocked: the pipeline is full with it.
+        let sent = pipeline.send(request(1)).expect("the request was sent");
+        failer.join().unwrap();
+        assert_eq!(sent.try_result(), Some(Err(Error::Shutdown)));
+        let reported = pipeline.try_recv().unwrap().expect("its completion");
+        assert_eq!(reported.request().term, 1);
+        assert_eq!(
+            pipeline.try_recv().err(),
+            Some(Error::Shutdown),
+            "reported once"
+        );
+        assert!(pipeline.send(request(2)).is_err(), "closed before sending");
     }
 }
