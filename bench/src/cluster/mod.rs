@@ -442,30 +442,34 @@ impl Cluster {
             mirror.stop();
             let mut total = Driven::default();
             while let Some(done) = tasks.join_next().await {
-                let (client, sample, last_serial) =
+                let (client, sample, last_serial, last_index) =
                     done.map_err(|e| format!("a client task failed: {e}"))??;
                 total.sample.merge(sample);
                 total.last_serials.push((client, last_serial));
+                total.last_index = total.last_index.max(last_index);
             }
             Ok(total)
         })
     }
 
-    /// Every node applies what the leader applied, and holds each client's last acknowledged
-    /// write (`last_serials`: client number, serial of its last acknowledged write).
-    fn check_replicated(&self, leader: usize, last_serials: &[(usize, u64)]) -> Result<(), String> {
-        let applied = self.nodes[leader].raft.metrics().borrow().last_applied;
-        let index = applied.map(|log_id| log_id.index);
+    /// Every node applies up to the last acknowledged write, and holds each client's last
+    /// acknowledged write.
+    ///
+    /// The index waited for is the highest one a `client_write` answered with, not the leader's
+    /// `last_applied` metric: openraft publishes its metrics after it answers the client, so
+    /// the metric read right after the last answer can still be short of it.
+    fn check_replicated(&self, driven: &Driven) -> Result<(), String> {
+        let index = driven.last_index;
         for (id, node) in self.nodes.iter().enumerate() {
             node.runtime
                 .block_on(
                     node.raft
                         .wait(Some(ELECTION_WAIT))
-                        .applied_index_at_least(index, "the leader's last applied"),
+                        .applied_index_at_least(index, "the last acknowledged write"),
                 )
                 .map_err(|e| format!("node {id} did not apply up to {index:?}: {e}"))?;
             let state = node.runtime.block_on(node.store.state_machine());
-            for &(client, serial) in last_serials.iter().filter(|&&(_, s)| s > 0) {
+            for &(client, serial) in driven.last_serials.iter().filter(|&&(_, s)| s > 0) {
                 let name = format!("client-{client}");
                 let want = format!("request-{serial}");
                 let have = state.client_status.get(&name);
@@ -492,23 +496,27 @@ impl Cluster {
     }
 }
 
-/// What the clients did: their operations, and each client's last acknowledged serial.
+/// What the clients did: their operations, each client's last acknowledged serial, and the
+/// highest log index an acknowledged write was committed at.
 #[derive(Default)]
 struct Driven {
     sample: Sample,
     last_serials: Vec<(usize, u64)>,
+    last_index: Option<u64>,
 }
 
 /// One client: `client_write` after `client_write`, each op a committed write. Returns the
-/// client's number, its sample and the serial of its last acknowledged write.
+/// client's number, its sample, the serial of its last acknowledged write and that write's log
+/// index.
 async fn write_loop(
     raft: Raft,
     client: usize,
     control: Arc<Control>,
-) -> Result<(usize, Sample, u64), String> {
+) -> Result<(usize, Sample, u64, Option<u64>), String> {
     let name = format!("client-{client}");
     let mut sample = Sample::default();
     let mut serial = 0u64;
+    let mut last_index = None;
     while !control.stopped() {
         serial += 1;
         let request = ClientRequest {
@@ -517,12 +525,14 @@ async fn write_loop(
             status: format!("request-{serial}"),
         };
         let start = Instant::now();
-        raft.client_write(request)
+        let written = raft
+            .client_write(request)
             .await
             .map_err(|e| format!("{name}: client_write: {e}"))?;
         sample.record(&control, start.elapsed(), 0);
+        last_index = Some(written.log_id.index);
     }
-    Ok((client, sample, serial))
+    Ok((client, sample, serial, last_index))
 }
 
 /// Build the cluster over `network` on `store`, elect a leader, drive `clients` writers on it
@@ -537,7 +547,7 @@ pub fn run(
     let cluster = Cluster::start(network, store)?;
     let result = cluster.elect().and_then(|leader| {
         let driven = cluster.drive(leader, clients, control)?;
-        cluster.check_replicated(leader, &driven.last_serials)?;
+        cluster.check_replicated(&driven)?;
         Ok(driven.sample)
     });
     cluster.stop();
