@@ -300,6 +300,31 @@ impl Latencies {
     }
 }
 
+/// Turns between the unit tests that read process-wide counters and those that load the
+/// process.
+///
+/// `cargo test` runs a crate's tests as threads of one process, and CPU time and context
+/// switches (getrusage `RUSAGE_SELF`) count every thread: a test that checks a window's
+/// switches per operation would count a concurrent cluster test's too. So a test that reads
+/// the counters takes [`measuring`](test_lock::measuring) (alone), and a test that runs
+/// transports, clusters or runtimes takes [`loading`](test_lock::loading) (any number at once).
+#[cfg(test)]
+pub(crate) mod test_lock {
+    use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+    static LOCK: RwLock<()> = RwLock::new(());
+
+    /// For a test that reads process-wide counters: no load test runs meanwhile.
+    pub(crate) fn measuring() -> RwLockWriteGuard<'static, ()> {
+        LOCK.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// For a test that loads the process (threads, runtimes, sockets).
+    pub(crate) fn loading() -> RwLockReadGuard<'static, ()> {
+        LOCK.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,13 +367,8 @@ mod tests {
         assert!(cpu_time().total() > Duration::ZERO);
     }
 
-    /// The tests below read process-wide counters; they take turns so that one's threads do
-    /// not make another's bounds pass (the bounds are lower bounds, so other tests' threads
-    /// can only add).
-    fn serial() -> std::sync::MutexGuard<'static, ()> {
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-    }
+    /// The tests below read process-wide counters: see [`super::test_lock`].
+    use super::test_lock::measuring as serial;
 
     /// A thread that starts and exits inside the window (like the snapshot sender's pump
     /// thread) still counts: its 50 sleeps are 50 voluntary switches, which a reading of the

@@ -657,6 +657,7 @@ mod tests {
     /// window, which says nothing about the transport; no operation in the widest window does.
     #[test]
     fn every_scenario_completes_operations() {
+        let _load = crate::measure::test_lock::loading();
         let runs = Scenario::ALL.into_iter().flat_map(|scenario| {
             // The cluster scenarios run openraft's own serving, whatever `serve` says.
             let serves: &[Serve] = if scenario.cluster_clients().is_some() {
@@ -718,6 +719,7 @@ mod checks {
 
     #[test]
     fn a_wrong_term_ends_the_driver() {
+        let _load = crate::measure::test_lock::loading();
         let server = Server::start(1, 1, true, Serve::Consumer, Wire::Native).unwrap();
         let to = server.addr();
         let client = client(1, Wire::Native).unwrap();
@@ -745,6 +747,7 @@ mod checks {
 
     #[test]
     fn a_flipped_snapshot_byte_is_refused() {
+        let _load = crate::measure::test_lock::loading();
         let server = Server::start(1, 1, false, Serve::Consumer, Wire::Native).unwrap();
         let to = server.addr();
         let client = client(1, Wire::Native).unwrap();

@@ -218,6 +218,7 @@ mod tests {
 
     #[test]
     fn bulk_moves_bytes() {
+        let _load = crate::measure::test_lock::loading();
         let s = run_briefly(Raw::Bulk);
         assert!(s.ops > 0);
         assert_eq!(s.payload_bytes, s.ops * BULK_WRITE as u64);
@@ -226,6 +227,7 @@ mod tests {
 
     #[test]
     fn bulk_writes_the_size_asked_for() {
+        let _load = crate::measure::test_lock::loading();
         let control = Control::with_budget(3, 10);
         let s = bulk_in_writes_of(64 << 10, &control).unwrap();
         assert_eq!(s.ops, 10);
@@ -236,6 +238,7 @@ mod tests {
 
     #[test]
     fn ping_pong_round_trips() {
+        let _load = crate::measure::test_lock::loading();
         let s = run_briefly(Raw::PingPong);
         assert!(s.ops > 0);
         assert_eq!(s.latencies_ns.len() as u64, s.ops);

@@ -378,8 +378,10 @@ mod tests {
     // These run fake implementations through `run_all` and check the rows, and what the
     // comparisons, the JSON lines, the table and the chart make of them.
 
-    /// The runs read process-wide counters (CPU time, every thread's context switches), so the tests that
-    /// run them take turns.
+    /// The runs read process-wide counters (CPU time, every thread's context switches), so the
+    /// tests that run them take turns. (The binary's tests are a process of their own: the
+    /// library's load tests, which `raftnet_bench::measure`'s test lock orders, never run
+    /// beside them.)
     fn serial() -> std::sync::MutexGuard<'static, ()> {
         static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
         SERIAL.lock().unwrap_or_else(|p| p.into_inner())

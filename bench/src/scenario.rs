@@ -500,6 +500,7 @@ mod tests {
     /// exactly the operations asked for, answers checked (`time_operations` is `Ok` only then).
     #[test]
     fn time_operations_runs_the_tools_implementations() {
+        let _load = crate::measure::test_lock::loading();
         use crate::raftnet_impl::RaftnetImpl;
         use crate::tokio_impl::TokioImpl;
         let implementations: [&dyn Implementation; 2] =

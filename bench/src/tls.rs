@@ -160,6 +160,7 @@ mod tests {
     /// refuses the server's certificate) and a plaintext client.
     #[test]
     fn tokio_tls_accepts_only_certificates_of_its_ca() {
+        let _load = crate::measure::test_lock::loading();
         let cluster = Pki::generate(&["server"]).unwrap();
         let stranger = Pki::generate(&["server"]).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -613,6 +613,7 @@ mod tests {
     /// node holds each client's last write (`run`'s check), and it shuts down.
     #[test]
     fn every_network_commits_writes() {
+        let _load = crate::measure::test_lock::loading();
         for (network, store) in [
             (Network::Raftnet, Store::Memstore),
             (Network::Tokio, Store::Memstore),
@@ -641,6 +642,7 @@ mod tests {
     /// with none measured nothing), over the window asked for.
     #[test]
     fn an_idle_cluster_is_measured() {
+        let _load = crate::measure::test_lock::loading();
         for network in [Network::Raftnet, Network::Tokio] {
             let window = Duration::from_millis(500);
             let idle = idle(network, Store::Bench, Duration::from_millis(100), window)

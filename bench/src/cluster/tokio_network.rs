@@ -299,6 +299,7 @@ mod tests {
     /// openraft's messages survive the tokio network's encoding.
     #[test]
     fn messages_round_trip() {
+        let _load = crate::measure::test_lock::loading();
         let vote = VoteRequest::<NodeId>::new(openraft::Vote::new(3, 1), None);
         let frame = encode_frame(9, &OrRequest::Vote(vote.clone()), 0).unwrap();
         // After the 4-byte length, which `LengthDelimitedCodec` strips on the way in.

@@ -22,6 +22,7 @@ fn server_and_client(findings: &Findings) -> (Runtime, Client<Message>) {
 
 #[test]
 fn a_wrong_term_ends_the_driver() {
+    let _load = crate::measure::test_lock::loading();
     let findings = Findings::new();
     let (runtime, client) = server_and_client(&findings);
     let control = Control::new();
@@ -48,6 +49,7 @@ fn a_wrong_term_ends_the_driver() {
 
 #[test]
 fn a_flipped_snapshot_byte_is_refused() {
+    let _load = crate::measure::test_lock::loading();
     let findings = Findings::new();
     let (runtime, client) = server_and_client(&findings);
     let mut snapshot = Snapshot::new();

@@ -470,6 +470,7 @@ mod tests {
     /// scenario, `TOKIO_SMOKE_FLAVOR=current|multi1|multi2` for one flavour).
     #[test]
     fn every_scenario_completes_operations() {
+        let _load = crate::measure::test_lock::loading();
         let measure_ms: u64 = std::env::var("TOKIO_SMOKE_MS")
             .ok()
             .and_then(|v| v.parse().ok())
