@@ -5,7 +5,7 @@
 //! and hands it to the engine, and writes every connection's queued output in one vectored write
 //! each. Each kind of IO is bounded per turn (the constants below), so one busy peer cannot
 //! starve the others, the queues or the timers. Between turns it waits in `epoll_wait`: on a
-//! thread of its own (`thread.rs`) it first keeps looking for work for a short while, then
+//! thread of its own (`thread.rs`) it first keeps looking for work while some is due (`spin.rs`), then
 //! sleeps after telling producers it is about to; as a task on a tokio runtime
 //! (`super::runtime`) the runtime does the waiting.
 //!
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use super::spin::SpinBudget;
 use super::stream::{MIN_READ, ReadOutcome, Stream, Streams, fill, flush};
 use crate::engine::handoff::Wake;
 use crate::engine::{Action, ConnKey, Engine};
@@ -44,9 +45,6 @@ const READ_BUDGET: usize = 256 << 10;
 const WRITE_BUDGET: usize = 256 << 10;
 /// Connections accepted per turn.
 const MAX_ACCEPTS_PER_TURN: usize = 256;
-/// How long a driver thread keeps polling without sleeping once it runs out of work (see
-/// [`MioDriver::wait`]): about the cost of the wake-up it saves.
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 
 impl Wake for mio::Waker {
     fn wake(&self) -> io::Result<()> {
@@ -93,6 +91,28 @@ pub(crate) struct MioDriver {
     /// caller running the engine meanwhile knows whether a timer it armed needs the thread
     /// sooner.
     pub(super) sleep_until: Option<Instant>,
+    /// How long [`wait`](MioDriver::wait) looks for events before sleeping, from how soon they
+    /// have been coming: one budget per kind of [`Waiter`], each learning from its own waits.
+    spin: [SpinBudget; 2],
+    /// When the wait in progress began, and who waits (taken by the next
+    /// [`dispatch`](MioDriver::dispatch), which tells that waiter's budget how long it took).
+    waiting_since: Option<(Instant, Waiter)>,
+}
+
+/// Who runs [`MioDriver::wait`]. Their waits differ, so each has its own [`SpinBudget`].
+///
+/// A leader waits for its own answer (or its next RPC) and stops leading when it comes, so
+/// its spin is a round trip's length. The driver thread's spin must stay short where callers
+/// lead: while the thread spins it holds the driver, a caller that finds it busy hands its
+/// call over and parks, and a thread that learnt from those hand-overs would keep spinning and
+/// keep every caller from leading. It learns only from what comes while it waits itself (on
+/// the serving side, where nobody leads, the next request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waiter {
+    /// The driver's own thread.
+    Thread = 0,
+    /// A caller running the driver in the thread's place (`thread.rs`).
+    Leader = 1,
 }
 
 impl MioDriver {
@@ -119,6 +139,8 @@ impl MioDriver {
             now: Instant::now(),
             stopping: false,
             sleep_until: None,
+            spin: [SpinBudget::default(), SpinBudget::default()],
+            waiting_since: None,
         })
     }
 
@@ -174,6 +196,11 @@ impl MioDriver {
             tracing::error!("poll failed, stopping the transport: {e}");
             return false;
         }
+        if let Some((since, waiter)) = self.waiting_since.take()
+            && (!self.events.is_empty() || self.has_queued_work())
+        {
+            self.spin[waiter as usize].record(self.now.saturating_duration_since(since));
+        }
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             match event.token() {
@@ -187,15 +214,19 @@ impl MioDriver {
     }
 
     /// Poll for socket events. With work queued, only look; otherwise keep looking (without
-    /// sleeping) for up to [`SPIN_BEFORE_SLEEP`]. Under load the next event nearly always
-    /// arrives within that window, which saves the wake-up (the futex and the cross-core IPI) on
-    /// both sides. [`Waited::Sleep`] when nothing came and producers were told the driver is
-    /// about to sleep: the caller then sleeps until an event, a timer or a waker ring.
-    pub(super) fn wait(&mut self) -> Waited {
+    /// sleeping) for as long as [`SpinBudget`] says an event is due. When one comes within that
+    /// window, the wake-up (the futex and the cross-core IPI) is saved on both sides.
+    /// [`Waited::Sleep`] when nothing came and producers were told the driver is about to
+    /// sleep: the caller then sleeps until an event, a timer or a waker ring, and hands what it
+    /// found to [`dispatch`](MioDriver::dispatch).
+    pub(super) fn wait(&mut self, waiter: Waiter) -> Waited {
         if self.has_queued_work() {
+            self.waiting_since = None;
             return Waited::Polled(self.poll_now());
         }
         let spin_start = self.now;
+        self.waiting_since = Some((spin_start, waiter));
+        let spin = self.spin[waiter as usize].budget();
         loop {
             add(&self.engine.metrics().system_calls, 1);
             if let Err(e) = self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
@@ -207,9 +238,7 @@ impl MioDriver {
             }
             let now = Instant::now();
             self.now = now;
-            if now - spin_start >= SPIN_BEFORE_SLEEP
-                || self.engine.poll_timeout().is_some_and(|at| at <= now)
-            {
+            if now - spin_start >= spin || self.engine.poll_timeout().is_some_and(|at| at <= now) {
                 break;
             }
             add(&self.engine.metrics().system_calls, 1);

@@ -66,6 +66,7 @@ mod blocking;
 pub(crate) mod mio;
 #[cfg(feature = "tokio")]
 mod runtime;
+mod spin;
 pub(crate) mod stream;
 mod thread;
 #[cfg(feature = "tls")]

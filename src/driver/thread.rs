@@ -6,8 +6,9 @@
 //! caller that finds the driver idle does the driver's work itself: it writes its request from
 //! its own thread ([`Lead::submit`]) and, when it blocks on the answer, waits in `epoll_wait`
 //! itself and runs every turn until its answer is in ([`Lead::run_until`]). Before it sleeps
-//! there it looks for events for a short while, as the driver thread does (the answer of a
-//! round trip in progress usually comes within it, and then nobody sleeps); if it does sleep,
+//! there it looks for events for as long as the recent round trips say the answer is due (a
+//! budget of its own, `spin.rs`; the driver thread's learns from its own waits), so the
+//! answer usually comes while it looks, and then nobody sleeps; if it does sleep,
 //! the answer wakes the caller and nobody else. Whoever holds the driver's lock runs the engine, so the
 //! engine stays single-threaded in effect; a caller only takes the lock when it is free (the
 //! thread sleeps), never waits for it, and falls back to waiting as before.
@@ -32,7 +33,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use tracing::Span;
 
-use super::mio::{MioDriver, Waited};
+use super::mio::{MioDriver, Waited, Waiter};
 use crate::engine::ClosedOnExit;
 use crate::engine::handoff::{Command, Completion, Handoff, Lead};
 use crate::metrics::add;
@@ -211,10 +212,10 @@ impl Lead for ThreadDriver {
             if deadline.is_some_and(|d| d <= now) {
                 break false;
             }
-            // As the driver thread waits: look for a short while (the answer to a round
-            // trip in progress usually comes within it, and neither side then sleeps), then
-            // sleep, at most until the deadline.
-            let polled = match driver.wait() {
+            // As the driver thread waits: look for as long as the answer is due (it then
+            // usually comes while this thread looks, and neither side sleeps), then sleep, at
+            // most until the deadline.
+            let polled = match driver.wait(Waiter::Leader) {
                 Waited::Polled(polled) => polled,
                 Waited::Sleep(timeout) => {
                     let until_deadline = deadline.map(|d| d.saturating_duration_since(now));
@@ -267,7 +268,7 @@ pub(crate) fn run(this: Arc<ThreadDriver>, mut outer: Poll) {
         if driver.stopping || !driver.turn() {
             break;
         }
-        let polled = match driver.wait() {
+        let polled = match driver.wait(Waiter::Thread) {
             Waited::Polled(polled) => polled,
             Waited::Sleep(timeout) => {
                 driver.sleep_until = timeout.map(|t| driver.now + t);

@@ -54,6 +54,7 @@ use self::conn::{Entry, MAX_IOVECS, RecvState, Retired, SendState, entry, take_f
 use self::setup::enable_on_this_thread;
 pub(crate) use self::setup::{TaskRun, prepare, unavailable};
 use self::token::{MAX_INDEX, Op, Token};
+use super::spin::SpinBudget;
 use crate::engine::{Action, ClosedOnExit, ConnKey, Engine, Flushed};
 use crate::metrics::add;
 
@@ -71,8 +72,6 @@ const MAX_RECV: usize = 256 * 1024;
 const WRITE_BUDGET: usize = 256 * 1024;
 /// Connections accepted per readiness of the listener (the mio driver's bound per turn).
 const MAX_ACCEPTS_PER_TURN: usize = 256;
-/// How long the thread keeps looking for completions before it sleeps (as the mio driver).
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 /// How long the end of the run waits for cancelled operations to complete before it frees the
 /// ring (closing the ring cancels them anyway; waiting keeps their memory alive until then).
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -105,6 +104,13 @@ pub(crate) struct UringDriver {
     dirty: Vec<ConnKey>,
     completions: Vec<(Token, i32)>,
     now: Instant,
+    /// How long [`wait`](UringDriver::wait) looks for completions before sleeping, from how
+    /// soon what the thread waits for has been coming (as the mio driver's thread).
+    spin: SpinBudget,
+    /// When the wait in progress began: the first completion that brings something from
+    /// outside (a receive, an accept, a wake-up) tells `spin` how long it took; the thread's
+    /// own sends complete at once and would teach it nothing.
+    waiting_since: Option<Instant>,
 }
 
 impl UringDriver {
@@ -136,6 +142,8 @@ impl UringDriver {
             dirty: Vec::new(),
             completions: Vec::new(),
             now: Instant::now(),
+            spin: SpinBudget::default(),
+            waiting_since: None,
         })
     }
 
@@ -182,9 +190,10 @@ impl UringDriver {
 
     /// Submit the turn's operations and wait for completions: with work queued, only submit;
     /// otherwise look for completions (no system call: the kernel posts them to the shared
-    /// queue) for up to [`SPIN_BEFORE_SLEEP`], then sleep in `io_uring_enter` until a
-    /// completion, the next timer, or a waker ring.
+    /// queue) for as long as [`SpinBudget`] says something is due, then sleep in
+    /// `io_uring_enter` until a completion, the next timer, or a waker ring.
     fn wait(&mut self) -> io::Result<()> {
+        self.waiting_since = None;
         if self.has_queued_work() || self.completions_ready() {
             self.submit(false, None)?;
             self.now = Instant::now();
@@ -192,8 +201,18 @@ impl UringDriver {
         }
         self.submit(false, None)?;
         let spin_start = self.now;
+        self.waiting_since = Some(spin_start);
+        let spin = self.spin.budget();
         loop {
-            if self.completions_ready() || self.has_queued_work() {
+            if self.has_queued_work() {
+                // A caller's command or answer, handed over without a wake-up.
+                self.now = Instant::now();
+                self.spin.record(self.now - spin_start);
+                self.waiting_since = None;
+                self.submit(false, None)?;
+                return Ok(());
+            }
+            if self.completions_ready() {
                 // Posts the completions the kernel holds back, if it does (see `TaskRun`).
                 self.submit(false, None)?;
                 self.now = Instant::now();
@@ -201,9 +220,7 @@ impl UringDriver {
             }
             let now = Instant::now();
             self.now = now;
-            if now - spin_start >= SPIN_BEFORE_SLEEP
-                || self.engine.poll_timeout().is_some_and(|at| at <= now)
-            {
+            if now - spin_start >= spin || self.engine.poll_timeout().is_some_and(|at| at <= now) {
                 break;
             }
             add(&self.engine.metrics().system_calls, 1);
@@ -311,6 +328,7 @@ impl UringDriver {
         for &(token, result) in &completions {
             self.complete(token, result);
         }
+        self.waiting_since = None;
         completions.clear();
         self.completions = completions;
     }
@@ -319,6 +337,11 @@ impl UringDriver {
         let Some(op) = token.op() else {
             return;
         };
+        if matches!(op, Op::Recv | Op::Accept | Op::Wake)
+            && let Some(since) = self.waiting_since.take()
+        {
+            self.spin.record(self.now.saturating_duration_since(since));
+        }
         match op {
             Op::Wake => {
                 self.wake_armed = false;
