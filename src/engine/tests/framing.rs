@@ -6,8 +6,15 @@ use super::*;
 #[test]
 fn a_frame_cut_at_every_byte_boundary_decodes_the_same() {
     // The client's first bytes (preamble and request) reach the server one piece at a time,
-    // for every piece size from 1 byte to the whole: exactly one RPC each time.
-    for piece in 1..=64 {
+    // for every piece size from 1 byte to the whole: exactly one RPC each time. Under Miri
+    // (which runs this for the codec's unsafe writes, about 100x slower) a spread of sizes:
+    // 1-byte pieces alone already cut at every boundary.
+    let pieces: Vec<usize> = if cfg!(miri) {
+        vec![1, 2, 3, 5, 8, 13, 21, 34, 64]
+    } else {
+        (1..=64).collect()
+    };
+    for piece in pieces {
         let mut pair = Pair::new(config());
         pair.piece = piece;
         let vote = pair.vote(piece as u64, None);
