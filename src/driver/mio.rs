@@ -5,8 +5,8 @@
 //! and hands it to the engine, and writes every connection's queued output in one vectored write
 //! each. Each kind of IO is bounded per turn (the constants below), so one busy peer cannot
 //! starve the others, the queues or the timers. Between turns it waits in `epoll_wait`: on a
-//! thread of its own (`thread.rs`) it first keeps looking for work while some is due (`spin.rs`), then
-//! sleeps after telling producers it is about to; as a task on a tokio runtime
+//! thread of its own (`thread.rs`) it first keeps looking for work while some is due
+//! (`spin.rs`), then sleeps after telling producers it is about to; as a task on a tokio runtime
 //! (`super::runtime`) the runtime does the waiting.
 //!
 //! Sockets are registered once, for both directions, edge-triggered, and never re-registered
@@ -102,11 +102,11 @@ pub(crate) struct MioDriver {
 /// Who runs [`MioDriver::wait`]. Their waits differ, so each has its own [`SpinBudget`].
 ///
 /// A leader waits for its own answer (or its next RPC) and stops leading when it comes, so
-/// its spin is a round trip's length. The driver thread's spin must stay short where callers
-/// lead: while the thread spins it holds the driver, a caller that finds it busy hands its
-/// call over and parks, and a thread that learnt from those hand-overs would keep spinning and
-/// keep every caller from leading. It learns only from what comes while it waits itself (on
-/// the serving side, where nobody leads, the next request).
+/// its spin is a round trip's length. The driver thread must not take that length from the
+/// leaders: while the thread spins it holds the driver, and a caller that finds it busy hands
+/// its call over and parks (a wake-up later) instead of leading. So the thread learns only
+/// from its own waits: on the serving side, where nobody leads, the next request; on a calling
+/// side, mostly timers (not counted) and, while it is awake anyway, calls handed over to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Waiter {
     /// The driver's own thread.
