@@ -500,9 +500,9 @@ mod tests {
     /// exactly the operations asked for, answers checked (`time_operations` is `Ok` only then).
     #[test]
     fn time_operations_runs_the_tools_implementations() {
-        let _load = crate::measure::test_lock::loading();
         use crate::raftnet_impl::RaftnetImpl;
         use crate::tokio_impl::TokioImpl;
+        let _load = crate::measure::test_lock::loading();
         let implementations: [&dyn Implementation; 2] =
             [&RaftnetImpl::default(), &TokioImpl::default()];
         for imp in implementations {

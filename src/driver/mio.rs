@@ -126,6 +126,7 @@ impl MioDriver {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let streams = Streams::new(&engine.shared().config);
+        let spin = SpinBudget::default();
         Ok(MioDriver {
             poll,
             engine,
@@ -139,7 +140,7 @@ impl MioDriver {
             now: Instant::now(),
             stopping: false,
             sleep_until: None,
-            spin: [SpinBudget::default(), SpinBudget::default()],
+            spin: [spin.clone(), spin],
             waiting_since: None,
         })
     }

@@ -97,22 +97,25 @@ mod tests {
         Duration::from_micros(n)
     }
 
+    /// `spin` after `waits` more waits that each lasted `gap`.
+    fn after(mut spin: SpinBudget, waits: usize, gap: Duration) -> SpinBudget {
+        for _ in 0..waits {
+            spin.record(gap);
+        }
+        spin
+    }
+
     #[test]
     fn an_idle_driver_spins_the_base() {
-        let mut spin = SpinBudget::with_max(MAX_SPIN);
+        let spin = SpinBudget::with_max(MAX_SPIN);
         assert_eq!(spin.budget(), BASE_SPIN);
-        for _ in 0..100 {
-            spin.record(Duration::from_millis(50));
-        }
+        let spin = after(spin, 100, Duration::from_millis(50));
         assert_eq!(spin.budget(), BASE_SPIN);
     }
 
     #[test]
     fn events_at_short_intervals_earn_a_spin_a_quarter_longer() {
-        let mut spin = SpinBudget::with_max(MAX_SPIN);
-        for _ in 0..200 {
-            spin.record(us(80));
-        }
+        let spin = after(SpinBudget::with_max(MAX_SPIN), 200, us(80));
         // The average converges to 80 µs (within a rounding per step); the spin is 100 µs.
         let budget = spin.budget();
         assert!(budget >= us(99) && budget <= us(101), "{budget:?}");
@@ -120,23 +123,15 @@ mod tests {
 
     #[test]
     fn the_spin_stays_between_the_base_and_the_max() {
-        let mut spin = SpinBudget::with_max(MAX_SPIN);
-        for _ in 0..200 {
-            spin.record(us(1));
-        }
+        let spin = after(SpinBudget::with_max(MAX_SPIN), 200, us(1));
         assert_eq!(spin.budget(), BASE_SPIN);
-        for _ in 0..200 {
-            spin.record(us(170));
-        }
+        let spin = after(spin, 200, us(170));
         assert_eq!(spin.budget(), MAX_SPIN);
     }
 
     #[test]
     fn a_return_to_idle_returns_to_the_base_within_a_few_waits() {
-        let mut spin = SpinBudget::with_max(MAX_SPIN);
-        for _ in 0..200 {
-            spin.record(us(60));
-        }
+        let mut spin = after(SpinBudget::with_max(MAX_SPIN), 200, us(60));
         assert!(spin.budget() > BASE_SPIN);
         let mut waits = 0;
         while spin.budget() > BASE_SPIN {
@@ -148,7 +143,7 @@ mod tests {
 
     #[test]
     fn alternating_idle_and_busy_waits_spin_the_base() {
-        // A leader at rest: a heartbeat's timer (50 ms) then its answer (100 µs), over and over.
+        // A leader at rest: a heartbeat call every 50 ms, its answer 100 µs after it.
         let mut spin = SpinBudget::with_max(MAX_SPIN);
         for _ in 0..100 {
             spin.record(Duration::from_millis(50));
@@ -163,10 +158,7 @@ mod tests {
         assert_eq!(spin.budget(), Duration::ZERO);
         spin.record(us(5));
         assert_eq!(spin.budget(), Duration::ZERO);
-        let mut old = SpinBudget::with_max(BASE_SPIN);
-        for _ in 0..100 {
-            old.record(us(10));
-        }
+        let old = after(SpinBudget::with_max(BASE_SPIN), 100, us(10));
         assert_eq!(old.budget(), BASE_SPIN);
     }
 }
