@@ -207,20 +207,7 @@ impl NetTransport {
             listener = %bound_addr,
             advertised = (local_addr != bound_addr).then_some(tracing::field::display(local_addr)),
         );
-        #[allow(unused_mut)] // without feature `tls`
-        let mut backend = driver::choose_backend(&placement, config.backend)?;
-        // TLS sits on the readiness drivers' stream seam, which the io_uring driver does not
-        // use (yet): code that asked for both is told; `RAFTNET_BACKEND=uring` yields to TLS.
-        #[cfg(feature = "tls")]
-        if config.tls.is_some() && backend == Some(Backend::Uring) {
-            if config.backend == Backend::Uring {
-                return Err(Error::Config(
-                    "TLS runs on the epoll driver only, not yet on io_uring (Backend::Uring)"
-                        .into(),
-                ));
-            }
-            backend = Some(Backend::Epoll);
-        }
+        let backend = driver::choose_backend(&placement, config.backend)?;
         let config = match backend {
             Some(chosen) => config.backend(chosen),
             None => config,

@@ -40,8 +40,10 @@
 //! ([`Config::timeout`](crate::Config::timeout) for a dial; an accepted connection that sends no
 //! frame is closed like any other silent one).
 //!
-//! TLS runs on the mio driver, on its own thread ([`Placement::Thread`](crate::Placement)) or as
-//! a task on a tokio runtime (`Placement::Runtime`); binding with
+//! TLS runs on every event-loop driver: epoll on its own thread
+//! ([`Placement::Thread`](crate::Placement)) or as a task on a tokio runtime
+//! (`Placement::Runtime`), and io_uring ([`Backend::Uring`](crate::Backend), feature `uring`),
+//! with the same session code; binding with
 //! [`Placement::ThreadPerConnection`](crate::Placement::ThreadPerConnection) and TLS fails with
 //! [`Error::Config`].
 //!

@@ -9,10 +9,10 @@
 //! on io_uring ([`Backend::Uring`]; skipped with the reason printed where io_uring cannot run),
 //! [`NetTransport`] with its reactor as a task on a tokio runtime ([`NetTransport::bind_on`]),
 //! [`NetTransport`] on the reference driver ([`Placement::ThreadPerConnection`]),
-//! [`NetTransport`] over mutual TLS on a thread and on the runtime (feature `tls`), and
-//! [`InmemTransport`]: `net::<test>`, `net_uring::<test>`, `net_on_runtime::<test>`,
-//! `net_thread_per_connection::<test>`, `net_tls::<test>`, `net_tls_on_runtime::<test>` and
-//! `inmem::<test>`.
+//! [`NetTransport`] over mutual TLS on a thread, on io_uring and on the runtime (feature `tls`),
+//! and [`InmemTransport`]: `net::<test>`, `net_uring::<test>`, `net_on_runtime::<test>`,
+//! `net_thread_per_connection::<test>`, `net_tls::<test>`, `net_tls_uring::<test>`,
+//! `net_tls_on_runtime::<test>` and `inmem::<test>`.
 //!
 //! Each test doc names the Go test it ports, numbered #17 to #24 after hashicorp_net.rs's #1 to
 //! #16.
@@ -188,6 +188,28 @@ impl Fixture for Tls {
     const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
 }
 
+/// [`Tls`] on the io_uring driver ([`Backend::Uring`]), run where [`uring_runs`].
+struct TlsUring;
+
+impl Fixture for TlsUring {
+    type T = NetTransport;
+
+    fn pair_with_timeout(timeout: Duration) -> (Self::T, Self::T) {
+        tls_pair(timeout, |config| {
+            let t = NetTransport::bind("127.0.0.1:0", None, config.backend(Backend::Uring))
+                .expect("bind 127.0.0.1:0");
+            assert_eq!(t.backend(), Some(Backend::Uring));
+            t
+        })
+    }
+
+    fn unreachable() -> ServerAddress {
+        unused_addr()
+    }
+
+    const SENDER_DETECTS_SHORT_SNAPSHOT: bool = true;
+}
+
 /// [`Tls`] with the drivers as tasks on [`RUNTIME`].
 struct TlsOnRuntime;
 
@@ -270,6 +292,17 @@ macro_rules! for_every_transport {
                 #[test]
                 fn $name() {
                     super::$name::<super::Tls>()
+                }
+            )*
+        }
+
+        mod net_tls_uring {
+            $(
+                #[test]
+                fn $name() {
+                    if super::uring_runs(concat!("net_tls_uring::", stringify!($name))) {
+                        super::$name::<super::TlsUring>()
+                    }
                 }
             )*
         }

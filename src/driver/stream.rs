@@ -125,14 +125,8 @@ impl Streams {
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
-            // What is in force now (`NetTransport::reload_tls`): read once per connection.
-            let tls = tls.current();
-            let client = rustls::ClientConnection::new(
-                tls.client_config().clone(),
-                tls.server_name(addr, server),
-            )
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            return Ok(Box::new(super::tls::TlsStream::new(stream, client, None)));
+            let session = super::tls::Session::dial(tls, addr, server)?;
+            return Ok(Box::new(super::tls::TlsStream::new(stream, session)));
         }
         Ok(Box::new(stream))
     }
@@ -142,13 +136,8 @@ impl Streams {
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
-            let tls = tls.current();
-            let server = rustls::ServerConnection::new(tls.server_config().clone())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let authorize = tls.authorizer().cloned();
-            return Ok(Box::new(super::tls::TlsStream::new(
-                stream, server, authorize,
-            )));
+            let session = super::tls::Session::accept(tls)?;
+            return Ok(Box::new(super::tls::TlsStream::new(stream, session)));
         }
         Ok(Box::new(stream))
     }

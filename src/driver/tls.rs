@@ -1,7 +1,10 @@
-//! The TLS stream (feature `tls`): rustls over a non-blocking mio socket, behind the
+//! TLS (feature `tls`): the [`Session`] every driver's TLS connections share (the rustls
+//! session, its refusals logged once, the peer's identity reported once, how it is made for a
+//! dial or an accept), and [`TlsStream`], that session over a non-blocking mio socket behind the
 //! [`Stream`] seam, so the mio driver (on its thread or on a runtime) runs TLS connections with
-//! the same code as plain ones. The handshake needs no step of its own: it advances whenever the
-//! driver reads or writes the stream, in the driver's loop.
+//! the same code as plain ones. The io_uring driver moves a session's bytes itself
+//! (`uring/tls.rs`). The handshake needs no step of its own: it advances whenever the driver
+//! reads or writes, in the driver's loop.
 //!
 //! What the driver sees: reads hand out plaintext rustls has opened (after pulling and opening
 //! records from the socket as needed); writes seal the engine's bytes into records and write
@@ -26,27 +29,19 @@ use crate::tls::{Authorize, PeerIdentity, VerifiedPeer};
 /// feeds it instead, at the cost of copying the ciphertext once more (a memcpy).
 const CIPHERTEXT_READ: usize = 64 * 1024;
 
-/// A TLS connection over a non-blocking TCP socket.
-pub(crate) struct TlsStream {
-    tcp: mio::net::TcpStream,
-    tls: Connection,
-    /// Ciphertext read from the socket (allocated at the first read, so a connection that never
-    /// receives anything does not hold it); `ciphertext[start..end]` is not yet given to rustls.
-    ciphertext: Option<Box<[u8]>>,
-    start: usize,
-    end: usize,
-    /// Plaintext rustls has opened and not handed out yet.
-    plaintext: usize,
-    /// The peer ended its side (close_notify, or the TCP stream's end): once `plaintext` is
-    /// read, reads report the end.
-    peer_closed: bool,
+/// What a TLS connection is beyond its socket, for either driver: the rustls session, and what
+/// raftnet keeps track of about it (a refusal logged once, the peer's identity reported once).
+/// The readiness drivers wrap it with their socket in [`TlsStream`]; the io_uring driver keeps
+/// it beside its connection and moves the bytes itself (`uring/tls.rs`).
+pub(crate) struct Session {
+    pub(crate) tls: Connection,
     /// The handshake failed (logged once).
     failed: bool,
     /// The session has handed out plaintext: a refusal now is not the handshake's.
-    carried: bool,
+    pub(crate) carried: bool,
     /// The peer's address, once the socket knew it (a dial's only once connected): a peer that
     /// refuses and resets leaves a socket that no longer tells it.
-    peer: Option<SocketAddr>,
+    pub(crate) peer: Option<SocketAddr>,
     /// The authorization hook of the configuration this connection was made with, handed to
     /// the engine with the peer's identity.
     authorize: Option<Authorize>,
@@ -54,20 +49,10 @@ pub(crate) struct TlsStream {
     identity_reported: bool,
 }
 
-impl TlsStream {
-    pub(crate) fn new(
-        tcp: mio::net::TcpStream,
-        tls: impl Into<Connection>,
-        authorize: Option<Authorize>,
-    ) -> TlsStream {
-        TlsStream {
-            tcp,
+impl Session {
+    pub(crate) fn new(tls: impl Into<Connection>, authorize: Option<Authorize>) -> Session {
+        Session {
             tls: tls.into(),
-            ciphertext: None,
-            start: 0,
-            end: 0,
-            plaintext: 0,
-            peer_closed: false,
             failed: false,
             carried: false,
             peer: None,
@@ -76,73 +61,35 @@ impl TlsStream {
         }
     }
 
-    /// Write out the records rustls holds: `Ok(true)` once none is left, `Ok(false)` if the
-    /// socket is full.
-    fn write_records(&mut self) -> io::Result<bool> {
-        self.remember_peer();
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.tcp) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "socket accepted no bytes",
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
+    /// A dial's session with `tls` (the configuration in force now, read once per connection),
+    /// meant to reach `server` at `addr`.
+    pub(crate) fn dial(
+        tls: &crate::tls::TlsConfig,
+        addr: SocketAddr,
+        server: Option<&crate::transport::ServerId>,
+    ) -> io::Result<Session> {
+        let tls = tls.current();
+        let client = rustls::ClientConnection::new(
+            tls.client_config().clone(),
+            tls.server_name(addr, server),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Session::new(client, None))
     }
 
-    /// Note the peer's address while the socket can tell it (a branch per call once known).
-    fn remember_peer(&mut self) {
-        if self.peer.is_none() {
-            self.peer = self.tcp.peer_addr().ok();
-        }
-    }
-
-    /// Pull records from the socket and open them; `WouldBlock` if the socket had none.
-    fn read_records(&mut self) -> io::Result<()> {
-        self.remember_peer();
-        let ciphertext = self
-            .ciphertext
-            .get_or_insert_with(|| vec![0; CIPHERTEXT_READ].into_boxed_slice());
-        if self.start == self.end {
-            match (&self.tcp).read(ciphertext) {
-                Ok(0) => self.peer_closed = true,
-                Ok(n) => (self.start, self.end) = (0, n),
-                Err(e) => return Err(e),
-            }
-        }
-        if self.start < self.end {
-            // From memory: fails only for rustls' own limits, which the caller's reading of
-            // every opened byte before the next call keeps.
-            self.start += self.tls.read_tls(&mut &ciphertext[self.start..self.end])?;
-        }
-        let state = match self.tls.process_new_packets() {
-            Ok(state) => state,
-            Err(e) => return Err(self.refused(e)),
-        };
-        self.plaintext = state.plaintext_bytes_to_read();
-        if state.peer_has_closed() {
-            self.peer_closed = true;
-        }
-        // The handshake's next flight (or an alert, a key update): nothing else would write it.
-        if self.tls.wants_write() {
-            self.write_records()?;
-        }
-        Ok(())
+    /// An accepted connection's session with `tls` (the configuration in force now).
+    pub(crate) fn accept(tls: &crate::tls::TlsConfig) -> io::Result<Session> {
+        let tls = tls.current();
+        let server = rustls::ServerConnection::new(tls.server_config().clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Session::new(server, tls.authorizer().cloned()))
     }
 
     /// The peer's records were refused (a certificate not vouched for, or for another server; a
-    /// record that does not open; an alert: the peer refused ours): tell the peer why (the
-    /// alert rustls queued), log it, and fail the connection with rustls' reason, carried as
-    /// an [`Error::Tls`] (which `Error::io` hands to the calls that waited on it).
-    fn refused(&mut self, error: rustls::Error) -> io::Error {
-        let _ = self.write_records();
+    /// record that does not open; an alert: the peer refused ours): log it, and fail the
+    /// connection with rustls' reason, carried as an [`Error::Tls`] (which `Error::io` hands to
+    /// the calls that waited on it). The alert rustls queued is the caller's to write first.
+    pub(crate) fn refused(&mut self, error: rustls::Error) -> io::Error {
         let peer = self.peer;
         // In TLS 1.3 a client's handshake is done before the server has checked its
         // certificate: the server's alert refusing it comes after, before any data.
@@ -165,6 +112,134 @@ impl TlsStream {
         };
         io::Error::new(io::ErrorKind::InvalidData, refusal)
     }
+
+    /// After the handshake: a bool test per read until then, then once more. A peer without
+    /// a certificate (a server configuration of the application's own that does not ask for
+    /// one) gets an identity naming no server, so the checks fail closed: a request claiming a
+    /// sender is refused, and the hook decides on an empty identity.
+    pub(crate) fn take_verified_peer(&mut self, addr: Option<SocketAddr>) -> Option<VerifiedPeer> {
+        if self.identity_reported || self.tls.is_handshaking() {
+            return None;
+        }
+        self.identity_reported = true;
+        let addr = addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let identity = match self.tls.peer_certificates().and_then(|chain| chain.first()) {
+            Some(certificate) => PeerIdentity::from_certificate(certificate, addr),
+            None => PeerIdentity::new(Vec::new(), addr),
+        };
+        Some(VerifiedPeer {
+            identity: Arc::new(identity),
+            authorize: self.authorize.clone(),
+        })
+    }
+
+    /// Whether closing should tell the peer the session ended on purpose (close_notify): not
+    /// before a session exists (a peer that never completed the handshake, a stall, a port scan,
+    /// gets only the TCP stream's end) nor after a refusal (the alert said why).
+    pub(crate) fn ends_with_close_notify(&self) -> bool {
+        !self.failed && !self.tls.is_handshaking()
+    }
+}
+
+/// A TLS connection over a non-blocking TCP socket.
+pub(crate) struct TlsStream {
+    tcp: mio::net::TcpStream,
+    session: Session,
+    /// Ciphertext read from the socket (allocated at the first read, so a connection that never
+    /// receives anything does not hold it); `ciphertext[start..end]` is not yet given to rustls.
+    ciphertext: Option<Box<[u8]>>,
+    start: usize,
+    end: usize,
+    /// Plaintext rustls has opened and not handed out yet.
+    plaintext: usize,
+    /// The peer ended its side (close_notify, or the TCP stream's end): once `plaintext` is
+    /// read, reads report the end.
+    peer_closed: bool,
+}
+
+impl TlsStream {
+    pub(crate) fn new(tcp: mio::net::TcpStream, session: Session) -> TlsStream {
+        TlsStream {
+            tcp,
+            session,
+            ciphertext: None,
+            start: 0,
+            end: 0,
+            plaintext: 0,
+            peer_closed: false,
+        }
+    }
+
+    /// Write out the records rustls holds: `Ok(true)` once none is left, `Ok(false)` if the
+    /// socket is full.
+    fn write_records(&mut self) -> io::Result<bool> {
+        self.remember_peer();
+        while self.session.tls.wants_write() {
+            match self.session.tls.write_tls(&mut self.tcp) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "socket accepted no bytes",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Note the peer's address while the socket can tell it (a branch per call once known).
+    fn remember_peer(&mut self) {
+        if self.session.peer.is_none() {
+            self.session.peer = self.tcp.peer_addr().ok();
+        }
+    }
+
+    /// Pull records from the socket and open them; `WouldBlock` if the socket had none.
+    fn read_records(&mut self) -> io::Result<()> {
+        self.remember_peer();
+        let ciphertext = self
+            .ciphertext
+            .get_or_insert_with(|| vec![0; CIPHERTEXT_READ].into_boxed_slice());
+        if self.start == self.end {
+            match (&self.tcp).read(ciphertext) {
+                Ok(0) => self.peer_closed = true,
+                Ok(n) => (self.start, self.end) = (0, n),
+                Err(e) => return Err(e),
+            }
+        }
+        if self.start < self.end {
+            // From memory: fails only for rustls' own limits, which the caller's reading of
+            // every opened byte before the next call keeps.
+            self.start += self
+                .session
+                .tls
+                .read_tls(&mut &ciphertext[self.start..self.end])?;
+        }
+        let state = match self.session.tls.process_new_packets() {
+            Ok(state) => state,
+            Err(e) => return Err(self.refused(e)),
+        };
+        self.plaintext = state.plaintext_bytes_to_read();
+        if state.peer_has_closed() {
+            self.peer_closed = true;
+        }
+        // The handshake's next flight (or an alert, a key update): nothing else would write it.
+        if self.session.tls.wants_write() {
+            self.write_records()?;
+        }
+        Ok(())
+    }
+
+    /// The peer's records were refused: tell the peer why (the alert rustls queued, as far as
+    /// the socket takes it), then [`Session::refused`].
+    fn refused(&mut self, error: rustls::Error) -> io::Error {
+        let _ = self.write_records();
+        self.session.refused(error)
+    }
 }
 
 // SAFETY: `read_uninit` initializes (zeroes) the bytes it passes to rustls, which reports how
@@ -184,9 +259,9 @@ unsafe impl Stream for TlsStream {
                 // `u8`'s layout.
                 #[allow(unsafe_code)]
                 let room = unsafe { &mut *(room as *mut [MaybeUninit<u8>] as *mut [u8]) };
-                let read = self.tls.reader().read(room)?;
+                let read = self.session.tls.reader().read(room)?;
                 self.plaintext -= read;
-                self.carried = true;
+                self.session.carried = true;
                 return Ok(read);
             }
             if self.peer_closed {
@@ -201,7 +276,7 @@ unsafe impl Stream for TlsStream {
     }
 
     fn wants_write(&self) -> bool {
-        self.tls.wants_write()
+        self.session.tls.wants_write()
     }
 
     /// A record holds up to 16 KiB, and rustls pulls a bounded amount from the socket per
@@ -214,27 +289,9 @@ unsafe impl Stream for TlsStream {
         self.tcp.take_error()
     }
 
-    /// After the handshake: a bool test per read until then, then once more. A peer without
-    /// a certificate (a server configuration of the application's own that does not ask for
-    /// one) gets an identity naming no server, so the checks fail closed: a request claiming a
-    /// sender is refused, and the hook decides on an empty identity.
     fn take_verified_peer(&mut self) -> Option<VerifiedPeer> {
-        if self.identity_reported || self.tls.is_handshaking() {
-            return None;
-        }
-        self.identity_reported = true;
-        let addr = self
-            .tcp
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let identity = match self.tls.peer_certificates().and_then(|chain| chain.first()) {
-            Some(certificate) => PeerIdentity::from_certificate(certificate, addr),
-            None => PeerIdentity::new(Vec::new(), addr),
-        };
-        Some(VerifiedPeer {
-            identity: Arc::new(identity),
-            authorize: self.authorize.clone(),
-        })
+        let addr = self.tcp.peer_addr().ok();
+        self.session.take_verified_peer(addr)
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
@@ -258,7 +315,7 @@ impl Write for TlsStream {
         }
         // Sealed into records (or, during the handshake, held until it completes), up to
         // rustls' buffer limit.
-        let accepted = self.tls.writer().write_vectored(bufs)?;
+        let accepted = self.session.tls.writer().write_vectored(bufs)?;
         if accepted == 0 && bufs.iter().any(|b| !b.is_empty()) {
             // The handshake has not completed and its buffer is full.
             return Err(io::ErrorKind::WouldBlock.into());
@@ -283,8 +340,8 @@ impl Drop for TlsStream {
     /// without waiting. Not before a session exists: a peer that never completed the handshake
     /// (a stall, a port scan) gets only the TCP stream's end.
     fn drop(&mut self) {
-        if !self.failed && !self.tls.is_handshaking() {
-            self.tls.send_close_notify();
+        if self.session.ends_with_close_notify() {
+            self.session.tls.send_close_notify();
             let _ = self.write_records();
         }
     }

@@ -117,6 +117,10 @@ pub(super) struct Entry {
     pub(super) send: Box<SendState>,
     /// On the resume-read list.
     pub(super) read_again: bool,
+    /// The TLS session (feature `tls`, a transport configured with it): receives are its
+    /// ciphertext, sends its records (`tls.rs`).
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<Box<crate::driver::tls::Session>>,
 }
 
 impl Entry {

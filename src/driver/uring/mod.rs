@@ -4,7 +4,10 @@
 //!
 //! This module is the only code that uses io_uring: the ring's making and the probe in
 //! `setup.rs`, the user_data token in `token.rs`, a connection's socket and the memory it lends
-//! the kernel in `conn.rs`, and the loop here. What it owns:
+//! the kernel in `conn.rs`, TLS sessions in `tls.rs` (feature `tls`: what a receive brings is
+//! ciphertext, opened into the engine's buffer; a send carries the engine's bytes sealed into
+//! records; the session is the epoll driver's, `driver/tls.rs`), and the loop here. What it
+//! owns:
 //! - **Operations.** A poll of the listener (then `accept(2)` until it would block, as the mio
 //!   driver accepts: the ring's own accept takes a descriptor before it looks for a connection,
 //!   so with descriptors exhausted it fails with no connection pending, and back-off would
@@ -38,6 +41,8 @@
 
 mod conn;
 mod setup;
+#[cfg(feature = "tls")]
+mod tls;
 mod token;
 
 use std::io;
@@ -111,6 +116,10 @@ pub(crate) struct UringDriver {
     /// outside (a receive, an accept, a wake-up) tells `spin` how long it took; the thread's
     /// own sends complete at once and would teach it nothing.
     waiting_since: Option<Instant>,
+    /// The transport's TLS configuration (its live slot, which `reload_tls` swaps), if it has
+    /// one: every connection is then a TLS session.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 impl UringDriver {
@@ -123,6 +132,8 @@ impl UringDriver {
     ) -> io::Result<UringDriver> {
         // Accepted after the ring's poll says a connection waits, until `WouldBlock`.
         listener.set_nonblocking(true)?;
+        #[cfg(feature = "tls")]
+        let tls = engine.shared().config.tls.clone();
         Ok(UringDriver {
             ring,
             taskrun,
@@ -144,6 +155,8 @@ impl UringDriver {
             now: Instant::now(),
             spin: SpinBudget::default(),
             waiting_since: None,
+            #[cfg(feature = "tls")]
+            tls,
         })
     }
 
@@ -442,6 +455,19 @@ impl UringDriver {
         };
         // Raft's messages are latency-bound; the engine batches writes itself.
         let _ = socket.set_tcp_nodelay(true);
+        #[cfg(feature = "tls")]
+        let session = match &self.tls {
+            Some(tls) => {
+                match crate::driver::tls::Session::dial(tls, addr, self.engine.dial_server(key)) {
+                    Ok(mut session) => {
+                        session.peer = Some(addr);
+                        Some(self::tls::prepare(session))
+                    }
+                    Err(e) => return self.engine.handle_connect_failed(key, e),
+                }
+            }
+            None => None,
+        };
         let addr = Box::new(SockAddr::from(addr));
         let connect = opcode::Connect::new(
             types::Fd(socket.as_raw_fd()),
@@ -451,6 +477,10 @@ impl UringDriver {
         .build()
         .user_data(Token::new(Op::Connect, Some(key)).0);
         self.insert(key, socket, Some(addr));
+        #[cfg(feature = "tls")]
+        if let Some(entry) = self.entry(key) {
+            entry.tls = session;
+        }
         self.push(connect);
     }
 
@@ -479,6 +509,8 @@ impl UringDriver {
             }),
             send: SendState::new(),
             read_again: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         });
     }
 
@@ -494,6 +526,17 @@ impl UringDriver {
     /// Close `entry`'s socket (after this turn's submit) and cancel its operations, keeping
     /// their memory until they complete.
     fn retire(&mut self, entry: Entry) {
+        #[cfg(feature = "tls")]
+        let mut entry = entry;
+        #[cfg(feature = "tls")]
+        if let Some(session) = entry.tls.as_deref_mut()
+            && session.ends_with_close_notify()
+            && !entry.send.in_flight
+        {
+            // The session ended on purpose: say so, as the readiness drivers' stream does.
+            session.tls.send_close_notify();
+            self::tls::write_now(session, entry.socket.as_raw_fd());
+        }
         let pending = entry.in_flight();
         let key = entry.key;
         for (armed, op) in [
@@ -597,6 +640,18 @@ impl UringDriver {
                     self.engine.handle_error(key, e);
                 } else {
                     self.insert(key, socket, None);
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = &self.tls {
+                        match crate::driver::tls::Session::accept(tls) {
+                            Ok(mut session) => {
+                                session.peer = Some(peer);
+                                if let Some(entry) = entry(&mut self.table, key) {
+                                    entry.tls = Some(self::tls::prepare(session));
+                                }
+                            }
+                            Err(e) => self.engine.handle_error(key, e),
+                        }
+                    }
                     self.arm_recv(key);
                 }
                 self.apply_actions();
@@ -617,6 +672,11 @@ impl UringDriver {
         }
         self.engine.handle_connected(key);
         self.arm_recv(key);
+        // A TLS dial speaks first (its ClientHello), whatever the engine has queued.
+        #[cfg(feature = "tls")]
+        if self.entry(key).is_some_and(|e| e.tls.is_some()) {
+            self.start_send(key);
+        }
     }
 
     /// Arm a receive for `key` if the engine wants its bytes and none is armed or held.
@@ -697,6 +757,13 @@ impl UringDriver {
             let metrics = self.engine.metrics();
             add(&metrics.bytes_read, received as u64);
             add(&metrics.reads, 1);
+            #[cfg(feature = "tls")]
+            if entry.tls.is_some() {
+                if self.open_received(key) {
+                    self.receive_on(key);
+                }
+                return;
+            }
             if let Some((engine_buf, _)) = self.engine.recv_buffer(key) {
                 if engine_buf.is_empty() {
                     // No frame in progress: the received buffer becomes the engine's (no copy),
@@ -708,6 +775,11 @@ impl UringDriver {
                 self.engine.handle_received(key, self.now);
             }
         }
+        self.receive_on(key);
+    }
+
+    /// After a delivery: the stream's end or error if one came, else the next receive.
+    fn receive_on(&mut self, key: ConnKey) {
         let Some(entry) = self.entry(key) else {
             return;
         };
@@ -716,6 +788,61 @@ impl UringDriver {
             Some(Err(e)) => self.engine.handle_error(key, e),
             None => self.arm_recv(key),
         }
+    }
+
+    /// Open the ciphertext `key` received into the engine's buffer (`tls.rs`): the peer's
+    /// identity to the engine once the handshake completes, the plaintext after it, and the
+    /// records the session has to send (the handshake's next flight; the bytes the engine
+    /// queued during the handshake, once it is done) into a send. `false` if the session
+    /// refused what came (the connection is failed).
+    #[cfg(feature = "tls")]
+    fn open_received(&mut self, key: ConnKey) -> bool {
+        let Some(entry) = entry(&mut self.table, key) else {
+            return false;
+        };
+        let fd = entry.socket.as_raw_fd();
+        let (Some(session), recv) = (entry.tls.as_deref_mut(), &mut *entry.recv) else {
+            return false;
+        };
+        let Some((engine_buf, _)) = self.engine.recv_buffer(key) else {
+            recv.buf.clear();
+            return false;
+        };
+        let handshaking = session.tls.is_handshaking();
+        let opened = self::tls::open(session, &recv.buf, engine_buf);
+        recv.buf.clear();
+        let peer = session.peer;
+        let verified = session.take_verified_peer(peer);
+        let records_ready = session.tls.wants_write();
+        if opened.is_err() && !entry.send.in_flight {
+            // The alert telling the peer why.
+            self::tls::write_now(session, fd);
+        }
+        if let Some(verified) = verified {
+            self.engine.handle_verified_peer(key, verified);
+        }
+        match opened {
+            Ok(opened) => {
+                self.engine.handle_received(key, self.now);
+                if opened.peer_closed
+                    && let Some(entry) = self.entry(key)
+                {
+                    entry.recv.end.get_or_insert(Ok(()));
+                }
+            }
+            Err(e) => {
+                self.engine.handle_error(key, e);
+                return false;
+            }
+        }
+        let handshake_done = handshaking
+            && self
+                .entry(key)
+                .is_some_and(|e| e.tls.as_ref().is_some_and(|s| !s.tls.is_handshaking()));
+        if records_ready || handshake_done {
+            self.start_send(key);
+        }
+        true
     }
 
     fn read_later(&mut self, key: ConnKey) {
@@ -775,6 +902,32 @@ impl UringDriver {
         let Some((queue, _)) = self.engine.send_queue(key) else {
             return;
         };
+        #[cfg(feature = "tls")]
+        if let Some(session) = entry.tls.as_deref_mut() {
+            // Sealed into records once the handshake is done; until then the engine's bytes
+            // stay queued, and only the handshake's own records go.
+            let send = &mut *entry.send;
+            let mut sealed = Ok(());
+            if !session.tls.is_handshaking() && !queue.is_empty() {
+                take_front(queue, WRITE_BUDGET, MAX_IOVECS, &mut send.pieces);
+                sealed = self::tls::seal(session, &mut send.pieces);
+            }
+            let queued = !queue.is_empty();
+            let fd = entry.socket.as_raw_fd();
+            return match sealed.and_then(|()| self::tls::records(session)) {
+                Ok(Some(records)) => {
+                    send.pieces.push(records);
+                    self.submit_send(key, fd)
+                }
+                // The handshake's completion sends them (`open_received`).
+                Ok(None) if queued => {}
+                Ok(None) => self.engine.handle_flushed(key, Ok(Flushed::All), self.now),
+                Err(e) => {
+                    send.pieces.clear();
+                    self.engine.handle_flushed(key, Err(e), self.now)
+                }
+            };
+        }
         if queue.is_empty() {
             // Nothing to write is a flush that completed (a connection closing after its last
             // answer waits for this).
@@ -830,10 +983,16 @@ impl UringDriver {
             // A short send: the rest goes first, before anything queued after it.
             return self.submit_send(key, fd);
         }
-        let more = self
-            .engine
-            .send_queue(key)
-            .is_some_and(|(queue, _)| !queue.is_empty());
+        // Records a TLS session made meanwhile (a handshake flight) count as queued.
+        #[cfg(feature = "tls")]
+        let records_waiting = entry.tls.as_ref().is_some_and(|s| s.tls.wants_write());
+        #[cfg(not(feature = "tls"))]
+        let records_waiting = false;
+        let more = records_waiting
+            || self
+                .engine
+                .send_queue(key)
+                .is_some_and(|(queue, _)| !queue.is_empty());
         // More queued meanwhile: `Budget` has the engine hand the key back next turn.
         let flushed = if more { Flushed::Budget } else { Flushed::All };
         self.engine.handle_flushed(key, Ok(flushed), self.now);
