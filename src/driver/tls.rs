@@ -17,6 +17,7 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use rustls::Connection;
 
 use super::stream::Stream;
@@ -133,12 +134,90 @@ impl Session {
         })
     }
 
+    /// Lift rustls' buffer limit, for a driver that bounds what it seals itself (the io_uring
+    /// driver, `uring/tls.rs`): with the limit, sealing could take part of what the driver took
+    /// from the engine's queue, and the rest would be lost.
+    pub(crate) fn unbounded(mut self) -> Session {
+        self.tls.set_buffer_limit(None);
+        self
+    }
+
+    /// Give `ciphertext` to the session and append every byte it opens to `plaintext`. An `Err`
+    /// is a refusal ([`Session::refused`], logged), with the alert for the peer queued in the
+    /// session ([`Session::records`]).
+    pub(crate) fn open(
+        &mut self,
+        mut ciphertext: &[u8],
+        plaintext: &mut BytesMut,
+    ) -> io::Result<Opened> {
+        let mut opened = Opened {
+            plaintext: 0,
+            peer_closed: false,
+        };
+        loop {
+            // rustls takes records until its own buffer is full; opening them (below) empties it.
+            let taken = if ciphertext.is_empty() {
+                0
+            } else {
+                self.tls.read_tls(&mut ciphertext)?
+            };
+            let state = match self.tls.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => return Err(self.refused(e)),
+            };
+            let ready = state.plaintext_bytes_to_read();
+            opened.peer_closed |= state.peer_has_closed();
+            if ready > 0 {
+                let start = plaintext.len();
+                plaintext.resize(start + ready, 0);
+                let read = self.tls.reader().read(&mut plaintext[start..])?;
+                plaintext.truncate(start + read);
+                opened.plaintext += read;
+                self.carried = true;
+            }
+            // Done, or rustls takes no more (after the peer's close_notify: what follows it is
+            // not part of the session).
+            if ready == 0 && (ciphertext.is_empty() || taken == 0) {
+                return Ok(opened);
+            }
+        }
+    }
+
+    /// Seal `pieces` into records (all of them: an [`unbounded`](Session::unbounded) session
+    /// never takes part of a piece).
+    pub(crate) fn seal(&mut self, pieces: &mut Vec<Bytes>) -> io::Result<()> {
+        for piece in pieces.drain(..) {
+            self.tls.writer().write_all(&piece)?;
+        }
+        Ok(())
+    }
+
+    /// The records the session has ready to go out, as one buffer (`None` if there are none).
+    pub(crate) fn records(&mut self) -> io::Result<Option<Bytes>> {
+        if !self.tls.wants_write() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        while self.tls.wants_write() {
+            self.tls.write_tls(&mut out)?;
+        }
+        Ok(Some(Bytes::from(out)))
+    }
+
     /// Whether closing should tell the peer the session ended on purpose (close_notify): not
     /// before a session exists (a peer that never completed the handshake, a stall, a port scan,
     /// gets only the TCP stream's end) nor after a refusal (the alert said why).
     pub(crate) fn ends_with_close_notify(&self) -> bool {
         !self.failed && !self.tls.is_handshaking()
     }
+}
+
+/// What [`Session::open`] found.
+pub(crate) struct Opened {
+    /// Plaintext bytes appended to the caller's buffer.
+    pub(crate) plaintext: usize,
+    /// The peer ended the session (close_notify): the stream's end, once the plaintext is read.
+    pub(crate) peer_closed: bool,
 }
 
 /// A TLS connection over a non-blocking TCP socket.

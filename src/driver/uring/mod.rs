@@ -461,7 +461,7 @@ impl UringDriver {
                 match crate::driver::tls::Session::dial(tls, addr, self.engine.dial_server(key)) {
                     Ok(mut session) => {
                         session.peer = Some(addr);
-                        Some(self::tls::prepare(session))
+                        Some(Box::new(session.unbounded()))
                     }
                     Err(e) => return self.engine.handle_connect_failed(key, e),
                 }
@@ -646,7 +646,7 @@ impl UringDriver {
                             Ok(mut session) => {
                                 session.peer = Some(peer);
                                 if let Some(entry) = entry(&mut self.table, key) {
-                                    entry.tls = Some(self::tls::prepare(session));
+                                    entry.tls = Some(Box::new(session.unbounded()));
                                 }
                             }
                             Err(e) => self.engine.handle_error(key, e),
@@ -809,7 +809,7 @@ impl UringDriver {
             return false;
         };
         let handshaking = session.tls.is_handshaking();
-        let opened = self::tls::open(session, &recv.buf, engine_buf);
+        let opened = session.open(&recv.buf, engine_buf);
         recv.buf.clear();
         let peer = session.peer;
         let verified = session.take_verified_peer(peer);
@@ -910,11 +910,11 @@ impl UringDriver {
             let mut sealed = Ok(());
             if !session.tls.is_handshaking() && !queue.is_empty() {
                 take_front(queue, WRITE_BUDGET, MAX_IOVECS, &mut send.pieces);
-                sealed = self::tls::seal(session, &mut send.pieces);
+                sealed = session.seal(&mut send.pieces);
             }
             let queued = !queue.is_empty();
             let fd = entry.socket.as_raw_fd();
-            return match sealed.and_then(|()| self::tls::records(session)) {
+            return match sealed.and_then(|()| session.records()) {
                 Ok(Some(records)) => {
                     send.pieces.push(records);
                     self.submit_send(key, fd)
