@@ -907,14 +907,14 @@ impl UringDriver {
             // Sealed into records once the handshake is done; until then the engine's bytes
             // stay queued, and only the handshake's own records go.
             let send = &mut *entry.send;
-            let mut sealed = Ok(());
+            let mut sealed = Ok(0);
             if !session.tls.is_handshaking() && !queue.is_empty() {
                 take_front(queue, WRITE_BUDGET, MAX_IOVECS, &mut send.pieces);
                 sealed = session.seal(&mut send.pieces);
             }
             let queued = !queue.is_empty();
             let fd = entry.socket.as_raw_fd();
-            return match sealed.and_then(|()| session.records()) {
+            return match sealed.and_then(|sealed| session.records(sealed)) {
                 Ok(Some(records)) => {
                     send.pieces.push(records);
                     self.submit_send(key, fd)
