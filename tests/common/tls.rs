@@ -266,11 +266,70 @@ impl RawPeer {
     }
 }
 
+/// Inside TLS, a read once the handshake is done opens the records the socket holds and writes
+/// nothing (rustls' `Stream` would first write out whatever records a timed-out write left
+/// behind, and wait on a server that stopped reading instead of reading what it sent). The end
+/// of the session reads as 0 with close_notify, as an `UnexpectedEof` error without it.
 impl Read for RawPeer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             RawPeer::Plain(socket) => socket.read(buf),
-            RawPeer::Tls(stream) => stream.read(buf),
+            RawPeer::Tls(stream) => {
+                let StreamOwned { conn, sock } = &mut **stream;
+                if conn.is_handshaking() {
+                    conn.complete_io(sock)?;
+                }
+                loop {
+                    match conn.reader().read(buf) {
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        done => return done,
+                    }
+                    conn.read_tls(sock)?;
+                    conn.process_new_packets()
+                        .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+                }
+            }
+        }
+    }
+}
+
+impl RawPeer {
+    /// Complete the TLS handshake now (nothing over plain TCP): before the socket stops
+    /// blocking, say.
+    pub(crate) fn handshake(&mut self) -> io::Result<()> {
+        if let RawPeer::Tls(stream) = self {
+            let StreamOwned { conn, sock } = &mut **stream;
+            while conn.is_handshaking() {
+                conn.complete_io(sock)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A write on a non-blocking socket (after the handshake): `WouldBlock` if none of `buf` was
+    /// taken, else how much was. Inside TLS the records sealed earlier go out first, then the
+    /// bytes taken are sealed and written as far as the socket takes them (the rest on the next
+    /// call).
+    pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            RawPeer::Plain(socket) => socket.write(buf),
+            RawPeer::Tls(stream) => {
+                let StreamOwned { conn, sock } = &mut **stream;
+                while conn.wants_write() {
+                    conn.write_tls(sock)?;
+                }
+                let taken = conn.writer().write(buf)?;
+                while conn.wants_write() {
+                    match conn.write_tls(sock) {
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        written => written?,
+                    };
+                }
+                match taken {
+                    0 if !buf.is_empty() => Err(ErrorKind::WouldBlock.into()),
+                    taken => Ok(taken),
+                }
+            }
         }
     }
 }
