@@ -119,3 +119,38 @@ fn a_completion_for_a_closed_connection_is_rejected_by_its_generation() {
         "the old receive's cancellation is not the new one's"
     );
 }
+
+/// The fault case "a ring full of submissions": a turn that queues more operations than
+/// the submission queue holds hands the full queue to the kernel and goes on queueing (nothing
+/// dropped, nothing waiting for a completion to make room), and every one completes.
+#[test]
+fn a_full_submission_queue_is_submitted_and_reused() {
+    let Some(mut driver) = driver_or_skip("a_full_submission_queue_is_submitted_and_reused")
+    else {
+        return;
+    };
+    let system_calls = |d: &UringDriver| {
+        d.engine
+            .metrics()
+            .system_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let calls_before = system_calls(&driver);
+    let operations = 3 * SQ_ENTRIES as usize + 7;
+    for _ in 0..operations {
+        // No-ops naming no connection: their completions only count down `in_flight`.
+        driver.push(
+            opcode::Nop::new()
+                .build()
+                .user_data(Token::new(Op::Cancel, None).0),
+        );
+    }
+    assert_eq!(driver.in_flight, operations, "every operation was queued");
+    let calls = system_calls(&driver) - calls_before;
+    assert_eq!(
+        calls, 3,
+        "one submission for each time the queue was full ({SQ_ENTRIES} entries)"
+    );
+    run_until(&mut driver, |d| d.in_flight == 0);
+    assert_eq!(driver.stale_completions, 0);
+}
