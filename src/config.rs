@@ -204,9 +204,11 @@ fn or_default<T: PartialEq + Default>(value: T, default: T) -> T {
 }
 
 impl Config {
-    /// What the driver of a [`Placement::Thread`](crate::Placement::Thread) transport waits on:
-    /// epoll, or io_uring (feature `uring`). The default, [`Backend::Auto`], is epoll for now
-    /// (see there why), unless the environment variable `RAFTNET_BACKEND` says `uring`.
+    /// What the driver waits on: epoll, or io_uring (feature `uring`). The default,
+    /// [`Backend::Auto`], is epoll for now (see there why), unless the environment variable
+    /// `RAFTNET_BACKEND` says `uring` for a [`Placement::Thread`](crate::Placement::Thread)
+    /// transport. [`Backend::Uring`] named here also runs with `Placement::Runtime`, on a thread
+    /// of its own beside the runtime.
     pub fn backend(mut self, backend: Backend) -> Config {
         self.backend = backend;
         self

@@ -123,6 +123,9 @@ impl NetTransport {
     /// Blocking callers work as with `bind`. A [heartbeat handler](Transport::set_heartbeat_handler)
     /// then runs on a worker of `runtime`, so it must not block.
     ///
+    /// With [`Backend::Uring`](crate::Backend::Uring) named in `config`, the io_uring driver
+    /// runs on a thread of its own beside the runtime instead of as its task.
+    ///
     /// [`close`](Transport::close) stops the task. Called from outside the runtime it waits,
     /// as `bind`'s does, until every connection is closed and every call resolved; called from
     /// inside (a task, `block_on`), it returns at once and the task finishes on its own shortly

@@ -176,8 +176,9 @@ fn an_epoll_node_and_a_uring_node_talk_in_every_rpc_kind() {
     let _ = uring_metrics;
 }
 
-/// Asking for io_uring with a placement it does not run on is an error at bind, never a panic
-/// or a quiet fallback; `Auto` there runs what the placement has.
+/// Asking for io_uring with the placement it does not run on (a thread per connection) is an
+/// error at bind, never a panic or a quiet fallback; `Auto` there runs what the placement has,
+/// and on a runtime `Auto` is the epoll task (`RAFTNET_BACKEND=uring` leaves it be).
 #[test]
 fn uring_with_another_placement_is_a_start_error_at_bind() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -186,18 +187,22 @@ fn uring_with_another_placement_is_a_start_error_at_bind() {
         .build()
         .unwrap();
     let config = test_config().backend(Backend::Uring);
-    for placement in [
-        Placement::Runtime(runtime.handle().clone()),
+    match NetTransport::bind_with(
+        "127.0.0.1:0",
+        None,
+        config.clone(),
         Placement::ThreadPerConnection,
-    ] {
-        let name = format!("{placement:?}");
-        match NetTransport::bind_with("127.0.0.1:0", None, config.clone(), placement) {
-            Err(Error::Start { what, reason }) => {
-                assert_eq!(what, "the io_uring driver");
-                assert!(reason.to_string().contains("Placement::Thread"), "{reason}");
-            }
-            other => panic!("{name}: expected a start error, got {other:?}"),
+    ) {
+        Err(Error::Start { what, reason }) => {
+            assert_eq!(what, "the io_uring driver");
+            assert!(
+                reason
+                    .to_string()
+                    .contains("Placement::Thread or Placement::Runtime"),
+                "{reason}"
+            );
         }
+        other => panic!("expected a start error, got {other:?}"),
     }
     let on_runtime = NetTransport::bind_on("127.0.0.1:0", None, test_config(), runtime.handle())
         .expect("Auto on a runtime");
@@ -212,4 +217,57 @@ fn uring_with_another_placement_is_a_start_error_at_bind() {
     .expect("Auto on the blocking driver");
     assert_eq!(blocking.backend(), None);
     blocking.close();
+}
+
+/// io_uring named for a transport on a runtime (`bind_on`): the driver runs on a thread of its
+/// own beside the runtime, and the runtime's tasks call through it and serve from it as they do
+/// through the epoll task: awaited calls, a consumer task, and a close from outside.
+#[test]
+fn uring_on_a_runtime_runs_beside_it_and_serves_its_tasks() {
+    let test = "uring_on_a_runtime_runs_beside_it_and_serves_its_tasks";
+    if !uring_runs(test) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bind = || {
+        let t = NetTransport::bind_on(
+            "127.0.0.1:0",
+            None,
+            test_config().backend(Backend::Uring),
+            runtime.handle(),
+        )
+        .expect("io_uring on a runtime binds");
+        assert_eq!(t.backend(), Some(Backend::Uring));
+        t
+    };
+    let (server, client) = (bind(), bind());
+    let consumer = server.consumer().clone();
+    let served = runtime.spawn(async move {
+        let mut n = 0u64;
+        while let Ok(rpc) = consumer.recv_async().await {
+            echo(rpc);
+            n += 1;
+        }
+        n
+    });
+    let target = server.local_addr();
+    let terms = runtime.block_on(async {
+        let mut terms = Vec::new();
+        for term in 1..=5 {
+            let answer = client
+                .append_entries(&peer(), &target, heartbeat(term), CallOptions::default())
+                .await
+                .expect("a heartbeat from a task");
+            terms.push(answer.term);
+        }
+        terms
+    });
+    assert_eq!(terms, [1, 2, 3, 4, 5]);
+    client.close();
+    server.close();
+    assert_eq!(runtime.block_on(served).unwrap(), 5);
 }

@@ -101,7 +101,9 @@ pub enum Placement {
     /// A task on this tokio runtime (feature `tokio`). For a Raft that lives on that runtime
     /// (openraft does): its calls, the driver and its serving task then hand work to each other
     /// as tasks of one runtime instead of waking a sleeping thread at every crossing. A
-    /// heartbeat handler then runs on a worker of the runtime, so it must not block.
+    /// heartbeat handler then runs on a worker of the runtime, so it must not block. With
+    /// [`Backend::Uring`] named in the configuration, the io_uring driver runs on a thread of
+    /// its own beside the runtime instead (it waits in `io_uring_enter`, not in the runtime).
     #[cfg(feature = "tokio")]
     Runtime(tokio::runtime::Handle),
     /// Blocking std::net sockets, a thread per connection. Slow and thread-hungry: it exists to
@@ -141,8 +143,11 @@ pub enum Backend {
     Auto,
     /// epoll readiness through mio: what the other placements use too.
     Epoll,
-    /// io_uring completions (feature `uring`, Linux 5.11 or newer). Binding fails with
-    /// [`Error::Start`] where it cannot run, and with any placement but [`Placement::Thread`].
+    /// io_uring completions (feature `uring`, Linux 5.11 or newer), on a thread of the
+    /// driver's own: with [`Placement::Thread`], and with `Placement::Runtime` too (the driver
+    /// then runs beside the runtime, not as its task; its calls and answers work from the
+    /// runtime's tasks as from any thread). Binding fails with [`Error::Start`] where io_uring
+    /// cannot run, and with [`Placement::ThreadPerConnection`].
     Uring,
 }
 
@@ -184,17 +189,22 @@ pub(crate) fn choose_backend(
         what: "the io_uring driver",
         reason: Arc::new(std::io::Error::new(std::io::ErrorKind::Unsupported, why)),
     };
-    if !matches!(placement, Placement::Thread) {
+    if matches!(placement, Placement::ThreadPerConnection) {
         // Only code that named io_uring fails here; `RAFTNET_BACKEND=uring` is for the
         // transports that can run it.
         if configured == Backend::Uring {
             return Err(uring_error(format!(
-                "io_uring runs only with Placement::Thread, not {placement:?}"
+                "io_uring runs with Placement::Thread or Placement::Runtime, not {placement:?}"
             )));
         }
-        return Ok(matches!(placement, Placement::ThreadPerConnection)
-            .then_some(())
-            .map_or(Some(Backend::Epoll), |()| None));
+        return Ok(None);
+    }
+    if !matches!(placement, Placement::Thread) {
+        // On a runtime, io_uring runs on a thread of its own beside it, which only code that
+        // named it asks for: `RAFTNET_BACKEND=uring` leaves the runtime's task to epoll.
+        if configured != Backend::Uring {
+            return Ok(Some(Backend::Epoll));
+        }
     }
     match (requested, uring_unavailable()) {
         // See `Backend::Auto` for why it is epoll.
@@ -325,8 +335,10 @@ pub(crate) fn start(
             .map_err(Error::start("the driver thread"))
     };
     match placement {
+        // On a runtime too (`choose_backend` chose it only if the code named it): the io_uring
+        // driver waits in `io_uring_enter` on a thread of its own, not as a task.
         #[cfg(all(feature = "uring", target_os = "linux"))]
-        Placement::Thread if config.backend == Backend::Uring => {
+        _ if config.backend == Backend::Uring => {
             let (ring, taskrun, wake_fd, waker) =
                 uring::prepare().map_err(Error::start("the io_uring driver"))?;
             let shared = Shared::new(config, Box::new(waker));

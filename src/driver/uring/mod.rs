@@ -35,9 +35,11 @@
 //! bytes, at most [`WRITE_BUDGET`] bytes per send, and a connection whose reading the engine
 //! paused has no receive armed (what already arrived is held until it resumes).
 //!
+//! On a tokio runtime (`bind_on` with [`Backend::Uring`](super::Backend) named) this driver
+//! runs the same way, on a thread of its own beside the runtime.
+//!
 //! Not yet here (issue 12's later steps): multishot accept and receive with a provided buffer
-//! ring, `SEND_ZC`, registered descriptors, `COOP_TASKRUN` / `DEFER_TASKRUN`, SQPOLL, and the
-//! tokio placement.
+//! ring, `SEND_ZC`, registered descriptors, SQPOLL.
 
 mod conn;
 mod setup;

@@ -125,8 +125,7 @@ fn a_completion_for_a_closed_connection_is_rejected_by_its_generation() {
 /// dropped, nothing waiting for a completion to make room), and every one completes.
 #[test]
 fn a_full_submission_queue_is_submitted_and_reused() {
-    let Some(mut driver) = driver_or_skip("a_full_submission_queue_is_submitted_and_reused")
-    else {
+    let Some(mut driver) = driver_or_skip("a_full_submission_queue_is_submitted_and_reused") else {
         return;
     };
     let system_calls = |d: &UringDriver| {
