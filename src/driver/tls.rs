@@ -197,12 +197,24 @@ impl Session {
     /// Seal `pieces` into records (all of them: an [`unbounded`](Session::unbounded) session
     /// never takes part of a piece); the bytes sealed.
     pub(crate) fn seal(&mut self, pieces: &mut Vec<Bytes>) -> io::Result<usize> {
-        let mut sealed = 0;
-        for piece in pieces.drain(..) {
-            self.tls.writer().write_all(&piece)?;
-            sealed += piece.len();
+        // In one write: rustls fills each record across the pieces (up to 16 KiB), where a
+        // write per piece would end a record at every piece's end.
+        let total: usize = pieces.iter().map(Bytes::len).sum();
+        let mut slices: Vec<IoSlice<'_>> = pieces
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| IoSlice::new(p))
+            .collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            let n = self.tls.writer().write_vectored(slices)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut slices, n);
         }
-        Ok(sealed)
+        pieces.clear();
+        Ok(total)
     }
 
     /// The records the session has ready to go out, as one buffer (`None` if there are none),
