@@ -146,6 +146,10 @@ pub(crate) enum Flushed {
     Budget,
 }
 
+/// Timer entries allowed beyond two per open connection before the stale ones are swept out
+/// ([`Engine::add_timer`]).
+const TIMER_SLACK: usize = 64;
+
 pub(crate) struct Engine {
     shared: Arc<Shared>,
     clock: Clock,
@@ -343,7 +347,7 @@ impl Engine {
         self.accept_delay = Some(delay);
         error!("failed to accept connection: {error}; retrying in {delay:?}");
         self.actions.push_back(Action::PauseAccept);
-        self.timers.add(now + delay, TimerKind::AcceptResume);
+        self.add_timer(now + delay, TimerKind::AcceptResume);
     }
 
     /// The dial of `key` completed.
@@ -671,9 +675,28 @@ impl Engine {
         self.conns[key.index()].server = server;
         self.actions.push_back(Action::Dial { key, addr });
         if let Some(t) = self.shared.config.timeout {
-            self.timers.add(now + t, TimerKind::Dial { conn: key });
+            self.add_timer(now + t, TimerKind::Dial { conn: key });
         }
         key
+    }
+
+    /// Add a timer, sweeping out the stale ones first if they outnumber the live ones: an open
+    /// connection holds at most a dial timer and one armed deadline, so beyond
+    /// [`TIMER_SLACK`] more than two per connection, most entries guard connections that closed
+    /// (churn: calls to a peer that refuses, each dial closed long before its timeout) or
+    /// deadlines superseded by earlier ones. The sweep is O(entries) and leaves at most two per
+    /// connection, so it runs at most once per [`TIMER_SLACK`] entries added.
+    fn add_timer(&mut self, at: Instant, kind: TimerKind) {
+        if self.timers.len() >= 2 * self.conns.len() + TIMER_SLACK {
+            let conns = &self.conns;
+            let live = |key: ConnKey| conns.get(key.index()).filter(|c| c.key == key);
+            self.timers.retain(|at, kind| match kind {
+                TimerKind::Dial { conn } => live(conn).is_some_and(|c| !c.connected),
+                TimerKind::Deadline { conn } => live(conn).is_some_and(|c| c.armed == Some(at)),
+                TimerKind::AcceptResume => true,
+            });
+        }
+        self.timers.add(at, kind);
     }
 
     fn mark_dirty(&mut self, key: ConnKey) {
@@ -695,7 +718,7 @@ impl Engine {
             return;
         }
         conn.armed = Some(deadline);
-        self.timers.add(deadline, TimerKind::Deadline { conn: key });
+        self.add_timer(deadline, TimerKind::Deadline { conn: key });
     }
 
     fn next_request_id(&mut self) -> u64 {

@@ -1,6 +1,9 @@
 //! The engine's timers: call deadlines, dial timeouts and the accept back-off, in one heap.
-//! Entries are never removed early; when one fires, the engine checks that what it guards is
-//! still pending (the connection key carries a generation). Call deadlines are kept per
+//! Entries are not removed one by one; when one fires, the engine checks that what it guards is
+//! still pending (the connection key carries a generation). Stale entries (of connections
+//! closed before their dial timeout or deadline) are swept out together once they outnumber
+//! what the open connections can hold (`Engine::add_timer`), so churn cannot grow the heap
+//! beyond a bound of the connections open. Call deadlines are kept per
 //! connection, not per call: a connection arms one entry for its earliest pending deadline and
 //! re-arms when it fires early, so the heap holds about one entry per connection however many
 //! calls pass through it.
@@ -48,6 +51,12 @@ impl Timers {
 
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    /// Keep only the entries `keep` says still guard something (an O(n) rebuild, for the
+    /// engine's occasional sweep of stale entries).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(Instant, TimerKind) -> bool) {
+        self.heap.retain(|Reverse((at, kind))| keep(*at, *kind));
     }
 }
 
