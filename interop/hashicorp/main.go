@@ -490,7 +490,8 @@ func runBulk(addr string) error {
 // completion, then prints each completion in the order the pipeline hands them out; with
 // read > 0, only that many, and then the process exits with the pipeline open.
 func runPipeline(addr string, read int) error {
-	trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
+	const depth = 128
+	trans, err := newPipelineTransport(depth)
 	if err != nil {
 		return err
 	}
@@ -500,7 +501,6 @@ func runPipeline(addr string, read int) error {
 		return err
 	}
 	defer pipeline.Close()
-	const depth = 128
 	for i := 0; i < depth; i++ {
 		if _, err := pipeline.AppendEntries(pipelineRequest(i, goLeader), new(raft.AppendEntriesResponse)); err != nil {
 			return err

@@ -8,8 +8,10 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
 )
@@ -96,4 +98,15 @@ func generationVectors() []vector {
 			RPCHeader: raft.RPCHeader{ProtocolVersion: -33}, SnapshotVersion: -129, Term: 10,
 			Leader: []byte("a"), Size: -2147483649})},
 	}
+}
+
+// newPipelineTransport is a transport whose pipelines take depth requests before any answer
+// is read. Since v1.5.0 a pipeline holds MaxRPCsInFlight-2 requests awaiting their answers
+// (and as many answers awaiting Consumer()) before AppendEntries blocks; the default,
+// DefaultMaxRPCsInFlight = 2, holds none.
+func newPipelineTransport(depth int) (*raft.NetworkTransport, error) {
+	return raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{
+		MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: depth + 2,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "raft-net", Output: os.Stderr, Level: hclog.DefaultLevel}),
+	})
 }

@@ -8,8 +8,11 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"time"
 
 	"github.com/hashicorp/go-msgpack/codec"
+	"github.com/hashicorp/raft"
 )
 
 // generation names the library in the golden vectors' first lines.
@@ -30,4 +33,10 @@ func encode(values ...interface{}) []byte {
 // generationVectors are the golden vectors only this generation writes: none.
 func generationVectors() []vector {
 	return nil
+}
+
+// newPipelineTransport is a transport whose pipelines take depth requests before any answer
+// is read: any v1.1.2 transport (its pipelines hold up to rpcMaxPipeline = 128 answers).
+func newPipelineTransport(depth int) (*raft.NetworkTransport, error) {
+	return raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
 }
