@@ -3,10 +3,19 @@
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o hashicorp-interop ./interop/hashicorp
 //
+// or, with the build tag raftlatest, against the newest hashicorp/raft (v1.7.x, on
+// go-msgpack/v2) in a GOPATH assembled from its sources (tests/golden/hashicorp-latest/README.md):
+//
+//	GO111MODULE=off GOPATH=/tmp/gopath-latest:/usr/share/gocode \
+//	    go build -tags raftlatest -o hashicorp-interop-latest ./interop/hashicorp
+//
+// What differs between the two generations is in raft_v1.go and raft_latest.go.
+//
 // Modes:
 //
-//	golden DIR      write the golden vectors (tests/golden/hashicorp/*.hex): every request and
-//	                answer exactly as NetworkTransport writes them (its encoder, its handle)
+//	golden DIR      write the golden vectors (tests/golden/hashicorp/*.hex, or with raftlatest
+//	                tests/golden/hashicorp-latest/*.hex): every request and answer exactly as
+//	                NetworkTransport writes them (its encoder, its handle)
 //	serve [HOLD_AT] run a NetworkTransport server; print "LISTEN addr", then "RECV ..." for each
 //	                request, answered by the rules in respond(); exit when stdin closes. With
 //	                HOLD_AT, the HOLD_AT-th request is held unanswered (printing "HOLD"), which
@@ -43,7 +52,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-msgpack/codec"
 	"github.com/hashicorp/raft"
 )
 
@@ -114,16 +122,10 @@ func (w *lineWriter) printf(format string, args ...interface{}) {
 
 // ---- golden vectors ------------------------------------------------------------------------
 
-// encode writes values as NetworkTransport's conn encoder does (codec.MsgpackHandle{}).
-func encode(values ...interface{}) []byte {
-	var buf bytes.Buffer
-	enc := codec.NewEncoder(&buf, &codec.MsgpackHandle{})
-	for _, v := range values {
-		if err := enc.Encode(v); err != nil {
-			panic(err)
-		}
-	}
-	return buf.Bytes()
+// vector is one golden vector: its file name (without .hex) and its bytes.
+type vector struct {
+	name  string
+	bytes []byte
 }
 
 // request is sendRPC's bytes: the type byte, then the request.
@@ -136,17 +138,13 @@ func answer(errText string, resp interface{}) []byte {
 	return encode(errText, resp)
 }
 
-func goldenVectors() []struct {
-	name  string
-	bytes []byte
-} {
-	type v = struct {
-		name  string
-		bytes []byte
-	}
+// goldenVectors are the vectors every generation writes, then the generation's own
+// (generationVectors).
+func goldenVectors() []vector {
+	type v = vector
 	pv := raft.RPCHeader{ProtocolVersion: 3}
 	leader := []byte("cartman")
-	return []v{
+	return append([]v{
 		{"heartbeat", request(rpcAppendEntries, &raft.AppendEntriesRequest{
 			RPCHeader: pv, Term: 10, Leader: leader})},
 		{"append_entries_0", request(rpcAppendEntries, &raft.AppendEntriesRequest{
@@ -182,7 +180,7 @@ func goldenVectors() []struct {
 		{"timeout_now", request(rpcTimeoutNow, &raft.TimeoutNowRequest{RPCHeader: pv})},
 		{"timeout_now_response", answer("", &raft.TimeoutNowResponse{RPCHeader: pv})},
 		{"error", answer("operation not supported with current protocol version", nil)},
-	}
+	}, generationVectors()...)
 }
 
 func writeGolden(dir string) error {
@@ -191,7 +189,7 @@ func writeGolden(dir string) error {
 	}
 	for _, v := range goldenVectors() {
 		var text strings.Builder
-		fmt.Fprintf(&text, "# hashicorp/raft v1.1.2 NetworkTransport: %s (%d bytes)\n", v.name, len(v.bytes))
+		fmt.Fprintf(&text, "# %s NetworkTransport: %s (%d bytes)\n", generation, v.name, len(v.bytes))
 		text.WriteString("# written by interop/hashicorp (go run: see its doc); do not edit\n")
 		for i := 0; i < len(v.bytes); i += 32 {
 			end := i + 32
@@ -492,7 +490,8 @@ func runBulk(addr string) error {
 // completion, then prints each completion in the order the pipeline hands them out; with
 // read > 0, only that many, and then the process exits with the pipeline open.
 func runPipeline(addr string, read int) error {
-	trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, os.Stderr)
+	const depth = 128
+	trans, err := newPipelineTransport(depth)
 	if err != nil {
 		return err
 	}
@@ -502,7 +501,6 @@ func runPipeline(addr string, read int) error {
 		return err
 	}
 	defer pipeline.Close()
-	const depth = 128
 	for i := 0; i < depth; i++ {
 		if _, err := pipeline.AppendEntries(pipelineRequest(i, goLeader), new(raft.AppendEntriesResponse)); err != nil {
 			return err
