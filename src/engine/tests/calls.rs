@@ -213,7 +213,7 @@ fn timers_of_closed_connections_are_swept_under_churn() {
     // Fewer under Miri (still 400 entries without the sweep).
     let calls = if cfg!(miri) { 200 } else { 1000 };
     for term in 1..=calls {
-        let mut vote = pair.vote(term, deadline);
+        let vote = pair.vote(term, deadline);
         pair.drive();
         let (key, _) = pair.client.dials.pop().expect("a dial per call");
         pair.client
