@@ -851,6 +851,40 @@ mod tests {
         assert!(!pair.server.ends_with_close_notify());
     }
 
+    /// A client hello over 64 KiB, the most rustls buffers of a handshake message, in records
+    /// of 16 KiB.
+    fn oversized_hello() -> Vec<u8> {
+        let mut message = vec![0x01, 0x00, 0xff, 0xff]; // client_hello, 65,535 bytes
+        message.resize(4 + 0xffff, 0);
+        let mut records = Vec::new();
+        for fragment in message.chunks(16 * 1024) {
+            records.extend_from_slice(&[0x16, 0x03, 0x01]);
+            records.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+            records.extend_from_slice(fragment);
+        }
+        records
+    }
+
+    /// Pinned as it is, not as it should be: rustls' `read_tls` refuses to buffer more of the
+    /// hello, and `open` passes that error on as it is: `InvalidData`, but no [`Error::Tls`]
+    /// (the session not marked failed, nothing logged, no alert queued). A refusal would be
+    /// `refused(..)` with rustls' `InvalidMessage::HandshakePayloadTooLarge`.
+    #[test]
+    fn a_handshake_message_over_64_kib_fails_open_but_not_as_a_refusal() {
+        let ca = Ca::new("cluster CA");
+        for piece in [usize::MAX, 1000] {
+            let mut server = Session::accept(&ca.tls("server-1")).unwrap().unbounded();
+            server.peer = Some(CLIENT_ADDR);
+            let e = open_in_pieces(&mut server, &oversized_hello(), piece).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+            assert_eq!(e.to_string(), "message buffer full");
+            assert!(e.get_ref().unwrap().downcast_ref::<Error>().is_none());
+            assert!(!server.failed);
+            assert!(server.tls.is_handshaking());
+            assert!(server.records().unwrap().is_none());
+        }
+    }
+
     #[test]
     fn a_certificate_for_another_server_is_refused_by_the_dial() {
         let ca = Ca::new("cluster CA");
