@@ -6,9 +6,15 @@
 //! bit 0 set means the stream starts after the preamble; bit 1 set means a 64-byte maximum body
 //! (to reach the oversize paths with short inputs); bits 2-3 pick the encoder's large-payload
 //! threshold (default, 0, 1 or 16 bytes) where a target re-encodes. Assertions here are the
-//! properties being fuzzed; any panic is a finding.
+//! properties being fuzzed; any panic is a finding. The TLS target ([`tls_session`], feature
+//! `tls`) reads its configuration byte its own way (`fuzzing/tls.rs`).
 
 use bytes::BytesMut;
+
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
+pub use tls::tls_session;
 
 use crate::message::{
     AppendEntriesRequest, InstallSnapshotRequest, Message, MessageType, RequestPreVoteRequest,

@@ -3,7 +3,9 @@
 //! (saved there as a regression seed), stays a test. Also pushes edge inputs through the targets
 //! (every prefix of a valid stream, all-0xff, all-zero). And sends every seed to a live server,
 //! over plain TCP and inside TLS sessions (feature `tls`): each is answered or refused, every
-//! connection is closed, and the server serves a legitimate call afterwards.
+//! connection is closed, and the server serves a legitimate call afterwards. The TLS target's
+//! seeds (`tls_session`, a TLS session in memory) go there too: those of its raw mode, which
+//! are ciphertext, on a bare TCP connection even to the TLS server.
 //!
 //! `cargo test --test fuzz_corpus -- --ignored write_seeds` rewrites the generated seeds.
 
@@ -36,6 +38,9 @@ const TARGETS: [(&str, Target); 6] = [
     ("sniffing_decoder", fuzzing::sniffing_decoder),
 ];
 
+/// The TLS target: a handshake per input, so fewer edge inputs than the others get.
+const TLS_TARGET: (&str, Target) = ("tls_session", fuzzing::tls_session);
+
 fn seeds_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds")
 }
@@ -52,7 +57,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn replay_committed_seeds() {
-    for (name, target) in TARGETS {
+    for (name, target) in TARGETS.into_iter().chain([TLS_TARGET]) {
         let inputs = files(&seeds_dir().join(name));
         assert!(inputs.len() >= 10, "{name}: only {} seeds", inputs.len());
         for path in inputs {
@@ -226,6 +231,81 @@ fn edge_inputs_through_every_target() {
     }
 }
 
+/// The TLS target's configuration byte: `mode` in bits 0-1 (through, sealed whole or in pieces;
+/// raw, before or after the handshake), the piece length's bits (`piece`) in bits 2-7.
+fn tls_cfg(mode: TlsMode, piece: u8) -> u8 {
+    piece << 2 | mode as u8
+}
+
+#[derive(Clone, Copy)]
+enum TlsMode {
+    Through = 0,
+    Raw = 1,
+    ThroughSealedInPieces = 2,
+    RawAfterHandshake = 3,
+}
+
+/// Piece-length bits: 1 byte, 7 bytes, 613 bytes, all at once.
+const TLS_PIECES: [u8; 4] = [0, 6, 32, 63];
+
+#[test]
+fn edge_inputs_through_the_tls_target() {
+    let (_, target) = TLS_TARGET;
+    let stream = sample_stream();
+    let hello = client_hello();
+    for mode in [
+        TlsMode::Through,
+        TlsMode::Raw,
+        TlsMode::ThroughSealedInPieces,
+        TlsMode::RawAfterHandshake,
+    ] {
+        for piece in TLS_PIECES {
+            let cfg = tls_cfg(mode, piece);
+            for bytes in [&stream[..], &hello[..]] {
+                for len in (0..=bytes.len()).step_by(97).chain([bytes.len()]) {
+                    target(&[&[cfg][..], &bytes[..len]].concat());
+                }
+            }
+            for fill in [0x00, 0xff, 0x16, 0x17] {
+                target(&[&[cfg][..], &[fill; 300]].concat());
+            }
+        }
+    }
+    target(&[]);
+    // Not a seed: it would raise the fuzzer's input size limit to 64 KiB for every input.
+    for piece in [TLS_PIECES[2], TLS_PIECES[3]] {
+        target(&[&[tls_cfg(TlsMode::Raw, piece)][..], &oversized_hello()].concat());
+    }
+}
+
+/// A client hello over 64 KiB in records of 16 KiB: more than rustls buffers of a handshake
+/// message (`open` fails, though not as a refusal: see `fuzzing/tls.rs`'s `check_failure`).
+fn oversized_hello() -> Vec<u8> {
+    let mut message = vec![0x01, 0x00, 0xff, 0xff];
+    message.resize(4 + 0xffff, 0);
+    let mut records = Vec::new();
+    for fragment in message.chunks(16 * 1024) {
+        records.extend_from_slice(&[0x16, 0x03, 0x01]);
+        records.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+        records.extend_from_slice(fragment);
+    }
+    records
+}
+
+/// A client's first flight (its hello), as a rustls client of another CA writes it to server
+/// `node-1` (the TLS target's).
+fn client_hello() -> Vec<u8> {
+    let config = common::tls::TestCa::new("seed CA").tls("node-2");
+    let name = raftnet::tls::rustls::pki_types::ServerName::try_from("node-1").unwrap();
+    let mut client =
+        raftnet::tls::rustls::ClientConnection::new(config.client_config().clone(), name).unwrap();
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).unwrap();
+    }
+    hello
+}
+
 /// Writes the generated seeds. The fuzzers' own minimized finds live beside them.
 #[test]
 #[ignore]
@@ -269,6 +349,68 @@ fn write_seeds() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
     };
+    // tls_session: frames through a session (sealed whole or in pieces, opened in pieces of 1,
+    // 7 or 613 bytes or whole); ciphertext for the server: a client's hello (it differs at every
+    // writing: its random and key share), before and after the handshake, and records no
+    // session sealed.
+    let [one, seven, six_hundred_thirteen, whole] = TLS_PIECES;
+    let http_get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let hello = client_hello();
+    let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    record.extend(0u8..0x20);
+    let tls_seeds: [(&str, u8, &[u8]); 12] = [
+        (
+            "through_all_frames",
+            tls_cfg(TlsMode::Through, whole),
+            &stream,
+        ),
+        (
+            "through_all_frames_by_1",
+            tls_cfg(TlsMode::Through, one),
+            &stream,
+        ),
+        (
+            "through_all_frames_by_7",
+            tls_cfg(TlsMode::Through, seven),
+            &stream,
+        ),
+        (
+            "through_all_frames_sealed_by_613",
+            tls_cfg(TlsMode::ThroughSealedInPieces, six_hundred_thirteen),
+            &stream,
+        ),
+        (
+            "through_http_get",
+            tls_cfg(TlsMode::Through, seven),
+            http_get,
+        ),
+        ("raw_hello", tls_cfg(TlsMode::Raw, whole), &hello),
+        ("raw_hello_by_1", tls_cfg(TlsMode::Raw, one), &hello),
+        (
+            "raw_hello_after",
+            tls_cfg(TlsMode::RawAfterHandshake, whole),
+            &hello,
+        ),
+        (
+            "raw_close_notify",
+            tls_cfg(TlsMode::Raw, whole),
+            &[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00],
+        ),
+        (
+            "raw_record_after",
+            tls_cfg(TlsMode::RawAfterHandshake, seven),
+            &record,
+        ),
+        (
+            "raw_oversized_record_after",
+            tls_cfg(TlsMode::RawAfterHandshake, whole),
+            &[0x17, 0x03, 0x03, 0xff, 0xff, 0x00],
+        ),
+        ("raw_http_get", tls_cfg(TlsMode::Raw, whole), http_get),
+    ];
+    for (name, cfg, bytes) in tls_seeds {
+        write("tls_session", name, &[&[cfg][..], bytes].concat());
+    }
     // sniffing_decoder: native streams from their preamble (its config byte has no bit 0)...
     for (name, data) in &streams {
         if data[0] & 1 == 0 {
@@ -316,16 +458,23 @@ fn write_seeds() {
 // ---- the seeds against a live server ----------------------------------------------------------
 
 /// What a live server reads of a seed: the bytes after its configuration byte, after a preamble
-/// where the byte says the stream starts after one (bit 0, the native targets).
+/// where the byte says the stream starts after one (bit 0, the native targets; for the TLS
+/// target, bit 0 says the bytes are ciphertext: [`is_ciphertext`]).
 fn as_stream(target: &str, seed: &[u8]) -> Vec<u8> {
     let Some((&cfg, rest)) = seed.split_first() else {
         return Vec::new();
     };
-    if target != "hashicorp_decoder" && cfg & 1 != 0 {
+    if !matches!(target, "hashicorp_decoder" | "tls_session") && cfg & 1 != 0 {
         [&PREAMBLE[..], rest].concat()
     } else {
         rest.to_vec()
     }
+}
+
+/// Whether a seed is ciphertext for a server (the TLS target's raw mode), sent on a bare TCP
+/// connection rather than inside a session.
+fn is_ciphertext(target: &str, seed: &[u8]) -> bool {
+    target == "tls_session" && seed.first().is_some_and(|cfg| cfg & 1 != 0)
 }
 
 /// raftnet's own format, or hashicorp's.
@@ -344,19 +493,21 @@ fn live_server(security: &Security, hashicorp: bool) -> NetTransport {
     server
 }
 
-/// Every committed seed, each on a connection of its own (inside a TLS session over TLS) and
-/// followed by the end of the stream, to a live server (the hashicorp target's to one that
-/// speaks hashicorp's format): the server answers or refuses each and closes each connection,
-/// and afterwards it still serves a legitimate call, with no connection left open.
+/// Every committed seed, each on a connection of its own (inside a TLS session over TLS, but
+/// for ciphertext) and followed by the end of the stream, to a live server (the hashicorp
+/// target's to one that speaks hashicorp's format): the server answers or refuses each and
+/// closes each connection, and afterwards it still serves a legitimate call, with no connection
+/// left open.
 fn seeds_against_a_live_server(security: Security) {
     let servers = [live_server(&security, false), live_server(&security, true)];
-    let mut work: Vec<(SocketAddr, String, Vec<u8>)> = Vec::new();
-    for (name, _) in TARGETS {
+    let mut work: Vec<(SocketAddr, String, Vec<u8>, bool)> = Vec::new();
+    for (name, _) in TARGETS.into_iter().chain([TLS_TARGET]) {
         let server = &servers[usize::from(name == "hashicorp_decoder")];
         for path in files(&seeds_dir().join(name)) {
             let seed = std::fs::read(&path).unwrap();
             let what = format!("{name}/{}", path.file_name().unwrap().to_string_lossy());
-            work.push((server.bound_addr(), what, as_stream(name, &seed)));
+            let bare = is_ciphertext(name, &seed);
+            work.push((server.bound_addr(), what, as_stream(name, &seed), bare));
         }
     }
     // Four peers at once: thousands of handshakes take a while one after another.
@@ -365,8 +516,9 @@ fn seeds_against_a_live_server(security: Security) {
         for peer in 0..PEERS {
             let (work, security) = (&work, &security);
             scope.spawn(move || {
-                for (addr, what, bytes) in work.iter().skip(peer).step_by(PEERS) {
-                    security.send_expecting_close(*addr, bytes, true, what);
+                for (addr, what, bytes, bare) in work.iter().skip(peer).step_by(PEERS) {
+                    let sender = if *bare { &Security::Plain } else { security };
+                    sender.send_expecting_close(*addr, bytes, true, what);
                 }
             });
         }

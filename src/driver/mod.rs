@@ -70,7 +70,7 @@ mod spin;
 pub(crate) mod stream;
 mod thread;
 #[cfg(feature = "tls")]
-mod tls;
+pub(crate) mod tls;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) mod uring;
 
