@@ -279,7 +279,7 @@ fn edge_inputs_through_the_tls_target() {
 }
 
 /// A client hello over 64 KiB in records of 16 KiB: more than rustls buffers of a handshake
-/// message (`open` fails, though not as a refusal: see `fuzzing/tls.rs`'s `check_failure`).
+/// message (`open` refuses it: `Session::unbuffered`).
 fn oversized_hello() -> Vec<u8> {
     let mut message = vec![0x01, 0x00, 0xff, 0xff];
     message.resize(4 + 0xffff, 0);

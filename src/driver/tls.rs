@@ -48,6 +48,8 @@ pub(crate) struct Session {
     authorize: Option<Authorize>,
     /// The peer's identity was handed to the engine (once, after the handshake).
     identity_reported: bool,
+    /// Plaintext bytes sealed since [`records`](Session::records) last took the records.
+    sealed: usize,
 }
 
 impl Session {
@@ -59,6 +61,7 @@ impl Session {
             peer: None,
             authorize,
             identity_reported: false,
+            sealed: 0,
         }
     }
 
@@ -114,6 +117,19 @@ impl Session {
         io::Error::new(io::ErrorKind::InvalidData, refusal)
     }
 
+    /// An error of rustls' `read_tls` (from memory, it fails only at rustls' own limits): a
+    /// record it will not buffer, which only a handshake message over its 64 KiB limit makes
+    /// (the plaintext is always taken out before more ciphertext goes in). A refusal like any
+    /// other ([`refused`](Session::refused): logged, the session failed), not a bare IO error.
+    pub(crate) fn unbuffered(&mut self, error: io::Error) -> io::Error {
+        if error.kind() != io::ErrorKind::InvalidData {
+            return error;
+        }
+        self.refused(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::HandshakePayloadTooLarge,
+        ))
+    }
+
     /// After the handshake: a bool test per read until then, then once more. A peer without
     /// a certificate (a server configuration of the application's own that does not ask for
     /// one) gets an identity naming no server, so the checks fail closed: a request claiming a
@@ -159,7 +175,9 @@ impl Session {
             let taken = if ciphertext.is_empty() {
                 0
             } else {
-                self.tls.read_tls(&mut ciphertext)?
+                self.tls
+                    .read_tls(&mut ciphertext)
+                    .map_err(|e| self.unbuffered(e))?
             };
             let state = match self.tls.process_new_packets() {
                 Ok(state) => state,
@@ -197,6 +215,12 @@ impl Session {
     /// Seal `pieces` into records (all of them: an [`unbounded`](Session::unbounded) session
     /// never takes part of a piece); the bytes sealed.
     pub(crate) fn seal(&mut self, pieces: &mut Vec<Bytes>) -> io::Result<usize> {
+        let sealed = self.seal_pieces(pieces)?;
+        self.sealed += sealed;
+        Ok(sealed)
+    }
+
+    fn seal_pieces(&mut self, pieces: &mut Vec<Bytes>) -> io::Result<usize> {
         // In one write: rustls fills each record across the pieces (up to 16 KiB), where a
         // write per piece would end a record at every piece's end.
         let total: usize = pieces.iter().map(Bytes::len).sum();
@@ -218,8 +242,9 @@ impl Session {
     }
 
     /// The records the session has ready to go out, as one buffer (`None` if there are none),
-    /// sized for `sealed` bytes of plaintext in them (so it is allocated once, not grown).
-    pub(crate) fn records(&mut self, sealed: usize) -> io::Result<Option<Bytes>> {
+    /// allocated once for what was sealed since the last call (not grown as it fills).
+    pub(crate) fn records(&mut self) -> io::Result<Option<Bytes>> {
+        let sealed = std::mem::take(&mut self.sealed);
         if !self.tls.wants_write() {
             return Ok(None);
         }
@@ -320,12 +345,13 @@ impl TlsStream {
             }
         }
         if self.start < self.end {
-            // From memory: fails only for rustls' own limits, which the caller's reading of
-            // every opened byte before the next call keeps.
+            // From memory: fails only for rustls' own limits (`Session::unbuffered`), as the
+            // caller reads every opened byte before the next call.
             self.start += self
                 .session
                 .tls
-                .read_tls(&mut &ciphertext[self.start..self.end])?;
+                .read_tls(&mut &ciphertext[self.start..self.end])
+                .map_err(|e| self.session.unbuffered(e))?;
         }
         let state = match self.session.tls.process_new_packets() {
             Ok(state) => state,
@@ -708,8 +734,8 @@ mod tests {
     fn plaintext_arrives_byte_exact_in_pieces_of_every_size() {
         let ca = Ca::new("cluster CA");
         let mut pair = Pair::connected(&ca);
-        // Three pieces, three records (a record per piece): pieces of the ciphertext cut
-        // record headers, bodies and tags at every offset.
+        // Three pieces sealed one by one, three records: pieces of the ciphertext cut record
+        // headers, bodies and tags at every offset.
         let (a, b, c) = (pattern(1, 1), pattern(200, 2), pattern(700, 3));
         let whole = [&a[..], &b, &c].concat();
         let pieces = || {
@@ -719,10 +745,22 @@ mod tests {
                 Bytes::from(c.clone()),
             ]
         };
+        // Sealed in one call, the same pieces fill one record (5-byte header, content type and
+        // 16-byte tag around them), as a send of the io_uring driver seals its pieces.
+        let (sender, receiver) = pair.side(Side::Client);
+        assert_eq!(sender.seal(&mut pieces()).unwrap(), whole.len());
+        let record = sender.records().unwrap().expect("records");
+        assert_eq!(record.len(), whole.len() + 22);
+        assert_eq!(
+            open_in_pieces(receiver, &record, usize::MAX).unwrap().plaintext,
+            whole
+        );
         for from in [Side::Client, Side::Server] {
             for piece in [usize::MAX].into_iter().chain(1..=whole.len() + 3 * 22) {
                 let (sender, receiver) = pair.side(from);
-                sender.seal(&mut pieces()).unwrap();
+                for one in pieces() {
+                    sender.seal(&mut vec![one]).unwrap();
+                }
                 let records = sender.records().unwrap().expect("records");
                 // Each record: a 5-byte header, the piece, its content type, a 16-byte tag.
                 assert_eq!(records.len(), whole.len() + 3 * 22);
@@ -903,23 +941,23 @@ mod tests {
         records
     }
 
-    /// Pinned as it is, not as it should be: rustls' `read_tls` refuses to buffer more of the
-    /// hello, and `open` passes that error on as it is: `InvalidData`, but no [`Error::Tls`]
-    /// (the session not marked failed, nothing logged, no alert queued). A refusal would be
-    /// `refused(..)` with rustls' `InvalidMessage::HandshakePayloadTooLarge`.
+    /// rustls' `read_tls` refuses to buffer more of the hello: a refusal like the others
+    /// (`Error::Tls`, the session failed), not a bare IO error.
     #[test]
-    fn a_handshake_message_over_64_kib_fails_open_but_not_as_a_refusal() {
+    fn a_handshake_message_over_64_kib_is_refused() {
         let ca = Ca::new("cluster CA");
         for piece in [usize::MAX, 1000] {
             let mut server = Session::accept(&ca.tls("server-1")).unwrap().unbounded();
             server.peer = Some(CLIENT_ADDR);
             let e = open_in_pieces(&mut server, &oversized_hello(), piece).unwrap_err();
-            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-            assert_eq!(e.to_string(), "message buffer full");
-            assert!(e.get_ref().unwrap().downcast_ref::<Error>().is_none());
-            assert!(!server.failed);
-            assert!(server.tls.is_handshaking());
-            assert!(server.records().unwrap().is_none());
+            let (peer, handshake, reason) = refusal(e);
+            assert_eq!((peer, handshake), (Some(CLIENT_ADDR), true));
+            assert_eq!(
+                reason,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge)
+            );
+            assert!(server.failed);
+            assert!(!server.ends_with_close_notify());
         }
     }
 

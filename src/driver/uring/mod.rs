@@ -916,7 +916,7 @@ impl UringDriver {
             }
             let queued = !queue.is_empty();
             let fd = entry.socket.as_raw_fd();
-            return match sealed.and_then(|sealed| session.records(sealed)) {
+            return match sealed.and_then(|_| session.records()) {
                 Ok(Some(records)) => {
                     send.pieces.push(records);
                     self.submit_send(key, fd)

@@ -17,7 +17,7 @@ use crate::driver::tls::Session;
 /// them, and the readiness drivers do the same. Only when no send is in flight (else these
 /// would overtake it).
 pub(super) fn write_now(session: &mut Session, fd: RawFd) {
-    let Ok(Some(records)) = session.records(0) else {
+    let Ok(Some(records)) = session.records() else {
         return;
     };
     // SAFETY: `records` is a live buffer of `records.len()` bytes, read by the kernel during
