@@ -14,7 +14,7 @@ use bytes::BytesMut;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]
-pub use tls::tls_session;
+pub use tls::{oversized_tls_hello, tls_session};
 
 use crate::message::{
     AppendEntriesRequest, InstallSnapshotRequest, Message, MessageType, RequestPreVoteRequest,

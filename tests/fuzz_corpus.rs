@@ -274,22 +274,14 @@ fn edge_inputs_through_the_tls_target() {
     target(&[]);
     // Not a seed: it would raise the fuzzer's input size limit to 64 KiB for every input.
     for piece in [TLS_PIECES[2], TLS_PIECES[3]] {
-        target(&[&[tls_cfg(TlsMode::Raw, piece)][..], &oversized_hello()].concat());
+        target(
+            &[
+                &[tls_cfg(TlsMode::Raw, piece)][..],
+                &fuzzing::oversized_tls_hello(),
+            ]
+            .concat(),
+        );
     }
-}
-
-/// A client hello over 64 KiB in records of 16 KiB: more than rustls buffers of a handshake
-/// message (`open` refuses it: `Session::unbuffered`).
-fn oversized_hello() -> Vec<u8> {
-    let mut message = vec![0x01, 0x00, 0xff, 0xff];
-    message.resize(4 + 0xffff, 0);
-    let mut records = Vec::new();
-    for fragment in message.chunks(16 * 1024) {
-        records.extend_from_slice(&[0x16, 0x03, 0x01]);
-        records.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
-        records.extend_from_slice(fragment);
-    }
-    records
 }
 
 /// A client's first flight (its hello), as a rustls client of another CA writes it to server

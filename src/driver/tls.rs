@@ -89,6 +89,28 @@ impl Session {
         Ok(Session::new(server, tls.authorizer().cloned()))
     }
 
+    /// A client session dialling `server_id` at `server_addr` and a server session to accept
+    /// it, each [`unbounded`](Session::unbounded) and knowing its peer's address, as the io_uring
+    /// driver makes them: for the tests and the fuzz target that run the two in memory.
+    pub(crate) fn memory_pair(
+        client: &crate::tls::TlsConfig,
+        server: &crate::tls::TlsConfig,
+        server_id: &str,
+        client_addr: SocketAddr,
+        server_addr: SocketAddr,
+    ) -> (Session, Session) {
+        let server_id = crate::transport::ServerId::from(server_id);
+        let mut client = Session::dial(client, server_addr, Some(&server_id))
+            .expect("a client session")
+            .unbounded();
+        client.peer = Some(server_addr);
+        let mut server = Session::accept(server)
+            .expect("a server session")
+            .unbounded();
+        server.peer = Some(client_addr);
+        (client, server)
+    }
+
     /// The peer's records were refused (a certificate not vouched for, or for another server; a
     /// record that does not open; an alert: the peer refused ours): log it, and fail the
     /// connection with rustls' reason, carried as an [`Error::Tls`] (which `Error::io` hands to
@@ -590,14 +612,8 @@ mod tests {
 
     impl Pair {
         fn new(client: &crate::tls::TlsConfig, server: &crate::tls::TlsConfig) -> Pair {
-            let mut client = Session::dial(client, SERVER_ADDR, Some(&ServerId::from("server-1")))
-                .expect("a client session")
-                .unbounded();
-            client.peer = Some(SERVER_ADDR);
-            let mut server = Session::accept(server)
-                .expect("a server session")
-                .unbounded();
-            server.peer = Some(CLIENT_ADDR);
+            let (client, server) =
+                Session::memory_pair(client, server, "server-1", CLIENT_ADDR, SERVER_ADDR);
             Pair { client, server }
         }
 
@@ -941,20 +957,6 @@ mod tests {
         assert!(!pair.server.ends_with_close_notify());
     }
 
-    /// A client hello over 64 KiB, the most rustls buffers of a handshake message, in records
-    /// of 16 KiB.
-    fn oversized_hello() -> Vec<u8> {
-        let mut message = vec![0x01, 0x00, 0xff, 0xff]; // client_hello, 65,535 bytes
-        message.resize(4 + 0xffff, 0);
-        let mut records = Vec::new();
-        for fragment in message.chunks(16 * 1024) {
-            records.extend_from_slice(&[0x16, 0x03, 0x01]);
-            records.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
-            records.extend_from_slice(fragment);
-        }
-        records
-    }
-
     /// rustls' `read_tls` refuses to buffer more of the hello: a refusal like the others
     /// (`Error::Tls`, the session failed), not a bare IO error.
     #[test]
@@ -963,7 +965,8 @@ mod tests {
         for piece in [usize::MAX, 1000] {
             let mut server = Session::accept(&ca.tls("server-1")).unwrap().unbounded();
             server.peer = Some(CLIENT_ADDR);
-            let e = open_in_pieces(&mut server, &oversized_hello(), piece).unwrap_err();
+            let e = open_in_pieces(&mut server, &crate::fuzzing::oversized_tls_hello(), piece)
+                .unwrap_err();
             let (peer, handshake, reason) = refusal(e);
             assert_eq!((peer, handshake), (Some(CLIENT_ADDR), true));
             assert_eq!(

@@ -64,15 +64,7 @@ fn configs() -> &'static (TlsConfig, TlsConfig) {
 /// and knowing their peer's address, as the io_uring driver makes them.
 fn sessions() -> (Session, Session) {
     let (client, server) = configs();
-    let mut client = Session::dial(client, SERVER_ADDR, Some(&ServerId::from(SERVER_ID)))
-        .expect("a client session")
-        .unbounded();
-    client.peer = Some(SERVER_ADDR);
-    let mut server = Session::accept(server)
-        .expect("a server session")
-        .unbounded();
-    server.peer = Some(CLIENT_ADDR);
-    (client, server)
+    Session::memory_pair(client, server, SERVER_ID, CLIENT_ADDR, SERVER_ADDR)
 }
 
 /// The piece length bits 2-7 of the configuration byte pick: 1 to 32 bytes (`0..=31`), then
@@ -276,4 +268,20 @@ fn check_failure(e: io::Error, server: &Session, after_handshake: bool) {
         Ok(other) => panic!("a refusal that is not TLS's: {other:?}"),
         Err(other) => panic!("an InvalidData that is no refusal: {other}"),
     }
+}
+
+/// A client hello over 64 KiB in records of 16 KiB: more than rustls buffers of a handshake
+/// message, which `Session::open` refuses (`Session::unbuffered`). Not a seed: it would raise
+/// the fuzzer's input size limit to 64 KiB for every input; `tests/fuzz_corpus.rs` and the
+/// session's own tests send it.
+pub fn oversized_tls_hello() -> Vec<u8> {
+    let mut message = vec![0x01, 0x00, 0xff, 0xff]; // client_hello, 65,535 bytes
+    message.resize(4 + 0xffff, 0);
+    let mut records = Vec::new();
+    for fragment in message.chunks(16 * 1024) {
+        records.extend_from_slice(&[0x16, 0x03, 0x01]);
+        records.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+        records.extend_from_slice(fragment);
+    }
+    records
 }
