@@ -94,7 +94,7 @@ const MAX_ENTRIES_PER_REQUEST: u64 = 65_536;
 const ONE_READ: u64 = 512;
 
 /// What a TLS connection holds in the server on top of a plain one (KiB): the TLS stream's
-/// ciphertext buffer (64 KiB, `CIPHERTEXT_READ` in src/driver/tls.rs) once it has read, and
+/// ciphertext buffer (64 KiB, `CIPHERTEXT_READ` in src/driver/tls/mod.rs) once it has read, and
 /// rustls' session after its handshake, 32 KiB. The session measured: 500 slowloris sessions
 /// (case 5b, each 10 bytes read) grew the server by +16.7 to +17.8 MiB against +4.4 to
 /// +4.5 MiB plain in a debug build (+14.8 against +4.3 MiB in a release build), 21 to 27 KiB
@@ -586,7 +586,7 @@ fn headers_declaring_64_mib(vm_limit: Option<u64>, security: Security) -> Outcom
     const CONNECTIONS: u64 = 40;
     const DECLARED: u32 = 64 << 20;
     // Over TLS each connection also holds the TLS stream's ciphertext buffer (64 KiB,
-    // `CIPHERTEXT_READ` in src/driver/tls.rs) once it has read. Measured +1.6 MiB resident.
+    // `CIPHERTEXT_READ` in src/driver/tls/mod.rs) once it has read. Measured +1.6 MiB resident.
     let (tls_held, tls_why) = match security.is_tls() {
         true => (64, " + the TLS stream's 64 KiB ciphertext buffer"),
         false => (0, ""),

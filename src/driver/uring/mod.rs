@@ -6,7 +6,7 @@
 //! `setup.rs`, the user_data token in `token.rs`, a connection's socket and the memory it lends
 //! the kernel in `conn.rs`, TLS sessions in `tls.rs` (feature `tls`: what a receive brings is
 //! ciphertext, opened into the engine's buffer; a send carries the engine's bytes sealed into
-//! records; the session is the epoll driver's, `driver/tls.rs`), and the loop here. What it
+//! records; the session is the epoll driver's, `driver/tls/`), and the loop here. What it
 //! owns:
 //! - **Operations.** A poll of the listener (then `accept(2)` until it would block, as the mio
 //!   driver accepts: the ring's own accept takes a descriptor before it looks for a connection,
@@ -529,16 +529,7 @@ impl UringDriver {
     /// their memory until they complete.
     fn retire(&mut self, entry: Entry) {
         #[cfg(feature = "tls")]
-        let mut entry = entry;
-        #[cfg(feature = "tls")]
-        if let Some(session) = entry.tls.as_deref_mut()
-            && session.ends_with_close_notify()
-            && !entry.send.in_flight
-        {
-            // The session ended on purpose: say so, as the readiness drivers' stream does.
-            session.tls.send_close_notify();
-            self::tls::write_now(session, entry.socket.as_raw_fd());
-        }
+        let entry = self::tls::end_session(entry);
         let pending = entry.in_flight();
         let key = entry.key;
         for (armed, op) in [
@@ -792,61 +783,6 @@ impl UringDriver {
         }
     }
 
-    /// Open the ciphertext `key` received into the engine's buffer (`tls.rs`): the peer's
-    /// identity to the engine once the handshake completes, the plaintext after it, and the
-    /// records the session has to send (the handshake's next flight; the bytes the engine
-    /// queued during the handshake, once it is done) into a send. `false` if the session
-    /// refused what came (the connection is failed).
-    #[cfg(feature = "tls")]
-    fn open_received(&mut self, key: ConnKey) -> bool {
-        let Some(entry) = entry(&mut self.table, key) else {
-            return false;
-        };
-        let fd = entry.socket.as_raw_fd();
-        let (Some(session), recv) = (entry.tls.as_deref_mut(), &mut *entry.recv) else {
-            return false;
-        };
-        let Some((engine_buf, _)) = self.engine.recv_buffer(key) else {
-            recv.buf.clear();
-            return false;
-        };
-        let handshaking = session.tls.is_handshaking();
-        let opened = session.open(&recv.buf, engine_buf);
-        recv.buf.clear();
-        let peer = session.peer;
-        let verified = session.take_verified_peer(peer);
-        let records_ready = session.tls.wants_write();
-        if opened.is_err() && !entry.send.in_flight {
-            // The alert telling the peer why.
-            self::tls::write_now(session, fd);
-        }
-        if let Some(verified) = verified {
-            self.engine.handle_verified_peer(key, verified);
-        }
-        match opened {
-            Ok(opened) => {
-                self.engine.handle_received(key, self.now);
-                if opened.peer_closed
-                    && let Some(entry) = self.entry(key)
-                {
-                    entry.recv.end.get_or_insert(Ok(()));
-                }
-            }
-            Err(e) => {
-                self.engine.handle_error(key, e);
-                return false;
-            }
-        }
-        let handshake_done = handshaking
-            && self
-                .entry(key)
-                .is_some_and(|e| e.tls.as_ref().is_some_and(|s| !s.tls.is_handshaking()));
-        if records_ready || handshake_done {
-            self.start_send(key);
-        }
-        true
-    }
-
     fn read_later(&mut self, key: ConnKey) {
         if let Some(entry) = self.entry(key)
             && !std::mem::replace(&mut entry.read_again, true)
@@ -905,30 +841,8 @@ impl UringDriver {
             return;
         };
         #[cfg(feature = "tls")]
-        if let Some(session) = entry.tls.as_deref_mut() {
-            // Sealed into records once the handshake is done; until then the engine's bytes
-            // stay queued, and only the handshake's own records go.
-            let send = &mut *entry.send;
-            let mut sealed = Ok(0);
-            if !session.tls.is_handshaking() && !queue.is_empty() {
-                take_front(queue, WRITE_BUDGET, MAX_IOVECS, &mut send.pieces);
-                sealed = session.seal(&mut send.pieces);
-            }
-            let queued = !queue.is_empty();
-            let fd = entry.socket.as_raw_fd();
-            return match sealed.and_then(|_| session.records()) {
-                Ok(Some(records)) => {
-                    send.pieces.push(records);
-                    self.submit_send(key, fd)
-                }
-                // The handshake's completion sends them (`open_received`).
-                Ok(None) if queued => {}
-                Ok(None) => self.engine.handle_flushed(key, Ok(Flushed::All), self.now),
-                Err(e) => {
-                    send.pieces.clear();
-                    self.engine.handle_flushed(key, Err(e), self.now)
-                }
-            };
+        if entry.tls.is_some() {
+            return self.send_sealed(key);
         }
         if queue.is_empty() {
             // Nothing to write is a flush that completed (a connection closing after its last

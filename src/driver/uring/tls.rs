@@ -7,10 +7,122 @@
 //! one send's worth. During the handshake the engine's bytes stay in its queue, where its
 //! back-pressure already bounds them. Nothing writes a socket here but [`write_now`], for the
 //! last records of a connection that closes.
+//!
+//! What is here is the driver's TLS half: opening what a receive brought
+//! ([`UringDriver::open_received`]), sealing a send ([`UringDriver::send_sealed`]), and ending
+//! a session as its connection closes ([`end_session`]); `mod.rs` calls into it where a
+//! connection has a session.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
+use super::conn::{Entry, MAX_IOVECS, entry, take_front};
+use super::{UringDriver, WRITE_BUDGET};
 use crate::driver::tls::Session;
+use crate::engine::{ConnKey, Flushed};
+
+impl UringDriver {
+    /// Open the ciphertext `key` received into the engine's buffer (`tls.rs`): the peer's
+    /// identity to the engine once the handshake completes, the plaintext after it, and the
+    /// records the session has to send (the handshake's next flight; the bytes the engine
+    /// queued during the handshake, once it is done) into a send. `false` if the session
+    /// refused what came (the connection is failed).
+    pub(super) fn open_received(&mut self, key: ConnKey) -> bool {
+        let Some(entry) = entry(&mut self.table, key) else {
+            return false;
+        };
+        let fd = entry.socket.as_raw_fd();
+        let (Some(session), recv) = (entry.tls.as_deref_mut(), &mut *entry.recv) else {
+            return false;
+        };
+        let Some((engine_buf, _)) = self.engine.recv_buffer(key) else {
+            recv.buf.clear();
+            return false;
+        };
+        let handshaking = session.tls.is_handshaking();
+        let opened = session.open(&recv.buf, engine_buf);
+        recv.buf.clear();
+        let peer = session.peer;
+        let verified = session.take_verified_peer(peer);
+        let records_ready = session.tls.wants_write();
+        if opened.is_err() && !entry.send.in_flight {
+            // The alert telling the peer why.
+            write_now(session, fd);
+        }
+        if let Some(verified) = verified {
+            self.engine.handle_verified_peer(key, verified);
+        }
+        match opened {
+            Ok(opened) => {
+                self.engine.handle_received(key, self.now);
+                if opened.peer_closed
+                    && let Some(entry) = self.entry(key)
+                {
+                    entry.recv.end.get_or_insert(Ok(()));
+                }
+            }
+            Err(e) => {
+                self.engine.handle_error(key, e);
+                return false;
+            }
+        }
+        let handshake_done = handshaking
+            && self
+                .entry(key)
+                .is_some_and(|e| e.tls.as_ref().is_some_and(|s| !s.tls.is_handshaking()));
+        if records_ready || handshake_done {
+            self.start_send(key);
+        }
+        true
+    }
+
+    /// Seal the front of `key`'s queue into a send (the caller checked that it is connected
+    /// and has no send in flight). Sealed into records once the handshake is done; until then
+    /// the engine's bytes stay queued, and only the handshake's own records go.
+    pub(super) fn send_sealed(&mut self, key: ConnKey) {
+        let Some(entry) = entry(&mut self.table, key) else {
+            return;
+        };
+        let (Some(session), send) = (entry.tls.as_deref_mut(), &mut *entry.send) else {
+            return;
+        };
+        let Some((queue, _)) = self.engine.send_queue(key) else {
+            return;
+        };
+        let mut sealed = Ok(0);
+        if !session.tls.is_handshaking() && !queue.is_empty() {
+            take_front(queue, WRITE_BUDGET, MAX_IOVECS, &mut send.pieces);
+            sealed = session.seal(&mut send.pieces);
+        }
+        let queued = !queue.is_empty();
+        let fd = entry.socket.as_raw_fd();
+        match sealed.and_then(|_| session.records()) {
+            Ok(Some(records)) => {
+                send.pieces.push(records);
+                self.submit_send(key, fd)
+            }
+            // The handshake's completion sends them (`open_received`).
+            Ok(None) if queued => {}
+            Ok(None) => self.engine.handle_flushed(key, Ok(Flushed::All), self.now),
+            Err(e) => {
+                send.pieces.clear();
+                self.engine.handle_flushed(key, Err(e), self.now)
+            }
+        }
+    }
+}
+
+/// A connection closing: a session that ended on purpose says so (close_notify), as the
+/// readiness drivers' stream does, unless a send is in flight (it would overtake it).
+pub(super) fn end_session(mut entry: Entry) -> Entry {
+    if let Some(session) = entry.tls.as_deref_mut()
+        && session.ends_with_close_notify()
+        && !entry.send.in_flight
+    {
+        session.tls.send_close_notify();
+        write_now(session, entry.socket.as_raw_fd());
+    }
+    entry
+}
 
 /// Write the session's last records (an alert, close_notify) to `fd` at once, as far as the
 /// socket takes them without waiting, for a connection that is closing: nothing is sent after
