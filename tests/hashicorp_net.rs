@@ -8,7 +8,7 @@
 //! arriving together with its last bytes, played by a hand-written peer, in raw_peer.rs.
 //!
 //! Each test doc names the Go test it ports, numbered #1 to #16 across these two Go files; #17 to
-//! #24 (`inmem_transport_test.go` and `transport_test.go`) are in transport_generic.rs. Tests
+//! #24 (`inmem_transport_test.go` and `transport_test.go`) are in transport_generic/. Tests
 //! hashicorp runs twice (with and without a `ServerAddressProvider` pointing at the server) are
 //! generated twice here too, as `<name>::without_address_provider` and
 //! `<name>::with_address_provider`.

@@ -3,7 +3,7 @@
 //! and TLS on a plaintext port, a handshake that stalls, garbage inside a session. Each is
 //! refused with a clear error on the caller's side (`Error::Tls`, naming the peer, with rustls'
 //! reason) and a log line on the server's, while a legitimate TLS peer's calls to the same server keep being
-//! answered. Every RPC kind over TLS is the generic suite's (`transport_generic.rs`, modules
+//! answered. Every RPC kind over TLS is the generic suite's (`transport_generic/`, modules
 //! `net_tls` and `net_tls_on_runtime`).
 
 mod common;

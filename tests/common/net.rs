@@ -3,7 +3,7 @@
 //! Timing rule for every test using these helpers: nothing synchronises by sleeping. Waits are
 //! bounded polls or blocking receives with generous deadlines ([`EVENTUALLY`]); fixed-length
 //! waits only assert that something does *not* happen ([`NOT_WITHIN`]), or give a request that
-//! may legitimately never arrive a chance to (transport_generic.rs `per_call_deadline`).
+//! may legitimately never arrive a chance to (transport_generic/gaps.rs `per_call_deadline`).
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
