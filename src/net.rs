@@ -22,6 +22,7 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -499,6 +500,7 @@ impl Transport for NetTransport {
             Box::new(NetPipeline {
                 id: pipeline_id,
                 handoff: self.shared.handoff.clone(),
+                lead: self.lead.clone(),
             }),
         ))
     }
@@ -554,15 +556,26 @@ fn listen(addr: SocketAddr) -> std::io::Result<(std::net::TcpListener, SocketAdd
     Ok((listener, bound))
 }
 
-/// A pipeline's requests go to the engine as commands.
+/// A pipeline's requests go to the engine as commands: carried out on the sending thread when
+/// the driver's thread sleeps and lets callers lead (as a call's are), else queued for it.
 struct NetPipeline {
     id: u64,
     handoff: Arc<Handoff>,
+    lead: Option<Arc<dyn Lead>>,
+}
+
+impl NetPipeline {
+    fn submit(&self, command: Command) {
+        match &self.lead {
+            Some(lead) => lead.submit(command),
+            None => self.handoff.submit(command),
+        }
+    }
 }
 
 impl PipelineBackend for NetPipeline {
     fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>) {
-        self.handoff.submit(Command::PipelineSend {
+        self.submit(Command::PipelineSend {
             id: self.id,
             seq,
             request,
@@ -570,14 +583,18 @@ impl PipelineBackend for NetPipeline {
     }
 
     fn send_batch(&self, batch: &mut Vec<(u64, Arc<AppendEntriesRequest>)>) {
-        self.handoff.submit(Command::PipelineSendBatch {
+        self.submit(Command::PipelineSendBatch {
             id: self.id,
             batch: std::mem::take(batch),
         });
     }
 
     fn close(&self) {
-        self.handoff.submit(Command::ClosePipeline { id: self.id });
+        self.submit(Command::ClosePipeline { id: self.id });
+    }
+
+    fn run_until(&self, deadline: Option<Instant>, done: &mut dyn FnMut() -> bool) -> Option<bool> {
+        self.lead.as_ref()?.run_until(deadline, done)
     }
 }
 

@@ -5,7 +5,9 @@
 //! side: the driver for the request, the driver again for the answer, then the caller. Here a
 //! caller that finds the driver idle does the driver's work itself: it writes its request from
 //! its own thread ([`Lead::submit`]) and, when it blocks on the answer, waits in `epoll_wait`
-//! itself and runs every turn until its answer is in ([`Lead::run_until`]). Before it sleeps
+//! itself and runs every turn until its answer is in ([`Lead::run_until`]). A pipeline's
+//! sender does the same with its batches and its blocking `recv`s (one thread then writes the
+//! requests and reads the answers, as a task of a tokio client would). Before it sleeps
 //! there it looks for events for as long as the recent round trips say the answer is due (a
 //! budget of its own, `spin.rs`; the driver thread's learns from its own waits), so the
 //! answer usually comes while it looks, and then nobody sleeps; if it does sleep,

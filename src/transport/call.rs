@@ -36,7 +36,7 @@ const USED_AFTER_COMPLETION: &str =
     "raftnet: a Call was used after its Future completed (the result went to the awaiting code)";
 
 /// Where a result is left for its readers: resolving it is one lock, one atomic store and one
-/// event notification (which costs nothing when nobody listens).
+/// event notification (a fence when nobody listens: [`wait::notify_all`]).
 pub(crate) struct Slot<T> {
     ready: AtomicBool,
     state: Mutex<State<T>>,
@@ -62,8 +62,8 @@ impl<T> Slot<T> {
         *state = State::Ready(result);
         drop(state);
         self.ready.store(true, Ordering::Release);
-        // Only wakes a thread or task that is actually waiting: cheap when nobody listens.
-        self.event.notify(usize::MAX)
+        // Only wakes a thread or task that is actually waiting: a fence when nobody listens.
+        wait::notify_all(&self.event)
     }
 
     fn is_ready(&self) -> bool {
@@ -499,6 +499,29 @@ mod tests {
             term,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_result_nobody_waits_for_is_stored_without_touching_the_event() {
+        let (call, resolver) = new_call();
+        resolver.resolve(Ok(vote(4)));
+        // event-listener's `notify` would have allocated the event's listener list.
+        assert_eq!(
+            format!("{:?}", call.out.slot.event),
+            "Event(<uninitialized>)"
+        );
+        assert_eq!(call.try_result(), Some(Ok(vote(4))));
+    }
+
+    #[test]
+    fn a_thread_blocked_on_a_call_is_woken_by_its_result() {
+        let (call, resolver) = new_call();
+        let waiter = std::thread::spawn(move || call.wait());
+        // Long enough for the waiter to finish its spin and listen (if it did not, it still
+        // sees the result on its second look: the test then passes without the wake-up).
+        std::thread::sleep(Duration::from_millis(50));
+        resolver.resolve(Ok(vote(9)));
+        assert_eq!(waiter.join().expect("waiter"), Ok(vote(9)));
     }
 
     #[test]

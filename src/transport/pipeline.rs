@@ -150,6 +150,17 @@ pub(crate) trait PipelineBackend: Send + Sync {
     }
     /// The pipeline is closed: drop its connection.
     fn close(&self);
+    /// Run the transport's driver on this thread until `done` returns `true` or `deadline`
+    /// passes, if the transport lets a waiting thread do that and nobody else runs it now
+    /// ([`Lead::run_until`](crate::engine::handoff::Lead::run_until)): `None` otherwise (the
+    /// default), and the caller waits as usual.
+    fn run_until(
+        &self,
+        _deadline: Option<Instant>,
+        _done: &mut dyn FnMut() -> bool,
+    ) -> Option<bool> {
+        None
+    }
 }
 
 struct State {
@@ -391,7 +402,27 @@ impl AppendPipeline {
 
     /// Block until a slot is free or the pipeline closed (spinning briefly first).
     fn wait_for_room(&self) -> Result<()> {
+        self.lead_until(None, || self.room().is_some());
         wait::wait(&self.shared.space, Spin::BeforeParking, || self.room())
+    }
+
+    /// Before a blocking wait for `ready`: run the transport's driver on this thread until
+    /// `ready` (or the pipeline closes, or `deadline` passes) if its own thread sleeps, as a
+    /// blocking [`Call::wait`](crate::Call::wait) does. The answers are then read, and the
+    /// next requests written, by the thread that waits for them, with no wake-up of the driver
+    /// thread or of this one in between (leader/follower, `driver/thread.rs`). The wait that
+    /// follows finds `ready` at once, or waits as before if somebody else runs the driver.
+    fn lead_until(&self, deadline: Option<Instant>, ready: impl Fn() -> bool) {
+        if ready() {
+            return;
+        }
+        self.backend
+            .run_until(deadline, &mut || ready() || self.shared.is_closed());
+    }
+
+    /// Whether a completed future waits to be taken.
+    fn has_done(&self) -> bool {
+        !self.shared.done.is_empty()
     }
 
     async fn wait_for_room_async(&self) -> Result<()> {
@@ -602,6 +633,7 @@ impl AppendPipeline {
     /// `Consumer()` channel); `Err` once the pipeline is closed and every future was taken.
     /// Spins for a few microseconds before blocking.
     pub fn recv(&self) -> Result<AppendFuture> {
+        self.lead_until(None, || self.has_done());
         wait::wait(&self.shared.done_event, Spin::BeforeParking, || {
             self.try_recv().transpose()
         })
@@ -625,6 +657,7 @@ impl AppendPipeline {
     /// # Ok::<(), raftnet::Error>(())
     /// ```
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Option<AppendFuture>> {
+        self.lead_until(Some(deadline), || self.has_done());
         let event = &self.shared.done_event;
         wait::wait_until(event, Spin::BeforeParking, Some(deadline), || {
             self.try_recv().transpose()
@@ -668,6 +701,7 @@ impl AppendPipeline {
         if max == 0 {
             return Ok(0);
         }
+        self.lead_until(None, || self.has_done());
         wait::wait(&self.shared.done_event, Spin::BeforeParking, || match self
             .try_recv_batch(done, max)
         {
