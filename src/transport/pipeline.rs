@@ -332,6 +332,13 @@ impl PipelineShared {
 /// Answers are delivered in send order, through the returned [`AppendFuture`]s and through
 /// [`recv`](Self::recv) (hashicorp's `Consumer()` channel). Dropping the pipeline closes it.
 ///
+/// On a [`NetTransport`](crate::NetTransport) whose driver runs on a thread of its own
+/// ([`bind`](crate::NetTransport::bind)), a thread that sends, or blocks in `recv`,
+/// `recv_batch`, `recv_deadline` or `send`, does the driver's work itself while the driver's
+/// thread sleeps: it writes its requests and reads their answers with no thread woken in
+/// between, as a call's [`wait`](crate::Call::wait) does. One thread that both sends and
+/// receives (the usual replication loop) is the fastest way to drive a pipeline.
+///
 /// # Examples
 ///
 /// ```
