@@ -242,6 +242,12 @@ impl MioDriver {
             if now - spin_start >= spin || self.engine.poll_timeout().is_some_and(|at| at <= now) {
                 break;
             }
+            // A caller blocked on an answer wants to run the engine itself (leader/follower,
+            // `thread.rs`): the driver's thread steps aside instead of looking on. Otherwise the
+            // caller hands its work over, and both look for events on the same CPU.
+            if waiter == Waiter::Thread && self.engine.shared().handoff.leaders_waiting() {
+                break;
+            }
             add(&self.engine.metrics().system_calls, 1);
             std::thread::yield_now();
         }

@@ -11,9 +11,15 @@
 //! there it looks for events for as long as the recent round trips say the answer is due (a
 //! budget of its own, `spin.rs`; the driver thread's learns from its own waits), so the
 //! answer usually comes while it looks, and then nobody sleeps; if it does sleep,
-//! the answer wakes the caller and nobody else. Whoever holds the driver's lock runs the engine, so the
-//! engine stays single-threaded in effect; a caller only takes the lock when it is free (the
-//! thread sleeps), never waits for it, and falls back to waiting as before.
+//! the answer wakes the caller and nobody else. Whoever holds the driver's lock runs the
+//! engine, so the engine stays single-threaded in effect; a caller only takes the lock when it
+//! is free, never blocks on it, and falls back to waiting as before. The lock is free when the
+//! thread sleeps, and the thread lets it go when a blocked caller asks while it is only
+//! looking for events (its spin): the caller says it waits (`Handoff::leader_waiting`), the
+//! thread goes to sleep at its next look, and the caller takes the driver (or, after
+//! [`STEP_ASIDE`], waits as a follower). Without that, calls coming back to back kept the
+//! thread looking between them and the callers handing every call over: on one CPU three
+//! threads took turns yielding to each other.
 //!
 //! Two pollers make that work without a wake-up at each change of hands. The inner one (mio's
 //! `Poll`, in [`MioDriver`]) holds every socket and the waker. The driver thread sleeps in an
@@ -29,7 +35,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -42,6 +48,11 @@ use crate::metrics::add;
 
 /// The inner poller's token in the outer one.
 const INNER: Token = Token(0);
+
+/// How long a caller blocked on an answer waits for a driver thread that is only looking for
+/// events to step aside (it checks between two looks: a few microseconds), before waiting for
+/// its answer as a follower.
+const STEP_ASIDE: Duration = Duration::from_micros(20);
 
 thread_local! {
     /// Set while this thread runs a transport's engine in its driver thread's place: closing a
@@ -102,6 +113,33 @@ impl ThreadDriver {
     fn try_take(&self) -> Option<MutexGuard<'_, Option<MioDriver>>> {
         let guard = self.driver.try_lock().ok()?;
         guard.as_ref().is_some_and(|d| !d.stopping).then_some(guard)
+    }
+
+    /// The driver's thread holds the driver: ask it to step aside (it does as soon as it is
+    /// only looking for events, `MioDriver::wait`), and look for [`STEP_ASIDE`] for the lock to
+    /// come free or `done` to be true meanwhile. `Err(Some(true))` if `done` came first,
+    /// `Err(None)` if the thread kept the driver (busy with work of its own): the caller then
+    /// waits as usual.
+    fn take_from_thread(
+        &self,
+        done: &mut dyn FnMut() -> bool,
+    ) -> Result<MutexGuard<'_, Option<MioDriver>>, Option<bool>> {
+        self.handoff.leader_waiting(true);
+        let start = Instant::now();
+        let taken = loop {
+            if done() {
+                break Err(Some(true));
+            }
+            if let Some(guard) = self.try_take() {
+                break Ok(guard);
+            }
+            if start.elapsed() >= STEP_ASIDE {
+                break Err(None);
+            }
+            std::thread::yield_now();
+        };
+        self.handoff.leader_waiting(false);
+        taken
     }
 
     /// Put the inner set (back) into the outer one, where its events wake the driver thread.
@@ -187,7 +225,13 @@ impl Lead for ThreadDriver {
     }
 
     fn run_until(&self, deadline: Option<Instant>, done: &mut dyn FnMut() -> bool) -> Option<bool> {
-        let mut guard = self.try_take()?;
+        let mut guard = match self.try_take() {
+            Some(guard) => guard,
+            None => match self.take_from_thread(done) {
+                Ok(guard) => guard,
+                Err(finished) => return finished,
+            },
+        };
         if let Err(e) = self.outer.deregister(&mut SourceFd(&self.inner)) {
             tracing::warn!("cannot run the driver from a caller: {e}");
             return None;

@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
@@ -137,6 +137,10 @@ pub(crate) struct Handoff {
     /// The driver, when answers may be written by the thread that gives them while the
     /// driver thread sleeps (see [`Lead`]). Weak: the driver holds this handoff.
     lead: OnceLock<Weak<dyn Lead>>,
+    /// Threads blocked on an answer that found the driver thread running the engine and want
+    /// to run it themselves: a driver thread that is only looking for events (its spin) goes
+    /// to sleep at once so that they can (`driver/thread.rs`).
+    leaders_waiting: AtomicUsize,
 }
 
 impl Handoff {
@@ -149,7 +153,22 @@ impl Handoff {
             waker,
             metrics,
             lead: OnceLock::new(),
+            leaders_waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// A blocked thread starts (`true`) or stops (`false`) waiting to run the engine.
+    pub(crate) fn leader_waiting(&self, waiting: bool) {
+        if waiting {
+            self.leaders_waiting.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.leaders_waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a blocked thread waits to run the engine (see `leader_waiting`).
+    pub(crate) fn leaders_waiting(&self) -> bool {
+        self.leaders_waiting.load(Ordering::Relaxed) > 0
     }
 
     /// Let answers be carried out by `lead` on the answering thread (see [`Lead::complete`]).
