@@ -371,8 +371,14 @@ mod tests {
     use super::test_lock::measuring as serial;
 
     /// A thread that starts and exits inside the window (like the snapshot sender's pump
-    /// thread) still counts: its 50 sleeps are 50 voluntary switches, which a reading of the
-    /// live threads at both edges (`/proc/self/task/*/status`) would not see at all.
+    /// thread) still counts: its 50 sleeps are about 50 voluntary switches, which a reading of
+    /// the live threads at both edges (`/proc/self/task/*/status`) would not see at all (the
+    /// main thread alone adds one or two, for the join).
+    ///
+    /// Not every sleep is a switch: `nanosleep` arms its timer, then blocks only if the timer
+    /// has not fired yet, and on a VM whose vCPU the host takes away for longer than the sleep
+    /// (steal time) it has, so the thread never leaves the CPU. CI saw 46 of 50. The bound is
+    /// half the sleeps: far above what the main thread adds, so a lost thread still fails it.
     #[test]
     fn an_exited_threads_switches_count() {
         let _serial = serial();
@@ -387,14 +393,15 @@ mod tests {
         let b = Snapshot::take();
         let w = Window::between(&a, &b);
         assert!(
-            w.switches.voluntary >= 50,
+            w.switches.voluntary >= 25,
             "an exited thread's switches are lost: {:?}",
             w.switches
         );
     }
 
     /// A thread that exists at the start and exits before the end keeps what it did during
-    /// the window (its earlier switches are not subtracted either).
+    /// the window (its earlier switches are not subtracted either). Half its 40 sleeps is the
+    /// bound, for the reason in [`an_exited_threads_switches_count`].
     #[test]
     fn a_thread_that_exits_mid_window_counts() {
         let _serial = serial();
@@ -415,7 +422,7 @@ mod tests {
         worker.join().unwrap();
         let b = Snapshot::take();
         let w = Window::between(&a, &b);
-        assert!(w.switches.voluntary >= 40, "{:?}", w.switches);
+        assert!(w.switches.voluntary >= 20, "{:?}", w.switches);
     }
 
     /// Two threads on one CPU yielding to each other switch involuntarily (they stay runnable):
