@@ -71,9 +71,8 @@ use crate::wire::*;
 /// ```
 pub struct NetTransport {
     shared: Arc<Shared>,
-    /// Where the driver lets callers run it in its thread's place (`Placement::Thread`):
-    /// calls are sent, and blocking waits served, from the caller's thread when it sleeps.
-    lead: Option<Arc<dyn Lead>>,
+    /// Where calls and pipelines hand their commands to the engine.
+    commands: Commands,
     local_addr: SocketAddr,
     bound_addr: SocketAddr,
     driver: Mutex<Option<DriverHandle>>,
@@ -228,9 +227,13 @@ impl NetTransport {
             handle,
             lead,
         } = driver::start(placement, listener, config, &name, span)?;
+        let commands = Commands {
+            handoff: shared.handoff.clone(),
+            lead,
+        };
         Ok(NetTransport {
             shared,
-            lead,
+            commands,
             local_addr,
             bound_addr,
             driver: Mutex::new(Some(handle)),
@@ -345,7 +348,7 @@ impl NetTransport {
         wrap: fn(Resolver<T>) -> AnyResolver,
     ) -> Call<T> {
         let (call, resolver) = call();
-        let call = call.led_by(self.lead.clone());
+        let call = call.led_by(self.commands.lead.clone());
         let kind = RpcType::of(&request);
         let addr = match self.resolve(id, target) {
             Ok(a) => a,
@@ -369,10 +372,7 @@ impl NetTransport {
             deadline: options.deadline,
             kind,
         });
-        match &self.lead {
-            Some(lead) => lead.submit(command),
-            None => self.shared.handoff.submit(command),
-        }
+        self.commands.submit(command);
         call
     }
 }
@@ -499,8 +499,7 @@ impl Transport for NetTransport {
             shared,
             Box::new(NetPipeline {
                 id: pipeline_id,
-                handoff: self.shared.handoff.clone(),
-                lead: self.lead.clone(),
+                commands: self.commands.clone(),
             }),
         ))
     }
@@ -556,15 +555,19 @@ fn listen(addr: SocketAddr) -> std::io::Result<(std::net::TcpListener, SocketAdd
     Ok((listener, bound))
 }
 
-/// A pipeline's requests go to the engine as commands: carried out on the sending thread when
-/// the driver's thread sleeps and lets callers lead (as a call's are), else queued for it.
-struct NetPipeline {
-    id: u64,
+/// Where a call's or a pipeline's commands go: carried out on the submitting thread when the
+/// driver lets callers run it in its thread's place and that thread sleeps
+/// (`Placement::Thread`'s epoll driver, and a turn on the runtime placement), else queued for
+/// the driver.
+#[derive(Clone)]
+struct Commands {
     handoff: Arc<Handoff>,
+    /// The driver, where it lets callers lead: calls are sent, and blocking waits served, from
+    /// the caller's thread when the driver's sleeps.
     lead: Option<Arc<dyn Lead>>,
 }
 
-impl NetPipeline {
+impl Commands {
     fn submit(&self, command: Command) {
         match &self.lead {
             Some(lead) => lead.submit(command),
@@ -573,9 +576,15 @@ impl NetPipeline {
     }
 }
 
+/// A pipeline's requests go to the engine as commands, as a call's do.
+struct NetPipeline {
+    id: u64,
+    commands: Commands,
+}
+
 impl PipelineBackend for NetPipeline {
     fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>) {
-        self.submit(Command::PipelineSend {
+        self.commands.submit(Command::PipelineSend {
             id: self.id,
             seq,
             request,
@@ -583,18 +592,18 @@ impl PipelineBackend for NetPipeline {
     }
 
     fn send_batch(&self, batch: &mut Vec<(u64, Arc<AppendEntriesRequest>)>) {
-        self.submit(Command::PipelineSendBatch {
+        self.commands.submit(Command::PipelineSendBatch {
             id: self.id,
             batch: std::mem::take(batch),
         });
     }
 
     fn close(&self) {
-        self.submit(Command::ClosePipeline { id: self.id });
+        self.commands.submit(Command::ClosePipeline { id: self.id });
     }
 
     fn run_until(&self, deadline: Option<Instant>, done: &mut dyn FnMut() -> bool) -> Option<bool> {
-        self.lead.as_ref()?.run_until(deadline, done)
+        self.commands.lead.as_ref()?.run_until(deadline, done)
     }
 }
 

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -176,6 +177,9 @@ struct State {
 pub(crate) struct PipelineShared {
     max_in_flight: usize,
     state: Mutex<State>,
+    /// `state.closed` is set: read without the lock by a sender that runs the driver and looks
+    /// after every turn whether to stop ([`AppendPipeline::lead_until`]).
+    closed: AtomicBool,
     /// Rung when a slot frees up or the pipeline closes.
     space: Event,
     /// Completed futures, in send order.
@@ -193,6 +197,7 @@ impl PipelineShared {
                 pending: VecDeque::new(),
                 early: BTreeMap::new(),
             }),
+            closed: AtomicBool::new(false),
             space: Event::new(),
             done: SegQueue::new(),
             done_event: Event::new(),
@@ -295,6 +300,7 @@ impl PipelineShared {
             return;
         }
         s.closed = Some(error.clone());
+        self.closed.store(true, Ordering::Release);
         s.early.clear();
         while let Some((_, future)) = s.pending.pop_front() {
             future.out.resolve(Err(error.clone()));
@@ -306,7 +312,7 @@ impl PipelineShared {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed.is_some()
+        self.closed.load(Ordering::Acquire)
     }
 
     pub(crate) fn in_flight(&self) -> usize {

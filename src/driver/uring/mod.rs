@@ -3,7 +3,7 @@
 //! a submission to one ring and every result a completion.
 //!
 //! This module is the only code that uses io_uring: the ring's making and the probe in
-//! `setup.rs`, the user_data token in `token.rs`, a connection's socket and the memory it lends
+//! `setup.rs`, the user_data token in `token.rs`, accepting in `accept.rs`, a connection's socket and the memory it lends
 //! the kernel in `conn.rs`, TLS sessions in `tls.rs` (feature `tls`: what a receive brings is
 //! ciphertext, opened into the engine's buffer; a send carries the engine's bytes sealed into
 //! records; the session is the epoll driver's, `driver/tls/`), and the loop here. What it
@@ -41,6 +41,7 @@
 //! Not yet here (issue 12's later steps): multishot accept and receive with a provided buffer
 //! ring, `SEND_ZC`, registered descriptors, SQPOLL.
 
+mod accept;
 mod conn;
 mod setup;
 #[cfg(feature = "tls")]
@@ -77,8 +78,6 @@ const MIN_RECV: usize = 4 * 1024;
 const MAX_RECV: usize = 256 * 1024;
 /// Bytes taken into one send (the mio driver's write budget per connection per turn).
 const WRITE_BUDGET: usize = 256 * 1024;
-/// Connections accepted per readiness of the listener (the mio driver's bound per turn).
-const MAX_ACCEPTS_PER_TURN: usize = 256;
 /// How long the end of the run waits for cancelled operations to complete before it frees the
 /// ring (closing the ring cancels them anyway; waiting keeps their memory alive until then).
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -561,8 +560,9 @@ impl UringDriver {
         entry(&mut self.table, key)
     }
 
-    // ---- accepting --------------------------------------------------------------------------
+    // ---- the waker ----------------------------------------------------------------------------
 
+    /// Arm a read of the waker's eventfd: a producer's ring completes it.
     fn arm_wake(&mut self) {
         let read = opcode::Read::new(
             types::Fd(self.wake_fd.as_raw_fd()),
@@ -573,83 +573,6 @@ impl UringDriver {
         .user_data(Token::new(Op::Wake, None).0);
         self.wake_armed = true;
         self.push(read);
-    }
-
-    /// Arm a poll for the listener's readiness, unless one is armed or accepting is paused.
-    fn arm_accepts(&mut self) {
-        let Some(fd) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else {
-            return;
-        };
-        if !self.accept_paused && !self.listen_armed {
-            self.listen_armed = true;
-            let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
-                .build()
-                .user_data(Token::new(Op::Accept, None).0);
-            self.push(poll);
-        }
-    }
-
-    /// The listener is readable (or its poll failed): accept until it would block, the bound,
-    /// or a failure (which starts the engine's back-off; accepting resumes with its
-    /// `ResumeAccept`).
-    fn accept(&mut self, polled: i32) {
-        self.listen_armed = false;
-        if polled == -libc::ECANCELED || self.listener.is_none() || self.accept_paused {
-            return;
-        }
-        for _ in 0..MAX_ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            add(&self.engine.metrics().system_calls, 1);
-            match listener.accept() {
-                Ok((stream, peer)) => self.take_accepted(Socket::from(stream), peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => {
-                    self.engine.handle_accept_failed(e, self.now);
-                    self.apply_actions();
-                    return;
-                }
-            }
-        }
-        self.arm_accepts();
-    }
-
-    fn take_accepted(&mut self, socket: Socket, peer: SocketAddr) {
-        let _ = socket.set_tcp_nodelay(true);
-        // The connection's clock (its handshake deadline) starts now, not when the turn began
-        // (as in the mio driver). One clock read per accepted connection, off the RPC path.
-        self.now = Instant::now();
-        // Over a connection limit, dropping the socket closes it.
-        if let Some(key) = self.engine.handle_accepted(peer, self.now) {
-            in_conn_span!(self.engine, key, {
-                if key.index() > MAX_INDEX {
-                    let e = io::Error::other("more connections than the io_uring driver can name");
-                    self.engine.handle_error(key, e);
-                } else {
-                    self.insert(key, socket, None);
-                    #[cfg(feature = "tls")]
-                    if let Some(tls) = &self.tls {
-                        match crate::driver::tls::Session::accept(tls) {
-                            Ok(mut session) => {
-                                session.peer = Some(peer);
-                                if let Some(entry) = entry(&mut self.table, key) {
-                                    entry.tls = Some(Box::new(session.unbounded()));
-                                }
-                            }
-                            Err(e) => self.engine.handle_error(key, e),
-                        }
-                    }
-                    self.arm_recv(key);
-                }
-                self.apply_actions();
-            });
-        }
     }
 
     // ---- connecting, receiving --------------------------------------------------------------
