@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use raftnet_bench::cluster;
 use raftnet_bench::pin::Placement;
-use raftnet_bench::raftnet_impl::Serve;
+use raftnet_bench::raftnet_impl::{MAX_IDLE_CONNECTIONS, Serve};
 use raftnet_bench::scenario::Scenario;
 use raftnet_bench::tokio_impl::{Design, Flavor};
 
@@ -67,6 +67,11 @@ options:
                         (default: auto = the flavour measured best for the placement:
                         see BENCHMARKS.md; current = new_current_thread, its server
                         on a thread of its own; multiN = new_multi_thread, N workers)
+  --idle-connections N  idle TCP connections held open to raftnet's calling transport in
+                        the plaintext RPC scenarios (default: 0, at most 1000): its driver
+                        accepts them, so its epoll set holds N more sockets, as the set of
+                        a node with N peers does (tokio's client has no listener and gets
+                        none)
   --raftnet-serve service|consumer
                         how raftnet's server answers in the RPC scenarios (default:
                         service = a raftnet::Service answers on the transport's own
@@ -182,6 +187,8 @@ pub(crate) struct Options {
     pub(crate) tokio_runtime: Option<Flavor>,
     /// How raftnet's server answers.
     pub(crate) raftnet_serve: Serve,
+    /// Idle connections held open to raftnet's calling transport.
+    pub(crate) idle_connections: usize,
     /// The tokio baseline's design; `None`: every variant, the best shown per scenario.
     pub(crate) tokio_design: Option<Design>,
     /// The RPC scenarios over mutual TLS, raftnet's and the tokio baseline's direct design.
@@ -221,6 +228,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
     let mut stores: Option<cluster::Store> = None;
     let mut tokio_runtime = None;
     let mut raftnet_serve = Serve::Service;
+    let mut idle_connections = 0;
     let mut tokio_design = None;
     let mut json = false;
     let mut tls = false;
@@ -246,6 +254,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                 | "--store"
                 | "--tokio-runtime"
                 | "--raftnet-serve"
+                | "--idle-connections"
                 | "--tokio-design"
                 | "--svg"
         );
@@ -333,6 +342,17 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
                     })?),
                 }
             }
+            "--idle-connections" => {
+                idle_connections = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= MAX_IDLE_CONNECTIONS)
+                    .ok_or_else(|| {
+                        format!(
+                            "--idle-connections: expected 0 to {MAX_IDLE_CONNECTIONS}, not {value}"
+                        )
+                    })?
+            }
             "--raftnet-serve" => {
                 raftnet_serve = Serve::from_name(&value).ok_or_else(|| {
                     format!("--raftnet-serve: expected service or consumer, not {value}")
@@ -382,6 +402,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parse
         reactor,
         tokio_runtime,
         raftnet_serve,
+        idle_connections,
         tokio_design,
         tls,
         json,
@@ -483,6 +504,10 @@ mod tests {
             opts("--raftnet-serve consumer").raftnet_serve,
             Serve::Consumer
         );
+        assert_eq!(o.idle_connections, 0);
+        assert_eq!(opts("--idle-connections 1000").idle_connections, 1000);
+        assert!(args("--idle-connections 1001").is_err());
+        assert!(args("--idle-connections many").is_err());
         assert_eq!(opts("").tokio_design, None);
         assert_eq!(
             opts("--tokio-design tasks").tokio_design,

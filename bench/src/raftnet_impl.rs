@@ -12,6 +12,7 @@
 //! snapshot receiver answered success whatever arrived, so raftnet's rows could not fail
 //! where tokio's could.)
 
+use std::net::TcpStream;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,43 @@ pub struct RaftnetImpl {
     pub serve: Serve,
     /// The wire format of both ends.
     pub wire: Wire,
+    /// Idle connections held open to the calling transport (`--idle-connections`).
+    pub idle_connections: usize,
+}
+
+/// The most `--idle-connections` asks for: under [`raftnet::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]
+/// (they all come from 127.0.0.1), with room for the scenario's own.
+pub const MAX_IDLE_CONNECTIONS: usize = 1000;
+
+/// How long the calling transport gets to accept the idle connections.
+const IDLE_ACCEPT_WITHIN: Duration = Duration::from_secs(10);
+
+/// Open `n` TCP connections to `transport` and hold them without sending anything (idle
+/// connections are not a slow peer: only a frame begun must keep coming), once its driver has
+/// accepted every one: its epoll set then holds `n` more sockets, as a node's with `n` peers
+/// does. Dropping the vector closes them.
+fn hold_idle_connections(transport: &NetTransport, n: usize) -> Result<Vec<TcpStream>, String> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let before = transport.metrics().open_connections;
+    let addr = transport.bound_addr();
+    let held = (0..n)
+        .map(|_| TcpStream::connect(addr))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| format!("idle connections to {addr}: {e}"))?;
+    let deadline = Instant::now() + IDLE_ACCEPT_WITHIN;
+    while transport.metrics().open_connections < before + n as u64 {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the calling transport accepted {} of {n} idle connections within {:?}",
+                transport.metrics().open_connections.saturating_sub(before),
+                IDLE_ACCEPT_WITHIN
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(held)
 }
 
 /// The wire format raftnet's transports speak (`Config::codec`).
@@ -527,7 +565,9 @@ impl Implementation for RaftnetImpl {
             Scenario::HandshakeSeq => client_with(config(depth, self.wire).max_pool(0))?,
             _ => client(depth, self.wire)?,
         };
+        let idle = hold_idle_connections(&client, self.idle_connections)?;
         let result = drive(&client, &server.addr(), scenario, control);
+        drop(idle);
         drop(client);
         let findings = server.findings.clone();
         server.stop();

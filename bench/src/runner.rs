@@ -324,6 +324,7 @@ pub(crate) fn implementations(options: &Options) -> Vec<Arc<dyn Implementation>>
             ImplChoice::Raftnet | ImplChoice::RaftnetHashicorp => {
                 v.push(Arc::new(RaftnetImpl {
                     serve: options.raftnet_serve,
+                    idle_connections: options.idle_connections,
                     wire: if choice == ImplChoice::Raftnet {
                         Wire::Native
                     } else {
@@ -441,6 +442,7 @@ mod tests {
             reactor: cluster::Reactor::Task,
             tokio_runtime: None,
             raftnet_serve: Serve::Service,
+            idle_connections: 0,
             tokio_design: None,
             tls: false,
             json: true,

@@ -24,12 +24,13 @@
 //! Two pollers make that work without a wake-up at each change of hands. The inner one (mio's
 //! `Poll`, in [`MioDriver`]) holds every socket and the waker. The driver thread sleeps in an
 //! outer one that holds only the inner one's descriptor (an epoll set is itself pollable): any
-//! event of the inner set wakes it. A leader takes the inner set out of the outer one while it
-//! waits in the inner one itself, so the events it waits for wake only the leader (threads in
-//! one `epoll_wait` are woken one per event, and the driver thread would be first in line); as
-//! it leaves it puts the set back, and events that arrived meanwhile wake the thread at once.
-//! Two `epoll_ctl` calls per leadership, against a cross-core wake-up (about 18 µs of CPU and
-//! 25 µs of latency on these machines) per hand-over.
+//! event of the inner set wakes it. A leader detaches the inner set from the outer one while it
+//! waits in the inner one itself (the outer one then asks it only for priority data, which an
+//! epoll set never has), so the events it waits for wake only the leader (threads in one
+//! `epoll_wait` are woken one per event, and the driver thread would be first in line); as it
+//! leaves it asks for readable again, and events that arrived meanwhile wake the thread at
+//! once. Two `epoll_ctl(EPOLL_CTL_MOD)` calls per leadership, against a cross-core wake-up
+//! (about 18 µs of CPU and 25 µs of latency on these machines) per hand-over.
 
 use std::cell::Cell;
 use std::io;
@@ -142,10 +143,22 @@ impl ThreadDriver {
         taken
     }
 
-    /// Put the inner set (back) into the outer one, where its events wake the driver thread.
+    /// Let the inner set's events wake the driver thread again (an `EPOLL_CTL_MOD` back to
+    /// readable: the kernel looks at the inner set then, so events that came meanwhile wake the
+    /// thread at once).
     fn attach(&self) -> io::Result<()> {
         self.outer
-            .register(&mut SourceFd(&self.inner), INNER, Interest::READABLE)
+            .reregister(&mut SourceFd(&self.inner), INNER, Interest::READABLE)
+    }
+
+    /// Keep the inner set's events from waking the driver thread while a leader waits in it.
+    /// The inner set stays in the outer one, asking only for priority data, which an epoll
+    /// descriptor never has: an `EPOLL_CTL_MOD` each way, where taking it out and putting it
+    /// back would free and allocate the kernel's entry and, for an epoll set inside another,
+    /// check the pair for loops on every return.
+    fn detach(&self) -> io::Result<()> {
+        self.outer
+            .reregister(&mut SourceFd(&self.inner), INNER, Interest::PRIORITY)
     }
 
     /// Hand the driver back to its sleeping thread: wake it if it has work it would not see
@@ -158,12 +171,12 @@ impl ThreadDriver {
 }
 
 /// Marks the thread as leading, and makes sure a panic inside a turn stops the driver instead
-/// of leaving it to a thread that would not know (or could not be woken: the inner set is put
-/// back into the outer one first, if the leader had taken it out).
+/// of leaving it to a thread that would not know (or could not be woken: the inner set is
+/// attached to the outer one again first, if the leader had detached it).
 struct Leadership<'a> {
     driver: &'a mut MioDriver,
     owner: &'a ThreadDriver,
-    /// The inner set is out of the outer one (see [`Lead::run_until`]).
+    /// The inner set is detached from the outer one (see [`Lead::run_until`]).
     detached: bool,
 }
 
@@ -232,7 +245,7 @@ impl Lead for ThreadDriver {
                 Err(finished) => return finished,
             },
         };
-        if let Err(e) = self.outer.deregister(&mut SourceFd(&self.inner)) {
+        if let Err(e) = self.detach() {
             tracing::warn!("cannot run the driver from a caller: {e}");
             return None;
         }
@@ -242,8 +255,7 @@ impl Lead for ThreadDriver {
         let driver = &mut *lead.driver;
         self.handoff.woke();
         driver.now = Instant::now();
-        // The two `epoll_ctl` of this leadership: the deregistration above and the
-        // re-registration below.
+        // The two `epoll_ctl` of this leadership: the detaching above and the attaching below.
         add(&driver.engine.metrics().system_calls, 2);
         let finished = loop {
             add(&driver.engine.metrics().led_turns, 1);
@@ -281,7 +293,7 @@ impl Lead for ThreadDriver {
                 break done();
             }
         };
-        // Put the inner set back first: events that came meanwhile then wake the thread.
+        // Attach the inner set first: events that came meanwhile then wake the thread.
         if let Err(e) = self.attach() {
             tracing::error!("cannot hand the driver back to its thread, stopping: {e}");
             driver.stopping = true;
