@@ -43,22 +43,55 @@ pub struct RaftnetImpl {
     pub idle_connections: usize,
 }
 
-/// The most `--idle-connections` asks for: under [`raftnet::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]
-/// (they all come from 127.0.0.1), with room for the scenario's own.
+/// The most `--idle-connections` asks for: under the per-address limit of `config()` (they
+/// all come from 127.0.0.1), with room for the scenario's own.
 pub const MAX_IDLE_CONNECTIONS: usize = 1000;
 
 /// How long the calling transport gets to accept the idle connections.
 const IDLE_ACCEPT_WITHIN: Duration = Duration::from_secs(10);
 
-/// Open `n` TCP connections to `transport` and hold them without sending anything (idle
-/// connections are not a slow peer: only a frame begun must keep coming), once its driver has
-/// accepted every one: its epoll set then holds `n` more sockets, as a node's with `n` peers
-/// does. Dropping the vector closes them.
-fn hold_idle_connections(transport: &NetTransport, n: usize) -> Result<Vec<TcpStream>, String> {
-    if n == 0 {
-        return Ok(Vec::new());
+/// TCP connections held open to a transport without sending anything (`--idle-connections`).
+/// Dropping them closes them.
+struct IdleConnections {
+    held: Vec<TcpStream>,
+    /// The transport's open connections once it had accepted them.
+    accepted: u64,
+}
+
+impl IdleConnections {
+    /// The transport still holds every one. It closes a connection whose first frame does not
+    /// come within its slow-peer deadline (`Config::timeout`, 60 s in `config()`: a run's
+    /// warm-up and window must fit in it); a run that lost some says so instead of measuring a
+    /// smaller epoll set than it claims.
+    fn still_open(&self, transport: &NetTransport) -> Result<(), String> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let open = transport.metrics().open_connections;
+        if open < self.accepted {
+            return Err(format!(
+                "{} of the {} idle connections were closed during the run (the slow-peer \
+                 deadline, Config::timeout, closes a connection that sends nothing for 60 s): \
+                 use a shorter --warmup and --seconds",
+                self.accepted - open,
+                self.held.len()
+            ));
+        }
+        Ok(())
     }
+}
+
+/// Open `n` TCP connections to `transport` and hold them without sending anything, once its
+/// driver has accepted every one: its epoll set then holds `n` more sockets, as a node's with
+/// `n` peers does.
+fn hold_idle_connections(transport: &NetTransport, n: usize) -> Result<IdleConnections, String> {
     let before = transport.metrics().open_connections;
+    if n == 0 {
+        return Ok(IdleConnections {
+            held: Vec::new(),
+            accepted: before,
+        });
+    }
     let addr = transport.bound_addr();
     let held = (0..n)
         .map(|_| TcpStream::connect(addr))
@@ -75,7 +108,10 @@ fn hold_idle_connections(transport: &NetTransport, n: usize) -> Result<Vec<TcpSt
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(held)
+    Ok(IdleConnections {
+        held,
+        accepted: before + n as u64,
+    })
 }
 
 /// The wire format raftnet's transports speak (`Config::codec`).
@@ -566,7 +602,10 @@ impl Implementation for RaftnetImpl {
             _ => client(depth, self.wire)?,
         };
         let idle = hold_idle_connections(&client, self.idle_connections)?;
-        let result = drive(&client, &server.addr(), scenario, control);
+        let result = drive(&client, &server.addr(), scenario, control).and_then(|sample| {
+            idle.still_open(&client)?;
+            Ok(sample)
+        });
         drop(idle);
         drop(client);
         let findings = server.findings.clone();
