@@ -3,11 +3,11 @@
 //! a submission to one ring and every result a completion.
 //!
 //! This module is the only code that uses io_uring: the ring's making and the probe in
-//! `setup.rs`, the user_data token in `token.rs`, accepting in `accept.rs`, a connection's socket and the memory it lends
-//! the kernel in `conn.rs`, TLS sessions in `tls.rs` (feature `tls`: what a receive brings is
-//! ciphertext, opened into the engine's buffer; a send carries the engine's bytes sealed into
-//! records; the session is the epoll driver's, `driver/tls/`), and the loop here. What it
-//! owns:
+//! `setup.rs`, the user_data token in `token.rs`, accepting in `accept.rs`, a connection's
+//! socket and the memory it lends the kernel in `conn.rs`, TLS sessions in `tls.rs` (feature
+//! `tls`: what a receive brings is ciphertext, opened into the engine's buffer; a send carries
+//! the engine's bytes sealed into records; the session is the epoll driver's, `driver/tls/`),
+//! and the loop here. What it owns:
 //! - **Operations.** A poll of the listener (then `accept(2)` until it would block, as the mio
 //!   driver accepts: the ring's own accept takes a descriptor before it looks for a connection,
 //!   so with descriptors exhausted it fails with no connection pending, and back-off would
