@@ -414,6 +414,16 @@ fn client_with(config: Config) -> Result<Arc<NetTransport>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A client transport whose driver is a task on `runtime` (`bind_on`).
+fn client_on(
+    config: Config,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Arc<NetTransport>, String> {
+    pin::as_client(|| NetTransport::bind_on("127.0.0.1:0", None, config, runtime.handle()))
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
 fn id() -> ServerId {
     ServerId::from("server")
 }
@@ -532,14 +542,27 @@ fn snapshots(
     Ok(sample)
 }
 
-/// `FAN_IN_CONNECTIONS` sequential callers as futures polled by one client thread (any executor
-/// will do; here `futures`' `block_on` over a `FuturesUnordered`): every call in flight holds its
-/// own pooled connection, so there are that many connections.
-fn fan_in(client: &NetTransport, to: &ServerAddress, control: &Control) -> Result<Sample, String> {
+/// `FAN_IN_CONNECTIONS` sequential callers as futures polled by one client thread, the thread
+/// that runs `runtime` (a current-thread one): every call in flight holds its own pooled
+/// connection, so there are that many connections.
+///
+/// raftnet's own rows bind the client on that runtime ([`client_on`]), as an application whose
+/// callers are tasks would: callers and the driver's task then share the thread, as tokio's
+/// client does its connections' tasks. A client on a driver thread of its own works too: its
+/// callers then wait for wake-ups from that thread, about one per answer when the two threads
+/// share a CPU across from the server (`--pin split`: 0.87x the runtime-bound client's ops/s),
+/// and it is the faster of the two with everything on one CPU (1.09x; BENCHMARKS.md, "A lone
+/// slice goes out by `send(2)`").
+fn fan_in(
+    client: &NetTransport,
+    to: &ServerAddress,
+    control: &Control,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Sample, String> {
     use futures::StreamExt;
     use futures::stream::FuturesUnordered;
     pin::pin_client_thread();
-    futures::executor::block_on(async {
+    runtime.block_on(async {
         let mut callers: FuturesUnordered<_> = (0..FAN_IN_CONNECTIONS)
             .map(|_| async {
                 let mut sample = Sample::default();
@@ -563,6 +586,16 @@ fn fan_in(client: &NetTransport, to: &ServerAddress, control: &Control) -> Resul
     })
 }
 
+/// A current-thread runtime for [`fan_in`]'s callers, made among the client's threads.
+fn fan_in_runtime() -> Result<tokio::runtime::Runtime, String> {
+    pin::as_client(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    })
+    .map_err(|e| format!("fan-in-1000's runtime: {e}"))
+}
+
 impl Implementation for RaftnetImpl {
     fn name(&self) -> &'static str {
         match self.wire {
@@ -581,6 +614,13 @@ impl Implementation for RaftnetImpl {
             }
             return crate::cluster::run(crate::cluster::Network::Raftnet, store, clients, control);
         }
+        if scenario == Scenario::FanIn1000 && self.idle_connections > 0 {
+            // Its client's driver runs only while the callers do, so it could not accept idle
+            // connections before them; and its thousand connections are the point already.
+            return Err(format!(
+                "{NOT_APPLICABLE}: fan-in-1000 opens {FAN_IN_CONNECTIONS} connections of its own (no --idle-connections)"
+            ));
+        }
         let fast_heartbeats = matches!(
             scenario,
             Scenario::HeartbeatSeq
@@ -595,18 +635,31 @@ impl Implementation for RaftnetImpl {
             1
         };
         let server = Server::start(depth, consumers, fast_heartbeats, self.serve, self.wire)?;
-        let client = match scenario {
+        let runtime = match scenario {
+            Scenario::FanIn1000 => Some(fan_in_runtime()?),
+            _ => None,
+        };
+        let client = match (scenario, &runtime) {
             // No pool: every call dials (and handshakes), and its connection closes after the
             // answer.
-            Scenario::HandshakeSeq => client_with(config(depth, self.wire).max_pool(0))?,
+            (Scenario::HandshakeSeq, _) => client_with(config(depth, self.wire).max_pool(0))?,
+            (_, Some(runtime)) => client_on(config(depth, self.wire), runtime)?,
             _ => client(depth, self.wire)?,
         };
         let idle = hold_idle_connections(&client, self.idle_connections)?;
-        let result = drive(&client, &server.addr(), scenario, control).and_then(|sample| {
+        let result = match &runtime {
+            Some(runtime) => fan_in(&client, &server.addr(), control, runtime),
+            None => drive(&client, &server.addr(), scenario, control),
+        }
+        .and_then(|sample| {
             idle.still_open(&client)?;
             Ok(sample)
         });
         drop(idle);
+        // The runtime first: the client's driver is its task, and a transport dropped outside
+        // its runtime waits for that task to close every connection, which only the runtime's
+        // `block_on` would run. With the runtime gone the task is gone and its sockets closed.
+        drop(runtime);
         drop(client);
         let findings = server.findings.clone();
         server.stop();
@@ -713,7 +766,7 @@ pub(crate) fn drive(
             }
             Ok(heartbeats)
         }),
-        Scenario::FanIn1000 => fan_in(client, to, control),
+        Scenario::FanIn1000 => fan_in(client, to, control, &fan_in_runtime()?),
         Scenario::Cluster1
         | Scenario::Cluster16
         | Scenario::Cluster64

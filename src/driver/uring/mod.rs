@@ -39,7 +39,7 @@
 //! runs the same way, on a thread of its own beside the runtime.
 //!
 //! Not yet here (issue 12's later steps): multishot accept and receive with a provided buffer
-//! ring, `SEND_ZC`, registered descriptors, SQPOLL.
+//! ring, `SEND_ZC`, registered descriptors, SQPOLL (tried: BENCHMARKS.md).
 
 mod accept;
 mod conn;
@@ -784,11 +784,21 @@ impl UringDriver {
             return;
         };
         let send = &mut *entry.send;
-        send.prepare();
-        let op = opcode::SendMsg::new(types::Fd(fd), &raw const send.header)
-            .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
-            .user_data(Token::new(Op::Send, Some(key)).0);
+        // One piece (a lone answer, a heartbeat, a sealed record): `SEND`, which takes the
+        // buffer as it is, where `SENDMSG` first copies in and checks a message header and its
+        // vector (as `send(2)` against `writev(2)` in the readiness drivers' `flush`).
+        // (A piece is at most `WRITE_BUDGET` bytes, so its length fits the `u32`.)
+        let op = if let [piece] = &send.pieces[..] {
+            opcode::Send::new(types::Fd(fd), piece.as_ptr(), piece.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            send.prepare();
+            opcode::SendMsg::new(types::Fd(fd), &raw const send.header)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        };
+        let op = op.user_data(Token::new(Op::Send, Some(key)).0);
         send.in_flight = true;
         self.push(op);
     }

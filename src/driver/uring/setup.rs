@@ -172,6 +172,7 @@ fn probe() -> Option<String> {
     let needed = [
         ("READ", opcode::Read::CODE),
         ("RECV", opcode::Recv::CODE),
+        ("SEND", opcode::Send::CODE),
         ("SENDMSG", opcode::SendMsg::CODE),
         ("POLL_ADD", opcode::PollAdd::CODE),
         ("CONNECT", opcode::Connect::CODE),
