@@ -99,6 +99,11 @@ impl Inbound {
     pub(crate) fn is_idle(&self) -> bool {
         self.unanswered == 0 && self.snapshots.is_empty()
     }
+
+    /// A snapshot's body is arriving (to its reader, or to be dropped after a refusal).
+    pub(crate) fn in_snapshot_body(&self) -> bool {
+        !self.snapshots.is_empty() || self.refused_snapshot.is_some()
+    }
 }
 
 /// Why the driver must not read a connection now. Reading goes on once every reason is gone.

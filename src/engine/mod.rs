@@ -470,11 +470,18 @@ impl Engine {
     }
 
     /// The peer closed its side of `key` (after everything it sent was handed over).
+    ///
+    /// A stream that stops inside a frame is a protocol error, except inside a snapshot's
+    /// body: a sender stops sending it at any byte once it has its answer (hashicorp's closes
+    /// the connection then, as raftnet's does) or when it gives up, so a body cut inside a
+    /// chunk is the same lost connection as one cut between two chunks (its reader fails).
     pub(crate) fn handle_eof(&mut self, key: ConnKey) {
         let Some(conn) = self.conn_mut(key) else {
             return;
         };
+        let in_snapshot_body = matches!(&conn.role, Role::Inbound(i) if i.in_snapshot_body());
         match conn.codec.finish(&conn.recv) {
+            Err(_) if in_snapshot_body => self.close(key, Error::connection_lost()),
             Err(e) => self.protocol_error(key, e),
             Ok(()) => self.close(key, Error::connection_lost()),
         }

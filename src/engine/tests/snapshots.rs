@@ -100,3 +100,76 @@ fn an_oversized_snapshot_chunk_is_a_protocol_error_and_fails_the_reader() {
     assert_eq!(node.metrics().protocol_errors, 1);
     assert!(!node.engine.is_open(key));
 }
+
+/// A hand-made InstallSnapshot of 10 bytes, a first chunk of 4, and the start of a second
+/// chunk's frame cut 2 bytes into its body: what a receiver has when the sender closes
+/// mid-chunk.
+fn snapshot_cut_inside_a_chunk() -> Vec<u8> {
+    let mut out = SendQueue::new();
+    let encoder = FrameEncoder::new();
+    encoder.preamble(&mut out);
+    let request = InstallSnapshotRequest {
+        size: 10,
+        ..Default::default()
+    };
+    let request = Message::from(Request::from(request));
+    encoder
+        .encode(&mut out, 9, Lane::Snapshot, Flags::NONE, &request)
+        .unwrap();
+    let first = Message::SnapshotChunk(Bytes::from_static(b"abcd"));
+    encoder
+        .encode(&mut out, 9, Lane::Snapshot, Flags::NONE, &first)
+        .unwrap();
+    let whole = out.to_vec();
+    let second = Message::SnapshotChunk(Bytes::from_static(b"efghij"));
+    encoder
+        .encode(&mut out, 9, Lane::Snapshot, Flags::END_STREAM, &second)
+        .unwrap();
+    let mut bytes = out.to_vec();
+    // The second frame's header, and 2 bytes of what follows it.
+    bytes.truncate(whole.len() + crate::wire::native::HEADER_LEN + 2);
+    bytes
+}
+
+#[test]
+fn a_body_cut_inside_a_chunk_after_its_answer_is_no_protocol_error() {
+    let mut node = Node::new(config());
+    let key = node
+        .engine
+        .handle_accepted(addr(CLIENT_ADDR), *START)
+        .expect("admitted");
+    node.engine
+        .handle_bytes(key, &snapshot_cut_inside_a_chunk(), *START);
+    // The Raft side gives up on the body and answers; the sender, answered, closes.
+    let mut rpc = node.next_rpc();
+    drop(rpc.snapshot.take());
+    rpc.respond_ok(InstallSnapshotResponse {
+        term: 9,
+        success: false,
+        ..Default::default()
+    });
+    assert!(node.engine.handle_handoff(*START));
+    node.engine.handle_eof(key);
+    assert_eq!(node.metrics().protocol_errors, 0);
+    assert!(!node.engine.is_open(key));
+}
+
+#[test]
+fn a_body_cut_inside_a_chunk_fails_its_reader_as_a_lost_connection() {
+    let mut node = Node::new(config());
+    let key = node
+        .engine
+        .handle_accepted(addr(CLIENT_ADDR), *START)
+        .expect("admitted");
+    node.engine
+        .handle_bytes(key, &snapshot_cut_inside_a_chunk(), *START);
+    let mut rpc = node.next_rpc();
+    let mut reader = rpc.snapshot.take().unwrap();
+    node.engine.handle_eof(key);
+    assert_eq!(node.metrics().protocol_errors, 0);
+    assert!(!node.engine.is_open(key));
+    assert_eq!(&reader.next_chunk().unwrap().unwrap()[..], b"abcd");
+    let error = reader.next_chunk().unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    assert!(error.to_string().contains("connection lost"), "{error}");
+}
