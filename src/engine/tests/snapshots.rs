@@ -77,21 +77,8 @@ fn an_oversized_snapshot_chunk_is_a_protocol_error_and_fails_the_reader() {
         .handle_accepted(addr(CLIENT_ADDR), *START)
         .expect("admitted");
     // A hand-made InstallSnapshot of 3 bytes followed by a 4-byte chunk.
-    let mut out = SendQueue::new();
-    let encoder = FrameEncoder::new();
-    encoder.preamble(&mut out);
-    let request = InstallSnapshotRequest {
-        size: 3,
-        ..Default::default()
-    };
-    let request = Message::from(Request::from(request));
-    encoder
-        .encode(&mut out, 9, Lane::Snapshot, Flags::NONE, &request)
-        .unwrap();
-    let chunk = Message::SnapshotChunk(Bytes::from_static(b"four"));
-    encoder
-        .encode(&mut out, 9, Lane::Snapshot, Flags::END_STREAM, &chunk)
-        .unwrap();
+    let mut out = snapshot_request_bytes(3);
+    push_chunk(&mut out, b"four", Flags::END_STREAM);
     node.engine.handle_bytes(key, &out.to_vec(), *START);
     let mut rpc = node.next_rpc();
     let mut reader = rpc.snapshot.take().unwrap();
@@ -101,33 +88,40 @@ fn an_oversized_snapshot_chunk_is_a_protocol_error_and_fails_the_reader() {
     assert!(!node.engine.is_open(key));
 }
 
+/// The preamble and a hand-made InstallSnapshot request (id 9) for a body of `size` bytes.
+fn snapshot_request_bytes(size: i64) -> SendQueue {
+    let mut out = SendQueue::new();
+    let encoder = FrameEncoder::new();
+    encoder.preamble(&mut out);
+    let request = Message::from(Request::from(InstallSnapshotRequest {
+        size,
+        ..Default::default()
+    }));
+    encoder
+        .encode(&mut out, 9, Lane::Snapshot, Flags::NONE, &request)
+        .unwrap();
+    out
+}
+
+/// A chunk of request 9's body.
+fn push_chunk(out: &mut SendQueue, chunk: &'static [u8], flags: Flags) {
+    let chunk = Message::SnapshotChunk(Bytes::from_static(chunk));
+    FrameEncoder::new()
+        .encode(out, 9, Lane::Snapshot, flags, &chunk)
+        .unwrap();
+}
+
 /// A hand-made InstallSnapshot of 10 bytes, a first chunk of 4, and the start of a second
 /// chunk's frame cut 2 bytes into its body: what a receiver has when the sender closes
 /// mid-chunk.
 fn snapshot_cut_inside_a_chunk() -> Vec<u8> {
-    let mut out = SendQueue::new();
-    let encoder = FrameEncoder::new();
-    encoder.preamble(&mut out);
-    let request = InstallSnapshotRequest {
-        size: 10,
-        ..Default::default()
-    };
-    let request = Message::from(Request::from(request));
-    encoder
-        .encode(&mut out, 9, Lane::Snapshot, Flags::NONE, &request)
-        .unwrap();
-    let first = Message::SnapshotChunk(Bytes::from_static(b"abcd"));
-    encoder
-        .encode(&mut out, 9, Lane::Snapshot, Flags::NONE, &first)
-        .unwrap();
-    let whole = out.to_vec();
-    let second = Message::SnapshotChunk(Bytes::from_static(b"efghij"));
-    encoder
-        .encode(&mut out, 9, Lane::Snapshot, Flags::END_STREAM, &second)
-        .unwrap();
+    let mut out = snapshot_request_bytes(10);
+    push_chunk(&mut out, b"abcd", Flags::NONE);
+    let whole = out.len();
+    push_chunk(&mut out, b"efghij", Flags::END_STREAM);
     let mut bytes = out.to_vec();
     // The second frame's header, and 2 bytes of what follows it.
-    bytes.truncate(whole.len() + crate::wire::native::HEADER_LEN + 2);
+    bytes.truncate(whole + crate::wire::native::HEADER_LEN + 2);
     bytes
 }
 

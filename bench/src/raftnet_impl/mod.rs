@@ -29,6 +29,9 @@ use crate::check::{Answer, BodyCheck, Findings, PREV_INDEX, TERM, VOTE_TERM, sna
 use crate::pin;
 use crate::scenario::*;
 
+mod fan_in;
+use self::fan_in::{client_on, fan_in, fan_in_runtime};
+
 /// The most RPCs the server's Raft loop takes at once.
 const CONSUMER_BATCH: usize = 256;
 
@@ -414,16 +417,6 @@ fn client_with(config: Config) -> Result<Arc<NetTransport>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A client transport whose driver is a task on `runtime` (`bind_on`).
-fn client_on(
-    config: Config,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<Arc<NetTransport>, String> {
-    pin::as_client(|| NetTransport::bind_on("127.0.0.1:0", None, config, runtime.handle()))
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
-}
-
 fn id() -> ServerId {
     ServerId::from("server")
 }
@@ -540,60 +533,6 @@ fn snapshots(
         sample.record(control, start.elapsed(), SNAPSHOT_SIZE as u64);
     }
     Ok(sample)
-}
-
-/// `FAN_IN_CONNECTIONS` sequential callers as futures polled by one client thread, the thread
-/// that runs `runtime` (a current-thread one): every call in flight holds its own pooled
-/// connection, so there are that many connections.
-///
-/// raftnet's own rows bind the client on that runtime ([`client_on`]), as an application whose
-/// callers are tasks would: callers and the driver's task then share the thread, as tokio's
-/// client does its connections' tasks. A client on a driver thread of its own works too: its
-/// callers then wait for wake-ups from that thread, about one per answer when the two threads
-/// share a CPU across from the server (`--pin split`: 0.87x the runtime-bound client's ops/s),
-/// and it is the faster of the two with everything on one CPU (1.09x; BENCHMARKS.md, "A lone
-/// slice goes out by `send(2)`").
-fn fan_in(
-    client: &NetTransport,
-    to: &ServerAddress,
-    control: &Control,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<Sample, String> {
-    use futures::StreamExt;
-    use futures::stream::FuturesUnordered;
-    pin::pin_client_thread();
-    runtime.block_on(async {
-        let mut callers: FuturesUnordered<_> = (0..FAN_IN_CONNECTIONS)
-            .map(|_| async {
-                let mut sample = Sample::default();
-                while !control.stopped() {
-                    let start = Instant::now();
-                    let response = client
-                        .append_entries(&id(), to, heartbeat(), CallOptions::default())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    append_answer(&response).check(Answer::heartbeat())?;
-                    sample.record(control, start.elapsed(), 0);
-                }
-                Ok::<Sample, String>(sample)
-            })
-            .collect();
-        let mut total = Sample::default();
-        while let Some(sample) = callers.next().await {
-            total.merge(sample?);
-        }
-        Ok(total)
-    })
-}
-
-/// A current-thread runtime for [`fan_in`]'s callers, made among the client's threads.
-fn fan_in_runtime() -> Result<tokio::runtime::Runtime, String> {
-    pin::as_client(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    })
-    .map_err(|e| format!("fan-in-1000's runtime: {e}"))
 }
 
 impl Implementation for RaftnetImpl {
