@@ -186,7 +186,7 @@ impl NetTransport {
                 Err(e) => failure = Some((candidate, e)),
             }
         }
-        let (listener, bound_addr) = bound.ok_or_else(|| match failure {
+        let listener = bound.ok_or_else(|| match failure {
             // The last candidate's error: the others failed too, most likely the same way.
             Some((candidate, e)) => Error::Bind {
                 addr: Some(candidate),
@@ -200,6 +200,60 @@ impl NetTransport {
                 )),
             },
         })?;
+        Self::from_listener(listener, advertise, config, placement)
+    }
+
+    /// Serve on `listener`, a socket already bound and listening, and start the driver where
+    /// `placement` says: for a listener this process did not bind itself (systemd's socket
+    /// activation, or a supervisor that holds a node's port across restarts so no other
+    /// process can take it while the node is down, as `tests/node_example.rs` does through the
+    /// node example's `--listen-fd`), or one bound with options `bind` does not set. Its
+    /// backlog is what it was listened with (`bind` listens with 1024); the driver sets it
+    /// non-blocking (the blocking backend, blocking). Otherwise as
+    /// [`bind_with`](NetTransport::bind_with), logs included.
+    ///
+    /// ```
+    /// use raftnet::{Config, NetTransport, Placement, Transport};
+    ///
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = listener.local_addr()?.port();
+    /// let transport = NetTransport::from_listener(listener, None, Config::default(), Placement::Thread)?;
+    /// assert_eq!(transport.local_addr().port(), port);
+    /// transport.close();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As `bind_with`'s, except that [`Error::Bind`] here means `listener` is not a listening
+    /// socket or its address cannot be read (`addr` is its address when that could be read).
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        advertise: Option<SocketAddr>,
+        config: Config,
+        placement: Placement,
+    ) -> Result<NetTransport> {
+        let bound_addr = listener.local_addr().map_err(|e| Error::Bind {
+            addr: None,
+            reason: Arc::new(e),
+        })?;
+        // A socket that was only bound, or a connected one, converted into a TcpListener
+        // would accept nothing: said here, rather than as a driver that never serves.
+        let listening = socket2::SockRef::from(&listener)
+            .is_listener()
+            .map_err(|e| Error::Bind {
+                addr: Some(bound_addr),
+                reason: Arc::new(e),
+            })?;
+        if !listening {
+            return Err(Error::Bind {
+                addr: Some(bound_addr),
+                reason: Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the socket is not listening",
+                )),
+            });
+        }
         let local_addr = advertise.unwrap_or(bound_addr);
         if local_addr.ip().is_unspecified() {
             return Err(Error::NotAdvertisable { addr: local_addr });
@@ -542,17 +596,15 @@ impl Drop for NetTransport {
 /// second for SYN retransmission; 1024 absorbs such bursts.
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// A listener on `addr`, and the address it got (the port, when `addr`'s was 0).
-fn listen(addr: SocketAddr) -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
+/// A listener on `addr`.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // As std and mio do: a restarted node can bind its port while old connections linger.
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    let listener = std::net::TcpListener::from(socket);
-    let bound = listener.local_addr()?;
-    Ok((listener, bound))
+    Ok(std::net::TcpListener::from(socket))
 }
 
 /// Where a call's or a pipeline's commands go: carried out on the submitting thread when the

@@ -1,12 +1,14 @@
 //! `NetTransport::bind`'s failures: each is an error of its own kind (`Error::Bind`,
 //! `Error::NotAdvertisable`), names the address and carries the cause, and is fatal (binding
-//! again the same way cannot help).
+//! again the same way cannot help). And `NetTransport::from_listener`: a listener bound
+//! elsewhere is served as it is, and a socket that does not listen is refused by name.
 
 use std::error::Error as _;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
-use raftnet::{Config, Error, ErrorClass, NetTransport, Transport};
+use raftnet::message::{RequestVoteRequest, RequestVoteResponse};
+use raftnet::{CallOptions, Config, Error, ErrorClass, NetTransport, Placement, Transport};
 
 fn bind(addr: impl std::net::ToSocketAddrs) -> raftnet::Result<NetTransport> {
     NetTransport::bind(addr, None, Config::default())
@@ -106,4 +108,62 @@ fn an_unspecified_address_without_an_advertised_one_is_not_advertisable() {
     }
     assert!(error.is_fatal());
     assert_eq!(error.to_string(), "local bind address is not advertisable");
+}
+
+#[test]
+fn a_listener_bound_elsewhere_is_served_on_its_own_port() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().unwrap();
+    let server = NetTransport::from_listener(listener, None, Config::default(), Placement::Thread)
+        .expect("a listening socket is served");
+    assert_eq!(server.bound_addr(), addr);
+    assert_eq!(server.local_addr(), addr.into());
+    let consumer = server.consumer().clone();
+    let answer = std::thread::spawn(move || {
+        let rpc = consumer.recv().expect("the vote arrives");
+        rpc.respond_ok(RequestVoteResponse {
+            term: 7,
+            granted: true,
+            ..Default::default()
+        });
+    });
+    let client = bind("127.0.0.1:0").expect("bind a client");
+    let vote = client
+        .request_vote(
+            &"server".into(),
+            &addr.into(),
+            RequestVoteRequest {
+                term: 7,
+                ..Default::default()
+            },
+            CallOptions::default(),
+        )
+        .wait()
+        .expect("the vote is answered on the listener's port");
+    assert_eq!((vote.term, vote.granted), (7, true));
+    answer.join().unwrap();
+}
+
+#[test]
+fn a_socket_that_does_not_listen_is_refused_by_name() {
+    // A connected stream's socket in a TcpListener's clothes: it would never accept.
+    let peer = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let stream = std::net::TcpStream::connect(peer.local_addr().unwrap()).expect("connect");
+    let local = stream.local_addr().unwrap();
+    let not_listening = TcpListener::from(std::os::fd::OwnedFd::from(stream));
+    let error =
+        NetTransport::from_listener(not_listening, None, Config::default(), Placement::Thread)
+            .expect_err("a connected socket is not a listener");
+    match &error {
+        Error::Bind {
+            addr: Some(addr),
+            reason,
+        } => {
+            assert_eq!(*addr, local);
+            assert_eq!(reason.kind(), io::ErrorKind::InvalidInput);
+        }
+        other => panic!("expected Error::Bind naming {local}, got {other:?}"),
+    }
+    assert!(error.is_fatal());
+    assert!(error.to_string().contains("not listening"), "{error}");
 }

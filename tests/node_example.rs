@@ -14,12 +14,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use tempfile::TempDir;
 
 /// Bounds every wait; a healthy cluster needs about a second.
@@ -212,11 +215,17 @@ fn build_example(name: &str) -> PathBuf {
     path
 }
 
-/// Nodes on loopback ports the OS has just handed out (bound to port 0, then released for the
-/// nodes to bind), with a data dir each under one temp dir. Nodes are numbered from 1.
+/// Nodes on loopback ports this test binds (port 0) and holds until it ends, with a data dir
+/// each under one temp dir. Nodes are numbered from 1. Each node process serves on its port's
+/// listener, inherited (`--listen-fd`): were the port released for the node to bind, a killed
+/// node's port could go to another test's process before the node starts again (CI saw it:
+/// the node could not bind, and another test's node got this cluster's RPCs).
 struct Cluster {
     /// Declared before `dirs`: the processes are gone before their dirs are removed.
     nodes: Vec<Option<NodeProcess>>,
+    /// Node `i + 1`'s port, listening while the node is down too (connections wait in its
+    /// backlog until the node is started again and accepts them).
+    listeners: Vec<TcpListener>,
     peers: Vec<String>,
     dirs: TempDir,
     extra_args: Vec<String>,
@@ -234,6 +243,7 @@ impl Cluster {
             .collect();
         Cluster {
             nodes: (0..size).map(|_| None).collect(),
+            listeners,
             peers,
             dirs: tempfile::tempdir().expect("a temp dir for the nodes' data"),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
@@ -257,6 +267,22 @@ impl Cluster {
         command.args(&self.extra_args);
         if init {
             command.arg("--init");
+        }
+        // A duplicate of the port's listener, close-on-exec like every descriptor std opens, so
+        // nodes other tests start at the same time do not inherit it; in this child alone the
+        // flag is cleared. The parent's duplicate closes with `command`, after the spawn.
+        let inherited = self.listeners[id as usize - 1]
+            .try_clone()
+            .expect("duplicate the node's listener");
+        command.args(["--listen-fd", &inherited.as_raw_fd().to_string()]);
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls may be made: fcntl(2) is one, and nix's wrapper around it
+        // neither allocates nor locks (its error is an errno, converted by value).
+        unsafe {
+            command.pre_exec(move || {
+                fcntl(&inherited, FcntlArg::F_SETFD(FdFlag::empty()))?;
+                Ok(())
+            });
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -546,9 +572,18 @@ fn killed_nodes_rejoin_with_their_data() {
         cluster.node(id).wait_applied(applied_everywhere);
     }
 
-    // A follower is killed; the other two go on.
+    // A follower is killed; the other two go on. Its port stays the test's while it is down:
+    // nothing else on this machine can take it before the node is started again.
     let follower = (1..=3).find(|&id| id != leader).unwrap();
     cluster.kill(follower);
+    let port = cluster.listeners[follower as usize - 1]
+        .local_addr()
+        .unwrap();
+    assert_eq!(
+        TcpListener::bind(port).map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::AddrInUse),
+        "node {follower}'s port {port} is free while the node is down"
+    );
     write(
         &mut cluster,
         &mut leader,

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -153,6 +155,10 @@ impl ClusterReport {
 struct Node {
     id: usize,
     args: Vec<String>,
+    /// Its port, bound once and held while the process is down too: each process serves on it
+    /// inherited (`--listen-fd`). Were it released for the node to bind, a killed node's port
+    /// could go to another socket on this machine (a test binding port 0) before the restart.
+    listener: TcpListener,
     binary: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -168,8 +174,26 @@ impl Node {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let mut child = Command::new(&self.binary)
+        // A close-on-exec duplicate (so no other child inherits it) whose flag is cleared in
+        // this child alone; the parent's copy closes at the end of this function.
+        let inherited = self.listener.try_clone()?;
+        let fd = inherited.as_raw_fd();
+        let mut command = Command::new(&self.binary);
+        command
             .args(&self.args)
+            .args(["--listen-fd", &fd.to_string()]);
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls may be made: fcntl(2) is one, and nothing else is done
+        // (io::Error::last_os_error reads errno and allocates nothing).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -246,11 +270,6 @@ impl Drop for Node {
         self.resume();
         self.kill();
     }
-}
-
-/// A port free now on 127.0.0.1 (the node binds it a moment later).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 struct Shared {
@@ -437,7 +456,13 @@ fn client_loop(shared: &Shared, id: u32, nodes: usize, seed: u64) {
 pub fn run(config: &ClusterConfig) -> std::io::Result<ClusterReport> {
     let started = Instant::now();
     let n = config.nodes;
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect::<std::io::Result<_>>()?;
     let addr = |i: usize| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], ports[i])) };
     // links[from][to]: how node `from` reaches node `to`.
     let mut links: Vec<Vec<Option<Link>>> = Vec::new();
@@ -458,7 +483,7 @@ pub fn run(config: &ClusterConfig) -> std::io::Result<ClusterReport> {
     std::fs::create_dir_all(&config.data_dir)?;
     let leaders = Arc::new(Mutex::new((0u64, None)));
     let mut nodes = Vec::new();
-    for (i, row) in links.iter().enumerate() {
+    for ((i, row), listener) in links.iter().enumerate().zip(listeners) {
         let mut args = vec!["--id".to_string(), (i + 1).to_string()];
         for (j, link) in row.iter().enumerate() {
             // Its own entry is where it listens; the others are the links it dials through.
@@ -482,6 +507,7 @@ pub fn run(config: &ClusterConfig) -> std::io::Result<ClusterReport> {
         let mut node = Node {
             id: i + 1,
             args,
+            listener,
             binary: config.node_binary.clone(),
             log: config.data_dir.join(format!("node-{}.log", i + 1)),
             child: None,

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Every node gets the same `--peer ID=HOST:PORT` list. A node listens on its own entry's port
-//! (or on `--listen`, e.g. `0.0.0.0:7001`, while peers keep dialling its `--peer` address). The
+//! (or on `--listen`, e.g. `0.0.0.0:7001`, while peers keep dialling its `--peer` address; or on
+//! a listening socket it inherited, `--listen-fd`, from a supervisor that holds the port while the
+//! node is down, as `tests/node_example.rs` does). The
 //! node started with `--init` waits until every peer accepts connections, then makes them the
 //! cluster's voters; the others wait to be contacted. Then type, on any node:
 //!
@@ -64,7 +66,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, Raf
 use openraft::storage::Adaptor;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use raftnet::openraft::{RaftnetNetworkFactory, serve};
-use raftnet::{NetTransport, ServerAddress, Transport};
+use raftnet::{NetTransport, Placement, ServerAddress, Transport};
 
 use crate::store::{FileStore, NodeId, Previous, Set, TypeConfig};
 
@@ -79,10 +81,12 @@ const SNAPSHOT_EVERY: u64 = 1000;
 
 fn usage() -> String {
     format!(
-        "usage: node --id ID --peer ID=HOST:PORT... [--listen ADDR:PORT] [--data-dir DIR] [--init] [--snapshot-every N] [--client ADDR:PORT] [--tls DIR]
+        "usage: node --id ID --peer ID=HOST:PORT... [--listen ADDR:PORT | --listen-fd FD] [--data-dir DIR] [--init] [--snapshot-every N] [--client ADDR:PORT] [--tls DIR]
   --id ID              this node's id, a number
   --peer ID=HOST:PORT  every node of the cluster, this one included: the same list on every node
   --listen ADDR:PORT   listen here rather than on this node's own --peer address (e.g. 0.0.0.0:7001)
+  --listen-fd FD       serve on FD, a listening TCP socket this process inherited (a supervisor
+                       that binds the node's port once and keeps it across restarts; Linux)
   --data-dir DIR       where this node keeps its log, vote and snapshots; started again with
                        the same DIR, a node rejoins with its data (default: {})
   --init               make the --peer nodes a cluster once all of them listen (does nothing on a
@@ -107,6 +111,8 @@ struct Args {
     id: NodeId,
     peers: BTreeMap<NodeId, String>,
     listen: Option<String>,
+    /// A listening socket inherited from whoever started this process (`--listen-fd`).
+    listen_fd: Option<i32>,
     data_dir: PathBuf,
     init: bool,
     snapshot_every: u64,
@@ -119,6 +125,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let (mut id, mut peers, mut listen, mut data_dir, mut init) =
         (None, BTreeMap::new(), None, None, false);
     let mut snapshot_every = SNAPSHOT_EVERY;
+    let mut listen_fd = None;
     let mut client = None;
     let mut tls = None;
     let mut args = std::env::args().skip(1);
@@ -135,6 +142,14 @@ fn parse_args() -> Result<Option<Args>, String> {
                 peers.insert(peer_id, addr.to_string());
             }
             "--listen" => listen = Some(value()?),
+            "--listen-fd" => {
+                listen_fd =
+                    Some(
+                        value()?.parse().ok().filter(|&fd| fd > 2).ok_or(
+                            "--listen-fd: expected a file descriptor above 2 (0-2 are stdio)",
+                        )?,
+                    )
+            }
             "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
             "--init" => init = true,
             "--client" => client = Some(value()?),
@@ -156,10 +171,14 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--peer {id}=HOST:PORT (this node's own address) is required"
         ));
     }
+    if listen.is_some() && listen_fd.is_some() {
+        return Err("--listen and --listen-fd: one or the other".into());
+    }
     Ok(Some(Args {
         id,
         peers,
         listen,
+        listen_fd,
         data_dir: data_dir.unwrap_or_else(|| default_data_dir(id)),
         init,
         snapshot_every,
@@ -209,12 +228,16 @@ async fn run(args: Args) -> Result<(), Failure> {
         );
     }
     // Its transport's driver runs as a task on this runtime, beside openraft's own tasks.
-    let transport = Arc::new(NetTransport::bind_on(
-        listen,
-        Some(advertise),
-        config,
-        &tokio::runtime::Handle::current(),
-    )?);
+    let placement = Placement::Runtime(tokio::runtime::Handle::current());
+    let transport = Arc::new(match args.listen_fd {
+        Some(fd) => NetTransport::from_listener(
+            inherited_listener(fd)?,
+            Some(advertise),
+            config,
+            placement,
+        )?,
+        None => NetTransport::bind_with(listen, Some(advertise), config, placement)?,
+    });
     println!(
         "node {}: listening on {}, peers dial {advertise}",
         args.id,
@@ -474,6 +497,23 @@ fn resolve(addr: &str) -> Result<SocketAddr, Failure> {
     addr.to_socket_addrs()?
         .next()
         .ok_or_else(|| format!("{addr} does not resolve").into())
+}
+
+/// The listening socket `--listen-fd` names: one this process inherited open (its parent cleared
+/// close-on-exec on it for this child alone), which nothing in the process owns yet.
+fn inherited_listener(fd: i32) -> Result<std::net::TcpListener, Failure> {
+    use std::os::fd::FromRawFd;
+    // Taking ownership of a descriptor that is not open (a mistyped number) would close
+    // another's later: only an open socket is taken. The transport refuses one that does not
+    // listen (Error::Bind, "the socket is not listening").
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .map_err(|e| format!("--listen-fd {fd}: not an open descriptor of this process: {e}"))?;
+    if !target.to_string_lossy().starts_with("socket:") {
+        return Err(format!("--listen-fd {fd}: {} is not a socket", target.display()).into());
+    }
+    // SAFETY: `fd` is open (checked above) and owned by nothing else in this process: it was
+    // inherited, and this, called once at start, is the only code that names it.
+    Ok(unsafe { std::net::TcpListener::from_raw_fd(fd) })
 }
 
 /// The transport's metrics in Prometheus' text format: what a scrape would return from a node

@@ -35,7 +35,8 @@
 //!   from starting rather than guess. Not a lost data dir: a node whose data is gone must not
 //!   rejoin under its old id (it may vote twice in one term); restart the whole cluster with
 //!   empty dirs instead. Not two processes on one dir: nothing locks it (on one machine the
-//!   second process fails first, binding the same port).
+//!   second process fails first, binding the same port; a supervisor that hands the node its
+//!   port with `--listen-fd` must itself start one process per node at a time).
 //! - Not large data: the log and the state machine are also held in memory, and every snapshot
 //!   is written whole. This is a store for a demo, kept small enough to read.
 
