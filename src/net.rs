@@ -218,7 +218,7 @@ impl NetTransport {
     /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// let port = listener.local_addr()?.port();
     /// let transport = NetTransport::from_listener(listener, None, Config::default(), Placement::Thread)?;
-    /// assert_eq!(transport.local_addr().port(), port);
+    /// assert_eq!(transport.bound_addr().port(), port);
     /// transport.close();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
