@@ -13,16 +13,14 @@
 //!
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use raftnet_chaos::held_port::HeldPort;
 use tempfile::TempDir;
 
 /// Bounds every wait; a healthy cluster needs about a second.
@@ -215,17 +213,15 @@ fn build_example(name: &str) -> PathBuf {
     path
 }
 
-/// Nodes on loopback ports this test binds (port 0) and holds until it ends, with a data dir
-/// each under one temp dir. Nodes are numbered from 1. Each node process serves on its port's
-/// listener, inherited (`--listen-fd`): were the port released for the node to bind, a killed
-/// node's port could go to another test's process before the node starts again (CI saw it:
-/// the node could not bind, and another test's node got this cluster's RPCs).
+/// Nodes on loopback ports this test holds until it ends, with a data dir each under one temp
+/// dir. Nodes are numbered from 1. Each node process serves on its port inherited
+/// (`--listen-fd`), and the port refuses dials while the node is down ([`HeldPort`]: a port
+/// released for the node to bind could go to another test's socket first, as CI saw).
 struct Cluster {
     /// Declared before `dirs`: the processes are gone before their dirs are removed.
     nodes: Vec<Option<NodeProcess>>,
-    /// Node `i + 1`'s port, listening while the node is down too (connections wait in its
-    /// backlog until the node is started again and accepts them).
-    listeners: Vec<TcpListener>,
+    /// Node `i + 1`'s port.
+    ports: Vec<HeldPort>,
     peers: Vec<String>,
     dirs: TempDir,
     extra_args: Vec<String>,
@@ -233,17 +229,17 @@ struct Cluster {
 
 impl Cluster {
     fn new(size: usize, extra_args: &[&str]) -> Cluster {
-        let listeners: Vec<TcpListener> = (0..size)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        let ports: Vec<HeldPort> = (0..size)
+            .map(|_| HeldPort::reserve().expect("hold a loopback port"))
             .collect();
-        let peers = listeners
+        let peers = ports
             .iter()
             .enumerate()
-            .map(|(i, l)| format!("{}=127.0.0.1:{}", i + 1, l.local_addr().unwrap().port()))
+            .map(|(i, port)| format!("{}={}", i + 1, port.addr()))
             .collect();
         Cluster {
             nodes: (0..size).map(|_| None).collect(),
-            listeners,
+            ports,
             peers,
             dirs: tempfile::tempdir().expect("a temp dir for the nodes' data"),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
@@ -268,22 +264,9 @@ impl Cluster {
         if init {
             command.arg("--init");
         }
-        // A duplicate of the port's listener, close-on-exec like every descriptor std opens, so
-        // nodes other tests start at the same time do not inherit it; in this child alone the
-        // flag is cleared. The parent's duplicate closes with `command`, after the spawn.
-        let inherited = self.listeners[id as usize - 1]
-            .try_clone()
-            .expect("duplicate the node's listener");
-        command.args(["--listen-fd", &inherited.as_raw_fd().to_string()]);
-        // SAFETY: the closure runs in the child between fork and exec, where only
-        // async-signal-safe calls may be made: fcntl(2) is one, and nix's wrapper around it
-        // neither allocates nor locks (its error is an errno, converted by value).
-        unsafe {
-            command.pre_exec(move || {
-                fcntl(&inherited, FcntlArg::F_SETFD(FdFlag::empty()))?;
-                Ok(())
-            });
-        }
+        self.ports[id as usize - 1]
+            .pass_to(&mut command)
+            .expect("pass the node its port");
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -321,10 +304,12 @@ impl Cluster {
             .unwrap_or_else(|| panic!("node {id} is not running"))
     }
 
+    /// Kill node `id` (SIGKILL) and reap it; its port refuses dials until it is started again.
     fn kill(&mut self, id: u64) {
         let node = self.nodes[id as usize - 1].take();
         node.unwrap_or_else(|| panic!("node {id} is not running"))
             .kill();
+        self.ports[id as usize - 1].refuse();
     }
 
     fn running(&self) -> impl Iterator<Item = u64> + '_ {
@@ -383,6 +368,7 @@ impl Cluster {
         let status = node.wait_exit(Instant::now() + DEADLINE);
         assert!(status.success(), "node {id} exited with {status}");
         self.nodes[id as usize - 1] = None;
+        self.ports[id as usize - 1].refuse();
     }
 
     /// `quit` on every running node; each must exit cleanly.
@@ -572,17 +558,15 @@ fn killed_nodes_rejoin_with_their_data() {
         cluster.node(id).wait_applied(applied_everywhere);
     }
 
-    // A follower is killed; the other two go on. Its port stays the test's while it is down:
-    // nothing else on this machine can take it before the node is started again.
+    // A follower is killed; the other two go on. Its port refuses dials while it is down, as
+    // a dead host's does.
     let follower = (1..=3).find(|&id| id != leader).unwrap();
     cluster.kill(follower);
-    let port = cluster.listeners[follower as usize - 1]
-        .local_addr()
-        .unwrap();
+    let port = cluster.ports[follower as usize - 1].addr();
     assert_eq!(
-        TcpListener::bind(port).map_err(|e| e.kind()).err(),
-        Some(std::io::ErrorKind::AddrInUse),
-        "node {follower}'s port {port} is free while the node is down"
+        TcpStream::connect(port).map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "node {follower}'s port {port} while the node is down"
     );
     write(
         &mut cluster,

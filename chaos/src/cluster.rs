@@ -14,9 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::checker::{self, Op, Operation, Outcome, Verdict};
+use crate::held_port::HeldPort;
 use crate::measure::{Availability, AvailabilitySummary, FaultBag};
 use crate::proxy::{Close, Direction, Faults, Link};
 
@@ -155,10 +154,8 @@ impl ClusterReport {
 struct Node {
     id: usize,
     args: Vec<String>,
-    /// Its port, bound once and held while the process is down too: each process serves on it
-    /// inherited (`--listen-fd`). Were it released for the node to bind, a killed node's port
-    /// could go to another socket on this machine (a test binding port 0) before the restart.
-    listener: TcpListener,
+    /// Its port, held while no process of it runs too (see [`HeldPort`]).
+    port: HeldPort,
     binary: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -174,25 +171,9 @@ impl Node {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        // A close-on-exec duplicate (so no other child inherits it) whose flag is cleared in
-        // this child alone; the parent's copy closes at the end of this function.
-        let inherited = self.listener.try_clone()?;
-        let fd = inherited.as_raw_fd();
         let mut command = Command::new(&self.binary);
-        command
-            .args(&self.args)
-            .args(["--listen-fd", &fd.to_string()]);
-        // SAFETY: the closure runs in the child between fork and exec, where only
-        // async-signal-safe calls may be made: fcntl(2) is one, and nothing else is done
-        // (io::Error::last_os_error reads errno and allocates nothing).
-        unsafe {
-            command.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        command.args(&self.args);
+        self.port.pass_to(&mut command)?;
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -250,6 +231,7 @@ impl Node {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.port.refuse();
         }
         self.stopped = false;
     }
@@ -456,14 +438,11 @@ fn client_loop(shared: &Shared, id: u32, nodes: usize, seed: u64) {
 pub fn run(config: &ClusterConfig) -> std::io::Result<ClusterReport> {
     let started = Instant::now();
     let n = config.nodes;
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
+    let ports: Vec<HeldPort> = (0..n)
+        .map(|_| HeldPort::reserve())
         .collect::<Result<_, _>>()?;
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect::<std::io::Result<_>>()?;
-    let addr = |i: usize| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], ports[i])) };
+    let addrs: Vec<SocketAddr> = ports.iter().map(HeldPort::addr).collect();
+    let addr = |i: usize| addrs[i];
     // links[from][to]: how node `from` reaches node `to`.
     let mut links: Vec<Vec<Option<Link>>> = Vec::new();
     for from in 0..n {
@@ -483,7 +462,7 @@ pub fn run(config: &ClusterConfig) -> std::io::Result<ClusterReport> {
     std::fs::create_dir_all(&config.data_dir)?;
     let leaders = Arc::new(Mutex::new((0u64, None)));
     let mut nodes = Vec::new();
-    for ((i, row), listener) in links.iter().enumerate().zip(listeners) {
+    for ((i, row), port) in links.iter().enumerate().zip(ports) {
         let mut args = vec!["--id".to_string(), (i + 1).to_string()];
         for (j, link) in row.iter().enumerate() {
             // Its own entry is where it listens; the others are the links it dials through.
@@ -507,7 +486,7 @@ pub fn run(config: &ClusterConfig) -> std::io::Result<ClusterReport> {
         let mut node = Node {
             id: i + 1,
             args,
-            listener,
+            port,
             binary: config.node_binary.clone(),
             log: config.data_dir.join(format!("node-{}.log", i + 1)),
             child: None,

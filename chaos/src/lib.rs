@@ -9,6 +9,8 @@
 //! - [`cluster`]: node processes of the node example (openraft over raftnet, data on disk)
 //!   under network and process faults (`SIGKILL` and restart, `SIGSTOP`), clients recording
 //!   every operation, and the history checked by [`checker`].
+//! - [`held_port`]: a loopback port held for a node process across its restarts, passed to
+//!   each of its processes, refusing dials while none runs.
 //! - [`checker`]: a per-key linearizability checker (Wing-Gong-Lowe, porcupine's shape).
 //! - [`measure`]: throughput with and without faults, recovery after heals, resources.
 //!
@@ -18,6 +20,7 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod held_port;
 pub mod measure;
 pub mod proxy;
 pub mod script;
