@@ -31,7 +31,9 @@ use crate::engine::HandlerSlot;
 use crate::error::{Error, Result};
 use crate::message::*;
 use crate::transport::call::{AnyResolver, Call, Resolver, call};
-use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared};
+use crate::transport::pipeline::{
+    AppendPipeline, PipelineBackend, PipelineShared, PipelinedRequest,
+};
 use crate::transport::rpc::{Consumer, Responder, Rpc};
 use crate::transport::snapshot::SnapshotReader;
 use crate::transport::*;
@@ -620,7 +622,7 @@ struct InmemPipeline {
 }
 
 impl PipelineBackend for InmemPipeline {
-    fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>) {
+    fn send(&self, seq: u64, request: PipelinedRequest) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };

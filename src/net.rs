@@ -35,7 +35,9 @@ use crate::error::{Error, Result};
 use crate::message::*;
 use crate::metrics::{Metrics, RpcType};
 use crate::transport::call::{Call, Resolver, call};
-use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared};
+use crate::transport::pipeline::{
+    AppendPipeline, PipelineBackend, PipelineShared, PipelinedRequest,
+};
 use crate::transport::rpc::Consumer;
 use crate::transport::*;
 use crate::wire::*;
@@ -635,7 +637,7 @@ struct NetPipeline {
 }
 
 impl PipelineBackend for NetPipeline {
-    fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>) {
+    fn send(&self, seq: u64, request: PipelinedRequest) {
         self.commands.submit(Command::PipelineSend {
             id: self.id,
             seq,
@@ -643,7 +645,7 @@ impl PipelineBackend for NetPipeline {
         });
     }
 
-    fn send_batch(&self, batch: &mut Vec<(u64, Arc<AppendEntriesRequest>)>) {
+    fn send_batch(&self, batch: &mut Vec<(u64, PipelinedRequest)>) {
         self.commands.submit(Command::PipelineSendBatch {
             id: self.id,
             batch: std::mem::take(batch),

@@ -25,7 +25,7 @@ use crate::message::*;
 use crate::metrics::{RpcType, TransportMetrics, add};
 use crate::transport::ServerId;
 pub(crate) use crate::transport::call::AnyResolver;
-use crate::transport::pipeline::PipelineShared;
+use crate::transport::pipeline::{PipelineShared, PipelinedRequest};
 use crate::transport::rpc::{Answer, AnswerRoute, ResponseSink};
 use crate::wire::*;
 
@@ -80,12 +80,12 @@ pub(crate) enum Command {
     PipelineSend {
         id: u64,
         seq: u64,
-        request: Arc<AppendEntriesRequest>,
+        request: PipelinedRequest,
     },
     /// Send several pipelined requests, in order (see `PipelineSend`).
     PipelineSendBatch {
         id: u64,
-        batch: Vec<(u64, Arc<AppendEntriesRequest>)>,
+        batch: Vec<(u64, PipelinedRequest)>,
     },
     ClosePipeline {
         id: u64,

@@ -280,13 +280,9 @@ impl Engine {
                     shared,
                 } => self.open_pipeline(id, addr, server, shared, now),
                 Command::PipelineSend { id, seq, request } => {
-                    self.pipeline_send(id, seq, &request, now)
+                    self.pipeline_send(id, &[(seq, request)], now)
                 }
-                Command::PipelineSendBatch { id, batch } => {
-                    for (seq, request) in &batch {
-                        self.pipeline_send(id, *seq, request, now);
-                    }
-                }
+                Command::PipelineSendBatch { id, batch } => self.pipeline_send(id, &batch, now),
                 Command::ClosePipeline { id } => {
                     if let Some(key) = self.pipelines.remove(&id) {
                         self.close(key, Error::PipelineClosed);

@@ -13,10 +13,10 @@ use super::calls;
 use super::conn::{PipelineConn, Role};
 use super::{ConnKey, Engine};
 use crate::error::Error;
-use crate::message::{AppendEntriesRequest, Response};
+use crate::message::Response;
 use crate::metrics::{RpcType, add};
 use crate::transport::ServerId;
-use crate::transport::pipeline::PipelineShared;
+use crate::transport::pipeline::{PipelineShared, PipelinedRequest};
 use crate::wire::{Lane, RawFrame, WireError};
 
 impl Engine {
@@ -33,11 +33,13 @@ impl Engine {
         self.pipelines.insert(id, key);
     }
 
+    /// Encode a pipeline's requests (`(seq, request)`, in send order) onto its connection. The
+    /// work that is the connection's, not the request's (finding it, counting the calls sent,
+    /// arming its deadline, queueing it for a write), is done once for the batch.
     pub(super) fn pipeline_send(
         &mut self,
         id: u64,
-        seq: u64,
-        request: &AppendEntriesRequest,
+        batch: &[(u64, PipelinedRequest)],
         now: Instant,
     ) {
         let Some(&key) = self.pipelines.get(&id) else {
@@ -48,27 +50,48 @@ impl Engine {
         let Some(conn) = self.conn_mut(key) else {
             return;
         };
-        if let Err(e) =
-            conn.codec
-                .encode_append_entries(&mut conn.send, seq, Lane::Pipeline, request)
+        let mut sent = [0u64; 2];
+        let mut failed = None;
+        for (seq, request) in batch {
+            if let Err(e) =
+                conn.codec
+                    .encode_append_entries(&mut conn.send, *seq, Lane::Pipeline, request)
+            {
+                failed = Some(e);
+                break;
+            }
+            let heartbeat = request.is_heartbeat();
+            sent[usize::from(heartbeat)] += 1;
+            if traced {
+                let kind = if heartbeat {
+                    RpcType::Heartbeat
+                } else {
+                    RpcType::AppendEntries
+                };
+                calls::append_sent(&conn.span, &conn.peer, kind, *seq);
+            }
+        }
+        for (n, kind) in sent
+            .into_iter()
+            .zip([RpcType::AppendEntries, RpcType::Heartbeat])
         {
+            if n > 0 {
+                add(&self.shared.metrics.calls_sent[kind as usize], n);
+            }
+        }
+        if let Some(e) = failed {
+            // The requests before it are queued; closing drops them and fails every future of
+            // the pipeline, theirs included.
             self.pipelines.remove(&id);
             self.close(key, Error::Encode(e));
             return;
         }
-        let kind = if request.is_heartbeat() {
-            RpcType::Heartbeat
-        } else {
-            RpcType::AppendEntries
-        };
-        if traced {
-            calls::append_sent(&conn.span, &conn.peer, kind, seq);
+        if sent != [0, 0] {
+            if let Some(t) = self.shared.config.timeout {
+                self.arm(key, now + t);
+            }
+            self.mark_dirty(key);
         }
-        add(&self.shared.metrics.calls_sent[kind as usize], 1);
-        if let Some(t) = self.shared.config.timeout {
-            self.arm(key, now + t);
-        }
-        self.mark_dirty(key);
     }
 
     /// The answers one read brought on pipeline connection `key`, completed together (one lock

@@ -37,19 +37,28 @@ const USED_AFTER_COMPLETION: &str =
 
 /// Where a result is left for its readers: resolving it is one lock, one atomic store and one
 /// event notification (a fence when nobody listens: [`wait::notify_all`]).
-pub(crate) struct Slot<T> {
+pub(crate) struct Slot<T, P = ()> {
     ready: AtomicBool,
     state: Mutex<State<T>>,
     event: Event,
+    /// What the result answers, when its readers need it too (a pipelined append's request,
+    /// which the engine encodes and `AppendFuture::request` shows): held in the slot's own
+    /// allocation rather than one of its own.
+    payload: P,
 }
 
-impl<T> Slot<T> {
-    fn new() -> Slot<T> {
+impl<T, P> Slot<T, P> {
+    fn with_payload(payload: P) -> Slot<T, P> {
         Slot {
             ready: AtomicBool::new(false),
             state: Mutex::new(State::Pending),
             event: Event::new(),
+            payload,
         }
+    }
+
+    pub(crate) fn payload(&self) -> &P {
+        &self.payload
     }
 
     /// Store the result once; later calls are ignored. Returns how many waiting threads or
@@ -93,7 +102,7 @@ impl<T> Slot<T> {
     }
 }
 
-impl<T: Clone> Slot<T> {
+impl<T: Clone, P> Slot<T, P> {
     /// A copy of the result, once it is there; the result stays for the next look.
     ///
     /// # Panics
@@ -115,8 +124,8 @@ impl<T: Clone> Slot<T> {
 /// methods get the result out, passed in as `get`: a `Call` is its slot's one reader and moves
 /// it out ([`Slot::take`]); an `AppendFuture` shares its slot with its clones and copies it
 /// ([`Slot::peek`]).
-pub(crate) struct Outcome<T> {
-    slot: Arc<Slot<T>>,
+pub(crate) struct Outcome<T, P = ()> {
+    slot: Arc<Slot<T, P>>,
     /// Kept between polls of the `Future`.
     listener: Option<EventListener>,
 }
@@ -124,15 +133,27 @@ pub(crate) struct Outcome<T> {
 impl<T> Outcome<T> {
     /// A new, unresolved result.
     pub(crate) fn new() -> Outcome<T> {
+        Outcome::with_payload(())
+    }
+}
+
+impl<T, P> Outcome<T, P> {
+    /// A new, unresolved result, with `payload` beside it (one allocation for both).
+    pub(crate) fn with_payload(payload: P) -> Outcome<T, P> {
         Outcome {
-            slot: Arc::new(Slot::new()),
+            slot: Arc::new(Slot::with_payload(payload)),
             listener: None,
         }
     }
 
+    /// The slot itself, for a holder that needs its payload while the result is pending.
+    pub(crate) fn slot(&self) -> &Arc<Slot<T, P>> {
+        &self.slot
+    }
+
     /// Another reader of the same result. Only for readers that copy the result out
     /// ([`Slot::peek`]): a reader that moves it out must be the only one.
-    pub(crate) fn share(&self) -> Outcome<T> {
+    pub(crate) fn share(&self) -> Outcome<T, P> {
         Outcome {
             slot: self.slot.clone(),
             listener: None,
@@ -150,7 +171,7 @@ impl<T> Outcome<T> {
     }
 
     /// Block until the result is known (spinning briefly first).
-    pub(crate) fn wait(&self, get: impl Fn(&Slot<T>) -> Option<Result<T>>) -> Result<T> {
+    pub(crate) fn wait(&self, get: impl Fn(&Slot<T, P>) -> Option<Result<T>>) -> Result<T> {
         wait::wait(&self.slot.event, Spin::BeforeParking, || get(&self.slot))
     }
 
@@ -162,7 +183,7 @@ impl<T> Outcome<T> {
         &self,
         lead: &dyn Lead,
         deadline: Option<Instant>,
-        get: impl Fn(&Slot<T>) -> Option<Result<T>>,
+        get: impl Fn(&Slot<T, P>) -> Option<Result<T>>,
     ) -> Option<Result<T>> {
         if self.slot.is_ready() {
             return get(&self.slot);
@@ -179,7 +200,7 @@ impl<T> Outcome<T> {
     pub(crate) fn wait_deadline(
         &self,
         deadline: Instant,
-        get: impl Fn(&Slot<T>) -> Option<Result<T>>,
+        get: impl Fn(&Slot<T, P>) -> Option<Result<T>>,
     ) -> Option<Result<T>> {
         let event = &self.slot.event;
         wait::wait_until(event, Spin::BeforeParking, Some(deadline), || {
@@ -191,14 +212,14 @@ impl<T> Outcome<T> {
     pub(crate) fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        get: impl Fn(&Slot<T>) -> Option<Result<T>>,
+        get: impl Fn(&Slot<T, P>) -> Option<Result<T>>,
     ) -> Poll<Result<T>> {
         let slot = &self.slot;
         wait::poll_until(&slot.event, &mut self.listener, cx, || get(slot))
     }
 }
 
-impl<T: Clone> Outcome<T> {
+impl<T: Clone, P> Outcome<T, P> {
     /// A copy of the result if it is known.
     pub(crate) fn try_result(&self) -> Option<Result<T>> {
         self.slot.peek()

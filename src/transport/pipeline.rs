@@ -34,17 +34,44 @@ use crate::message::{AppendEntriesRequest, AppendEntriesResponse};
 /// one, and every clone sees the same result (each read copies it).
 pub struct AppendFuture {
     start: Instant,
-    request: Arc<AppendEntriesRequest>,
-    out: Outcome<AppendEntriesResponse>,
+    /// The answer's slot, with the request in it: one allocation per append for both.
+    out: Outcome<AppendEntriesResponse, AppendEntriesRequest>,
 }
 
 impl Clone for AppendFuture {
     fn clone(&self) -> Self {
         AppendFuture {
             start: self.start,
-            request: self.request.clone(),
             out: self.out.share(),
         }
+    }
+}
+
+impl AppendFuture {
+    /// A new, unanswered append of `request`, started at `start`.
+    fn new(start: Instant, request: AppendEntriesRequest) -> AppendFuture {
+        AppendFuture {
+            start,
+            out: Outcome::with_payload(request),
+        }
+    }
+
+    /// The request as its backend carries it to the wire.
+    fn to_send(&self) -> PipelinedRequest {
+        PipelinedRequest(self.out.slot().clone())
+    }
+}
+
+/// A pipelined request on its way to the wire: it shares its future's allocation (the request
+/// lives in the answer's slot), so handing it to the backend allocates nothing.
+#[derive(Clone)]
+pub(crate) struct PipelinedRequest(Arc<Slot<AppendEntriesResponse, AppendEntriesRequest>>);
+
+impl std::ops::Deref for PipelinedRequest {
+    type Target = AppendEntriesRequest;
+
+    fn deref(&self) -> &AppendEntriesRequest {
+        self.0.payload()
     }
 }
 
@@ -66,7 +93,7 @@ impl AppendFuture {
 
     /// The request (hashicorp's `Request()`).
     pub fn request(&self) -> &AppendEntriesRequest {
-        &self.request
+        self.out.slot().payload()
     }
 
     /// Whether the answer (or failure) is known. Never blocks.
@@ -142,9 +169,9 @@ impl Future for AppendFuture {
 /// How a pipeline's requests reach the wire (the network transport's engine, or an in-memory peer).
 pub(crate) trait PipelineBackend: Send + Sync {
     /// Send request number `seq`; its answer comes back through [`PipelineShared::complete`].
-    fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>);
+    fn send(&self, seq: u64, request: PipelinedRequest);
     /// Send several, in order (taking them out of `batch`).
-    fn send_batch(&self, batch: &mut Vec<(u64, Arc<AppendEntriesRequest>)>) {
+    fn send_batch(&self, batch: &mut Vec<(u64, PipelinedRequest)>) {
         for (seq, request) in batch.drain(..) {
             self.send(seq, request);
         }
@@ -520,15 +547,11 @@ impl AppendPipeline {
         }
         let seq = s.next_seq;
         s.next_seq += 1;
-        let request = Arc::new(request);
-        let future = AppendFuture {
-            start: Instant::now(),
-            request: request.clone(),
-            out: Outcome::new(),
-        };
+        let future = AppendFuture::new(Instant::now(), request);
+        let to_send = future.to_send();
         s.pending.push_back((seq, future.clone()));
         drop(s);
-        self.backend.send(seq, request);
+        self.backend.send(seq, to_send);
         Ok(future)
     }
 
@@ -580,15 +603,10 @@ impl AppendPipeline {
         for request in requests.drain(..n) {
             let seq = s.next_seq;
             s.next_seq += 1;
-            let request = Arc::new(request);
-            let future = AppendFuture {
-                start,
-                request: request.clone(),
-                out: Outcome::new(),
-            };
+            let future = AppendFuture::new(start, request);
+            batch.push((seq, future.to_send()));
             s.pending.push_back((seq, future.clone()));
             futures.push(future);
-            batch.push((seq, request));
         }
         drop(s);
         self.backend.send_batch(&mut batch);
@@ -769,7 +787,7 @@ mod tests {
     struct Held;
 
     impl PipelineBackend for Held {
-        fn send(&self, _seq: u64, _request: Arc<AppendEntriesRequest>) {}
+        fn send(&self, _seq: u64, _request: PipelinedRequest) {}
         fn close(&self) {}
     }
 

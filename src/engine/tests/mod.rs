@@ -25,7 +25,9 @@ use crate::error::Error;
 use crate::message::*;
 use crate::metrics::{Metrics, RpcType};
 use crate::transport::call::{Call, call};
-use crate::transport::pipeline::{AppendPipeline, PipelineBackend, PipelineShared, TrySendError};
+use crate::transport::pipeline::{
+    AppendPipeline, PipelineBackend, PipelineShared, PipelinedRequest, TrySendError,
+};
 use crate::transport::rpc::Rpc;
 use crate::wire::native::FrameEncoder;
 use crate::wire::*;
@@ -389,11 +391,18 @@ struct TestPipeline {
 }
 
 impl PipelineBackend for TestPipeline {
-    fn send(&self, seq: u64, request: Arc<AppendEntriesRequest>) {
+    fn send(&self, seq: u64, request: PipelinedRequest) {
         self.shared.handoff.submit(Command::PipelineSend {
             id: self.id,
             seq,
             request,
+        });
+    }
+
+    fn send_batch(&self, batch: &mut Vec<(u64, PipelinedRequest)>) {
+        self.shared.handoff.submit(Command::PipelineSendBatch {
+            id: self.id,
+            batch: std::mem::take(batch),
         });
     }
 

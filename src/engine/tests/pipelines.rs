@@ -1,5 +1,5 @@
 //! Pipelines: answers in order, a lost connection or a bad frame after good answers, close and
-//! deadline.
+//! deadline, batches (in order, counted per kind, one that cannot be encoded).
 
 use super::*;
 
@@ -121,4 +121,74 @@ fn a_pipeline_deadline_closes_its_connection() {
     pair.now = future.start() + Duration::from_secs(2);
     pair.drive();
     assert_eq!(future.try_result().unwrap().unwrap_err(), Error::Timeout);
+}
+
+fn heartbeat(term: u64) -> AppendEntriesRequest {
+    AppendEntriesRequest {
+        term,
+        leader: Some(Bytes::from_static(b"127.0.0.1:7000")),
+        ..Default::default()
+    }
+}
+
+/// A batch is one command to the engine: its requests go out in order, and the calls sent are
+/// counted by kind.
+#[test]
+fn a_batch_goes_out_in_order_and_is_counted_by_kind() {
+    let mut pair = Pair::new(config());
+    let pipeline = pair.pipeline(1, 8);
+    let mut requests = vec![heartbeat(1), append(2, b"x"), heartbeat(3)];
+    let mut futures = Vec::new();
+    assert_eq!(
+        pipeline
+            .try_send_batch(&mut requests, &mut futures)
+            .unwrap(),
+        3
+    );
+    pair.drive();
+    let terms: Vec<u64> = (0..3)
+        .map(|_| match &pair.server.next_rpc().request {
+            Request::AppendEntries(r) => r.term,
+            other => panic!("expected an AppendEntries, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(terms, [1, 2, 3]);
+    let sent = pair.client.metrics().calls_sent;
+    assert_eq!(
+        (sent[RpcType::Heartbeat], sent[RpcType::AppendEntries]),
+        (2, 1)
+    );
+}
+
+/// A request of a batch that cannot be encoded closes the pipeline's connection: every future
+/// of the batch fails with the encoding error (the requests before it were not written either:
+/// their connection is gone), and only the requests encoded before it were counted.
+#[test]
+fn a_request_of_a_batch_that_cannot_be_encoded_fails_the_pipeline() {
+    let mut pair = Pair::new(config());
+    let pipeline = pair.pipeline(1, 8);
+    let mut bad = append(2, b"y");
+    bad.entries[0].appended_at.nanos = 1_000_000_000;
+    let mut requests = vec![append(1, b"x"), bad, append(3, b"z")];
+    let mut futures = Vec::new();
+    assert_eq!(
+        pipeline
+            .try_send_batch(&mut requests, &mut futures)
+            .unwrap(),
+        3
+    );
+    pair.drive();
+    let expected = Error::Encode(EncodeError::OutOfRange {
+        field: "Log.appended_at.nanos",
+    });
+    for future in &futures {
+        assert_eq!(future.try_result().unwrap().unwrap_err(), expected);
+    }
+    assert_eq!(pair.client.closed.len(), 1, "its connection closed");
+    assert_eq!(
+        pair.server.shared.consumer.len(),
+        0,
+        "nothing reached the server"
+    );
+    assert_eq!(pair.client.metrics().calls_sent[RpcType::AppendEntries], 1);
 }
