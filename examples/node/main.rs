@@ -8,11 +8,11 @@
 //! ```
 //!
 //! Every node gets the same `--peer ID=HOST:PORT` list. A node listens on its own entry's port
-//! (or on `--listen`, e.g. `0.0.0.0:7001`, while peers keep dialling its `--peer` address; or on
-//! a listening socket it inherited, `--listen-fd`, from a supervisor that holds the port while the
-//! node is down, as `tests/node_example.rs` does). The
-//! node started with `--init` waits until every peer accepts connections, then makes them the
-//! cluster's voters; the others wait to be contacted. Then type, on any node:
+//! (or on `--listen`, e.g. `0.0.0.0:7001`, while peers keep dialling its `--peer` address; or
+//! on a listening socket it inherited, `--listen-fd`, from a supervisor that holds the port
+//! while the node is down, as `tests/node_example.rs` does). The node started with `--init`
+//! waits until every peer accepts connections, then makes them the cluster's voters; the others
+//! wait to be contacted. Then type, on any node:
 //!
 //! ```text
 //! set KEY VALUE   replicate a write; VALUE is the rest of the line, spaces and all (only the

@@ -131,20 +131,28 @@ fn heartbeat(term: u64) -> AppendEntriesRequest {
     }
 }
 
+/// Every request of `requests` sent with one `try_send_batch` (the pipeline has room for all).
+fn send_batch(
+    pipeline: &AppendPipeline,
+    mut requests: Vec<AppendEntriesRequest>,
+) -> Vec<crate::AppendFuture> {
+    let (n, mut futures) = (requests.len(), Vec::new());
+    assert_eq!(
+        pipeline
+            .try_send_batch(&mut requests, &mut futures)
+            .unwrap(),
+        n
+    );
+    futures
+}
+
 /// A batch is one command to the engine: its requests go out in order, and the calls sent are
 /// counted by kind.
 #[test]
 fn a_batch_goes_out_in_order_and_is_counted_by_kind() {
     let mut pair = Pair::new(config());
     let pipeline = pair.pipeline(1, 8);
-    let mut requests = vec![heartbeat(1), append(2, b"x"), heartbeat(3)];
-    let mut futures = Vec::new();
-    assert_eq!(
-        pipeline
-            .try_send_batch(&mut requests, &mut futures)
-            .unwrap(),
-        3
-    );
+    send_batch(&pipeline, vec![heartbeat(1), append(2, b"x"), heartbeat(3)]);
     pair.drive();
     let terms: Vec<u64> = (0..3)
         .map(|_| match &pair.server.next_rpc().request {
@@ -169,14 +177,7 @@ fn a_request_of_a_batch_that_cannot_be_encoded_fails_the_pipeline() {
     let pipeline = pair.pipeline(1, 8);
     let mut bad = append(2, b"y");
     bad.entries[0].appended_at.nanos = 1_000_000_000;
-    let mut requests = vec![append(1, b"x"), bad, append(3, b"z")];
-    let mut futures = Vec::new();
-    assert_eq!(
-        pipeline
-            .try_send_batch(&mut requests, &mut futures)
-            .unwrap(),
-        3
-    );
+    let futures = send_batch(&pipeline, vec![append(1, b"x"), bad, append(3, b"z")]);
     pair.drive();
     let expected = Error::Encode(EncodeError::OutOfRange {
         field: "Log.appended_at.nanos",
