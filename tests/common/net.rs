@@ -5,7 +5,6 @@
 //! waits only assert that something does *not* happen ([`NOT_WITHIN`]), or give a request that
 //! may legitimately never arrive a chance to (transport_generic/gaps.rs `per_call_deadline`).
 
-use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -29,11 +28,14 @@ pub(crate) fn pair(config: Config) -> (NetTransport, NetTransport) {
     (bind(config.clone()), bind(config))
 }
 
-/// A loopback address nobody listens on (a port that was free a moment ago).
+/// A loopback address nobody listens on: dials to it are refused. Its port stays bound, and
+/// never listening, until the test process exits (the holder is leaked on purpose, one socket
+/// per call): a port only free a moment ago could be taken by another test's port-0 bind before
+/// the dial, which would then reach that test's transport.
 pub(crate) fn unused_addr() -> ServerAddress {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
-    let addr: SocketAddr = listener.local_addr().expect("probe address");
-    drop(listener);
+    let port = raftnet_chaos::held_port::HeldPort::reserve().expect("hold a loopback port");
+    let addr = port.addr();
+    std::mem::forget(port);
     ServerAddress::from(addr)
 }
 
