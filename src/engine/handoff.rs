@@ -385,21 +385,14 @@ pub(crate) fn answering_inline<R>(
 pub(crate) struct HandoffSink(pub(crate) Arc<Handoff>);
 
 impl HandoffSink {
-    /// Keep `answer` for the engine serving on this thread, if that is this sink's; otherwise
-    /// give it back.
-    fn take_inline(&self, answer: Answer) -> Option<Answer> {
+    /// Whether answers to this handoff given on this thread are collected inline now (an
+    /// engine of its transport is serving on this thread: [`answering_inline`]). False during
+    /// the thread's teardown, when the slot may be gone: the answer is then queued.
+    fn answering_inline(&self) -> bool {
         let ours = Arc::as_ptr(&self.0);
-        let mut answer = Some(answer);
-        // During the thread's teardown the slot may be gone: the answer is then queued.
-        let _ = INLINE.try_with(|inline| {
-            if let Ok(mut inline) = inline.try_borrow_mut()
-                && inline.handoff == ours
-                && let Some(answer) = answer.take()
-            {
-                inline.answers.push(answer);
-            }
-        });
-        answer
+        INLINE
+            .try_with(|inline| inline.try_borrow_mut().is_ok_and(|i| i.handoff == ours))
+            .unwrap_or(false)
     }
 }
 
@@ -410,17 +403,17 @@ impl ResponseSink for HandoffSink {
         result: Result<Response, String>,
         taken_at: Option<Instant>,
     ) {
-        let answer = Answer {
-            route,
-            result,
-            taken_at,
-        };
-        if let Some(Answer {
-            route,
-            result,
-            taken_at,
-        }) = self.take_inline(answer)
-        {
+        // Checked first, then pushed in place: an `Answer` built beforehand and handed around
+        // as an `Option` was moved three times (callgrind, heartbeat-pipelined).
+        if self.answering_inline() {
+            INLINE.with(|inline| {
+                inline.borrow_mut().answers.push(Answer {
+                    route,
+                    result,
+                    taken_at,
+                })
+            });
+        } else {
             self.0.complete_here(Completion::Response {
                 conn: ConnKey::from_raw(route.conn),
                 route,
