@@ -5,7 +5,7 @@
 //! The Go side is `interop/hashicorp-bench` (its doc has the modes and the line protocol),
 //! built with `go build` in GOPATH mode on first use ([`build`]) next to this executable. Its
 //! process is started per run and told, on stdin, when the harness opens and closes the
-//! measured window (this module polls [`Control`] every [`POLL`], so the window's edges reach
+//! measured window (this module polls [`Control`] every `POLL` (2 ms), so the window's edges reach
 //! it within that); it reports its operations, payload bytes and latencies when it drives the
 //! load, and its own getrusage CPU time and context switches over the window always, which the
 //! run adds to the harness's reading of this process ([`Sample::other_processes`]): CPU per op

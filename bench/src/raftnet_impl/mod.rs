@@ -172,7 +172,7 @@ static TLS: OnceLock<TlsConfig> = OnceLock::new();
 /// Run the RPC scenarios over mutual TLS (`--tls`): a CA and one node certificate made now
 /// (`crate::tls::Pki`), used by server and client on both implementations, naming the server
 /// id every scenario calls (`id()`: a dial checks that the certificate names the call's
-/// server), the sender the requests claim ([`SENDER`]) and 127.0.0.1.
+/// server), the sender the requests claim (`SENDER`, "n1") and 127.0.0.1.
 pub fn use_tls() -> Result<(), String> {
     let pki = crate::tls::use_pki(crate::tls::Pki::generate(&[id().0.as_str(), SENDER])?)?;
     let tls = TlsConfig::from_pem(
