@@ -2,6 +2,7 @@
 //! with the reason for its value), the one way to change it (a builder method per setting), and
 //! what becomes of a value that means nothing (see [`Config`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -421,19 +422,27 @@ impl Config {
 
     /// The address to reach server `id` at: the [address provider](Self::address_provider)'s
     /// answer, or `target` without a provider or when it fails (logged, as hashicorp does).
-    pub(crate) fn dial_address(&self, id: &ServerId, target: &ServerAddress) -> ServerAddress {
+    /// Borrowed when it is `target` (no copy per call without a provider).
+    pub(crate) fn dial_address<'a>(
+        &self,
+        id: &ServerId,
+        target: &'a ServerAddress,
+    ) -> Cow<'a, ServerAddress> {
         let Some(provider) = &self.address_provider else {
-            return target.clone();
+            return Cow::Borrowed(target);
         };
-        provider.server_addr(id).unwrap_or_else(|e| {
-            tracing::warn!(
-                server = %id,
-                fallback = %target,
-                error = %e,
-                "unable to get address for server, using fallback address"
-            );
-            target.clone()
-        })
+        match provider.server_addr(id) {
+            Ok(found) => Cow::Owned(found),
+            Err(e) => {
+                tracing::warn!(
+                    server = %id,
+                    fallback = %target,
+                    error = %e,
+                    "unable to get address for server, using fallback address"
+                );
+                Cow::Borrowed(target)
+            }
+        }
     }
 }
 
@@ -641,7 +650,7 @@ mod tests {
         let id = ServerId::from("n1");
         let target = ServerAddress::from("given");
         let found = ServerAddress::from("found");
-        let dial = |c: Config| c.dial_address(&id, &target);
+        let dial = |c: Config| c.dial_address(&id, &target).into_owned();
         assert_eq!(dial(Config::default()), target);
         let ok = Config::default().address_provider(Arc::new(Provider(Ok(found.clone()))));
         assert_eq!(dial(ok), found);

@@ -560,7 +560,7 @@ impl Transport for InmemTransport {
             return Err(Error::PipelineNotSupported);
         }
         // Routed once, like the network pipeline's connection.
-        let target = self.inner.config.dial_address(id, target);
+        let target = self.inner.config.dial_address(id, target).into_owned();
         self.inner.peer(&target)?;
         let shared = PipelineShared::new(depth);
         self.inner
@@ -579,7 +579,14 @@ impl Transport for InmemTransport {
     }
 
     fn encode_peer(&self, id: &ServerId, addr: &ServerAddress) -> Bytes {
-        Bytes::from(self.inner.config.dial_address(id, addr).0.into_bytes())
+        Bytes::from(
+            self.inner
+                .config
+                .dial_address(id, addr)
+                .into_owned()
+                .0
+                .into_bytes(),
+        )
     }
 
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {

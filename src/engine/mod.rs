@@ -156,7 +156,7 @@ pub(crate) struct Engine {
     conns: Slab<Connection>,
     generations: Generations,
     /// Idle pooled connections per (peer, lane), most recently used last.
-    pools: HashMap<(SocketAddr, Lane), Vec<ConnKey>>,
+    pools: HashMap<(SocketAddr, Lane), Vec<ConnKey>, foldhash::fast::RandomState>,
     /// How many keys `pools` holds, kept as it changes (the gauge reads it).
     idle_pooled: usize,
     pipelines: HashMap<u64, ConnKey>,
@@ -215,7 +215,7 @@ impl Engine {
             clock,
             conns: Slab::new(),
             generations: Generations::default(),
-            pools: HashMap::new(),
+            pools: HashMap::default(),
             idle_pooled: 0,
             pipelines: HashMap::new(),
             snapshots: HashMap::new(),
