@@ -79,6 +79,17 @@ impl SendQueue {
         n
     }
 
+    /// The queued bytes when they are one non-empty slice (the usual case: small frames
+    /// packed in the tail), so a writer needs no vector of slices for them; `None` when the
+    /// queue is empty or in several pieces.
+    pub fn single_slice(&self) -> Option<&[u8]> {
+        match (self.segments.len(), self.buf.is_empty()) {
+            (0, false) => Some(&self.buf),
+            (1, true) if !self.segments[0].is_empty() => Some(&self.segments[0]),
+            _ => None,
+        }
+    }
+
     /// Drop the first `n` bytes (they were written).
     ///
     /// # Panics
@@ -119,5 +130,42 @@ impl SendQueue {
             self.segments.clear();
         }
         self.buf.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One slice exactly when the bytes are one non-empty piece, and then the same bytes the
+    /// vector would name.
+    #[test]
+    fn a_single_slice_is_the_whole_queue_in_one_piece() {
+        let mut q = SendQueue::new();
+        assert_eq!(q.single_slice(), None);
+        q.push_slice(b"tail");
+        assert_eq!(q.single_slice(), Some(&b"tail"[..]));
+        q.segments.push_back(Bytes::from_static(b"head"));
+        assert_eq!(
+            q.single_slice(),
+            None,
+            "a segment and the tail are two pieces"
+        );
+        q.buf.clear();
+        assert_eq!(q.single_slice(), Some(&b"head"[..]));
+        q.segments[0] = Bytes::new();
+        assert_eq!(
+            q.single_slice(),
+            None,
+            "an empty segment is no slice to write"
+        );
+        q.push_slice(b"x");
+        let mut slices = [IoSlice::new(&[]); 4];
+        assert_eq!(q.io_slices(&mut slices), 1);
+        assert_eq!(
+            q.single_slice(),
+            None,
+            "an empty segment before the tail: the vector's way"
+        );
     }
 }
