@@ -23,6 +23,10 @@ pub(super) struct RecvState {
     pub(super) held: bool,
     /// The end of the stream, or an error, arrived while the engine did not want reads.
     pub(super) end: Option<io::Result<()>>,
+    /// A multishot receive's cancel is in flight (its reading paused).
+    pub(super) cancelling: bool,
+    /// A multishot receive ended for want of buffers: armed again after the dispatch.
+    pub(super) starved: bool,
 }
 
 /// A connection's send: the pieces in flight (taken from the engine's queue) and the iovec

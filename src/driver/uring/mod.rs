@@ -4,7 +4,8 @@
 //!
 //! This module is the only code that uses io_uring: the ring's making and the probe in
 //! `setup.rs`, the user_data token in `token.rs`, accepting in `accept.rs`, a connection's
-//! socket and the memory it lends the kernel in `conn.rs`, TLS sessions in `tls.rs` (feature
+//! socket and the memory it lends the kernel in `conn.rs`, multishot receives into the
+//! driver's provided buffer ring in `multishot.rs` and `buf_ring.rs`, TLS sessions in `tls.rs` (feature
 //! `tls`: what a receive brings is ciphertext, opened into the engine's buffer; a send carries
 //! the engine's bytes sealed into records; the session is the epoll driver's, `driver/tls/`),
 //! and the loop here. What it owns:
@@ -12,7 +13,8 @@
 //!   driver accepts: the ring's own accept takes a descriptor before it looks for a connection,
 //!   so with descriptors exhausted it fails with no connection pending, and back-off would
 //!   start on every idle listener), connect, receive (one armed per connection while the engine
-//!   wants reads) and vectored send (`SENDMSG`, one in flight per connection), and cancel for a
+//!   wants reads: single-shot into the connection's own buffer, or with
+//!   `RAFTNET_URING_RECV=multishot` one multishot into the buffer ring) and vectored send (`SENDMSG`, one in flight per connection), and cancel for a
 //!   connection that closes with operations in flight. All the submissions a turn makes go to
 //!   the kernel together, in the `io_uring_enter` that also waits.
 //! - **The waker.** An eventfd, with a read of it kept armed in the ring: a producer's
@@ -31,18 +33,22 @@
 //!   only after the turn's submissions reached the kernel, so a descriptor number reused by a
 //!   socket opened later in the turn is never the target of a submission meant for the old one.
 //!
-//! Bounds are the mio driver's: one receive per connection per turn of at most [`MAX_RECV`]
-//! bytes, at most [`WRITE_BUDGET`] bytes per send, and a connection whose reading the engine
-//! paused has no receive armed (what already arrived is held until it resumes).
+//! Bounds are the mio driver's: one single-shot receive per connection per turn of at most
+//! [`MAX_RECV`] bytes (multishot: what the ring's buffers hold per dispatch, for all of them),
+//! at most [`WRITE_BUDGET`] bytes per send, and a connection whose reading the engine paused
+//! has no receive armed (what already arrived is held until it resumes).
 //!
 //! On a tokio runtime (`bind_on` with [`Backend::Uring`](super::Backend) named) this driver
 //! runs the same way, on a thread of its own beside the runtime.
 //!
-//! Not yet here (issue 12's later steps): multishot accept and receive with a provided buffer
-//! ring, `SEND_ZC`, registered descriptors, SQPOLL (tried: BENCHMARKS.md).
+//! Not yet here (issue 12's later steps): multishot accept, receives handing the engine slices
+//! of ring buffers instead of copies, `SEND_ZC`, registered descriptors, SQPOLL (tried:
+//! BENCHMARKS.md).
 
 mod accept;
+mod buf_ring;
 mod conn;
+mod multishot;
 mod setup;
 #[cfg(feature = "tls")]
 mod tls;
@@ -55,9 +61,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use io_uring::{IoUring, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
+use self::buf_ring::BufRing;
 use self::conn::{Entry, MAX_IOVECS, RecvState, Retired, SendState, entry, take_front};
 use self::setup::enable_on_this_thread;
 pub(crate) use self::setup::{TaskRun, prepare, unavailable};
@@ -106,9 +113,18 @@ pub(crate) struct UringDriver {
     in_flight: usize,
     /// Completions rejected because their connection had closed (tests read it).
     stale_completions: u64,
+    /// The provided buffer ring multishot receives fill (`multishot.rs`); `None`: single-shot
+    /// receives, each into its connection's own buffer.
+    bufs: Option<BufRing>,
+    /// Connections whose multishot `ENOBUFS` ended, armed again after the dispatch.
+    starved: Vec<ConnKey>,
+    /// A test's buffer ring and counters (`tests.rs`).
+    #[cfg(test)]
+    test_ring: Option<tests::TestRing>,
     read_again: Vec<ConnKey>,
     dirty: Vec<ConnKey>,
-    completions: Vec<(Token, i32)>,
+    /// A dispatch's completions: token, result, flags.
+    completions: Vec<(Token, i32, u32)>,
     now: Instant,
     /// How long [`wait`](UringDriver::wait) looks for completions before sleeping, from how
     /// soon what the thread waits for has been coming (as the mio driver's thread).
@@ -135,6 +151,12 @@ impl UringDriver {
         listener.set_nonblocking(true)?;
         #[cfg(feature = "tls")]
         let tls = engine.shared().config.tls.clone();
+        #[cfg(test)]
+        let test_ring = tests::TestRing::take();
+        #[cfg(test)]
+        let bufs = multishot::buf_ring_for(&ring, test_ring.as_ref());
+        #[cfg(not(test))]
+        let bufs = multishot::buf_ring_for(&ring);
         Ok(UringDriver {
             ring,
             taskrun,
@@ -150,6 +172,10 @@ impl UringDriver {
             closing: Vec::new(),
             in_flight: 0,
             stale_completions: 0,
+            bufs,
+            starved: Vec::new(),
+            #[cfg(test)]
+            test_ring,
             read_again: Vec::new(),
             dirty: Vec::new(),
             completions: Vec::new(),
@@ -336,18 +362,23 @@ impl UringDriver {
         completions.extend(
             self.ring
                 .completion()
-                .map(|c| (Token(c.user_data()), c.result())),
+                .map(|c| (Token(c.user_data()), c.result(), c.flags())),
         );
-        self.in_flight -= completions.len().min(self.in_flight);
-        for &(token, result) in &completions {
-            self.complete(token, result);
+        // A multishot's completions but its last leave it in flight.
+        let ended = completions.iter().filter(|c| !cqueue::more(c.2)).count();
+        self.in_flight -= ended.min(self.in_flight);
+        for &(token, result, flags) in &completions {
+            self.complete(token, result, flags);
+        }
+        if !self.starved.is_empty() {
+            self.rearm_starved();
         }
         self.waiting_since = None;
         completions.clear();
         self.completions = completions;
     }
 
-    fn complete(&mut self, token: Token, result: i32) {
+    fn complete(&mut self, token: Token, result: i32, flags: u32) {
         let Some(op) = token.op() else {
             return;
         };
@@ -364,16 +395,20 @@ impl UringDriver {
                 }
             }
             Op::Accept => self.accept(result),
+            // A multishot receive's cancel that found it between two runs (`multishot.rs`).
+            Op::Cancel if result == -libc::ENOENT => self.cancel_if_paused(token.key(), true),
             Op::Cancel => {}
             Op::Connect | Op::Recv | Op::Send => {
                 let key = token.key();
                 if self.entry(key).is_none() {
-                    self.reject(key);
+                    self.reject_buffer(flags);
+                    self.reject(key, !cqueue::more(flags));
                     return;
                 }
                 in_conn_span!(self.engine, key, {
                     match op {
                         Op::Connect => self.connected(key, result),
+                        Op::Recv if self.bufs.is_some() => self.received_multi(key, result, flags),
                         Op::Recv => self.received(key, result),
                         _ => self.sent(key, result),
                     }
@@ -383,9 +418,13 @@ impl UringDriver {
         }
     }
 
-    /// A completion for `key`, which is no longer open: it only releases memory.
-    fn reject(&mut self, key: ConnKey) {
+    /// A completion for `key`, which is no longer open: it only releases memory (once the
+    /// operation `ended`: a multishot's earlier completions release only their buffer).
+    fn reject(&mut self, key: ConnKey, ended: bool) {
         self.stale_completions += 1;
+        if !ended {
+            return;
+        }
         if let Some(i) = self.retired.iter().position(|r| r.key == key) {
             self.retired[i].pending -= 1;
             if self.retired[i].pending == 0 {
@@ -422,6 +461,7 @@ impl UringDriver {
             self.dispatch();
         }
         self.closing.clear();
+        self.release_buf_ring();
     }
 
     // ---- the engine's actions ---------------------------------------------------------------
@@ -507,6 +547,8 @@ impl UringDriver {
                 armed: false,
                 held: false,
                 end: None,
+                cancelling: false,
+                starved: false,
             }),
             send: SendState::new(),
             read_again: false,
@@ -604,12 +646,15 @@ impl UringDriver {
 
     /// Arm a receive for `key` unless one is armed or its bytes or end wait to be delivered.
     fn submit_recv(&mut self, key: ConnKey) {
-        let Some(entry) = self.entry(key) else {
+        let Some(entry) = entry(&mut self.table, key) else {
             return;
         };
         let recv = &mut *entry.recv;
         if recv.armed || recv.held || recv.end.is_some() || entry.connecting.is_some() {
             return;
+        }
+        if self.bufs.is_some() {
+            return self.submit_recv_multi(key);
         }
         recv.buf.clear();
         recv.buf.reserve(recv.size);

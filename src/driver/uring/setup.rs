@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use io_uring::{IoUring, opcode};
 
+use super::buf_ring::{COUNT, SIZE};
 use super::{CQ_ENTRIES, SQ_ENTRIES};
 use crate::engine::handoff::Wake;
 
@@ -88,6 +89,96 @@ impl TaskRun {
         }
         builder.build(SQ_ENTRIES)
     }
+}
+
+/// How the driver receives: a single-shot `RECV` per connection into a buffer of its own, or
+/// one multishot `RECV` per connection into the driver's provided buffer ring (`buf_ring.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecvMode {
+    Single,
+    Multishot,
+}
+
+impl RecvMode {
+    /// The override in `RAFTNET_URING_RECV` (`single` or `multishot`), for measuring one
+    /// against the other with one build; unset: [`RecvMode::DEFAULT`].
+    pub(crate) fn requested() -> RecvMode {
+        match std::env::var("RAFTNET_URING_RECV").as_deref() {
+            Ok("single") => RecvMode::Single,
+            Ok("multishot") => RecvMode::Multishot,
+            Ok(other) => {
+                tracing::warn!("RAFTNET_URING_RECV={other:?} is not a mode; ignored");
+                RecvMode::DEFAULT
+            }
+            Err(_) => RecvMode::DEFAULT,
+        }
+    }
+
+    /// Single-shot, by measurement (BENCHMARKS.md, "io_uring: multishot receive into a
+    /// provided buffer ring"): no one ring shape beat it everywhere. 32 × 16 KiB kept bulk
+    /// appends about even but lost fan-in-1000 (0.63x: a thousand connections' heartbeats
+    /// empty 32 buffers at once, and most receives end `ENOBUFS` and are armed again); 1024 ×
+    /// 512 B won fan-in-1000 (1.18x, half the resident memory) and lost 1 MiB appends (0.26x,
+    /// 2048 completions each).
+    pub(crate) const DEFAULT: RecvMode = RecvMode::Single;
+}
+
+/// The driver's buffer ring, `(count, size)`: [`COUNT`] buffers of [`SIZE`] bytes, or what
+/// `RAFTNET_URING_BUFS` says (`<count>x<size>`, the size in bytes or with a `k` for KiB, e.g.
+/// `256x4k`; the count a power of two), for measuring shapes against each other.
+pub(crate) fn buf_ring_shape() -> (u16, u32) {
+    let Ok(value) = std::env::var("RAFTNET_URING_BUFS") else {
+        return (COUNT, SIZE);
+    };
+    let parse = |value: &str| -> Option<(u16, u32)> {
+        let (count, size) = value.split_once('x')?;
+        let count: u16 = count.parse().ok()?;
+        let size: u32 = match size.strip_suffix('k') {
+            Some(kib) => kib.parse::<u32>().ok()?.checked_mul(1024)?,
+            None => size.parse().ok()?,
+        };
+        (count.is_power_of_two() && count <= 1 << 15 && size > 0).then_some((count, size))
+    };
+    parse(&value).unwrap_or_else(|| {
+        tracing::warn!("RAFTNET_URING_BUFS={value:?} is not <count>x<size>; ignored");
+        (COUNT, SIZE)
+    })
+}
+
+/// Why this kernel cannot receive multishot, if it cannot: multishot `RECV` came in Linux 6.0
+/// (provided buffer rings in 5.19; registering one is the driver's own check, `buf_ring.rs`).
+/// An older kernel would fail the receive itself, so its version is read once per process.
+pub(crate) fn multishot_unavailable() -> Option<&'static str> {
+    static PROBED: OnceLock<Option<String>> = OnceLock::new();
+    PROBED
+        .get_or_init(|| {
+            let Some(release) = kernel_release() else {
+                return Some("cannot read the kernel's version (uname)".to_owned());
+            };
+            let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+            let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+                return Some(format!("cannot read the kernel's version from {release:?}"));
+            };
+            ((major, minor) < (6, 0))
+                .then(|| format!("Linux {release} has no multishot receive (6.0 has)"))
+        })
+        .as_deref()
+}
+
+/// `uname -r`.
+fn kernel_release() -> Option<String> {
+    // SAFETY: an all-zero utsname is a valid value for uname to fill.
+    #[allow(unsafe_code)]
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname writes into the live struct during the call only.
+    #[allow(unsafe_code)]
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return None;
+    }
+    // SAFETY: uname's fields are NUL-terminated strings.
+    #[allow(unsafe_code)]
+    let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) };
+    Some(release.to_string_lossy().into_owned())
 }
 
 /// A ring and an eventfd waker for a driver (the waker goes to the handoff, then the driver is

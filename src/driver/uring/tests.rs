@@ -153,3 +153,249 @@ fn a_full_submission_queue_is_submitted_and_reused() {
     run_until(&mut driver, |d| d.in_flight == 0);
     assert_eq!(driver.stale_completions, 0);
 }
+
+/// A buffer ring a test gives the next driver its thread makes (multishot receives whatever
+/// `RAFTNET_URING_RECV` says), and what that driver saw.
+#[derive(Clone)]
+pub(super) struct TestRing {
+    pub(super) count: u16,
+    pub(super) size: u32,
+    /// Multishot receives `ENOBUFS` ended.
+    pub(super) no_buffers: Arc<std::sync::atomic::AtomicU64>,
+    /// At shutdown, after the drain: buffers in the ring as the driver counts them, and as
+    /// the kernel does.
+    pub(super) end: Arc<std::sync::Mutex<Option<(usize, usize)>>>,
+}
+
+thread_local! {
+    static NEXT_RING: std::cell::RefCell<Option<TestRing>> = const { std::cell::RefCell::new(None) };
+}
+
+impl TestRing {
+    fn new(count: u16, size: u32) -> TestRing {
+        TestRing {
+            count,
+            size,
+            no_buffers: Arc::default(),
+            end: Arc::default(),
+        }
+    }
+
+    /// For the next driver this thread makes.
+    fn install(&self) {
+        NEXT_RING.with(|next| *next.borrow_mut() = Some(self.clone()));
+    }
+
+    pub(super) fn take() -> Option<TestRing> {
+        NEXT_RING.with(|next| next.borrow_mut().take())
+    }
+
+    pub(super) fn record_end(&self, bufs: &BufRing, ring: &IoUring) {
+        let kernel = bufs.kernel_free(ring).expect("IORING_REGISTER_PBUF_STATUS");
+        *self.end.lock().unwrap() = Some((bufs.free(), kernel));
+    }
+}
+
+/// A driver receiving multishot from a ring of `count` buffers of `size` bytes.
+fn multishot_driver_or_skip(test: &str, count: u16, size: u32) -> Option<UringDriver> {
+    TestRing::new(count, size).install();
+    let driver = driver_or_skip(test)?;
+    assert!(
+        driver.bufs.is_some(),
+        "the buffer ring registers on Linux 6.0+"
+    );
+    Some(driver)
+}
+
+/// A multishot completion for a connection that closed carries a buffer of the ring: rejected
+/// by its generation like any other, and its buffer handed back, so once every operation
+/// ended the ring holds every buffer again (as both sides count them).
+#[test]
+fn a_closed_connections_multishot_completion_returns_its_buffer() {
+    let test = "a_closed_connections_multishot_completion_returns_its_buffer";
+    let Some(mut driver) = multishot_driver_or_skip(test, 4, 1024) else {
+        return;
+    };
+    let (socket, mut peer) = connected();
+    let key = ConnKey::new(3, 1);
+    driver.insert(key, socket, None);
+    driver.submit_recv(key);
+    driver.submit(false, None).unwrap();
+    assert!(driver.entry(key).unwrap().recv.armed);
+    peer.write_all(b"hello").unwrap();
+    // The kernel fills a buffer and posts its completion; none is taken yet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while driver.ring.completion().is_empty() {
+        assert!(Instant::now() < deadline, "no completion came");
+        driver.ring.submitter().submit().unwrap();
+        std::thread::yield_now();
+    }
+    driver.remove(key);
+    assert_eq!(driver.retired.len(), 1);
+    run_until(&mut driver, |d| d.in_flight == 0);
+
+    // The bytes' completion and the cancelled multishot's last one.
+    assert_eq!(driver.stale_completions, 2);
+    assert!(driver.retired.is_empty());
+    let bufs = driver.bufs.as_ref().unwrap();
+    assert_eq!(bufs.free(), 4);
+    assert_eq!(bufs.kernel_free(&driver.ring).unwrap(), 4);
+}
+
+/// Receiving while the engine does not want the bytes (its reading paused; here it does not
+/// know the connection at all): they are kept in the connection's buffer, the multishot is
+/// cancelled, and the ring gets its buffer back at once.
+#[test]
+fn a_paused_connection_holds_its_bytes_and_no_buffer() {
+    let test = "a_paused_connection_holds_its_bytes_and_no_buffer";
+    let Some(mut driver) = multishot_driver_or_skip(test, 4, 1024) else {
+        return;
+    };
+    let (socket, mut peer) = connected();
+    let key = ConnKey::new(2, 1);
+    driver.insert(key, socket, None);
+    driver.submit_recv(key);
+    peer.write_all(b"hello").unwrap();
+    run_until(&mut driver, |d| d.in_flight == 0);
+    let recv = &driver.entry(key).unwrap().recv;
+    assert_eq!(&recv.buf[..], b"hello");
+    assert!(recv.held);
+    assert!(!recv.armed, "cancelled");
+    assert!(recv.end.is_none(), "the cancel is not the stream's end");
+    assert_eq!(driver.bufs.as_ref().unwrap().free(), 4);
+    assert_eq!(driver.stale_completions, 0);
+}
+
+/// The ring running dry: 48 connections of a transport on a ring of 2 buffers of 512 bytes,
+/// each sending appends of 4 KiB at once. Multishot receives end with `ENOBUFS` (counted:
+/// the case was hit) and are armed again; every call gets exactly its own answer, and at
+/// shutdown the ring holds all its buffers.
+#[test]
+fn an_empty_buffer_ring_ends_receives_and_every_call_completes() {
+    use crate::message::*;
+    use crate::{Backend, CallOptions, NetTransport, Transport};
+    const CLIENTS: usize = 48;
+    const CALLS: u64 = 20;
+    if driver_or_skip("an_empty_buffer_ring_ends_receives_and_every_call_completes").is_none() {
+        return;
+    }
+    let knob = TestRing::new(2, 512);
+    knob.install();
+    let config = Config::default().timeout(Some(Duration::from_secs(30)));
+    let server =
+        NetTransport::bind("127.0.0.1:0", None, config.clone().backend(Backend::Uring)).unwrap();
+    let consumer = server.consumer().clone();
+    let serving = std::thread::spawn(move || {
+        for _ in 0..CLIENTS as u64 * CALLS {
+            let rpc = consumer.recv().unwrap();
+            let Request::AppendEntries(r) = &rpc.request else {
+                panic!("an append was sent");
+            };
+            let (term, last_log) = (r.term, r.entries[0].index);
+            let intact = r.entries[0].data.as_deref() == Some(&payload(term)[..]);
+            rpc.respond_ok(AppendEntriesResponse {
+                term,
+                last_log,
+                success: intact,
+                ..Default::default()
+            });
+        }
+    });
+    let target = server.local_addr();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let target = target.clone();
+            let config = config.clone().backend(Backend::Epoll);
+            std::thread::spawn(move || {
+                let client = NetTransport::bind("127.0.0.1:0", None, config).unwrap();
+                let calls: Vec<_> = (0..CALLS)
+                    .map(|i| {
+                        let term = (c as u64 + 1) * 1000 + i;
+                        let request = AppendEntriesRequest {
+                            term,
+                            entries: vec![Log {
+                                index: i,
+                                term,
+                                data: Some(payload(term)),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        };
+                        client.append_entries(
+                            &"server".into(),
+                            &target,
+                            request,
+                            CallOptions::default(),
+                        )
+                    })
+                    .collect();
+                for (i, call) in (0..CALLS).zip(calls) {
+                    let answer = call.wait().unwrap();
+                    assert_eq!(answer.term, (c as u64 + 1) * 1000 + i);
+                    assert_eq!(answer.last_log, i);
+                    assert!(answer.success, "the payload arrived intact");
+                }
+                client.close();
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    serving.join().unwrap();
+    server.close();
+    let no_buffers = knob.no_buffers.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(no_buffers > 0, "the ring never ran dry");
+    assert_eq!(*knob.end.lock().unwrap(), Some((2, 2)));
+}
+
+/// 4 KiB that tell `term`'s append from any other's.
+fn payload(term: u64) -> Bytes {
+    (0..4096u64)
+        .map(|i| (term.wrapping_mul(31).wrapping_add(i) % 251) as u8)
+        .collect()
+}
+
+/// A stream through a ring far smaller than it, read while the engine does not want it: each
+/// completion's bytes are held and the multishot cancelled, or the ring runs dry (`ENOBUFS`)
+/// and the receive is armed again; every byte arrives, once, in order.
+#[test]
+fn a_stream_through_a_small_ring_arrives_whole_and_in_order() {
+    let test = "a_stream_through_a_small_ring_arrives_whole_and_in_order";
+    let Some(mut driver) = multishot_driver_or_skip(test, 4, 4096) else {
+        return;
+    };
+    let (socket, mut peer) = connected();
+    let key = ConnKey::new(2, 1);
+    driver.insert(key, socket, None);
+    const TOTAL: usize = 16 << 20;
+    let pattern = |i: usize| (i % 251) as u8;
+    let writer = std::thread::spawn(move || {
+        let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
+        peer.write_all(&data).unwrap();
+        peer
+    });
+    let mut got: Vec<u8> = Vec::with_capacity(TOTAL);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < TOTAL {
+        assert!(Instant::now() < deadline, "{} bytes arrived", got.len());
+        // What the engine's `ResumeRead` does: take the held bytes, arm again.
+        let recv = &mut driver.entry(key).unwrap().recv;
+        if recv.held {
+            got.extend_from_slice(&recv.buf);
+            recv.buf.clear();
+            recv.held = false;
+        }
+        driver.submit_recv(key);
+        driver
+            .submit(true, Some(Duration::from_millis(10)))
+            .unwrap();
+        driver.dispatch();
+    }
+    let _peer = writer.join().unwrap();
+    assert_eq!(got.len(), TOTAL);
+    if let Some(i) = (0..TOTAL).find(|&i| got[i] != pattern(i)) {
+        panic!("byte {i} is {}, not {}", got[i], pattern(i));
+    }
+    assert_eq!(driver.bufs.as_ref().unwrap().free(), 4);
+}

@@ -1,0 +1,255 @@
+//! Receiving multishot (`RAFTNET_URING_RECV=multishot`, the driver then has a [`BufRing`]):
+//! one `RECV` with `IORING_RECV_MULTISHOT` per connection, armed while the engine wants its
+//! bytes, each completion naming a buffer of the driver's ring that the kernel filled. The
+//! bytes are copied out at once (into the engine's receive buffer, or the connection's own
+//! while the engine does not want them) and the buffer goes straight back to the ring, so no
+//! buffer is held between completions: the ring only runs dry while the kernel fills buffers
+//! faster than one dispatch hands them back.
+//!
+//! - **The end of a multishot** (a completion without `IORING_CQE_F_MORE`): the stream's end,
+//!   an error, a cancel, or `ENOBUFS` (the ring was empty). It is armed again if the
+//!   connection still wants reads; after `ENOBUFS` only once the dispatch that saw it has handed
+//!   every buffer it took back ([`UringDriver::rearm_starved`]), never in a loop.
+//! - **Back-pressure.** A completion that finds the engine not wanting the connection's bytes
+//!   (its reading paused) keeps them in the connection's buffer, as the single-shot receive
+//!   keeps a completed one, and cancels the multishot, submitting the cancel at once. What is
+//!   held is what the kernel had received into buffers before the cancel went in: at most the
+//!   ring's bytes (all of its buffers filled for this connection between two dispatches; seen
+//!   with a flood of votes), and a few more handed back meanwhile; never a ring buffer. The
+//!   engine's `ResumeRead` delivers it and arms again. A cancel that comes back `ENOENT`
+//!   while the multishot is still armed missed it (a multishot that filled its share of
+//!   buffers in one run is queued to run again, and is not found meanwhile): it is sent again.
+//!   (Holding the completions, buffers and all, instead would add no copy but keep buffers out
+//!   of the ring for as long as the engine waits: one connection the Raft side is slow for, or
+//!   a peer that reads no answers, could take the whole ring and stall every other one.)
+//! - **Closed connections.** A completion for one the generation check rejects still carries a
+//!   buffer: it goes back to the ring ([`UringDriver::reject_buffer`]).
+//! - **TLS.** What arrives is ciphertext: it is kept in the connection's buffer and opened
+//!   from there, as a single-shot receive's (`tls.rs`).
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use io_uring::{IoUring, cqueue, opcode, types};
+
+use super::UringDriver;
+use super::buf_ring::{BufRing, GROUP};
+use super::conn::entry;
+use super::setup::{self, RecvMode};
+#[cfg(test)]
+use super::tests::TestRing;
+use super::token::{Op, Token};
+use crate::engine::ConnKey;
+use crate::metrics::add;
+
+impl UringDriver {
+    /// Arm `key`'s multishot receive (the caller checked that none is armed and nothing waits
+    /// to be delivered).
+    pub(super) fn submit_recv_multi(&mut self, key: ConnKey) {
+        let Some(entry) = entry(&mut self.table, key) else {
+            return;
+        };
+        if entry.recv.starved {
+            // Armed again by `rearm_starved`, once the buffers are back.
+            return;
+        }
+        let op = opcode::RecvMulti::new(types::Fd(entry.socket.as_raw_fd()), GROUP)
+            .build()
+            .user_data(Token::new(Op::Recv, Some(key)).0);
+        entry.recv.armed = true;
+        entry.recv.cancelling = false;
+        self.push(op);
+    }
+
+    /// A completion of `key`'s multishot receive, `key` still open.
+    pub(super) fn received_multi(&mut self, key: ConnKey, result: i32, flags: u32) {
+        let Some(bufs) = self.bufs.as_mut() else {
+            return;
+        };
+        let bid = cqueue::buffer_select(flags);
+        if bid.is_some() {
+            bufs.taken();
+        }
+        let Some(entry) = entry(&mut self.table, key) else {
+            if let Some(bid) = bid {
+                bufs.recycle(bid);
+            }
+            return;
+        };
+        #[cfg(feature = "tls")]
+        let plaintext = entry.tls.is_none();
+        #[cfg(not(feature = "tls"))]
+        let plaintext = true;
+        let recv = &mut *entry.recv;
+        if !cqueue::more(flags) {
+            recv.armed = false;
+            recv.cancelling = false;
+        }
+        let mut direct = false;
+        match (result, bid) {
+            (n, Some(bid)) if n > 0 => {
+                let data = bufs.filled(bid, n as usize);
+                // Straight into the engine's buffer when nothing is held before these bytes.
+                direct =
+                    plaintext && !recv.held && recv.end.is_none() && self.engine.wants_read(key);
+                match self.engine.recv_buffer(key) {
+                    Some((engine_buf, metrics)) if direct => {
+                        engine_buf.extend_from_slice(data);
+                        add(&metrics.bytes_read, data.len() as u64);
+                        add(&metrics.reads, 1);
+                    }
+                    _ => {
+                        direct = false;
+                        if !recv.held {
+                            // What a delivery copied out may still be there (`deliver` leaves
+                            // it for a single-shot receive to clear).
+                            recv.buf.clear();
+                        }
+                        recv.buf.extend_from_slice(data);
+                        recv.held = true;
+                    }
+                }
+                bufs.recycle(bid);
+            }
+            (0, _) => recv.end = Some(Ok(())),
+            (n, _) if -n == libc::ENOBUFS => {
+                #[cfg(test)]
+                if let Some(knob) = &self.test_ring {
+                    knob.no_buffers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                recv.starved = true;
+                self.starved.push(key);
+            }
+            // Our cancel (back-pressure), or an interrupted receive: armed again if wanted.
+            (n, _) if matches!(-n, libc::ECANCELED | libc::EINTR | libc::EAGAIN) => {}
+            (n, _) if n < 0 => recv.end = Some(Err(io::Error::from_raw_os_error(-n))),
+            // Bytes without a buffer: not something the kernel does with a buffer group.
+            _ => {}
+        }
+        // (A buffer named with no bytes in it: back at once.)
+        if let Some(bid) = bid.filter(|_| result <= 0) {
+            bufs.recycle(bid);
+        }
+        if direct {
+            self.engine.handle_received(key, self.now);
+        }
+        self.cancel_if_paused(key, false);
+        self.deliver(key);
+    }
+
+    /// Cancel `key`'s multishot if the engine stopped wanting its bytes (see the module doc).
+    ///
+    /// Also when a cancel came back `ENOENT` with the multishot still armed (`key` carried by
+    /// the cancel's token): a multishot that filled its share of buffers in one run is queued
+    /// to run again, and a cancel arriving meanwhile does not find it; it is tried again.
+    pub(super) fn cancel_if_paused(&mut self, key: ConnKey, again: bool) {
+        let wants = self.engine.wants_read(key);
+        let Some(entry) = entry(&mut self.table, key) else {
+            return;
+        };
+        let recv = &mut *entry.recv;
+        // One cancel in flight at a time: a first one, or the retry of one that missed.
+        if wants || !recv.armed || recv.cancelling != again {
+            return;
+        }
+        recv.cancelling = true;
+        self.push(
+            opcode::AsyncCancel::new(Token::new(Op::Recv, Some(key)).0)
+                .build()
+                .user_data(Token::new(Op::Cancel, Some(key)).0),
+        );
+        // At once, not with the turn's other submissions: until the cancel is in, every buffer
+        // handed back can be filled for this connection and held (a pause is rare; the turn's
+        // work may take a while).
+        if let Err(e) = self.submit(false, None) {
+            tracing::debug!("submitting a receive's cancel: {e}");
+        }
+    }
+
+    /// Arm again the receives `ENOBUFS` ended, at the end of the dispatch that saw it: every
+    /// buffer the dispatch's completions took is back in the ring by then.
+    pub(super) fn rearm_starved(&mut self) {
+        let mut keys = std::mem::take(&mut self.starved);
+        for &key in &keys {
+            if let Some(entry) = self.entry(key) {
+                entry.recv.starved = false;
+                in_conn_span!(self.engine, key, {
+                    self.deliver(key);
+                    self.apply_actions();
+                });
+            }
+        }
+        keys.clear();
+        if self.starved.is_empty() {
+            self.starved = keys;
+        }
+    }
+
+    /// At the end of the run, once the operations drained: unregister the ring, whose memory
+    /// is then unmapped as the driver drops. If some did not drain, a receive the kernel still
+    /// holds may write a buffer until the ring closes: the memory is leaked instead.
+    pub(super) fn release_buf_ring(&mut self) {
+        let Some(bufs) = &mut self.bufs else {
+            return;
+        };
+        #[cfg(test)]
+        if let Some(knob) = &self.test_ring {
+            knob.record_end(bufs, &self.ring);
+        }
+        if self.in_flight == 0 {
+            bufs.unregister(&self.ring);
+        } else {
+            bufs.leak();
+        }
+    }
+
+    /// A completion for a connection that closed carried buffer `bid` (or none): back to the
+    /// ring with it.
+    pub(super) fn reject_buffer(&mut self, flags: u32) {
+        if let (Some(bufs), Some(bid)) = (self.bufs.as_mut(), cqueue::buffer_select(flags)) {
+            bufs.taken();
+            bufs.recycle(bid);
+        }
+    }
+}
+
+/// The driver's buffer ring (`RAFTNET_URING_RECV` and `RAFTNET_URING_BUFS`, `setup.rs`), or
+/// `None` for single-shot receives, with one line saying why where multishot was asked for.
+#[cfg(not(test))]
+pub(super) fn buf_ring_for(ring: &IoUring) -> Option<BufRing> {
+    let (count, size) = setup::buf_ring_shape();
+    match RecvMode::requested() {
+        RecvMode::Single => None,
+        RecvMode::Multishot => register(ring, count, size),
+    }
+}
+
+/// As outside tests, but a test's ring receives multishot whatever the environment says.
+#[cfg(test)]
+pub(super) fn buf_ring_for(ring: &IoUring, test: Option<&TestRing>) -> Option<BufRing> {
+    match test {
+        Some(t) => register(ring, t.count, t.size),
+        None => {
+            let (count, size) = setup::buf_ring_shape();
+            match RecvMode::requested() {
+                RecvMode::Single => None,
+                RecvMode::Multishot => register(ring, count, size),
+            }
+        }
+    }
+}
+
+fn register(ring: &IoUring, count: u16, size: u32) -> Option<BufRing> {
+    if let Some(why) = setup::multishot_unavailable() {
+        tracing::info!("io_uring receives single-shot: {why}");
+        return None;
+    }
+    match BufRing::register(ring, count, size) {
+        Ok(bufs) => Some(bufs),
+        Err(e) => {
+            tracing::info!("io_uring receives single-shot: cannot register a buffer ring ({e})");
+            None
+        }
+    }
+}
