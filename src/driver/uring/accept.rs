@@ -12,6 +12,7 @@ use io_uring::{opcode, types};
 use socket2::Socket;
 
 use super::UringDriver;
+#[cfg(feature = "tls")]
 use super::conn::entry;
 use super::token::{MAX_INDEX, Op, Token};
 use crate::metrics::add;

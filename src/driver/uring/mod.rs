@@ -5,18 +5,19 @@
 //! This module is the only code that uses io_uring: the ring's making and the probe in
 //! `setup.rs`, the user_data token in `token.rs`, accepting in `accept.rs`, a connection's
 //! socket and the memory it lends the kernel in `conn.rs`, multishot receives into the
-//! driver's provided buffer ring in `multishot.rs` and `buf_ring.rs`, TLS sessions in `tls.rs` (feature
-//! `tls`: what a receive brings is ciphertext, opened into the engine's buffer; a send carries
-//! the engine's bytes sealed into records; the session is the epoll driver's, `driver/tls/`),
-//! and the loop here. What it owns:
+//! driver's provided buffer ring in `multishot.rs` and `buf_ring.rs`, TLS sessions in `tls.rs`
+//! (feature `tls`: what a receive brings is ciphertext, opened into the engine's buffer; a send
+//! carries the engine's bytes sealed into records; the session is the epoll driver's,
+//! `driver/tls/`), and the loop here. What it owns:
 //! - **Operations.** A poll of the listener (then `accept(2)` until it would block, as the mio
 //!   driver accepts: the ring's own accept takes a descriptor before it looks for a connection,
 //!   so with descriptors exhausted it fails with no connection pending, and back-off would
 //!   start on every idle listener), connect, receive (one armed per connection while the engine
 //!   wants reads: single-shot into the connection's own buffer, or with
-//!   `RAFTNET_URING_RECV=multishot` one multishot into the buffer ring) and vectored send (`SENDMSG`, one in flight per connection), and cancel for a
-//!   connection that closes with operations in flight. All the submissions a turn makes go to
-//!   the kernel together, in the `io_uring_enter` that also waits.
+//!   `RAFTNET_URING_RECV=multishot` one multishot into the buffer ring) and vectored send
+//!   (`SENDMSG`, one in flight per connection), and cancel for a connection that closes with
+//!   operations in flight. All the submissions a turn makes go to the kernel together, in the
+//!   `io_uring_enter` that also waits.
 //! - **The waker.** An eventfd, with a read of it kept armed in the ring: a producer's
 //!   `write(2)` completes that read, which wakes an `io_uring_enter` waiting for completions.
 //!   (Simpler than `IORING_OP_MSG_RING`, which needs a ring of the producer's own.)

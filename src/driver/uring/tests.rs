@@ -168,7 +168,8 @@ pub(super) struct TestRing {
 }
 
 thread_local! {
-    static NEXT_RING: std::cell::RefCell<Option<TestRing>> = const { std::cell::RefCell::new(None) };
+    static NEXT_RING: std::cell::RefCell<Option<TestRing>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl TestRing {
