@@ -419,7 +419,7 @@ impl NetTransport {
         } else {
             Lane::Control
         };
-        let command = Command::Call(OutboundCall {
+        let command = Command::Call(Box::new(OutboundCall {
             addr,
             server: self.dial_server(id),
             lane,
@@ -427,7 +427,7 @@ impl NetTransport {
             resolver: wrap(resolver),
             deadline: options.deadline,
             kind,
-        });
+        }));
         self.commands.submit(command);
         call
     }
@@ -761,7 +761,7 @@ impl NetTransport {
         };
         self.shared
             .handoff
-            .submit(Command::Snapshot(OutboundSnapshot {
+            .submit(Command::Snapshot(Box::new(OutboundSnapshot {
                 id: snapshot_id,
                 addr,
                 server: self.dial_server(id),
@@ -769,7 +769,7 @@ impl NetTransport {
                 resolver: AnyResolver::InstallSnapshot(resolver),
                 deadline: options.deadline,
                 feed,
-            }));
+            })));
         call
     }
 }

@@ -62,9 +62,14 @@ pub(crate) struct OutboundSnapshot {
 }
 
 /// Work for the engine from callers.
+///
+/// A call and a snapshot are boxed: their requests (200-odd bytes) made every command over 300
+/// bytes, and the submission queue moves each in and out and zeroes blocks of 31 slots as it
+/// grows. Boxed, a call costs an allocation and saves more (callgrind, vote-seq: about 500
+/// instructions fewer per call).
 pub(crate) enum Command {
-    Call(OutboundCall),
-    Snapshot(OutboundSnapshot),
+    Call(Box<OutboundCall>),
+    Snapshot(Box<OutboundSnapshot>),
     /// A snapshot's pump has new data (sent only when the engine said it was waiting for it).
     SnapshotReady {
         id: u64,

@@ -266,8 +266,8 @@ impl Engine {
                 break;
             };
             match command {
-                Command::Call(call) => self.start_call(call, now),
-                Command::Snapshot(s) => self.start_snapshot(s, now),
+                Command::Call(call) => self.start_call(*call, now),
+                Command::Snapshot(s) => self.start_snapshot(*s, now),
                 Command::SnapshotReady { id } => {
                     if let Some(&key) = self.snapshots.get(&id) {
                         self.pump_snapshot(key);

@@ -332,7 +332,7 @@ impl Pair {
         self.client
             .shared
             .handoff
-            .submit(Command::Call(OutboundCall {
+            .submit(Command::Call(Box::new(OutboundCall {
                 server: None,
                 addr: addr(SERVER_ADDR),
                 lane: Lane::Control,
@@ -344,7 +344,7 @@ impl Pair {
                 resolver: AnyResolver::RequestVote(resolver),
                 deadline,
                 kind: RpcType::RequestVote,
-            }));
+            })));
         call
     }
 

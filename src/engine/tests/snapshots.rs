@@ -25,7 +25,7 @@ fn snapshot_flow_control_pauses_reading_until_the_reader_catches_up() {
     pair.client
         .shared
         .handoff
-        .submit(Command::Snapshot(OutboundSnapshot {
+        .submit(Command::Snapshot(Box::new(OutboundSnapshot {
             server: None,
             id: 1,
             addr: addr(SERVER_ADDR),
@@ -36,7 +36,7 @@ fn snapshot_flow_control_pauses_reading_until_the_reader_catches_up() {
             resolver: AnyResolver::InstallSnapshot(resolver),
             deadline: None,
             feed,
-        }));
+        })));
     pair.drive();
     let mut rpc = pair.server.next_rpc();
     let server_key = pair.only_server_key();
