@@ -446,8 +446,8 @@ thread_local! {
 
 /// `text` as a numeric socket address (`None` for a host name, or no address at all). A node
 /// calls the same few peers over and over, and parsing an address costs more (about 450
-/// instructions, a tenth of a call's own work; callgrind, vote-seq) than comparing it with a
-/// few strings, so each thread keeps its last [`PARSED_KEPT`]. A parse depends on the text
+/// instructions per call; callgrind, vote-seq) than comparing it with a few strings, so each
+/// thread keeps its last [`PARSED_KEPT`]. A parse depends on the text
 /// alone, so a kept one never goes stale; host names are never kept: they resolve anew.
 fn parse_numeric(text: &str) -> Option<SocketAddr> {
     let kept = PARSED.try_with(|parsed| {
