@@ -47,9 +47,8 @@ fn a_short_send_sends_the_rest_first() {
     let Some(mut driver) = driver_or_skip("a_short_send_sends_the_rest_first") else {
         return;
     };
-    let (socket, mut peer) = connected();
     let key = ConnKey::new(5, 1);
-    driver.insert(key, socket, None);
+    let mut peer = insert_connected(&mut driver, key);
     let send = &mut driver.entry(key).unwrap().send;
     send.pieces = vec![Bytes::from_static(b"hello "), Bytes::from_static(b"world")];
     send.in_flight = true;
@@ -69,12 +68,13 @@ fn a_short_send_sends_the_rest_first() {
     assert_eq!(&received, b"lo world");
 }
 
-/// A connected socket and its peer, on loopback.
-fn connected() -> (Socket, TcpStream) {
+/// A connected loopback socket given to `driver` as connection `key`; the peer's end.
+fn insert_connected(driver: &mut UringDriver, key: ConnKey) -> TcpStream {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (peer, _) = listener.accept().unwrap();
-    (Socket::from(ours), peer)
+    driver.insert(key, Socket::from(ours), None);
+    peer
 }
 
 /// The fault case: a receive still in the kernel when its connection closes, and
@@ -88,9 +88,8 @@ fn a_completion_for_a_closed_connection_is_rejected_by_its_generation() {
     else {
         return;
     };
-    let (old_socket, _old_peer) = connected();
     let old = ConnKey::new(3, 1);
-    driver.insert(old, old_socket, None);
+    let _old_peer = insert_connected(&mut driver, old);
     driver.submit_recv(old);
     driver.submit(false, None).unwrap();
     driver.remove(old);
@@ -100,9 +99,8 @@ fn a_completion_for_a_closed_connection_is_rejected_by_its_generation() {
         "the armed receive's memory is kept"
     );
 
-    let (new_socket, mut new_peer) = connected();
     let new = ConnKey::new(3, 2);
-    driver.insert(new, new_socket, None);
+    let mut new_peer = insert_connected(&mut driver, new);
     driver.submit_recv(new);
     new_peer.write_all(b"hello").unwrap();
 
@@ -217,9 +215,8 @@ fn a_closed_connections_multishot_completion_returns_its_buffer() {
     let Some(mut driver) = multishot_driver_or_skip(test, 4, 1024) else {
         return;
     };
-    let (socket, mut peer) = connected();
     let key = ConnKey::new(3, 1);
-    driver.insert(key, socket, None);
+    let mut peer = insert_connected(&mut driver, key);
     driver.submit_recv(key);
     driver.submit(false, None).unwrap();
     assert!(driver.entry(key).unwrap().recv.armed);
@@ -252,9 +249,8 @@ fn a_paused_connection_holds_its_bytes_and_no_buffer() {
     let Some(mut driver) = multishot_driver_or_skip(test, 4, 1024) else {
         return;
     };
-    let (socket, mut peer) = connected();
     let key = ConnKey::new(2, 1);
-    driver.insert(key, socket, None);
+    let mut peer = insert_connected(&mut driver, key);
     driver.submit_recv(key);
     peer.write_all(b"hello").unwrap();
     run_until(&mut driver, |d| d.in_flight == 0);
@@ -366,9 +362,8 @@ fn a_stream_through_a_small_ring_arrives_whole_and_in_order() {
     let Some(mut driver) = multishot_driver_or_skip(test, 4, 4096) else {
         return;
     };
-    let (socket, mut peer) = connected();
     let key = ConnKey::new(2, 1);
-    driver.insert(key, socket, None);
+    let mut peer = insert_connected(&mut driver, key);
     const TOTAL: usize = 16 << 20;
     let pattern = |i: usize| (i % 251) as u8;
     let writer = std::thread::spawn(move || {
