@@ -14,7 +14,7 @@ use super::conn::{PipelineConn, Role};
 use super::{ConnKey, Engine};
 use crate::error::Error;
 use crate::message::Response;
-use crate::metrics::{RpcType, add};
+use crate::metrics::{LatencyRuns, RpcType, add};
 use crate::transport::ServerId;
 use crate::transport::pipeline::{PipelineShared, PipelinedRequest};
 use crate::wire::{Lane, RawFrame, WireError};
@@ -141,6 +141,9 @@ impl Engine {
         let metrics = &self.shared.metrics;
         let trace_calls = self.trace_calls;
         let (span, peer) = (&conn.span, &conn.peer);
+        // A batch's appends share their start: one latency per batch, counted for each.
+        let mut latencies =
+            LatencyRuns::new(&metrics.call_latency[RpcType::AppendEntries as usize], now);
         let woken = p.shared.complete_all(
             answers.drain(..).inspect(|(seq, result)| {
                 if let Err(error) = result {
@@ -149,8 +152,7 @@ impl Engine {
             }),
             |seq, started, ok| match started {
                 Some(started) => {
-                    let latency = now.saturating_duration_since(started);
-                    metrics.call_latency[RpcType::AppendEntries as usize].record(latency);
+                    let latency = latencies.since(started);
                     if ok && trace_calls {
                         calls::append_answered(span, peer, seq, latency);
                     }
@@ -160,6 +162,8 @@ impl Engine {
                 }
             },
         );
+        // Records the open run, and ends the borrow of the metrics.
+        drop(latencies);
         add(&metrics.caller_wakes, woken as u64);
         self.pipeline_scratch = answers;
         if let Some(e) = failed {

@@ -24,7 +24,7 @@ mod record;
 use self::record::HISTOGRAM_GROUPING_POWER;
 #[cfg(feature = "metrics")]
 use self::record::REPORTED_QUANTILES;
-pub(crate) use self::record::{TransportMetrics, add};
+pub(crate) use self::record::{LatencyRuns, TransportMetrics, add};
 
 /// How many [`RpcType`]s there are (the length of the per-type arrays).
 const RPC_TYPES: usize = 6;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{HistogramSnapshot, Metrics, PerRpcType, RPC_TYPES};
 
@@ -44,6 +44,54 @@ pub(crate) struct Histogram {
     max_ns: AtomicU64,
 }
 
+/// Latencies up to `now`, recorded in runs: consecutive samples measured from the same start (a
+/// batch's requests, sent with one clock read) are one subtraction and one histogram update.
+/// The open run is recorded when the next one starts, and on drop.
+pub(crate) struct LatencyRuns<'a> {
+    histogram: &'a Histogram,
+    now: Instant,
+    start: Option<Instant>,
+    latency: Duration,
+    count: u64,
+}
+
+impl<'a> LatencyRuns<'a> {
+    pub(crate) fn new(histogram: &'a Histogram, now: Instant) -> LatencyRuns<'a> {
+        LatencyRuns {
+            histogram,
+            now,
+            start: None,
+            latency: Duration::ZERO,
+            count: 0,
+        }
+    }
+
+    /// Count a sample from `start` to `now`; its latency.
+    pub(crate) fn since(&mut self, start: Instant) -> Duration {
+        if self.start != Some(start) {
+            self.finish();
+            self.start = Some(start);
+            self.latency = self.now.saturating_duration_since(start);
+        }
+        self.count += 1;
+        self.latency
+    }
+
+    /// Record the open run.
+    fn finish(&mut self) {
+        if self.count > 0 {
+            self.histogram.record_n(self.latency, self.count);
+            self.count = 0;
+        }
+    }
+}
+
+impl Drop for LatencyRuns<'_> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 impl fmt::Debug for Histogram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The buckets are thousands of counters: show the summary instead.
@@ -67,10 +115,16 @@ impl Default for Histogram {
 
 impl Histogram {
     pub(crate) fn record(&self, d: Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// Record `n` samples of `d` at once (one bucket update, not `n`).
+    pub(crate) fn record_n(&self, d: Duration, n: u64) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        // In range once clamped, so `increment` cannot fail.
-        let _ = self.buckets.increment(ns.min(HISTOGRAM_LARGEST_NS));
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        // In range once clamped, so `add` cannot fail.
+        let _ = self.buckets.add(ns.min(HISTOGRAM_LARGEST_NS), n);
+        self.sum_ns
+            .fetch_add(ns.saturating_mul(n), Ordering::Relaxed);
         // Most samples are not a new maximum: a load, and no write to a line every thread shares.
         if ns > self.max_ns.load(Ordering::Relaxed) {
             self.max_ns.fetch_max(ns, Ordering::Relaxed);
@@ -183,5 +237,53 @@ impl TransportMetrics {
             slow_peers_closed: load(&self.slow_peers_closed),
             ..Metrics::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` samples recorded at once read back as `n` samples recorded one by one: the same
+    /// count, sum, mean and maximum.
+    #[test]
+    fn samples_recorded_at_once_count_as_each() {
+        let at_once = Histogram::default();
+        let one_by_one = Histogram::default();
+        at_once.record_n(Duration::from_micros(7), 5);
+        at_once.record_n(Duration::from_micros(30), 2);
+        for _ in 0..5 {
+            one_by_one.record(Duration::from_micros(7));
+        }
+        for _ in 0..2 {
+            one_by_one.record(Duration::from_micros(30));
+        }
+        let (a, b) = (at_once.snapshot(), one_by_one.snapshot());
+        assert_eq!(a.count, 7);
+        assert_eq!(a.sum, Duration::from_micros(95));
+        assert_eq!(a.max, Duration::from_micros(30));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    /// Runs of equal starts are recorded as their samples would be one by one, whatever the
+    /// order of starts, including a start seen again after another.
+    #[test]
+    fn latency_runs_record_every_sample() {
+        let base = Instant::now();
+        let now = base + Duration::from_micros(100);
+        let starts = [0, 0, 0, 40, 40, 0, 90].map(|us| base + Duration::from_micros(us));
+        let in_runs = Histogram::default();
+        let one_by_one = Histogram::default();
+        {
+            let mut runs = LatencyRuns::new(&in_runs, now);
+            for start in starts {
+                assert_eq!(runs.since(start), now - start);
+                one_by_one.record(now - start);
+            }
+        }
+        let (a, b) = (in_runs.snapshot(), one_by_one.snapshot());
+        assert_eq!(a.count, 7);
+        assert_eq!(a.sum, Duration::from_micros(3 * 100 + 2 * 60 + 100 + 10));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
     }
 }

@@ -193,3 +193,40 @@ fn a_request_of_a_batch_that_cannot_be_encoded_fails_the_pipeline() {
     );
     assert_eq!(pair.client.metrics().calls_sent[RpcType::AppendEntries], 1);
 }
+
+/// The appends of one read, served by a service, share their decoding time and are timed as one
+/// run (`time_handled`): each still counts once in the enqueue histogram; their answers, read
+/// at once by the caller, once each in its call latency.
+#[test]
+fn every_append_of_a_read_is_timed_once() {
+    let mut pair = Pair::new(config());
+    pair.server
+        .shared
+        .handlers
+        .set_service(Some(Arc::new(|rpc: Rpc| {
+            let Request::AppendEntries(a) = &rpc.request else {
+                return Some(rpc);
+            };
+            let term = a.term;
+            rpc.respond_ok(AppendEntriesResponse {
+                term,
+                ..Default::default()
+            });
+            None
+        })));
+    let pipeline = pair.pipeline(1, 8);
+    let futures: Vec<_> = (1..=5)
+        .map(|t| pipeline.try_send(append(t, b"x")).unwrap())
+        .collect();
+    pair.drive();
+    for (future, term) in futures.iter().zip(1..) {
+        assert_eq!(future.try_result().unwrap().unwrap().term, term);
+    }
+    let metrics = pair.server.metrics();
+    assert_eq!(metrics.rpcs_received[RpcType::AppendEntries], 5);
+    assert_eq!(metrics.rpc_enqueue[RpcType::AppendEntries].count, 5);
+    // The caller's side: the answers of one read, to appends of one batch (one start), are
+    // timed as one run too, each counted.
+    let latency = pair.client.metrics().call_latency[RpcType::AppendEntries];
+    assert_eq!(latency.count, 5);
+}
