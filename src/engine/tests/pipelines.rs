@@ -194,9 +194,10 @@ fn a_request_of_a_batch_that_cannot_be_encoded_fails_the_pipeline() {
     assert_eq!(pair.client.metrics().calls_sent[RpcType::AppendEntries], 1);
 }
 
-/// The appends of one read, served by a service, share their decoding time and are timed as one
-/// run (`time_handled`): each still counts once in the enqueue histogram; their answers, read
-/// at once by the caller, once each in its call latency.
+/// The appends of one batch, read at once and served by a service, share their decoding time
+/// and are timed as one run (`time_handled`): each still counts once in the enqueue histogram;
+/// their answers, read at once by the caller, share the batch's start and count once each in
+/// its call latency.
 #[test]
 fn every_append_of_a_read_is_timed_once() {
     let mut pair = Pair::new(config());
@@ -215,9 +216,7 @@ fn every_append_of_a_read_is_timed_once() {
             None
         })));
     let pipeline = pair.pipeline(1, 8);
-    let futures: Vec<_> = (1..=5)
-        .map(|t| pipeline.try_send(append(t, b"x")).unwrap())
-        .collect();
+    let futures = send_batch(&pipeline, (1..=5).map(|t| append(t, b"x")).collect());
     pair.drive();
     for (future, term) in futures.iter().zip(1..) {
         assert_eq!(future.try_result().unwrap().unwrap().term, term);
@@ -225,8 +224,6 @@ fn every_append_of_a_read_is_timed_once() {
     let metrics = pair.server.metrics();
     assert_eq!(metrics.rpcs_received[RpcType::AppendEntries], 5);
     assert_eq!(metrics.rpc_enqueue[RpcType::AppendEntries].count, 5);
-    // The caller's side: the answers of one read, to appends of one batch (one start), are
-    // timed as one run too, each counted.
     let latency = pair.client.metrics().call_latency[RpcType::AppendEntries];
     assert_eq!(latency.count, 5);
 }
