@@ -356,7 +356,7 @@ impl Consumer {
 
     fn take(&self) -> Option<Rpc> {
         let mut rpc = self.shared.queue.pop()?;
-        self.taken(&mut rpc, Instant::now());
+        self.stamp_taken(std::slice::from_mut(&mut rpc), Instant::now());
         Some(rpc)
     }
 
@@ -375,18 +375,26 @@ impl Consumer {
                 None => break,
             }
         }
-        for rpc in &mut batch[start..] {
-            self.taken(rpc, now);
-        }
+        self.stamp_taken(&mut batch[start..], now);
         batch.len() - start
     }
 
-    /// Stamp an RPC taken at `now` (its answer's time in the Raft side is measured from here).
-    fn taken(&self, rpc: &mut Rpc, now: Instant) {
-        rpc.responder.taken_at = Some(now);
-        if let Some(m) = &self.shared.metrics {
-            let kind = crate::metrics::RpcType::of(&rpc.request) as usize;
-            m.rpc_enqueue[kind].record(now.saturating_duration_since(rpc.decoded_at));
+    /// Stamp RPCs taken at `now` (each answer's time in the Raft side is measured from here)
+    /// and record their enqueue metric. The RPCs of one read share their decoding time, so each
+    /// run of them of one kind is one enqueue sample counted that many times: one subtraction
+    /// and one histogram update per run, not per RPC.
+    fn stamp_taken(&self, batch: &mut [Rpc], now: Instant) {
+        for rpc in batch.iter_mut() {
+            rpc.responder.taken_at = Some(now);
+        }
+        let Some(m) = &self.shared.metrics else {
+            return;
+        };
+        let run_of = |rpc: &Rpc| (crate::metrics::RpcType::of(&rpc.request), rpc.decoded_at);
+        for run in batch.chunk_by(|a, b| run_of(a) == run_of(b)) {
+            let (kind, decoded_at) = run_of(&run[0]);
+            m.rpc_enqueue[kind as usize]
+                .record_n(now.saturating_duration_since(decoded_at), run.len() as u64);
         }
     }
 

@@ -227,3 +227,43 @@ fn every_append_of_a_read_is_timed_once() {
     let latency = pair.client.metrics().call_latency[RpcType::AppendEntries];
     assert_eq!(latency.count, 5);
 }
+
+/// The appends of one read taken from the consumer in batches share their decoding time and
+/// are timed per run (`Consumer::stamp_taken`): each counts once in the enqueue histogram of its
+/// kind, across batches and beside an RPC of another kind.
+#[test]
+fn every_rpc_a_consumer_batch_takes_is_timed_once() {
+    let mut pair = Pair::new(config());
+    let vote = pair.vote(1, None);
+    let pipeline = pair.pipeline(1, 8);
+    let futures = send_batch(&pipeline, (1..=5).map(|t| append(t, b"x")).collect());
+    pair.drive();
+    let consumer = &pair.server.shared.consumer;
+    assert_eq!(consumer.len(), 6);
+    let mut batch = Vec::new();
+    assert_eq!(consumer.try_recv_batch(&mut batch, 4).unwrap(), 4);
+    assert_eq!(consumer.try_recv_batch(&mut batch, 4).unwrap(), 2);
+    let metrics = pair.server.metrics();
+    assert_eq!(metrics.rpc_enqueue[RpcType::RequestVote].count, 1);
+    assert_eq!(metrics.rpc_enqueue[RpcType::AppendEntries].count, 5);
+    for rpc in batch {
+        match &rpc.request {
+            Request::AppendEntries(a) => {
+                let term = a.term;
+                rpc.respond_ok(AppendEntriesResponse {
+                    term,
+                    ..Default::default()
+                })
+            }
+            _ => rpc.respond_ok(RequestVoteResponse {
+                term: 7,
+                ..Default::default()
+            }),
+        }
+    }
+    pair.drive();
+    assert_eq!(vote.try_result().unwrap().unwrap().term, 7);
+    for (future, term) in futures.iter().zip(1..) {
+        assert_eq!(future.try_result().unwrap().unwrap().term, term);
+    }
+}
