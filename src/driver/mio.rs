@@ -27,7 +27,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use super::spin::SpinBudget;
-use super::stream::{MIN_READ, ReadOutcome, Stream, Streams, fill, flush};
+use super::stream::{MIN_READ, ReadOutcome, ReadSize, Stream, Streams, fill, flush};
 use crate::engine::handoff::Wake;
 use crate::engine::{Action, ConnKey, Engine};
 use crate::metrics::add;
@@ -477,6 +477,7 @@ impl MioDriver {
         let Some(entry) = established(&mut self.table, key) else {
             return;
         };
+        let hint = self.engine.read_hint(key);
         let Some((buf, metrics)) = self.engine.recv_buffer(key) else {
             return;
         };
@@ -484,7 +485,10 @@ impl MioDriver {
         let outcome = fill(
             &mut *entry.stream,
             buf,
-            &mut entry.read_size,
+            ReadSize {
+                adaptive: &mut entry.read_size,
+                hint,
+            },
             READ_BUDGET,
             until_would_block,
             metrics,

@@ -187,8 +187,8 @@ pub(crate) enum ReadOutcome {
     Error(io::Error),
 }
 
-/// Read up to `budget` bytes from `stream` into `buf` (frames are cut out by the engine).
-/// `read_size` is the connection's adaptive read size, updated here.
+/// Read up to `budget` bytes from `stream` into `buf` (frames are cut out by the engine), as
+/// much at a time as `size` says.
 ///
 /// With `until_would_block` false, a short read is taken to mean the socket is empty (one
 /// syscall saved per event: edge-triggered readiness reports data that arrives later). When the
@@ -197,7 +197,7 @@ pub(crate) enum ReadOutcome {
 pub(crate) fn fill(
     stream: &mut dyn Stream,
     buf: &mut BytesMut,
-    read_size: &mut usize,
+    mut size: ReadSize<'_>,
     budget: usize,
     until_would_block: bool,
     metrics: &TransportMetrics,
@@ -207,9 +207,14 @@ pub(crate) fn fill(
         if total >= budget {
             return ReadOutcome::Budget;
         }
-        // Read at least what the codec reserved for a frame in progress.
-        let spare = buf.capacity() - buf.len();
-        let want = (*read_size).max(spare.min(MAX_READ));
+        let want = match size.hint {
+            Some(rest) => rest,
+            None => {
+                // Read at least what the codec reserved for a frame in progress.
+                let spare = buf.capacity() - buf.len();
+                (*size.adaptive).max(spare.min(MAX_READ))
+            }
+        };
         add(&metrics.system_calls, 1);
         match read_into_spare(stream, buf, want) {
             Ok(0) => return ReadOutcome::Eof,
@@ -217,11 +222,23 @@ pub(crate) fn fill(
                 total += n;
                 add(&metrics.bytes_read, n as u64);
                 add(&metrics.reads, 1);
-                *read_size = if n == want {
-                    (want * 2).min(MAX_READ)
-                } else {
-                    (n * 2).clamp(MIN_READ, MAX_READ)
-                };
+                match &mut size.hint {
+                    Some(rest) => {
+                        *rest -= n;
+                        if *rest == 0 {
+                            // What the codec asked for came: it cuts its frame out before the
+                            // next read (a turn later), so that read starts a fresh buffer.
+                            return ReadOutcome::Budget;
+                        }
+                    }
+                    None => {
+                        *size.adaptive = if n == want {
+                            (want * 2).min(MAX_READ)
+                        } else {
+                            (n * 2).clamp(MIN_READ, MAX_READ)
+                        };
+                    }
+                }
                 if n < want && !until_would_block {
                     // A short read means the socket is (very likely) empty; edge-triggered
                     // readiness will tell us when more arrives.
@@ -233,6 +250,16 @@ pub(crate) fn fill(
             Err(e) => return ReadOutcome::Error(e),
         }
     }
+}
+
+/// How much a [`fill`] reads at a time.
+pub(crate) struct ReadSize<'a> {
+    /// The connection's own read size: it doubles while reads fill it (up to 256 KiB) and
+    /// follows short ones down, so a quiet connection does not keep large room.
+    pub(crate) adaptive: &'a mut usize,
+    /// What the codec asks the reads to take ([`Codec::read_hint`](crate::wire::Codec::read_hint)):
+    /// exactly that much, after which the fill stops. The adaptive size is left as it was.
+    pub(crate) hint: Option<usize>,
 }
 
 /// Write `queue` (then whatever the stream holds of its own) until it is all written, the socket
@@ -382,7 +409,10 @@ mod tests {
         let outcome = fill(
             &mut stream,
             &mut buf,
-            &mut read_size,
+            ReadSize {
+                adaptive: &mut read_size,
+                hint: None,
+            },
             1 << 20,
             false,
             &metrics,
@@ -390,7 +420,11 @@ mod tests {
         assert!(matches!(outcome, ReadOutcome::Drained));
         assert_eq!(buf.len(), 100);
         // Told to read until the stream is empty, it reads on to the budget.
-        let outcome = fill(&mut stream, &mut buf, &mut read_size, 1000, true, &metrics);
+        let size = ReadSize {
+            adaptive: &mut read_size,
+            hint: None,
+        };
+        let outcome = fill(&mut stream, &mut buf, size, 1000, true, &metrics);
         assert!(matches!(outcome, ReadOutcome::Budget));
         assert_eq!(buf.len(), 1100);
         assert_eq!(metrics.reads.load(std::sync::atomic::Ordering::Relaxed), 11);
@@ -401,6 +435,40 @@ mod tests {
             11,
             "each read is a system call"
         );
+    }
+
+    /// A read the codec sized takes exactly that, then the fill stops (the codec cuts its frame
+    /// before the next read), leaving the adaptive size alone; short reads go on for the rest
+    /// when the stream is read until it would block.
+    #[test]
+    fn fill_reads_exactly_the_hint_then_stops() {
+        let metrics = TransportMetrics::default();
+        let mut stream = Pattern {
+            per_read: 1000,
+            ..Pattern::default()
+        };
+        let mut buf = BytesMut::new();
+        let mut read_size = MIN_READ;
+        let size = ReadSize {
+            adaptive: &mut read_size,
+            hint: Some(700),
+        };
+        let outcome = fill(&mut stream, &mut buf, size, 1 << 20, false, &metrics);
+        assert!(matches!(outcome, ReadOutcome::Budget));
+        assert_eq!(buf.len(), 700);
+        assert_eq!(read_size, MIN_READ);
+        // 2,500 bytes in reads of at most 1,000: three reads, then it stops.
+        let size = ReadSize {
+            adaptive: &mut read_size,
+            hint: Some(2500),
+        };
+        let outcome = fill(&mut stream, &mut buf, size, 1 << 20, true, &metrics);
+        assert!(matches!(outcome, ReadOutcome::Budget));
+        assert_eq!(buf.len(), 3200);
+        assert_eq!(metrics.reads.load(std::sync::atomic::Ordering::Relaxed), 4);
+        assert_eq!(read_size, MIN_READ);
+        let expected: Vec<u8> = (0..3200u32).map(|i| i as u8).collect();
+        assert_eq!(&buf[..], &expected[..]);
     }
 
     #[test]

@@ -401,6 +401,14 @@ impl Engine {
         Some((&mut conn.recv, &self.shared.metrics))
     }
 
+    /// How many bytes the next read into `key`'s receive buffer should take, if its codec
+    /// knows ([`Codec::read_hint`](crate::wire::Codec::read_hint)): reading a large frame to
+    /// its end, and no further, saves copying the start of the next one.
+    pub(crate) fn read_hint(&self, key: ConnKey) -> Option<usize> {
+        let conn = self.conns.get(key.index()).filter(|c| c.key == key)?;
+        conn.codec.read_hint(&conn.recv)
+    }
+
     /// Cut every complete frame out of `key`'s receive buffer and act on it.
     pub(crate) fn handle_received(&mut self, key: ConnKey, now: Instant) {
         let mut frames = std::mem::take(&mut self.frames);

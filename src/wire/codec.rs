@@ -45,6 +45,14 @@ pub trait Codec: Send {
     /// more bytes are needed. An error is final: the connection is closed.
     fn decode_frame(&mut self, input: &mut BytesMut) -> Result<Option<RawFrame>, WireError>;
 
+    /// How many bytes the next read into `input` should take, if the format knows better than
+    /// "whatever has arrived" (native: a large frame is read up to its end, see
+    /// [`FrameDecoder::read_hint`](crate::wire::native::FrameDecoder::read_hint)). The default: `None`.
+    fn read_hint(&self, input: &BytesMut) -> Option<usize> {
+        let _ = input;
+        None
+    }
+
     /// Decode a frame's body; payloads in the result are slices of `frame.body` (no copy).
     fn decode_body(&mut self, frame: &RawFrame) -> Result<Message, WireError>;
 

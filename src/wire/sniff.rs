@@ -206,6 +206,12 @@ impl Codec for SniffingCodec {
         }
     }
 
+    fn read_hint(&self, input: &BytesMut) -> Option<usize> {
+        self.chosen
+            .as_ref()
+            .and_then(|(_, codec)| codec.read_hint(input))
+    }
+
     fn decode_body(&mut self, frame: &RawFrame) -> Result<Message, WireError> {
         match &mut self.chosen {
             Some((_, codec)) => codec.decode_body(frame),

@@ -68,6 +68,10 @@ impl Codec for NativeCodec {
         self.decoder.decode_raw(input)
     }
 
+    fn read_hint(&self, input: &BytesMut) -> Option<usize> {
+        self.decoder.read_hint(input)
+    }
+
     fn decode_body(&mut self, frame: &RawFrame) -> Result<Message, WireError> {
         body::decode_limited(frame.header.kind, &frame.body, self.max_entries)
     }
