@@ -292,6 +292,10 @@ impl Config {
     /// Bytes of an inbound snapshot buffered unread before the transport stops reading its
     /// connection (until the Raft side has read half of them).
     ///
+    /// A reader that waits for the body is woken once a quarter of this has arrived, or at the
+    /// body's end, not for every chunk: a reader faster than the network would otherwise
+    /// sleep and wake once per chunk. Chunks that arrive while it is reading it takes at once.
+    ///
     /// Default [`DEFAULT_SNAPSHOT_BUFFER`] (4 MiB). 0 means the default.
     pub fn snapshot_buffer(mut self, bytes: usize) -> Config {
         self.snapshot_buffer = or_default(bytes, DEFAULT_SNAPSHOT_BUFFER);

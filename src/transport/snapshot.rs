@@ -76,8 +76,13 @@ impl SnapshotStream {
         } else {
             Flow::Continue
         };
+        // The reader is woken for a quarter of the limit at a time, not for every chunk: a
+        // reader faster than the network would otherwise sleep and wake once per chunk.
+        let wake = s.buffered >= self.limit / 4;
         drop(s);
-        self.event.notify(usize::MAX);
+        if wake {
+            self.event.notify(usize::MAX);
+        }
         flow
     }
 
@@ -368,5 +373,99 @@ impl Drop for SnapshotReader {
         if let Source::Stream { stream, .. } = &self.source {
             stream.reader_dropped();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn parked_reader(limit: usize, size: u64) -> (Arc<SnapshotStream>, SnapshotReader) {
+        let stream = SnapshotStream::new(limit, || {});
+        let reader = SnapshotReader::from_stream(stream.clone(), size);
+        (stream, reader)
+    }
+
+    #[test]
+    fn a_waiting_reader_is_woken_once_a_quarter_of_the_buffer_waits() {
+        let (stream, mut reader) = parked_reader(4000, 10_000);
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(reader.poll_next_chunk(&mut cx).is_pending());
+
+        assert_eq!(stream.push(Bytes::from(vec![1u8; 600])), Flow::Continue);
+        assert_eq!(stream.push(Bytes::from(vec![2u8; 399])), Flow::Continue);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "999 of 4000 bytes wake nobody"
+        );
+
+        assert_eq!(stream.push(Bytes::from(vec![3u8; 1])), Flow::Continue);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "1000 of 4000 bytes wake the reader"
+        );
+
+        // Woken, the reader takes every chunk that waits, in order.
+        let mut got = Vec::new();
+        while let Poll::Ready(Ok(Some(chunk))) = reader.poll_next_chunk(&mut cx) {
+            got.push((chunk[0], chunk.len()));
+        }
+        assert_eq!(got, [(1, 600), (2, 399), (3, 1)]);
+    }
+
+    #[test]
+    fn the_end_wakes_a_waiting_reader_however_little_waits() {
+        let (stream, mut reader) = parked_reader(4000, 10);
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(reader.poll_next_chunk(&mut cx).is_pending());
+
+        stream.push(Bytes::from_static(b"0123456789"));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        stream.finish(Ok(()));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+
+        let mut body = Vec::new();
+        reader.read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"0123456789");
+    }
+
+    #[test]
+    fn a_broken_stream_wakes_a_waiting_reader_with_the_reason() {
+        let (stream, mut reader) = parked_reader(4000, 10);
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(reader.poll_next_chunk(&mut cx).is_pending());
+
+        stream.push(Bytes::from_static(b"0123"));
+        stream.finish(Err("connection lost: reset".into()));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+
+        assert_eq!(&reader.next_chunk().unwrap().unwrap()[..], b"0123");
+        let error = reader.next_chunk().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(
+            error.to_string().contains("connection lost: reset"),
+            "{error}"
+        );
     }
 }
