@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tracing::{Span, trace};
 
-use crate::message::Response;
 use crate::metrics::RpcType;
 
 #[cold]
@@ -52,7 +51,6 @@ pub(super) fn request_received(span: &Span, peer: &SocketAddr, rpc: RpcType, req
 
 #[cold]
 #[inline(never)]
-pub(super) fn answering(span: &Span, peer: &SocketAddr, response: &Response, request_id: u64) {
-    let rpc = RpcType::of_response(response);
+pub(super) fn answering(span: &Span, peer: &SocketAddr, rpc: RpcType, request_id: u64) {
     trace!(parent: span, %peer, ?rpc, request_id, "answering");
 }

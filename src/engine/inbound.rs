@@ -145,24 +145,34 @@ impl Engine {
         let handoff = self.shared.handoff.clone();
         let mut answers = std::mem::take(&mut self.inline_answers);
         handoff::answering_inline(&handoff, &mut answers, || serve(self));
-        self.time_handled();
+        self.record_served();
         self.publish_staged();
         for a in answers.drain(..) {
             let conn = ConnKey::from_raw(a.route.conn);
             self.send_response(conn, a.route, a.result, a.taken_at, now);
         }
-        self.time_handled();
+        self.record_responded(now);
+        self.record_served();
         self.publish_staged();
         self.inline_answers = answers;
         self.serving_read = false;
     }
 
-    /// Record the enqueue metric of the RPCs handlers took since the last call: from decoding
-    /// to handled (the handler's time and that of the RPCs before it in the read, as a queued
-    /// RPC's is the time it waited to be taken), with one clock read for all of them. The RPCs
-    /// of one read share their decoding time, so each run of them of one kind is one sample
-    /// counted that many times: one subtraction and one histogram update per run, not per RPC.
-    fn time_handled(&mut self) {
+    /// Record the metrics of the RPCs received and handled since the last call. The RPCs of one
+    /// read share their decoding time, so each run of them of one kind is one sample counted
+    /// that many times: one histogram update and one count per run, not per RPC.
+    ///
+    /// Received: `rpcs_received` and the decode metric. Handled: the enqueue metric, from
+    /// decoding to handled (the handler's time and that of the RPCs before it in the read, as a
+    /// queued RPC's is the time it waited to be taken), with one clock read for all of them.
+    fn record_served(&mut self) {
+        for run in self.received.chunk_by(|a, b| a == b) {
+            let (kind, decode_time) = run[0];
+            let metrics = &self.shared.metrics;
+            metrics.rpc_decode[kind as usize].record_n(decode_time, run.len() as u64);
+            add(&metrics.rpcs_received[kind as usize], run.len() as u64);
+        }
+        self.received.clear();
         if self.handled.is_empty() {
             return;
         }
@@ -175,6 +185,18 @@ impl Engine {
             );
         }
         self.handled.clear();
+    }
+
+    /// Record the respond metric of the answers written since the last call, at `now` (the
+    /// time they were written): the answers of one batch the Raft side took share when it
+    /// took them, so each run of one kind is one histogram update, not one per answer.
+    pub(super) fn record_responded(&mut self, now: Instant) {
+        for run in self.responded.chunk_by(|a, b| a == b) {
+            let (kind, taken_at) = run[0];
+            self.shared.metrics.rpc_respond[kind as usize]
+                .record_n(now.saturating_duration_since(taken_at), run.len() as u64);
+        }
+        self.responded.clear();
     }
 
     /// The Raft side has room again: hand over the held frames, in order, until it is full.
@@ -253,13 +275,15 @@ impl Engine {
             return false;
         };
         let shared = &self.shared;
-        shared.metrics.rpc_decode[rpc_kind as usize].record(decode_time);
-        add(&shared.metrics.rpcs_received[rpc_kind as usize], 1);
+        // Counted when the read is served (`serve_read`): the RPCs of one read share their
+        // decoding time.
+        self.received.push((rpc_kind, decode_time));
         let route = AnswerRoute {
             conn: key.to_raw(),
             request_id,
             lane: frame.header.lane,
             body_len: frame.header.body_len,
+            kind: rpc_kind,
         };
         let responder = Responder::to_sink(shared.sink.clone(), route, frame.header.kind);
         inbound.unanswered += 1;
@@ -434,11 +458,11 @@ impl Engine {
         let message = match result {
             Ok(response) => {
                 if self.trace_calls {
-                    calls::answering(&conn.span, &conn.peer, &response, route.request_id);
+                    calls::answering(&conn.span, &conn.peer, route.kind, route.request_id);
                 }
                 if let Some(t) = taken_at {
-                    self.shared.metrics.rpc_respond[RpcType::of_response(&response) as usize]
-                        .record(now.saturating_duration_since(t));
+                    // Recorded with the answers written beside it (`record_responded`).
+                    self.responded.push((route.kind, t));
                 }
                 Message::Response(response)
             }

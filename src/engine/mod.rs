@@ -183,6 +183,12 @@ pub(crate) struct Engine {
     /// RPCs a handler took during the read being served, with when they were decoded (for the
     /// enqueue metric, timed once at the read's end).
     handled: Vec<(RpcType, Instant)>,
+    /// RPCs received during the read being served, with their decoding time (for
+    /// `rpcs_received` and the decode metric, recorded once at the read's end).
+    received: Vec<(RpcType, Duration)>,
+    /// Answers written since the last [`record_responded`](Self::record_responded), with when
+    /// the Raft side took their requests (for the respond metric, recorded per run).
+    responded: Vec<(RpcType, Instant)>,
     /// Scratch for the answers of one read on a pipeline connection.
     pipeline_scratch: Vec<(u64, Result<AppendEntriesResponse, Error>)>,
     /// The handlers serving RPCs here, as of the slot's version beside them.
@@ -231,6 +237,8 @@ impl Engine {
             inline_answers: Vec::new(),
             serving_read: false,
             handled: Vec::new(),
+            received: Vec::new(),
+            responded: Vec::new(),
             pipeline_scratch: Vec::new(),
             handlers: (0, Handlers::default()),
             admission: Admission::default(),
@@ -317,6 +325,7 @@ impl Engine {
                 }
             }
         }
+        self.record_responded(now);
         true
     }
 

@@ -15,7 +15,7 @@ use std::fmt;
 use std::ops::{Index, IndexMut};
 use std::time::Duration;
 
-use crate::message::{Request, Response};
+use crate::message::Request;
 
 #[cfg(feature = "metrics")]
 mod publish;
@@ -105,16 +105,6 @@ impl RpcType {
             Request::RequestPreVote(_) => RpcType::RequestPreVote,
             Request::InstallSnapshot(_) => RpcType::InstallSnapshot,
             Request::TimeoutNow(_) => RpcType::TimeoutNow,
-        }
-    }
-
-    pub(crate) fn of_response(response: &Response) -> RpcType {
-        match response {
-            Response::AppendEntries(_) => RpcType::AppendEntries,
-            Response::RequestVote(_) => RpcType::RequestVote,
-            Response::RequestPreVote(_) => RpcType::RequestPreVote,
-            Response::InstallSnapshot(_) => RpcType::InstallSnapshot,
-            Response::TimeoutNow(_) => RpcType::TimeoutNow,
         }
     }
 }

@@ -28,6 +28,9 @@ pub(crate) struct AnswerRoute {
     pub(crate) lane: Lane,
     /// Its frame body's length: what it counted against its connection's unanswered bytes.
     pub(crate) body_len: u32,
+    /// Its kind, which labels the answer's metric (a heartbeat's answer is an AppendEntries
+    /// response, but is timed as a heartbeat's).
+    pub(crate) kind: crate::metrics::RpcType,
 }
 
 /// One answer on its way back: the request it is for, the answer, and when the Raft side took

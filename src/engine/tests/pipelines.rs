@@ -195,7 +195,7 @@ fn a_request_of_a_batch_that_cannot_be_encoded_fails_the_pipeline() {
 }
 
 /// The appends of one batch, read at once and served by a service, share their decoding time
-/// and are timed as one run (`time_handled`): each still counts once in the enqueue histogram;
+/// and are timed as one run (`record_served`): each still counts once in the enqueue histogram;
 /// their answers, read at once by the caller, share the batch's start and count once each in
 /// its call latency.
 #[test]
@@ -265,5 +265,68 @@ fn every_rpc_a_consumer_batch_takes_is_timed_once() {
     assert_eq!(vote.try_result().unwrap().unwrap().term, 7);
     for (future, term) in futures.iter().zip(1..) {
         assert_eq!(future.try_result().unwrap().unwrap().term, term);
+    }
+}
+
+/// The RPCs of one read are counted per run of one kind (`record_served`), and the answers of
+/// one batch per run of one kind (`record_responded`): every RPC counts once in
+/// `rpcs_received` and in the decode histogram of its kind (before the Raft side sees it), and
+/// every answer once in the respond histogram of its kind, however the kinds interleave.
+#[test]
+fn every_rpc_of_a_read_and_every_answer_of_a_batch_is_counted_once_by_kind() {
+    let mut pair = Pair::new(config());
+    let vote = pair.vote(1, None);
+    let pipeline = pair.pipeline(1, 8);
+    let batch = vec![
+        heartbeat(1),
+        heartbeat(2),
+        append(3, b"x"),
+        heartbeat(4),
+        append(5, b"y"),
+    ];
+    let futures = send_batch(&pipeline, batch);
+    pair.drive();
+    let consumer = &pair.server.shared.consumer;
+    assert_eq!(consumer.len(), 6);
+    let expected = [
+        (RpcType::Heartbeat, 3),
+        (RpcType::AppendEntries, 2),
+        (RpcType::RequestVote, 1),
+    ];
+    let metrics = pair.server.metrics();
+    for (kind, n) in expected {
+        assert_eq!(metrics.rpcs_received[kind], n, "{kind:?} received");
+        assert_eq!(metrics.rpc_decode[kind].count, n, "{kind:?} decoded");
+        assert_eq!(metrics.rpc_respond[kind].count, 0, "{kind:?} answered");
+    }
+
+    let mut rpcs = Vec::new();
+    assert_eq!(consumer.try_recv_batch(&mut rpcs, 8).unwrap(), 6);
+    let mut answers = crate::Answers::new();
+    for rpc in rpcs {
+        let response: Response = match &rpc.request {
+            Request::AppendEntries(a) => AppendEntriesResponse {
+                term: a.term,
+                ..Default::default()
+            }
+            .into(),
+            _ => RequestVoteResponse {
+                term: 7,
+                ..Default::default()
+            }
+            .into(),
+        };
+        answers.add(rpc.responder, Ok(response));
+    }
+    answers.send();
+    pair.drive();
+    assert_eq!(vote.try_result().unwrap().unwrap().term, 7);
+    for (future, term) in futures.iter().zip(1..) {
+        assert_eq!(future.try_result().unwrap().unwrap().term, term);
+    }
+    // A heartbeat's answer is an AppendEntries response, but is timed as a heartbeat's.
+    let metrics = pair.server.metrics();
+    for (kind, n) in expected {
+        assert_eq!(metrics.rpc_respond[kind].count, n, "{kind:?} answered");
     }
 }
