@@ -20,6 +20,10 @@ struct FeedState {
     cancelled: bool,
     /// The engine found the feed empty and waits to be told there is more.
     engine_waiting: bool,
+    /// The pump found the window full and waits for room. Only then does taking a chunk
+    /// signal `space`: a condition variable's signal is a system call whether or not anyone
+    /// waits, and a body in memory has no pump at all.
+    pump_waiting: bool,
 }
 
 /// What the engine gets when it asks for the next chunk.
@@ -98,8 +102,11 @@ impl SnapshotFeed {
         let mut s = self.lock();
         if let Some(chunk) = s.chunks.pop_front() {
             s.queued -= chunk.len();
+            let room = std::mem::take(&mut s.pump_waiting);
             drop(s);
-            self.space.notify_one();
+            if room {
+                self.space.notify_one();
+            }
             return Next::Chunk(chunk);
         }
         match &s.end {
@@ -117,6 +124,7 @@ impl SnapshotFeed {
     fn push(&self, chunk: Bytes) -> bool {
         let mut s = self.lock();
         while s.queued >= self.window && !s.cancelled {
+            s.pump_waiting = true;
             s = self.space.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         if s.cancelled {
@@ -185,4 +193,64 @@ pub(crate) fn pump(
         }
     }
     feed.end(Ok(()));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Take every chunk of `feed` as the engine would, until it is done, within `deadline`.
+    fn drain(feed: &SnapshotFeed, deadline: Duration) -> Result<Vec<u8>, String> {
+        let start = Instant::now();
+        let mut body = Vec::new();
+        loop {
+            match feed.next() {
+                Next::Chunk(chunk) => body.extend_from_slice(&chunk),
+                Next::Done => return Ok(body),
+                Next::Failed(reason) => return Err(reason),
+                Next::Wait if start.elapsed() > deadline => {
+                    return Err(format!("stuck after {} bytes", body.len()));
+                }
+                Next::Wait => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    /// A pump that fills its window waits for room and is woken each time the engine takes a
+    /// chunk: the whole body arrives, in order, through a window of one chunk.
+    #[test]
+    fn a_pump_held_by_a_full_window_is_woken_as_chunks_are_taken() {
+        let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        let feed = SnapshotFeed::new(100, || {});
+        let pumped = {
+            let (feed, body) = (feed.clone(), body.clone());
+            std::thread::spawn(move || {
+                pump(Box::new(std::io::Cursor::new(body)), 10_000, 100, feed)
+            })
+        };
+        // Let the pump fill the window and wait, so that every take finds it waiting.
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(drain(&feed, Duration::from_secs(60)), Ok(body));
+        pumped.join().unwrap();
+    }
+
+    /// Cancelling wakes a pump held by a full window, which then stops.
+    #[test]
+    fn cancelling_wakes_a_pump_held_by_a_full_window() {
+        let feed = SnapshotFeed::new(100, || {});
+        let pumped = {
+            let feed = feed.clone();
+            std::thread::spawn(move || {
+                pump(Box::new(std::io::repeat(7)), 1_000_000, 100, feed);
+            })
+        };
+        while !feed.lock().pump_waiting {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        feed.cancel();
+        pumped.join().unwrap();
+        assert_eq!(feed.lock().queued, 100, "it stopped with the window full");
+    }
 }

@@ -393,36 +393,57 @@ mod tests {
         }
     }
 
-    fn parked_reader(limit: usize, size: u64) -> (Arc<SnapshotStream>, SnapshotReader) {
+    impl Wakes {
+        fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A reader of a `size`-byte body over a stream of `limit` bytes, polled once with a
+    /// counting waker while nothing has arrived: it waits to be woken.
+    struct Parked {
+        stream: Arc<SnapshotStream>,
+        reader: SnapshotReader,
+        wakes: Arc<Wakes>,
+        waker: std::task::Waker,
+    }
+
+    fn parked_reader(limit: usize, size: u64) -> Parked {
         let stream = SnapshotStream::new(limit, || {});
-        let reader = SnapshotReader::from_stream(stream.clone(), size);
-        (stream, reader)
+        let mut reader = SnapshotReader::from_stream(stream.clone(), size);
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        assert!(
+            reader
+                .poll_next_chunk(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        Parked {
+            stream,
+            reader,
+            wakes,
+            waker,
+        }
     }
 
     #[test]
     fn a_waiting_reader_is_woken_once_a_quarter_of_the_buffer_waits() {
-        let (stream, mut reader) = parked_reader(4000, 10_000);
-        let wakes = Arc::new(Wakes::default());
-        let waker = std::task::Waker::from(wakes.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(reader.poll_next_chunk(&mut cx).is_pending());
+        let Parked {
+            stream,
+            mut reader,
+            wakes,
+            waker,
+        } = parked_reader(4000, 10_000);
 
         assert_eq!(stream.push(Bytes::from(vec![1u8; 600])), Flow::Continue);
         assert_eq!(stream.push(Bytes::from(vec![2u8; 399])), Flow::Continue);
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            0,
-            "999 of 4000 bytes wake nobody"
-        );
+        assert_eq!(wakes.count(), 0, "999 of 4000 bytes wake nobody");
 
         assert_eq!(stream.push(Bytes::from(vec![3u8; 1])), Flow::Continue);
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            1,
-            "1000 of 4000 bytes wake the reader"
-        );
+        assert_eq!(wakes.count(), 1, "1000 of 4000 bytes wake the reader");
 
         // Woken, the reader takes every chunk that waits, in order.
+        let mut cx = Context::from_waker(&waker);
         let mut got = Vec::new();
         while let Poll::Ready(Ok(Some(chunk))) = reader.poll_next_chunk(&mut cx) {
             got.push((chunk[0], chunk.len()));
@@ -432,16 +453,17 @@ mod tests {
 
     #[test]
     fn the_end_wakes_a_waiting_reader_however_little_waits() {
-        let (stream, mut reader) = parked_reader(4000, 10);
-        let wakes = Arc::new(Wakes::default());
-        let waker = std::task::Waker::from(wakes.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(reader.poll_next_chunk(&mut cx).is_pending());
+        let Parked {
+            stream,
+            mut reader,
+            wakes,
+            waker: _,
+        } = parked_reader(4000, 10);
 
         stream.push(Bytes::from_static(b"0123456789"));
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        assert_eq!(wakes.count(), 0);
         stream.finish(Ok(()));
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes.count(), 1);
 
         let mut body = Vec::new();
         reader.read_to_end(&mut body).unwrap();
@@ -450,15 +472,16 @@ mod tests {
 
     #[test]
     fn a_broken_stream_wakes_a_waiting_reader_with_the_reason() {
-        let (stream, mut reader) = parked_reader(4000, 10);
-        let wakes = Arc::new(Wakes::default());
-        let waker = std::task::Waker::from(wakes.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(reader.poll_next_chunk(&mut cx).is_pending());
+        let Parked {
+            stream,
+            mut reader,
+            wakes,
+            waker: _,
+        } = parked_reader(4000, 10);
 
         stream.push(Bytes::from_static(b"0123"));
         stream.finish(Err("connection lost: reset".into()));
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes.count(), 1);
 
         assert_eq!(&reader.next_chunk().unwrap().unwrap()[..], b"0123");
         let error = reader.next_chunk().unwrap_err();
