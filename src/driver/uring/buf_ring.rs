@@ -6,10 +6,19 @@
 //! What it owns: the ring of buffer descriptors the kernel reads (`IORING_REGISTER_PBUF_RING`)
 //! and the memory of the buffers themselves, both mapped page-aligned with `mmap`, and the
 //! ring's tail (only this side moves it: the kernel moves the head as it takes buffers). A
-//! completion names the buffer it filled; the driver copies the bytes out at once and hands
-//! the buffer back with [`BufRing::recycle`], so between completions every buffer is in the
-//! ring, and `free` counts the buffers there as this side knows it (the kernel's own count,
-//! from its head, is [`BufRing::kernel_free`] in tests).
+//! completion names the buffer it filled ([`BufRing::complete`]); the driver copies the bytes
+//! out at once and hands the buffer back with [`BufRing::release`], so between completions
+//! every buffer is in the ring, and `free` counts the buffers there as this side knows it (the
+//! kernel's own count, from its head, is [`BufRing::kernel_free`] in tests).
+//!
+//! **Incremental consumption** (`IOU_PBUF_RING_INC`, Linux 6.12; registered so wherever the
+//! kernel takes it): a receive takes only the bytes it needs from the buffer at the ring's
+//! head, and the next receive, on any connection, goes on from there; the kernel retires the
+//! buffer once it is full. So a hundred-byte heartbeat no longer takes a whole buffer, and
+//! large buffers serve small messages and bulk transfers alike (BENCHMARKS.md, issue 12). The
+//! kernel says which completions leave their buffer in the ring (`IORING_CQE_F_BUF_MORE`); where
+//! in the buffer a completion's bytes start is this side's to count (`BufRing::consumed`), in
+//! the order the completions come.
 //!
 //! The memory is unmapped only after the ring is unregistered or closed (`UringDriver`'s fields
 //! drop the ring first), and never while an operation may still write a buffer: a shutdown
@@ -18,21 +27,41 @@
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::IoUring;
 use io_uring::types::BufRingEntry;
+use io_uring::{IoUring, cqueue};
 
 /// The buffer group id the driver's receives select from (one group per ring).
 pub(super) const GROUP: u16 = 0;
+
+/// `IOU_PBUF_RING_INC` (`include/uapi/linux/io_uring.h`): buffers consumed incrementally.
+const IOU_PBUF_RING_INC: u16 = 2;
 
 /// Buffers in a driver's ring (a power of two, as the kernel requires). The ring's bytes,
 /// `COUNT` × [`SIZE`] = 512 KiB, are what a paused connection may hold at worst
 /// (`multishot.rs`), and resident once used: 64 × 16 KiB took the greedy-peer suite's
 /// unread-answers case over its memory bound (+20.8 MiB against 20), 256 × 64 KiB far over.
-pub(super) const COUNT: u16 = 32;
+pub(super) const COUNT: u16 = 8;
 
-/// Bytes per buffer: a multishot receive fills one buffer per completion, so a buffer this
-/// size takes a 1 MiB append in 64 completions (BENCHMARKS.md, issue 12's section).
-pub(super) const SIZE: u32 = 16 * 1024;
+/// Bytes per buffer: a receive fills at most what is left of one buffer, so a buffer this size
+/// takes a 1 MiB append in 16 completions or more. Consumed incrementally, small messages
+/// share a buffer whatever its size, and 8 × 64 KiB measured level with single-shot receives
+/// on pipelined heartbeats where 32 × 16 KiB lost (0.87-0.94x), and ahead on fan-in-1000
+/// (BENCHMARKS.md, "io_uring: a buffer ring consumed incrementally"). Taken whole (kernels
+/// before 6.12, `RAFTNET_URING_RECV=multishot`), each receive takes a buffer: set
+/// `RAFTNET_URING_BUFS` for many small ones where connections are many.
+pub(super) const SIZE: u32 = 64 * 1024;
+
+/// Where a completion's bytes are in the ring ([`BufRing::complete`]).
+#[derive(Debug)]
+#[must_use = "a buffer that left the ring goes back with `BufRing::release`"]
+pub(super) struct Filled {
+    bid: u16,
+    /// Offset in the buffer (non-zero only on an incremental ring).
+    start: u32,
+    len: u32,
+    /// The buffer left the ring: the kernel filled it, or took it whole.
+    retired: bool,
+}
 
 /// A registered provided buffer ring and its buffers.
 pub(super) struct BufRing {
@@ -47,9 +76,14 @@ pub(super) struct BufRing {
     size: u32,
     /// The next tail to publish (free-running, wraps at `u16`, as the kernel's).
     tail: u16,
-    /// Buffers in the ring as this side knows it: `count`, less each one a completion named,
+    /// Buffers in the ring as this side knows it: `count`, less each one a completion retired,
     /// plus each one handed back.
     free: usize,
+    /// Registered with `IOU_PBUF_RING_INC`: receives take part of a buffer.
+    incremental: bool,
+    /// Per buffer, the bytes the kernel has filled since it was last published (always 0 on a
+    /// ring that is not incremental): where the next completion naming it starts.
+    consumed: Vec<u32>,
     /// Set when the kernel may still write the buffers: they are then never unmapped.
     leaked: bool,
 }
@@ -62,8 +96,14 @@ unsafe impl Send for BufRing {}
 
 impl BufRing {
     /// Map `count` buffers of `size` bytes, put them all in a new ring, and register it with
-    /// `ring` as group [`GROUP`].
-    pub(super) fn register(ring: &IoUring, count: u16, size: u32) -> io::Result<BufRing> {
+    /// `ring` as group [`GROUP`]: consumed incrementally if `incremental` and the kernel can
+    /// (an older one refuses the flag with `EINVAL`; the ring is then registered without it).
+    pub(super) fn register(
+        ring: &IoUring,
+        count: u16,
+        size: u32,
+        incremental: bool,
+    ) -> io::Result<BufRing> {
         if !count.is_power_of_two() || count > 1 << 15 || size == 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -78,6 +118,8 @@ impl BufRing {
             size,
             tail: 0,
             free: 0,
+            incremental: false,
+            consumed: vec![0; usize::from(count)],
             leaked: false,
         };
         // (From here on, `Drop` unmaps what is mapped if registering fails.)
@@ -87,44 +129,88 @@ impl BufRing {
             this.free += 1;
             this.publish(bid);
         }
-        // SAFETY: the ring's memory is `count` descriptors, mapped until `self` drops, which
-        // the driver does only after the ring that registers it is closed (or after
-        // `unregister`); the descriptors point into `bufs`, mapped as long.
-        #[allow(unsafe_code)]
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(this.ring as u64, count, GROUP, 0)?;
+        let register = |flags: u16| {
+            // SAFETY: the ring's memory is `count` descriptors, mapped until `this` drops,
+            // which the driver does only after the ring that registers it is closed (or after
+            // `unregister`); the descriptors point into `bufs`, mapped as long.
+            #[allow(unsafe_code)]
+            unsafe {
+                ring.submitter()
+                    .register_buf_ring_with_flags(this.ring as u64, count, GROUP, flags)
+            }
+        };
+        if incremental {
+            match register(IOU_PBUF_RING_INC) {
+                Ok(()) => {
+                    this.incremental = true;
+                    return Ok(this);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!("io_uring buffer ring: whole buffers (no IOU_PBUF_RING_INC)");
+                }
+                Err(e) => return Err(e),
+            }
         }
+        register(0)?;
         Ok(this)
     }
 
-    /// The first `len` bytes of buffer `bid`, which a completion just named as filled.
-    pub(super) fn filled(&self, bid: u16, len: usize) -> &[u8] {
+    /// Whether receives take part of a buffer (registered with `IOU_PBUF_RING_INC`).
+    pub(super) fn incremental(&self) -> bool {
+        self.incremental
+    }
+
+    /// A receive's completion (`result`, `flags`) named a buffer of this ring: where its
+    /// `result` bytes are (none for a result ≤ 0), and whether the buffer left the ring (to be
+    /// handed back with [`release`](Self::release) once they are copied out). `None` if it
+    /// named no buffer.
+    pub(super) fn complete(&mut self, result: i32, flags: u32) -> Option<Filled> {
+        let bid = cqueue::buffer_select(flags)?;
         assert!(
             bid < self.count,
             "the kernel named buffer {bid} of {}",
             self.count
         );
-        let len = len.min(self.size as usize);
-        // SAFETY: buffer `bid` lies within `bufs` (checked above); the kernel wrote `len` bytes
-        // into it and, having posted the completion, no longer writes it: it took the buffer
-        // out of the ring, and it is not back in until `recycle`, which needs `&mut self`.
+        let consumed = &mut self.consumed[usize::from(bid)];
+        let start = *consumed;
+        let len = u32::try_from(result).unwrap_or(0).min(self.size - start);
+        let retired = !cqueue::buffer_more(flags);
+        if retired {
+            *consumed = 0;
+            self.free -= 1;
+        } else {
+            *consumed = start + len;
+        }
+        Some(Filled {
+            bid,
+            start,
+            len,
+            retired,
+        })
+    }
+
+    /// The bytes `filled` names.
+    pub(super) fn bytes(&self, filled: &Filled) -> &[u8] {
+        let offset = usize::from(filled.bid) * self.size as usize + filled.start as usize;
+        // SAFETY: the range lies within buffer `bid` (`complete` checked the id and kept
+        // `start + len` within `size`), so within `bufs`. The kernel wrote it and, having
+        // posted the completion, writes it no more: a retired buffer is out of the ring until
+        // `release`, which needs `&mut self`; one that is not (incremental) is written only past
+        // these bytes (the kernel moved the descriptor's address on past them) until it is
+        // retired and published again.
         #[allow(unsafe_code)]
         unsafe {
-            std::slice::from_raw_parts(self.bufs.add(usize::from(bid) * self.size as usize), len)
+            std::slice::from_raw_parts(self.bufs.add(offset), filled.len as usize)
         }
     }
 
-    /// A completion named buffer `bid`: it is out of the ring until [`recycle`](Self::recycle).
-    pub(super) fn taken(&mut self) {
-        self.free -= 1;
-    }
-
-    /// Hand buffer `bid` back to the kernel (it was copied out, or it carried nothing wanted).
-    pub(super) fn recycle(&mut self, bid: u16) {
-        debug_assert!(self.free < usize::from(self.count));
-        self.free += 1;
-        self.publish(bid);
+    /// Done with `filled`'s bytes: a buffer that left the ring goes back to it.
+    pub(super) fn release(&mut self, filled: Filled) {
+        if filled.retired {
+            debug_assert!(self.free < usize::from(self.count));
+            self.free += 1;
+            self.publish(filled.bid);
+        }
     }
 
     /// Write `bid`'s descriptor at the tail and publish it.

@@ -13,8 +13,9 @@
 //!   driver accepts: the ring's own accept takes a descriptor before it looks for a connection,
 //!   so with descriptors exhausted it fails with no connection pending, and back-off would
 //!   start on every idle listener), connect, receive (one armed per connection while the engine
-//!   wants reads: single-shot into the connection's own buffer, or with
-//!   `RAFTNET_URING_RECV=multishot` one multishot into the buffer ring) and vectored send
+//!   wants reads: one multishot into the buffer ring where the kernel consumes it
+//!   incrementally, Linux 6.12; otherwise single-shot into the connection's own buffer;
+//!   `RAFTNET_URING_RECV` picks either) and vectored send
 //!   (`SENDMSG`, one in flight per connection), and cancel for a connection that closes with
 //!   operations in flight. All the submissions a turn makes go to the kernel together, in the
 //!   `io_uring_enter` that also waits.
@@ -402,7 +403,7 @@ impl UringDriver {
             Op::Connect | Op::Recv | Op::Send => {
                 let key = token.key();
                 if self.entry(key).is_none() {
-                    self.reject_buffer(flags);
+                    self.reject_buffer(result, flags);
                     self.reject(key, !cqueue::more(flags));
                     return;
                 }

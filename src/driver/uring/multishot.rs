@@ -1,10 +1,12 @@
-//! Receiving multishot (`RAFTNET_URING_RECV=multishot`, the driver then has a [`BufRing`]):
-//! one `RECV` with `IORING_RECV_MULTISHOT` per connection, armed while the engine wants its
-//! bytes, each completion naming a buffer of the driver's ring that the kernel filled. The
-//! bytes are copied out at once (into the engine's receive buffer, or the connection's own
-//! while the engine does not want them) and the buffer goes straight back to the ring, so no
-//! buffer is held between completions: the ring only runs dry while the kernel fills buffers
-//! faster than one dispatch hands them back.
+//! Receiving multishot (the default where the kernel consumes a buffer ring incrementally,
+//! Linux 6.12; `RAFTNET_URING_RECV=multishot` asks for it anywhere; the driver then has a
+//! [`BufRing`]): one `RECV` with `IORING_RECV_MULTISHOT` per connection, armed while the engine
+//! wants its bytes, each completion naming a buffer of the driver's ring that the kernel filled,
+//! or on an incremental ring the part of it it filled. The bytes are copied out at once (into
+//! the engine's receive buffer, or the connection's own while the engine does not want them)
+//! and a buffer that left the ring goes straight back to it, so no buffer is held between
+//! completions: the ring only runs dry while the kernel fills buffers faster than one dispatch
+//! hands them back.
 //!
 //! - **The end of a multishot** (a completion without `IORING_CQE_F_MORE`): the stream's end,
 //!   an error, a cancel, or `ENOBUFS` (the ring was empty). It is armed again if the
@@ -66,13 +68,10 @@ impl UringDriver {
         let Some(bufs) = self.bufs.as_mut() else {
             return;
         };
-        let bid = cqueue::buffer_select(flags);
-        if bid.is_some() {
-            bufs.taken();
-        }
+        let filled = bufs.complete(result, flags);
         let Some(entry) = entry(&mut self.table, key) else {
-            if let Some(bid) = bid {
-                bufs.recycle(bid);
+            if let Some(filled) = filled {
+                bufs.release(filled);
             }
             return;
         };
@@ -86,9 +85,9 @@ impl UringDriver {
             recv.cancelling = false;
         }
         let mut direct = false;
-        match (result, bid) {
-            (n, Some(bid)) if n > 0 => {
-                let data = bufs.filled(bid, n as usize);
+        match (result, &filled) {
+            (n, Some(filled)) if n > 0 => {
+                let data = bufs.bytes(filled);
                 // Straight into the engine's buffer when nothing is held before these bytes.
                 direct =
                     plaintext && !recv.held && recv.end.is_none() && self.engine.wants_read(key);
@@ -109,7 +108,6 @@ impl UringDriver {
                         recv.held = true;
                     }
                 }
-                bufs.recycle(bid);
             }
             (0, _) => recv.end = Some(Ok(())),
             (n, _) if -n == libc::ENOBUFS => {
@@ -127,9 +125,9 @@ impl UringDriver {
             // Bytes without a buffer: not something the kernel does with a buffer group.
             _ => {}
         }
-        // (A buffer named with no bytes in it: back at once.)
-        if let Some(bid) = bid.filter(|_| result <= 0) {
-            bufs.recycle(bid);
+        // Copied out (or carrying nothing): a buffer that left the ring goes back at once.
+        if let Some(filled) = filled {
+            bufs.release(filled);
         }
         if direct {
             self.engine.handle_received(key, self.now);
@@ -204,49 +202,74 @@ impl UringDriver {
         }
     }
 
-    /// A completion for a connection that closed carried buffer `bid` (or none): back to the
-    /// ring with it.
-    pub(super) fn reject_buffer(&mut self, flags: u32) {
-        if let (Some(bufs), Some(bid)) = (self.bufs.as_mut(), cqueue::buffer_select(flags)) {
-            bufs.taken();
-            bufs.recycle(bid);
+    /// A completion for a connection that closed carried a buffer (or none): its bytes are
+    /// dropped, and the buffer goes back to the ring if it left it (on an incremental ring the
+    /// bytes still count: the next completion in that buffer starts after them).
+    pub(super) fn reject_buffer(&mut self, result: i32, flags: u32) {
+        if let Some(bufs) = self.bufs.as_mut()
+            && let Some(filled) = bufs.complete(result, flags)
+        {
+            bufs.release(filled);
         }
     }
 }
 
-/// The driver's buffer ring (`RAFTNET_URING_RECV` and `RAFTNET_URING_BUFS`, `setup.rs`), or
-/// `None` for single-shot receives, with one line saying why where multishot was asked for.
+/// The driver's buffer ring (`RAFTNET_URING_RECV`, `RAFTNET_URING_BUFS` and
+/// `RAFTNET_URING_INC`, `setup.rs`), or `None` for single-shot receives, with one line saying
+/// why where multishot was asked for. Unless the environment names a mode: multishot where the
+/// ring can be consumed incrementally (Linux 6.12), single-shot where it cannot
+/// ([`RecvMode::requested`]).
 #[cfg(not(test))]
 pub(super) fn buf_ring_for(ring: &IoUring) -> Option<BufRing> {
-    let (count, size) = setup::buf_ring_shape();
-    match RecvMode::requested() {
-        RecvMode::Single => None,
-        RecvMode::Multishot => register(ring, count, size),
-    }
+    from_environment(ring)
 }
 
 /// As outside tests, but a test's ring receives multishot whatever the environment says.
 #[cfg(test)]
 pub(super) fn buf_ring_for(ring: &IoUring, test: Option<&TestRing>) -> Option<BufRing> {
     match test {
-        Some(t) => register(ring, t.count, t.size),
+        Some(t) => register(ring, t.count, t.size, t.incremental),
+        None => from_environment(ring),
+    }
+}
+
+fn from_environment(ring: &IoUring) -> Option<BufRing> {
+    let (count, size) = setup::buf_ring_shape();
+    match RecvMode::requested() {
+        Some(RecvMode::Single) => None,
+        Some(RecvMode::Multishot) => register(ring, count, size, setup::incremental_requested()),
         None => {
-            let (count, size) = setup::buf_ring_shape();
-            match RecvMode::requested() {
-                RecvMode::Single => None,
-                RecvMode::Multishot => register(ring, count, size),
+            let bufs = register(ring, count, size, true)?;
+            if bufs.incremental() {
+                return Some(bufs);
             }
+            // Whole buffers lose fan-in by a third (a thousand heartbeats empty the ring).
+            tracing::info!(
+                "io_uring receives single-shot: no incremental buffer ring (Linux 6.12 has one)"
+            );
+            bufs.unregister(ring);
+            None
         }
     }
 }
 
-fn register(ring: &IoUring, count: u16, size: u32) -> Option<BufRing> {
+fn register(ring: &IoUring, count: u16, size: u32, incremental: bool) -> Option<BufRing> {
     if let Some(why) = setup::multishot_unavailable() {
         tracing::info!("io_uring receives single-shot: {why}");
         return None;
     }
-    match BufRing::register(ring, count, size) {
-        Ok(bufs) => Some(bufs),
+    match BufRing::register(ring, count, size, incremental) {
+        Ok(bufs) => {
+            tracing::debug!(
+                "io_uring receives multishot into {count} buffers of {size} bytes, {}",
+                if bufs.incremental() {
+                    "consumed incrementally"
+                } else {
+                    "each taken whole"
+                }
+            );
+            Some(bufs)
+        }
         Err(e) => {
             tracing::info!("io_uring receives single-shot: cannot register a buffer ring ({e})");
             None

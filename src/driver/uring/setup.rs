@@ -100,27 +100,26 @@ pub(crate) enum RecvMode {
 }
 
 impl RecvMode {
-    /// The override in `RAFTNET_URING_RECV` (`single` or `multishot`), for measuring one
-    /// against the other with one build; unset: [`RecvMode::DEFAULT`].
-    pub(crate) fn requested() -> RecvMode {
+    /// The mode `RAFTNET_URING_RECV` names (`single` or `multishot`), for measuring one against
+    /// the other with one build; `None` when it names none: then multishot where the buffer
+    /// ring can be consumed incrementally, single-shot where it cannot, by measurement
+    /// (BENCHMARKS.md, "io_uring: a buffer ring consumed incrementally"). With whole buffers no
+    /// one ring shape beat single-shot everywhere: 32 × 16 KiB lost fan-in-1000 (0.63x: a
+    /// thousand connections' heartbeats empty 32 buffers at once, and most receives end
+    /// `ENOBUFS`), 1024 × 512 B lost 1 MiB appends (0.26x, 2048 completions each). Consumed
+    /// incrementally, the default 8 × 64 KiB was level with single-shot or ahead in every
+    /// scenario measured, and held half the memory under fan-in-1000.
+    pub(crate) fn requested() -> Option<RecvMode> {
         match std::env::var("RAFTNET_URING_RECV").as_deref() {
-            Ok("single") => RecvMode::Single,
-            Ok("multishot") => RecvMode::Multishot,
+            Ok("single") => Some(RecvMode::Single),
+            Ok("multishot") => Some(RecvMode::Multishot),
+            Ok("") | Err(_) => None,
             Ok(other) => {
                 tracing::warn!("RAFTNET_URING_RECV={other:?} is not a mode; ignored");
-                RecvMode::DEFAULT
+                None
             }
-            Err(_) => RecvMode::DEFAULT,
         }
     }
-
-    /// Single-shot, by measurement (BENCHMARKS.md, "io_uring: multishot receive into a
-    /// provided buffer ring"): no one ring shape beat it everywhere. 32 × 16 KiB kept bulk
-    /// appends about even but lost fan-in-1000 (0.63x: a thousand connections' heartbeats
-    /// empty 32 buffers at once, and most receives end `ENOBUFS` and are armed again); 1024 ×
-    /// 512 B won fan-in-1000 (1.18x, half the resident memory) and lost 1 MiB appends (0.26x,
-    /// 2048 completions each).
-    pub(crate) const DEFAULT: RecvMode = RecvMode::Single;
 }
 
 /// The driver's buffer ring, `(count, size)`: [`COUNT`] buffers of [`SIZE`] bytes, or what
@@ -143,6 +142,20 @@ pub(crate) fn buf_ring_shape() -> (u16, u32) {
         tracing::warn!("RAFTNET_URING_BUFS={value:?} is not <count>x<size>; ignored");
         (COUNT, SIZE)
     })
+}
+
+/// Whether the buffer ring is to be consumed incrementally (`IOU_PBUF_RING_INC`, where the
+/// kernel has it): yes, unless `RAFTNET_URING_INC=off` asks for whole buffers per receive, for
+/// measuring one against the other with one build.
+pub(crate) fn incremental_requested() -> bool {
+    match std::env::var("RAFTNET_URING_INC").as_deref() {
+        Ok("off") => false,
+        Ok("on") | Err(_) => true,
+        Ok(other) => {
+            tracing::warn!("RAFTNET_URING_INC={other:?} is not on or off; ignored");
+            true
+        }
+    }
 }
 
 /// Why this kernel cannot receive multishot, if it cannot: multishot `RECV` came in Linux 6.0

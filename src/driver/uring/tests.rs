@@ -158,6 +158,8 @@ fn a_full_submission_queue_is_submitted_and_reused() {
 pub(super) struct TestRing {
     pub(super) count: u16,
     pub(super) size: u32,
+    /// Ask for incremental consumption (`IOU_PBUF_RING_INC`).
+    pub(super) incremental: bool,
     /// Multishot receives `ENOBUFS` ended.
     pub(super) no_buffers: Arc<std::sync::atomic::AtomicU64>,
     /// At shutdown, after the drain: buffers in the ring as the driver counts them, and as
@@ -175,6 +177,7 @@ impl TestRing {
         TestRing {
             count,
             size,
+            incremental: true,
             no_buffers: Arc::default(),
             end: Arc::default(),
         }
@@ -195,14 +198,33 @@ impl TestRing {
     }
 }
 
-/// A driver receiving multishot from a ring of `count` buffers of `size` bytes.
+/// A driver receiving multishot from a ring of `count` buffers of `size` bytes, consumed
+/// incrementally where the kernel can.
 fn multishot_driver_or_skip(test: &str, count: u16, size: u32) -> Option<UringDriver> {
-    TestRing::new(count, size).install();
+    multishot_driver_with(test, TestRing::new(count, size))
+}
+
+fn multishot_driver_with(test: &str, knob: TestRing) -> Option<UringDriver> {
+    knob.install();
     let driver = driver_or_skip(test)?;
     assert!(
         driver.bufs.is_some(),
         "the buffer ring registers on Linux 6.0+"
     );
+    Some(driver)
+}
+
+/// A driver whose ring of `count` buffers of `size` bytes is consumed incrementally, or `None`
+/// with the reason printed where the kernel (before 6.12) cannot.
+fn incremental_driver_or_skip(test: &str, knob: TestRing) -> Option<UringDriver> {
+    let driver = multishot_driver_with(test, knob)?;
+    if !driver.bufs.as_ref().unwrap().incremental() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: this kernel has no IOU_PBUF_RING_INC (Linux 6.12 has)"
+        );
+        return None;
+    }
     Some(driver)
 }
 
@@ -238,6 +260,55 @@ fn a_closed_connections_multishot_completion_returns_its_buffer() {
     let bufs = driver.bufs.as_ref().unwrap();
     assert_eq!(bufs.free(), 4);
     assert_eq!(bufs.kernel_free(&driver.ring).unwrap(), 4);
+
+    // The next connection's bytes are its own, not the rejected ones (on an incremental ring
+    // they follow them in the same buffer).
+    let next = ConnKey::new(3, 2);
+    let mut next_peer = insert_connected(&mut driver, next);
+    driver.submit_recv(next);
+    next_peer.write_all(b"world").unwrap();
+    run_until(&mut driver, |d| d.in_flight == 0);
+    assert_eq!(&driver.entry(next).unwrap().recv.buf[..], b"world");
+}
+
+/// On an incremental ring, small receives share a buffer: three connections' messages, all
+/// received before the driver hands anything back, fit in a ring of one buffer, with no
+/// receive ending for want of one (taken whole, the first would take the only buffer and the
+/// others end `ENOBUFS`). Each connection gets exactly its own bytes, and the buffer, never
+/// filled, stays in the ring.
+#[test]
+fn small_receives_share_one_buffer_of_an_incremental_ring() {
+    let test = "small_receives_share_one_buffer_of_an_incremental_ring";
+    let knob = TestRing::new(1, 4096);
+    let Some(mut driver) = incremental_driver_or_skip(test, knob.clone()) else {
+        return;
+    };
+    let keys = [ConnKey::new(1, 1), ConnKey::new(2, 1), ConnKey::new(3, 1)];
+    let mut peers: Vec<TcpStream> = keys
+        .iter()
+        .map(|&key| insert_connected(&mut driver, key))
+        .collect();
+    for (i, peer) in peers.iter_mut().enumerate() {
+        peer.write_all(format!("message {i} of {}", keys.len()).as_bytes())
+            .unwrap();
+    }
+    // Armed after the bytes are there: the three receives complete as they are submitted.
+    for &key in &keys {
+        driver.submit_recv(key);
+    }
+    run_until(&mut driver, |d| d.in_flight == 0);
+    for (i, &key) in keys.iter().enumerate() {
+        let recv = &driver.entry(key).unwrap().recv;
+        assert_eq!(
+            std::str::from_utf8(&recv.buf).unwrap(),
+            format!("message {i} of {}", keys.len())
+        );
+    }
+    let no_buffers = knob.no_buffers.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(no_buffers, 0, "a receive found the ring empty");
+    let bufs = driver.bufs.as_ref().unwrap();
+    assert_eq!(bufs.free(), 1);
+    assert_eq!(bufs.kernel_free(&driver.ring).unwrap(), 1);
 }
 
 /// Receiving while the engine does not want the bytes (its reading paused; here it does not
@@ -359,9 +430,26 @@ fn payload(term: u64) -> Bytes {
 #[test]
 fn a_stream_through_a_small_ring_arrives_whole_and_in_order() {
     let test = "a_stream_through_a_small_ring_arrives_whole_and_in_order";
-    let Some(mut driver) = multishot_driver_or_skip(test, 4, 4096) else {
-        return;
-    };
+    if let Some(driver) = incremental_driver_or_skip(test, TestRing::new(4, 4096)) {
+        stream_through(driver);
+    }
+}
+
+/// As above, each receive taking a whole buffer (the ring registered without
+/// `IOU_PBUF_RING_INC`, as on kernels before 6.12).
+#[test]
+fn a_stream_through_a_small_ring_of_whole_buffers_arrives_whole_and_in_order() {
+    let test = "a_stream_through_a_small_ring_of_whole_buffers_arrives_whole_and_in_order";
+    let mut knob = TestRing::new(4, 4096);
+    knob.incremental = false;
+    if let Some(driver) = multishot_driver_with(test, knob) {
+        assert!(!driver.bufs.as_ref().unwrap().incremental());
+        stream_through(driver);
+    }
+}
+
+/// 16 MiB from a peer through `driver`'s ring of 4 buffers, taken as a paused connection's.
+fn stream_through(mut driver: UringDriver) {
     let key = ConnKey::new(2, 1);
     let mut peer = insert_connected(&mut driver, key);
     const TOTAL: usize = 16 << 20;
