@@ -28,6 +28,10 @@ columns:
                         yielded while runnable: spin-then-yield hand-offs). JSON:
                         switches_per_op, wakeups_per_op (voluntary),
                         involuntary_switches_per_op
+  calls/op              raftnet only: system calls its drivers made per op, both ends,
+                        as the transports count them (Metrics::system_calls: waits,
+                        reads, writes, io_uring_enter, yields in the spin; not the
+                        callers' own). JSON: driver_system_calls_per_op
 
 options:
   --scenario NAME|all   a scenario, a comma-separated list, or all (default: all)

@@ -31,6 +31,8 @@ impl Subject {
 pub(crate) struct Measured {
     pub(crate) sample: Sample,
     pub(crate) window: Window,
+    /// System calls raftnet's drivers made in the window (`None` for other implementations).
+    pub(crate) system_calls: Option<u64>,
 }
 
 /// The metrics of one run.
@@ -56,6 +58,9 @@ pub(crate) struct Metrics {
     pub(crate) wakeups_per_op: Option<f64>,
     /// Involuntary switches (preempted or yielded while runnable) per op.
     pub(crate) involuntary_per_op: Option<f64>,
+    /// System calls raftnet's drivers made per op, both ends (their own count, the
+    /// transports' `Metrics::system_calls`; callers' own are not in it).
+    pub(crate) system_calls_per_op: Option<f64>,
     pub(crate) cpu_cores: f64,
     pub(crate) others_cores: Option<f64>,
     /// Latency at each of [`CURVE_PERCENTILES`].
@@ -97,6 +102,7 @@ impl Metrics {
             switches_per_op: per_op(m.window.switches.total() as f64),
             wakeups_per_op: per_op(m.window.switches.voluntary as f64),
             involuntary_per_op: per_op(m.window.switches.involuntary as f64),
+            system_calls_per_op: m.system_calls.and_then(|calls| per_op(calls as f64)),
             cpu_cores: m.window.cpu.total().as_secs_f64() / secs,
             others_cores: m.window.others_cores,
             curve_us: lat.curve_us(),
@@ -126,6 +132,7 @@ impl Metrics {
             switches_per_op: mo(&|r| r.switches_per_op),
             wakeups_per_op: mo(&|r| r.wakeups_per_op),
             involuntary_per_op: mo(&|r| r.involuntary_per_op),
+            system_calls_per_op: mo(&|r| r.system_calls_per_op),
             cpu_cores: m(&|r| r.cpu_cores),
             others_cores: mo(&|r| r.others_cores),
             curve_us: (0..points)

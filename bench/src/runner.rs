@@ -34,7 +34,7 @@ use raftnet_bench::measure::{Snapshot, Window};
 use raftnet_bench::pin;
 #[cfg(test)]
 use raftnet_bench::raftnet_impl::Serve;
-use raftnet_bench::raftnet_impl::{RaftnetImpl, Wire};
+use raftnet_bench::raftnet_impl::{RaftnetImpl, Wire, driver_calls};
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::{Control, Implementation, Sample, Scenario};
 use raftnet_bench::tokio_impl::TokioImpl;
@@ -130,6 +130,8 @@ fn measure_run(
     mut phase: impl FnMut(&str),
 ) -> Result<Measured, String> {
     let control = Arc::new(Control::new());
+    // Transports registered by an earlier run (one left stuck, say) are not this run's.
+    driver_calls::REGISTRY.reset();
     let (tx, rx) = mpsc::channel();
     let thread_control = control.clone();
     let handle = std::thread::Builder::new()
@@ -158,10 +160,12 @@ fn measure_run(
 
     control.start_measuring();
     let start = Snapshot::take();
+    driver_calls::REGISTRY.open_window();
     phase("measuring");
     // One blocking wait for the whole window: the harness itself adds one voluntary switch.
     let early_result = rx.recv_timeout(window.saturating_sub(start.at.elapsed()));
     let end = Snapshot::take();
+    let system_calls = driver_calls::REGISTRY.close_window();
     control.stop();
     let result = match early_result {
         Ok(r) => Err(early(r, "measured window")),
@@ -186,6 +190,7 @@ fn measure_run(
     Ok(Measured {
         sample,
         window: Window::between(&start, &end),
+        system_calls,
     })
 }
 
@@ -521,6 +526,7 @@ mod tests {
                 "switches_per_op",
                 "wakeups_per_op",
                 "involuntary_switches_per_op",
+                "driver_system_calls_per_op",
                 "placement",
                 "seconds",
             ] {

@@ -25,7 +25,7 @@ const SCENARIOS: [&str; 15] = [
     "cluster-bench-64",
 ];
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "scenario",
     "impl",
     "ops_per_sec",
@@ -37,6 +37,7 @@ const FIELDS: [&str; 13] = [
     "switches_per_op",
     "wakeups_per_op",
     "involuntary_switches_per_op",
+    "driver_system_calls_per_op",
     "placement",
     "seconds",
 ];
@@ -92,6 +93,22 @@ fn every_scenario_and_implementation_reports() {
                     line["scenario"], line["impl"]
                 ));
             }
+        }
+        // raftnet's rows count its drivers' system calls (a run that completed operations made
+        // some); no other implementation has that count.
+        let calls = &line["driver_system_calls_per_op"];
+        let counted = match line["impl"].as_str() {
+            Some("raftnet") => {
+                calls.as_f64().is_some_and(|v| v > 0.0)
+                    || !line["ops_per_sec"].as_f64().is_some_and(|v| v > 0.0)
+            }
+            _ => calls.is_null(),
+        };
+        if !counted {
+            problems.push(format!(
+                "{} {}: driver_system_calls_per_op {calls}",
+                line["scenario"], line["impl"]
+            ));
         }
         if !line["ops_per_sec"].as_f64().is_some_and(|v| v > 0.0) {
             idle.push((

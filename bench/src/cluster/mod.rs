@@ -303,7 +303,9 @@ impl Cluster {
                 let placement = reactor().placement(&runtime);
                 let transport = NetTransport::bind_with("127.0.0.1:0", None, config, placement)
                     .map_err(|e| format!("node {id}: bind: {e}"))?;
-                Ok((runtime, Arc::new(transport)))
+                let transport = Arc::new(transport);
+                crate::raftnet_impl::driver_calls::count(&transport);
+                Ok((runtime, transport))
             })?);
         }
         let addresses: Vec<ServerAddress> = built.iter().map(|(_, t)| t.local_addr()).collect();

@@ -53,6 +53,11 @@ pub(crate) fn json_lines(results: &Results) -> Vec<Value> {
                         "involuntary_switches_per_op".into(),
                         opt3(m.involuntary_per_op),
                     );
+                    // raftnet only: its drivers' own count (`Metrics::system_calls`).
+                    obj.insert(
+                        "driver_system_calls_per_op".into(),
+                        opt3(m.system_calls_per_op),
+                    );
                     obj.insert("cpu_cores".into(), round3(m.cpu_cores));
                     obj.insert("others_cores".into(), opt3(m.others_cores));
                     obj.insert("ops".into(), json!(m.ops.round() as u64));

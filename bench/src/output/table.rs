@@ -10,7 +10,7 @@ use crate::results::{
     COMPARISONS, Metrics, Results, Row, Subject, VsRaw, under_load, versus, vs_raw,
 };
 
-const COLUMNS: [(&str, usize); 13] = [
+const COLUMNS: [(&str, usize); 14] = [
     ("ops/s", 9),
     ("MB/s", 8),
     ("p50 µs", 8),
@@ -20,6 +20,7 @@ const COLUMNS: [(&str, usize); 13] = [
     ("(user+sys)", 14),
     ("switch/op", 9),
     ("(vol+invol)", 14),
+    ("calls/op", 8),
     ("cores", 6),
     ("others", 7),
     ("vs raw", 12),
@@ -60,6 +61,7 @@ fn metric_cells(m: &Metrics, vs_raw: Option<VsRaw>) -> Vec<String> {
             (Some(v), Some(i)) => format!("({}+{})", num(v), num(i)),
             _ => "-".into(),
         },
+        opt(m.system_calls_per_op, |v| format!("{v:.3}")),
         format!("{:.2}", m.cpu_cores),
         opt(m.others_cores, |v| format!("{v:.2}")),
         vs_raw.map_or_else(String::new, |v| {

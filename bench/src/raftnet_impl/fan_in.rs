@@ -70,7 +70,10 @@ pub(super) fn client_on(
     config: Config,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Arc<NetTransport>, String> {
-    pin::as_client(|| NetTransport::bind_on("127.0.0.1:0", None, config, runtime.handle()))
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    let transport =
+        pin::as_client(|| NetTransport::bind_on("127.0.0.1:0", None, config, runtime.handle()))
+            .map(Arc::new)
+            .map_err(|e| e.to_string())?;
+    super::driver_calls::count(&transport);
+    Ok(transport)
 }

@@ -29,6 +29,7 @@ use crate::check::{Answer, BodyCheck, Findings, PREV_INDEX, TERM, VOTE_TERM, sna
 use crate::pin;
 use crate::scenario::*;
 
+pub mod driver_calls;
 mod fan_in;
 use self::fan_in::{client_on, fan_in, fan_in_runtime};
 
@@ -344,7 +345,7 @@ fn serve_batches(consumer: &Consumer, findings: &Findings) {
 }
 
 pub(crate) struct Server {
-    transport: NetTransport,
+    transport: Arc<NetTransport>,
     consumers: Vec<std::thread::JoinHandle<()>>,
     /// What the server found wrong in what it received.
     pub(crate) findings: Findings,
@@ -362,7 +363,9 @@ impl Server {
     ) -> Result<Server, String> {
         pin::as_server(|| {
             let transport = NetTransport::bind("127.0.0.1:0", None, config(in_flight, wire))
+                .map(Arc::new)
                 .map_err(|e| e.to_string())?;
+            driver_calls::count(&transport);
             let findings = Findings::new();
             if serve == Serve::Service {
                 let findings = findings.clone();
@@ -412,9 +415,11 @@ pub(crate) fn client(in_flight: usize, wire: Wire) -> Result<Arc<NetTransport>, 
 }
 
 fn client_with(config: Config) -> Result<Arc<NetTransport>, String> {
-    pin::as_client(|| NetTransport::bind("127.0.0.1:0", None, config))
+    let transport = pin::as_client(|| NetTransport::bind("127.0.0.1:0", None, config))
         .map(Arc::new)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    driver_calls::count(&transport);
+    Ok(transport)
 }
 
 fn id() -> ServerId {

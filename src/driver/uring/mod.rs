@@ -3,9 +3,10 @@
 //! a submission to one ring and every result a completion.
 //!
 //! This module is the only code that uses io_uring: the ring's making and the probe in
-//! `setup.rs`, the user_data token in `token.rs`, accepting in `accept.rs`, a connection's
-//! socket and the memory it lends the kernel in `conn.rs`, multishot receives into the
-//! driver's provided buffer ring in `multishot.rs` and `buf_ring.rs`, TLS sessions in `tls.rs`
+//! `setup.rs`, the user_data token in `token.rs`, the wait (submit, spin, sleep) in `wait.rs`,
+//! accepting in `accept.rs`, a connection's socket and the memory it lends the kernel in
+//! `conn.rs`, sending in `send.rs`, multishot receives into the driver's provided buffer ring
+//! in `multishot.rs` and `buf_ring.rs`, TLS sessions in `tls.rs`
 //! (feature `tls`: what a receive brings is ciphertext, opened into the engine's buffer; a send
 //! carries the engine's bytes sealed into records; the session is the epoll driver's,
 //! `driver/tls/`), and the loop here. What it owns:
@@ -51,14 +52,16 @@ mod accept;
 mod buf_ring;
 mod conn;
 mod multishot;
+mod send;
 mod setup;
 #[cfg(feature = "tls")]
 mod tls;
 mod token;
+mod wait;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,12 +70,12 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use socket2::{SockAddr, Socket};
 
 use self::buf_ring::BufRing;
-use self::conn::{Entry, MAX_IOVECS, RecvState, Retired, SendState, entry, take_front};
+use self::conn::{Entry, RecvState, Retired, SendState, entry};
 use self::setup::enable_on_this_thread;
 pub(crate) use self::setup::{TaskRun, prepare, unavailable};
 use self::token::{MAX_INDEX, Op, Token};
 use super::spin::SpinBudget;
-use crate::engine::{Action, ClosedOnExit, ConnKey, Engine, Flushed};
+use crate::engine::{Action, ClosedOnExit, ConnKey, Engine};
 use crate::metrics::add;
 
 /// Submission queue entries (the completion queue gets [`CQ_ENTRIES`]). A full queue is
@@ -131,6 +134,8 @@ pub(crate) struct UringDriver {
     /// How long [`wait`](UringDriver::wait) looks for completions before sleeping, from how
     /// soon what the thread waits for has been coming (as the mio driver's thread).
     spin: SpinBudget,
+    /// Looking for completions between two yields of the CPU while spinning (`wait.rs`).
+    yield_every: Duration,
     /// When the wait in progress began: the first completion that brings something from
     /// outside (a receive, an accept, a wake-up) tells `spin` how long it took; the thread's
     /// own sends complete at once and would teach it nothing.
@@ -183,6 +188,7 @@ impl UringDriver {
             completions: Vec::new(),
             now: Instant::now(),
             spin: SpinBudget::default(),
+            yield_every: wait::yield_every(),
             waiting_since: None,
             #[cfg(feature = "tls")]
             tls,
@@ -228,111 +234,6 @@ impl UringDriver {
 
     fn has_queued_work(&self) -> bool {
         !self.read_again.is_empty() || self.engine.has_queued_work()
-    }
-
-    /// Submit the turn's operations and wait for completions: with work queued, only submit;
-    /// otherwise look for completions (no system call: the kernel posts them to the shared
-    /// queue) for as long as [`SpinBudget`] says something is due, then sleep in
-    /// `io_uring_enter` until a completion, the next timer, or a waker ring.
-    fn wait(&mut self) -> io::Result<()> {
-        self.waiting_since = None;
-        if self.has_queued_work() || self.completions_ready() {
-            self.submit(false, None)?;
-            self.now = Instant::now();
-            return Ok(());
-        }
-        self.submit(false, None)?;
-        let spin_start = self.now;
-        self.waiting_since = Some(spin_start);
-        let spin = self.spin.budget();
-        loop {
-            if self.has_queued_work() {
-                // A caller's command or answer, handed over without a wake-up.
-                self.now = Instant::now();
-                self.spin.record(self.now - spin_start);
-                self.waiting_since = None;
-                self.submit(false, None)?;
-                return Ok(());
-            }
-            if self.completions_ready() {
-                // Posts the completions the kernel holds back, if it does (see `TaskRun`).
-                self.submit(false, None)?;
-                self.now = Instant::now();
-                return Ok(());
-            }
-            let now = Instant::now();
-            self.now = now;
-            if now - spin_start >= spin || self.engine.poll_timeout().is_some_and(|at| at <= now) {
-                break;
-            }
-            add(&self.engine.metrics().system_calls, 1);
-            std::thread::yield_now();
-        }
-        let handoff = self.engine.shared().handoff.clone();
-        let waited = if handoff.prepare_sleep() {
-            add(&self.engine.metrics().reactor_sleeps, 1);
-            let timeout = self
-                .engine
-                .poll_timeout()
-                .map(|at| at.saturating_duration_since(Instant::now()));
-            self.submit(true, timeout)
-        } else {
-            Ok(())
-        };
-        handoff.woke();
-        self.now = Instant::now();
-        waited
-    }
-
-    /// Completions are posted, or the kernel holds some back until the next `io_uring_enter`
-    /// (a [`TaskRun::Cooperative`] or [`TaskRun::Deferred`] ring says so in a flag). One look at
-    /// memory shared with the kernel each, no system call.
-    fn completions_ready(&mut self) -> bool {
-        !self.ring.completion().is_empty() || self.ring.submission().taskrun()
-    }
-
-    /// Hand the queued submissions to the kernel (one `io_uring_enter`, none if there are none
-    /// and `wait` is false); with `wait`, also wait for a completion, at most `timeout`. Then
-    /// close the sockets the turn closed (see the module doc).
-    fn submit(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()> {
-        let enters = wait && timeout != Some(Duration::ZERO)
-            || !self.ring.submission().is_empty()
-            || self.ring.submission().taskrun();
-        if enters {
-            add(&self.engine.metrics().system_calls, 1);
-        }
-        let result = if wait && timeout != Some(Duration::ZERO) {
-            match timeout {
-                Some(t) => {
-                    let ts = types::Timespec::from(t);
-                    let args = types::SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(1, &args)
-                }
-                None => self.ring.submitter().submit_and_wait(1),
-            }
-        } else if !self.ring.submission().is_empty() || self.ring.submission().taskrun() {
-            // With the task-run flag up this also posts what the kernel holds back.
-            self.ring.submitter().submit()
-        } else {
-            Ok(0)
-        };
-        let result = match result {
-            Ok(_) => Ok(()),
-            // A timeout, a signal, or a full completion queue (it is drained next): not failures.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        };
-        if result.is_ok() && self.ring.submission().is_empty() {
-            self.closing.clear();
-        }
-        result
     }
 
     /// Queue a submission, handing the queue to the kernel first if it is full.
@@ -777,121 +678,6 @@ impl UringDriver {
         if self.read_again.is_empty() {
             self.read_again = keys;
         }
-    }
-
-    // ---- sending ----------------------------------------------------------------------------
-
-    fn flush_dirty(&mut self) {
-        let mut keys = std::mem::take(&mut self.dirty);
-        self.engine.take_dirty(&mut keys);
-        for key in keys.drain(..) {
-            in_conn_span!(self.engine, key, {
-                self.start_send(key);
-                self.apply_actions();
-            });
-        }
-        self.dirty = keys;
-    }
-
-    /// Take the front of `key`'s queue into a send, unless one is in flight (its completion
-    /// looks at the queue again).
-    fn start_send(&mut self, key: ConnKey) {
-        let Some(entry) = self
-            .table
-            .get_mut(key.index())
-            .and_then(Option::as_mut)
-            .filter(|e| e.key == key && e.connecting.is_none())
-        else {
-            return;
-        };
-        if entry.send.in_flight {
-            return;
-        }
-        let Some((queue, _)) = self.engine.send_queue(key) else {
-            return;
-        };
-        #[cfg(feature = "tls")]
-        if entry.tls.is_some() {
-            return self.send_sealed(key);
-        }
-        if queue.is_empty() {
-            // Nothing to write is a flush that completed (a connection closing after its last
-            // answer waits for this).
-            return self.engine.handle_flushed(key, Ok(Flushed::All), self.now);
-        }
-        let send = &mut *entry.send;
-        take_front(queue, WRITE_BUDGET, MAX_IOVECS, &mut send.pieces);
-        let fd = entry.socket.as_raw_fd();
-        self.submit_send(key, fd);
-    }
-
-    /// Submit `key`'s pieces (prepared from its `SendState`).
-    fn submit_send(&mut self, key: ConnKey, fd: RawFd) {
-        let Some(entry) = self.entry(key) else {
-            return;
-        };
-        let send = &mut *entry.send;
-        // One piece (a lone answer, a heartbeat, a sealed record): `SEND`, which takes the
-        // buffer as it is, where `SENDMSG` first copies in and checks a message header and its
-        // vector (as `send(2)` against `writev(2)` in the readiness drivers' `flush`).
-        // (A piece is at most `WRITE_BUDGET` bytes, so its length fits the `u32`.)
-        let op = if let [piece] = &send.pieces[..] {
-            opcode::Send::new(types::Fd(fd), piece.as_ptr(), piece.len() as u32)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
-        } else {
-            send.prepare();
-            opcode::SendMsg::new(types::Fd(fd), &raw const send.header)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
-        };
-        let op = op.user_data(Token::new(Op::Send, Some(key)).0);
-        send.in_flight = true;
-        self.push(op);
-    }
-
-    fn sent(&mut self, key: ConnKey, result: i32) {
-        let Some(entry) = entry(&mut self.table, key) else {
-            return;
-        };
-        let fd = entry.socket.as_raw_fd();
-        let send = &mut *entry.send;
-        send.in_flight = false;
-        if result < 0 && matches!(-result, libc::EINTR | libc::EAGAIN) {
-            return self.submit_send(key, fd);
-        }
-        if result < 0 {
-            send.pieces.clear();
-            let e = io::Error::from_raw_os_error(-result);
-            return self.engine.handle_flushed(key, Err(e), self.now);
-        }
-        let written = result as usize;
-        if written == 0 && !send.pieces.is_empty() {
-            send.pieces.clear();
-            let e = io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes");
-            return self.engine.handle_flushed(key, Err(e), self.now);
-        }
-        let metrics = self.engine.metrics();
-        add(&metrics.bytes_written, written as u64);
-        add(&metrics.writes, 1);
-        send.advance(written);
-        if !send.pieces.is_empty() {
-            // A short send: the rest goes first, before anything queued after it.
-            return self.submit_send(key, fd);
-        }
-        // Records a TLS session made meanwhile (a handshake flight) count as queued.
-        #[cfg(feature = "tls")]
-        let records_waiting = entry.tls.as_ref().is_some_and(|s| s.tls.wants_write());
-        #[cfg(not(feature = "tls"))]
-        let records_waiting = false;
-        let more = records_waiting
-            || self
-                .engine
-                .send_queue(key)
-                .is_some_and(|(queue, _)| !queue.is_empty());
-        // More queued meanwhile: `Budget` has the engine hand the key back next turn.
-        let flushed = if more { Flushed::Budget } else { Flushed::All };
-        self.engine.handle_flushed(key, Ok(flushed), self.now);
     }
 }
 
