@@ -12,6 +12,9 @@
 //!   to moving 3 MiB.
 //! - [`serve`] is the serving side: it takes the transport's inbound RPCs and drives
 //!   `Raft::append_entries`, `Raft::vote` and `Raft::install_snapshot`, answering through raftnet.
+//!   What it cannot hand to openraft it answers with an error and goes on serving: a request it
+//!   cannot decode, a kind openraft 0.9 does not have, a snapshot chunk larger than four of the
+//!   node's own `snapshot_max_chunk_size` (at least 64 MiB; the chunk is gathered in memory).
 //!
 //! Build the transport with [`NetTransport::bind_on`](crate::NetTransport::bind_on), on the
 //! runtime openraft runs on: the transport's driver is then a task beside openraft's, and a
@@ -453,8 +456,24 @@ fn with_payload(payload: Result<Bytes, String>) -> Result<RpcHeader, String> {
 
 /// Read a snapshot body to its end without blocking the executor: each piece as it arrived,
 /// copied once, into the `Vec` openraft 0.9's request takes.
-async fn read_all(mut reader: crate::SnapshotReader) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(reader.size() as usize);
+/// The largest snapshot chunk [`serve`] takes, for a node whose openraft config is `config`.
+/// openraft sends chunks of its `snapshot_max_chunk_size` (3 MiB by default); four of this
+/// node's own, and at least 64 MiB so that peers configured with larger chunks are still
+/// served. A body's size is what its sender declares, and the chunk is gathered into memory
+/// for openraft, so a declared size above this is refused before anything is read or
+/// reserved for it (one InstallSnapshot declaring `i64::MAX` bytes made the node reserve them,
+/// and the allocation's failure aborted the whole process).
+fn max_chunk(config: &openraft::Config) -> u64 {
+    config
+        .snapshot_max_chunk_size
+        .saturating_mul(4)
+        .max(64 << 20)
+}
+
+/// The whole body of `reader`, which declared at most `max` bytes (the engine ends a body at
+/// its declared size).
+async fn read_all(mut reader: crate::SnapshotReader, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(reader.size().min(max) as usize);
     while let Some(chunk) = reader.next_chunk_async().await? {
         out.extend_from_slice(&chunk);
     }
@@ -500,13 +519,22 @@ where
             }))
         }
         Request::InstallSnapshot(request) => {
+            let max = max_chunk(raft.config());
+            let size = request.size.max(0) as u64;
+            if size > max {
+                // Dropping the reader drops the body as it arrives.
+                return Err(format!(
+                    "raftnet-openraft: a snapshot chunk of {size} bytes is over this node's \
+                     limit of {max} (four of its snapshot_max_chunk_size, at least 64 MiB)"
+                ));
+            }
             let (vote, meta, offset, done): SnapshotChunkMeta<C> =
                 decode(request.configuration.as_ref(), "InstallSnapshot metadata")?;
             let reader = rpc
                 .snapshot
                 .take()
                 .ok_or_else(|| "raftnet-openraft: snapshot body missing".to_string())?;
-            let data = read_all(reader).await.map_err(|e| e.to_string())?;
+            let data = read_all(reader, max).await.map_err(|e| e.to_string())?;
             let rpc = OrSnapshotRequest {
                 vote,
                 meta,

@@ -10,7 +10,7 @@ use openraft::error::{Fatal, RPCError, RaftError};
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::VoteRequest;
 use openraft::storage::Adaptor;
-use openraft::{Raft, Vote};
+use openraft::{Raft, SnapshotMeta, Vote};
 use openraft_memstore::{MemStore, TypeConfig};
 use raftnet::openraft::{AddressOf, RaftnetNetwork, RaftnetNetworkFactory, serve};
 use raftnet::{NetTransport, ServerAddress, Transport};
@@ -184,6 +184,76 @@ async fn remote_raft_error_is_remote_error() {
             );
         }
         other => panic!("expected RemoteError, got {other:?}"),
+    }
+    b.close();
+    server
+        .await
+        .expect("serve returns once its transport closes");
+    a.close();
+}
+
+/// A snapshot chunk's size is what its sender declares. One declared far larger than any
+/// openraft chunk (here `i64::MAX` bytes) is answered with an error before anything is reserved
+/// for it, and the node goes on serving: a vote after it is answered. (Reserving the declared
+/// size aborted the process.)
+#[tokio::test]
+async fn an_oversized_snapshot_chunk_is_refused_and_serving_goes_on() {
+    let (a, b) = (transport(), transport());
+    let config = Arc::new(openraft::Config::default().validate().unwrap());
+    let b_address: AddressOf<TypeConfig> = Arc::new(|_: &NodeId, _: &()| ServerAddress::default());
+    let (log, sm) = Adaptor::new(Arc::new(MemStore::new()));
+    let raft = Raft::new(
+        2,
+        config,
+        RaftnetNetworkFactory::new(2, b.clone(), b_address),
+        log,
+        sm,
+    )
+    .await
+    .expect("start Raft");
+    let server = tokio::spawn(serve(raft.clone(), b.consumer().clone()));
+
+    // The adapter's own metadata (as `RaftnetNetwork::install_snapshot` encodes it), so that
+    // only the size is wrong.
+    let meta: (Vote<NodeId>, SnapshotMeta<NodeId, ()>, u64, bool) =
+        (Vote::new(1, 1), SnapshotMeta::default(), 0, true);
+    let request = raftnet::message::InstallSnapshotRequest {
+        term: 1,
+        configuration: Some(rmp_serde::to_vec(&meta).unwrap().into()),
+        size: i64::MAX,
+        ..Default::default()
+    };
+    // An endless body: only an answer given before it is read ends the call.
+    let call = a.install_snapshot(
+        &raftnet::ServerId::from("2"),
+        &b.local_addr(),
+        request,
+        Box::new(std::io::repeat(0)),
+        raftnet::CallOptions::timeout(Duration::from_secs(30)),
+    );
+    match call.await {
+        Err(raftnet::Error::Remote(text)) => {
+            assert!(
+                text.contains(&format!("a snapshot chunk of {} bytes", i64::MAX)),
+                "{text}"
+            );
+        }
+        other => panic!("expected the remote's refusal, got {other:?}"),
+    }
+
+    // Still serving: b's stopped Raft answers a vote with its own error.
+    raft.shutdown().await.expect("Raft shuts down");
+    let mut network = client_to(&a, b.local_addr()).await;
+    let option = RPCOption::new(Duration::from_secs(30));
+    match network.vote(vote_request(), option).await {
+        Err(RPCError::RemoteError(remote)) => {
+            assert!(
+                matches!(remote.source, RaftError::Fatal(Fatal::Stopped)),
+                "{:?}",
+                remote.source
+            );
+        }
+        other => panic!("expected RemoteError from a served vote, got {other:?}"),
     }
     b.close();
     server
