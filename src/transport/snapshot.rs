@@ -193,7 +193,9 @@ impl SnapshotReader {
         }
     }
 
-    /// The snapshot's size, as its request declared.
+    /// The snapshot's size, as its request declared. The body never runs past it (more is a
+    /// protocol error that ends the connection), but it is the sender's word: check it against a
+    /// limit of your own before reserving memory for it.
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -224,7 +226,12 @@ impl SnapshotReader {
     ///
     /// ```no_run
     /// # async fn demo(mut rpc: raftnet::Rpc) -> std::io::Result<()> {
+    /// const MAX_SNAPSHOT: u64 = 1 << 30; // this node's own limit
     /// let mut body = rpc.snapshot.take().expect("an InstallSnapshot");
+    /// // The size is the sender's word: check it before reserving memory for it.
+    /// if body.size() > MAX_SNAPSHOT {
+    ///     return Err(std::io::Error::other("snapshot over this node's limit"));
+    /// }
     /// let mut file = Vec::with_capacity(body.size() as usize);
     /// while let Some(chunk) = body.next_chunk_async().await? {
     ///     file.extend_from_slice(&chunk);
