@@ -134,11 +134,13 @@ impl fmt::Debug for Placement {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backend {
-    /// epoll, for now, unless `RAFTNET_BACKEND` says `uring`. The io_uring driver is new: it
-    /// measures 0.92-0.96x epoll on pipelined heartbeats, and callers cannot yet run it in its
-    /// thread's place as they run the epoll driver (see [`Placement::Thread`]), which halves the
-    /// wake-ups of a sequential round trip (BENCHMARKS.md). `Auto` will choose io_uring where
-    /// it can run once it measures faster.
+    /// epoll, for now, unless `RAFTNET_BACKEND` says `uring`. The io_uring driver measures
+    /// 0.88-0.92x epoll on pipelined heartbeats, 0.7-0.8x on sequential round trips and
+    /// 1.0-1.1x with a thousand connections calling at once: callers cannot run it in its
+    /// thread's place as they run the epoll driver (see [`Placement::Thread`]), so a round trip
+    /// has one more busy thread (BENCHMARKS.md, "io_uring: a spin that yields only while
+    /// yielding gives the CPU away"). `Auto` will choose io_uring where it can run once it
+    /// measures faster.
     #[default]
     Auto,
     /// epoll readiness through mio: what the other placements use too.
