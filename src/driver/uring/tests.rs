@@ -483,3 +483,85 @@ fn stream_through(mut driver: UringDriver) {
     }
     assert_eq!(driver.bufs.as_ref().unwrap().free(), 4);
 }
+
+/// The driver's table of fixed files, or a printed reason why this test skips.
+fn fixed_files_or_skip(test: &str) -> Option<UringDriver> {
+    let driver = driver_or_skip(test)?;
+    if driver.files.is_none() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: no table of fixed files (Linux 5.19, or RAFTNET_URING_FIXED=off)"
+        );
+        return None;
+    }
+    Some(driver)
+}
+
+/// A byte written by `peer` arrives through `key`'s receive (single-shot, whatever names its
+/// socket).
+fn a_byte_arrives(driver: &mut UringDriver, key: ConnKey, peer: &mut TcpStream, byte: u8) {
+    driver.submit_recv(key);
+    peer.write_all(&[byte]).unwrap();
+    run_until(driver, |d| d.entry(key).is_some_and(|e| e.recv.held));
+    assert_eq!(&driver.entry(key).unwrap().recv.buf[..], &[byte]);
+}
+
+/// Each connection's submissions name a slot of the fixed files, and a closed connection's
+/// slot is free again only once the turn's submissions are in: a connection opened in the
+/// same turn takes another slot, so nothing queued for the old one can reach the new socket.
+#[test]
+fn a_closed_connections_fixed_file_slot_is_free_only_after_the_turns_submissions() {
+    let test = "a_closed_connections_fixed_file_slot_is_free_only_after_the_turns_submissions";
+    let Some(mut driver) = fixed_files_or_skip(test) else {
+        return;
+    };
+    let free = |d: &UringDriver| d.files.as_ref().unwrap().free();
+    let all = free(&driver);
+    let old = ConnKey::new(1, 1);
+    let _old_peer = insert_connected(&mut driver, old);
+    let Target::Fixed(old_slot) = driver.entry(old).unwrap().target else {
+        panic!("a connection names a fixed file while slots are free");
+    };
+    assert_eq!(free(&driver), all - 1);
+
+    driver.remove(old);
+    let new = ConnKey::new(1, 2);
+    let mut new_peer = insert_connected(&mut driver, new);
+    let Target::Fixed(new_slot) = driver.entry(new).unwrap().target else {
+        panic!("a connection names a fixed file while slots are free");
+    };
+    assert_ne!(
+        new_slot, old_slot,
+        "the old slot is not free within the turn"
+    );
+    assert_eq!(free(&driver), all - 2);
+
+    driver.submit(false, None).unwrap();
+    assert_eq!(
+        free(&driver),
+        all - 1,
+        "the old slot is free after the submit"
+    );
+    a_byte_arrives(&mut driver, new, &mut new_peer, 7);
+}
+
+/// With every slot taken, a connection names its descriptor, and works the same.
+#[test]
+fn a_connection_beyond_the_fixed_files_names_its_descriptor() {
+    let test = "a_connection_beyond_the_fixed_files_names_its_descriptor";
+    let Some(mut driver) = fixed_files_or_skip(test) else {
+        return;
+    };
+    // A table of one slot in place of the driver's.
+    driver.ring.submitter().unregister_files().unwrap();
+    driver.files = FixedFiles::register(&driver.ring, 1);
+    let first = ConnKey::new(1, 1);
+    let second = ConnKey::new(2, 1);
+    let mut first_peer = insert_connected(&mut driver, first);
+    let mut second_peer = insert_connected(&mut driver, second);
+    assert_eq!(driver.entry(first).unwrap().target, Target::Fixed(0));
+    let fd = driver.entry(second).unwrap().socket.as_raw_fd();
+    assert_eq!(driver.entry(second).unwrap().target, Target::Fd(fd));
+    a_byte_arrives(&mut driver, first, &mut first_peer, 1);
+    a_byte_arrives(&mut driver, second, &mut second_peer, 2);
+}
