@@ -7,7 +7,6 @@ use std::io;
 use bytes::{Bytes, BytesMut};
 use socket2::{SockAddr, Socket};
 
-use super::files::Target;
 use crate::engine::ConnKey;
 use crate::wire::SendQueue;
 
@@ -116,9 +115,6 @@ pub(super) fn take_front(queue: &mut SendQueue, budget: usize, max: usize, into:
 pub(super) struct Entry {
     pub(super) key: ConnKey,
     pub(super) socket: Socket,
-    /// How its submissions name the socket: a slot of the ring's fixed files, or its
-    /// descriptor (`files.rs`).
-    pub(super) target: Target,
     /// A dial in flight; its address lives here until the connect completes.
     pub(super) connecting: Option<Box<SockAddr>>,
     pub(super) recv: Box<RecvState>,

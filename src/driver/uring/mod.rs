@@ -51,7 +51,6 @@
 mod accept;
 mod buf_ring;
 mod conn;
-mod files;
 mod multishot;
 mod send;
 mod setup;
@@ -72,7 +71,6 @@ use socket2::{SockAddr, Socket};
 
 use self::buf_ring::BufRing;
 use self::conn::{Entry, RecvState, Retired, SendState, entry};
-use self::files::{FIXED_FILES, FixedFiles, Target, on_target};
 use self::setup::enable_on_this_thread;
 pub(crate) use self::setup::{TaskRun, prepare, unavailable};
 use self::token::{MAX_INDEX, Op, Token};
@@ -123,8 +121,6 @@ pub(crate) struct UringDriver {
     /// The provided buffer ring multishot receives fill (`multishot.rs`); `None`: single-shot
     /// receives, each into its connection's own buffer.
     bufs: Option<BufRing>,
-    /// The ring's table of fixed files (`files.rs`); `None`: submissions name descriptors.
-    files: Option<FixedFiles>,
     /// Connections whose multishot `ENOBUFS` ended, armed again after the dispatch.
     starved: Vec<ConnKey>,
     /// A test's buffer ring and counters (`tests.rs`).
@@ -168,7 +164,6 @@ impl UringDriver {
         let bufs = multishot::buf_ring_for(&ring, test_ring.as_ref());
         #[cfg(not(test))]
         let bufs = multishot::buf_ring_for(&ring);
-        let files = FixedFiles::register(&ring, FIXED_FILES);
         Ok(UringDriver {
             ring,
             taskrun,
@@ -185,7 +180,6 @@ impl UringDriver {
             in_flight: 0,
             stale_completions: 0,
             bufs,
-            files,
             starved: Vec::new(),
             #[cfg(test)]
             test_ring,
@@ -419,12 +413,14 @@ impl UringDriver {
             None => None,
         };
         let addr = Box::new(SockAddr::from(addr));
-        // The box keeps the address where it is until the connect completes.
-        let (addr_ptr, addr_len) = (addr.as_ptr().cast::<libc::sockaddr>(), addr.len());
-        let target = self.insert(key, socket, Some(addr));
-        let connect = on_target!(target, |t| opcode::Connect::new(t, addr_ptr, addr_len)
-            .build())
+        let connect = opcode::Connect::new(
+            types::Fd(socket.as_raw_fd()),
+            addr.as_ptr().cast::<libc::sockaddr>(),
+            addr.len(),
+        )
+        .build()
         .user_data(Token::new(Op::Connect, Some(key)).0);
+        self.insert(key, socket, Some(addr));
         #[cfg(feature = "tls")]
         if let Some(entry) = self.entry(key) {
             entry.tls = session;
@@ -432,22 +428,8 @@ impl UringDriver {
         self.push(connect);
     }
 
-    /// Keep `socket` as `key`'s: how its submissions name it.
-    fn insert(
-        &mut self,
-        key: ConnKey,
-        socket: Socket,
-        connecting: Option<Box<SockAddr>>,
-    ) -> Target {
-        let fd = socket.as_raw_fd();
-        let target = match &mut self.files {
-            Some(files) => {
-                let (target, called) = files.install(&self.ring, fd);
-                add(&self.engine.metrics().system_calls, u64::from(called));
-                target
-            }
-            None => Target::Fd(fd),
-        };
+    /// Keep `socket` as `key`'s.
+    fn insert(&mut self, key: ConnKey, socket: Socket, connecting: Option<Box<SockAddr>>) {
         let index = key.index();
         if self.table.len() <= index {
             self.table.resize_with(index + 1, || None);
@@ -461,7 +443,6 @@ impl UringDriver {
         self.table[index] = Some(Entry {
             key,
             socket,
-            target,
             connecting,
             recv: Box::new(RecvState {
                 buf: BytesMut::new(),
@@ -477,7 +458,6 @@ impl UringDriver {
             #[cfg(feature = "tls")]
             tls: None,
         });
-        target
     }
 
     fn remove(&mut self, key: ConnKey) {
@@ -508,9 +488,6 @@ impl UringDriver {
                         .user_data(Token::new(Op::Cancel, None).0),
                 );
             }
-        }
-        if let Some(files) = &mut self.files {
-            files.release(entry.target);
         }
         self.closing.push(entry.socket);
         if pending > 0 {
@@ -586,9 +563,13 @@ impl UringDriver {
         recv.buf.reserve(recv.size);
         let spare = recv.buf.spare_capacity_mut();
         let len = spare.len().min(MAX_RECV) as u32;
-        let buf = spare.as_mut_ptr().cast::<u8>();
-        let op = on_target!(entry.target, |t| opcode::Recv::new(t, buf, len).build())
-            .user_data(Token::new(Op::Recv, Some(key)).0);
+        let op = opcode::Recv::new(
+            types::Fd(entry.socket.as_raw_fd()),
+            spare.as_mut_ptr().cast::<u8>(),
+            len,
+        )
+        .build()
+        .user_data(Token::new(Op::Recv, Some(key)).0);
         recv.armed = true;
         self.push(op);
     }

@@ -30,13 +30,13 @@
 //!   from there, as a single-shot receive's (`tls.rs`).
 
 use std::io;
+use std::os::fd::AsRawFd;
 
-use io_uring::{IoUring, cqueue, opcode};
+use io_uring::{IoUring, cqueue, opcode, types};
 
 use super::UringDriver;
 use super::buf_ring::{BufRing, GROUP};
 use super::conn::entry;
-use super::files::on_target;
 use super::setup::{self, RecvMode};
 #[cfg(test)]
 use super::tests::TestRing;
@@ -55,7 +55,8 @@ impl UringDriver {
             // Armed again by `rearm_starved`, once the buffers are back.
             return;
         }
-        let op = on_target!(entry.target, |t| opcode::RecvMulti::new(t, GROUP).build())
+        let op = opcode::RecvMulti::new(types::Fd(entry.socket.as_raw_fd()), GROUP)
+            .build()
             .user_data(Token::new(Op::Recv, Some(key)).0);
         entry.recv.armed = true;
         entry.recv.cancelling = false;

@@ -3,11 +3,11 @@
 //! send's rest sent first, and the engine told when the queue is flushed.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 
-use io_uring::opcode;
+use io_uring::{opcode, types};
 
 use super::conn::{MAX_IOVECS, entry, take_front};
-use super::files::{Target, on_target};
 use super::token::{Op, Token};
 use super::{UringDriver, WRITE_BUDGET};
 use crate::engine::{ConnKey, Flushed};
@@ -54,12 +54,12 @@ impl UringDriver {
         }
         let send = &mut *entry.send;
         take_front(queue, WRITE_BUDGET, MAX_IOVECS, &mut send.pieces);
-        let target = entry.target;
-        self.submit_send(key, target);
+        let fd = entry.socket.as_raw_fd();
+        self.submit_send(key, fd);
     }
 
     /// Submit `key`'s pieces (prepared from its `SendState`).
-    pub(super) fn submit_send(&mut self, key: ConnKey, target: Target) {
+    pub(super) fn submit_send(&mut self, key: ConnKey, fd: RawFd) {
         let Some(entry) = self.entry(key) else {
             return;
         };
@@ -69,18 +69,14 @@ impl UringDriver {
         // vector (as `send(2)` against `writev(2)` in the readiness drivers' `flush`).
         // (A piece is at most `WRITE_BUDGET` bytes, so its length fits the `u32`.)
         let op = if let [piece] = &send.pieces[..] {
-            on_target!(target, |t| opcode::Send::new(
-                t,
-                piece.as_ptr(),
-                piece.len() as u32
-            )
-            .flags(libc::MSG_NOSIGNAL)
-            .build())
+            opcode::Send::new(types::Fd(fd), piece.as_ptr(), piece.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
         } else {
             send.prepare();
-            on_target!(target, |t| opcode::SendMsg::new(t, &raw const send.header)
+            opcode::SendMsg::new(types::Fd(fd), &raw const send.header)
                 .flags(libc::MSG_NOSIGNAL as u32)
-                .build())
+                .build()
         };
         let op = op.user_data(Token::new(Op::Send, Some(key)).0);
         send.in_flight = true;
@@ -91,11 +87,11 @@ impl UringDriver {
         let Some(entry) = entry(&mut self.table, key) else {
             return;
         };
-        let target = entry.target;
+        let fd = entry.socket.as_raw_fd();
         let send = &mut *entry.send;
         send.in_flight = false;
         if result < 0 && matches!(-result, libc::EINTR | libc::EAGAIN) {
-            return self.submit_send(key, target);
+            return self.submit_send(key, fd);
         }
         if result < 0 {
             send.pieces.clear();
@@ -114,7 +110,7 @@ impl UringDriver {
         send.advance(written);
         if !send.pieces.is_empty() {
             // A short send: the rest goes first, before anything queued after it.
-            return self.submit_send(key, target);
+            return self.submit_send(key, fd);
         }
         // Records a TLS session made meanwhile (a handshake flight) count as queued.
         #[cfg(feature = "tls")]

@@ -94,11 +94,11 @@ impl UringDriver {
             sealed = session.seal(&mut send.pieces);
         }
         let queued = !queue.is_empty();
-        let target = entry.target;
+        let fd = entry.socket.as_raw_fd();
         match sealed.and_then(|_| session.records()) {
             Ok(Some(records)) => {
                 send.pieces.push(records);
-                self.submit_send(key, target)
+                self.submit_send(key, fd)
             }
             // The handshake's completion sends them (`open_received`).
             Ok(None) if queued => {}

@@ -161,10 +161,6 @@ impl UringDriver {
         };
         if result.is_ok() && self.ring.submission().is_empty() {
             self.closing.clear();
-            if let Some(files) = &mut self.files {
-                let calls = files.submitted(&self.ring);
-                add(&self.engine.metrics().system_calls, calls);
-            }
         }
         result
     }
