@@ -45,8 +45,8 @@
 //! runs the same way, on a thread of its own beside the runtime.
 //!
 //! Not yet here (issue 12's later steps): multishot accept, receives handing the engine slices
-//! of ring buffers instead of copies, `SEND_ZC`, registered descriptors, SQPOLL (tried:
-//! BENCHMARKS.md).
+//! of ring buffers instead of copies, `SEND_ZC`. Tried and not kept (BENCHMARKS.md): SQPOLL,
+//! registered file descriptors.
 
 mod accept;
 mod buf_ring;
