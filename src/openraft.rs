@@ -454,8 +454,6 @@ fn with_payload(payload: Result<Bytes, String>) -> Result<RpcHeader, String> {
     })
 }
 
-/// Read a snapshot body to its end without blocking the executor: each piece as it arrived,
-/// copied once, into the `Vec` openraft 0.9's request takes.
 /// The largest snapshot chunk [`serve`] takes, for a node whose openraft config is `config`.
 /// openraft sends chunks of its `snapshot_max_chunk_size` (3 MiB by default); four of this
 /// node's own, and at least 64 MiB so that peers configured with larger chunks are still
@@ -470,8 +468,9 @@ fn max_chunk(config: &openraft::Config) -> u64 {
         .max(64 << 20)
 }
 
-/// The whole body of `reader`, which declared at most `max` bytes (the engine ends a body at
-/// its declared size).
+/// Read a snapshot body to its end without blocking the executor: each piece as it arrived,
+/// copied once, into the `Vec` openraft 0.9's request takes. `reader` declared at most `max`
+/// bytes (and the engine ends a body at its declared size).
 async fn read_all(mut reader: crate::SnapshotReader, max: u64) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(reader.size().min(max) as usize);
     while let Some(chunk) = reader.next_chunk_async().await? {

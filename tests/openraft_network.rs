@@ -153,14 +153,12 @@ async fn foreign_remote_error_is_network() {
     b.close();
 }
 
-#[tokio::test]
-async fn remote_raft_error_is_remote_error() {
-    let (a, b) = (transport(), transport());
-    // b serves a Raft that has stopped: its vote() answers with RaftError::Fatal(Stopped).
+/// Node 2's Raft on transport `b` (in memory, no peers of its own).
+async fn raft_on(b: &Arc<NetTransport>) -> Raft<TypeConfig> {
     let config = Arc::new(openraft::Config::default().validate().unwrap());
     let b_address: AddressOf<TypeConfig> = Arc::new(|_: &NodeId, _: &()| ServerAddress::default());
     let (log, sm) = Adaptor::new(Arc::new(MemStore::new()));
-    let raft = Raft::new(
+    Raft::new(
         2,
         config,
         RaftnetNetworkFactory::new(2, b.clone(), b_address),
@@ -168,11 +166,13 @@ async fn remote_raft_error_is_remote_error() {
         sm,
     )
     .await
-    .expect("start Raft");
-    raft.shutdown().await.expect("Raft shuts down");
-    let server = tokio::spawn(serve(raft, b.consumer().clone()));
+    .expect("start Raft")
+}
 
-    let mut network = client_to(&a, b.local_addr()).await;
+/// A vote from `a` to `b`, whose stopped Raft answers it with `RaftError::Fatal(Stopped)`: the
+/// caller sees that `RemoteError`.
+async fn a_vote_gets_the_stopped_rafts_error(a: &Arc<NetTransport>, b: &Arc<NetTransport>) {
+    let mut network = client_to(a, b.local_addr()).await;
     let option = RPCOption::new(Duration::from_secs(30));
     match network.vote(vote_request(), option).await {
         Err(RPCError::RemoteError(remote)) => {
@@ -185,6 +185,16 @@ async fn remote_raft_error_is_remote_error() {
         }
         other => panic!("expected RemoteError, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn remote_raft_error_is_remote_error() {
+    let (a, b) = (transport(), transport());
+    // b serves a Raft that has stopped: its vote() answers with RaftError::Fatal(Stopped).
+    let raft = raft_on(&b).await;
+    raft.shutdown().await.expect("Raft shuts down");
+    let server = tokio::spawn(serve(raft, b.consumer().clone()));
+    a_vote_gets_the_stopped_rafts_error(&a, &b).await;
     b.close();
     server
         .await
@@ -199,18 +209,7 @@ async fn remote_raft_error_is_remote_error() {
 #[tokio::test]
 async fn an_oversized_snapshot_chunk_is_refused_and_serving_goes_on() {
     let (a, b) = (transport(), transport());
-    let config = Arc::new(openraft::Config::default().validate().unwrap());
-    let b_address: AddressOf<TypeConfig> = Arc::new(|_: &NodeId, _: &()| ServerAddress::default());
-    let (log, sm) = Adaptor::new(Arc::new(MemStore::new()));
-    let raft = Raft::new(
-        2,
-        config,
-        RaftnetNetworkFactory::new(2, b.clone(), b_address),
-        log,
-        sm,
-    )
-    .await
-    .expect("start Raft");
+    let raft = raft_on(&b).await;
     let server = tokio::spawn(serve(raft.clone(), b.consumer().clone()));
 
     // The adapter's own metadata (as `RaftnetNetwork::install_snapshot` encodes it), so that
@@ -243,18 +242,7 @@ async fn an_oversized_snapshot_chunk_is_refused_and_serving_goes_on() {
 
     // Still serving: b's stopped Raft answers a vote with its own error.
     raft.shutdown().await.expect("Raft shuts down");
-    let mut network = client_to(&a, b.local_addr()).await;
-    let option = RPCOption::new(Duration::from_secs(30));
-    match network.vote(vote_request(), option).await {
-        Err(RPCError::RemoteError(remote)) => {
-            assert!(
-                matches!(remote.source, RaftError::Fatal(Fatal::Stopped)),
-                "{:?}",
-                remote.source
-            );
-        }
-        other => panic!("expected RemoteError from a served vote, got {other:?}"),
-    }
+    a_vote_gets_the_stopped_rafts_error(&a, &b).await;
     b.close();
     server
         .await

@@ -4,7 +4,8 @@
 //!
 //! - [`scenario`]: the scenarios, and the contract every implementation follows;
 //! - [`check`]: what every answer and snapshot body must be, checked alike on both sides;
-//! - [`raftnet_impl`]: the scenarios on raftnet;
+//! - [`raftnet_impl`]: the scenarios on raftnet, and the count of its drivers' system calls in a
+//!   window (`raftnet_impl::driver_calls`);
 //! - [`tokio_impl`]: the same on tokio + rmp-serde, in every variant a tokio expert would
 //!   pick from (a task per connection answering in place, or reader and writer tasks; each
 //!   runtime flavour), the best reported per scenario;

@@ -9,8 +9,9 @@
 //! answer) are not in it: the switches per op show those.
 //!
 //! A run registers each transport it makes ([`count`]); the harness calls
-//! [`Registry::open_window`] and [`Registry::close_window`] on [`REGISTRY`]. A transport that is gone by the window's close (none of the scenarios
-//! drop one mid-window) is left out rather than counted short.
+//! [`Registry::open_window`] and [`Registry::close_window`] on [`REGISTRY`]. A transport that is
+//! gone by the window's close (none of the scenarios drop one mid-window) is left out rather
+//! than counted short.
 
 use std::sync::{Arc, Mutex, Weak};
 

@@ -52,9 +52,9 @@ pub(super) fn yield_every() -> Duration {
 impl UringDriver {
     /// Submit the turn's operations and wait for completions: with work queued, only submit;
     /// otherwise look for completions (no system call: the kernel posts them to the shared
-    /// queue) for as long as [`SpinBudget`] says something is due, yielding the CPU once per
-    /// [`yield_every`](UringDriver::yield_every) of looking, then sleep in `io_uring_enter`
-    /// until a completion, the next timer, or a waker ring.
+    /// queue) for as long as [`SpinBudget`] says something is due, yielding the CPU when
+    /// [`YieldPacer`] says, then sleep in `io_uring_enter` until a completion, the next timer,
+    /// or a waker ring.
     pub(super) fn wait(&mut self) -> io::Result<()> {
         self.waiting_since = None;
         if self.has_queued_work() || self.completions_ready() {
