@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
+
 use openraft::error::{Fatal, RPCError, RaftError};
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::VoteRequest;
@@ -187,6 +189,15 @@ async fn a_vote_gets_the_stopped_rafts_error(a: &Arc<NetTransport>, b: &Arc<NetT
     }
 }
 
+/// Close `b` (whose `serve` task is `server`, which must then return) and `a`.
+async fn close_serving(a: &Arc<NetTransport>, b: &Arc<NetTransport>, server: JoinHandle<()>) {
+    b.close();
+    server
+        .await
+        .expect("serve returns once its transport closes");
+    a.close();
+}
+
 #[tokio::test]
 async fn remote_raft_error_is_remote_error() {
     let (a, b) = (transport(), transport());
@@ -195,11 +206,7 @@ async fn remote_raft_error_is_remote_error() {
     raft.shutdown().await.expect("Raft shuts down");
     let server = tokio::spawn(serve(raft, b.consumer().clone()));
     a_vote_gets_the_stopped_rafts_error(&a, &b).await;
-    b.close();
-    server
-        .await
-        .expect("serve returns once its transport closes");
-    a.close();
+    close_serving(&a, &b, server).await;
 }
 
 /// A snapshot chunk's size is what its sender declares. One declared far larger than any
@@ -243,9 +250,5 @@ async fn an_oversized_snapshot_chunk_is_refused_and_serving_goes_on() {
     // Still serving: b's stopped Raft answers a vote with its own error.
     raft.shutdown().await.expect("Raft shuts down");
     a_vote_gets_the_stopped_rafts_error(&a, &b).await;
-    b.close();
-    server
-        .await
-        .expect("serve returns once its transport closes");
-    a.close();
+    close_serving(&a, &b, server).await;
 }
