@@ -20,6 +20,8 @@
 //! - [`tls`]: `--tls`'s CA and node certificate, shared by both implementations, and the
 //!   tokio baseline's tokio-rustls configurations;
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
+//! - [`copy_check`]: whether this machine's `memcpy` falls into the page-offset trap that can
+//!   decide the TLS bulk rows (the warning printed before the table);
 //! - [`pin`]: thread placement (`same`, `split`, `none`);
 //! - [`measure`]: CPU time and context switches, voluntary and involuntary, of every thread
 //!   (getrusage `RUSAGE_SELF`).
@@ -34,6 +36,7 @@
 pub mod bench_store;
 pub mod check;
 pub mod cluster;
+pub mod copy_check;
 pub mod go_impl;
 pub mod measure;
 pub mod pin;
