@@ -19,6 +19,8 @@
 //!   server, serde twins of raftnet's messages), which `tokio_impl` and `cluster` share;
 //! - [`tls`]: `--tls`'s CA and node certificate, shared by both implementations, and the
 //!   tokio baseline's tokio-rustls configurations;
+//! - [`tls_open`]: what opening received TLS records costs per byte, raftnet's way (rustls'
+//!   buffered API) and in place (its unbuffered API), in memory (`raftnet-tls-open`);
 //! - [`raw`]: plain-socket references (bulk bytes per second, 64-byte ping-pong);
 //! - [`copy_check`]: whether this machine's `memcpy` falls into the page-offset trap that can
 //!   decide the TLS bulk rows (the warning printed before the table);
@@ -44,5 +46,6 @@ pub mod raftnet_impl;
 pub mod raw;
 pub mod scenario;
 pub mod tls;
+pub mod tls_open;
 pub mod tokio_impl;
 mod tokio_net;

@@ -80,6 +80,17 @@ impl Pki {
     /// The tokio baseline's server side: presents the node certificate, and requires a client
     /// certificate this CA signed.
     pub fn acceptor(&self) -> Result<TlsAcceptor, String> {
+        Ok(TlsAcceptor::from(self.server_config()?))
+    }
+
+    /// The tokio baseline's client side: trusts `trusted`'s CA only, and presents this node
+    /// certificate.
+    pub fn connector(&self, trusted: &Pki) -> Result<TlsConnector, String> {
+        Ok(TlsConnector::from(self.client_config(trusted)?))
+    }
+
+    /// The server configuration of [`acceptor`](Pki::acceptor).
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
         let provider = Arc::new(crypto::ring::default_provider());
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
             .build()
@@ -90,12 +101,11 @@ impl Pki {
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![self.node_der.clone()], self.key())
             .map_err(|e| format!("--tls: server certificate: {e}"))?;
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        Ok(Arc::new(config))
     }
 
-    /// The tokio baseline's client side: trusts `trusted`'s CA only, and presents this node
-    /// certificate.
-    pub fn connector(&self, trusted: &Pki) -> Result<TlsConnector, String> {
+    /// The client configuration of [`connector`](Pki::connector).
+    pub fn client_config(&self, trusted: &Pki) -> Result<Arc<ClientConfig>, String> {
         let provider = Arc::new(crypto::ring::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -103,7 +113,7 @@ impl Pki {
             .with_root_certificates(trusted.roots()?)
             .with_client_auth_cert(vec![self.node_der.clone()], self.key())
             .map_err(|e| format!("--tls: client certificate: {e}"))?;
-        Ok(TlsConnector::from(Arc::new(config)))
+        Ok(Arc::new(config))
     }
 }
 
