@@ -39,8 +39,8 @@ pub struct CopyRates {
     pub harmless: f64,
 }
 
-/// Time 16 KiB copies at both distances, each the best of three passes over 8 MiB (about
-/// 20-60 ms in all on a machine without the trap).
+/// Time 16 KiB copies at both distances, each the best of three passes over 8 MiB (tens of
+/// milliseconds in all, most of it at the trap's distance where the trap is).
 pub fn measure() -> CopyRates {
     let source = vec![1u8; SPAN + 2 * 4096];
     let mut destination = vec![2u8; SPAN + 2 * 4096];

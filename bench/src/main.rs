@@ -75,8 +75,6 @@ fn main() -> ExitCode {
         eprintln!(
             "raftnet-bench: the RPC scenarios run over mutual TLS (raftnet's and the tokio baseline's direct design)"
         );
-    }
-    if options.tls {
         // A trap of the machine, not of either implementation, that can decide the TLS bulk
         // rows: say so before the figures (copy_check's module doc).
         if let Some(note) = raftnet_bench::copy_check::note(raftnet_bench::copy_check::measure()) {

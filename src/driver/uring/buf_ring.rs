@@ -51,6 +51,14 @@ pub(super) const COUNT: u16 = 8;
 /// `RAFTNET_URING_BUFS` for many small ones where connections are many.
 pub(super) const SIZE: u32 = 64 * 1024;
 
+/// The byte offsets of `addr`, `len` and `bid` in a descriptor (`struct io_uring_buf`, whose
+/// last field, at 14, is the ring's tail in the first descriptor).
+const DESCRIPTOR_FIELDS: (usize, usize, usize) = (0, 8, 12);
+
+// Each descriptor is 16 bytes and aligned for its `u64`, as the offsets above assume.
+const _: () = assert!(std::mem::size_of::<BufRingEntry>() == 16);
+const _: () = assert!(std::mem::align_of::<BufRingEntry>() == 8);
+
 /// Where a completion's bytes are in the ring ([`BufRing::complete`]).
 #[derive(Debug)]
 #[must_use = "a buffer that left the ring goes back with `BufRing::release`"]
@@ -216,16 +224,23 @@ impl BufRing {
     /// Write `bid`'s descriptor at the tail and publish it.
     fn publish(&mut self, bid: u16) {
         let slot = usize::from(self.tail & (self.count - 1));
+        let addr = self
+            .bufs
+            .wrapping_add(usize::from(bid) * self.size as usize) as u64;
         // SAFETY: `slot` < `count`, within the mapping. The kernel reads only the descriptors
         // between its head and the published tail; fewer than `count` buffers are in the ring
         // (this one was out), so the slot at the tail is not among them. Only the `addr`, `len`
-        // and `bid` fields are written: the tail overlays the first slot's reserved field.
+        // and `bid` fields are written, each through a raw pointer at its offset in
+        // `struct io_uring_buf` (`DESCRIPTOR_FIELDS`, checked by a test): no reference covers
+        // the slot, since the first slot's last field is the tail, which the kernel reads at
+        // any time (a `&mut` over it would claim it unshared).
         #[allow(unsafe_code)]
         unsafe {
-            let entry = &mut *self.ring.add(slot);
-            entry.set_addr(self.bufs.add(usize::from(bid) * self.size as usize) as u64);
-            entry.set_len(self.size);
-            entry.set_bid(bid);
+            let entry = self.ring.add(slot).cast::<u8>();
+            let (addr_at, len_at, bid_at) = DESCRIPTOR_FIELDS;
+            entry.add(addr_at).cast::<u64>().write(addr);
+            entry.add(len_at).cast::<u32>().write(self.size);
+            entry.add(bid_at).cast::<u16>().write(bid);
         }
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: the tail is a `u16` in the mapping, aligned (offset 14 of a 16-byte aligned
@@ -333,4 +348,39 @@ fn map(len: usize) -> io::Result<*mut u8> {
         return Err(io::Error::last_os_error());
     }
     Ok(ptr.cast())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `publish` writes a descriptor's fields at `DESCRIPTOR_FIELDS` by hand: they must be where
+    /// the io-uring crate's own setters put them, and the tail where it reads it. (No kernel is
+    /// involved: this runs under Miri too.)
+    #[test]
+    fn descriptor_fields_are_where_the_crate_puts_them() {
+        let mut storage = [0u64; 2];
+        let entry = storage.as_mut_ptr().cast::<BufRingEntry>();
+        // SAFETY: `storage` is 16 bytes, aligned for `u64`, as a `BufRingEntry` is (asserted
+        // above), all zero (a valid descriptor), and not otherwise borrowed while `set` lives.
+        #[allow(unsafe_code)]
+        let set = unsafe { &mut *entry };
+        set.set_addr(0x0102_0304_0506_0708);
+        set.set_len(0x1112_1314);
+        set.set_bid(0x2122);
+        let bytes: Vec<u8> = storage.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let (addr_at, len_at, bid_at) = DESCRIPTOR_FIELDS;
+        let field = |at: usize, len: usize| {
+            let mut value = [0u8; 8];
+            value[..len].copy_from_slice(&bytes[at..at + len]);
+            u64::from_ne_bytes(value)
+        };
+        assert_eq!(field(addr_at, 8), 0x0102_0304_0506_0708);
+        assert_eq!(field(len_at, 4), 0x1112_1314);
+        assert_eq!(field(bid_at, 2), 0x2122);
+        // SAFETY: `entry` points at a whole descriptor (`storage`); `tail` only offsets it.
+        #[allow(unsafe_code)]
+        let tail = unsafe { BufRingEntry::tail(entry.cast_const()) }.cast::<u8>();
+        assert_eq!(tail as usize - entry as usize, 14);
+    }
 }
