@@ -76,7 +76,8 @@ fn copy_rate(source: &[u8], destination: &mut [u8], distance: usize) -> f64 {
     copied as f64 / started.elapsed().as_secs_f64().max(1e-9)
 }
 
-/// The warning for `rates`, or `None` when the trap costs less than half the rate.
+/// The warning for `rates`, or `None` when copies at the trap's distance run at more than half
+/// the harmless rate.
 pub fn note(rates: CopyRates) -> Option<String> {
     let slowdown = rates.harmless / rates.trap;
     // NaN (nothing measured at either distance) is not a slowdown.

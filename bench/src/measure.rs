@@ -6,6 +6,7 @@
 //! - [`busy_cpu_time`]: CPU time of the whole machine (`/proc/stat`), to report how much other
 //!   processes used during a window (a noisy neighbour invalidates a run).
 //! - [`Latencies`]: percentiles of a sample's latencies.
+//! - [`median`]: the median of the rounds' figures, which every report of rounds gives.
 //!
 //! # Context switches: both kinds, every thread, exited ones included
 //!
@@ -300,6 +301,22 @@ impl Latencies {
     }
 }
 
+/// The median of `values`, NaN left out (the mean of the middle two for an even count); `None`
+/// if nothing is left.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
 /// Turns between the unit tests that read process-wide counters and those that load the
 /// process.
 ///
@@ -328,6 +345,14 @@ pub(crate) mod test_lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median([f64::NAN, 5.0]), Some(5.0));
+        assert_eq!(median(std::iter::empty()), None);
+    }
 
     #[test]
     fn percentiles_nearest_rank() {

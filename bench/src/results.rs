@@ -4,7 +4,7 @@
 //! its raw loopback reference ([`vs_raw`]), and heartbeat-under-load against the idle p99
 //! ([`under_load`]).
 
-use raftnet_bench::measure::{CURVE_PERCENTILES, Latencies, Window};
+use raftnet_bench::measure::{CURVE_PERCENTILES, Latencies, Window, median};
 use raftnet_bench::raw::Raw;
 use raftnet_bench::scenario::{Sample, Scenario};
 
@@ -145,20 +145,6 @@ impl Metrics {
                 .collect(),
         }
     }
-}
-
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
 }
 
 /// Everything measured for one (subject, implementation) pair, over the rounds.
@@ -480,9 +466,6 @@ mod tests {
 
     #[test]
     fn medians() {
-        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
-        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), Some(2.5));
-        assert_eq!(median(std::iter::empty()), None);
         let a = Metrics {
             ops_per_sec: 10.0,
             p50_us: Some(1.0),

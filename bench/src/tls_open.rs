@@ -22,7 +22,9 @@ use std::time::Instant;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::server::UnbufferedServerConnection;
 use tokio_rustls::rustls::unbuffered::ConnectionState;
-use tokio_rustls::rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+use tokio_rustls::rustls::{
+    ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection,
+};
 
 use crate::tls::Pki;
 
@@ -115,9 +117,7 @@ fn seal(client: &mut ClientConnection, frames: usize) -> Result<Vec<u8>, String>
             .writer()
             .write_all(&plaintext)
             .map_err(|e| e.to_string())?;
-        while client.wants_write() {
-            client.write_tls(&mut out).map_err(|e| e.to_string())?;
-        }
+        drain(client, &mut out)?;
     }
     Ok(out)
 }
@@ -163,31 +163,28 @@ fn handshake_buffered(
             return Ok(());
         }
         let mut flight = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut flight).map_err(|e| e.to_string())?;
-        }
-        feed_buffered(server, &flight)?;
-        let mut flight = Vec::new();
-        while server.wants_write() {
-            server.write_tls(&mut flight).map_err(|e| e.to_string())?;
-        }
-        feed_client(client, &flight)?;
+        drain(client, &mut flight)?;
+        feed(server, &flight)?;
+        flight.clear();
+        drain(server, &mut flight)?;
+        feed(client, &flight)?;
     }
     Err("the buffered handshake did not finish".into())
 }
 
-fn feed_buffered(server: &mut ServerConnection, mut bytes: &[u8]) -> Result<(), String> {
+/// Give a buffered connection (either end) `bytes` and process them.
+fn feed<Data>(conn: &mut ConnectionCommon<Data>, mut bytes: &[u8]) -> Result<(), String> {
     while !bytes.is_empty() {
-        server.read_tls(&mut bytes).map_err(|e| e.to_string())?;
-        server.process_new_packets().map_err(|e| e.to_string())?;
+        conn.read_tls(&mut bytes).map_err(|e| e.to_string())?;
+        conn.process_new_packets().map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-fn feed_client(client: &mut ClientConnection, mut bytes: &[u8]) -> Result<(), String> {
-    while !bytes.is_empty() {
-        client.read_tls(&mut bytes).map_err(|e| e.to_string())?;
-        client.process_new_packets().map_err(|e| e.to_string())?;
+/// Append every record a buffered connection (either end) has ready to `out`.
+fn drain<Data>(conn: &mut ConnectionCommon<Data>, out: &mut Vec<u8>) -> Result<(), String> {
+    while conn.wants_write() {
+        conn.write_tls(out).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -230,9 +227,7 @@ fn handshake_unbuffered(
     let mut incoming = Vec::new();
     let mut outgoing = vec![0u8; 64 * 1024];
     for _ in 0..HANDSHAKE_STEPS {
-        while client.wants_write() {
-            client.write_tls(&mut incoming).map_err(|e| e.to_string())?;
-        }
+        drain(client, &mut incoming)?;
         let status = server.process_tls_records(&mut incoming);
         let discard = status.discard;
         let mut to_client = 0;
@@ -250,11 +245,9 @@ fn handshake_unbuffered(
             other => return Err(format!("unexpected in the handshake: {other:?}")),
         };
         incoming.drain(..discard);
-        feed_client(client, &outgoing[..to_client])?;
+        feed(client, &outgoing[..to_client])?;
         if traffic && !client.is_handshaking() {
-            while client.wants_write() {
-                client.write_tls(&mut incoming).map_err(|e| e.to_string())?;
-            }
+            drain(client, &mut incoming)?;
             return Ok(incoming);
         }
     }

@@ -17,13 +17,9 @@
 use std::time::Duration;
 
 use raftnet_bench::cluster::{self, Idle, Network, Reactor, Store};
+use raftnet_bench::measure::median;
 
 const SETTLE: Duration = Duration::from_secs(2);
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -63,18 +59,13 @@ fn main() {
     }
     println!("medians of {rounds} rounds of {seconds} s:");
     for (n, network) in networks.iter().enumerate() {
-        let cpu = median(
-            results[n]
-                .iter()
-                .map(Idle::cpu_percent_of_one_cpu)
-                .collect(),
-        );
+        let cpu = median(results[n].iter().map(Idle::cpu_percent_of_one_cpu)).unwrap_or(f64::NAN);
         let switches = median(
             results[n]
                 .iter()
-                .map(|i| i.usage.switches.total() as f64 / i.window.as_secs_f64())
-                .collect(),
-        );
+                .map(|i| i.usage.switches.total() as f64 / i.window.as_secs_f64()),
+        )
+        .unwrap_or(f64::NAN);
         println!(
             "{:<8} cpu {cpu:.3} % of one CPU, {switches:.0} switches/s",
             network.name()

@@ -9,12 +9,8 @@
 //! FRAMES 1 MiB frames per path and round (default 256), ROUNDS rounds (default 5). The module
 //! doc of `raftnet_bench::tls_open` says what each path copies.
 
+use raftnet_bench::measure::median;
 use raftnet_bench::tls_open::{Ends, Path, receive};
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
@@ -45,7 +41,11 @@ fn main() -> Result<(), String> {
         buffered.push(b);
         in_place.push(p);
     }
-    let (b, p) = (median(buffered), median(in_place));
+    // NaN when no round ran.
+    let (b, p) = (
+        median(buffered).unwrap_or(f64::NAN),
+        median(in_place).unwrap_or(f64::NAN),
+    );
     println!("medians: buffered {b:.2}, in place {p:.2} ({:.2}x)", p / b);
     Ok(())
 }
