@@ -1,27 +1,40 @@
 //! What opening received TLS records costs per byte in memory, two ways, on the same rustls
 //! (`raftnet-tls-open`; BENCHMARKS.md, "A memcpy trap decides the TLS bulk rows").
 //!
-//! - [`Path::Buffered`] is raftnet's receive path today (`src/driver/tls/mod.rs`). The
+//! - [`Path::Buffered`] is raftnet's receive path before it moved to the unbuffered API. The
 //!   ciphertext arrives in 64 KiB reads and goes through rustls' buffered API: `read_tls` copies
 //!   it into rustls' receive buffer, `process_new_packets` opens each record there and copies
 //!   its plaintext into a new `Vec`, and the plaintext is copied out into the frame being
 //!   received.
-//! - [`Path::InPlace`] is what rustls' unbuffered API allows: `process_tls_records` opens each
-//!   record where it lies in the caller's buffer, and its payload is copied once, into the
-//!   frame.
+//! - [`Path::InPlace`] is raftnet's path now (`src/driver/tls/session.rs`), rustls' unbuffered
+//!   API: `process_tls_records` opens each record where it lies in the caller's buffer, and its
+//!   payload is copied into the frame (in rustls 0.23 through a `Vec` of its own first:
+//!   decryption into the caller's buffer comes with rustls 0.24).
 //!
 //! Both receive the same plaintext (1 MiB frames, each into a fresh buffer, as raftnet's large
 //! frames are), sent by one rustls client with the same certificates as `--tls`. Only the
 //! receiving side is timed. No socket is involved, so the figure is the work a driver thread
 //! does per byte beyond the kernel's copy.
+//!
+//! [`send`] times the other end, sealing 1 MiB frames into records, the same two ways:
+//! - [`Path::Buffered`], the epoll driver's path before: the frame written into rustls
+//!   (`writer()`; rustls copies each record's plaintext into a record `Vec` it seals in place),
+//!   and the records handed to a `writev`-like sink straight from rustls' buffers (a socket
+//!   takes them without another copy in user space).
+//! - [`Path::InPlace`], the unbuffered API, raftnet's path now: `WriteTraffic::encrypt` into the
+//!   session's outgoing buffer. In rustls 0.23 it seals each record in a `Vec` of its own too, then copies it into
+//!   that buffer: one copy more than the buffered path.
+//!
+//! Opening then sealing is what a stream costs both its ends, so the two tables together say
+//! what moving a driver to the unbuffered API would buy.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IoSlice, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::server::UnbufferedServerConnection;
-use tokio_rustls::rustls::unbuffered::ConnectionState;
+use tokio_rustls::rustls::unbuffered::{ConnectionState, EncryptError, InsufficientSizeError};
 use tokio_rustls::rustls::{
     ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection,
 };
@@ -38,9 +51,9 @@ const HANDSHAKE_STEPS: usize = 64;
 /// How the receiving side opens records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
-    /// rustls' buffered API, as raftnet today.
+    /// rustls' buffered API, as raftnet before.
     Buffered,
-    /// rustls' unbuffered API, records opened in place.
+    /// rustls' unbuffered API, records opened in place: raftnet's path.
     InPlace,
 }
 
@@ -189,9 +202,10 @@ fn drain<Data>(conn: &mut ConnectionCommon<Data>, out: &mut Vec<u8>) -> Result<(
     Ok(())
 }
 
-/// raftnet's path: [`READ`]-sized reads through `read_tls`, plaintext copied out of rustls.
-fn open_buffered(
-    server: &mut ServerConnection,
+/// raftnet's path: [`READ`]-sized reads through `read_tls`, plaintext copied out of rustls
+/// (either end: the server in the measure, a client in the sealing test).
+fn open_buffered<Data>(
+    conn: &mut ConnectionCommon<Data>,
     ciphertext: &[u8],
     frame: &mut dyn FnMut(Vec<u8>),
 ) -> Result<(), String> {
@@ -201,10 +215,10 @@ fn open_buffered(
     };
     for mut read in ciphertext.chunks(READ) {
         while !read.is_empty() {
-            server.read_tls(&mut read).map_err(|e| e.to_string())?;
-            let state = server.process_new_packets().map_err(|e| e.to_string())?;
+            conn.read_tls(&mut read).map_err(|e| e.to_string())?;
+            let state = conn.process_new_packets().map_err(|e| e.to_string())?;
             let mut ready = state.plaintext_bytes_to_read();
-            let mut reader = server.reader();
+            let mut reader = conn.reader();
             while ready > 0 {
                 let chunk = reader.fill_buf().map_err(|e| e.to_string())?;
                 let n = chunk.len().min(ready);
@@ -303,6 +317,123 @@ fn open_in_place(
     Ok(())
 }
 
+/// What [`send`] did.
+pub struct Sent {
+    /// The seconds sealing took.
+    pub seconds: f64,
+    /// The records, where `send` was asked to keep them.
+    pub records: Vec<u8>,
+    /// The client the records are for, its handshake done (to open them).
+    pub client: ClientConnection,
+}
+
+/// Seal `frames` frames of the pattern (the same frame each time, made before the clock starts)
+/// on the server's side along `path`, timing that. With `keep`, the records are also kept (the
+/// sink then copies them: for a test, not for a measure).
+pub fn send(ends: &Ends, path: Path, frames: usize, keep: bool) -> Result<Sent, String> {
+    let mut client = ends.client()?;
+    let frame: Vec<u8> = (0..FRAME).map(sent_byte).collect();
+    let mut sink = Sink {
+        taken: 0,
+        kept: keep.then(Vec::new),
+    };
+    let started;
+    match path {
+        Path::Buffered => {
+            let mut server =
+                ServerConnection::new(ends.server.clone()).map_err(|e| e.to_string())?;
+            handshake_buffered(&mut client, &mut server)?;
+            server.set_buffer_limit(None);
+            started = Instant::now();
+            for _ in 0..frames {
+                server
+                    .writer()
+                    .write_all(&frame)
+                    .map_err(|e| e.to_string())?;
+                while server.wants_write() {
+                    server.write_tls(&mut sink).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Path::InPlace => {
+            let mut server =
+                UnbufferedServerConnection::new(ends.server.clone()).map_err(|e| e.to_string())?;
+            // What the client sent after the handshake (nothing here) is not needed.
+            handshake_unbuffered(&mut client, &mut server)?;
+            // A driver's outgoing buffer, reused: room for a frame and its records' overhead.
+            let mut outgoing = vec![0u8; FRAME + FRAME / 256 + 4096];
+            started = Instant::now();
+            let mut sent = 0;
+            while sent < frames {
+                let status = server.process_tls_records(&mut []);
+                match status.state.map_err(|e| e.to_string())? {
+                    ConnectionState::WriteTraffic(mut traffic) => {
+                        let n = match traffic.encrypt(&frame, &mut outgoing) {
+                            Ok(n) => n,
+                            Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                                required_size,
+                            })) => {
+                                return Err(format!("outgoing buffer short of {required_size}"));
+                            }
+                            Err(e) => return Err(e.to_string()),
+                        };
+                        sink.write_all(&outgoing[..n]).map_err(|e| e.to_string())?;
+                        sent += 1;
+                    }
+                    // Records the server still had to send (session tickets): they go first.
+                    ConnectionState::EncodeTlsData(mut encode) => {
+                        let n = encode.encode(&mut outgoing).map_err(|e| e.to_string())?;
+                        sink.write_all(&outgoing[..n]).map_err(|e| e.to_string())?;
+                    }
+                    ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                    other => return Err(format!("unexpected while sending: {other:?}")),
+                }
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if sink.taken < frames * FRAME {
+        return Err(format!(
+            "{} bytes of records for {frames} frames",
+            sink.taken
+        ));
+    }
+    Ok(Sent {
+        seconds,
+        records: sink.kept.unwrap_or_default(),
+        client,
+    })
+}
+
+/// Where sealed records go: taken as a socket's `writev` takes them (counted; the kernel's copy
+/// is the same for both paths and not part of this measure), or also kept for a test.
+struct Sink {
+    taken: usize,
+    kept: Option<Vec<u8>>,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut n = 0;
+        for buf in bufs {
+            n += buf.len();
+            if let Some(kept) = &mut self.kept {
+                kept.extend_from_slice(buf);
+            }
+        }
+        self.taken += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +454,25 @@ mod tests {
             })
             .unwrap();
             assert_eq!(sizes, [FRAME; 3], "{path:?}");
+        }
+    }
+
+    /// Both sealing paths produce records that open, at the client of that session, to
+    /// exactly the frames sealed.
+    #[test]
+    fn both_paths_seal_exactly_what_was_written() {
+        let ends = Ends::new().unwrap();
+        for path in [Path::Buffered, Path::InPlace] {
+            let mut sent = send(&ends, path, 2, true).unwrap();
+            let mut sizes = Vec::new();
+            open_buffered(&mut sent.client, &sent.records, &mut |frame| {
+                for (i, byte) in frame.iter().enumerate() {
+                    assert_eq!(*byte, sent_byte(i), "{path:?} at {i}");
+                }
+                sizes.push(frame.len());
+            })
+            .unwrap();
+            assert_eq!(sizes, [FRAME; 2], "{path:?}");
         }
     }
 }

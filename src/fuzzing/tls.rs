@@ -60,8 +60,7 @@ fn configs() -> &'static (TlsConfig, TlsConfig) {
     })
 }
 
-/// A client session dialling [`SERVER_ID`] and a server session to accept it, both unbounded
-/// and knowing their peer's address, as the io_uring driver makes them.
+/// A client session dialling [`SERVER_ID`] and a server session to accept it, both knowing their peer's address, as the io_uring driver makes them.
 fn sessions() -> (Session, Session) {
     let (client, server) = configs();
     Session::memory_pair(client, server, SERVER_ID, CLIENT_ADDR, SERVER_ADDR)
@@ -102,7 +101,7 @@ fn handshake(client: &mut Session, server: &mut Session) {
         }
     }
     assert!(plaintext.is_empty(), "plaintext during the handshake");
-    assert!(!client.tls.is_handshaking() && !server.tls.is_handshaking());
+    assert!(!client.is_handshaking() && !server.is_handshaking());
 }
 
 /// `session` opens `ciphertext` in pieces of `piece` bytes: each piece's plaintext, as `open`
@@ -178,9 +177,7 @@ fn through(input: &[u8], piece: usize, sealed_in_pieces: bool) {
     } else {
         vec![Bytes::copy_from_slice(input)]
     };
-    client
-        .seal(&mut queue)
-        .expect("an unbounded session seals all");
+    client.seal(&mut queue).expect("a session seals all");
     assert!(queue.is_empty());
     let records = client.records().expect("records from memory");
     assert_eq!(records.is_some(), !input.is_empty());
@@ -199,7 +196,7 @@ fn through(input: &[u8], piece: usize, sealed_in_pieces: bool) {
     assert_eq!(split, whole, "decoding TLS's pieces differs from one piece");
 
     // The client ends the session: the stream's end, and nothing more.
-    client.tls.send_close_notify();
+    client.send_close_notify();
     let records = client.records().expect("records from memory");
     let records = records.expect("a close_notify");
     let (opened, peer_closed) = open_in_pieces(&mut server, &records, piece);
@@ -240,7 +237,7 @@ fn raw(input: &[u8], piece: usize, after_handshake: bool) {
     );
     if !after_handshake {
         assert!(
-            server.tls.is_handshaking(),
+            server.is_handshaking(),
             "a handshake completed with bytes no client made"
         );
         assert!(server.take_verified_peer(Some(CLIENT_ADDR)).is_none());
@@ -270,13 +267,13 @@ fn check_failure(e: io::Error, server: &Session, after_handshake: bool) {
     }
 }
 
-/// A client hello over 64 KiB in records of 16 KiB: more than rustls buffers of a handshake
-/// message, which `Session::open` refuses (`Session::unbuffered`). Not a seed: it would raise
+/// A client hello of 64 KiB in records of 16 KiB: more than rustls takes of a handshake
+/// message (65,535 bytes), which `Session::open` refuses. Not a seed: it would raise
 /// the fuzzer's input size limit to 64 KiB for every input; `tests/fuzz_corpus.rs` and the
 /// session's own tests send it.
 pub fn oversized_tls_hello() -> Vec<u8> {
-    let mut message = vec![0x01, 0x00, 0xff, 0xff]; // client_hello, 65,535 bytes
-    message.resize(4 + 0xffff, 0);
+    let mut message = vec![0x01, 0x01, 0x00, 0x00]; // client_hello, 65,536 bytes
+    message.resize(4 + 0x1_0000, 0);
     let mut records = Vec::new();
     for fragment in message.chunks(16 * 1024) {
         records.extend_from_slice(&[0x16, 0x03, 0x01]);

@@ -1,9 +1,13 @@
 //! [`Session`] without sockets: a client and a server session of one test CA, each side's
 //! records handed to the other's [`Session::open`] in memory (quinn-proto's `Pair`).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::*;
+use bytes::{Bytes, BytesMut};
+
+use super::Session;
+use crate::Error;
 use crate::transport::ServerId;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -60,8 +64,8 @@ const CLIENT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 
 const SERVER_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 7000);
 
 /// A client session dialling server `server-1` at [`SERVER_ADDR`] and the server session
-/// accepting it, both [`unbounded`](Session::unbounded) as the io_uring driver makes them,
-/// each knowing its peer's address as a driver's does.
+/// accepting it, as the io_uring driver makes them, each knowing its peer's address as a
+/// driver's does.
 struct Pair {
     client: Session,
     server: Session,
@@ -92,8 +96,8 @@ impl Pair {
     fn connected(ca: &Ca) -> Pair {
         let mut pair = Pair::new(&ca.tls("client-1"), &ca.tls("server-1"));
         pair.handshake().expect("the handshake completes");
-        assert!(!pair.client.tls.is_handshaking());
-        assert!(!pair.server.tls.is_handshaking());
+        assert!(!pair.client.is_handshaking());
+        assert!(!pair.server.is_handshaking());
         pair
     }
 
@@ -199,8 +203,8 @@ fn the_handshake_completes_in_memory_and_each_side_names_its_peer_once() {
     assert!(!pair.server.ends_with_close_notify());
 
     pair.handshake().expect("the handshake completes");
-    assert!(!pair.client.tls.is_handshaking());
-    assert!(!pair.server.tls.is_handshaking());
+    assert!(!pair.client.is_handshaking());
+    assert!(!pair.server.is_handshaking());
     assert!(pair.client.ends_with_close_notify());
     assert!(pair.server.ends_with_close_notify());
 
@@ -276,7 +280,7 @@ fn plaintext_arrives_byte_exact_in_pieces_of_every_size() {
 }
 
 #[test]
-fn a_megabyte_is_sealed_whole_by_an_unbounded_session_and_arrives_byte_exact() {
+fn a_megabyte_is_sealed_whole_and_arrives_byte_exact_in_pieces_of_every_size() {
     const MIB: usize = 1 << 20;
     let ca = Ca::new("cluster CA");
     let mut pair = Pair::connected(&ca);
@@ -298,20 +302,6 @@ fn a_megabyte_is_sealed_whole_by_an_unbounded_session_and_arrives_byte_exact() {
             assert!(!delivered.peer_closed);
         }
     }
-    // What `unbounded` is for: with rustls' buffer limit (64 KiB), sealing takes part of
-    // the megabyte and fails on the rest.
-    let mut bounded = Pair::new(&ca.tls("client-1"), &ca.tls("server-1"));
-    bounded.client.tls.set_buffer_limit(Some(64 * 1024));
-    bounded.server.tls.set_buffer_limit(Some(64 * 1024));
-    bounded.handshake().unwrap();
-    let e = bounded
-        .client
-        .seal(&mut vec![Bytes::from(payload.clone())])
-        .unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::WriteZero);
-    let delivered = bounded.deliver(Side::Client, usize::MAX).unwrap().unwrap();
-    assert_eq!(delivered.plaintext.len(), 64 * 1024);
-    assert!(delivered.plaintext == payload[..64 * 1024]);
 }
 
 #[test]
@@ -324,7 +314,7 @@ fn close_notify_ends_the_stream_after_the_plaintext_sent_before_it() {
             sender
                 .seal(&mut vec![Bytes::from_static(b"last words")])
                 .unwrap();
-            sender.tls.send_close_notify();
+            sender.send_close_notify();
             let records = sender.records().unwrap().expect("records");
             // What follows close_notify is not part of the session: neither opened nor
             // refused.
@@ -400,7 +390,7 @@ fn a_certificate_of_another_ca_is_refused_during_the_handshake() {
         refusal(e),
         (Some(SERVER_ADDR), true, unknown_issuer.clone())
     );
-    assert!(pair.client.tls.is_handshaking());
+    assert!(pair.client.is_handshaking());
     let alert = pair.client.records().unwrap().expect("an alert");
     let e = open_in_pieces(&mut pair.server, &alert, usize::MAX).unwrap_err();
     let unknown_ca = rustls::Error::AlertReceived(AlertDescription::UnknownCA);
@@ -415,7 +405,7 @@ fn a_certificate_of_another_ca_is_refused_during_the_handshake() {
     let (side, e) = pair.handshake().unwrap_err();
     assert_eq!(side, Side::Server);
     assert_eq!(refusal(e), (Some(CLIENT_ADDR), true, unknown_issuer));
-    assert!(!pair.client.tls.is_handshaking());
+    assert!(!pair.client.is_handshaking());
     let alert = pair.server.records().unwrap().expect("an alert");
     let e = open_in_pieces(&mut pair.client, &alert, usize::MAX).unwrap_err();
     assert_eq!(refusal(e), (Some(SERVER_ADDR), true, unknown_ca));
@@ -424,13 +414,13 @@ fn a_certificate_of_another_ca_is_refused_during_the_handshake() {
     assert!(!pair.server.ends_with_close_notify());
 }
 
-/// rustls' `read_tls` refuses to buffer more of the hello: a refusal like the others
-/// (`Error::Tls`, the session failed), not a bare IO error.
+/// rustls refuses to join a hello of more than 64 KiB: a refusal like the others (`Error::Tls`,
+/// the session failed), and the session holds no more than that of it.
 #[test]
 fn a_handshake_message_over_64_kib_is_refused() {
     let ca = Ca::new("cluster CA");
     for piece in [usize::MAX, 1000] {
-        let mut server = Session::accept(&ca.tls("server-1")).unwrap().unbounded();
+        let mut server = Session::accept(&ca.tls("server-1")).unwrap();
         server.peer = Some(CLIENT_ADDR);
         let e =
             open_in_pieces(&mut server, &crate::fuzzing::oversized_tls_hello(), piece).unwrap_err();
@@ -462,4 +452,80 @@ fn a_certificate_for_another_server_is_refused_by_the_dial() {
             presented
         })
     );
+}
+
+/// A reader's buffer of `room` bytes per read, as the readiness drivers' stream hands the
+/// session (`Uninit`): [`Plaintext`](super::Plaintext) with a bound.
+struct Room {
+    room: usize,
+    got: Vec<u8>,
+}
+
+impl super::Plaintext for Room {
+    fn room(&self) -> usize {
+        self.room - self.got.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        assert!(bytes.len() <= self.room(), "put past the room");
+        self.got.extend_from_slice(bytes);
+    }
+}
+
+/// Reads smaller than a record, and than what a receive brought: the session hands out what
+/// fits, keeps the rest of a record it opened, and leaves the records it did not open to the
+/// caller (`consumed`), which offers them again; every byte arrives once, in order.
+#[test]
+fn reads_smaller_than_a_record_get_every_byte_once_in_order() {
+    let ca = Ca::new("cluster CA");
+    let payload = pattern(40_000, 5);
+    for room in [1, 100, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 50_000] {
+        for receive in [usize::MAX, 1000, 16 * 1024 + 22 + 1] {
+            let mut pair = Pair::connected(&ca);
+            pair.client
+                .seal(&mut vec![Bytes::from(payload.clone())])
+                .unwrap();
+            let records = pair.client.records().unwrap().expect("records");
+            let mut got = Vec::new();
+            let mut reads = 0;
+            for chunk in records.chunks(receive) {
+                // What one receive brought, offered until the session took all of it.
+                let mut chunk = chunk.to_vec();
+                let mut start = 0;
+                loop {
+                    let mut read = Room {
+                        room,
+                        got: Vec::new(),
+                    };
+                    let opened = pair
+                        .server
+                        .open_in_place(&mut chunk[start..], &mut read)
+                        .unwrap();
+                    assert_eq!(opened.plaintext, read.got.len());
+                    got.extend_from_slice(&read.got);
+                    start += opened.consumed;
+                    reads += 1;
+                    if start == chunk.len() && read.got.len() < room {
+                        break;
+                    }
+                }
+            }
+            // What the last records left for more reads.
+            while pair.server.has_plaintext() {
+                let mut read = Room {
+                    room,
+                    got: Vec::new(),
+                };
+                pair.server.open_in_place(&mut [], &mut read).unwrap();
+                got.extend_from_slice(&read.got);
+            }
+            assert_eq!(
+                got.len(),
+                payload.len(),
+                "room {room}, receives of {receive}"
+            );
+            assert!(got == payload, "room {room}, receives of {receive}");
+            assert!(reads >= payload.len() / room, "room {room}: {reads} reads");
+        }
+    }
 }

@@ -85,7 +85,7 @@ impl UringDriver {
                             Ok(mut session) => {
                                 session.peer = Some(peer);
                                 if let Some(entry) = entry(&mut self.table, key) {
-                                    entry.tls = Some(Box::new(session.unbounded()));
+                                    entry.tls = Some(Box::new(session));
                                 }
                             }
                             Err(e) => self.engine.handle_error(key, e),

@@ -405,7 +405,7 @@ impl UringDriver {
                 match crate::driver::tls::Session::dial(tls, addr, self.engine.dial_server(key)) {
                     Ok(mut session) => {
                         session.peer = Some(addr);
-                        Some(Box::new(session.unbounded()))
+                        Some(Box::new(session))
                     }
                     Err(e) => return self.engine.handle_connect_failed(key, e),
                 }

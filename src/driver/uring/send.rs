@@ -114,7 +114,7 @@ impl UringDriver {
         }
         // Records a TLS session made meanwhile (a handshake flight) count as queued.
         #[cfg(feature = "tls")]
-        let records_waiting = entry.tls.as_ref().is_some_and(|s| s.tls.wants_write());
+        let records_waiting = entry.tls.as_ref().is_some_and(|s| s.wants_write());
         #[cfg(not(feature = "tls"))]
         let records_waiting = false;
         let more = records_waiting

@@ -1,10 +1,10 @@
 //! TLS on the io_uring driver (feature `tls`): the same [`Session`] as the readiness drivers'
 //! stream, but the driver moves the bytes: a receive's ciphertext is opened into the engine's
-//! buffer ([`Session::open`]), a send seals the engine's queued bytes ([`Session::seal`]) and
-//! carries the records ([`Session::records`]). The session is made [`Session::unbounded`]: the
-//! driver takes at most a send's budget of plaintext from the engine's queue at a time, and only
-//! once the previous send completed and the handshake is done, so rustls never holds more than
-//! one send's worth. During the handshake the engine's bytes stay in its queue, where its
+//! buffer where it lies ([`Session::open_in_place`]), a send seals the engine's queued bytes
+//! ([`Session::seal`]) and carries the records ([`Session::records`]). The driver takes at most
+//! a send's budget of plaintext from the engine's queue at a time, and only once the previous
+//! send completed and the handshake is done, so the session never holds more than one send's
+//! worth of records. During the handshake the engine's bytes stay in its queue, where its
 //! back-pressure already bounds them. Nothing writes a socket here but [`write_now`], for the
 //! last records of a connection that closes.
 //!
@@ -38,12 +38,14 @@ impl UringDriver {
             recv.buf.clear();
             return false;
         };
-        let handshaking = session.tls.is_handshaking();
-        let opened = session.open(&recv.buf, engine_buf);
+        let handshaking = session.is_handshaking();
+        // Opened where it lies; an engine buffer has room for all of it, so the session takes
+        // every byte (a record cut short it keeps until the rest comes).
+        let opened = session.open_in_place(&mut recv.buf, engine_buf);
         recv.buf.clear();
         let peer = session.peer;
         let verified = session.take_verified_peer(peer);
-        let records_ready = session.tls.wants_write();
+        let records_ready = session.wants_write();
         if opened.is_err() && !entry.send.in_flight {
             // The alert telling the peer why.
             write_now(session, fd);
@@ -68,7 +70,7 @@ impl UringDriver {
         let handshake_done = handshaking
             && self
                 .entry(key)
-                .is_some_and(|e| e.tls.as_ref().is_some_and(|s| !s.tls.is_handshaking()));
+                .is_some_and(|e| e.tls.as_ref().is_some_and(|s| !s.is_handshaking()));
         if records_ready || handshake_done {
             self.start_send(key);
         }
@@ -89,7 +91,7 @@ impl UringDriver {
             return;
         };
         let mut sealed = Ok(0);
-        if !session.tls.is_handshaking() && !queue.is_empty() {
+        if !session.is_handshaking() && !queue.is_empty() {
             take_front(queue, WRITE_BUDGET, MAX_IOVECS, &mut send.pieces);
             sealed = session.seal(&mut send.pieces);
         }
@@ -118,7 +120,7 @@ pub(super) fn end_session(mut entry: Entry) -> Entry {
         && session.ends_with_close_notify()
         && !entry.send.in_flight
     {
-        session.tls.send_close_notify();
+        session.send_close_notify();
         write_now(session, entry.socket.as_raw_fd());
     }
     entry
