@@ -227,8 +227,9 @@ impl Write for TlsStream {
         }
         // Sealed into records (or, during the handshake, held until it completes), up to
         // what rustls' buffered API took at once.
-        let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
-        let accepted = self.session.seal_slices(&slices, SEAL_LIMIT)?;
+        let accepted = self
+            .session
+            .seal_slices(&mut bufs.iter().map(|b| &b[..]), SEAL_LIMIT)?;
         if accepted == 0 && bufs.iter().any(|b| !b.is_empty()) {
             // The handshake has not completed and what it holds is at its bound.
             return Err(io::ErrorKind::WouldBlock.into());

@@ -466,7 +466,7 @@ impl Session {
     fn finish_open(&mut self, mut opened: Opened) -> io::Result<Opened> {
         if !self.held.is_empty() && !self.is_handshaking() {
             let held = std::mem::take(&mut self.held);
-            self.seal_slices(&[&held], usize::MAX)?;
+            self.seal_slices(&mut std::iter::once(&held[..]), usize::MAX)?;
         }
         opened.peer_closed = self.peer_closed;
         Ok(opened)
@@ -525,9 +525,8 @@ impl Session {
     /// Seal `pieces` into records, all of them; the bytes sealed. Before the handshake
     /// completes they are held and sealed once it has (the io_uring driver seals only after).
     pub(crate) fn seal(&mut self, pieces: &mut Vec<Bytes>) -> io::Result<usize> {
-        let slices: Vec<&[u8]> = pieces.iter().map(|p| &p[..]).collect();
-        let total: usize = slices.iter().map(|s| s.len()).sum();
-        let sealed = self.seal_slices(&slices, usize::MAX)?;
+        let total: usize = pieces.iter().map(Bytes::len).sum();
+        let sealed = self.seal_slices(&mut pieces.iter().map(|p| &p[..]), usize::MAX)?;
         if sealed < total {
             // Only before the handshake completes, past what it holds: not how drivers call.
             return Err(io::ErrorKind::WriteZero.into());
@@ -538,7 +537,11 @@ impl Session {
 
     /// Seal up to `limit` bytes of `slices` (in order) into records, or hold them while the
     /// handshake goes on (up to [`HELD_LIMIT`]); the bytes taken.
-    pub(crate) fn seal_slices(&mut self, slices: &[&[u8]], limit: usize) -> io::Result<usize> {
+    pub(crate) fn seal_slices(
+        &mut self,
+        slices: &mut dyn Iterator<Item = &[u8]>,
+        limit: usize,
+    ) -> io::Result<usize> {
         if self.is_handshaking() {
             let mut taken = 0;
             for slice in slices {
@@ -738,7 +741,7 @@ fn write_traffic<C: Records>(
 /// [`COALESCE_BELOW`]); the bytes taken.
 fn seal_records<Data>(
     traffic: &mut WriteTraffic<'_, Data>,
-    slices: &[&[u8]],
+    slices: &mut dyn Iterator<Item = &[u8]>,
     limit: usize,
     outgoing: &mut Outgoing,
     stage: &mut Vec<u8>,

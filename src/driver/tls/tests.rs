@@ -529,3 +529,44 @@ fn reads_smaller_than_a_record_get_every_byte_once_in_order() {
         }
     }
 }
+
+/// What the engine writes before the handshake completes is held (up to 64 KiB, the rest left
+/// to the engine's queue) and sealed once it has, after the handshake's own records: the peer
+/// opens exactly those bytes, once.
+#[test]
+fn plaintext_written_during_the_handshake_goes_out_once_it_completes() {
+    let ca = Ca::new("cluster CA");
+    let mut pair = Pair::new(&ca.tls("client-1"), &ca.tls("server-1"));
+    let early = pattern(70 * 1024, 7);
+    let taken = pair
+        .client
+        .seal_slices(
+            &mut [&early[..1000], &early[1000..]].into_iter(),
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!(taken, 64 * 1024, "held up to its bound");
+    // Nothing sealed yet: the client's hello alone.
+    assert!(pair.client.is_handshaking());
+    let mut delivered = Vec::new();
+    let mut from = Side::Client;
+    let mut idle = 0;
+    while idle < 2 {
+        match pair.deliver(from, usize::MAX).unwrap() {
+            None => idle += 1,
+            Some(d) => {
+                idle = 0;
+                assert!(!d.peer_closed);
+                if from == Side::Client {
+                    delivered.extend_from_slice(&d.plaintext);
+                } else {
+                    assert_eq!(d.plaintext, b"", "the server sent no data");
+                }
+            }
+        }
+        from = other(from);
+    }
+    assert!(!pair.client.is_handshaking() && !pair.server.is_handshaking());
+    assert_eq!(delivered.len(), taken);
+    assert!(delivered == early[..taken]);
+}
