@@ -21,9 +21,9 @@
 //!   (`writer()`; rustls copies each record's plaintext into a record `Vec` it seals in place),
 //!   and the records handed to a `writev`-like sink straight from rustls' buffers (a socket
 //!   takes them without another copy in user space).
-//! - [`Path::InPlace`], the unbuffered API, raftnet's path now: `WriteTraffic::encrypt` into the
-//!   session's outgoing buffer. In rustls 0.23 it seals each record in a `Vec` of its own too, then copies it into
-//!   that buffer: one copy more than the buffered path.
+//! - [`Path::InPlace`], the unbuffered API, raftnet's path now: `WriteTraffic::encrypt` into
+//!   the session's outgoing buffer. In rustls 0.23 it seals each record in a `Vec` of its own
+//!   too, then copies it into that buffer: one copy more than the buffered path.
 //!
 //! Opening then sealing is what a stream costs both its ends, so the two tables together say
 //! what moving a driver to the unbuffered API would buy.

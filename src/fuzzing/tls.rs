@@ -60,7 +60,8 @@ fn configs() -> &'static (TlsConfig, TlsConfig) {
     })
 }
 
-/// A client session dialling [`SERVER_ID`] and a server session to accept it, both knowing their peer's address, as the io_uring driver makes them.
+/// A client session dialling [`SERVER_ID`] and a server session to accept it, both knowing
+/// their peer's address, as the io_uring driver makes them.
 fn sessions() -> (Session, Session) {
     let (client, server) = configs();
     Session::memory_pair(client, server, SERVER_ID, CLIENT_ADDR, SERVER_ADDR)

@@ -1,7 +1,7 @@
 //! `raftnet-tls-open`: what each end of a TLS stream spends per byte, through rustls' buffered
-//! API (raftnet's path before) and its unbuffered one (raftnet's path now), alternated in each round: the receiving
-//! end opening records (in place on the unbuffered path), then the sending end sealing them;
-//! plaintext GB/s per path and the ratio, then the medians.
+//! API (raftnet's path before) and its unbuffered one (raftnet's path now), alternated in each
+//! round: the receiving end opening records (in place on the unbuffered path), then the sending
+//! end sealing them; plaintext GB/s per path and the ratio, then the medians.
 //!
 //! ```text
 //! cargo run --release -p raftnet-bench --bin raftnet-tls-open -- [FRAMES] [ROUNDS]

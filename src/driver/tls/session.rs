@@ -512,7 +512,9 @@ impl Session {
             carried,
             ..
         } = self;
-        let result = with_conn!(conn, c => drive_open(c, buf, outgoing, stash, plaintext, opened, peer_closed));
+        let result = with_conn!(conn, c => {
+            drive_open(c, buf, outgoing, stash, plaintext, opened, peer_closed)
+        });
         if opened.plaintext > 0 {
             *carried = true;
         }
