@@ -173,7 +173,7 @@ impl Outgoing {
     }
 }
 
-/// Where [`Session::open`] puts the plaintext it opens.
+/// Where [`Session::open_in_place`] puts the plaintext it opens.
 pub(crate) trait Plaintext {
     /// Bytes it can take now.
     fn room(&self) -> usize;
@@ -675,11 +675,8 @@ fn drive_open<C: Records>(
                 transmit.done();
                 None
             }
-            ConnectionState::PeerClosed => {
-                *peer_closed = true;
-                None
-            }
-            ConnectionState::Closed => {
+            // What follows the peer's close_notify is not part of the session.
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
                 *peer_closed = true;
                 Some(Stop::Closed)
             }
@@ -690,9 +687,6 @@ fn drive_open<C: Records>(
             _ => Some(Stop::NeedMore),
         };
         consumed += discard;
-        if *peer_closed {
-            return Ok((consumed, Stop::Closed));
-        }
         if let Some(stop) = stop {
             return Ok((consumed, stop));
         }
