@@ -2,9 +2,10 @@
 //! CA vouches for, a server that is not the one a dial meant to reach, plaintext on a TLS port
 //! and TLS on a plaintext port, a handshake that stalls, garbage inside a session. Each is
 //! refused with a clear error on the caller's side (`Error::Tls`, naming the peer, with rustls'
-//! reason) and a log line on the server's, while a legitimate TLS peer's calls to the same server keep being
-//! answered. Every RPC kind over TLS is the generic suite's (`transport_generic/`, modules
-//! `net_tls` and `net_tls_on_runtime`).
+//! reason) and a log line on the server's, while a legitimate TLS peer's calls to the same
+//! server keep being answered. Megabytes over TLS arrive byte for byte on each backend. Every
+//! RPC kind over TLS is the generic suite's (`transport_generic/`, modules `net_tls` and
+//! `net_tls_on_runtime`).
 
 mod common;
 
@@ -500,6 +501,101 @@ fn tls_nodes_on_io_uring_and_on_epoll_call_each_other() {
         tls_reason(&error).to_string().contains("node-other"),
         "{error:?}"
     );
+}
+
+/// What a server that checks every byte it is sent says of an RPC: its AppendEntries' entry
+/// data and its snapshot body must be [`bulk`]'s pattern, whole (`success` says whether they
+/// were).
+fn check_bulk(mut rpc: Rpc) {
+    use message::{Request, Response};
+    let whole = match (&rpc.request, rpc.snapshot.take()) {
+        (Request::InstallSnapshot(r), Some(mut reader)) => {
+            let mut body = Vec::new();
+            reader.read_to_end(&mut body).is_ok() && body == bulk(r.term, r.size as usize)
+        }
+        (Request::AppendEntries(r), None) => r
+            .entries
+            .iter()
+            .all(|e| e.data.as_deref() == Some(&bulk(e.term, MIB)[..])),
+        _ => false,
+    };
+    let mut response = common::peers::echo_response(&rpc.request);
+    match &mut response {
+        Response::AppendEntries(r) => r.success = whole,
+        Response::InstallSnapshot(r) => r.success = whole,
+        _ => {}
+    }
+    rpc.respond_ok(response);
+}
+
+const MIB: usize = 1 << 20;
+
+/// `len` bytes that tell term `term`'s payload from any other's.
+fn bulk(term: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| common::bodies::pattern_byte(i.wrapping_add(term << 32)))
+        .collect()
+}
+
+/// Megabytes over TLS arrive byte for byte on every backend: 1 MiB appends and an 8 MiB
+/// snapshot, each some sixty records that receives cut at arbitrary places (on io_uring's
+/// multishot receive, records are opened in the ring's buffers where the kernel put them, and
+/// one cut short is completed from the next receive).
+#[test]
+fn megabytes_over_tls_arrive_whole_on_every_backend() {
+    let ca = TestCa::new("raftnet cluster CA");
+    let mut backends = vec![Backend::Epoll];
+    if common::net::uring_runs("megabytes_over_tls_arrive_whole_on_every_backend") {
+        backends.push(Backend::Uring);
+    }
+    let client = bind(
+        Config::default()
+            .timeout(Some(EVENTUALLY))
+            .tls(ca.tls("client-1")),
+    );
+    for backend in backends {
+        let server = bind(
+            Config::default()
+                .timeout(Some(EVENTUALLY))
+                .tls(ca.tls(SERVER))
+                .backend(backend),
+        );
+        let consumer = server.consumer().clone();
+        let checker = std::thread::spawn(move || {
+            while let Ok(rpc) = consumer.recv() {
+                check_bulk(rpc);
+            }
+        });
+        let (id, addr) = (ServerId::from(SERVER), server.local_addr());
+        for term in 1..=4 {
+            let request = message::AppendEntriesRequest {
+                term,
+                leader: Some(bytes::Bytes::from_static(b"leader")),
+                entries: vec![message::Log::command(term, term, bulk(term, MIB))],
+                ..Default::default()
+            };
+            let answer = finish(client.append_entries(&id, &addr, request, CallOptions::default()))
+                .unwrap_or_else(|e| panic!("{backend:?}: append {term}: {e}"));
+            assert!(answer.success, "{backend:?}: append {term} arrived altered");
+        }
+        let size = 8 * MIB;
+        let request = message::InstallSnapshotRequest {
+            term: 5,
+            size: size as i64,
+            ..Default::default()
+        };
+        let answer = finish(client.install_snapshot_bytes(
+            &id,
+            &addr,
+            request,
+            bytes::Bytes::from(bulk(5, size)),
+            CallOptions::default(),
+        ))
+        .unwrap_or_else(|e| panic!("{backend:?}: snapshot: {e}"));
+        assert!(answer.success, "{backend:?}: the snapshot arrived altered");
+        server.close();
+        checker.join().unwrap();
+    }
 }
 
 #[test]

@@ -23,7 +23,7 @@ use crate::tls::VerifiedPeer;
 
 mod session;
 
-pub(crate) use self::session::{Plaintext, Session};
+pub(crate) use self::session::{Opened, Plaintext, Session};
 
 /// Ciphertext read from the socket at once (the readiness drivers' [`TlsStream`]): records are
 /// opened where they lie in it, so a large read costs no more copying than a small one, and a

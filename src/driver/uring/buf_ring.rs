@@ -170,8 +170,8 @@ impl BufRing {
 
     /// A receive's completion (`result`, `flags`) named a buffer of this ring: where its
     /// `result` bytes are (none for a result ≤ 0), and whether the buffer left the ring (to be
-    /// handed back with [`release`](Self::release) once they are copied out). `None` if it
-    /// named no buffer.
+    /// handed back with [`release`](Self::release) once they are copied out, or opened in
+    /// place). `None` if it named no buffer.
     pub(super) fn complete(&mut self, result: i32, flags: u32) -> Option<Filled> {
         let bid = cqueue::buffer_select(flags)?;
         assert!(
@@ -209,6 +209,23 @@ impl BufRing {
         #[allow(unsafe_code)]
         unsafe {
             std::slice::from_raw_parts(self.bufs.add(offset), filled.len as usize)
+        }
+    }
+
+    /// The bytes `filled` names, to be changed where they lie (a TLS record opened in place)
+    /// before `filled` is released.
+    #[cfg(feature = "tls")]
+    pub(super) fn bytes_mut(&mut self, filled: &Filled) -> &mut [u8] {
+        let offset = usize::from(filled.bid) * self.size as usize + filled.start as usize;
+        // SAFETY: the range is the one `bytes` reads (within buffer `bid`, so within `bufs`),
+        // and the kernel no longer touches it (see `bytes`: a retired buffer is out of the
+        // ring until `release`; an incremental one is written only past these bytes), so the
+        // bytes are ours alone. `&mut self` keeps any other slice of the ring from living
+        // alongside this one. Not under Miri: a ring needs the kernel (`register`); the TLS
+        // suites on io_uring run it.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts_mut(self.bufs.add(offset), filled.len as usize)
         }
     }
 

@@ -3,10 +3,10 @@
 //! [`BufRing`]): one `RECV` with `IORING_RECV_MULTISHOT` per connection, armed while the engine
 //! wants its bytes, each completion naming a buffer of the driver's ring that the kernel filled,
 //! or on an incremental ring the part of it it filled. The bytes are copied out at once (into
-//! the engine's receive buffer, or the connection's own while the engine does not want them)
-//! and a buffer that left the ring goes straight back to it, so no buffer is held between
-//! completions: the ring only runs dry while the kernel fills buffers faster than one dispatch
-//! hands them back.
+//! the engine's receive buffer, or the connection's own while the engine does not want them;
+//! TLS ciphertext the engine wants is opened in place instead, see below) and a buffer that
+//! left the ring goes straight back to it, so no buffer is held between completions: the ring
+//! only runs dry while the kernel fills buffers faster than one dispatch hands them back.
 //!
 //! - **The end of a multishot** (a completion without `IORING_CQE_F_MORE`): the stream's end,
 //!   an error, a cancel, or `ENOBUFS` (the ring was empty). It is armed again if the
@@ -26,8 +26,11 @@
 //!   a peer that reads no answers, could take the whole ring and stall every other one.)
 //! - **Closed connections.** A completion for one the generation check rejects still carries a
 //!   buffer: it goes back to the ring ([`UringDriver::reject_buffer`]).
-//! - **TLS.** What arrives is ciphertext: it is kept in the connection's buffer and opened
-//!   from there, as a single-shot receive's (`tls.rs`).
+//! - **TLS.** What arrives is ciphertext. Where the engine wants it at once, it is opened in
+//!   the ring's buffer where the kernel put it, and only its plaintext is copied (into the
+//!   engine's buffer; a record cut short is copied into the session until the rest comes);
+//!   otherwise it is kept in the connection's buffer and opened from there once delivered, as
+//!   a single-shot receive's (`tls.rs`).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -76,9 +79,15 @@ impl UringDriver {
             return;
         };
         #[cfg(feature = "tls")]
-        let plaintext = entry.tls.is_none();
-        #[cfg(not(feature = "tls"))]
-        let plaintext = true;
+        let fd = entry.socket.as_raw_fd();
+        #[cfg(feature = "tls")]
+        let send_in_flight = entry.send.in_flight;
+        #[cfg(feature = "tls")]
+        let session = entry.tls.as_deref_mut();
+        // What a TLS session opened straight from the ring's buffer, acted on once that is
+        // back in the ring.
+        #[cfg(feature = "tls")]
+        let mut opening = None;
         let recv = &mut *entry.recv;
         if !cqueue::more(flags) {
             recv.armed = false;
@@ -87,15 +96,28 @@ impl UringDriver {
         let mut direct = false;
         match (result, &filled) {
             (n, Some(filled)) if n > 0 => {
-                let data = bufs.bytes(filled);
-                // Straight into the engine's buffer when nothing is held before these bytes.
-                direct =
-                    plaintext && !recv.held && recv.end.is_none() && self.engine.wants_read(key);
+                // Straight into the engine's buffer when nothing is held before these bytes:
+                // copied, or for TLS opened where they lie and their plaintext copied.
+                direct = !recv.held && recv.end.is_none() && self.engine.wants_read(key);
                 match self.engine.recv_buffer(key) {
                     Some((engine_buf, metrics)) if direct => {
-                        engine_buf.extend_from_slice(data);
-                        add(&metrics.bytes_read, data.len() as u64);
+                        add(&metrics.bytes_read, bufs.bytes(filled).len() as u64);
                         add(&metrics.reads, 1);
+                        #[cfg(feature = "tls")]
+                        if let Some(session) = session {
+                            let ciphertext = bufs.bytes_mut(filled);
+                            opening = Some(super::tls::open(
+                                session,
+                                fd,
+                                send_in_flight,
+                                ciphertext,
+                                engine_buf,
+                            ));
+                        } else {
+                            engine_buf.extend_from_slice(bufs.bytes(filled));
+                        }
+                        #[cfg(not(feature = "tls"))]
+                        engine_buf.extend_from_slice(bufs.bytes(filled));
                     }
                     _ => {
                         direct = false;
@@ -104,7 +126,7 @@ impl UringDriver {
                             // it for a single-shot receive to clear).
                             recv.buf.clear();
                         }
-                        recv.buf.extend_from_slice(data);
+                        recv.buf.extend_from_slice(bufs.bytes(filled));
                         recv.held = true;
                     }
                 }
@@ -128,6 +150,14 @@ impl UringDriver {
         // Copied out (or carrying nothing): a buffer that left the ring goes back at once.
         if let Some(filled) = filled {
             bufs.release(filled);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(opening) = opening {
+            if !self.opened(key, opening) {
+                // Refused: the connection is failed, nothing more to receive.
+                return;
+            }
+            direct = false;
         }
         if direct {
             self.engine.handle_received(key, self.now);
