@@ -157,6 +157,7 @@ impl UringDriver {
                 // Refused: the connection is failed, nothing more to receive.
                 return;
             }
+            // `opened` handed the plaintext to the engine already.
             direct = false;
         }
         if direct {
