@@ -135,6 +135,7 @@ pub struct Config {
     pub(crate) max_inbound_snapshots: usize,
     pub(crate) max_entries_per_request: usize,
     pub(crate) backend: Backend,
+    pub(crate) zero_copy_send: Option<usize>,
     /// Feature `tls`: TLS on every connection.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsConfig>,
@@ -163,6 +164,7 @@ impl std::fmt::Debug for Config {
             .field("max_inbound_snapshots", &self.max_inbound_snapshots)
             .field("max_entries_per_request", &self.max_entries_per_request)
             .field("backend", &self.backend)
+            .field("zero_copy_send", &self.zero_copy_send)
             .finish_non_exhaustive()
     }
 }
@@ -188,6 +190,7 @@ impl Default for Config {
             max_inbound_snapshots: DEFAULT_MAX_INBOUND_SNAPSHOTS,
             max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
             backend: Backend::Auto,
+            zero_copy_send: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -212,6 +215,31 @@ impl Config {
     /// of its own beside the runtime.
     pub fn backend(mut self, backend: Backend) -> Config {
         self.backend = backend;
+        self
+    }
+
+    /// io_uring only ([`Backend::Uring`]): sends of at least `min_bytes` go out zero-copy
+    /// (`SEND_ZC`, Linux 6.1): the kernel transmits from the transport's own buffers instead of
+    /// copying them into socket memory, and the transport holds those buffers until the kernel
+    /// says it is done with them. One send takes up to 256 KiB of a connection's queue, so this
+    /// is for what fills sends: snapshots and large appends.
+    ///
+    /// Default `None`: every send copies. The copy saved is a NIC's to save: over loopback the
+    /// kernel copies anyway, and zero-copy measured slower there (BENCHMARKS.md, "io_uring:
+    /// zero-copy sends"). The transport's [metrics](crate::Metrics::zero_copy_sends) say whether
+    /// it paid where it runs: how many zero-copy sends the kernel made, and how many of them it
+    /// copied after all. The epoll backend, and a kernel without `SEND_ZC` (logged once), send
+    /// as before. `RAFTNET_URING_SEND_ZC=<bytes>|off` overrides it, for measuring.
+    ///
+    /// ```
+    /// use raftnet::{Backend, Config};
+    /// let config = Config::default()
+    ///     .backend(Backend::Uring)
+    ///     .zero_copy_send(Some(64 * 1024));
+    /// # drop(config);
+    /// ```
+    pub fn zero_copy_send(mut self, min_bytes: Option<usize>) -> Config {
+        self.zero_copy_send = min_bytes;
         self
     }
 
@@ -526,7 +554,8 @@ mod tests {
             .max_queued_answer_bytes(23)
             .max_inbound_snapshots(24)
             .max_entries_per_request(25)
-            .backend(Backend::Uring);
+            .backend(Backend::Uring)
+            .zero_copy_send(Some(26));
         let Config {
             max_pool,
             max_rpcs_in_flight,
@@ -546,6 +575,7 @@ mod tests {
             max_inbound_snapshots,
             max_entries_per_request,
             backend,
+            zero_copy_send,
             // Making a TlsConfig takes certificates: tests/tls.rs sets it and shows its effect.
             #[cfg(feature = "tls")]
                 tls: _,
@@ -568,6 +598,7 @@ mod tests {
         assert_eq!(max_inbound_snapshots, 24);
         assert_eq!(max_entries_per_request, 25);
         assert_eq!(backend, Backend::Uring);
+        assert_eq!(zero_copy_send, Some(26));
     }
 
     #[test]

@@ -476,6 +476,8 @@ fn metrics_export_every_value_once_by_name() {
         "raftnet.readsPaused",
         "raftnet.snapshotsRefused",
         "raftnet.slowPeersClosed",
+        "raftnet.zeroCopySends",
+        "raftnet.zeroCopyCopied",
     ];
     let gauges = [
         "raftnet.consumerQueue",

@@ -176,6 +176,62 @@ fn an_epoll_node_and_a_uring_node_talk_in_every_rpc_kind() {
     let _ = uring_metrics;
 }
 
+/// The same with every send of the io_uring node zero-copy (`Config::zero_copy_send`, from 0
+/// bytes): what it sends arrives whole in every RPC kind, and every send it made was one the
+/// kernel notified it of (so each lent buffer was held to the end, and none is left held).
+#[test]
+fn zero_copy_sends_on_io_uring_arrive_whole_in_every_rpc_kind() {
+    let test = "zero_copy_sends_on_io_uring_arrive_whole_in_every_rpc_kind";
+    let config = test_config();
+    let Some(uring) = bind_on_backend(Backend::Uring, config.clone().zero_copy_send(Some(0)), test)
+    else {
+        return;
+    };
+    let epoll = bind_on_backend(Backend::Epoll, config, test).expect("epoll runs everywhere");
+    let (uring_bodies_tx, uring_bodies) = mpsc::channel();
+    let (epoll_bodies_tx, epoll_bodies) = mpsc::channel();
+    let uring_server = serve_checking_snapshots(uring.consumer().clone(), uring_bodies_tx);
+    let epoll_server = serve_checking_snapshots(epoll.consumer().clone(), epoll_bodies_tx);
+
+    every_rpc_kind(&uring, &epoll, &epoll_bodies, "uring (zero-copy) -> epoll");
+    every_rpc_kind(&epoll, &uring, &uring_bodies, "epoll -> uring (zero-copy)");
+
+    epoll.close();
+    uring.close();
+    let per_direction = 3 + 20 + 3 + PIPELINED + 1;
+    assert_eq!(join(uring_server), per_direction);
+    assert_eq!(join(epoll_server), per_direction);
+    // The close waited for the kernel's notifications.
+    let metrics = uring.metrics();
+    if !linux_at_least(6, 1) || std::env::var_os("RAFTNET_URING_SEND_ZC").is_some() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}'s counts: a kernel before 6.1 has no SENDMSG_ZC, or \
+             RAFTNET_URING_SEND_ZC overrides the configuration"
+        );
+        return;
+    }
+    assert_eq!(
+        metrics.zero_copy_sends, metrics.writes,
+        "every send was zero-copy, and notified"
+    );
+    assert!(metrics.zero_copy_copied <= metrics.zero_copy_sends);
+}
+
+/// Whether the running kernel is Linux `major.minor` or later.
+fn linux_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
 /// Asking for io_uring with the placement it does not run on (a thread per connection) is an
 /// error at bind, never a panic or a quiet fallback; `Auto` there runs what the placement has,
 /// and on a runtime `Auto` is the epoll task (`RAFTNET_BACKEND=uring` leaves it be).

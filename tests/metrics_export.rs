@@ -206,9 +206,9 @@ fn publish_sets_every_metric_under_its_name_and_labels() {
     );
     assert_eq!(unit(Counter, Metrics::DIALS, &[]), None);
 
-    // Every metric once: 26 transport-wide, 3 per-type counters and 4 per-type timers of 6
+    // Every metric once: 28 transport-wide, 3 per-type counters and 4 per-type timers of 6
     // series each (3 quantiles, max, sum, count), for each of the 6 types.
-    assert_eq!(from_client.len(), 26 + 6 * (3 + 4 * 6));
+    assert_eq!(from_client.len(), 28 + 6 * (3 + 4 * 6));
     assert_eq!(from_server.len(), from_client.len());
 }
 

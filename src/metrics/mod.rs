@@ -325,6 +325,13 @@ pub struct Metrics {
     /// `raftnet.slowPeersClosed`: inbound connections closed because a frame arrived slower
     /// than `timeout_scale` bytes per `timeout`, or a snapshot body stalled for `timeout`.
     pub slow_peers_closed: u64,
+    /// `raftnet.zeroCopySends`: zero-copy sends done, counted when the kernel says it no longer
+    /// reads their buffers (io_uring with [`Config::zero_copy_send`](crate::Config::zero_copy_send)).
+    pub zero_copy_sends: u64,
+    /// `raftnet.zeroCopyCopied`: those of [`zero_copy_sends`](Self::zero_copy_sends) the kernel
+    /// copied after all (over loopback, or a NIC that cannot send from user memory): when they
+    /// are most of them, zero-copy does not pay here.
+    pub zero_copy_copied: u64,
     /// `raftnet.consumerQueue` (gauge): inbound RPCs waiting for the Raft side.
     pub consumer_queue: u64,
     /// `raftnet.submissionQueue` (gauge): commands waiting for the driver.
@@ -420,6 +427,10 @@ impl Metrics {
     pub const SNAPSHOTS_REFUSED: &'static str = "raftnet.snapshotsRefused";
     /// The name of [`slow_peers_closed`](Self::slow_peers_closed).
     pub const SLOW_PEERS_CLOSED: &'static str = "raftnet.slowPeersClosed";
+    /// The name of [`zero_copy_sends`](Self::zero_copy_sends).
+    pub const ZERO_COPY_SENDS: &'static str = "raftnet.zeroCopySends";
+    /// The name of [`zero_copy_copied`](Self::zero_copy_copied).
+    pub const ZERO_COPY_COPIED: &'static str = "raftnet.zeroCopyCopied";
     /// The name of [`consumer_queue`](Self::consumer_queue).
     pub const CONSUMER_QUEUE: &'static str = "raftnet.consumerQueue";
     /// The name of [`submission_queue`](Self::submission_queue).
@@ -463,6 +474,8 @@ impl Metrics {
             (Self::READS_PAUSED, Counter(self.reads_paused)),
             (Self::SNAPSHOTS_REFUSED, Counter(self.snapshots_refused)),
             (Self::SLOW_PEERS_CLOSED, Counter(self.slow_peers_closed)),
+            (Self::ZERO_COPY_SENDS, Counter(self.zero_copy_sends)),
+            (Self::ZERO_COPY_COPIED, Counter(self.zero_copy_copied)),
             (Self::CONSUMER_QUEUE, Gauge(self.consumer_queue)),
             (Self::SUBMISSION_QUEUE, Gauge(self.submission_queue)),
             (Self::COMPLETION_QUEUE, Gauge(self.completion_queue)),
@@ -562,6 +575,8 @@ mod tests {
             reads_paused: next(),
             snapshots_refused: next(),
             slow_peers_closed: next(),
+            zero_copy_sends: next(),
+            zero_copy_copied: next(),
             consumer_queue: next(),
             submission_queue: next(),
             completion_queue: next(),
@@ -586,7 +601,7 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(sorted, expected, "each field's value exactly once");
         // 7 per-type metrics for each of 6 types, 26 transport-wide.
-        assert_eq!(values.len(), 7 * RPC_TYPES + 26);
+        assert_eq!(values.len(), 7 * RPC_TYPES + 28);
     }
 
     #[test]
@@ -645,6 +660,8 @@ mod tests {
             find("raftnet.slowPeersClosed", None),
             c(m.slow_peers_closed)
         );
+        assert_eq!(find("raftnet.zeroCopySends", None), c(m.zero_copy_sends));
+        assert_eq!(find("raftnet.zeroCopyCopied", None), c(m.zero_copy_copied));
         assert_eq!(find("raftnet.consumerQueue", None), g(m.consumer_queue));
         assert_eq!(find("raftnet.submissionQueue", None), g(m.submission_queue));
         assert_eq!(find("raftnet.completionQueue", None), g(m.completion_queue));

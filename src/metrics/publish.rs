@@ -148,6 +148,8 @@ pub(super) fn description(name: &str) -> (&'static str, Option<metrics::Unit>) {
         Metrics::READS_PAUSED => "Times reading a connection paused over a per-peer limit.",
         Metrics::SNAPSHOTS_REFUSED => "InstallSnapshots refused over max_inbound_snapshots.",
         Metrics::SLOW_PEERS_CLOSED => "Inbound connections closed for sending too slowly.",
+        Metrics::ZERO_COPY_SENDS => "Zero-copy sends done (io_uring SEND_ZC).",
+        Metrics::ZERO_COPY_COPIED => "Zero-copy sends the kernel copied after all.",
         Metrics::CONSUMER_QUEUE => "Inbound RPCs waiting for the Raft side.",
         Metrics::SUBMISSION_QUEUE => "Commands waiting for the driver.",
         Metrics::COMPLETION_QUEUE => "Answers from the Raft side waiting for the driver.",

@@ -193,6 +193,8 @@ pub(crate) struct TransportMetrics {
     pub(crate) reads_paused: AtomicU64,
     pub(crate) snapshots_refused: AtomicU64,
     pub(crate) slow_peers_closed: AtomicU64,
+    pub(crate) zero_copy_sends: AtomicU64,
+    pub(crate) zero_copy_copied: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -235,6 +237,8 @@ impl TransportMetrics {
             reads_paused: load(&self.reads_paused),
             snapshots_refused: load(&self.snapshots_refused),
             slow_peers_closed: load(&self.slow_peers_closed),
+            zero_copy_sends: load(&self.zero_copy_sends),
+            zero_copy_copied: load(&self.zero_copy_copied),
             ..Metrics::default()
         }
     }

@@ -37,6 +37,8 @@ pub(super) struct SendState {
     pub(super) iovecs: [libc::iovec; MAX_IOVECS],
     pub(super) header: libc::msghdr,
     pub(super) in_flight: bool,
+    /// The slot of the zero-copy send in flight (`zero_copy.rs`), whose token it carries.
+    pub(super) zero_copy: Option<usize>,
 }
 
 // SAFETY: the raw pointers in `iovecs` and `header` point into `pieces` (owned here) and into
@@ -57,6 +59,7 @@ impl SendState {
             #[allow(unsafe_code)]
             header: unsafe { std::mem::zeroed() },
             in_flight: false,
+            zero_copy: None,
         })
     }
 

@@ -44,8 +44,12 @@
 //! On a tokio runtime (`bind_on` with [`Backend::Uring`](super::Backend) named) this driver
 //! runs the same way, on a thread of its own beside the runtime.
 //!
+//! Zero-copy sends (`SEND_ZC`, `SENDMSG_ZC`) from a configured size, off by default, are in
+//! `zero_copy.rs`: their buffers are held by the driver, not the connection, until the kernel's
+//! notification, which may come after the connection closed.
+//!
 //! Not yet here (issue 12's later steps): multishot accept, receives handing the engine slices
-//! of ring buffers instead of copies, `SEND_ZC`. Tried and not kept (BENCHMARKS.md): SQPOLL,
+//! of ring buffers instead of copies. Tried and not kept (BENCHMARKS.md): SQPOLL,
 //! registered file descriptors.
 
 mod accept;
@@ -58,6 +62,7 @@ mod setup;
 mod tls;
 mod token;
 mod wait;
+mod zero_copy;
 
 use std::io;
 use std::net::SocketAddr;
@@ -74,6 +79,7 @@ use self::conn::{Entry, RecvState, Retired, SendState, entry};
 use self::setup::enable_on_this_thread;
 pub(crate) use self::setup::{TaskRun, prepare, unavailable};
 use self::token::{MAX_INDEX, Op, Token};
+use self::zero_copy::ZeroCopy;
 use super::spin::SpinBudget;
 use crate::engine::{Action, ClosedOnExit, ConnKey, Engine};
 use crate::metrics::add;
@@ -121,6 +127,9 @@ pub(crate) struct UringDriver {
     /// The provided buffer ring multishot receives fill (`multishot.rs`); `None`: single-shot
     /// receives, each into its connection's own buffer.
     bufs: Option<BufRing>,
+    /// Zero-copy sends' buffers, held until the kernel is done with them; `None` where sends
+    /// copy (the default).
+    zero_copy: Option<ZeroCopy>,
     /// Connections whose multishot `ENOBUFS` ended, armed again after the dispatch.
     starved: Vec<ConnKey>,
     /// A test's buffer ring and counters (`tests.rs`).
@@ -164,6 +173,7 @@ impl UringDriver {
         let bufs = multishot::buf_ring_for(&ring, test_ring.as_ref());
         #[cfg(not(test))]
         let bufs = multishot::buf_ring_for(&ring);
+        let zero_copy = ZeroCopy::new(engine.shared().config.zero_copy_send, &ring);
         Ok(UringDriver {
             ring,
             taskrun,
@@ -180,6 +190,7 @@ impl UringDriver {
             in_flight: 0,
             stale_completions: 0,
             bufs,
+            zero_copy,
             starved: Vec::new(),
             #[cfg(test)]
             test_ring,
@@ -241,8 +252,9 @@ impl UringDriver {
         loop {
             // SAFETY: every entry pushed here points only at memory that stays alive and
             // unmoved until its completion: boxes owned by a connection or by the retired list
-            // (released only after the completion), or the driver's own `wake_buf`, which the
-            // run keeps until it drained every operation.
+            // (released only after the completion), the driver's own `wake_buf`, which the
+            // run keeps until it drained every operation, or a zero-copy send's pieces, which
+            // `zero_copy` holds until its notification, its last completion.
             #[allow(unsafe_code)]
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
@@ -301,6 +313,7 @@ impl UringDriver {
             // A multishot receive's cancel that found it between two runs (`multishot.rs`).
             Op::Cancel if result == -libc::ENOENT => self.cancel_if_paused(token.key(), true),
             Op::Cancel => {}
+            Op::SendZc => self.zero_copy_completed(token.slot_index(), result, flags),
             Op::Connect | Op::Recv | Op::Send => {
                 let key = token.key();
                 if self.entry(key).is_none() {
@@ -476,14 +489,21 @@ impl UringDriver {
         let entry = self::tls::end_session(entry);
         let pending = entry.in_flight();
         let key = entry.key;
-        for (armed, op) in [
-            (entry.connecting.is_some(), Op::Connect),
-            (entry.recv.armed, Op::Recv),
-            (entry.send.in_flight, Op::Send),
+        let send = match entry.send.zero_copy {
+            Some(slot) => Token::slot(Op::SendZc, slot),
+            None => Token::new(Op::Send, Some(key)),
+        };
+        for (armed, token) in [
+            (
+                entry.connecting.is_some(),
+                Token::new(Op::Connect, Some(key)),
+            ),
+            (entry.recv.armed, Token::new(Op::Recv, Some(key))),
+            (entry.send.in_flight, send),
         ] {
             if armed {
                 self.push(
-                    opcode::AsyncCancel::new(Token::new(op, Some(key)).0)
+                    opcode::AsyncCancel::new(token.0)
                         .build()
                         .user_data(Token::new(Op::Cancel, None).0),
                 );

@@ -1,6 +1,7 @@
 //! The io_uring driver's sending: a connection's queued bytes taken (as `Bytes`, no copy) into
-//! one send in flight per connection, `SEND` for one piece and `SENDMSG` for several, a short
-//! send's rest sent first, and the engine told when the queue is flushed.
+//! one send in flight per connection, `SEND` for one piece and `SENDMSG` for several (their
+//! zero-copy twins from a configured size, `zero_copy.rs`), a short send's rest sent first, and
+//! the engine told when the queue is flushed.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -60,10 +61,14 @@ impl UringDriver {
 
     /// Submit `key`'s pieces (prepared from its `SendState`).
     pub(super) fn submit_send(&mut self, key: ConnKey, fd: RawFd) {
-        let Some(entry) = self.entry(key) else {
+        let Some(entry) = entry(&mut self.table, key) else {
             return;
         };
         let send = &mut *entry.send;
+        if let Some(op) = Self::zero_copy_send(self.zero_copy.as_mut(), key, fd, send) {
+            send.in_flight = true;
+            return self.push(op);
+        }
         // One piece (a lone answer, a heartbeat, a sealed record): `SEND`, which takes the
         // buffer as it is, where `SENDMSG` first copies in and checks a message header and its
         // vector (as `send(2)` against `writev(2)` in the readiness drivers' `flush`).

@@ -12,6 +12,11 @@ use crate::engine::Shared;
 
 /// A driver with no connection yet, or why io_uring cannot run here (printed as a skip).
 fn driver_or_skip(test: &str) -> Option<UringDriver> {
+    driver_with_or_skip(test, Config::default())
+}
+
+/// [`driver_or_skip`] with a configuration.
+fn driver_with_or_skip(test: &str, config: Config) -> Option<UringDriver> {
     if let Some(why) = unavailable() {
         // The stderr handle, not eprintln: libtest does not capture it, so the skip shows.
         let _ = writeln!(
@@ -22,7 +27,7 @@ fn driver_or_skip(test: &str) -> Option<UringDriver> {
     }
     let (ring, taskrun, wake_fd, waker) = prepare().unwrap();
     enable_on_this_thread(&ring, taskrun).unwrap();
-    let shared = Shared::new(Config::default(), Box::new(waker));
+    let shared = Shared::new(config, Box::new(waker));
     let engine = Engine::new(shared, Instant::now);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     Some(UringDriver::new(ring, taskrun, wake_fd, listener, engine).unwrap())
@@ -482,4 +487,138 @@ fn stream_through(mut driver: UringDriver) {
         panic!("byte {i} is {}, not {}", got[i], pattern(i));
     }
     assert_eq!(driver.bufs.as_ref().unwrap().free(), 4);
+}
+
+/// A driver whose every send goes zero-copy, or why it cannot (printed as a skip).
+fn zero_copy_driver_or_skip(test: &str) -> Option<UringDriver> {
+    let driver = driver_with_or_skip(test, Config::default().zero_copy_send(Some(0)))?;
+    if driver.zero_copy.is_none() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: this kernel's io_uring has no SEND_ZC (or RAFTNET_URING_SEND_ZC=off)"
+        );
+        return None;
+    }
+    Some(driver)
+}
+
+/// `len` pattern bytes whose memory tells when it is freed (the flag is set then).
+fn tracked_piece(len: usize) -> (Bytes, Arc<std::sync::atomic::AtomicBool>) {
+    struct Tracked(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
+    impl AsRef<[u8]> for Tracked {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let data = (0..len).map(|i| (i % 251) as u8).collect();
+    (Bytes::from_owner(Tracked(data, freed.clone())), freed)
+}
+
+fn zero_copy_counts(driver: &UringDriver) -> (u64, u64) {
+    let metrics = driver.engine.metrics();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    (
+        load(&metrics.zero_copy_sends),
+        load(&metrics.zero_copy_copied),
+    )
+}
+
+/// A zero-copy send's result comes first, then its notification; its buffer is freed only
+/// after the notification (never with the result, when the kernel may still read it), and the
+/// peer gets the bytes exactly.
+#[test]
+fn a_zero_copy_send_frees_its_buffer_only_after_the_notification() {
+    let test = "a_zero_copy_send_frees_its_buffer_only_after_the_notification";
+    let Some(mut driver) = zero_copy_driver_or_skip(test) else {
+        return;
+    };
+    const LEN: usize = 64 << 10;
+    let key = ConnKey::new(4, 1);
+    let mut peer = insert_connected(&mut driver, key);
+    let (piece, freed) = tracked_piece(LEN);
+    let entry = driver.entry(key).unwrap();
+    let fd = entry.socket.as_raw_fd();
+    entry.send.pieces = vec![piece];
+    driver.submit_send(key, fd);
+    let send = &driver.entry(key).unwrap().send;
+    assert!(send.in_flight && send.zero_copy.is_some(), "sent zero-copy");
+    assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 1);
+
+    let reader = std::thread::spawn(move || {
+        let mut received = vec![0u8; LEN];
+        peer.read_exact(&mut received).unwrap();
+        received
+    });
+    run_until(&mut driver, |d| {
+        let notified = zero_copy_counts(d).0 == 1;
+        assert!(
+            notified || !freed.load(std::sync::atomic::Ordering::SeqCst),
+            "the buffer was freed before the kernel's notification"
+        );
+        notified && d.in_flight == 0
+    });
+    let (sends, copied) = zero_copy_counts(&driver);
+    assert_eq!(sends, 1);
+    // Over loopback the kernel copies, and says so.
+    assert_eq!(copied, 1, "loopback's copy is reported");
+    assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 0);
+    let send = &driver.entry(key).unwrap().send;
+    assert!(!send.in_flight && send.zero_copy.is_none() && send.pieces.is_empty());
+    assert!(
+        freed.load(std::sync::atomic::Ordering::SeqCst),
+        "freed after it"
+    );
+    let received = reader.join().unwrap();
+    if let Some(i) = (0..LEN).find(|&i| received[i] != (i % 251) as u8) {
+        panic!("byte {i} arrived altered");
+    }
+}
+
+/// The fault case "SEND_ZC notifications after close": a connection closes with a
+/// zero-copy send in the kernel (its peer does not read, so most of it cannot go). Its result
+/// reaches no connection (rejected, counted stale) and the closed connection's memory is
+/// released; the buffer stays held, since the closed socket still owns the bytes it queued
+/// (TCP keeps sending them after `close`), until the peer goes too and the notification comes.
+#[test]
+fn a_zero_copy_sends_notification_after_close_frees_its_buffer() {
+    let test = "a_zero_copy_sends_notification_after_close_frees_its_buffer";
+    let Some(mut driver) = zero_copy_driver_or_skip(test) else {
+        return;
+    };
+    let key = ConnKey::new(6, 1);
+    let peer = insert_connected(&mut driver, key);
+    // More than loopback's socket buffers hold: the send cannot finish while the peer sleeps.
+    let (piece, freed) = tracked_piece(32 << 20);
+    let entry = driver.entry(key).unwrap();
+    let fd = entry.socket.as_raw_fd();
+    entry.send.pieces = vec![piece];
+    driver.submit_send(key, fd);
+    driver.submit(false, None).unwrap();
+    driver.remove(key);
+    run_until(&mut driver, |d| {
+        d.stale_completions == 1 && d.retired.is_empty()
+    });
+    assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 1);
+    assert!(
+        !freed.load(std::sync::atomic::Ordering::SeqCst),
+        "held while the kernel has it"
+    );
+
+    // The peer closes with the bytes unread: a reset, and the socket's queue is dropped.
+    drop(peer);
+    run_until(&mut driver, |d| {
+        d.in_flight == 0 && d.zero_copy.as_ref().unwrap().held() == 0
+    });
+    assert_eq!(driver.stale_completions, 1, "the send's result, rejected");
+    assert_eq!(zero_copy_counts(&driver).0, 1, "its notification, counted");
+    assert!(
+        freed.load(std::sync::atomic::Ordering::SeqCst),
+        "the buffer is freed"
+    );
 }

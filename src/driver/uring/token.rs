@@ -14,6 +14,11 @@ pub(super) enum Op {
     Recv = 4,
     Send = 5,
     Cancel = 6,
+    /// A zero-copy send: its token carries a slot of the driver's [`ZeroCopy`] holds, not a
+    /// connection (`zero_copy.rs`).
+    ///
+    /// [`ZeroCopy`]: super::zero_copy::ZeroCopy
+    SendZc = 7,
 }
 
 /// A submission's user_data: its [`Op`] (8 bits), its connection's slot index (24 bits) and the
@@ -36,6 +41,18 @@ impl Token {
         Token(raw | op as u64)
     }
 
+    /// A token for slot `slot` (at most [`MAX_INDEX`]) of a table of the driver's own, with
+    /// generation 0: for operations whose memory outlives their connection.
+    pub(super) fn slot(op: Op, slot: usize) -> Token {
+        debug_assert!(slot <= MAX_INDEX);
+        Token(((slot as u64) << 8) | op as u64)
+    }
+
+    /// The slot a [`Token::slot`] carries.
+    pub(super) fn slot_index(self) -> usize {
+        ((self.0 >> 8) & 0xff_ffff) as usize
+    }
+
     pub(super) fn op(self) -> Option<Op> {
         Some(match self.0 as u8 {
             1 => Op::Wake,
@@ -44,6 +61,7 @@ impl Token {
             4 => Op::Recv,
             5 => Op::Send,
             6 => Op::Cancel,
+            7 => Op::SendZc,
             _ => return None,
         })
     }
@@ -67,5 +85,10 @@ mod tests {
         let other_generation = Token::new(Op::Send, Some(ConnKey::new(MAX_INDEX, 7)));
         assert_ne!(token, other_generation);
         assert_eq!(Token(0).op(), None);
+        let held = Token::slot(Op::SendZc, MAX_INDEX);
+        assert_eq!(
+            (held.op(), held.slot_index()),
+            (Some(Op::SendZc), MAX_INDEX)
+        );
     }
 }
