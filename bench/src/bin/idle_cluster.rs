@@ -4,7 +4,7 @@
 //! Issue 11's goal: raftnet's idle cluster stays at or under 1 % of one CPU.
 //!
 //! ```text
-//! cargo run --release -p raftnet-bench --bin raftnet-idle-cluster -- [SECONDS] [ROUNDS] [task|thread]
+//! cargo run --release -p raftnet-bench --bin raftnet-idle-cluster -- [SECONDS] [ROUNDS] [task|thread] [raftnet|tokio|both]
 //! ```
 //!
 //! Each round measures the raftnet cluster, then the tokio one (SECONDS each, default 10; 3
@@ -12,7 +12,8 @@
 //! process's own (getrusage), so other load on the machine does not count in it, though it can
 //! delay wake-ups. The last argument places raftnet's drivers as raftnet-bench's `--reactor`
 //! does: a task on each node's runtime (default, as the openraft adapter recommends) or a
-//! thread of their own.
+//! thread of their own. The last picks the networks to run (both by default; one alone is for
+//! profiling one network's process with `perf`).
 
 use std::time::Duration;
 
@@ -31,7 +32,12 @@ fn main() {
     cluster::set_reactor(reactor);
     println!("raftnet's drivers: {}", reactor.name());
     let window = Duration::from_secs_f64(seconds);
-    let networks = [Network::Raftnet, Network::Tokio];
+    let networks: &[Network] = match args.next().as_deref() {
+        None | Some("both") => &[Network::Raftnet, Network::Tokio],
+        Some("raftnet") => &[Network::Raftnet],
+        Some("tokio") => &[Network::Tokio],
+        Some(other) => panic!("the networks: raftnet, tokio or both, not {other:?}"),
+    };
     let mut results: Vec<Vec<Idle>> = vec![Vec::new(); networks.len()];
     println!(
         "{:<8} {:>5} {:>12} {:>14} {:>13}",
