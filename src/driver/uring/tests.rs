@@ -622,3 +622,33 @@ fn a_zero_copy_sends_notification_after_close_frees_its_buffer() {
         "the buffer is freed"
     );
 }
+
+/// A zero-copy send still lent to the kernel when the driver ends (its connection closed, its
+/// peer reads nothing, so the closed socket keeps sending): the buffer is leaked, never freed
+/// while the kernel may still transmit from it.
+#[test]
+fn a_zero_copy_send_still_lent_when_the_driver_ends_is_never_freed() {
+    let test = "a_zero_copy_send_still_lent_when_the_driver_ends_is_never_freed";
+    let Some(mut driver) = zero_copy_driver_or_skip(test) else {
+        return;
+    };
+    let key = ConnKey::new(7, 1);
+    let peer = insert_connected(&mut driver, key);
+    let (piece, freed) = tracked_piece(32 << 20);
+    let entry = driver.entry(key).unwrap();
+    let fd = entry.socket.as_raw_fd();
+    entry.send.pieces = vec![piece];
+    driver.submit_send(key, fd);
+    driver.submit(false, None).unwrap();
+    driver.remove(key);
+    run_until(&mut driver, |d| {
+        d.stale_completions == 1 && d.retired.is_empty()
+    });
+    assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 1);
+    drop(driver);
+    assert!(
+        !freed.load(std::sync::atomic::Ordering::SeqCst),
+        "freed while the kernel may still send from it"
+    );
+    drop(peer);
+}

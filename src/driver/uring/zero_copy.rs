@@ -9,7 +9,9 @@
 //! therefore held here, not by the connection: each zero-copy send takes a slot that holds a
 //! reference to every piece it lends (`Bytes`, no copy) and the connection it is for, and its
 //! user_data carries the slot ([`Token::slot`]). The result goes to the connection, if it is
-//! still the one in its slot, as any send's does; the notification frees the slot.
+//! still the one in its slot, as any send's does; the notification frees the slot. Buffers
+//! still lent when the driver ends are leaked rather than freed ([`ZeroCopy`]'s `Drop`): the
+//! kernel may still transmit from them.
 //!
 //! The notification also says whether the kernel copied after all (asked for with
 //! `IORING_SEND_ZC_REPORT_USAGE`): over loopback it always does, and a NIC without
@@ -45,7 +47,7 @@ pub(super) struct ZeroCopy {
 struct Held {
     key: ConnKey,
     /// The pieces lent to the kernel (their memory stays put while these references live).
-    _pieces: Vec<Bytes>,
+    pieces: Vec<Bytes>,
 }
 
 impl ZeroCopy {
@@ -83,8 +85,29 @@ impl ZeroCopy {
         }
         Some(self.held.insert(Held {
             key,
-            _pieces: pieces.to_vec(),
+            pieces: pieces.to_vec(),
         }))
+    }
+}
+
+/// When the driver ends (after its run drained what it could): buffers the kernel may still
+/// read (a closed socket still sending what it queued, to a peer that reads nothing) are
+/// leaked, not freed. Freed, their memory could be reused while the kernel still transmits from
+/// it, and the peer would get whatever the process wrote there next. The leak is bounded by
+/// what those sockets had queued; it is logged.
+impl Drop for ZeroCopy {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            "{} zero-copy sends were still lent to the kernel when the transport closed: \
+             their buffers are left allocated",
+            self.held.len()
+        );
+        for held in self.held.drain() {
+            std::mem::forget(held.pieces);
+        }
     }
 }
 
