@@ -153,27 +153,7 @@ fn every_rpc_kind(
 #[test]
 fn an_epoll_node_and_a_uring_node_talk_in_every_rpc_kind() {
     let test = "an_epoll_node_and_a_uring_node_talk_in_every_rpc_kind";
-    let config = test_config();
-    let Some(uring) = bind_on_backend(Backend::Uring, config.clone(), test) else {
-        return;
-    };
-    let epoll = bind_on_backend(Backend::Epoll, config, test).expect("epoll runs everywhere");
-    let (uring_bodies_tx, uring_bodies) = mpsc::channel();
-    let (epoll_bodies_tx, epoll_bodies) = mpsc::channel();
-    let uring_server = serve_checking_snapshots(uring.consumer().clone(), uring_bodies_tx);
-    let epoll_server = serve_checking_snapshots(epoll.consumer().clone(), epoll_bodies_tx);
-
-    every_rpc_kind(&epoll, &uring, &uring_bodies, "epoll -> uring");
-    every_rpc_kind(&uring, &epoll, &epoll_bodies, "uring -> epoll");
-
-    let uring_metrics = uring.metrics();
-    epoll.close();
-    uring.close();
-    // 3 + 20 heartbeats + 3 appends + the pipeline + 1 snapshot, each way.
-    let per_direction = 3 + 20 + 3 + PIPELINED + 1;
-    assert_eq!(join(uring_server), per_direction);
-    assert_eq!(join(epoll_server), per_direction);
-    let _ = uring_metrics;
+    talk_both_ways(test, test_config());
 }
 
 /// The same with every send of the io_uring node zero-copy (`Config::zero_copy_send`, from 0
@@ -182,25 +162,9 @@ fn an_epoll_node_and_a_uring_node_talk_in_every_rpc_kind() {
 #[test]
 fn zero_copy_sends_on_io_uring_arrive_whole_in_every_rpc_kind() {
     let test = "zero_copy_sends_on_io_uring_arrive_whole_in_every_rpc_kind";
-    let config = test_config();
-    let Some(uring) = bind_on_backend(Backend::Uring, config.clone().zero_copy_send(Some(0)), test)
-    else {
+    let Some(uring) = talk_both_ways(test, test_config().zero_copy_send(Some(0))) else {
         return;
     };
-    let epoll = bind_on_backend(Backend::Epoll, config, test).expect("epoll runs everywhere");
-    let (uring_bodies_tx, uring_bodies) = mpsc::channel();
-    let (epoll_bodies_tx, epoll_bodies) = mpsc::channel();
-    let uring_server = serve_checking_snapshots(uring.consumer().clone(), uring_bodies_tx);
-    let epoll_server = serve_checking_snapshots(epoll.consumer().clone(), epoll_bodies_tx);
-
-    every_rpc_kind(&uring, &epoll, &epoll_bodies, "uring (zero-copy) -> epoll");
-    every_rpc_kind(&epoll, &uring, &uring_bodies, "epoll -> uring (zero-copy)");
-
-    epoll.close();
-    uring.close();
-    let per_direction = 3 + 20 + 3 + PIPELINED + 1;
-    assert_eq!(join(uring_server), per_direction);
-    assert_eq!(join(epoll_server), per_direction);
     // The close waited for the kernel's notifications.
     let metrics = uring.metrics();
     if !linux_at_least(6, 1) || std::env::var_os("RAFTNET_URING_SEND_ZC").is_some() {
@@ -217,6 +181,40 @@ fn zero_copy_sends_on_io_uring_arrive_whole_in_every_rpc_kind() {
         "every send was zero-copy, and notified"
     );
     assert!(metrics.zero_copy_copied <= metrics.zero_copy_sends);
+}
+
+/// An io_uring node bound with `uring_config` and an epoll node call each other in every RPC
+/// kind, both ways, and close; the io_uring node (closed) is returned, or `None` where io_uring
+/// cannot run (the skip printed).
+fn talk_both_ways(test: &str, uring_config: Config) -> Option<NetTransport> {
+    let uring = bind_on_backend(Backend::Uring, uring_config, test)?;
+    let epoll =
+        bind_on_backend(Backend::Epoll, test_config(), test).expect("epoll runs everywhere");
+    let (uring_bodies_tx, uring_bodies) = mpsc::channel();
+    let (epoll_bodies_tx, epoll_bodies) = mpsc::channel();
+    let uring_server = serve_checking_snapshots(uring.consumer().clone(), uring_bodies_tx);
+    let epoll_server = serve_checking_snapshots(epoll.consumer().clone(), epoll_bodies_tx);
+
+    every_rpc_kind(
+        &epoll,
+        &uring,
+        &uring_bodies,
+        &format!("{test}: epoll -> uring"),
+    );
+    every_rpc_kind(
+        &uring,
+        &epoll,
+        &epoll_bodies,
+        &format!("{test}: uring -> epoll"),
+    );
+
+    epoll.close();
+    uring.close();
+    // 3 + 20 heartbeats + 3 appends + the pipeline + 1 snapshot, each way.
+    let per_direction = 3 + 20 + 3 + PIPELINED + 1;
+    assert_eq!(join(uring_server), per_direction);
+    assert_eq!(join(epoll_server), per_direction);
+    Some(uring)
 }
 
 /// Whether the running kernel is Linux `major.minor` or later.

@@ -520,6 +520,36 @@ fn tracked_piece(len: usize) -> (Bytes, Arc<std::sync::atomic::AtomicBool>) {
     (Bytes::from_owner(Tracked(data, freed.clone())), freed)
 }
 
+/// Give `key`'s send `piece`, as taken from the engine's queue, and submit it.
+fn send_piece(driver: &mut UringDriver, key: ConnKey, piece: Bytes) {
+    let entry = driver.entry(key).unwrap();
+    let fd = entry.socket.as_raw_fd();
+    entry.send.pieces = vec![piece];
+    driver.submit_send(key, fd);
+}
+
+/// Connection `key`, closed with a zero-copy send of 32 MiB still lent to the kernel (more
+/// than loopback's socket buffers hold, and the peer reads nothing): once the send's result
+/// came back, rejected as stale, and the connection's memory was released, the buffer is still
+/// held and not freed. Returns the peer's end and the flag set when the buffer is freed.
+fn close_with_a_send_lent(
+    driver: &mut UringDriver,
+    key: ConnKey,
+) -> (TcpStream, Arc<std::sync::atomic::AtomicBool>) {
+    let peer = insert_connected(driver, key);
+    let (piece, freed) = tracked_piece(32 << 20);
+    send_piece(driver, key, piece);
+    driver.submit(false, None).unwrap();
+    driver.remove(key);
+    run_until(driver, |d| d.stale_completions == 1 && d.retired.is_empty());
+    assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 1);
+    assert!(
+        !freed.load(std::sync::atomic::Ordering::SeqCst),
+        "held while the kernel has it"
+    );
+    (peer, freed)
+}
+
 fn zero_copy_counts(driver: &UringDriver) -> (u64, u64) {
     let metrics = driver.engine.metrics();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -542,10 +572,7 @@ fn a_zero_copy_send_frees_its_buffer_only_after_the_notification() {
     let key = ConnKey::new(4, 1);
     let mut peer = insert_connected(&mut driver, key);
     let (piece, freed) = tracked_piece(LEN);
-    let entry = driver.entry(key).unwrap();
-    let fd = entry.socket.as_raw_fd();
-    entry.send.pieces = vec![piece];
-    driver.submit_send(key, fd);
+    send_piece(&mut driver, key, piece);
     let send = &driver.entry(key).unwrap().send;
     assert!(send.in_flight && send.zero_copy.is_some(), "sent zero-copy");
     assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 1);
@@ -591,24 +618,7 @@ fn a_zero_copy_sends_notification_after_close_frees_its_buffer() {
     let Some(mut driver) = zero_copy_driver_or_skip(test) else {
         return;
     };
-    let key = ConnKey::new(6, 1);
-    let peer = insert_connected(&mut driver, key);
-    // More than loopback's socket buffers hold: the send cannot finish while the peer sleeps.
-    let (piece, freed) = tracked_piece(32 << 20);
-    let entry = driver.entry(key).unwrap();
-    let fd = entry.socket.as_raw_fd();
-    entry.send.pieces = vec![piece];
-    driver.submit_send(key, fd);
-    driver.submit(false, None).unwrap();
-    driver.remove(key);
-    run_until(&mut driver, |d| {
-        d.stale_completions == 1 && d.retired.is_empty()
-    });
-    assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 1);
-    assert!(
-        !freed.load(std::sync::atomic::Ordering::SeqCst),
-        "held while the kernel has it"
-    );
+    let (peer, freed) = close_with_a_send_lent(&mut driver, ConnKey::new(6, 1));
 
     // The peer closes with the bytes unread: a reset, and the socket's queue is dropped.
     drop(peer);
@@ -632,19 +642,7 @@ fn a_zero_copy_send_still_lent_when_the_driver_ends_is_never_freed() {
     let Some(mut driver) = zero_copy_driver_or_skip(test) else {
         return;
     };
-    let key = ConnKey::new(7, 1);
-    let peer = insert_connected(&mut driver, key);
-    let (piece, freed) = tracked_piece(32 << 20);
-    let entry = driver.entry(key).unwrap();
-    let fd = entry.socket.as_raw_fd();
-    entry.send.pieces = vec![piece];
-    driver.submit_send(key, fd);
-    driver.submit(false, None).unwrap();
-    driver.remove(key);
-    run_until(&mut driver, |d| {
-        d.stale_completions == 1 && d.retired.is_empty()
-    });
-    assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 1);
+    let (peer, freed) = close_with_a_send_lent(&mut driver, ConnKey::new(7, 1));
     drop(driver);
     assert!(
         !freed.load(std::sync::atomic::Ordering::SeqCst),
