@@ -650,3 +650,38 @@ fn a_zero_copy_send_still_lent_when_the_driver_ends_is_never_freed() {
     );
     drop(peer);
 }
+
+/// A zero-copy send the kernel refuses (here with a flag it does not know, as a kernel before
+/// `REPORT_USAGE` would): zero-copy is turned off for the driver, and the send goes again,
+/// copying, so the peer still gets every byte.
+#[test]
+fn a_refused_zero_copy_send_goes_again_copying() {
+    let test = "a_refused_zero_copy_send_goes_again_copying";
+    let Some(mut driver) = zero_copy_driver_or_skip(test) else {
+        return;
+    };
+    driver.zero_copy.as_mut().unwrap().zc_flags = 1 << 15;
+    let key = ConnKey::new(8, 1);
+    let mut peer = insert_connected(&mut driver, key);
+    send_piece(
+        &mut driver,
+        key,
+        Bytes::from_static(b"refused, then copied"),
+    );
+    assert!(driver.entry(key).unwrap().send.zero_copy.is_some());
+    run_until(&mut driver, |d| {
+        d.in_flight == 0
+            && d.entry(key)
+                .is_some_and(|e| !e.send.in_flight && e.send.pieces.is_empty())
+    });
+    assert_eq!(driver.zero_copy.as_ref().unwrap().held(), 0);
+    assert!(driver.zero_copy.as_ref().unwrap().refused());
+    assert_eq!(
+        zero_copy_counts(&driver),
+        (0, 0),
+        "no zero-copy send was made"
+    );
+    let mut received = [0u8; 20];
+    peer.read_exact(&mut received).unwrap();
+    assert_eq!(&received, b"refused, then copied");
+}

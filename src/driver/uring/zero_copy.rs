@@ -38,9 +38,11 @@ const COPIED: u32 = 1 << 31;
 
 /// The zero-copy sends whose buffers the kernel may still read.
 pub(super) struct ZeroCopy {
-    /// Sends of at least this many bytes go zero-copy.
+    /// Sends of at least this many bytes go zero-copy (`usize::MAX` once the kernel refused).
     min_bytes: usize,
     held: Slab<Held>,
+    /// The flags each send asks for ([`REPORT_USAGE`]; a test sets one the kernel refuses).
+    pub(super) zc_flags: u16,
 }
 
 /// One zero-copy send's buffers and the connection it is for.
@@ -48,6 +50,8 @@ struct Held {
     key: ConnKey,
     /// The pieces lent to the kernel (their memory stays put while these references live).
     pieces: Vec<Bytes>,
+    /// The kernel refused the send: its notification counts no zero-copy send.
+    refused: bool,
 }
 
 impl ZeroCopy {
@@ -66,6 +70,7 @@ impl ZeroCopy {
         Some(ZeroCopy {
             min_bytes,
             held: Slab::new(),
+            zc_flags: REPORT_USAGE,
         })
     }
 
@@ -73,6 +78,12 @@ impl ZeroCopy {
     #[cfg(test)]
     pub(super) fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Whether the kernel refused zero-copy sends and they are off for this driver.
+    #[cfg(test)]
+    pub(super) fn refused(&self) -> bool {
+        self.min_bytes == usize::MAX
     }
 
     /// Hold `pieces` for a zero-copy send for `key`, if they are enough bytes to go zero-copy:
@@ -86,6 +97,7 @@ impl ZeroCopy {
         Some(self.held.insert(Held {
             key,
             pieces: pieces.to_vec(),
+            refused: false,
         }))
     }
 }
@@ -147,19 +159,21 @@ impl UringDriver {
         fd: RawFd,
         send: &mut SendState,
     ) -> Option<squeue::Entry> {
-        let slot = zero_copy?.hold(key, &send.pieces)?;
+        let zero_copy = zero_copy?;
+        let zc_flags = zero_copy.zc_flags;
+        let slot = zero_copy.hold(key, &send.pieces)?;
         send.zero_copy = Some(slot);
         let op = if let [piece] = &send.pieces[..] {
             // (A piece is at most the write budget, so its length fits the `u32`.)
             opcode::SendZc::new(types::Fd(fd), piece.as_ptr(), piece.len() as u32)
                 .flags(libc::MSG_NOSIGNAL)
-                .zc_flags(REPORT_USAGE)
+                .zc_flags(zc_flags)
                 .build()
         } else {
             send.prepare();
             opcode::SendMsgZc::new(types::Fd(fd), &raw const send.header)
                 .flags(libc::MSG_NOSIGNAL as u32)
-                .ioprio(REPORT_USAGE)
+                .ioprio(zc_flags)
                 .build()
         };
         Some(op.user_data(Token::slot(Op::SendZc, slot).0))
@@ -172,7 +186,11 @@ impl UringDriver {
             return;
         };
         if cqueue::notif(flags) {
-            if zero_copy.held.try_remove(slot).is_some() {
+            if zero_copy
+                .held
+                .try_remove(slot)
+                .is_some_and(|held| !held.refused)
+            {
                 let metrics = self.engine.metrics();
                 add(&metrics.zero_copy_sends, 1);
                 if result as u32 & COPIED != 0 {
@@ -184,6 +202,20 @@ impl UringDriver {
         let Some(key) = zero_copy.held.get(slot).map(|h| h.key) else {
             return;
         };
+        let mut result = result;
+        if matches!(-result, libc::EINVAL | libc::EOPNOTSUPP) {
+            // The kernel refused the zero-copy send itself (a release candidate of 6.1 without
+            // `REPORT_USAGE`, or a socket that cannot; a notification may still follow): sends
+            // copy from now on, and this one goes again, copying (`sent` sends again after
+            // `EAGAIN`).
+            zero_copy.min_bytes = usize::MAX;
+            tracing::warn!(
+                "the kernel refused a zero-copy send ({}): this transport's sends copy",
+                std::io::Error::from_raw_os_error(-result)
+            );
+            result = -libc::EAGAIN;
+            zero_copy.held[slot].refused = true;
+        }
         if !cqueue::more(flags) {
             // No notification follows (the send failed before lending anything).
             zero_copy.held.remove(slot);
