@@ -229,7 +229,8 @@ impl Config {
     /// zero-copy sends"). The transport's [metrics](crate::Metrics::zero_copy_sends) say whether
     /// it paid where it runs: how many zero-copy sends the kernel made, and how many of them it
     /// copied after all. The epoll backend, a kernel without `SEND_ZC` (logged once) and one
-    /// that refuses a zero-copy send (logged; that send goes again, copying) send as before. `RAFTNET_URING_SEND_ZC=<bytes>|off` overrides it, for measuring.
+    /// that refuses a zero-copy send (logged; that send goes again, copying) send as before.
+    /// `RAFTNET_URING_SEND_ZC=<bytes>|off` overrides it, for measuring.
     ///
     /// ```
     /// use raftnet::{Backend, Config};
