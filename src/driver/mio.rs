@@ -220,6 +220,12 @@ impl MioDriver {
     /// [`Waited::Sleep`] when nothing came and producers were told the driver is about to
     /// sleep: the caller then sleeps until an event, a timer or a waker ring, and hands what it
     /// found to [`dispatch`](MioDriver::dispatch).
+    ///
+    /// Each step of the spin yields the CPU, then looks. Yielding first: the turn that just
+    /// ended sent what the peer answers, and when the peer shares this CPU it cannot answer
+    /// before this thread lets it run, so a look before the yield finds nothing (on one CPU it
+    /// was one `epoll_wait` per round trip on each end, for nothing); with a CPU to itself the
+    /// yield returns at once (BENCHMARKS.md, "A spin yields before it looks").
     pub(super) fn wait(&mut self, waiter: Waiter) -> Waited {
         if self.has_queued_work() {
             self.waiting_since = None;
@@ -229,6 +235,17 @@ impl MioDriver {
         self.waiting_since = Some((spin_start, waiter));
         let spin = self.spin[waiter as usize].budget();
         loop {
+            // A caller blocked on an answer wants to run the engine itself (leader/follower,
+            // `thread.rs`): the driver's thread steps aside instead of looking on (the sleep
+            // below sees whatever came meanwhile). Otherwise the caller hands its work over,
+            // and both look for events on the same CPU.
+            if waiter == Waiter::Thread && self.engine.shared().handoff.leaders_waiting() {
+                break;
+            }
+            if !spin.is_zero() {
+                add(&self.engine.metrics().system_calls, 1);
+                std::thread::yield_now();
+            }
             add(&self.engine.metrics().system_calls, 1);
             if let Err(e) = self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
                 return Waited::Polled(Err(e));
@@ -242,14 +259,6 @@ impl MioDriver {
             if now - spin_start >= spin || self.engine.poll_timeout().is_some_and(|at| at <= now) {
                 break;
             }
-            // A caller blocked on an answer wants to run the engine itself (leader/follower,
-            // `thread.rs`): the driver's thread steps aside instead of looking on. Otherwise the
-            // caller hands its work over, and both look for events on the same CPU.
-            if waiter == Waiter::Thread && self.engine.shared().handoff.leaders_waiting() {
-                break;
-            }
-            add(&self.engine.metrics().system_calls, 1);
-            std::thread::yield_now();
         }
         if self.engine.shared().handoff.prepare_sleep() {
             add(&self.engine.metrics().reactor_sleeps, 1);
@@ -545,4 +554,59 @@ pub(super) enum Waited {
     /// Nothing to do: sleep for at most this long (`None`: until woken), producers having been
     /// told ([`Handoff::prepare_sleep`](crate::engine::handoff::Handoff::prepare_sleep)).
     Sleep(Option<Duration>),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::Shared;
+
+    /// A driver on 127.0.0.1:0 with no connections, and its waker.
+    fn driver() -> (MioDriver, std::sync::Arc<mio::Waker>) {
+        let poll = Poll::new().unwrap();
+        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKER).unwrap());
+        struct Ring(std::sync::Arc<mio::Waker>);
+        impl Wake for Ring {
+            fn wake(&self) -> io::Result<()> {
+                self.0.wake()
+            }
+        }
+        let shared = Shared::new(Config::default(), Box::new(Ring(waker.clone())));
+        let engine = Engine::new(shared, Instant::now);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (MioDriver::new(poll, listener, engine).unwrap(), waker)
+    }
+
+    fn system_calls(driver: &MioDriver) -> u64 {
+        driver.engine.metrics().system_calls.load(Ordering::Relaxed)
+    }
+
+    /// The spin yields before each look: an event already there when the wait begins costs a
+    /// yield and one look (on one CPU the peer's answer cannot be there before the yield).
+    #[test]
+    fn a_spin_yields_before_it_looks() {
+        let (mut driver, waker) = driver();
+        driver.spin = std::array::from_fn(|_| SpinBudget::with_max(Duration::from_millis(10)));
+        waker.wake().unwrap();
+        let before = system_calls(&driver);
+        assert!(matches!(
+            driver.wait(Waiter::Leader),
+            Waited::Polled(Ok(()))
+        ));
+        assert_eq!(driver.events.iter().count(), 1, "the waker's event");
+        assert_eq!(system_calls(&driver) - before, 2, "a yield, then one look");
+    }
+
+    /// With no spin (`RAFTNET_SPIN_MAX_US=0`), a wait looks once and sleeps: no yield.
+    #[test]
+    fn no_spin_looks_once_and_sleeps() {
+        let (mut driver, _waker) = driver();
+        driver.spin = std::array::from_fn(|_| SpinBudget::with_max(Duration::ZERO));
+        let before = system_calls(&driver);
+        assert!(matches!(driver.wait(Waiter::Thread), Waited::Sleep(_)));
+        assert_eq!(system_calls(&driver) - before, 1, "one look");
+    }
 }
